@@ -1,0 +1,279 @@
+/*
+ * brisk: a memory allocator library.
+ *
+ * This header is the whole public API. Every function states its contract:
+ * what it returns, when it fails and what errno then says. Anything not
+ * declared here is internal and may change.
+ *
+ * Three allocators share one error-reporting path:
+ *
+ *   brisk_arena_*   bump allocation over one region, freed all at once.
+ *   brisk_heap_*    a heap of boundary-tagged chunks over one region, with
+ *                   O(1) alloc and free and a self-check.
+ *   brisk_malloc*   the process-wide allocator; libbrisk.so also exports it
+ *                   under the standard names (malloc, free, ...).
+ *
+ * Misuse (freeing a pointer that is not a live block, a corrupted header)
+ * is never silent: it is reported through the error handler below.
+ */
+#ifndef BRISK_H
+#define BRISK_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BRISK_VERSION_MAJOR 0
+#define BRISK_VERSION_MINOR 1
+#define BRISK_VERSION_PATCH 0
+
+/* Every block any brisk allocator hands out is aligned to at least this
+ * many bytes, which equals alignof(max_align_t) on the platforms we build
+ * for (x86-64, AArch64). */
+#define BRISK_ALIGNMENT 16
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* What was wrong, as passed to the error handler. */
+typedef enum brisk_error {
+    BRISK_ERROR_INVALID_POINTER = 1, /* not a block of this allocator, or not
+                                        its start (interior, foreign, wild) */
+    BRISK_ERROR_DOUBLE_FREE,         /* the block is already free */
+    BRISK_ERROR_CORRUPTION,          /* allocator metadata was overwritten */
+    BRISK_ERROR_OVERFLOW,            /* a write ran past a block's end */
+    BRISK_ERROR_USE_AFTER_FREE,      /* a freed block was written to */
+    BRISK_ERROR_INVALID_ARGUMENT     /* a misuse of the API, e.g. a foreign
+                                        arena mark */
+} brisk_error;
+
+/* Called on detected misuse. `message` says what was wrong in words
+ * ("double free", "free of a pointer that is not a live block", ...),
+ * `ptr` is the address the caller passed, `context` is the pointer given
+ * to brisk_set_error_handler.
+ *
+ * Without a handler brisk writes one line to stderr,
+ *     brisk: <message> (pointer <address>)
+ * and calls abort(). If an installed handler returns, the call that
+ * detected the misuse does nothing more: it frees nothing, returns NULL
+ * (or 0) where it returns a value, and leaves the allocator consistent.
+ * The handler must not call back into the allocator that reported. */
+typedef void (*brisk_error_handler)(brisk_error error, const char *message,
+                                    const void *ptr, void *context);
+
+/* Installs `handler` (NULL restores the default: print and abort) for
+ * every brisk allocator in the process. Returns the previous handler
+ * (NULL for the default). Thread-safe; takes effect for reports that
+ * start after it returns. */
+brisk_error_handler brisk_set_error_handler(brisk_error_handler handler,
+                                            void *context);
+
+/* ------------------------------------------------------------------------ */
+/* The bump arena                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* An arena hands out memory by bumping a pointer through one region. There
+ * is no per-block free: brisk_arena_reset frees everything at once, and a
+ * mark taken with brisk_arena_save can be restored to free everything
+ * allocated after it (scratch memory). The arena's own bookkeeping lives at
+ * the start of its region. Not thread-safe: one arena per thread, or lock
+ * around it. */
+typedef struct brisk_arena brisk_arena;
+
+/* A position in an arena, from brisk_arena_save. */
+typedef struct brisk_arena_mark {
+    size_t offset;
+} brisk_arena_mark;
+
+/* Maps a fresh region with room for at least `capacity` bytes of blocks.
+ * Returns NULL with errno EINVAL when capacity is 0, ENOMEM when the
+ * region cannot be mapped or capacity overflows. */
+brisk_arena *brisk_arena_create(size_t capacity);
+
+/* Builds an arena inside the caller's buffer [mem, mem + size); makes no
+ * system call and never frees the buffer. Returns NULL with errno EINVAL
+ * when mem is NULL or size leaves no room for the bookkeeping and at least
+ * one aligned byte. */
+brisk_arena *brisk_arena_create_in(void *mem, size_t size);
+
+/* Unmaps an arena made by brisk_arena_create; for one made by
+ * brisk_arena_create_in it only forgets the arena (the buffer is the
+ * caller's). NULL does nothing. Every block is invalid afterwards. */
+void brisk_arena_destroy(brisk_arena *arena);
+
+/* Returns `size` bytes aligned to BRISK_ALIGNMENT. size 0 yields a unique
+ * valid pointer (1 byte is reserved). Returns NULL with errno ENOMEM when
+ * the rest of the arena is too small; the arena is unchanged and stays
+ * usable. Sizes near SIZE_MAX never wrap. */
+void *brisk_arena_alloc(brisk_arena *arena, size_t size);
+
+/* As brisk_arena_alloc, aligned to `alignment` (a power of two; values
+ * below BRISK_ALIGNMENT are raised to it). Returns NULL with errno EINVAL
+ * when alignment is not a power of two, ENOMEM when there is no room. */
+void *brisk_arena_alloc_aligned(brisk_arena *arena, size_t alignment,
+                                size_t size);
+
+/* Frees every block at once; the whole capacity is available again. */
+void brisk_arena_reset(brisk_arena *arena);
+
+/* The current position: restoring it later frees everything allocated
+ * after this call and nothing before. */
+brisk_arena_mark brisk_arena_save(const brisk_arena *arena);
+
+/* Frees every block allocated since `mark` was saved. Returns 0, or -1
+ * with errno EINVAL when the mark lies beyond the arena's current position
+ * (it was taken before a reset or an earlier restore, or from another
+ * arena); the arena is then unchanged. */
+int brisk_arena_restore(brisk_arena *arena, brisk_arena_mark mark);
+
+/* Bytes handed out so far (including alignment padding), and bytes the
+ * arena can hand out in total. */
+size_t brisk_arena_used(const brisk_arena *arena);
+size_t brisk_arena_capacity(const brisk_arena *arena);
+
+/* ------------------------------------------------------------------------ */
+/* The region heap                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A region heap manages one region (mapped for it, or the caller's buffer)
+ * as a sequence of chunks, each with a header, that tile the region with
+ * no gaps. Free chunks sit in segregated free lists found through bitmaps,
+ * so alloc and free take O(1) time whatever the number of chunks; freed
+ * chunks merge with free neighbours at once. The heap never grows beyond
+ * its region. See docs/design.md for the layout and invariants. */
+typedef struct brisk_heap brisk_heap;
+
+/* Options for brisk_heap_create_ex, or-ed together. */
+#define BRISK_HEAP_WIPE 0x1u       /* fill freed payloads with zero bytes
+                                      before they rejoin the free lists */
+#define BRISK_HEAP_THREADSAFE 0x2u /* every call takes a lock, so threads
+                                      may share the heap */
+
+typedef struct brisk_heap_stats {
+    size_t capacity;     /* bytes the chunks tile (the region less the
+                            heap's own bookkeeping) */
+    size_t allocated;    /* usable bytes of live blocks (as
+                            brisk_heap_usable_size reports them) */
+    size_t free_bytes;   /* bytes in free chunks, headers included */
+    size_t high_water;   /* furthest offset from the first chunk's start
+                            that any chunk handed out has reached: the
+                            footprint a heap growing on demand would need */
+    size_t largest_free; /* largest request one alloc could satisfy now */
+    size_t used_chunks;  /* number of live blocks */
+    size_t free_chunks;  /* number of free chunks */
+} brisk_heap_stats;
+
+/* One chunk, as brisk_heap_walk reports it. */
+typedef struct brisk_heap_chunk {
+    const void *address; /* start of the chunk (its header) */
+    size_t size;         /* whole chunk, header included */
+    const void *payload; /* what alloc returned for it (used chunks) */
+    size_t usable;       /* usable payload bytes */
+    int used;            /* 1 for a live block, 0 for a free chunk */
+} brisk_heap_chunk;
+
+/* Called once per chunk in address order; a non-zero return stops the
+ * walk and becomes brisk_heap_walk's result. */
+typedef int (*brisk_heap_visitor)(const brisk_heap_chunk *chunk,
+                                  void *context);
+
+/* Maps a region and builds a heap able to hold at least `capacity` bytes
+ * of chunks. Returns NULL with errno EINVAL when capacity is 0, ENOMEM
+ * when it cannot be mapped or is too large. */
+brisk_heap *brisk_heap_create(size_t capacity);
+
+/* Builds a heap inside the caller's buffer [mem, mem + size); makes no
+ * system call. Returns NULL with errno EINVAL when mem is NULL, not
+ * aligned to BRISK_ALIGNMENT, or size is too small for the bookkeeping
+ * and one minimal chunk. */
+brisk_heap *brisk_heap_create_in(void *mem, size_t size);
+
+/* Either of the above with options: mem NULL maps a region of `size`
+ * bytes of capacity, otherwise the heap is built in [mem, mem + size).
+ * flags is a combination of BRISK_HEAP_*; unknown bits give EINVAL. */
+brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags);
+
+/* Unmaps a mapped heap's region; for one built in a caller's buffer it
+ * only forgets the heap. NULL does nothing. */
+void brisk_heap_destroy(brisk_heap *heap);
+
+/* Returns a block of at least `size` usable bytes aligned to
+ * BRISK_ALIGNMENT. size 0 yields a unique minimal block. Returns NULL with
+ * errno ENOMEM when no free chunk is large enough (or size is too large to
+ * represent); the heap is then unchanged. Contents are unspecified (zero
+ * when BRISK_HEAP_WIPE is set). */
+void *brisk_heap_alloc(brisk_heap *heap, size_t size);
+
+/* A zeroed block of count * size bytes. Returns NULL with errno ENOMEM
+ * when the product overflows or there is no room. */
+void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size);
+
+/* Resizes the block at ptr to `size` bytes, keeping its contents up to
+ * the smaller of the two sizes. Grows or shrinks in place when the next
+ * chunk allows, otherwise moves. ptr NULL acts as alloc; size 0 frees ptr
+ * and returns NULL. On failure returns NULL with errno ENOMEM and the old
+ * block is untouched. An invalid ptr is reported as misuse. */
+void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size);
+
+/* As brisk_heap_alloc, aligned to `alignment`, a power of two (values
+ * below BRISK_ALIGNMENT are raised to it). Returns NULL with errno EINVAL
+ * when alignment is not a power of two, ENOMEM when there is no room. */
+void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment,
+                               size_t size);
+
+/* Returns the block at ptr to the heap, merging it with free neighbours.
+ * ptr NULL does nothing. A ptr that is not a live block of this heap (a
+ * second free, an interior or foreign pointer) is reported as misuse and
+ * the heap is left as it was. */
+void brisk_heap_free(brisk_heap *heap, void *ptr);
+
+/* Usable bytes of the live block at ptr (at least what was asked for);
+ * 0 for NULL. An invalid ptr is reported as misuse (0 if the handler
+ * returns). */
+size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr);
+
+/* Checks every structural invariant of the heap (listed in
+ * docs/design.md). Returns 0 when all hold; otherwise writes the first
+ * broken invariant and where to stderr and returns -1. Takes O(chunks)
+ * time; never aborts and never calls the error handler. */
+int brisk_heap_check(const brisk_heap *heap);
+
+/* Fills *out with the heap's current statistics. O(1). */
+void brisk_heap_get_stats(const brisk_heap *heap, brisk_heap_stats *out);
+
+/* Visits every chunk in address order. Returns 0 after a full walk, or the
+ * first non-zero value a visitor returned. The visitor must not allocate
+ * from or free into this heap. */
+int brisk_heap_walk(const brisk_heap *heap, brisk_heap_visitor visitor,
+                    void *context);
+
+/* ------------------------------------------------------------------------ */
+/* The process-wide allocator                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* These follow the C and POSIX contracts of the functions they are named
+ * after; libbrisk.so (and libbrisk.a, when linked ahead of libc) also
+ * provides them under the standard names. See README.md for the
+ * BRISK_OPTIONS environment variable. */
+void *brisk_malloc(size_t size);
+void *brisk_calloc(size_t count, size_t size);
+void *brisk_realloc(void *ptr, size_t size);
+void *brisk_reallocarray(void *ptr, size_t count, size_t size);
+void brisk_free(void *ptr);
+void brisk_free_sized(void *ptr, size_t size);
+void brisk_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+int brisk_posix_memalign(void **out, size_t alignment, size_t size);
+void *brisk_aligned_alloc(size_t alignment, size_t size);
+void *brisk_memalign(size_t alignment, size_t size);
+void *brisk_valloc(size_t size);
+void *brisk_pvalloc(size_t size);
+size_t brisk_malloc_usable_size(const void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BRISK_H */

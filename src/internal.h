@@ -1,0 +1,101 @@
+/*
+ * Internal declarations shared by brisk's source files. Nothing here is
+ * part of the public API (include/brisk.h is). Every function declared
+ * here has hidden visibility in libbrisk.so.
+ *
+ * Layering:
+ *   os.c      the only code that makes system calls (map, unmap, advise,
+ *             protect, write to stderr, abort).
+ *   error.c   reporting of detected misuse through the error handler.
+ *   arena.c   the bump arena.
+ *   heap*.c   the region heap (see heap_internal.h).
+ *   the process-wide allocator (see its own internal header).
+ */
+#ifndef BRISK_INTERNAL_H
+#define BRISK_INTERNAL_H
+
+#include "brisk.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define BRISK_HIDDEN __attribute__((visibility("hidden")))
+#define brisk_likely(x) __builtin_expect(!!(x), 1)
+#define brisk_unlikely(x) __builtin_expect(!!(x), 0)
+#define BRISK_NOINLINE __attribute__((noinline))
+#define BRISK_INLINE static inline __attribute__((always_inline))
+#else
+#define BRISK_HIDDEN
+#define brisk_likely(x) (x)
+#define brisk_unlikely(x) (x)
+#define BRISK_NOINLINE
+#define BRISK_INLINE static inline
+#endif
+
+/* ---- arithmetic helpers ------------------------------------------------ */
+
+static inline bool is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+/* Rounds x up to a multiple of `align` (a power of two). Returns false and
+ * leaves *out alone when the result would not fit in size_t. */
+static inline bool align_up_checked(size_t x, size_t align, size_t *out)
+{
+    size_t mask = align - 1;
+    if (x > SIZE_MAX - mask)
+        return false;
+    *out = (x + mask) & ~mask;
+    return true;
+}
+
+static inline uintptr_t align_up_ptr(uintptr_t x, size_t align)
+{
+    return (x + (align - 1)) & ~(uintptr_t)(align - 1);
+}
+
+/* ---- the OS layer (os.c): the only code that makes system calls -------- */
+
+/* The system page size, read once. */
+BRISK_HIDDEN size_t os_page_size(void);
+
+/* Maps `size` bytes (a multiple of the page size) of zeroed, readable and
+ * writable private memory. Returns NULL with errno set on failure. */
+BRISK_HIDDEN void *os_map(size_t size);
+
+/* As os_map, with the start aligned to `alignment` (a power of two, at
+ * least the page size). The whole [result, result + size) is mapped and
+ * nothing else is left mapped. */
+BRISK_HIDDEN void *os_map_aligned(size_t size, size_t alignment);
+
+/* Unmaps [addr, addr + size). Returns 0, or -1 with errno set. */
+BRISK_HIDDEN int os_unmap(void *addr, size_t size);
+
+/* Tells the kernel the pages in [addr, addr + size) are not needed: their
+ * memory is returned and they read as zero when next touched. */
+BRISK_HIDDEN int os_decommit(void *addr, size_t size);
+
+/* Makes [addr, addr + size) inaccessible (guard pages) or accessible. */
+BRISK_HIDDEN int os_protect_none(void *addr, size_t size);
+BRISK_HIDDEN int os_protect_rw(void *addr, size_t size);
+
+/* Writes all of buf to stderr without stdio (which may allocate). */
+BRISK_HIDDEN void os_write_stderr(const char *buf, size_t len);
+
+/* Ends the process with SIGABRT, never returning. */
+BRISK_HIDDEN _Noreturn void os_abort(void);
+
+/* ---- error reporting (error.c) ----------------------------------------- */
+
+/* Reports misuse: calls the installed handler, or writes
+ * "brisk: <message> (pointer <ptr>)" to stderr and aborts. Returns only
+ * when an installed handler returned; the caller must then undo nothing
+ * and return without further effect. */
+BRISK_HIDDEN void report_error(brisk_error error, const char *message,
+                               const void *ptr);
+
+/* Formats value as 0x-prefixed lower-case hex into buf (at least 19
+ * bytes); returns the length written, without a terminator. */
+BRISK_HIDDEN size_t format_hex(char *buf, uintptr_t value);
+
+#endif /* BRISK_INTERNAL_H */

@@ -1,0 +1,98 @@
+/*
+ * The OS layer: every system call brisk makes goes through here, so that
+ * porting brisk or auditing what it asks of the kernel means reading one
+ * file.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+size_t os_page_size(void)
+{
+    static size_t cached;
+    size_t size = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (brisk_unlikely(size == 0)) {
+        long value = sysconf(_SC_PAGESIZE);
+        size = value > 0 ? (size_t)value : 4096;
+        __atomic_store_n(&cached, size, __ATOMIC_RELAXED);
+    }
+    return size;
+}
+
+void *os_map(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *os_map_aligned(size_t size, size_t alignment)
+{
+    if (alignment <= os_page_size())
+        return os_map(size);
+    /* Over-map by the alignment, then give back the misaligned head and
+     * the unused tail. */
+    size_t span;
+    if (size > SIZE_MAX - alignment) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    span = size + alignment;
+    char *raw = os_map(span);
+    if (raw == NULL)
+        return NULL;
+    char *start = (char *)align_up_ptr((uintptr_t)raw, alignment);
+    size_t head = (size_t)(start - raw);
+    size_t tail = span - head - size;
+    if (head != 0)
+        munmap(raw, head);
+    if (tail != 0)
+        munmap(start + size, tail);
+    return start;
+}
+
+int os_unmap(void *addr, size_t size)
+{
+    return munmap(addr, size);
+}
+
+int os_decommit(void *addr, size_t size)
+{
+    return madvise(addr, size, MADV_DONTNEED);
+}
+
+int os_protect_none(void *addr, size_t size)
+{
+    return mprotect(addr, size, PROT_NONE);
+}
+
+int os_protect_rw(void *addr, size_t size)
+{
+    return mprotect(addr, size, PROT_READ | PROT_WRITE);
+}
+
+void os_write_stderr(const char *buf, size_t len)
+{
+    int saved = errno;
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    errno = saved;
+}
+
+_Noreturn void os_abort(void)
+{
+    abort();
+}
