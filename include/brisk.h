@@ -151,6 +151,19 @@ typedef struct brisk_heap brisk_heap;
                                       before they rejoin the free lists */
 #define BRISK_HEAP_THREADSAFE 0x2u /* every call takes a lock, so threads
                                       may share the heap */
+/* Hardening (docs/security.md). Each costs time on every call, and the
+ * canary 16 bytes per block; misuse they find is reported through the
+ * error handler like any other. */
+#define BRISK_HEAP_CANARY 0x4u     /* a secret-derived canary after each
+                                      block's usable bytes and one in its
+                                      header, checked on free and realloc:
+                                      a write past the end or before the
+                                      start is reported as an overflow */
+#define BRISK_HEAP_WIPE_CHECK 0x8u /* BRISK_HEAP_WIPE, and memory handed
+                                      out again is checked to still be
+                                      wiped: a write into a freed block is
+                                      reported as a use after free */
+#define BRISK_HEAP_HARDENED (BRISK_HEAP_WIPE | BRISK_HEAP_CANARY | BRISK_HEAP_WIPE_CHECK)
 
 typedef struct brisk_heap_stats {
     size_t capacity;     /* bytes the chunks tile (the region less the
