@@ -85,6 +85,10 @@ BRISK_HIDDEN void os_write_stderr(const char *buf, size_t len);
 /* Ends the process with SIGABRT, never returning. */
 BRISK_HIDDEN _Noreturn void os_abort(void);
 
+/* Kernel randomness for hardening secrets (canaries, list keys); false
+ * when the kernel could not give it, and the caller mixes its own. */
+BRISK_HIDDEN bool os_random(void *buf, size_t len);
+
 /* ---- error reporting (error.c) ----------------------------------------- */
 
 /* Reports misuse: calls the installed handler, or writes

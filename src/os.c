@@ -96,3 +96,15 @@ _Noreturn void os_abort(void)
 {
     abort();
 }
+
+/* ---- randomness (hardening secrets) ------------------------------------- */
+
+#include <sys/random.h>
+
+/* Fills buf with random bytes from the kernel if it can (never blocks);
+ * returns false when it could not, and the caller mixes its own. */
+bool os_random(void *buf, size_t len)
+{
+    ssize_t n = getrandom(buf, len, GRND_NONBLOCK);
+    return n == (ssize_t)len;
+}

@@ -265,6 +265,50 @@ static void case_free_forged_header(void)
     misuse(heap, CALL_FREE, p + 128);
 }
 
+/* ---- free-list protection --------------------------------------------- */
+
+static _Alignas(64) char attacker_area[4096];
+
+/* A freed chunk's links (in its payload) are overwritten with an address
+ * of the attacker's choice; the next allocations of its size must not
+ * return it, nor write through it: brisk checks the links first. */
+static void case_uaf_steer(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    uintptr_t *words = (uintptr_t *)hide(p);
+    words[0] = (uintptr_t)(attacker_area + 64);
+    words[1] = (uintptr_t)(attacker_area + 64);
+    target(p);
+    for (int i = 0; i < 3; i++) {
+        char *q = brisk_heap_alloc(heap, 64);
+        if (q >= attacker_area && q < attacker_area + sizeof attacker_area)
+            broken("the heap returned the address written into a freed block");
+    }
+    unnoticed("forged free-list links");
+}
+
+/* The same, freeing the chunk's neighbour: merging unlinks the freed
+ * chunk through its forged links. */
+static void case_uaf_steer_merge(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *p = must_alloc(heap, 64);
+    char *q = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    uintptr_t *words = (uintptr_t *)hide(p);
+    words[0] = (uintptr_t)(attacker_area + 64);
+    words[1] = (uintptr_t)(attacker_area + 128);
+    target(q);
+    brisk_heap_free(heap, q);
+    unnoticed("forged free-list links used by a merge");
+}
+
 /* ---- hardened: canaries ----------------------------------------------- */
 
 static void overflow(size_t size, size_t past)
@@ -448,6 +492,8 @@ static const security_case cases[] = {
     CASE(free_foreign_heap),
     CASE(free_foreign_malloc),
     CASE(free_forged_header),
+    CASE(uaf_steer),
+    CASE(uaf_steer_merge),
     CASE(canary_overflow_1),
     CASE(canary_overflow_8),
     CASE(canary_overflow_1_odd),
