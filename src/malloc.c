@@ -52,6 +52,10 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
             errno = ENOMEM;
             return NULL;
         }
+        /* The options were just read: a hardened process hands out no
+         * block that was not made under its rules. */
+        if (brisk_unlikely(harden_flags != 0))
+            return harden_alloc(size, alignment, zero);
     }
     void *p;
     if (alignment <= BRISK_ALIGNMENT) {
@@ -81,7 +85,15 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
 
 void *brisk_malloc(size_t size)
 {
+    if (brisk_unlikely(harden_flags != 0))
+        return harden_alloc(size, 0, false);
     return malloc_inline(size);
+}
+
+/* The unhardened allocator, for harden.c. */
+void *malloc_raw(size_t size, size_t alignment, bool zero)
+{
+    return malloc_slow(size, alignment, zero);
 }
 
 void *brisk_calloc(size_t count, size_t size)
@@ -91,6 +103,8 @@ void *brisk_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    if (brisk_unlikely(harden_flags != 0))
+        return harden_alloc(total, 0, true);
     return malloc_slow(total, 0, true);
 }
 
@@ -170,20 +184,29 @@ BRISK_INLINE void free_inline(void *p)
 
 void brisk_free(void *ptr)
 {
+    if (brisk_unlikely(harden_flags != 0)) {
+        harden_free(ptr);
+        return;
+    }
     free_inline(ptr);
+}
+
+void free_raw(void *p)
+{
+    free_inline(p);
 }
 
 void brisk_free_sized(void *ptr, size_t size)
 {
     (void)size;
-    free_inline(ptr);
+    brisk_free(ptr);
 }
 
 void brisk_free_aligned_sized(void *ptr, size_t alignment, size_t size)
 {
     (void)alignment;
     (void)size;
-    free_inline(ptr);
+    brisk_free(ptr);
 }
 
 /* ---- looking blocks up ------------------------------------------------- */
@@ -226,12 +249,22 @@ size_t brisk_malloc_usable_size(const void *ptr)
 {
     if (ptr == NULL)
         return 0;
+    if (brisk_unlikely(harden_flags != 0))
+        return harden_usable_size(ptr);
     large_header *hdr;
     return block_usable(ptr, &hdr);
 }
 
+size_t usable_raw(const void *p)
+{
+    large_header *hdr;
+    return block_usable(p, &hdr);
+}
+
 void *brisk_realloc(void *ptr, size_t size)
 {
+    if (brisk_unlikely(harden_flags != 0))
+        return harden_realloc(ptr, size);
     if (ptr == NULL)
         return malloc_inline(size);
     if (size == 0) {
@@ -275,6 +308,8 @@ static void *aligned_alloc_checked(size_t alignment, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    if (brisk_unlikely(harden_flags != 0))
+        return harden_alloc(size, alignment, false);
     return malloc_slow(size, alignment, false);
 }
 

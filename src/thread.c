@@ -175,6 +175,8 @@ static void heap_thread_exit(void *arg)
     heap *h = arg;
     if (h == NULL)
         return;
+    if (harden_flags & HARDEN_DELAY)
+        harden_thread_exit(); /* quarantined blocks go back while h exists */
     tls_heap = NULL;
     heap_abandon_segments(h);
     global_lock_take();

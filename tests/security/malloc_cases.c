@@ -157,6 +157,11 @@ static void case_double_free_cross_thread(void)
     pthread_join(thread, NULL);
     target(p);
     free(hide(p));
+    /* A block freed by another thread waits on its page's cross-thread
+     * list until the owner collects it, and only then is the double free
+     * seen: allocations of the size get there. */
+    for (int i = 0; i < 100000; i++)
+        must_malloc(SMALL);
     (void)keep;
     unnoticed("double free across threads");
 }
@@ -603,11 +608,12 @@ static void case_reuse_delayed(void)
     printf("ok: no immediate reuse\n");
 }
 
-/* Frees N blocks in order and allocates N again; records which freed block
- * each new one reuses (-1: none of them). */
+/* Frees N blocks in order, then allocates until all N came back (or
+ * enough to go through several pages); records the order in which the
+ * freed blocks were handed out again (-1: not seen). */
 static void reuse_order(size_t size, int *order, int n)
 {
-    enum { FLUSH = 4096 };
+    enum { FLUSH = 4096, ALLOCS = 16384 };
     char **old = must_malloc((size_t)n * sizeof *old);
     char **flush = must_malloc(FLUSH * sizeof *flush);
     for (int i = 0; i < FLUSH; i++)
@@ -620,12 +626,14 @@ static void reuse_order(size_t size, int *order, int n)
      * queue and back onto their free list. */
     for (int i = 0; i < FLUSH; i++)
         free(flush[i]);
-    for (int i = 0; i < n; i++) {
-        char *q = must_malloc(size);
+    int found = 0;
+    for (int i = 0; i < n; i++)
         order[i] = -1;
+    for (int k = 0; k < ALLOCS && found < n; k++) {
+        char *q = must_malloc(size);
         for (int j = 0; j < n; j++)
             if (old[j] == q)
-                order[i] = j;
+                order[found++] = j;
     }
 }
 
