@@ -405,7 +405,7 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
 
     size_t size = chunk_size(c);
     size_t room = (size_t)(heap->end - (char *)c);
-    if (!chunk_is_used(c) || size < CHUNK_MIN_SIZE || size > room)
+    if (!chunk_is_used(c) || (c->head & CHUNK_UNKNOWN_FLAGS) != 0 || size < CHUNK_MIN_SIZE || size > room)
         return BLOCK_CORRUPT;
     heap_chunk *next = chunk_at(c, size);
     if (!chunk_prev_used(next))

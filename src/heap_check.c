@@ -8,7 +8,8 @@
  *      [base, end] and is 8 mod 16, high_water <= capacity.
  *   2. Chunks tile [base, end) exactly: walking from base by each chunk's
  *      size lands on end, and no chunk runs past it.
- *   3. Every chunk's size is a multiple of 16 and at least 32.
+ *   3. Every chunk's size is a multiple of 16 and at least 32: the header's
+ *      bits 2 and 3 (below 16, not flags) are clear.
  *   4. Every chunk's PREV_USED bit (and the sentinel's) equals the USED
  *      bit of the chunk before it; the first chunk's is set; the sentinel
  *      is marked USED.
@@ -85,7 +86,7 @@ static int check_locked(const brisk_heap *heap)
     while ((const char *)c < end) {
         size_t size = chunk_size(c);
         size_t room = (size_t)(end - (const char *)c);
-        if (size % GRANULE != 0 || size < CHUNK_MIN_SIZE)
+        if ((c->head & CHUNK_UNKNOWN_FLAGS) != 0 || size < CHUNK_MIN_SIZE)
             return check_fail(3, "chunk size not a multiple of 16 of at least 32", c);
         if (size > room)
             return check_fail(2, "chunk runs past the region's end", c);

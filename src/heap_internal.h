@@ -50,6 +50,7 @@
 #define CHUNK_PREV_USED ((size_t)2) /* the chunk before this one is live
                                        (or this is the first chunk) */
 #define CHUNK_FLAGS ((size_t)15)    /* sizes are multiples of 16 */
+#define CHUNK_UNKNOWN_FLAGS ((size_t)12) /* always clear; set means damage */
 #define CHUNK_HEADER_SIZE ((size_t)8)
 #define CHUNK_MIN_SIZE ((size_t)32) /* header + two links + footer */
 #define GRANULE ((size_t)16)

@@ -76,6 +76,19 @@ static inline void check_layout_at(const char *file, int line, const brisk_heap 
     layout_print(&l);
 }
 
+static inline int layout_equal(const layout *a, const layout *b)
+{
+    if (a->count != b->count)
+        return 0;
+    for (size_t i = 0; i < a->count; i++) {
+        const brisk_heap_chunk *x = &a->chunks[i], *y = &b->chunks[i];
+        if (x->address != y->address || x->size != y->size || x->payload != y->payload ||
+            x->usable != y->usable || x->used != y->used)
+            return 0;
+    }
+    return 1;
+}
+
 static inline brisk_heap_stats stats_of(const brisk_heap *heap)
 {
     brisk_heap_stats stats;
