@@ -2,7 +2,8 @@
  * The process allocator's hardened level (BRISK_OPTIONS=hardened, or any
  * of canary, wipe, guard, delay): checks layered around the unhardened
  * allocator. The default level (pointer validation through the segment
- * map, the live-block bitmaps, encoded and checked free lists) is built
+ * map, block-start checks, double frees found from a freed block's own
+ * encoded link, checked free lists) is built
  * into the allocator itself; this file adds what costs time on every call
  * and so is opt-in. docs/security.md says what each part catches and what
  * it does not.
@@ -162,19 +163,27 @@ int harden_check_page(const page *pg)
 
 /* ---- looking blocks up -------------------------------------------------- */
 
-/* The page of p when p is the start of a block its page holds live (by
- * the page's bitmap), else NULL: large blocks, foreign pointers and freed
- * blocks are left to the unhardened code, which reports them. */
-static page *live_page_block(const void *p)
+/* The page of p when p is the start of a carved block of a page in use,
+ * else NULL (a large block, or a pointer the unhardened code reports). */
+static page *page_block_of(const void *p)
 {
     uintptr_t meta = meta_of(p);
     if (segmap_kind(meta) != SEGMAP_PAGES)
         return NULL;
     page *pg = page_of((segment *)meta, p);
-    uintptr_t off = (uintptr_t)p - pg->start;
-    size_t bit = off >> pg->granule_shift;
-    if (!__atomic_load_n(&pg->in_use, __ATOMIC_ACQUIRE) || off >= pg->span ||
-        (bit << pg->granule_shift) != off || !bitmap_test(pg, bit))
+    if (!page_block_start(pg, (uintptr_t)p - pg->start))
+        return NULL;
+    return pg;
+}
+
+/* As page_block_of, and the block does not look free (its first word is
+ * not a free-list link of its page): a block whose first word does is
+ * left to the unhardened free, which confirms and reports the double
+ * free, or frees it when it was live after all. */
+static page *live_page_block(const void *p)
+{
+    page *pg = page_block_of(p);
+    if (pg == NULL || block_looks_free(pg, p))
         return NULL;
     return pg;
 }
@@ -282,7 +291,7 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
     void *p = malloc_raw(size + tail, alignment, zero);
     if (p == NULL)
         return NULL;
-    page *pg = live_page_block(p);
+    page *pg = page_block_of(p);
     if (pg == NULL)
         return p; /* a large block: guard pages and zeroing are large.c's */
     size_t bsize = pg->block_size;
@@ -327,16 +336,6 @@ void harden_free(void *p)
     }
     heap *h = tls_heap;
     bool local = h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
-    if (local && __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
-        /* A block another thread freed stays live in the bitmap until the
-         * owner collects it; collect now, so that freeing it again is seen
-         * as the double free it is (and its link is not overwritten). */
-        page_collect(pg);
-        if (live_page_block(p) == NULL) {
-            free_raw(p); /* reports the double free */
-            return;
-        }
-    }
     if ((harden_flags & HARDEN_CANARY) && !canaries_intact(pg, p))
         return;
     /* The first word is left for the free-list link or the quarantine

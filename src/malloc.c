@@ -7,7 +7,7 @@
  *
  * Fast paths (all inline here):
  *   malloc  TLS heap -> size class -> the class's current page -> pop its
- *           free list (checked against the page's live bitmap).
+ *           free list (the popped block checked to be a block of the page).
  *   free    segment map says the 4 MiB span is ours -> page from the
  *           address -> block start and live bit checked -> owner thread:
  *           push on local_free, else one CAS onto the page's thread_free.
@@ -24,21 +24,31 @@
 
 static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero);
 
-BRISK_INLINE void *malloc_class(heap *h, size_t size, unsigned cls)
+/* Counting requests per class costs one increment on a line the heap
+ * owns; malloc_generic counts the requests that reach it. */
+BRISK_INLINE void *malloc_class(heap *h, unsigned cls)
 {
-    h->class_requests[cls]++;
-    h->bytes_requested += size;
     page *pg = h->direct[cls];
-    if (brisk_likely(pg->free != NULL))
+    if (brisk_likely(pg->free != NULL)) {
+        h->class_requests[cls]++;
         return page_pop(pg);
+    }
     return malloc_generic(h, cls);
 }
 
 BRISK_INLINE void *malloc_inline(size_t size)
 {
     heap *h = tls_heap;
+    if (brisk_likely(h != NULL && size <= DIRECT_SMALL_MAX)) {
+        page *pg = h->direct_small[(size + 15) >> 4];
+        if (brisk_likely(pg->free != NULL)) {
+            h->class_requests[pg->size_class]++;
+            return page_pop(pg);
+        }
+        return malloc_generic(h, size_class_of(size));
+    }
     if (brisk_likely(h != NULL && size <= MEDIUM_SIZE_MAX))
-        return malloc_class(h, size, size_class_of(size));
+        return malloc_class(h, size_class_of(size));
     return malloc_slow(size, 0, false);
 }
 
@@ -60,7 +70,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
     void *p;
     if (alignment <= BRISK_ALIGNMENT) {
         if (size <= MEDIUM_SIZE_MAX) {
-            p = malloc_class(h, size, size_class_of(size));
+            p = malloc_class(h, size_class_of(size));
             if (zero && p != NULL)
                 memset(p, 0, size);
             return p;
@@ -72,14 +82,14 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
          * that block size (see size_class_of). */
         size_t rounded = size <= alignment ? alignment : (size + alignment - 1) & ~(alignment - 1);
         if (rounded <= MEDIUM_SIZE_MAX) {
-            p = malloc_class(h, size, size_class_of(rounded));
+            p = malloc_class(h, size_class_of(rounded));
             if (zero && p != NULL)
                 memset(p, 0, size);
             return p;
         }
     }
     h->large_requests++;
-    h->bytes_requested += size;
+    h->large_bytes_requested += size;
     return large_alloc(size, alignment, zero);
 }
 
@@ -134,10 +144,12 @@ static BRISK_NOINLINE void free_other(void *p, unsigned kind)
                      "free of a pointer that is not a block of this allocator", p);
 }
 
+#if BRISK_CHECKS
 static BRISK_NOINLINE void free_invalid(page *pg, void *p)
 {
     block_report_bad_free(pg, p);
 }
+#endif
 
 BRISK_INLINE void free_inline(void *p)
 {
@@ -158,21 +170,24 @@ BRISK_INLINE void free_inline(void *p)
 #endif
     segment *seg = (segment *)meta;
     page *pg = page_of(seg, p);
+    block *b = p;
 #if BRISK_CHECKS
-    uintptr_t off = (uintptr_t)p - pg->start;
-    size_t bit = off >> pg->granule_shift;
-    if (brisk_unlikely(!pg->in_use || off >= pg->span || (bit << pg->granule_shift) != off ||
-                       !bitmap_test(pg, bit))) {
+    /* A carved block start of a page in use (carved is 0 otherwise; the
+     * header slot's page is never in use)... */
+    if (brisk_unlikely(!page_block_start(pg, (uintptr_t)p - pg->start))) {
         free_invalid(pg, p);
         return;
     }
 #endif
-    heap *h = tls_heap;
-    block *b = p;
-    if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
 #if BRISK_CHECKS
-        bitmap_flip(pg, bit);
+    /* ...that does not already look free (see malloc_internal.h). */
+    if (brisk_unlikely(block_looks_free(pg, b))) {
+        free_suspect(pg, b);
+        return;
+    }
 #endif
+    heap *h = tls_heap;
+    if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
         b->next_encoded = list_encode(pg, pg->local_free);
         pg->local_free = b;
         if (brisk_unlikely(--pg->used == 0 || pg->in_full))
@@ -223,12 +238,19 @@ static size_t block_usable(const void *p, large_header **large_out)
         segment *seg = (segment *)meta;
         page *pg = page_of(seg, p);
         uintptr_t off = (uintptr_t)p - pg->start;
-        size_t bit = off >> pg->granule_shift;
-        if (pg->in_use && off < pg->span && (bit << pg->granule_shift) == off &&
-            bitmap_test(pg, bit))
+        bool start = page_block_start(pg, off);
+#if BRISK_CHECKS
+        bool looks_free = start && block_looks_free(pg, p);
+        if (looks_free && __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == tls_heap &&
+            !page_has_free_block(pg, p))
+            looks_free = false;
+#else
+        bool looks_free = false;
+#endif
+        if (start && !looks_free)
             return pg->block_size;
-        uintptr_t base = pg->start;
-        if (pg->block_size != 0 && off < pg->span && (off % pg->block_size) == 0 && base != 0)
+        if (looks_free || (!pg->in_use && pg->block_size != 0 && off < pg->span &&
+                           (off % pg->block_size) == 0))
             report_error(BRISK_ERROR_DOUBLE_FREE, "use of a freed block", p);
         else
             report_error(BRISK_ERROR_INVALID_POINTER, "pointer is not the start of a live block", p);

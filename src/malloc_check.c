@@ -10,10 +10,9 @@
  *   S3 pages_in_use counts the pages in use
  * and for every page in use in a segment the calling thread owns:
  *   P1 start, block size, reserved blocks and span agree with its class
- *   P2 free and local_free hold blocks of the page, on block boundaries,
- *      below capacity, each with its live bit clear, without cycles
- *   P3 free + local_free + used == capacity, and the live bitmap has
- *      exactly `used` bits set, all on block starts below capacity
+ *   P2 free and local_free hold carved block starts of the page, each
+ *      reading as a free-list link, no block twice, without cycles
+ *   P3 free + local_free + used == capacity; carved == capacity * size
  *   P4 it is on exactly one of the heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
  * and for large blocks (large_check): magic, map entry, bounds, totals.
@@ -42,20 +41,24 @@ static int check_fail(const char *what, const void *where)
     return -1;
 }
 
-/* Walks one free list (P2); returns its length or -1. */
-static long check_free_list(const page *pg, const block *b)
+/* Walks one free list (P2), marking blocks in `seen` (one bit per block
+ * index); returns its length or -1. */
+static long check_free_list(const page *pg, const block *b, uint64_t *seen)
 {
     long count = 0;
     while (b != NULL) {
         uintptr_t off = (uintptr_t)b - pg->start;
-        if (off >= (uintptr_t)pg->capacity * pg->block_size || off % pg->block_size != 0)
+        if (!page_block_start(pg, off))
             return check_fail("P2: a free list leaves its page or misses a block start", b), -1;
+        size_t index = off / pg->block_size;
+        if ((seen[index / 64] >> (index % 64)) & 1)
+            return check_fail("P2: a block is on the free lists twice (or a list has a cycle)", b), -1;
+        seen[index / 64] |= (uint64_t)1 << (index % 64);
 #if BRISK_CHECKS
-        if (bitmap_test(pg, bit_of(pg, (uintptr_t)b)))
-            return check_fail("P2: a block on a free list is marked live", b), -1;
+        if (!block_looks_free(pg, b))
+            return check_fail("P2: a listed block's link does not decode into its page", b), -1;
 #endif
-        if (++count > (long)pg->capacity)
-            return check_fail("P2: a free list has a cycle", pg), -1;
+        count++;
         b = list_decode(pg, b->next_encoded);
     }
     return count;
@@ -70,34 +73,22 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
                          harden_page_front(pg->block_size) ||
         pg->reserved != (page_size - harden_page_front(pg->block_size)) / pg->block_size ||
         pg->span != pg->reserved * pg->block_size || pg->capacity > pg->reserved ||
+        pg->carved != pg->capacity * pg->block_size ||
+        pg->div_magic != ((uint64_t)1 << DIV_SHIFT) / pg->block_size + 1 ||
         (cls <= SMALL_CLASS_LAST) != (seg->page_shift == SMALL_PAGE_SHIFT))
-        return check_fail("P1: page geometry disagrees with its size class", pg);
+        return check_fail("P1/P3: page geometry disagrees with its size class", pg);
     if (harden_check_page(pg) != 0)
         return check_fail("H1: a canary of a carved block (or the page's pad) was overwritten", pg);
-    long nfree = check_free_list(pg, pg->free);
+    uint64_t seen[65536 / 16 / 64];
+    memset(seen, 0, sizeof seen);
+    long nfree = check_free_list(pg, pg->free, seen);
     if (nfree < 0)
         return -1;
-    long nlocal = check_free_list(pg, pg->local_free);
+    long nlocal = check_free_list(pg, pg->local_free, seen);
     if (nlocal < 0)
         return -1;
     if ((uint64_t)nfree + (uint64_t)nlocal + pg->used != pg->capacity)
         return check_fail("P3: free + local_free + used != capacity", pg);
-#if BRISK_CHECKS
-    uint64_t bits = 0;
-    for (size_t w = 0; w < PAGE_BITMAP_WORDS; w++) {
-        uint64_t word = pg->bitmap[w];
-        bits += (uint64_t)__builtin_popcountll(word);
-        while (word != 0) {
-            size_t bit = w * 64 + (size_t)__builtin_ctzll(word);
-            word &= word - 1;
-            uintptr_t off = (uintptr_t)bit << pg->granule_shift;
-            if (off % pg->block_size != 0 || off >= (uintptr_t)pg->capacity * pg->block_size)
-                return check_fail("P3: a live bit is not on a carved block start", pg);
-        }
-    }
-    if (bits != pg->used)
-        return check_fail("P3: live bitmap count != used", pg);
-#endif
     /* P4: on exactly the list in_full names */
     const page_queue *q = pg->in_full ? &h->full : &h->queues[cls];
     bool found = false;

@@ -15,10 +15,9 @@
  *   | header  | blocks  | blocks  |                          |
  *   +---------+---------+---------+-----------  ...  --------+
  *     |
- *     +-- struct segment: owner heap, free slot mask, page descriptors
- *         (struct page) for every slot, and per page a 4096-bit bitmap of
- *         live blocks (one bit per 16-byte granule; 128-byte granule in
- *         medium segments). Only its first ~40 KiB are ever touched.
+ *     +-- struct segment: owner heap, free slot mask and the page
+ *         descriptors (struct page) of every slot (about 10 KiB; the rest
+ *         of slot 0 is never touched).
  *
  *   medium segment (8 KiB < blocks <= 256 KiB): 8 slots of 512 KiB, same
  *   header layout.
@@ -46,8 +45,22 @@
  *   thread_free blocks other threads freed, pushed with one CAS; the owner
  *               takes the whole list with one exchange when `free` and
  *               `local_free` run dry.
- * Next pointers inside free blocks are encoded with a per-page secret and
- * every popped block is validated (in its page, on a granule, not live).
+ * Next pointers inside free blocks are encoded with two per-page secrets
+ * and every popped block is validated (a carved block start of its page);
+ * a popped block's first word is zeroed.
+ *
+ * Double free, in O(1): a free block's first word always decodes (with
+ * the page's secrets) to NULL or a block of the same page, and a live
+ * block's first word does so only if the program wrote exactly such a
+ * value, which it cannot compute without the secrets (a block starts
+ * live with the word zeroed). So free decodes the first word: if it does
+ * not look free the free proceeds; if it does, the owner confirms by
+ * walking the page's lists (bounded by the page's block count) and
+ * another thread reports at once.
+ *
+ * Block starts are checked without a division: off is a block start iff
+ * ((off * div_magic) >> 40) * block_size == off, exact for every class
+ * and offset below 512 KiB (div_magic = 2^40 / block_size + 1).
  */
 #ifndef BRISK_MALLOC_INTERNAL_H
 #define BRISK_MALLOC_INTERNAL_H
@@ -57,7 +70,7 @@
 #include <pthread.h>
 #include <string.h>
 
-/* Hardening checks (pointer validation, double-free bitmap, free-list
+/* Hardening checks (pointer validation, double-free detection, free-list
  * encoding). On unless built with -DBRISK_CHECKS=0 for comparison. */
 #ifndef BRISK_CHECKS
 #define BRISK_CHECKS 1
@@ -71,8 +84,7 @@
 #define SMALL_PAGE_SHIFT 16  /* 64 KiB pages */
 #define MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages */
 #define SEGMENT_SLOTS_MAX 64
-#define PAGE_BITMAP_BITS 4096
-#define PAGE_BITMAP_WORDS (PAGE_BITMAP_BITS / 64)
+#define DIV_SHIFT 40
 #define ADDRESS_BITS 48
 #define SEGMAP_ENTRIES ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
 
@@ -102,30 +114,29 @@ typedef struct block {
 struct heap;
 
 typedef struct page {
-    /* hot: malloc fast path */
+    /* first cache line: everything the malloc and free fast paths use */
     block *free;
-    uintptr_t start;        /* first block */
-    uint32_t span;          /* reserved * block_size */
-    uint32_t granule_shift; /* 4 (small) or 7 (medium) */
+    uintptr_t start;        /* first block (the slot's start) */
+    uint32_t carved;        /* capacity * block_size: offsets below are
+                               blocks; 0 while the slot is not in use */
     uint32_t used;          /* blocks handed out and not yet back on the
                                owner's lists (includes thread_free ones) */
-    uint32_t block_size;
     uintptr_t key0, key1;   /* free-list encoding secrets */
-    uint64_t *bitmap;       /* live-block bitmap, one bit per granule */
-    /* hot: free fast path */
     block *local_free;
-    uintptr_t thread_free;  /* atomic; plain block pointers, encoded next */
-    /* colder */
-    uint32_t capacity;      /* blocks carved so far */
-    uint32_t reserved;      /* blocks that fit */
+    uint64_t div_magic;     /* 2^40 / block_size + 1 */
+    uint32_t block_size;
     uint16_t size_class;
     uint8_t in_use;         /* slot holds a page of blocks */
     uint8_t in_full;        /* on the heap's full list, not its queue */
-    uint8_t slot;           /* index in its segment */
-    uint8_t unused_;
+    /* second line: slow paths and other threads */
+    uintptr_t thread_free;  /* atomic; plain block pointers, encoded next */
+    uint32_t span;          /* reserved * block_size */
+    uint32_t capacity;      /* blocks carved so far */
+    uint32_t reserved;      /* blocks that fit */
+    uint32_t slot;          /* index in its segment */
     struct page *next, *prev; /* heap queue or full list */
     uint64_t freed_at_ms;   /* when the slot was freed (for decay) */
-} page;
+} __attribute__((aligned(64))) page; /* two whole cache lines */
 
 typedef struct segment {
     uint32_t magic;         /* SEGMENT_MAGIC (large_header has LARGE_MAGIC
@@ -142,7 +153,6 @@ typedef struct segment {
     struct segment *all_next, *all_prev; /* every live segment */
     uint64_t freed_at_ms;   /* when it entered the cache */
     page pages[SEGMENT_SLOTS_MAX];
-    uint64_t bitmaps[SEGMENT_SLOTS_MAX][PAGE_BITMAP_WORDS];
 } segment;
 
 typedef struct large_header {
@@ -162,7 +172,12 @@ typedef struct page_queue {
     page *first, *last;
 } page_queue;
 
+/* Requests up to this size find their page in one lookup by size. */
+#define DIRECT_SMALL_MAX ((size_t)1024)
+#define DIRECT_SMALL_COUNT (DIRECT_SMALL_MAX / 16 + 1)
+
 typedef struct heap {
+    page *direct_small[DIRECT_SMALL_COUNT]; /* by (size + 15) / 16 */
     page *direct[CLASS_COUNT]; /* current page per class */
     page_queue queues[CLASS_COUNT];
     page_queue full;           /* pages with no free block when last seen */
@@ -175,7 +190,7 @@ typedef struct heap {
     struct heap *all_next, *all_prev;
     /* statistics, owner-only counters */
     uint64_t class_requests[CLASS_COUNT];
-    uint64_t bytes_requested;
+    uint64_t large_bytes_requested;
     uint64_t large_requests;
 } heap;
 
@@ -284,6 +299,19 @@ static inline size_t class_block_size(unsigned cls)
     return ((size_t)1 << k) + ((size_t)(i + 1) << (k - 3u));
 }
 
+/* Installs pg (or &empty_page) as the current page of class cls, in both
+ * lookup tables. */
+static inline void heap_direct_set(heap *h, unsigned cls, page *pg)
+{
+    h->direct[cls] = pg;
+    size_t bsize = class_block_size(cls);
+    if (bsize <= DIRECT_SMALL_MAX) {
+        size_t first = cls == 0 ? 0 : class_block_size(cls - 1) / 16 + 1;
+        for (size_t i = first; i <= bsize / 16; i++)
+            h->direct_small[i] = pg;
+    }
+}
+
 /* ---- free-list encoding -------------------------------------------------- */
 
 static inline uintptr_t rotl_word(uintptr_t x, unsigned r)
@@ -298,10 +326,17 @@ static inline uintptr_t rotr_word(uintptr_t x, unsigned r)
     return r == 0 ? x : (x >> r) | (x << (64u - r));
 }
 
+/* stored = rotl(next ^ key0, 23) + key1: without the page's two keys a
+ * written value decodes to an unpredictable address, and every decoded
+ * pointer is validated on pop anyway (in its page, aligned, not live), so
+ * a forged one can at worst name another free block of the same page. A
+ * constant rotation keeps the decode to three one-cycle operations. */
+#define LIST_ROTATE 23u
+
 static inline uintptr_t list_encode(const page *pg, const block *next)
 {
 #if BRISK_CHECKS
-    return rotl_word((uintptr_t)next ^ pg->key0, (unsigned)pg->key1) + pg->key1;
+    return rotl_word((uintptr_t)next ^ pg->key0, LIST_ROTATE) + pg->key1;
 #else
     (void)pg;
     return (uintptr_t)next;
@@ -311,7 +346,7 @@ static inline uintptr_t list_encode(const page *pg, const block *next)
 static inline block *list_decode(const page *pg, uintptr_t stored)
 {
 #if BRISK_CHECKS
-    return (block *)(rotr_word(stored - pg->key1, (unsigned)pg->key1) ^ pg->key0);
+    return (block *)(rotr_word(stored - pg->key1, LIST_ROTATE) ^ pg->key0);
 #else
     (void)pg;
     return (block *)stored;
@@ -339,22 +374,19 @@ static inline page *page_of(segment *seg, const void *p)
     return &seg->pages[slot];
 }
 
-static inline size_t bit_of(const page *pg, uintptr_t p)
+/* Whether off (from the page's start) is the start of a carved block. */
+static inline bool page_block_start(const page *pg, uintptr_t off)
 {
-    return (p - pg->start) >> pg->granule_shift;
+    return off < pg->carved && ((off * pg->div_magic) >> DIV_SHIFT) * pg->block_size == off;
 }
 
-static inline bool bitmap_test(const page *pg, size_t bit)
+/* Whether a block's first word reads as a free-list link of its page:
+ * decoding to NULL or to a block start of the page (see the top). */
+static inline bool block_looks_free(const page *pg, const block *b)
 {
-    return (__atomic_load_n(&pg->bitmap[bit >> 6], __ATOMIC_RELAXED) >> (bit & 63)) & 1;
-}
-
-/* Only the owner writes the bitmap; other threads read it (relaxed) to
- * catch double frees early. */
-static inline void bitmap_flip(page *pg, size_t bit)
-{
-    uint64_t *w = &pg->bitmap[bit >> 6];
-    __atomic_store_n(w, *w ^ ((uint64_t)1 << (bit & 63)), __ATOMIC_RELAXED);
+    block *next = list_decode(pg, __atomic_load_n(&b->next_encoded, __ATOMIC_RELAXED));
+    uintptr_t off = (uintptr_t)next - pg->start;
+    return next == NULL || (off < pg->carved && (off & 15) == 0);
 }
 
 static inline segment *page_segment(const page *pg)
@@ -364,6 +396,8 @@ static inline segment *page_segment(const page *pg)
 
 /* page.c */
 BRISK_HIDDEN void *page_pop_corrupt(page *pg, block *b);
+BRISK_HIDDEN bool page_has_free_block(page *pg, const block *b);
+BRISK_HIDDEN void free_suspect(page *pg, block *b);
 BRISK_HIDDEN void *malloc_generic(heap *h, unsigned cls);
 BRISK_HIDDEN void page_free_slow(page *pg, heap *h);
 BRISK_HIDDEN bool page_collect(page *pg);
@@ -401,23 +435,22 @@ BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
 BRISK_HIDDEN size_t format_decimal(char *buf, uint64_t value);
 
 /* Pops the first block of a page whose free list is not empty: the
- * malloc fast path. With checks, the block must lie in the page on a
- * granule and not be live (its bitmap bit clear); otherwise the free list
- * was overwritten and the pop is refused. */
+ * malloc fast path. With checks, the block must lie in the carved part
+ * of the page, 16-byte aligned (anything else means a freed block was
+ * overwritten, and the pop is refused), and its first word is zeroed so
+ * a live block never looks free to the double-free check. */
 BRISK_INLINE void *page_pop(page *pg)
 {
     block *b = pg->free;
 #if BRISK_CHECKS
     uintptr_t off = (uintptr_t)b - pg->start;
-    size_t bit = off >> pg->granule_shift;
-    uint64_t *word = &pg->bitmap[bit >> 6];
-    uint64_t mask = (uint64_t)1 << (bit & 63);
-    if (brisk_unlikely(off >= pg->span || (bit << pg->granule_shift) != off ||
-                       (*word & mask) != 0))
+    if (brisk_unlikely(off >= pg->carved || (off & 15) != 0))
         return page_pop_corrupt(pg, b);
-    __atomic_store_n(word, *word | mask, __ATOMIC_RELAXED);
-#endif
     pg->free = list_decode(pg, b->next_encoded);
+    b->next_encoded = 0;
+#else
+    pg->free = list_decode(pg, b->next_encoded);
+#endif
     pg->used++;
     return b;
 }

@@ -13,9 +13,8 @@
  *   - a page in use is on exactly one list of its owner: the queue of its
  *     class (in_full 0) or the full list (in_full 1)
  *   - direct[c] is the first page of queue c, or &empty_page when empty
- *   - blocks on free + local_free + used == capacity
- *   - a block's bitmap bit is set iff it is handed out (live, or freed by
- *     another thread and not yet collected)
+ *   - blocks on free + local_free + used == capacity, each block on at
+ *     most one list, and every listed block a carved block start
  */
 #include "malloc_internal.h"
 
@@ -43,42 +42,80 @@ static void page_extend(page *pg)
     ((block *)b)->next_encoded = list_encode(pg, pg->free);
     pg->free = (block *)first;
     pg->capacity += count;
+    pg->carved = pg->capacity * pg->block_size;
 }
 
 void block_report_bad_free(page *pg, const void *p)
 {
     uintptr_t off = (uintptr_t)p - pg->start;
-    /* a page freed since keeps its geometry until reused */
-    if (pg->block_size != 0 && off < pg->span && off % pg->block_size == 0)
+    /* A page freed since keeps its start and block size until its slot is
+     * reused: a block start there was freed with its page. */
+    if (!pg->in_use && pg->block_size != 0 && off < pg->span && off % pg->block_size == 0)
         report_error(BRISK_ERROR_DOUBLE_FREE, "double free", p);
     else
         report_error(BRISK_ERROR_INVALID_POINTER,
                      "free of a pointer that is not the start of a live block", p);
 }
 
+/* Walks one list for b; at most `limit` steps (a cycle cannot hang us). */
+static bool list_contains(const page *pg, const block *list, const block *b, uint32_t limit)
+{
+    for (uint32_t i = 0; list != NULL && i <= limit; i++) {
+        if (list == b)
+            return true;
+        uintptr_t off = (uintptr_t)list - pg->start;
+        if (off >= pg->carved || (off & 15) != 0)
+            return false;
+        list = list_decode(pg, list->next_encoded);
+    }
+    return false;
+}
+
+/* Owner only: whether b is on any of the page's free lists. O(blocks in
+ * the page), run only when b's first word reads as a free-list link. */
+bool page_has_free_block(page *pg, const block *b)
+{
+    return list_contains(pg, pg->free, b, pg->capacity) ||
+           list_contains(pg, pg->local_free, b, pg->capacity) ||
+           list_contains(pg, (block *)__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE), b,
+                         pg->capacity);
+}
+
+/* A free whose block's first word reads as a free-list link: the owner
+ * confirms by walking the page's lists and frees normally if the block is
+ * on none; another thread cannot walk the owner's lists and reports (the
+ * word is a valid link only if the block is free, barring a program that
+ * wrote a value it cannot compute without the page's secrets). */
+void free_suspect(page *pg, block *b)
+{
+    heap *h = tls_heap;
+    bool local = h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
+    if (!local || page_has_free_block(pg, b)) {
+        report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
+        return;
+    }
+    b->next_encoded = list_encode(pg, pg->local_free);
+    pg->local_free = b;
+    if (--pg->used == 0 || pg->in_full)
+        page_free_slow(pg, h);
+}
+
 /* Moves blocks other threads freed onto local_free (checking each is a
- * live block of this page), then local_free onto free if free is empty.
- * Returns whether free has a block. The thread_free list is taken first
- * so a block freed both remotely and locally is caught (its bit is
- * already clear) before it could be handed out twice. */
+ * block start of this page, and walking at most `used` of them, so a
+ * corrupted list cannot loop), then local_free onto free if free is
+ * empty. Returns whether free has a block. */
 bool page_collect(page *pg)
 {
     if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
         block *b = (block *)__atomic_exchange_n(&pg->thread_free, 0, __ATOMIC_ACQUIRE);
         while (b != NULL) {
             uintptr_t off = (uintptr_t)b - pg->start;
-            if (off >= pg->span || (off & (((uintptr_t)1 << pg->granule_shift) - 1)) != 0) {
+            if (!page_block_start(pg, off) || pg->used == 0) {
                 report_error(BRISK_ERROR_CORRUPTION,
                              "cross-thread free list corrupted (a freed block was written to)", b);
                 break;
             }
-            size_t bit = bit_of(pg, (uintptr_t)b);
-            if (!bitmap_test(pg, bit)) {
-                report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
-                break;
-            }
             block *next = list_decode(pg, b->next_encoded);
-            bitmap_flip(pg, bit);
             pg->used--;
             b->next_encoded = list_encode(pg, pg->local_free);
             pg->local_free = b;
@@ -130,7 +167,7 @@ static void page_queue_push_front(page_queue *q, page *pg)
 static void heap_direct_update(heap *h, unsigned cls)
 {
     page *first = h->queues[cls].first;
-    h->direct[cls] = first != NULL ? first : &empty_page;
+    heap_direct_set(h, cls, first != NULL ? first : &empty_page);
 }
 
 /* Adoption of an abandoned segment: every page in use is collected; empty
@@ -196,6 +233,7 @@ static void heap_rescue_full(heap *h)
 
 void *malloc_generic(heap *h, unsigned cls)
 {
+    h->class_requests[cls]++;
     heap_purge_tick(h);
     page_queue *q = &h->queues[cls];
     for (int pass = 0; pass < 2; pass++) {
@@ -209,7 +247,7 @@ void *malloc_generic(heap *h, unsigned cls)
                     page_queue_remove(q, pg);
                     page_queue_push_front(q, pg);
                 }
-                h->direct[cls] = pg;
+                heap_direct_set(h, cls, pg);
                 return page_pop(pg);
             }
             page_queue_remove(q, pg);
@@ -228,7 +266,7 @@ void *malloc_generic(heap *h, unsigned cls)
         return NULL;
     page_extend(pg);
     page_queue_push_front(q, pg);
-    h->direct[cls] = pg;
+    heap_direct_set(h, cls, pg);
     return page_pop(pg);
 }
 

@@ -76,9 +76,7 @@ static void segment_unmap(segment *seg)
     segments_mapped--;
 }
 
-/* Lays out the header for pages of 1 << page_shift bytes. Every bitmap is
- * already zero: fresh memory is, and a segment only becomes empty when
- * every page's blocks are free (all bits clear). */
+/* Lays out the header for pages of 1 << page_shift bytes. */
 static void segment_format(segment *seg, unsigned page_shift, bool fresh)
 {
     unsigned slots = 1u << (SEGMENT_SHIFT - page_shift);
@@ -95,9 +93,7 @@ static void segment_format(segment *seg, unsigned page_shift, bool fresh)
     for (unsigned i = 0; i < slots; i++) {
         page *pg = &seg->pages[i];
         memset(pg, 0, sizeof *pg);
-        pg->slot = (uint8_t)i;
-        pg->bitmap = seg->bitmaps[i];
-        pg->granule_shift = page_shift - 12u;
+        pg->slot = i;
     }
 }
 
@@ -208,6 +204,8 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     __atomic_store_n(&pg->thread_free, 0, __ATOMIC_RELAXED);
     pg->start = (uintptr_t)seg + ((uintptr_t)slot << seg->page_shift);
     pg->block_size = (uint32_t)bsize;
+    pg->div_magic = ((uint64_t)1 << DIV_SHIFT) / bsize + 1;
+    pg->carved = 0;
     pg->reserved = (uint32_t)(page_size / bsize);
     pg->span = (uint32_t)(pg->reserved * bsize);
     if (brisk_unlikely(harden_flags & HARDEN_CANARY))
@@ -215,7 +213,6 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     pg->capacity = 0;
     pg->used = 0;
     pg->size_class = (uint16_t)cls;
-    pg->granule_shift = seg->page_shift - 12u;
     pg->key0 = random_next(&h->rng);
     pg->key1 = random_next(&h->rng) | 1u;
     pg->in_full = 0;
@@ -276,6 +273,7 @@ void segment_page_free(heap *h, page *pg)
     pg->free = NULL;
     pg->local_free = NULL;
     pg->capacity = 0;
+    pg->carved = 0;
     pg->freed_at_ms = os_now_ms();
     seg->free_slots |= bit;
     seg->dirty_slots |= bit;
@@ -340,7 +338,7 @@ void heap_abandon_segments(heap *h)
             }
             pg = next;
         }
-        h->direct[cls] = &empty_page;
+        heap_direct_set(h, cls, &empty_page);
     }
     page *pg = h->full.first;
     while (pg != NULL) {

@@ -23,7 +23,7 @@ void stats_merge_heap(const heap *h)
 {
     for (unsigned i = 0; i < CLASS_COUNT; i++)
         merged_class_requests[i] += h->class_requests[i];
-    merged_bytes_requested += h->bytes_requested;
+    merged_bytes_requested += h->large_bytes_requested;
     merged_large_requests += h->large_requests;
 }
 
@@ -120,7 +120,7 @@ void stats_print(void)
     for (heap *h = heap_list_first(); h != NULL; h = h->all_next) {
         for (unsigned i = 0; i < CLASS_COUNT; i++)
             requests[i] += h->class_requests[i];
-        bytes += h->bytes_requested;
+        bytes += h->large_bytes_requested;
         large += h->large_requests;
     }
     for (segment *seg = segment_list_first(); seg != NULL; seg = seg->all_next) {
@@ -138,12 +138,14 @@ void stats_print(void)
     global_lock_drop();
 
     uint64_t total = large;
-    for (unsigned i = 0; i < CLASS_COUNT; i++)
+    for (unsigned i = 0; i < CLASS_COUNT; i++) {
         total += requests[i];
+        bytes += requests[i] * class_block_size(i);
+    }
     out_buffer out = {.len = 0};
     out_str(&out, "brisk: statistics\n  requests        ");
     out_num(&out, total, 14);
-    out_str(&out, "\n  bytes requested ");
+    out_str(&out, "\n  bytes handed out");
     out_num(&out, bytes, 14);
     out_str(&out, "\n  large requests  ");
     out_num(&out, large, 14);

@@ -142,7 +142,7 @@ static heap *heap_new(void)
     }
     memset(h, 0, sizeof *h);
     for (unsigned i = 0; i < CLASS_COUNT; i++)
-        h->direct[i] = &empty_page;
+        heap_direct_set(h, i, &empty_page);
     h->all_next = heap_all;
     if (heap_all != NULL)
         heap_all->all_prev = h;
