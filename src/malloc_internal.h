@@ -435,18 +435,26 @@ BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
 BRISK_HIDDEN size_t format_decimal(char *buf, uint64_t value);
 
 /* Pops the first block of a page whose free list is not empty: the
- * malloc fast path. With checks, the block must lie in the carved part
- * of the page, 16-byte aligned (anything else means a freed block was
- * overwritten, and the pop is refused), and its first word is zeroed so
- * a live block never looks free to the double-free check. */
+ * malloc fast path. With checks, the block must be a carved block start
+ * of the page, and its own link must read as a free block's (NULL, or
+ * inside the carved part, 16-byte aligned): a link nudged by a write
+ * after free (no secret needed to flip a bit) otherwise names the middle
+ * of a block, or a live neighbour whose first word is user data, and
+ * malloc would hand out memory still in use. Anything else means a freed
+ * block was overwritten, and the pop is refused. The first word is then
+ * zeroed so a live block never looks free to the double-free check. */
 BRISK_INLINE void *page_pop(page *pg)
 {
     block *b = pg->free;
 #if BRISK_CHECKS
     uintptr_t off = (uintptr_t)b - pg->start;
-    if (brisk_unlikely(off >= pg->carved || (off & 15) != 0))
+    if (brisk_unlikely(!page_block_start(pg, off)))
         return page_pop_corrupt(pg, b);
-    pg->free = list_decode(pg, b->next_encoded);
+    block *next = list_decode(pg, b->next_encoded);
+    uintptr_t next_off = (uintptr_t)next - pg->start;
+    if (brisk_unlikely(next != NULL && (next_off >= pg->carved || (next_off & 15) != 0)))
+        return page_pop_corrupt(pg, b);
+    pg->free = next;
     b->next_encoded = 0;
 #else
     pg->free = list_decode(pg, b->next_encoded);

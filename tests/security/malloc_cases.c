@@ -387,7 +387,28 @@ typedef struct churn {
     size_t pool_count;
     char **kept;
     size_t kept_count;
+    size_t size;
 } churn;
+
+/* Every block the churn holds carries a tag in its second word naming its
+ * own address, so a block handed out that overlaps (or is) one still held
+ * is seen the moment malloc returns it. Tags are cleared before a free. */
+#define TAG_KEY ((uintptr_t)0x5afe7a65afe7a6u)
+
+static void tag_set(char *b) { ((uintptr_t *)(void *)b)[1] = TAG_KEY ^ (uintptr_t)b; }
+static void tag_clear(char *b) { ((uintptr_t *)(void *)b)[1] = 0; }
+
+static void check_no_overlap(const char *q, size_t size)
+{
+    /* A held block starting at or after q inside [q, q + size)... */
+    for (size_t off = 0; off + 16 <= size; off += 16)
+        if (((const uintptr_t *)(const void *)(q + off))[1] == (TAG_KEY ^ (uintptr_t)(q + off)))
+            broken("malloc handed out memory of a block still in use");
+    /* ...or one starting before q that reaches into it. */
+    for (size_t back = 16; back < size; back += 16)
+        if (((const uintptr_t *)(const void *)(q - back))[1] == (TAG_KEY ^ (uintptr_t)(q - back)))
+            broken("malloc handed out memory of a block still in use");
+}
 
 static churn churn_prepare(size_t size, size_t pool_count, size_t rounds)
 {
@@ -396,16 +417,23 @@ static churn churn_prepare(size_t size, size_t pool_count, size_t rounds)
     c.kept = must_malloc(rounds * sizeof *c.kept);
     c.pool_count = pool_count;
     c.kept_count = 0;
-    for (size_t i = 0; i < pool_count; i++)
+    c.size = size;
+    for (size_t i = 0; i < pool_count; i++) {
         c.pool[i] = must_malloc(size);
+        tag_set(c.pool[i]);
+    }
     return c;
 }
 
 static char *churn_step(churn *c, size_t size)
 {
-    if (c->kept_count < c->pool_count)
+    if (c->kept_count < c->pool_count) {
+        tag_clear(c->pool[c->kept_count]);
         free(c->pool[c->kept_count]);
+    }
     char *q = must_malloc(size);
+    check_no_overlap(q, size);
+    tag_set(q);
     c->kept[c->kept_count++] = q;
     return q;
 }
@@ -464,6 +492,33 @@ static void case_uaf_partial_overwrite(void)
             broken("two live blocks overlap after a partial overwrite of a freed block");
     unnoticed("a partially overwritten free-list link");
 }
+
+/* A nudge: one bit in the middle of the stored link flipped (a relative
+ * overwrite that needs no secret). With an encoding that only rotates and
+ * adds, it moves the decoded pointer by a few granules inside the page,
+ * onto a neighbouring block or between two. brisk must detect it, or at
+ * least never hand out overlapping blocks. */
+static void link_nudge(size_t size, int byte, unsigned char mask)
+{
+    enum { POOL = 4000, ROUNDS = 20000 };
+    churn c = churn_prepare(size, POOL, ROUNDS);
+    char *q = must_malloc(size);
+    char *p = must_malloc(size);
+    free(q);
+    free(p); /* p's link names q: a block of the same page */
+    unsigned char *bytes = hide(p);
+    bytes[byte] ^= mask;
+    for (size_t i = 0; i < ROUNDS; i++)
+        churn_step(&c, size);
+    qsort(c.kept, c.kept_count, sizeof *c.kept, compare_pointers);
+    for (size_t i = 1; i < c.kept_count; i++)
+        if ((size_t)(c.kept[i] - c.kept[i - 1]) < size)
+            broken("two live blocks overlap after a nudged free-list link");
+    unnoticed("a nudged free-list link");
+}
+
+static void case_uaf_link_nudge_16(void) { link_nudge(SMALL, 3, 0x10); }
+static void case_uaf_link_nudge_64(void) { link_nudge(64, 3, 0x20); }
 
 /* ---- hardened level: canaries ----------------------------------------- */
 
@@ -797,6 +852,8 @@ static const security_case cases[] = {
     CASE(uaf_steer_small),
     CASE(uaf_steer_medium),
     CASE(uaf_partial_overwrite),
+    CASE(uaf_link_nudge_16),
+    CASE(uaf_link_nudge_64),
     CASE(canary_overflow_1),
     CASE(canary_overflow_8),
     CASE(canary_overflow_1_odd),
