@@ -98,16 +98,37 @@ static inline uint64_t quarantine_marker(const void *p)
     return mix64((uint64_t)process_secret ^ 0x71756172616eu ^ (uint64_t)(uintptr_t)p);
 }
 
+/* The process allocator is built with -fno-builtin (it defines malloc),
+ * so plain memcpy would be a call: the builtin is named. */
 static inline uint64_t load_word(uintptr_t at)
 {
     uint64_t w;
-    memcpy(&w, (const void *)at, sizeof w);
+    __builtin_memcpy(&w, (const void *)at, sizeof w);
     return w;
 }
 
 static inline void store_word(uintptr_t at, uint64_t w)
 {
-    memcpy((void *)at, &w, sizeof w);
+    __builtin_memcpy((void *)at, &w, sizeof w);
+}
+
+/* Whether [from, from + len) is all zero; from and len multiples of 8.
+ * Or-reduces 64 bytes at a time (vectorized by the compiler) and stops at
+ * the first dirty chunk. */
+static bool words_zero(uintptr_t from, size_t len)
+{
+    const uint64_t *w = (const uint64_t *)from;
+    size_t n = len / sizeof(uint64_t);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t acc = w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
+        if (acc != 0)
+            return false;
+    }
+    uint64_t acc = 0;
+    for (; i < n; i++)
+        acc |= w[i];
+    return acc == 0;
 }
 
 static inline size_t tail_bytes(void)
@@ -248,7 +269,9 @@ static void quarantine_release(void *p)
         return; /* the block stays out of reach: lost, never reused */
     }
     store_word((uintptr_t)p, 0);
-    free_raw(p);
+    /* Validated when it was freed, and live (off every list) since. */
+    uintptr_t meta = meta_of(p);
+    free_validated(page_of((segment *)meta, p), p);
 }
 
 static void quarantine_put(void *p)
@@ -291,21 +314,18 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
     void *p = malloc_raw(size + tail, alignment, zero);
     if (p == NULL)
         return NULL;
-    page *pg = page_block_of(p);
-    if (pg == NULL)
-        return p; /* a large block: guard pages and zeroing are large.c's */
+    page *pg;
+    if (alignment <= BRISK_ALIGNMENT && size + tail <= MEDIUM_SIZE_MAX) {
+        pg = page_of((segment *)meta_of(p), p); /* a page block for sure */
+    } else {
+        pg = page_block_of(p);
+        if (pg == NULL)
+            return p; /* a large block: guard pages and zeroing are large.c's */
+    }
     size_t bsize = pg->block_size;
     if (harden_flags & HARDEN_WIPE) {
         /* Wiped on free but for the first word (the free-list link). */
-        const unsigned char *dirty = NULL;
-        const unsigned char *bytes = p;
-        for (size_t i = sizeof(uint64_t); i < bsize - tail; i += sizeof(uint64_t)) {
-            if (load_word((uintptr_t)(bytes + i)) != 0) {
-                dirty = bytes + i;
-                break;
-            }
-        }
-        if (dirty != NULL) {
+        if (!words_zero((uintptr_t)p + sizeof(uint64_t), bsize - sizeof(uint64_t) - tail)) {
             report_error(BRISK_ERROR_USE_AFTER_FREE,
                          "use after free: a freed block was written to (found when handed out again)", p);
             errno = ENOMEM;
@@ -348,7 +368,7 @@ void harden_free(void *p)
         quarantine_put(p);
         return;
     }
-    free_raw(p);
+    free_validated(pg, p);
 }
 
 size_t harden_usable_size(const void *p)

@@ -64,7 +64,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
         }
         /* The options were just read: a hardened process hands out no
          * block that was not made under its rules. */
-        if (brisk_unlikely(harden_flags != 0))
+        if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
             return harden_alloc(size, alignment, zero);
     }
     void *p;
@@ -95,7 +95,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
 
 void *brisk_malloc(size_t size)
 {
-    if (brisk_unlikely(harden_flags != 0))
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
         return harden_alloc(size, 0, false);
     return malloc_inline(size);
 }
@@ -113,7 +113,7 @@ void *brisk_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (brisk_unlikely(harden_flags != 0))
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
         return harden_alloc(total, 0, true);
     return malloc_slow(total, 0, true);
 }
@@ -151,6 +151,21 @@ static BRISK_NOINLINE void free_invalid(page *pg, void *p)
 }
 #endif
 
+/* Puts the validated block b on its page's lists: the owner's local
+ * list, or the page's cross-thread list. */
+BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
+{
+    heap *h = tls_heap;
+    if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
+        b->next_encoded = list_encode(pg, pg->local_free);
+        pg->local_free = b;
+        if (brisk_unlikely(--pg->used == 0 || pg->in_full))
+            page_free_slow(pg, h);
+        return;
+    }
+    free_remote(pg, b);
+}
+
 BRISK_INLINE void free_inline(void *p)
 {
     if (brisk_unlikely(p == NULL))
@@ -186,20 +201,12 @@ BRISK_INLINE void free_inline(void *p)
         return;
     }
 #endif
-    heap *h = tls_heap;
-    if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
-        b->next_encoded = list_encode(pg, pg->local_free);
-        pg->local_free = b;
-        if (brisk_unlikely(--pg->used == 0 || pg->in_full))
-            page_free_slow(pg, h);
-        return;
-    }
-    free_remote(pg, b);
+    free_to_page(seg, pg, b);
 }
 
 void brisk_free(void *ptr)
 {
-    if (brisk_unlikely(harden_flags != 0)) {
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS)) {
         harden_free(ptr);
         return;
     }
@@ -209,6 +216,11 @@ void brisk_free(void *ptr)
 void free_raw(void *p)
 {
     free_inline(p);
+}
+
+void free_validated(page *pg, void *p)
+{
+    free_to_page(page_segment(pg), pg, p);
 }
 
 void brisk_free_sized(void *ptr, size_t size)
@@ -271,7 +283,7 @@ size_t brisk_malloc_usable_size(const void *ptr)
 {
     if (ptr == NULL)
         return 0;
-    if (brisk_unlikely(harden_flags != 0))
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
         return harden_usable_size(ptr);
     large_header *hdr;
     return block_usable(ptr, &hdr);
@@ -285,7 +297,7 @@ size_t usable_raw(const void *p)
 
 void *brisk_realloc(void *ptr, size_t size)
 {
-    if (brisk_unlikely(harden_flags != 0))
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
         return harden_realloc(ptr, size);
     if (ptr == NULL)
         return malloc_inline(size);
@@ -330,7 +342,7 @@ static void *aligned_alloc_checked(size_t alignment, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (brisk_unlikely(harden_flags != 0))
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
         return harden_alloc(size, alignment, false);
     return malloc_slow(size, alignment, false);
 }

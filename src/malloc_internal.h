@@ -229,6 +229,9 @@ BRISK_HIDDEN void options_read(void);
 #define HARDEN_GUARD 0x4u  /* guard pages around large blocks */
 #define HARDEN_DELAY 0x8u  /* delayed, randomized reuse of freed blocks */
 #define HARDEN_ALL (HARDEN_CANARY | HARDEN_WIPE | HARDEN_GUARD | HARDEN_DELAY)
+/* The parts that work on every block (malloc.c diverts to harden.c only
+ * for these; guard pages are large.c's alone). */
+#define HARDEN_BLOCK_PARTS (HARDEN_CANARY | HARDEN_WIPE | HARDEN_DELAY)
 #define HARDEN_CANARY_SIZE ((size_t)8)
 
 BRISK_HIDDEN extern unsigned harden_flags;
@@ -237,8 +240,8 @@ BRISK_HIDDEN extern unsigned harden_flags;
  * "canary", "wipe", "guard", "delay"); false when it is not one. */
 BRISK_HIDDEN bool harden_option(const char *name, size_t len);
 
-/* The entry points the public functions divert to when harden_flags is
- * set (malloc.c). They add the checks around the unhardened allocator. */
+/* The entry points the public functions divert to when harden_flags has
+ * a HARDEN_BLOCK_PARTS bit (malloc.c). They add the checks around the unhardened allocator. */
 BRISK_HIDDEN void *harden_alloc(size_t size, size_t alignment, bool zero);
 BRISK_HIDDEN void harden_free(void *p);
 BRISK_HIDDEN void *harden_realloc(void *p, size_t size);
@@ -247,6 +250,8 @@ BRISK_HIDDEN size_t harden_usable_size(const void *p);
 /* The unhardened allocator, for harden.c (malloc.c). */
 BRISK_HIDDEN void *malloc_raw(size_t size, size_t alignment, bool zero);
 BRISK_HIDDEN void free_raw(void *p);
+/* Frees the block p of page pg, already validated as a live block. */
+BRISK_HIDDEN void free_validated(page *pg, void *p);
 BRISK_HIDDEN size_t usable_raw(const void *p);
 
 /* Hooks in the page and large-block code, each called only when its flag
@@ -435,20 +440,21 @@ BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
 BRISK_HIDDEN size_t format_decimal(char *buf, uint64_t value);
 
 /* Pops the first block of a page whose free list is not empty: the
- * malloc fast path. With checks, the block must be a carved block start
- * of the page, and its own link must read as a free block's (NULL, or
- * inside the carved part, 16-byte aligned): a link nudged by a write
- * after free (no secret needed to flip a bit) otherwise names the middle
- * of a block, or a live neighbour whose first word is user data, and
- * malloc would hand out memory still in use. Anything else means a freed
- * block was overwritten, and the pop is refused. The first word is then
- * zeroed so a live block never looks free to the double-free check. */
+ * malloc fast path. With checks, the block must lie in the carved part
+ * of the page, 16-byte aligned, and its own link must read as a free
+ * block's (NULL, or in the carved part, aligned). A link nudged by a
+ * write after free (flipping a bit needs no secret) names the middle of
+ * a block or a live neighbour, where the word found is user data (or a
+ * live block's zeroed first word) and decodes to an address outside the
+ * page, with probability 1 - carved / 2^48: the pop is refused before
+ * that memory is handed out. The first word is then zeroed so a live
+ * block never looks free to the double-free check. */
 BRISK_INLINE void *page_pop(page *pg)
 {
     block *b = pg->free;
 #if BRISK_CHECKS
     uintptr_t off = (uintptr_t)b - pg->start;
-    if (brisk_unlikely(!page_block_start(pg, off)))
+    if (brisk_unlikely(off >= pg->carved || (off & 15) != 0))
         return page_pop_corrupt(pg, b);
     block *next = list_decode(pg, b->next_encoded);
     uintptr_t next_off = (uintptr_t)next - pg->start;
