@@ -594,6 +594,15 @@ static int fork_and_check(uint64_t seed)
     }
 }
 
+static void fork_while_workers_run(unsigned number, uint64_t seed)
+{
+    int status = fork_and_check(seed);
+    CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "forked child %u ended with status 0x%x (exit %d, signal %d)", number, status,
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static double now_seconds(void)
@@ -694,15 +703,13 @@ int main(int argc, char **argv)
         short_lived_threads += SHORT_LIVED_PER_ROUND;
 
         double fork_at = start + (double)seconds * (forks_done + 1) / (forks_planned + 1);
-        if (forks_done < forks_planned && now_seconds() >= fork_at) {
-            int status = fork_and_check(rng_next(&seed));
-            CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "forked child %u ended with status 0x%x (exit %d, signal %d)",
-                      forks_done + 1, status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-            forks_done++;
-        }
+        if (forks_done < forks_planned && now_seconds() >= fork_at)
+            fork_while_workers_run(++forks_done, rng_next(&seed));
     }
+    /* On a loaded machine a round can outlast the last fork's moment: the
+     * remaining forks still happen with the workers running. */
+    while (forks_done < forks_planned)
+        fork_while_workers_run(++forks_done, rng_next(&seed));
     atomic_store(&stopping, 1);
     unsigned long long steps = 0;
     for (unsigned i = 0; i < worker_count; i++) {
