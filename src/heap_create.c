@@ -1,0 +1,140 @@
+/*
+ * Building and destroying region heaps: lays the bookkeeping and the first
+ * (wilderness) chunk over a mapped region or a caller's buffer.
+ */
+#include "heap_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define HEAP_STRUCT_SIZE ((sizeof(struct brisk_heap) + GRANULE - 1) & ~(GRANULE - 1))
+
+/* Bytes of bookkeeping in front of the chunks. The list heads and the
+ * granule maps are sized for the largest capacity the region could give
+ * (the whole region), which overestimates by a few words at most. */
+size_t heap_bookkeeping_size(size_t region_size)
+{
+    size_t largest_chunk = region_size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : region_size & ~(GRANULE - 1);
+    size_t classes = size_class_of(largest_chunk) + 1;
+    size_t granules = region_size / GRANULE;
+    size_t map_words = (granules + 63) / 64;
+    size_t bytes = HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *) + 2 * map_words * sizeof(uint64_t);
+    return (bytes + GRANULE - 1) & ~(GRANULE - 1);
+}
+
+/* Lays a heap over [mem, mem + size) (mem 16-aligned). NULL with EINVAL
+ * when there is no room for the bookkeeping and one minimal chunk. */
+static brisk_heap *heap_init(void *mem, size_t size, unsigned flags, void *map_base, size_t map_size)
+{
+    size_t bookkeeping = heap_bookkeeping_size(size);
+    /* Chunks from region + bookkeeping + 8 (payloads 16-aligned) to the
+     * sentinel in the region's last 8 bytes. */
+    size_t usable_end = size & ~(GRANULE - 1);
+    if (usable_end < bookkeeping + CHUNK_HEADER_SIZE + CHUNK_MIN_SIZE + CHUNK_HEADER_SIZE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    char *region = mem;
+    brisk_heap *heap = mem;
+    memset(heap, 0, bookkeeping);
+    size_t classes = size_class_of(usable_end & ~(GRANULE - 1)) + 1;
+    size_t granules_max = size / GRANULE;
+    heap->heads = (heap_chunk **)(region + HEAP_STRUCT_SIZE);
+    heap->live_map = (uint64_t *)(region + HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *));
+    heap->freed_map = heap->live_map + (granules_max + 63) / 64;
+    heap->base = region + bookkeeping + CHUNK_HEADER_SIZE;
+    heap->end = region + usable_end - CHUNK_HEADER_SIZE;
+    heap->top = heap->base;
+    heap->class_count = size_class_of(heap_capacity(heap)) + 1;
+    heap->granule_count = heap_capacity(heap) / GRANULE;
+    heap->flags = flags;
+    heap->map_base = map_base;
+    heap->map_size = map_size;
+    if ((flags & BRISK_HEAP_WIPE) && map_base == NULL) {
+        /* A caller's buffer may hold anything; a wiped heap hands out
+         * zeroed blocks, so it starts from zero. (A fresh mapping is
+         * zero already.) */
+        memset(heap->base, 0, heap_capacity(heap));
+    }
+    if ((flags & BRISK_HEAP_THREADSAFE) && pthread_mutex_init(&heap->lock, NULL) != 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* One free chunk, the wilderness, then the sentinel. */
+    ((heap_chunk *)heap->top)->head = heap_capacity(heap) | CHUNK_PREV_USED;
+    ((heap_chunk *)heap->end)->head = CHUNK_USED;
+    return heap;
+}
+
+static brisk_heap *heap_create_mapped(size_t capacity, unsigned flags)
+{
+    if (capacity == 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t page = os_page_size();
+    /* Find a region size whose bookkeeping still leaves `capacity` bytes
+     * of chunks; the bookkeeping grows with the region, so step until it
+     * does (once or twice). */
+    size_t slack = 2 * CHUNK_HEADER_SIZE + GRANULE;
+    size_t region;
+    if (capacity > SIZE_MAX / 2 ||
+        !align_up_checked(capacity + heap_bookkeeping_size(capacity) + slack, page, &region)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    while (region - heap_bookkeeping_size(region) - slack < capacity)
+        region += page;
+    void *mem = os_map(region);
+    if (mem == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    brisk_heap *heap = heap_init(mem, region, flags, mem, region);
+    if (heap == NULL) {
+        int saved = errno;
+        os_unmap(mem, region);
+        errno = saved;
+    }
+    return heap;
+}
+
+static brisk_heap *heap_create_in(void *mem, size_t size, unsigned flags)
+{
+    if (mem == NULL || ((uintptr_t)mem & (BRISK_ALIGNMENT - 1)) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return heap_init(mem, size, flags, NULL, 0);
+}
+
+brisk_heap *brisk_heap_create(size_t capacity)
+{
+    return heap_create_mapped(capacity, 0);
+}
+
+brisk_heap *brisk_heap_create_in(void *mem, size_t size)
+{
+    return heap_create_in(mem, size, 0);
+}
+
+brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags)
+{
+    if ((flags & ~(unsigned)(BRISK_HEAP_WIPE | BRISK_HEAP_THREADSAFE)) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (mem == NULL)
+        return heap_create_mapped(size, flags);
+    return heap_create_in(mem, size, flags);
+}
+
+void brisk_heap_destroy(brisk_heap *heap)
+{
+    if (heap == NULL)
+        return;
+    if (heap->flags & BRISK_HEAP_THREADSAFE)
+        pthread_mutex_destroy(&heap->lock);
+    if (heap->map_base != NULL)
+        os_unmap(heap->map_base, heap->map_size);
+}

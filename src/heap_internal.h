@@ -1,0 +1,221 @@
+/*
+ * Internals of the region heap, shared by heap.c (alloc, free, realloc:
+ * the hot path), heap_create.c (building and destroying heaps) and
+ * heap_check.c (the self-check, walk and statistics). See docs/design.md.
+ *
+ * The region:
+ *
+ *   region start (16-aligned)                                   region end
+ *   | struct brisk_heap | list heads | live map | freed map |pad| chunks |S|
+ *                                                               ^base   ^end
+ *
+ *   Chunks tile [base, end) exactly. base and end are 8 mod 16, so every
+ *   payload (a chunk's start + 8) is 16-aligned. S is an 8-byte sentinel
+ *   header at `end`: marked USED, its PREV_USED bit tells whether the last
+ *   chunk is in use, so the last chunk needs no special case.
+ *
+ * A chunk (sizes are multiples of 16, at least 32):
+ *
+ *   used chunk                         free chunk
+ *   +---------------------------+      +---------------------------+
+ *   | size | PREV_USED | USED=1 |  8   | size | PREV_USED | USED=0 |  8
+ *   +---------------------------+ <-p  +---------------------------+
+ *   |                           |      | next in its size class    |  8
+ *   | payload: size - 8 usable  |      | prev in its size class    |  8
+ *   | bytes, running up to the  |      | (unused)                  |
+ *   | next chunk's header       |      +---------------------------+
+ *   |                           |      | footer: size              |  8
+ *   +---------------------------+      +---------------------------+
+ *
+ *   A used chunk has no footer: its neighbour's PREV_USED bit says it is
+ *   in use, and only free chunks are ever looked up from their right
+ *   neighbour (to merge), through their footer.
+ *
+ * The wilderness: the free chunk that ends at `end` (the untouched rest of
+ * the region) is not kept in any list. It starts at `top` (top == end when
+ * it is empty), has a header but no links and no footer, and is carved
+ * only when no listed chunk fits, so the heap stays packed towards low
+ * addresses.
+ */
+#ifndef BRISK_HEAP_INTERNAL_H
+#define BRISK_HEAP_INTERNAL_H
+
+#include "internal.h"
+
+#include <pthread.h>
+
+/* ---- chunk layout ------------------------------------------------------ */
+
+#define CHUNK_USED ((size_t)1)      /* this chunk is a live block */
+#define CHUNK_PREV_USED ((size_t)2) /* the chunk before this one is live
+                                       (or this is the first chunk) */
+#define CHUNK_FLAGS ((size_t)15)    /* sizes are multiples of 16 */
+#define CHUNK_UNKNOWN_FLAGS ((size_t)12) /* always clear; set means damage */
+#define CHUNK_HEADER_SIZE ((size_t)8)
+#define CHUNK_MIN_SIZE ((size_t)32) /* header + two links + footer */
+#define GRANULE ((size_t)16)
+
+typedef struct heap_chunk {
+    size_t head;             /* size | CHUNK_PREV_USED | CHUNK_USED */
+    struct heap_chunk *next; /* free chunks only: list links */
+    struct heap_chunk *prev;
+} heap_chunk;
+
+BRISK_INLINE size_t chunk_size(const heap_chunk *c) { return c->head & ~CHUNK_FLAGS; }
+BRISK_INLINE bool chunk_is_used(const heap_chunk *c) { return (c->head & CHUNK_USED) != 0; }
+BRISK_INLINE bool chunk_prev_used(const heap_chunk *c) { return (c->head & CHUNK_PREV_USED) != 0; }
+BRISK_INLINE heap_chunk *chunk_at(const void *p, size_t offset)
+{
+    return (heap_chunk *)((char *)(uintptr_t)p + offset);
+}
+BRISK_INLINE heap_chunk *chunk_of_payload(const void *p)
+{
+    return (heap_chunk *)((char *)(uintptr_t)p - CHUNK_HEADER_SIZE);
+}
+BRISK_INLINE void *chunk_payload(heap_chunk *c) { return (char *)c + CHUNK_HEADER_SIZE; }
+/* The footer of a free chunk of `size` bytes: its last word. */
+BRISK_INLINE size_t *chunk_footer(heap_chunk *c, size_t size)
+{
+    return (size_t *)((char *)c + size - sizeof(size_t));
+}
+
+/* The chunk size serving a request of n bytes: header + n rounded up to
+ * the granule, at least the minimum. false when n is too large to
+ * represent. */
+BRISK_INLINE bool chunk_size_for_request(size_t n, size_t *out)
+{
+    if (n > SIZE_MAX - (CHUNK_HEADER_SIZE + GRANULE - 1))
+        return false;
+    size_t size = (n + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
+    *out = size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : size;
+    return true;
+}
+
+/* ---- size classes ------------------------------------------------------ */
+
+/* Sizes below SMALL_LIMIT have one exact class per 16 bytes: any chunk in
+ * the request's own class fits. From SMALL_LIMIT up, each power of two is
+ * split into 16 ranges (TLSF's two-level scheme). */
+#define SMALL_LIMIT ((size_t)1024)
+#define SMALL_CLASSES (SMALL_LIMIT / GRANULE - 2) /* 32 .. 1008: 62 classes */
+#define RANGE_SPLIT_BITS 4
+#define RANGE_SPLIT (1u << RANGE_SPLIT_BITS)
+#define SMALL_LIMIT_LOG2 10
+#define CLASS_COUNT_MAX (SMALL_CLASSES + (64 - SMALL_LIMIT_LOG2) * RANGE_SPLIT)
+#define CLASS_WORDS ((CLASS_COUNT_MAX + 63) / 64)
+#define CLASS_NONE ((size_t)-1)
+
+/* How many entries of a ranged class (where a chunk may be too small) an
+ * alloc looks at before moving to the next non-empty class. */
+#define RANGED_CLASS_PROBES 8
+
+BRISK_INLINE unsigned log2_floor(size_t x) { return 63u - (unsigned)__builtin_clzll((unsigned long long)x); }
+
+/* The class of a chunk of `size` bytes (a multiple of 16, >= 32). */
+BRISK_INLINE size_t size_class_of(size_t size)
+{
+    if (size < SMALL_LIMIT)
+        return size / GRANULE - 2;
+    unsigned level = log2_floor(size);
+    size_t sub = (size >> (level - RANGE_SPLIT_BITS)) & (RANGE_SPLIT - 1);
+    return SMALL_CLASSES + (size_t)(level - SMALL_LIMIT_LOG2) * RANGE_SPLIT + sub;
+}
+
+/* The smallest chunk size in class `cls`. */
+BRISK_INLINE size_t size_class_floor(size_t cls)
+{
+    if (cls < SMALL_CLASSES)
+        return (cls + 2) * GRANULE;
+    size_t ranged = cls - SMALL_CLASSES;
+    unsigned level = (unsigned)(ranged / RANGE_SPLIT) + SMALL_LIMIT_LOG2;
+    size_t sub = ranged % RANGE_SPLIT;
+    return (RANGE_SPLIT + sub) << (level - RANGE_SPLIT_BITS);
+}
+
+/* ---- the heap ---------------------------------------------------------- */
+
+struct brisk_heap {
+    char *base;              /* first chunk; 8 mod 16 */
+    char *end;               /* the sentinel header; chunks tile [base, end) */
+    char *top;               /* the wilderness chunk, or end when empty */
+    heap_chunk **heads;      /* class_count list heads (in the bookkeeping) */
+    uint64_t *live_map;      /* bit g: a live block's payload starts at
+                                base + 8 + 16 g */
+    uint64_t *freed_map;     /* bit g: a block handed out there was freed
+                                and has not been handed out again (tells a
+                                double free from a wild pointer) */
+    size_t class_count;      /* classes a chunk of this heap can fall in */
+    size_t granule_count;    /* (end - base) / 16 */
+    uint64_t class_map[CLASS_WORDS]; /* bit c: list c is non-empty */
+    uint64_t class_summary;  /* bit w: class_map[w] != 0 */
+    size_t binned_count;     /* free chunks in lists (the wilderness is not) */
+    size_t binned_bytes;
+    size_t used_count;       /* live blocks */
+    size_t allocated;        /* usable bytes of live blocks */
+    size_t high_water;       /* furthest chunk end handed out, from base */
+    unsigned flags;          /* BRISK_HEAP_* */
+    void *map_base;          /* the mapping to unmap, or NULL */
+    size_t map_size;
+    pthread_mutex_t lock;    /* taken when flags has BRISK_HEAP_THREADSAFE */
+};
+
+BRISK_INLINE void heap_lock(const brisk_heap *heap)
+{
+    if (heap->flags & BRISK_HEAP_THREADSAFE)
+        pthread_mutex_lock((pthread_mutex_t *)(uintptr_t)&heap->lock);
+}
+
+BRISK_INLINE void heap_unlock(const brisk_heap *heap)
+{
+    if (heap->flags & BRISK_HEAP_THREADSAFE)
+        pthread_mutex_unlock((pthread_mutex_t *)(uintptr_t)&heap->lock);
+}
+
+BRISK_INLINE size_t heap_capacity(const brisk_heap *heap) { return (size_t)(heap->end - heap->base); }
+BRISK_INLINE size_t heap_wild_size(const brisk_heap *heap) { return (size_t)(heap->end - heap->top); }
+
+/* The granule index of the block whose chunk starts at c. */
+BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
+{
+    return (size_t)((const char *)c - heap->base) / GRANULE;
+}
+
+BRISK_INLINE bool bitmap_get(const uint64_t *map, size_t bit)
+{
+    return (map[bit / 64] >> (bit % 64)) & 1u;
+}
+BRISK_INLINE void bitmap_set(uint64_t *map, size_t bit) { map[bit / 64] |= (uint64_t)1 << (bit % 64); }
+BRISK_INLINE void bitmap_clear(uint64_t *map, size_t bit) { map[bit / 64] &= ~((uint64_t)1 << (bit % 64)); }
+
+/* The first non-empty class at or above cls, or CLASS_NONE. O(1): one
+ * word of the class map, then the summary word. */
+BRISK_INLINE size_t class_find_from(const brisk_heap *heap, size_t cls)
+{
+    if (cls >= CLASS_COUNT_MAX)
+        return CLASS_NONE;
+    size_t word = cls / 64;
+    uint64_t bits = heap->class_map[word] & (~(uint64_t)0 << (cls % 64));
+    if (bits != 0)
+        return word * 64 + (size_t)__builtin_ctzll(bits);
+    uint64_t words = word + 1 < 64 ? heap->class_summary & (~(uint64_t)0 << (word + 1)) : 0;
+    if (words == 0)
+        return CLASS_NONE;
+    word = (size_t)__builtin_ctzll(words);
+    return word * 64 + (size_t)__builtin_ctzll(heap->class_map[word]);
+}
+
+/* The highest non-empty class, or CLASS_NONE. */
+BRISK_INLINE size_t class_find_highest(const brisk_heap *heap)
+{
+    if (heap->class_summary == 0)
+        return CLASS_NONE;
+    size_t word = 63u - (size_t)__builtin_clzll(heap->class_summary);
+    return word * 64 + 63u - (size_t)__builtin_clzll(heap->class_map[word]);
+}
+
+/* Bytes of bookkeeping (struct, list heads, both granule maps) that a
+ * region of `region_size` bytes needs in front of its chunks. A multiple
+ * of 16. */
+BRISK_HIDDEN size_t heap_bookkeeping_size(size_t region_size);
+
+#endif /* BRISK_HEAP_INTERNAL_H */
