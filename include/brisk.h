@@ -299,9 +299,9 @@ void *brisk_pvalloc(size_t size);
 size_t brisk_malloc_usable_size(const void *ptr);
 
 /* Checks the process allocator's structural invariants (listed in
- * src/malloc_check.c and docs/process.md): every segment's header and
- * slot accounting, and for the calling thread's pages their free lists,
- * live bitmaps, counts and list membership, and the large blocks.
+ * src/malloc_check.c and docs/process.md) over the memory the calling
+ * thread owns: segment headers and slot accounting, every page's free
+ * lists, counts and list membership; and the large blocks.
  * Returns 0 when all hold; otherwise writes the first broken invariant to
  * stderr and returns -1. Never aborts; takes the allocator's global lock
  * and O(memory the thread owns) time. */

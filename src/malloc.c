@@ -90,6 +90,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
     }
     h->large_requests++;
     h->large_bytes_requested += size;
+    heap_purge_tick(h);
     return large_alloc(size, alignment, zero);
 }
 

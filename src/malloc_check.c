@@ -4,11 +4,12 @@
  * never calls the error handler; it names the first broken invariant on
  * stderr and returns -1.
  *
- * Checked for every segment:
+ * Checked for every segment the calling thread owns (others' change under
+ * their owners without locks):
  *   S1 its map entry is SEGMAP_PAGES and its magic and geometry are right
  *   S2 free_slots has exactly the slots whose page is not in use
  *   S3 pages_in_use counts the pages in use
- * and for every page in use in a segment the calling thread owns:
+ * and for every page in use in them:
  *   P1 start, block size, reserved blocks and span agree with its class
  *   P2 free and local_free hold carved block starts of the page, each
  *      reading as a free-list link, no block twice, without cycles
@@ -145,6 +146,8 @@ int brisk_malloc_check(void)
     int result = 0;
     global_lock_take();
     for (segment *seg = segment_list_first(); seg != NULL && result == 0; seg = seg->all_next) {
+        if (me == NULL || __atomic_load_n(&seg->owner, __ATOMIC_ACQUIRE) != me)
+            continue;
         if (segment_map[(uintptr_t)seg >> SEGMENT_SHIFT] != SEGMAP_PAGES ||
             seg->magic != SEGMENT_MAGIC ||
             (seg->page_shift != SMALL_PAGE_SHIFT && seg->page_shift != MEDIUM_PAGE_SHIFT) ||
@@ -152,7 +155,6 @@ int brisk_malloc_check(void)
             result = check_fail("S1: segment header or map entry is wrong", seg);
             break;
         }
-        bool mine = me != NULL && seg->owner == me;
         uint32_t in_use = 0;
         for (unsigned i = 1; i < seg->slot_count; i++) {
             const page *pg = &seg->pages[i];
@@ -163,7 +165,7 @@ int brisk_malloc_check(void)
             }
             if (pg->in_use) {
                 in_use++;
-                if (mine && (result = check_page(me, seg, pg)) != 0)
+                if ((result = check_page(me, seg, pg)) != 0)
                     break;
             }
         }
