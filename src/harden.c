@@ -321,7 +321,13 @@ void harden_thread_exit(void)
         if (q->slots[i] != NULL)
             quarantine_release(q->slots[i]);
     }
-    free_raw(q);
+    /* The quarantine is a block of the allocator like any other: under
+     * wipe it must go back wiped (it holds pointers), or the next malloc
+     * of its size would find it "written after free". */
+    page *pg = page_of((segment *)meta_of(q), q);
+    if (harden_flags & HARDEN_WIPE)
+        words_clear((uintptr_t)q + sizeof(uint64_t), pg->block_size - sizeof(uint64_t) - tail_bytes());
+    free_validated(pg, q);
 }
 
 /* ---- the hardened entry points --------------------------------------------- */

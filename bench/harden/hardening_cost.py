@@ -89,7 +89,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default="build")
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--scale", type=int, default=1)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="work per benchmark, as a multiple of the default")
     parser.add_argument("--parts", action="store_true")
     parser.add_argument("--only", default="",
                         help="comma-separated benchmark names (default: all)")

@@ -802,6 +802,50 @@ static void case_valid_workload(void)
     printf("ok: clean workload ran\n");
 }
 
+/* Threads that free blocks and exit: their quarantines (under delay) go
+ * back to the allocator, wiped under wipe, so later allocations of every
+ * size near the quarantine's own are handed out clean. Each thread keeps
+ * a few blocks of that size alive, so its page (holding its quarantine)
+ * is left to other threads when it exits, and this thread adopts it. */
+enum { EXIT_THREADS = 4, EXIT_KEPT = 8 };
+static char *exit_kept[8][EXIT_THREADS * EXIT_KEPT];
+
+static void *short_lived(void *arg)
+{
+    char **kept = arg;
+    for (int i = 0; i < EXIT_KEPT; i++)
+        kept[i] = must_malloc(520);
+    for (int i = 0; i < 200; i++)
+        free(must_malloc((size_t)(16 + i * 5)));
+    return NULL;
+}
+
+static void case_threads_exit_clean(void)
+{
+    for (int round = 0; round < 8; round++) {
+        pthread_t threads[EXIT_THREADS];
+        for (int t = 0; t < EXIT_THREADS; t++)
+            if (pthread_create(&threads[t], NULL, short_lived, &exit_kept[round][t * EXIT_KEPT]) != 0)
+                exit(5);
+        for (int t = 0; t < EXIT_THREADS; t++)
+            pthread_join(threads[t], NULL);
+    }
+    /* Enough blocks of the sizes around the quarantine's that this thread
+     * runs out of its own pages and adopts the exited threads' ones. */
+    enum { KEEP = 30000 };
+    static char *kept[KEEP];
+    for (size_t size = 512; size <= 544; size += 16) {
+        for (int i = 0; i < KEEP; i++)
+            kept[i] = must_malloc(size);
+        for (int i = 0; i < KEEP; i++)
+            free(kept[i]);
+    }
+    for (int round = 0; round < 8; round++)
+        for (int i = 0; i < EXIT_THREADS * EXIT_KEPT; i++)
+            free(exit_kept[round][i]);
+    printf("ok: allocations after thread exits ran clean\n");
+}
+
 /* ---- the case table --------------------------------------------------- */
 
 typedef struct security_case {
@@ -871,6 +915,7 @@ static const security_case cases[] = {
     CASE(reuse_randomized),
     CASE(reuse_order_child),
     CASE(valid_workload),
+    CASE(threads_exit_clean),
 };
 
 int main(int argc, char **argv)
