@@ -145,7 +145,12 @@ static inline size_t tail_bytes(void)
  * blocks are the common case, and a call into libc's memset (this file
  * cannot use the builtin: the allocator is built with -fno-builtin) costs
  * more than the stores. The loop must not be turned back into that call. */
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LOOP_TO_MEMSET __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LOOP_TO_MEMSET /* clang leaves loops alone under -fno-builtin */
+#endif
+NO_LOOP_TO_MEMSET
 static void words_clear(uintptr_t from, size_t len)
 {
     if (len > 512) {

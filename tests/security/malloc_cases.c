@@ -157,9 +157,9 @@ static void case_double_free_cross_thread(void)
     pthread_join(thread, NULL);
     target(p);
     free(hide(p));
-    /* A block freed by another thread waits on its page's cross-thread
-     * list until the owner collects it, and only then is the double free
-     * seen: allocations of the size get there. */
+    /* The block waits on its page's cross-thread list: the second free
+     * must find it there (or, at the latest, when the owner collects the
+     * list, which these allocations of the size bring about). */
     for (int i = 0; i < 100000; i++)
         must_malloc(SMALL);
     (void)keep;
