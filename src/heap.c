@@ -107,18 +107,17 @@ static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
         heap->high_water = reach;
 }
 
-/* Makes [r, r + size) a free chunk whose left neighbour is live and whose
- * right neighbour is live (or the sentinel): the rest of a chunk that was
- * split. When `wild` it becomes the wilderness instead of being listed. */
+/* Makes [r, r + size) a free chunk: the rest of a free chunk that was
+ * split, so its left neighbour is live and its right neighbour already
+ * has PREV_USED clear (it followed a free chunk; nothing to write there).
+ * When `wild` it becomes the wilderness instead of being listed. */
 static inline void place_remainder(brisk_heap *heap, heap_chunk *r, size_t size, bool wild)
 {
     r->head = size | CHUNK_PREV_USED;
-    if (wild) {
+    if (wild)
         heap->top = (char *)r;
-    } else {
+    else
         bin_insert(heap, r, size);
-        chunk_at(r, size)->head &= ~CHUNK_PREV_USED;
-    }
 }
 
 /* ---- allocation -------------------------------------------------------- */
