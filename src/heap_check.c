@@ -214,8 +214,9 @@ int brisk_heap_walk(const brisk_heap *heap, brisk_heap_visitor visitor, void *co
         info.used = chunk_is_used(c);
         info.payload = info.used ? (const char *)c + CHUNK_HEADER_SIZE : NULL;
         info.usable = info.used ? info.size - CHUNK_HEADER_SIZE : 0;
-        if (info.size == 0)
-            break; /* a corrupted size; brisk_heap_check says more */
+        if (info.size < CHUNK_MIN_SIZE || info.size > (size_t)(heap->end - (const char *)c))
+            break; /* a corrupted size: stop rather than leave the region
+                      (brisk_heap_check says what is wrong) */
         result = visitor(&info, context);
         if (result != 0)
             break;
