@@ -84,7 +84,7 @@ static inline void wipe_chunk_metadata(const brisk_heap *heap, heap_chunk *c, si
     }
 }
 
-/* ---- live-block map ---------------------------------------------------- */
+/* ---- the block map ------------------------------------------------------ */
 
 static inline void mark_live(brisk_heap *heap, heap_chunk *c, size_t size)
 {
@@ -124,8 +124,8 @@ static inline void place_remainder(brisk_heap *heap, heap_chunk *r, size_t size,
 
 /* Bytes between the free chunk c and the chunk an allocation of `need`
  * bytes aligned to `alignment` would start at inside it, or SIZE_MAX when
- * it does not fit in c's `size` bytes. The gap is 0 or a whole minimal
- * chunk, which goes back to the lists. */
+ * it does not fit in c's `size` bytes. The gap is 0 or at least a minimal
+ * chunk (it goes back to the lists as a free chunk of its own). */
 static inline size_t fit_lead(const heap_chunk *c, size_t size, size_t need, size_t alignment)
 {
     size_t lead = 0;
@@ -213,14 +213,13 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
         size_t cls = size_class_of(search);
         heap_chunk *found = NULL;
         size_t found_size = 0, found_lead = 0;
-        if (cls < SMALL_CLASSES && alignment <= BRISK_ALIGNMENT) {
-            found = heap->heads[cls]; /* exact class: every entry fits */
-            if (found != NULL)
-                found_size = search;
-        } else {
-            /* A ranged class holds sizes on both sides of the request:
-             * look at a few entries for the tightest fit (lowest address
-             * on ties). TLSF would skip this class entirely. */
+        /* An unaligned request of an exact class found it empty above.
+         * Otherwise the own class may hold chunks too small for the
+         * request (a ranged class holds sizes on both sides of it; an
+         * aligned request may need a gap): look at a few entries for the
+         * tightest fit, lowest address on ties. TLSF would skip this
+         * class entirely. */
+        if (cls >= SMALL_CLASSES || alignment > BRISK_ALIGNMENT) {
             heap_chunk *c = heap->heads[cls];
             for (unsigned probes = 0; c != NULL && probes < RANGED_CLASS_PROBES; probes++, c = c->next) {
                 size_t size = chunk_size(c);
@@ -288,6 +287,9 @@ void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
     }
     heap_lock(heap);
     void *p = heap_alloc_locked(heap, total);
+    /* Read under the lock: a neighbour's free may be rewriting the
+     * header's PREV_USED bit in another thread. */
+    size_t usable = p != NULL ? chunk_size(chunk_of_payload(p)) - CHUNK_HEADER_SIZE : 0;
     heap_unlock(heap);
     if (p == NULL) {
         errno = ENOMEM;
@@ -297,7 +299,7 @@ void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
      * those bytes to the caller, and they must not show old data. A wiped
      * heap hands out zeroed chunks already. */
     if (!(heap->flags & BRISK_HEAP_WIPE))
-        memset(p, 0, chunk_size(chunk_of_payload(p)) - CHUNK_HEADER_SIZE);
+        memset(p, 0, usable);
     return p;
 }
 
