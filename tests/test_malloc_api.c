@@ -624,7 +624,10 @@ static void test_cross_thread_free(void)
 static void test_thread_exit_live_blocks(void)
 {
     static void *blocks[HANDOFF];
-    for (int round = 0; round < 4; round++) {
+    size_t mapped_first = 0;
+    for (int round = 0; round < 6; round++) {
+        if (round == 1)
+            mapped_first = mallinfo2().arena;
         /* a thread allocates and exits with everything live */
         pthread_t t;
         pthread_create(&t, NULL, alloc_many_thread, blocks);
@@ -641,6 +644,9 @@ static void test_thread_exit_live_blocks(void)
             free(more[i]);
         CHECK_EQ(brisk_malloc_check(), 0);
     }
+    /* the exited threads' segments were adopted and reused, not leaked */
+    size_t mapped_last = mallinfo2().arena;
+    CHECK_MSG(mapped_last <= mapped_first + (8u << 20), "%zu -> %zu", mapped_first, mapped_last);
     /* freed by a third thread while the allocating one is gone */
     pthread_t t;
     pthread_create(&t, NULL, alloc_many_thread, blocks);
