@@ -75,7 +75,7 @@ bool page_has_free_block(page *pg, const block *b)
 {
     return list_contains(pg, pg->free, b, pg->capacity) ||
            list_contains(pg, pg->local_free, b, pg->capacity) ||
-           list_contains(pg, (block *)__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE), b,
+           list_contains(pg, thread_free_head(__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE)), b,
                          pg->capacity);
 }
 
@@ -98,31 +98,50 @@ void free_suspect(page *pg, block *b)
         page_free_slow(pg, h);
 }
 
-/* Moves blocks other threads freed onto local_free (checking each is a
- * block start of this page, and walking at most `used` of them, so a
- * corrupted list cannot loop), then local_free onto free if free is
- * empty. Returns whether free has a block. */
+/* Appends list (count blocks, linked with the page's encoding) to *dest;
+ * walks *dest to its tail only when both are non-empty. */
+static void list_splice(page *pg, block **dest, block *list)
+{
+    if (*dest == NULL) {
+        *dest = list;
+        return;
+    }
+    block *tail = *dest;
+    for (uint32_t i = 0; i < pg->capacity; i++) {
+        block *next = list_decode(pg, tail->next_encoded);
+        uintptr_t off = (uintptr_t)next - pg->start;
+        if (next == NULL || off >= pg->carved)
+            break;
+        tail = next;
+    }
+    tail->next_encoded = list_encode(pg, list);
+}
+
+/* Makes the blocks other threads freed available: the whole thread_free
+ * list is taken with one exchange, its length comes with it, and it is
+ * used as it is (its links are already in the page's encoding; every
+ * block is validated when malloc pops it). Then free gets local_free if
+ * it is empty. Returns whether free has a block. The remote blocks'
+ * memory is not touched here: walking a list whose blocks were last
+ * written on other cores was a cache miss per block. */
 bool page_collect(page *pg)
 {
-    if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
-        block *b = (block *)__atomic_exchange_n(&pg->thread_free, 0, __ATOMIC_ACQUIRE);
-        while (b != NULL) {
-            uintptr_t off = (uintptr_t)b - pg->start;
-            if (!page_block_start(pg, off) || pg->used == 0) {
-                report_error(BRISK_ERROR_CORRUPTION,
-                             "cross-thread free list corrupted (a freed block was written to)", b);
-                break;
-            }
-            block *next = list_decode(pg, b->next_encoded);
-            pg->used--;
-            b->next_encoded = list_encode(pg, pg->local_free);
-            pg->local_free = b;
-            b = next;
-        }
-    }
     if (pg->free == NULL && pg->local_free != NULL) {
         pg->free = pg->local_free;
         pg->local_free = NULL;
+    }
+    if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
+        uintptr_t word = __atomic_exchange_n(&pg->thread_free, 0, __ATOMIC_ACQUIRE);
+        uint32_t count = thread_free_count(word);
+        if (count > pg->used) {
+            report_error(BRISK_ERROR_CORRUPTION,
+                         "cross-thread free list corrupted (more blocks than are live)",
+                         thread_free_head(word));
+        } else {
+            pg->used -= count;
+            list_splice(pg, pg->free == NULL ? &pg->free : &pg->local_free,
+                        thread_free_head(word));
+        }
     }
     return pg->free != NULL;
 }
@@ -201,17 +220,18 @@ void *page_pop_corrupt(page *pg, block *b)
     return NULL;
 }
 
-/* Looks at up to 32 pages of the full list (round robin: looked-at pages
- * go to the back) and moves those that other threads freed blocks into
- * back to their class queues; empty ones are freed. */
-static void heap_rescue_full(heap *h)
+/* Looks at up to 64 pages of the class's full list (round robin:
+ * looked-at pages go to the back) and moves those that other threads
+ * freed blocks into back to the class queue; empty ones are freed. */
+static void heap_rescue_full(heap *h, unsigned cls)
 {
-    page *stop = h->full.last;
-    for (int i = 0; i < 32; i++) {
-        page *pg = h->full.first;
+    page_queue *full = &h->full[cls];
+    page *stop = full->last;
+    for (int i = 0; i < 64; i++) {
+        page *pg = full->first;
         if (pg == NULL)
             break;
-        page_queue_remove(&h->full, pg);
+        page_queue_remove(full, pg);
         if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0 || pg->local_free != NULL) {
             page_collect(pg);
             pg->in_full = 0;
@@ -222,7 +242,7 @@ static void heap_rescue_full(heap *h)
                 heap_direct_update(h, pg->size_class);
             }
         } else {
-            page_queue_push_back(&h->full, pg);
+            page_queue_push_back(full, pg);
         }
         if (pg == stop)
             break;
@@ -250,12 +270,12 @@ void *malloc_generic(heap *h, unsigned cls)
             }
             page_queue_remove(q, pg);
             pg->in_full = 1;
-            page_queue_push_back(&h->full, pg);
+            page_queue_push_back(&h->full[cls], pg);
             pg = next;
         }
         heap_direct_update(h, cls);
-        if (pass == 0 && h->full.first != NULL)
-            heap_rescue_full(h);
+        if (pass == 0 && h->full[cls].first != NULL)
+            heap_rescue_full(h, cls);
         else
             break;
     }
@@ -277,7 +297,7 @@ void page_free_slow(page *pg, heap *h)
     unsigned cls = pg->size_class;
     page_queue *q = &h->queues[cls];
     if (pg->in_full) {
-        page_queue_remove(&h->full, pg);
+        page_queue_remove(&h->full[cls], pg);
         pg->in_full = 0;
         page_queue_push_back(q, pg);
         heap_direct_update(h, cls);

@@ -299,18 +299,20 @@ static void heap_retire_empty_pages(heap *h)
             pg = next;
         }
     }
-    page *pg = h->full.first;
-    while (pg != NULL) {
-        page *next = pg->next;
-        if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
-            page_collect(pg);
-            if (pg->used == 0) {
-                page_queue_remove(&h->full, pg);
-                pg->in_full = 0;
-                segment_page_free(h, pg);
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
+        page *pg = h->full[cls].first;
+        while (pg != NULL) {
+            page *next = pg->next;
+            if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
+                page_collect(pg);
+                if (pg->used == 0) {
+                    page_queue_remove(&h->full[cls], pg);
+                    pg->in_full = 0;
+                    segment_page_free(h, pg);
+                }
             }
+            pg = next;
         }
-        pg = next;
     }
 }
 
@@ -373,17 +375,17 @@ void heap_abandon_segments(heap *h)
             pg = next;
         }
         heap_direct_set(h, cls, &empty_page);
-    }
-    page *pg = h->full.first;
-    while (pg != NULL) {
-        page *next = pg->next;
-        page_collect(pg);
-        if (pg->used == 0) {
-            page_queue_remove(&h->full, pg);
-            pg->in_full = 0;
-            segment_page_free(h, pg);
+        pg = h->full[cls].first;
+        while (pg != NULL) {
+            page *next = pg->next;
+            page_collect(pg);
+            if (pg->used == 0) {
+                page_queue_remove(&h->full[cls], pg);
+                pg->in_full = 0;
+                segment_page_free(h, pg);
+            }
+            pg = next;
         }
-        pg = next;
     }
     heap_purge(h, false);
     while (h->segments != NULL) {
@@ -399,7 +401,8 @@ void heap_abandon_segments(heap *h)
         abandoned = seg;
         global_lock_drop();
     }
-    for (unsigned cls = 0; cls < CLASS_COUNT; cls++)
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         h->queues[cls].first = h->queues[cls].last = NULL;
-    h->full.first = h->full.last = NULL;
+        h->full[cls].first = h->full[cls].last = NULL;
+    }
 }
