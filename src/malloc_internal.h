@@ -16,7 +16,7 @@
  *   +---------+---------+---------+-----------  ...  --------+
  *     |
  *     +-- struct segment: owner heap, free slot mask and the page
- *         descriptors (struct page) of every slot (about 10 KiB; the rest
+ *         descriptors (struct page) of every slot (about 12 KiB; the rest
  *         of slot 0 is never touched).
  *
  *   medium segment (8 KiB < blocks <= 256 KiB): 8 slots of 512 KiB, same
@@ -160,6 +160,9 @@ typedef struct segment {
     uint64_t freed_at_ms;   /* when it entered the cache */
     page pages[SEGMENT_SLOTS_MAX];
 } segment;
+
+/* The header must fit in slot 0 of a small segment. */
+_Static_assert(sizeof(segment) <= ((size_t)1 << SMALL_PAGE_SHIFT), "segment header too big");
 
 typedef struct large_header {
     uint32_t magic;

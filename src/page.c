@@ -4,14 +4,15 @@
  *
  * A heap keeps, per size class, a queue of pages that may have free
  * blocks; its first page is the "direct" page the fast path pops from.
- * Pages found with nothing free move to the heap's full list; a local
+ * Pages found with nothing free move to the class's full list; a local
  * free into a full page moves it back, and pages on the full list with
- * pending cross-thread frees are rescued in small batches before a new
- * page is taken, so remote frees are reclaimed without any notification.
+ * pending cross-thread frees are rescued (64 at a time, round robin)
+ * before a new page is taken, so remote frees are reclaimed without any
+ * notification.
  *
  * Invariants (checked by brisk_malloc_check):
  *   - a page in use is on exactly one list of its owner: the queue of its
- *     class (in_full 0) or the full list (in_full 1)
+ *     class (in_full 0) or the full list of its class (in_full 1)
  *   - direct[c] is the first page of queue c, or &empty_page when empty
  *   - blocks on free + local_free + used == capacity, each block on at
  *     most one list, and every listed block a carved block start
