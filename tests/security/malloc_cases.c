@@ -635,6 +635,26 @@ static void guard(size_t size, int before)
     unnoticed("ran off a large block without a fault");
 }
 
+/* realloc of guarded large blocks, growing and shrinking: every usable
+ * byte stays writable (no guard page ends up inside a block), and the
+ * last block still faults one byte past its end. */
+static void case_guard_realloc(void)
+{
+    static const size_t sizes[] = {LARGE, 3 * LARGE, 2 * LARGE, 5 * LARGE, LARGE + 1, 4 * LARGE};
+    char *p = NULL;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        p = realloc(p, sizes[i]);
+        if (p == NULL)
+            exit(5);
+        memset(p, (int)i, malloc_usable_size(p));
+    }
+    size_t usable = malloc_usable_size(p);
+    volatile char *q = hide(p);
+    target(p);
+    q[usable] = 'X';
+    unnoticed("ran off a reallocated large block without a fault");
+}
+
 static void case_guard_large_overflow(void) { guard(LARGE, 0); }
 static void case_guard_large_underflow(void) { guard(LARGE, 1); }
 static void case_guard_huge_overflow(void) { guard(HUGE, 0); }
@@ -911,6 +931,7 @@ static const security_case cases[] = {
     CASE(guard_large_underflow),
     CASE(guard_huge_overflow),
     CASE(guard_odd_size_overflow),
+    CASE(guard_realloc),
     CASE(reuse_delayed),
     CASE(reuse_randomized),
     CASE(reuse_order_child),
