@@ -443,8 +443,19 @@ void *harden_realloc(void *p, size_t size)
         old = usable_raw(p); /* reports misuse; 0 when a handler returned */
         if (old == 0)
             return NULL;
+        /* A live large block: resized in place when its mapping allows
+         * (not under guard, whose pages must stay at the block's ends). */
+        if (size > MEDIUM_SIZE_MAX && !(harden_flags & HARDEN_GUARD) &&
+            large_try_resize((large_header *)meta_of(p), size))
+            return p;
     }
-    void *fresh = harden_alloc(size, 0, false);
+    /* As malloc.c's realloc: a block that must move to grow by a little
+     * gets half as much again, so growing in small steps copies O(log n)
+     * times. */
+    size_t target = size;
+    if (size > old && size - old < old / 2 && old <= MEDIUM_SIZE_MAX / 2)
+        target = old + old / 2;
+    void *fresh = harden_alloc(target, 0, false);
     if (fresh == NULL)
         return NULL; /* errno is ENOMEM; the old block is untouched */
     memcpy(fresh, p, size < old ? size : old);
