@@ -655,6 +655,34 @@ static void case_guard_realloc(void)
     unnoticed("ran off a reallocated large block without a fault");
 }
 
+/* A guarded large block freed and its mapping reused for a smaller
+ * request (the large-block cache): the guards must still sit right
+ * before and right after the new block. */
+static void guard_reused(int before)
+{
+    char *p = must_malloc(4 * LARGE);
+    memset(p, 1, malloc_usable_size(p));
+    free(p);
+    char *q = must_malloc(3 * LARGE);
+    if (q != p) {
+        printf("set-up failed: the freed mapping was not reused (%p, then %p)\n", (void *)p,
+               (void *)q);
+        exit(5);
+    }
+    size_t usable = malloc_usable_size(q);
+    memset(q, 2, usable);
+    volatile char *v = hide(q);
+    target(q);
+    if (before)
+        v[-1] = 'X';
+    else
+        v[usable] = 'X';
+    unnoticed("ran off a reused large block without a fault");
+}
+
+static void case_guard_reused_overflow(void) { guard_reused(0); }
+static void case_guard_reused_underflow(void) { guard_reused(1); }
+
 static void case_guard_large_overflow(void) { guard(LARGE, 0); }
 static void case_guard_large_underflow(void) { guard(LARGE, 1); }
 static void case_guard_huge_overflow(void) { guard(HUGE, 0); }
@@ -932,6 +960,8 @@ static const security_case cases[] = {
     CASE(guard_huge_overflow),
     CASE(guard_odd_size_overflow),
     CASE(guard_realloc),
+    CASE(guard_reused_overflow),
+    CASE(guard_reused_underflow),
     CASE(reuse_delayed),
     CASE(reuse_randomized),
     CASE(reuse_order_child),
