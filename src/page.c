@@ -221,18 +221,18 @@ void *page_pop_corrupt(page *pg, block *b)
     return NULL;
 }
 
-/* Looks at up to 64 pages of the class's full list and moves those that
+/* Looks at up to `limit` pages of the class's full list and moves those that
  * other threads freed blocks into back to the class queue (empty ones are
  * freed). The pages looked at and kept are rotated to the list's end in
  * O(1), so successive rescues go round the whole list. Returns whether
  * any page came back. */
-static bool heap_rescue_full(heap *h, unsigned cls)
+static bool heap_rescue_full(heap *h, unsigned cls, int limit)
 {
     page_queue *full = &h->full[cls];
     page *pg = full->first;
     page *last_kept = NULL;
     bool rescued = false;
-    for (int i = 0; i < 64 && pg != NULL; i++) {
+    for (int i = 0; i < limit && pg != NULL; i++) {
         page *next = pg->next;
         if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0 || pg->local_free != NULL) {
             page_queue_remove(full, pg);
@@ -274,6 +274,20 @@ void *malloc_generic(heap *h, unsigned cls)
     heap_purge_tick(h);
     page_queue *q = &h->queues[cls];
     page *extendable = NULL;
+    /* A few full pages every time: the current page alone receives only
+     * its share of other threads' frees, and without this the others'
+     * would wait until it received none at all. */
+    if (h->full[cls].first != NULL)
+        heap_rescue_full(h, cls, 8);
+    /* Round robin over the queue: the page that just ran dry goes to the
+     * back, so every page's returned blocks get collected in turn (the
+     * dry page alone would keep collecting its own trickle while the
+     * others' piled up). */
+    page *dry = q->first;
+    if (dry != NULL && dry->next != NULL) {
+        page_queue_remove(q, dry);
+        page_queue_push_back(q, dry);
+    }
     for (int pass = 0; pass < 2; pass++) {
         page *pg = q->first;
         for (int visited = 0; pg != NULL && visited < 8; visited++) {
@@ -297,7 +311,7 @@ void *malloc_generic(heap *h, unsigned cls)
             pg = next;
         }
         heap_direct_update(h, cls);
-        if (pass != 0 || h->full[cls].first == NULL || !heap_rescue_full(h, cls))
+        if (pass != 0 || h->full[cls].first == NULL || !heap_rescue_full(h, cls, 64))
             break;
     }
     if (extendable != NULL) {
