@@ -21,12 +21,14 @@
 
 #include <errno.h>
 
-/* Carves up to 16 KiB worth of new blocks (at least one) onto the free
- * list, in address order, so a fresh page touches memory gradually. */
+/* Carves up to PAGE_EXTEND_BYTES worth of new blocks (at least one) onto
+ * the free list, in address order, so a page touches memory gradually: a
+ * thread using a class a little holds at most that much unused. */
+#define PAGE_EXTEND_BYTES 4096
 static void page_extend(page *pg)
 {
     uint32_t room = pg->reserved - pg->capacity;
-    uint32_t count = (uint32_t)((size_t)16384 / pg->block_size);
+    uint32_t count = (uint32_t)((size_t)PAGE_EXTEND_BYTES / pg->block_size);
     if (count == 0)
         count = 1;
     if (count > room)
