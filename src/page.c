@@ -21,12 +21,14 @@
 
 #include <errno.h>
 
-/* Carves up to 16 KiB worth of new blocks (at least one) onto the free
- * list, in address order, so a fresh page touches memory gradually. */
+/* Carves up to PAGE_EXTEND_BYTES worth of new blocks (at least one) onto
+ * the free list, in address order, so a page touches memory gradually: a
+ * thread using a class a little holds at most that much unused. */
+#define PAGE_EXTEND_BYTES 4096
 static void page_extend(page *pg)
 {
     uint32_t room = pg->reserved - pg->capacity;
-    uint32_t count = (uint32_t)((size_t)16384 / pg->block_size);
+    uint32_t count = (uint32_t)((size_t)PAGE_EXTEND_BYTES / pg->block_size);
     if (count == 0)
         count = 1;
     if (count > room)
@@ -223,47 +225,78 @@ void *page_pop_corrupt(page *pg, block *b)
     return NULL;
 }
 
-/* Looks at up to 64 pages of the class's full list (round robin:
- * looked-at pages go to the back) and moves those that other threads
- * freed blocks into back to the class queue; empty ones are freed. */
-static void heap_rescue_full(heap *h, unsigned cls)
+/* Looks at up to `limit` pages of the class's full list and moves those that
+ * other threads freed blocks into back to the class queue (empty ones are
+ * freed). The pages looked at and kept are rotated to the list's end in
+ * O(1), so successive rescues go round the whole list. Returns whether
+ * any page came back. */
+static bool heap_rescue_full(heap *h, unsigned cls, int limit)
 {
     page_queue *full = &h->full[cls];
-    page *stop = full->last;
-    for (int i = 0; i < 64; i++) {
-        page *pg = full->first;
-        if (pg == NULL)
-            break;
-        page_queue_remove(full, pg);
+    page *pg = full->first;
+    page *last_kept = NULL;
+    bool rescued = false;
+    for (int i = 0; i < limit && pg != NULL; i++) {
+        page *next = pg->next;
         if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0 || pg->local_free != NULL) {
+            page_queue_remove(full, pg);
             page_collect(pg);
             pg->in_full = 0;
             if (pg->used == 0) {
                 segment_page_free(h, pg);
             } else {
-                page_queue_push_back(&h->queues[pg->size_class], pg);
-                heap_direct_update(h, pg->size_class);
+                page_queue_push_back(&h->queues[cls], pg);
+                rescued = true;
             }
         } else {
-            page_queue_push_back(full, pg);
+            last_kept = pg;
         }
-        if (pg == stop)
-            break;
+        pg = next;
     }
+    if (last_kept != NULL && last_kept->next != NULL) {
+        page *head = full->first;
+        page *rest = last_kept->next;
+        full->first = rest;
+        rest->prev = NULL;
+        full->last->next = head;
+        head->prev = full->last;
+        last_kept->next = NULL;
+        full->last = last_kept;
+    }
+    heap_direct_update(h, cls);
+    return rescued;
 }
 
+/* The malloc slow path: the class's current page has no free block.
+ * Blocks already carved are preferred to carving new ones (which touches
+ * new memory): first any page of the queue with blocks freed since (local
+ * or remote), then pages rescued from the full list, then carving more of
+ * a page that has room, and only then a fresh page. */
 void *malloc_generic(heap *h, unsigned cls)
 {
     h->class_requests[cls]++;
     heap_purge_tick(h);
     page_queue *q = &h->queues[cls];
+    page *extendable = NULL;
+    /* A few full pages every time: the current page alone receives only
+     * its share of other threads' frees, and without this the others'
+     * would wait until it received none at all. */
+    if (h->full[cls].first != NULL)
+        heap_rescue_full(h, cls, 8);
+    /* Round robin over the queue: the page that just ran dry goes to the
+     * back, so every page's returned blocks get collected in turn (the
+     * dry page alone would keep collecting its own trickle while the
+     * others' piled up). */
+    page *dry = q->first;
+    if (dry != NULL && dry->next != NULL) {
+        page_queue_remove(q, dry);
+        page_queue_push_back(q, dry);
+    }
     for (int pass = 0; pass < 2; pass++) {
         page *pg = q->first;
         for (int visited = 0; pg != NULL && visited < 8; visited++) {
             page *next = pg->next;
-            if (page_collect(pg) || pg->capacity < pg->reserved) {
-                if (pg->free == NULL)
-                    page_extend(pg);
+            if (page_collect(pg)) {
                 if (pg != q->first) {
                     page_queue_remove(q, pg);
                     page_queue_push_front(q, pg);
@@ -271,16 +304,28 @@ void *malloc_generic(heap *h, unsigned cls)
                 heap_direct_set(h, cls, pg);
                 return page_pop(pg);
             }
-            page_queue_remove(q, pg);
-            pg->in_full = 1;
-            page_queue_push_back(&h->full[cls], pg);
+            if (pg->capacity < pg->reserved) {
+                if (extendable == NULL)
+                    extendable = pg;
+            } else {
+                page_queue_remove(q, pg);
+                pg->in_full = 1;
+                page_queue_push_back(&h->full[cls], pg);
+            }
             pg = next;
         }
         heap_direct_update(h, cls);
-        if (pass == 0 && h->full[cls].first != NULL)
-            heap_rescue_full(h, cls);
-        else
+        if (pass != 0 || h->full[cls].first == NULL || !heap_rescue_full(h, cls, 64))
             break;
+    }
+    if (extendable != NULL) {
+        page_extend(extendable);
+        if (extendable != q->first) {
+            page_queue_remove(q, extendable);
+            page_queue_push_front(q, extendable);
+        }
+        heap_direct_set(h, cls, extendable);
+        return page_pop(extendable);
     }
     page *pg = segment_page_alloc(h, cls);
     if (pg == NULL)
