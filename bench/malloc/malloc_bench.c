@@ -87,7 +87,7 @@ static uint64_t bench_small_churn(void)
     enum { SLOTS = 20000 };
     unsigned char **slot = calloc(SLOTS, sizeof *slot);
     uint64_t rng = 1, check = 0;
-    size_t ops = scaled(8e6);
+    size_t ops = scaled(2.4e7);
     for (size_t i = 0; i < ops; i++) {
         size_t s = rng_next(&rng) % SLOTS;
         if (slot[s] != NULL) {
@@ -110,7 +110,7 @@ static uint64_t bench_mixed_sizes(void)
     unsigned char **slot = calloc(SLOTS, sizeof *slot);
     size_t *sizes = calloc(SLOTS, sizeof *sizes);
     uint64_t rng = 2, check = 0;
-    size_t ops = scaled(1.5e6);
+    size_t ops = scaled(4e6);
     for (size_t i = 0; i < ops; i++) {
         size_t s = rng_next(&rng) % SLOTS;
         if (slot[s] != NULL) {
@@ -139,7 +139,7 @@ static uint64_t bench_realloc_growth(void)
     unsigned char *buf[BUFFERS] = {0};
     size_t len[BUFFERS] = {0}, limit[BUFFERS] = {0};
     uint64_t rng = 3, check = 0;
-    size_t ops = scaled(8e5);
+    size_t ops = scaled(1.6e6);
     for (size_t i = 0; i < ops; i++) {
         size_t b = rng_next(&rng) % BUFFERS;
         if (buf[b] == NULL)
@@ -173,7 +173,7 @@ static uint64_t bench_large_blocks(void)
     unsigned char *live[LIVE] = {0};
     size_t sizes[LIVE] = {0};
     uint64_t rng = 4, check = 0;
-    size_t ops = scaled(1500);
+    size_t ops = scaled(4000);
     for (size_t i = 0; i < ops; i++) {
         size_t s = rng_next(&rng) % LIVE;
         if (live[s] != NULL) {
@@ -300,7 +300,7 @@ static uint64_t bench_producer_consumer(void)
         start(&threads[PRODUCERS + i], consumer_main, &cons[i]);
     }
     for (int i = 0; i < PRODUCERS; i++) {
-        prod[i] = (pc_arg){.queue = &q, .seed = 100 + (uint64_t)i, .batches = scaled(20000)};
+        prod[i] = (pc_arg){.queue = &q, .seed = 100 + (uint64_t)i, .batches = scaled(35000)};
         start(&threads[i], producer_main, &prod[i]);
     }
     uint64_t check = 0;
@@ -344,7 +344,7 @@ static uint64_t bench_many_threads(void)
     churn_arg args[THREADS];
     pthread_t threads[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        args[i] = (churn_arg){.seed = 200 + (uint64_t)i, .ops = scaled(7.5e5)};
+        args[i] = (churn_arg){.seed = 200 + (uint64_t)i, .ops = scaled(1.5e6)};
         start(&threads[i], churn_main, &args[i]);
     }
     uint64_t check = 0;
@@ -385,7 +385,7 @@ static uint64_t bench_larson(void)
     churn_arg args[THREADS];
     pthread_t threads[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        args[i] = (churn_arg){.seed = 300 + (uint64_t)i, .ops = scaled(1e6)};
+        args[i] = (churn_arg){.seed = 300 + (uint64_t)i, .ops = scaled(3e6)};
         start(&threads[i], larson_main, &args[i]);
     }
     uint64_t check = 0;
@@ -448,7 +448,7 @@ static uint64_t bench_binary_trees(void)
     tree_node *long_lived = tree_build(max_depth, 1);
     uint64_t check = 0;
     for (int depth = 4; depth <= max_depth; depth += 2) {
-        size_t iterations = scaled((double)((size_t)1 << (max_depth - depth + 4)));
+        size_t iterations = scaled((double)((size_t)1 << (max_depth - depth + 6)));
         for (size_t i = 0; i < iterations; i++) {
             tree_node *t = tree_build(depth, (long)i);
             check += (uint64_t)tree_check(t);
@@ -510,7 +510,7 @@ static uint64_t bench_string_hash(void)
     hash_map m = {0};
     map_grow(&m);
     uint64_t check = 0;
-    size_t keys = scaled(150000);
+    size_t keys = scaled(600000);
     char key[64];
     for (int round = 0; round < 3; round++) {
         for (size_t i = 0; i < keys; i++) {
