@@ -165,8 +165,6 @@ BRISK_INLINE void free_inline(void *p)
         free_invalid(pg, p);
         return;
     }
-#endif
-#if BRISK_CHECKS
     /* ...that does not already look free (see malloc_internal.h). */
     if (brisk_unlikely(block_looks_free(pg, b))) {
         free_suspect(pg, b);

@@ -285,6 +285,6 @@ void page_free_slow(page *pg, heap *h)
     if (pg->used == 0 && q->first != pg) {
         page_queue_remove(q, pg);
         segment_page_free(h, pg);
+        heap_purge_tick(h);
     }
-    heap_purge_tick(h);
 }

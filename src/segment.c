@@ -307,12 +307,15 @@ bool heap_purge(heap *h, bool force)
     return any;
 }
 
-/* Called from slow paths; looks at the clock once every 64 calls and
- * purges at most four times per decay period. */
+/* Called from slow paths; once every 64 calls it adopts one abandoned
+ * segment if there is any (so memory of exited threads, freed by others
+ * since, is reclaimed even by a thread that never runs out of pages),
+ * and looks at the clock, purging at most four times per decay period. */
 void heap_purge_tick(heap *h)
 {
     if ((++h->purge_tick & 63u) != 0)
         return;
+    heap_adopt_one(h);
     uint64_t now = os_now_ms();
     uint64_t period = malloc_options.decay_ms / 4;
     if (now - h->last_purge_ms >= period)
