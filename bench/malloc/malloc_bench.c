@@ -9,7 +9,10 @@
  * the ctest smoke run uses 0.01). It prints one line:
  *
  *   NAME seconds=<wall time of the work> maxrss_kib=<peak RSS> check=<n>
+ *        cpu_seconds=<user + system time of all threads during the work>
  *
+ * (on one line). CPU time is less disturbed than wall time when other
+ * processes compete for the cores; both are reported.
  * `check` is a value computed from the work (it must not depend on the
  * allocator; the driver compares it across allocators), which also keeps
  * the compiler from removing the work. bench/malloc/run.sh runs each
@@ -578,6 +581,15 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* User and system time of the whole process (all threads) so far. */
+static double cpu_seconds_so_far(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: malloc_bench NAME [SCALE]\nbenchmarks:");
@@ -610,13 +622,18 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof benchmarks / sizeof benchmarks[0]; i++) {
         if (strcmp(argv[1], benchmarks[i].name) != 0)
             continue;
+        double cpu_before = cpu_seconds_so_far();
         double t0 = now_seconds();
         uint64_t check = benchmarks[i].run();
         double elapsed = now_seconds() - t0;
         struct rusage usage_now;
         getrusage(RUSAGE_SELF, &usage_now);
-        printf("%s seconds=%.4f maxrss_kib=%ld check=%llu\n", benchmarks[i].name, elapsed,
-               usage_now.ru_maxrss, (unsigned long long)check);
+        double cpu = (double)(usage_now.ru_utime.tv_sec + usage_now.ru_stime.tv_sec) +
+                     (double)(usage_now.ru_utime.tv_usec + usage_now.ru_stime.tv_usec) * 1e-6 -
+                     cpu_before;
+        printf("%s seconds=%.4f maxrss_kib=%ld check=%llu cpu_seconds=%.4f\n",
+               benchmarks[i].name, elapsed, usage_now.ru_maxrss, (unsigned long long)check,
+               cpu);
         return 0;
     }
     fprintf(stderr, "malloc_bench: no benchmark named \"%s\"\n", argv[1]);
