@@ -282,9 +282,42 @@ void segment_page_free(heap *h, page *pg)
 
 /* Returns the memory of free slots unused for decay_ms (all of them when
  * forced), and the caches' expired entries. */
+/* Pages that other threads emptied are only noticed when collected: give
+ * back every such page except each class's current one. */
+static void heap_retire_empty_pages(heap *h)
+{
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
+        page_queue *q = &h->queues[cls];
+        page *pg = q->first != NULL ? q->first->next : NULL;
+        while (pg != NULL) {
+            page *next = pg->next;
+            page_collect(pg);
+            if (pg->used == 0) {
+                page_queue_remove(q, pg);
+                segment_page_free(h, pg);
+            }
+            pg = next;
+        }
+    }
+    page *pg = h->full.first;
+    while (pg != NULL) {
+        page *next = pg->next;
+        if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
+            page_collect(pg);
+            if (pg->used == 0) {
+                page_queue_remove(&h->full, pg);
+                pg->in_full = 0;
+                segment_page_free(h, pg);
+            }
+        }
+        pg = next;
+    }
+}
+
 bool heap_purge(heap *h, bool force)
 {
     bool any = false;
+    heap_retire_empty_pages(h);
     uint64_t now = os_now_ms();
     h->last_purge_ms = now;
     for (segment *seg = h->segments; seg != NULL; seg = seg->next) {

@@ -756,6 +756,13 @@ static void decay_empty(void)
         free(decay_blocks[i]);
 }
 
+static void *decay_free_thread(void *arg)
+{
+    (void)arg;
+    decay_empty();
+    return NULL;
+}
+
 /* Run with BRISK_OPTIONS=decay_ms=10000 (see main): a long decay, so a
  * loaded machine cannot make the loop outlast it. */
 static int mode_hysteresis(void)
@@ -807,6 +814,21 @@ static int mode_decay(void)
     size_t after = resident_bytes();
     CHECK_MSG(after < base + total / 4, "resident after decay %zu (base %zu, peak %zu)", after,
               base, peak);
+
+    /* Blocks freed by another thread: their pages are noticed empty at a
+     * purge and given back one decay period later. */
+    decay_fill();
+    pthread_t t;
+    pthread_create(&t, NULL, decay_free_thread, NULL);
+    pthread_join(t, NULL);
+    for (int period = 0; period < 2; period++) {
+        sleep_ms(800);
+        for (int i = 0; i < 300; i++)
+            free(malloc(300000));
+    }
+    after = resident_bytes();
+    CHECK_MSG(after < base + total / 4, "resident after remote frees and decay %zu (base %zu)",
+              after, base);
     CHECK_EQ(brisk_malloc_check(), 0);
     return check_finish("test_malloc_api decay");
 }
