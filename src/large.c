@@ -81,19 +81,62 @@ static large_header *large_cache_remove(size_t index)
     return hdr;
 }
 
-/* Best fit among cached mappings that hold `usable` bytes and are at
- * most twice that; global_lock held. */
+static void large_unmap_list(large_header *victims)
+{
+    while (victims != NULL) {
+        large_header *next = victims->next;
+        size_t size = victims->map_size;
+        os_unmap(victims, size);
+        stats_note_mapped(size, false);
+        verbose_note("unmapped a large block", size);
+        victims = next;
+    }
+}
+
+/* The cached mapping to reuse for `usable` bytes, global_lock held: the
+ * smallest that holds them, else the largest that holds at least half
+ * (it is grown in place). Reusing resident memory saves the page faults,
+ * which cost far more than the mremap that fits the mapping. */
 static large_header *large_cache_take(size_t usable)
 {
     size_t page_bytes = os_page_size();
-    size_t best = SIZE_MAX;
+    size_t fit = SIZE_MAX, under = SIZE_MAX;
     for (size_t i = 0; i < large_cache_count; i++) {
         size_t room = large_cache[i].map_size - page_bytes;
-        if (room >= usable && room - usable <= usable &&
-            (best == SIZE_MAX || large_cache[i].map_size < large_cache[best].map_size))
-            best = i;
+        if (room >= usable) {
+            if (fit == SIZE_MAX || large_cache[i].map_size < large_cache[fit].map_size)
+                fit = i;
+        } else if (room >= usable / 2) {
+            if (under == SIZE_MAX || large_cache[i].map_size > large_cache[under].map_size)
+                under = i;
+        }
     }
-    return best == SIZE_MAX ? NULL : large_cache_remove(best);
+    size_t pick = fit != SIZE_MAX ? fit : under;
+    return pick == SIZE_MAX ? NULL : large_cache_remove(pick);
+}
+
+/* Fits a mapping taken from the cache to the request: grows it in place
+ * when too small; when more than four times too big, shrinks it to twice
+ * the request (shrinking gives resident pages back, which a later growth
+ * would fault in again, so it is kept for gross misfits). False when it
+ * cannot grow (the caller unmaps it and maps afresh). */
+static bool large_fit_mapping(large_header *hdr, size_t usable)
+{
+    size_t page_bytes = os_page_size();
+    size_t room = hdr->map_size - page_bytes;
+    size_t want = page_bytes + usable;
+    if (room >= usable && room / 4 <= usable)
+        return true;
+    if (room > usable)
+        want = page_bytes + 2 * usable;
+    if (os_remap_in_place(hdr, hdr->map_size, want) != 0)
+        return false;
+    if (want > hdr->map_size)
+        stats_note_mapped(want - hdr->map_size, true);
+    else
+        stats_note_mapped(hdr->map_size - want, false);
+    hdr->map_size = want;
+    return true;
 }
 
 void *large_alloc(size_t size, size_t alignment, bool zero)
@@ -108,14 +151,22 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
     if (align <= page_bytes) {
         global_lock_take();
         large_header *hdr = large_cache_take(usable);
+        global_lock_drop();
+        if (hdr != NULL && !large_fit_mapping(hdr, usable)) {
+            global_lock_take();
+            segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
+            global_lock_drop();
+            hdr->next = NULL;
+            large_unmap_list(hdr);
+            hdr = NULL;
+        }
         if (hdr != NULL) {
             hdr->cached = 0;
             hdr->usable = hdr->map_size - page_bytes;
             hdr->block = (uintptr_t)hdr + page_bytes;
+            global_lock_take();
             live_link(hdr);
-        }
-        global_lock_drop();
-        if (hdr != NULL) {
+            global_lock_drop();
             if (zero)
                 memset((void *)hdr->block, 0, size);
             return (void *)hdr->block;
@@ -156,18 +207,6 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
     segmap_set(h, SEGMAP_LARGE);
     global_lock_drop();
     return (void *)b; /* fresh mappings read as zero */
-}
-
-static void large_unmap_list(large_header *victims)
-{
-    while (victims != NULL) {
-        large_header *next = victims->next;
-        size_t size = victims->map_size;
-        os_unmap(victims, size);
-        stats_note_mapped(size, false);
-        verbose_note("unmapped a large block", size);
-        victims = next;
-    }
 }
 
 void large_free(large_header *hdr, const void *p)

@@ -251,6 +251,18 @@ size_t brisk_malloc_usable_size(const void *ptr)
     return block_usable(ptr, &hdr);
 }
 
+/* A block that must move to grow by a little gets half as much again, so
+ * a buffer grown in small steps is copied O(log n) times, not once per
+ * size class (8 per doubling). */
+static size_t realloc_target(size_t old, size_t size)
+{
+    if (size > old && size - old < old / 2 && old <= MEDIUM_SIZE_MAX / 2)
+        return old + old / 2;
+    return size;
+}
+
+static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size);
+
 void *brisk_realloc(void *ptr, size_t size)
 {
     if (ptr == NULL)
@@ -260,6 +272,34 @@ void *brisk_realloc(void *ptr, size_t size)
         free_inline(ptr);
         return NULL;
     }
+    /* Fast path: a live small or medium block (checked as free checks). */
+    uintptr_t meta = meta_of(ptr);
+    if (brisk_likely(segmap_kind(meta) == SEGMAP_PAGES)) {
+        page *pg = page_of((segment *)meta, ptr);
+#if BRISK_CHECKS
+        bool live = page_block_start(pg, (uintptr_t)ptr - pg->start) &&
+                    !block_looks_free(pg, (block *)ptr);
+#else
+        bool live = true;
+#endif
+        if (brisk_likely(live)) {
+            size_t old = pg->block_size;
+            if (size <= old && (size >= old / 2 || old <= 128))
+                return ptr;
+            void *fresh = malloc_inline(realloc_target(old, size));
+            if (fresh == NULL)
+                return NULL; /* errno is ENOMEM; the old block is untouched */
+            memcpy(fresh, ptr, size < old ? size : old);
+            free_inline(ptr);
+            return fresh;
+        }
+    }
+    return realloc_slow(ptr, size);
+}
+
+/* Large blocks, and pointers the fast path doubts (reported here). */
+static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size)
+{
     large_header *hdr;
     size_t old = block_usable(ptr, &hdr);
     if (old == 0)
