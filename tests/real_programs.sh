@@ -41,6 +41,14 @@ failed=0
 if ! nm -D --defined-only "$lib" 2>/dev/null | awk '{print $NF}' | grep -qx malloc; then
   echo "note: $lib does not define malloc: both runs use the system allocator"
 fi
+# A library the dynamic loader refuses (wrong architecture, missing file)
+# is skipped with only a warning, and every comparison would then pass
+# vacuously: prove it is mapped into a preloaded process first.
+if ! LD_PRELOAD="$lib" cat /proc/self/maps 2>/dev/null | grep -qF "$(basename "$(readlink -f "$lib")")"; then
+  echo "FAIL preload: $lib is not mapped into a process started with LD_PRELOAD"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 
 # run MODE CMD...: runs CMD with the preloaded library when MODE is brisk.
 run() {

@@ -11,7 +11,8 @@
  *   16 workers      each keeps a table of slots; every step picks a slot and
  *                   allocates into it (malloc/calloc/aligned, tiny to
  *                   several MiB), reallocs it, frees it, or hands its block
- *                   to another worker's mailbox (a cross-thread free).
+ *                   to another worker's mailbox (a cross-thread free; a
+ *                   quarter of received blocks are first reallocated).
  *   short-lived     the main thread keeps spawning threads that allocate,
  *   threads         free some, and exit with the rest still live: those go
  *                   to an orphan pool and to mailboxes, and workers free
@@ -451,9 +452,15 @@ static void *worker_main(void *arg)
         for (int i = 0; i < 64; i++)
             churn_step(w->slots, SLOTS_PER_WORKER, &w->rng, true, w->index);
         w->steps += 64;
-        /* Free what others sent us: blocks allocated by other threads. */
-        free_list_of_handoffs(take_all(&mailboxes[w->index]),
-                              "before freeing a block from another thread");
+        /* Free what others sent us: blocks allocated by other threads,
+         * a quarter of them first resized here (a cross-thread realloc). */
+        for (handoff *h = take_all(&mailboxes[w->index]), *next; h != NULL; h = next) {
+            next = h->next;
+            if (rng_next(&w->rng) % 4 == 0)
+                block_realloc(&h->b, &w->rng);
+            block_free(&h->b, "before freeing a block from another thread");
+            free(h);
+        }
         /* And now and then one left behind by an exited thread. */
         if (rng_next(&w->rng) % 4 == 0)
             free_list_of_handoffs(take_one(&orphans),

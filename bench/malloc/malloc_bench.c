@@ -9,7 +9,10 @@
  * the ctest smoke run uses 0.01). It prints one line:
  *
  *   NAME seconds=<wall time of the work> maxrss_kib=<peak RSS> check=<n>
+ *        cpu_seconds=<user + system time of all threads during the work>
  *
+ * (on one line). CPU time is less disturbed than wall time when other
+ * processes compete for the cores; both are reported.
  * `check` is a value computed from the work (it must not depend on the
  * allocator; the driver compares it across allocators), which also keeps
  * the compiler from removing the work. bench/malloc/run.sh runs each
@@ -87,7 +90,7 @@ static uint64_t bench_small_churn(void)
     enum { SLOTS = 20000 };
     unsigned char **slot = calloc(SLOTS, sizeof *slot);
     uint64_t rng = 1, check = 0;
-    size_t ops = scaled(8e6);
+    size_t ops = scaled(2.4e7);
     for (size_t i = 0; i < ops; i++) {
         size_t s = rng_next(&rng) % SLOTS;
         if (slot[s] != NULL) {
@@ -110,7 +113,7 @@ static uint64_t bench_mixed_sizes(void)
     unsigned char **slot = calloc(SLOTS, sizeof *slot);
     size_t *sizes = calloc(SLOTS, sizeof *sizes);
     uint64_t rng = 2, check = 0;
-    size_t ops = scaled(1.5e6);
+    size_t ops = scaled(4e6);
     for (size_t i = 0; i < ops; i++) {
         size_t s = rng_next(&rng) % SLOTS;
         if (slot[s] != NULL) {
@@ -139,7 +142,7 @@ static uint64_t bench_realloc_growth(void)
     unsigned char *buf[BUFFERS] = {0};
     size_t len[BUFFERS] = {0}, limit[BUFFERS] = {0};
     uint64_t rng = 3, check = 0;
-    size_t ops = scaled(8e5);
+    size_t ops = scaled(1.6e6);
     for (size_t i = 0; i < ops; i++) {
         size_t b = rng_next(&rng) % BUFFERS;
         if (buf[b] == NULL)
@@ -173,7 +176,7 @@ static uint64_t bench_large_blocks(void)
     unsigned char *live[LIVE] = {0};
     size_t sizes[LIVE] = {0};
     uint64_t rng = 4, check = 0;
-    size_t ops = scaled(1500);
+    size_t ops = scaled(4000);
     for (size_t i = 0; i < ops; i++) {
         size_t s = rng_next(&rng) % LIVE;
         if (live[s] != NULL) {
@@ -300,7 +303,7 @@ static uint64_t bench_producer_consumer(void)
         start(&threads[PRODUCERS + i], consumer_main, &cons[i]);
     }
     for (int i = 0; i < PRODUCERS; i++) {
-        prod[i] = (pc_arg){.queue = &q, .seed = 100 + (uint64_t)i, .batches = scaled(20000)};
+        prod[i] = (pc_arg){.queue = &q, .seed = 100 + (uint64_t)i, .batches = scaled(35000)};
         start(&threads[i], producer_main, &prod[i]);
     }
     uint64_t check = 0;
@@ -344,7 +347,7 @@ static uint64_t bench_many_threads(void)
     churn_arg args[THREADS];
     pthread_t threads[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        args[i] = (churn_arg){.seed = 200 + (uint64_t)i, .ops = scaled(7.5e5)};
+        args[i] = (churn_arg){.seed = 200 + (uint64_t)i, .ops = scaled(1.5e6)};
         start(&threads[i], churn_main, &args[i]);
     }
     uint64_t check = 0;
@@ -385,7 +388,7 @@ static uint64_t bench_larson(void)
     churn_arg args[THREADS];
     pthread_t threads[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        args[i] = (churn_arg){.seed = 300 + (uint64_t)i, .ops = scaled(1e6)};
+        args[i] = (churn_arg){.seed = 300 + (uint64_t)i, .ops = scaled(3e6)};
         start(&threads[i], larson_main, &args[i]);
     }
     uint64_t check = 0;
@@ -448,7 +451,7 @@ static uint64_t bench_binary_trees(void)
     tree_node *long_lived = tree_build(max_depth, 1);
     uint64_t check = 0;
     for (int depth = 4; depth <= max_depth; depth += 2) {
-        size_t iterations = scaled((double)((size_t)1 << (max_depth - depth + 4)));
+        size_t iterations = scaled((double)((size_t)1 << (max_depth - depth + 6)));
         for (size_t i = 0; i < iterations; i++) {
             tree_node *t = tree_build(depth, (long)i);
             check += (uint64_t)tree_check(t);
@@ -510,7 +513,7 @@ static uint64_t bench_string_hash(void)
     hash_map m = {0};
     map_grow(&m);
     uint64_t check = 0;
-    size_t keys = scaled(150000);
+    size_t keys = scaled(600000);
     char key[64];
     for (int round = 0; round < 3; round++) {
         for (size_t i = 0; i < keys; i++) {
@@ -578,6 +581,15 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* User and system time of the whole process (all threads) so far. */
+static double cpu_seconds_so_far(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: malloc_bench NAME [SCALE]\nbenchmarks:");
@@ -610,13 +622,18 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof benchmarks / sizeof benchmarks[0]; i++) {
         if (strcmp(argv[1], benchmarks[i].name) != 0)
             continue;
+        double cpu_before = cpu_seconds_so_far();
         double t0 = now_seconds();
         uint64_t check = benchmarks[i].run();
         double elapsed = now_seconds() - t0;
         struct rusage usage_now;
         getrusage(RUSAGE_SELF, &usage_now);
-        printf("%s seconds=%.4f maxrss_kib=%ld check=%llu\n", benchmarks[i].name, elapsed,
-               usage_now.ru_maxrss, (unsigned long long)check);
+        double cpu = (double)(usage_now.ru_utime.tv_sec + usage_now.ru_stime.tv_sec) +
+                     (double)(usage_now.ru_utime.tv_usec + usage_now.ru_stime.tv_usec) * 1e-6 -
+                     cpu_before;
+        printf("%s seconds=%.4f maxrss_kib=%ld check=%llu cpu_seconds=%.4f\n",
+               benchmarks[i].name, elapsed, usage_now.ru_maxrss, (unsigned long long)check,
+               cpu);
         return 0;
     }
     fprintf(stderr, "malloc_bench: no benchmark named \"%s\"\n", argv[1]);
