@@ -46,6 +46,12 @@ if(Python3_FOUND)
   add_test(NAME test_trace_svg
     COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_svg.py $<TARGET_FILE:brisk-trace>
             ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py)
+  # The heap map page in a real browser (headless Chromium over the
+  # DevTools protocol). Skipped, visibly, where Chromium is missing.
+  add_test(NAME test_trace_html
+    COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_html.py $<TARGET_FILE:brisk-trace>
+            ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py)
+  set_tests_properties(test_trace_html PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
 else()
   message(WARNING "python3 not found: the brisk-trace command-line tests are not registered")
 endif()
