@@ -558,7 +558,7 @@ void replay_result_free(replay_result *r)
  * untimed round warms it up, so that neither allocator is timed taking
  * its first page faults (the system malloc's arena is warm from the
  * checked pass). Only the ops are inside the clock. */
-#define TIMED_MIN_OPS 200000u
+#define TIMED_MIN_OPS 1000000u
 
 /* Runs the trace once; returns the op that failed, or NULL. */
 static const trace_op *replay_round(const trace *t, const replay_allocator *a, void *heap,
