@@ -148,7 +148,11 @@ typedef struct brisk_heap brisk_heap;
 
 /* Options for brisk_heap_create_ex, or-ed together. */
 #define BRISK_HEAP_WIPE 0x1u       /* fill freed payloads with zero bytes
-                                      before they rejoin the free lists */
+                                      before they rejoin the free lists
+                                      (the heap then writes its list links
+                                      and size into the first 16 and last
+                                      8 bytes of the free chunk), and hand
+                                      out only zeroed blocks */
 #define BRISK_HEAP_THREADSAFE 0x2u /* every call takes a lock, so threads
                                       may share the heap */
 
@@ -161,7 +165,8 @@ typedef struct brisk_heap_stats {
     size_t high_water;   /* furthest offset from the first chunk's start
                             that any chunk handed out has reached: the
                             footprint a heap growing on demand would need */
-    size_t largest_free; /* largest request one alloc could satisfy now */
+    size_t largest_free; /* largest request one alloc would satisfy now
+                            (exactly: one byte more fails) */
     size_t used_chunks;  /* number of live blocks */
     size_t free_chunks;  /* number of free chunks */
 } brisk_heap_stats;
@@ -201,10 +206,15 @@ brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags);
 void brisk_heap_destroy(brisk_heap *heap);
 
 /* Returns a block of at least `size` usable bytes aligned to
- * BRISK_ALIGNMENT. size 0 yields a unique minimal block. Returns NULL with
- * errno ENOMEM when no free chunk is large enough (or size is too large to
- * represent); the heap is then unchanged. Contents are unspecified (zero
- * when BRISK_HEAP_WIPE is set). */
+ * BRISK_ALIGNMENT; the block takes size + 8 bytes rounded up to 16, at
+ * least 32. size 0 yields a unique minimal block. Returns NULL with errno
+ * ENOMEM when no free chunk is large enough (or size is too large to
+ * represent); the heap is then unchanged. To stay O(1) an alloc looks at
+ * only the first 8 free chunks of the request's own size range (above
+ * 1 KiB, where ranges hold several sizes), so a fitting chunk further down
+ * that list may go unused; brisk_heap_stats.largest_free is exactly the
+ * largest size that succeeds. Contents are unspecified (zero when
+ * BRISK_HEAP_WIPE is set). */
 void *brisk_heap_alloc(brisk_heap *heap, size_t size);
 
 /* A zeroed block of count * size bytes. Returns NULL with errno ENOMEM
@@ -225,9 +235,12 @@ void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment,
                                size_t size);
 
 /* Returns the block at ptr to the heap, merging it with free neighbours.
- * ptr NULL does nothing. A ptr that is not a live block of this heap (a
- * second free, an interior or foreign pointer) is reported as misuse and
- * the heap is left as it was. */
+ * ptr NULL does nothing. A ptr that is not a live block of this heap is
+ * reported as misuse and the heap is left as it was: "double free"
+ * (BRISK_ERROR_DOUBLE_FREE) for a block freed before, "free of a pointer
+ * that is not a live block" (BRISK_ERROR_INVALID_POINTER) for an interior
+ * or foreign pointer, "heap metadata corrupted" (BRISK_ERROR_CORRUPTION)
+ * when the block's boundary tags were overwritten. */
 void brisk_heap_free(brisk_heap *heap, void *ptr);
 
 /* Usable bytes of the live block at ptr (at least what was asked for);

@@ -1,0 +1,252 @@
+/* A randomized differential test of the region heap against a model of
+ * what it should hold: thousands of alloc, calloc, realloc, aligned alloc
+ * and free operations, each followed by brisk_heap_check, a check of the
+ * touched block's contents and of the statistics against the model; every
+ * live block's contents are checked every few steps and at the end.
+ *
+ * The model predicts exactly when a plain alloc fails: iff the request is
+ * larger than stats.largest_free.
+ *
+ * Reproduce a failure with its seed:
+ *     ./test_heap_random SEED        or    BRISK_SEED=SEED ./test_heap_random
+ * Without one the fixed seed runs, then one from the clock. */
+#include "heap_util.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <time.h>
+
+#define SLOTS 160
+#define STEPS 12000
+
+typedef struct slot {
+    unsigned char *ptr;
+    size_t size;      /* bytes asked for, all filled with the pattern */
+    unsigned id;
+} slot;
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    /* splitmix64 */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static size_t rng_below(size_t n) { return (size_t)(rng_next() % n); }
+
+/* Mostly small sizes, some medium, a few large (as programs allocate). */
+static size_t random_size(void)
+{
+    size_t kind = rng_below(100);
+    if (kind < 60)
+        return rng_below(128);
+    if (kind < 90)
+        return rng_below(2048);
+    if (kind < 99)
+        return rng_below(32768);
+    return rng_below(200000);
+}
+
+static unsigned char pattern(unsigned id, size_t i) { return (unsigned char)(id * 131u + i * 7u + (i >> 8)); }
+
+static void fill_pattern(unsigned char *p, size_t n, unsigned id)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = pattern(id, i);
+}
+
+static size_t pattern_mismatch(const unsigned char *p, size_t n, unsigned id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != pattern(id, i))
+            return i + 1;
+    return 0;
+}
+
+typedef struct model {
+    slot slots[SLOTS];
+    size_t live;
+    size_t usable_sum;
+    unsigned next_id;
+    unsigned failures_predicted;
+    unsigned failures_seen;
+} model;
+
+static int check_slot(const brisk_heap *heap, const slot *s, size_t step)
+{
+    size_t bad = pattern_mismatch(s->ptr, s->size, s->id);
+    CHECK_MSG(bad == 0, "step %zu: block %u (size %zu) damaged at byte %zu", step, s->id, s->size, bad - 1);
+    CHECK_MSG(brisk_heap_usable_size(heap, s->ptr) >= s->size, "step %zu: usable size shrank", step);
+    return bad == 0;
+}
+
+/* Every live block appears in the walk as a used chunk, and the used
+ * chunks are exactly the live blocks (so none overlap another). */
+typedef struct walk_match {
+    const model *m;
+    size_t used_seen;
+    size_t unmatched;
+} walk_match;
+
+static int match_visit(const brisk_heap_chunk *chunk, void *context)
+{
+    walk_match *w = context;
+    if (!chunk->used)
+        return 0;
+    w->used_seen++;
+    for (size_t i = 0; i < SLOTS; i++)
+        if (w->m->slots[i].ptr == chunk->payload)
+            return 0;
+    w->unmatched++;
+    return 0;
+}
+
+static void run(uint64_t seed, unsigned flags)
+{
+    rng_state = seed;
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 19, flags);
+    REQUIRE(heap != NULL);
+    static model m;
+    memset(&m, 0, sizeof m);
+    size_t failed_before = check_failed_count;
+
+    for (size_t step = 0; step < STEPS && check_failed_count == failed_before; step++) {
+        slot *s = &m.slots[rng_below(SLOTS)];
+        size_t op = rng_below(10);
+        brisk_heap_stats before = stats_of(heap);
+        if (s->ptr != NULL && op < 4) {
+            /* free */
+            check_slot(heap, s, step);
+            m.usable_sum -= brisk_heap_usable_size(heap, s->ptr);
+            brisk_heap_free(heap, s->ptr);
+            s->ptr = NULL;
+            m.live--;
+        } else if (s->ptr != NULL) {
+            /* realloc, keeping the pattern up to the smaller size */
+            check_slot(heap, s, step);
+            size_t size = random_size();
+            size_t old_usable = brisk_heap_usable_size(heap, s->ptr);
+            errno = 0;
+            unsigned char *p = brisk_heap_realloc(heap, s->ptr, size);
+            if (size == 0) {
+                CHECK(p == NULL);
+                m.usable_sum -= old_usable;
+                s->ptr = NULL;
+                m.live--;
+            } else if (p == NULL) {
+                CHECK_EQ(errno, ENOMEM);
+                m.failures_seen++;
+                brisk_heap_stats after = stats_of(heap);
+                CHECK(stats_equal(&before, &after));
+            } else {
+                size_t keep = size < s->size ? size : s->size;
+                CHECK_MSG(pattern_mismatch(p, keep, s->id) == 0, "step %zu: realloc lost contents", step);
+                m.usable_sum = m.usable_sum - old_usable + brisk_heap_usable_size(heap, p);
+                s->ptr = p;
+                s->size = size;
+                fill_pattern(p, size, s->id);
+            }
+        } else {
+            size_t size = random_size();
+            size_t alignment = 16;
+            unsigned char *p;
+            errno = 0;
+            if (op < 5) {
+                p = brisk_heap_calloc(heap, 1, size);
+                if (p != NULL) {
+                    size_t usable = brisk_heap_usable_size(heap, p);
+                    for (size_t i = 0; i < usable; i++)
+                        if (p[i] != 0) {
+                            CHECK_MSG(0, "step %zu: calloc byte %zu not zero", step, i);
+                            break;
+                        }
+                }
+            } else if (op < 7) {
+                alignment = (size_t)1 << (4 + rng_below(9)); /* 16 .. 4096 */
+                p = brisk_heap_alloc_aligned(heap, alignment, size);
+            } else {
+                p = brisk_heap_alloc(heap, size);
+                /* The model: a plain alloc fails exactly when the request
+                 * exceeds largest_free. */
+                bool predicted = size <= before.largest_free;
+                CHECK_MSG(predicted == (p != NULL), "step %zu: alloc(%zu) %s but largest_free is %zu", step,
+                          size, p ? "succeeded" : "failed", before.largest_free);
+                m.failures_predicted += !predicted;
+            }
+            if (p == NULL) {
+                CHECK_EQ(errno, ENOMEM);
+                m.failures_seen++;
+                brisk_heap_stats after = stats_of(heap);
+                CHECK(stats_equal(&before, &after));
+            } else {
+                CHECK_MSG(((uintptr_t)p & (alignment - 1)) == 0, "step %zu: misaligned", step);
+                if (flags & BRISK_HEAP_WIPE) {
+                    size_t usable = brisk_heap_usable_size(heap, p);
+                    for (size_t i = 0; i < usable; i++)
+                        if (p[i] != 0) {
+                            CHECK_MSG(0, "step %zu: wiped heap handed out byte %zu non-zero", step, i);
+                            break;
+                        }
+                }
+                s->ptr = p;
+                s->size = size;
+                s->id = ++m.next_id;
+                fill_pattern(p, size, s->id);
+                m.usable_sum += brisk_heap_usable_size(heap, p);
+                m.live++;
+            }
+        }
+
+        CHECK_MSG(brisk_heap_check(heap) == 0, "step %zu: heap check failed (seed %llu)", step,
+                  (unsigned long long)seed);
+        brisk_heap_stats now = stats_of(heap);
+        CHECK_MSG(now.used_chunks == m.live && now.allocated == m.usable_sum,
+                  "step %zu: stats %zu blocks %zu bytes, model %zu blocks %zu bytes", step, now.used_chunks,
+                  now.allocated, m.live, m.usable_sum);
+        CHECK(now.allocated + now.free_bytes + 8 * now.used_chunks == now.capacity);
+        if (step % 16 == 0) {
+            for (size_t i = 0; i < SLOTS; i++)
+                if (m.slots[i].ptr != NULL)
+                    check_slot(heap, &m.slots[i], step);
+            walk_match w = {&m, 0, 0};
+            brisk_heap_walk(heap, match_visit, &w);
+            CHECK_EQ(w.used_seen, m.live);
+            CHECK_EQ(w.unmatched, 0);
+        }
+    }
+    for (size_t i = 0; i < SLOTS; i++) {
+        if (m.slots[i].ptr != NULL) {
+            check_slot(heap, &m.slots[i], STEPS);
+            brisk_heap_free(heap, m.slots[i].ptr);
+        }
+    }
+    brisk_heap_stats end = stats_of(heap);
+    CHECK_EQ(end.used_chunks, 0);
+    CHECK_EQ(end.free_chunks, 1);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    printf("seed %llu flags %u: %u allocation failures (%u predicted by largest_free), high_water %zu\n",
+           (unsigned long long)seed, flags, m.failures_seen, m.failures_predicted, end.high_water);
+    if (check_failed_count != failed_before)
+        printf("FAILED with seed %llu: rerun with ./test_heap_random %llu\n", (unsigned long long)seed,
+               (unsigned long long)seed);
+    brisk_heap_destroy(heap);
+}
+
+int main(int argc, char **argv)
+{
+    const char *given = argc > 1 ? argv[1] : getenv("BRISK_SEED");
+    if (given != NULL) {
+        uint64_t seed = strtoull(given, NULL, 0);
+        run(seed, 0);
+        run(seed, BRISK_HEAP_WIPE);
+    } else {
+        run(1, 0);
+        run(2, BRISK_HEAP_WIPE);
+        run((uint64_t)time(NULL), 0);
+    }
+    return check_finish("test_heap_random");
+}
