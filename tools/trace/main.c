@@ -39,7 +39,8 @@ static const char replay_usage[] =
     "\n"
     "options:\n"
     "  --capacity SIZE   brisk heap capacity, bytes or with K, M, G (default 256M)\n"
-    "  --reps N          timed repetitions per allocator (default 5)\n"
+    "  --reps N          timed repetitions per allocator (default 5; 0: checked\n"
+    "                    pass only, no timing)\n"
     "  --check-every N   run brisk_heap_check every N ops (default: ops / 64)\n"
     "  --csv             print CSV instead of the table\n"
     "  --json            print JSON instead of the table\n"
@@ -154,11 +155,10 @@ static int replay_main(int argc, char **argv)
             errno = 0;
             unsigned long long v = strtoull(value, &end, 10);
             if (*value < '0' || *value > '9' || *end != '\0' || errno != 0 || v > limit ||
-                (v == 0 && arg[2] == 'r')) {
+                0) {
                 free(paths);
-                fprintf(stderr, "brisk-trace: replay: bad %s '%s' (an integer, at most %llu%s)\n\n%s",
-                        arg, value, (unsigned long long)limit, arg[2] == 'r' ? ", at least 1" : "",
-                        replay_usage);
+                fprintf(stderr, "brisk-trace: replay: bad %s '%s' (an integer, at most %llu)\n\n%s",
+                        arg, value, (unsigned long long)limit, replay_usage);
                 return 2;
             }
             *target = v;
@@ -189,7 +189,7 @@ static int replay_main(int argc, char **argv)
     FILE *svg = NULL, *html = NULL;
     trace *traces = calloc(num_paths, sizeof *traces);
     trace_report *reports = calloc(num_paths, sizeof *reports);
-    double *times = calloc(num_paths * 2 * reps, sizeof *times);
+    double *times = calloc(num_paths * 2 * (reps ? reps : 1), sizeof *times);
     size_t loaded = 0;
     if (traces == NULL || reports == NULL || times == NULL) {
         fprintf(stderr, "brisk-trace replay: out of memory\n");

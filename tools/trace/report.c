@@ -151,15 +151,20 @@ void report_write(FILE *out, report_format format, const trace_report *reports, 
                 fprintf(out, "%-22s %9zu  FAILED: %s\n", t->name, t->num_ops, r->error);
                 continue;
             }
-            char rbs[48], rss[48];
-            snprintf(rbs, sizeof rbs, "%s ±%.0f%%", format_rate(a, sizeof a, rb.median),
-                     rb.spread * 100);
-            snprintf(rss, sizeof rss, "%s ±%.0f%%", format_rate(b, sizeof b, rs.median),
-                     rs.spread * 100);
-            fprintf(out, "%-22s %9zu %11s %11s %6.1f%% %16s %16s %8.2f\n", t->name,
+            char rbs[48] = "not timed ", rss[48] = "not timed ";
+            if (r->reps > 0) {
+                snprintf(rbs, sizeof rbs, "%s ±%.0f%%", format_rate(a, sizeof a, rb.median),
+                         rb.spread * 100);
+                snprintf(rss, sizeof rss, "%s ±%.0f%%", format_rate(b, sizeof b, rs.median),
+                         rs.spread * 100);
+            }
+            char ratio_text[32] = "-";
+            if (ratio > 0)
+                snprintf(ratio_text, sizeof ratio_text, "%.2f", ratio);
+            fprintf(out, "%-22s %9zu %11s %11s %6.1f%% %16s %16s %8s\n", t->name,
                     t->num_ops, format_bytes(c, sizeof c, r->result.peak_live_payload),
                     format_bytes(d, sizeof d, r->result.high_water), util * 100, rbs, rss,
-                    ratio);
+                    ratio_text);
         } else if (format == REPORT_CSV) {
             fprintf(out, "%s,%zu,%llu,%llu,%.4f,%.0f,%.4f,%.0f,%.4f,%.4f,%zu,%s\n", t->name,
                     t->num_ops, (unsigned long long)r->result.peak_live_payload,
@@ -200,8 +205,11 @@ void report_write(FILE *out, report_format format, const trace_report *reports, 
     if (format == REPORT_TABLE) {
         char label[48];
         snprintf(label, sizeof label, "summary (%zu of %zu)", util_n, count);
-        fprintf(out, "%-22s %9s %11s %11s %6.1f%% %16s %16s %8.2f\n", label, "", "", "",
-                mean_util * 100, "", "", geo_ratio);
+        char ratio_text[32] = "-";
+        if (ratio_n > 0)
+            snprintf(ratio_text, sizeof ratio_text, "%.2f", geo_ratio);
+        fprintf(out, "%-22s %9s %11s %11s %6.1f%% %16s %16s %8s\n", label, "", "", "",
+                mean_util * 100, "", "", ratio_text);
         fprintf(out, "util = peak live payload / brisk high water (mean over traces); ratio = "
                      "brisk / system median ops/s (geometric mean over traces); ±: half the "
                      "range over %zu timed runs\n",

@@ -70,7 +70,7 @@ with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, name + ".rep")
         with open(path, "w") as f:
             f.write(text)
-        p = run(["replay", "--reps", "1", path])
+        p = run(["replay", "--reps", "0", path])
         want = f"{path}:{expected}"
         check(p.returncode == 1 and not crashed(p), f"{name}: exit status 1",
               f"got {p.returncode}; stderr: {p.stderr}")
@@ -81,9 +81,9 @@ with tempfile.TemporaryDirectory() as tmp:
     good = os.path.join(tmp, "good.rep")
     with open(good, "w") as f:
         f.write("0\n2\n4\n1\na 0 100\na 1 200\nf 0\nf 1\n")
-    p = run(["replay", "--reps", "1", good])
+    p = run(["replay", "--reps", "0", good])
     check(p.returncode == 0 and "good" in p.stdout, "a good trace replays", p.stderr)
-    p = run(["replay", "--reps", "1", good, os.path.join(tmp, "truncated.rep")])
+    p = run(["replay", "--reps", "0", good, os.path.join(tmp, "truncated.rep")])
     check(p.returncode == 1 and "truncated.rep:7: truncated" in p.stderr,
           "second trace bad", p.stderr)
 
@@ -106,7 +106,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # Usage errors: exit 2 with the usage text.
     for args, msg in [
         (["replay"], "brisk-trace: replay: no trace given"),
-        (["replay", "--reps", "0", good], "brisk-trace: replay: bad --reps '0'"),
+        (["replay", "--reps", "-1", good], "brisk-trace: replay: bad --reps '-1'"),
         (["replay", "--capacity", "lots", good], "brisk-trace: replay: bad --capacity 'lots'"),
         (["replay", "--frobnicate", good], "brisk-trace: replay: unknown option '--frobnicate'"),
         (["replay", "--svg"], "brisk-trace: replay: --svg needs a value"),

@@ -127,7 +127,7 @@ def main():
                            capture_output=True)
             traces = sorted(os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".rep"))
         page = os.path.join(tmp, "heapmap.html")
-        p = subprocess.run([tool, "replay", "--reps", "1", "--snapshots", "40", "--html", page] +
+        p = subprocess.run([tool, "replay", "--reps", "0", "--snapshots", "40", "--html", page] +
                            traces, capture_output=True, text=True, timeout=300)
         check(p.returncode == 0 and os.path.exists(page), "the tool writes the page", p.stderr)
         if p.returncode != 0:

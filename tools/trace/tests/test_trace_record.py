@@ -34,7 +34,7 @@ def read_trace(path):
 
 
 def replay(paths):
-    return subprocess.run([tool, "replay", "--reps", "1"] + paths, capture_output=True,
+    return subprocess.run([tool, "replay", "--reps", "0"] + paths, capture_output=True,
                           text=True, timeout=120)
 
 
