@@ -5,7 +5,8 @@
  *
  *   {"name", "ops", "header": bytes before a payload, "peak": index of the
  *    snapshot at peak use,
- *    "snapshots": [{"op", "live", "hw",
+ *    "snapshots": [{"op", "live", "hw", "base": the first chunk's address
+ *                   in hex (the region's addresses in that replay),
  *                   "c": [chunk sizes in address order, negative = free],
  *                   "id": [trace ids of the live chunks, in order]}],
  *    "curve": [[op, live payload, high water], ...]}
@@ -66,8 +67,11 @@ static void write_trace_data(FILE *out, const trace_report *rep, size_t stride)
         if (s == r->peak_snapshot)
             peak_at = written;
         const heap_snapshot *snap = &r->snapshots[s];
-        fprintf(out, "%s\n{\"op\": %zu, \"live\": %" PRIu64 ", \"hw\": %" PRIu64 ", \"c\": [",
-                written ? "," : "", snap->op_index, snap->live_payload, snap->high_water);
+        fprintf(out,
+                "%s\n{\"op\": %zu, \"live\": %" PRIu64 ", \"hw\": %" PRIu64
+                ", \"base\": \"%" PRIx64 "\", \"c\": [",
+                written ? "," : "", snap->op_index, snap->live_payload, snap->high_water,
+                snap->base);
         for (size_t i = 0; i < snap->num_chunks; i++)
             fprintf(out, "%s%s%" PRIu64, i ? "," : "", snap->chunks[i].used ? "" : "-",
                     snap->chunks[i].size);

@@ -48,8 +48,9 @@
  * The project keeps system calls in src/os.c, but the recorder is not part
  * of the library: it is a separate shared object that wraps another
  * library's allocator from inside an arbitrary program, and must not
- * depend on libbrisk. Its few system calls (map, unmap, open, write,
- * rename, getpid, the real _exit) are here, in one place. */
+ * depend on libbrisk. Its system calls (map, unmap, open, write, close,
+ * rename, unlink, getpid, the page size) are here, in one place; the real
+ * _exit and _Exit are reached through dlsym below. */
 
 static void *rec_map(size_t size)
 {
@@ -74,6 +75,17 @@ static int rec_write_all(int fd, const char *buf, size_t len)
     }
     return 0;
 }
+
+static int rec_create(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+static int rec_close(int fd) { return close(fd); }
+static int rec_rename(const char *from, const char *to) { return rename(from, to); }
+static void rec_unlink(const char *path) { unlink(path); }
+static long rec_pid(void) { return (long)getpid(); }
+static size_t rec_page_size(void) { return (size_t)sysconf(_SC_PAGESIZE); }
 
 static void rec_say(const char *text) { rec_write_all(STDERR_FILENO, text, strlen(text)); }
 
@@ -404,7 +416,7 @@ static void out_number(out_buffer *b, uint64_t v)
 static void trace_path(char *buf, size_t size)
 {
     size_t n = strlen(out_path);
-    long pid = (long)getpid();
+    long pid = rec_pid();
     if (pid == root_pid || n + 32 > size) {
         memcpy(buf, out_path, n + 1);
         return;
@@ -433,7 +445,7 @@ static void write_trace(void)
     memcpy(temp, path, n);
     memcpy(temp + n, ".tmp", 5);
     out_buffer *b = &out_buf;
-    b->fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    b->fd = rec_create(temp);
     b->failed = b->fd < 0;
     b->used = 0;
     if (b->fd >= 0) {
@@ -461,16 +473,16 @@ static void write_trace(void)
             out_text(b, "\n");
         }
         out_flush(b);
-        if (close(b->fd) != 0)
+        if (rec_close(b->fd) != 0)
             b->failed = 1;
     }
-    if (b->failed || rename(temp, path) != 0) {
+    if (b->failed || rec_rename(temp, path) != 0) {
         rec_say("brisk-record: cannot write the trace ");
         rec_say(path);
         rec_say(": ");
         rec_say(strerror(errno));
         rec_say("\n");
-        unlink(temp);
+        rec_unlink(temp);
         return;
     }
     if (cap_hit) {
@@ -548,7 +560,7 @@ __attribute__((constructor)) static void recorder_start(void)
     memcpy(out_path, out, strlen(out) + 1);
     root_pid = (long)parse_env_u64("BRISK_RECORD_ROOT_PID", 0);
     if (root_pid == 0)
-        root_pid = (long)getpid();
+        root_pid = rec_pid();
     uint64_t cap = parse_env_u64("BRISK_RECORD_MAX_OPS", RECORD_DEFAULT_MAX_OPS);
     if (cap < 2 || cap > RECORD_LIMIT_MAX_OPS)
         cap = RECORD_DEFAULT_MAX_OPS;
@@ -674,7 +686,7 @@ EXPORT void *valloc(size_t size)
     if (real_valloc == NULL)
         resolve_real_functions();
     void *p = real_valloc(size);
-    note_alloc(p, size, (size_t)sysconf(_SC_PAGESIZE));
+    note_alloc(p, size, rec_page_size());
     return p;
 }
 
@@ -682,7 +694,7 @@ EXPORT void *pvalloc(size_t size)
 {
     if (real_pvalloc == NULL)
         resolve_real_functions();
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t page = rec_page_size();
     void *p = real_pvalloc(size);
     note_alloc(p, size == 0 ? page : (size + page - 1) / page * page, page);
     return p;

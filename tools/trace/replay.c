@@ -310,6 +310,7 @@ static void snapshot_sink(void *context, uint64_t offset, uint64_t size, uint32_
     c->used = used ? 1 : 0;
     c->id = -1;
     if (used && payload != NULL) {
+        b->snap->base = (uint64_t)(uintptr_t)payload - header - offset;
         int32_t id = live_set_at_or_below(&b->st->live, (uintptr_t)payload);
         if (id >= 0 && b->st->live.start[id] == (uintptr_t)payload)
             c->id = id;

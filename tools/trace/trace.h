@@ -126,6 +126,7 @@ typedef struct heap_snapshot {
     size_t op_index;
     uint64_t live_payload;  /* requested bytes of live blocks */
     uint64_t high_water;
+    uint64_t base;          /* address of the first chunk (0: unknown) */
     size_t num_chunks;
     map_chunk *chunks;
 } heap_snapshot;

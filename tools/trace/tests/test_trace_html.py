@@ -233,6 +233,9 @@ def run_browser_checks(b, page, tmp):
     row_bytes = js("layout.rowBytes")
     check(m_off is not None and int(m_off.group(1), 16) < row_bytes / 64,
           "a chunk at the very start of the first row", f"{info} (row {row_bytes} bytes)")
+    check(re.search(r", address 0x[0-9a-f]{6,}\)", info) is not None, "the chunk's address is named",
+          info)
+    check(re.search(r": (chunk )?[0-9.]+ (B|KiB|MiB)", info) is not None, "and its size", info)
     check(js("document.getElementById('tip').style.display") == "block", "a tooltip shows")
 
     # The curve is drawn (some non-white pixels).
