@@ -155,6 +155,19 @@ typedef struct brisk_heap brisk_heap;
                                       out only zeroed blocks */
 #define BRISK_HEAP_THREADSAFE 0x2u /* every call takes a lock, so threads
                                       may share the heap */
+/* Hardening (docs/security.md). Each costs time on every call, and the
+ * canary 16 bytes per block; misuse they find is reported through the
+ * error handler like any other. */
+#define BRISK_HEAP_CANARY 0x4u     /* a secret-derived canary after each
+                                      block's usable bytes and one in its
+                                      header, checked on free and realloc:
+                                      a write past the end or before the
+                                      start is reported as an overflow */
+#define BRISK_HEAP_WIPE_CHECK 0x8u /* BRISK_HEAP_WIPE, and memory handed
+                                      out again is checked to still be
+                                      wiped: a write into a freed block is
+                                      reported as a use after free */
+#define BRISK_HEAP_HARDENED (BRISK_HEAP_WIPE | BRISK_HEAP_CANARY | BRISK_HEAP_WIPE_CHECK)
 
 typedef struct brisk_heap_stats {
     size_t capacity;     /* bytes the chunks tile (the region less the
@@ -284,6 +297,15 @@ void *brisk_memalign(size_t alignment, size_t size);
 void *brisk_valloc(size_t size);
 void *brisk_pvalloc(size_t size);
 size_t brisk_malloc_usable_size(const void *ptr);
+
+/* Checks the process allocator's structural invariants (listed in
+ * src/malloc_check.c and docs/process.md) over the memory the calling
+ * thread owns: segment headers and slot accounting, every page's free
+ * lists, counts and list membership; and the large blocks.
+ * Returns 0 when all hold; otherwise writes the first broken invariant to
+ * stderr and returns -1. Never aborts; takes the allocator's global lock
+ * and O(memory the thread owns) time. */
+int brisk_malloc_check(void);
 
 #ifdef __cplusplus
 }

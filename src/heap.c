@@ -27,6 +27,51 @@ static inline void class_mark_empty(brisk_heap *heap, size_t cls)
         heap->class_summary &= ~((uint64_t)1 << (cls / 64));
 }
 
+/* Free-list protection (always on): a free chunk's links live in its
+ * payload, where a write after free can reach them, and unlinking through
+ * forged links writes wherever they point. So a listed chunk is checked
+ * against what its list claims before it is taken off or linked next to:
+ * inside the heap below the wilderness, on a chunk boundary, free, of a
+ * size in its class, with a matching footer, and with links that point
+ * back at it (safe unlinking). */
+static inline bool heap_holds_chunk(const brisk_heap *heap, const heap_chunk *c)
+{
+    uintptr_t a = (uintptr_t)c;
+    return a >= (uintptr_t)heap->base && a < (uintptr_t)heap->top &&
+           (a - (uintptr_t)heap->base) % GRANULE == 0;
+}
+
+static bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    const heap_chunk *next = c->next, *prev = c->prev;
+    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+        return false;
+    if (prev == NULL)
+        return heap->heads[size_class_of(size)] == c;
+    return heap_holds_chunk(heap, prev) && prev->next == c;
+}
+
+static bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls)
+{
+    if (!heap_holds_chunk(heap, c) || chunk_is_used(c))
+        return false;
+    size_t size = chunk_size(c);
+    if (size < CHUNK_MIN_SIZE || size > (size_t)(heap->top - (const char *)c) ||
+        size_class_of(size) != cls)
+        return false;
+    if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
+        return false;
+    return free_links_intact(heap, c, size);
+}
+
+/* Reported under the heap's lock: the handler must not call back into the
+ * heap, and the caller then returns without using the list. */
+static void report_list_corrupted(const heap_chunk *c)
+{
+    report_error(BRISK_ERROR_CORRUPTION, "heap free list corrupted (a freed block was written to)",
+                 (const char *)c + CHUNK_HEADER_SIZE);
+}
+
 /* Adds the free chunk c (header already written) to its class list and
  * writes its footer. Allocation takes the first entry, so a chunk lower
  * than the first goes in front and a higher one right behind it: O(1),
@@ -36,6 +81,12 @@ static inline void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
 {
     size_t cls = size_class_of(size);
     heap_chunk *first = heap->heads[cls];
+    if (brisk_unlikely(first != NULL && !listed_chunk_sound(heap, first, cls))) {
+        /* Linking next to forged links would write through them; c stays
+         * out of the lists (lost, but nothing is written elsewhere). */
+        report_list_corrupted(first);
+        return;
+    }
     if (first != NULL && first < c) {
         c->prev = first;
         c->next = first->next;
@@ -90,14 +141,14 @@ static inline void mark_live(brisk_heap *heap, heap_chunk *c, size_t size)
 {
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_LIVE);
     heap->used_count++;
-    heap->allocated += size - CHUNK_HEADER_SIZE;
+    heap->allocated += chunk_usable(heap, size);
 }
 
 static inline void mark_freed(brisk_heap *heap, heap_chunk *c, size_t size)
 {
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_FREED);
     heap->used_count--;
-    heap->allocated -= size - CHUNK_HEADER_SIZE;
+    heap->allocated -= chunk_usable(heap, size);
 }
 
 static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
@@ -143,6 +194,33 @@ static inline size_t fit_lead(const heap_chunk *c, size_t size, size_t need, siz
     return lead;
 }
 
+/* Finishes handing out the chunk c of `size` bytes (its header and its
+ * right neighbour's PREV_USED already written): wiping, the block map,
+ * the hardening options. Returns the payload, or NULL when WIPE_CHECK
+ * found the memory written after it was freed. */
+static inline void *hand_out(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    if (heap->flags & BRISK_HEAP_WIPE) {
+        /* Links and footer were the only non-zero bytes (see
+         * wipe_chunk_metadata). */
+        memset(chunk_payload(c), 0, 2 * sizeof(void *));
+        *chunk_footer(c, size) = 0;
+    }
+    mark_live(heap, c, size);
+    if (brisk_unlikely(heap->flags & (BRISK_HEAP_WIPE_CHECK | BRISK_HEAP_CANARY))) {
+        /* Every byte handed out must still be wiped (the metadata words
+         * were just zeroed above; they are guarded by the list checks). */
+        if ((heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+            heap_wipe_first_dirty(chunk_payload(c), size - CHUNK_HEADER_SIZE) != NULL) {
+            heap_report_write_after_free(chunk_payload(c));
+            return NULL; /* the chunk stays live: lost, never reused */
+        }
+        if (heap->flags & BRISK_HEAP_CANARY)
+            heap_canary_write(heap, c);
+    }
+    return chunk_payload(c);
+}
+
 /* Hands out the front of the free chunk c (already off its list, or the
  * wilderness when `wild`), `lead` bytes in: returns the payload. */
 static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, size_t lead, bool wild)
@@ -167,15 +245,8 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
             heap->top = heap->end;
     }
     c->head = size | CHUNK_USED | prev_used;
-    if (heap->flags & BRISK_HEAP_WIPE) {
-        /* Links and footer were the only non-zero bytes (see
-         * wipe_chunk_metadata). */
-        memset(chunk_payload(c), 0, 2 * sizeof(void *));
-        *chunk_footer(c, size) = 0;
-    }
-    mark_live(heap, c, size);
     note_high_water(heap, (char *)c + size);
-    return chunk_payload(c);
+    return hand_out(heap, c, size);
 }
 
 /* Finds and carves a chunk of `need` bytes (a chunk size) aligned to
@@ -191,6 +262,10 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
         size_t cls = size_class_of(need);
         heap_chunk *c = heap->heads[cls];
         if (brisk_likely(c != NULL)) {
+            if (brisk_unlikely(!listed_chunk_sound(heap, c, cls))) {
+                report_list_corrupted(c);
+                return NULL;
+            }
             heap_chunk *next = c->next;
             heap->heads[cls] = next;
             if (next != NULL)
@@ -201,12 +276,7 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
             heap->binned_bytes -= need;
             c->head = need | CHUNK_USED | CHUNK_PREV_USED;
             chunk_at(c, need)->head |= CHUNK_PREV_USED;
-            if (heap->flags & BRISK_HEAP_WIPE) {
-                memset(chunk_payload(c), 0, 2 * sizeof(void *));
-                *chunk_footer(c, need) = 0;
-            }
-            mark_live(heap, c, need);
-            return chunk_payload(c);
+            return hand_out(heap, c, need);
         }
     }
     if (search <= heap_capacity(heap)) {
@@ -222,6 +292,10 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
         if (cls >= SMALL_CLASSES || alignment > BRISK_ALIGNMENT) {
             heap_chunk *c = heap->heads[cls];
             for (unsigned probes = 0; c != NULL && probes < RANGED_CLASS_PROBES; probes++, c = c->next) {
+                if (brisk_unlikely(!listed_chunk_sound(heap, c, cls))) {
+                    report_list_corrupted(c);
+                    return NULL;
+                }
                 size_t size = chunk_size(c);
                 size_t lead = fit_lead(c, size, need, alignment);
                 if (lead == SIZE_MAX)
@@ -239,6 +313,10 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
             size_t next = class_find_from(heap, cls + 1);
             if (next != CLASS_NONE) {
                 found = heap->heads[next];
+                if (brisk_unlikely(!listed_chunk_sound(heap, found, next))) {
+                    report_list_corrupted(found);
+                    return NULL;
+                }
                 found_size = chunk_size(found);
                 found_lead = fit_lead(found, found_size, need, alignment);
             }
@@ -263,7 +341,7 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
 static void *heap_alloc_locked(brisk_heap *heap, size_t size)
 {
     size_t need;
-    if (!chunk_size_for_request(size, &need))
+    if (!heap_chunk_size_for(heap, size, &need))
         return NULL;
     return alloc_chunk(heap, need, need, BRISK_ALIGNMENT);
 }
@@ -289,7 +367,7 @@ void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
     void *p = heap_alloc_locked(heap, total);
     /* Read under the lock: a neighbour's free may be rewriting the
      * header's PREV_USED bit in another thread. */
-    size_t usable = p != NULL ? chunk_size(chunk_of_payload(p)) - CHUNK_HEADER_SIZE : 0;
+    size_t usable = p != NULL ? chunk_usable(heap, chunk_size(chunk_of_payload(p))) : 0;
     heap_unlock(heap);
     if (p == NULL) {
         errno = ENOMEM;
@@ -312,7 +390,7 @@ void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment, size_t size)
     if (alignment <= BRISK_ALIGNMENT)
         return brisk_heap_alloc(heap, size);
     size_t need;
-    if (!chunk_size_for_request(size, &need) || need > SIZE_MAX - alignment - CHUNK_MIN_SIZE) {
+    if (!heap_chunk_size_for(heap, size, &need) || need > SIZE_MAX - alignment - CHUNK_MIN_SIZE) {
         errno = ENOMEM;
         return NULL;
     }
@@ -330,28 +408,10 @@ typedef enum block_status {
     BLOCK_LIVE = 0,
     BLOCK_FREED,     /* was handed out and freed since */
     BLOCK_INVALID,   /* never a block start of this heap */
-    BLOCK_CORRUPT    /* a live block whose tags do not add up */
+    BLOCK_CORRUPT,   /* a live block whose tags do not add up */
+    BLOCK_OVERFLOW   /* a live block whose canary or header was
+                        overwritten (BRISK_HEAP_CANARY) */
 } block_status;
-
-/* Whether the free chunk c of `size` bytes, a merge candidate, is linked
- * into its list both ways: merging unlinks it, and unlinking through
- * overwritten links would write wherever they point. The lines read here
- * are the ones the unlinking writes anyway. */
-static inline bool listed_chunk_linked(const brisk_heap *heap, const heap_chunk *c, size_t size)
-{
-    const heap_chunk *prev = c->prev, *next = c->next;
-    if (prev == NULL) {
-        if (heap->heads[size_class_of(size)] != c)
-            return false;
-    } else if ((const char *)prev < heap->base || (const char *)prev >= heap->top ||
-               (uintptr_t)prev % GRANULE != CHUNK_HEADER_SIZE || prev->next != c) {
-        return false;
-    }
-    if (next != NULL && ((const char *)next < heap->base || (const char *)next >= heap->top ||
-                         (uintptr_t)next % GRANULE != CHUNK_HEADER_SIZE || next->prev != c))
-        return false;
-    return true;
-}
 
 /* Decides whether p is a live block of this heap without trusting any
  * byte a program could have written: the block map, kept outside the
@@ -382,7 +442,9 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
         if (chunk_is_used(next)) {
             if (block_map_get(heap, chunk_granule(heap, next)) != BLOCK_MAP_LIVE)
                 return BLOCK_CORRUPT;
-        } else if ((char *)next != heap->top && !listed_chunk_linked(heap, next, next_size)) {
+        } else if ((char *)next != heap->top &&
+                   (*chunk_footer(next, next_size) != next_size ||
+                    !free_links_intact(heap, next, next_size))) {
             return BLOCK_CORRUPT;
         }
     }
@@ -392,9 +454,11 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (prev->head != (prev_size | CHUNK_PREV_USED) || !listed_chunk_linked(heap, prev, prev_size))
+        if (prev->head != (prev_size | CHUNK_PREV_USED) || !free_links_intact(heap, prev, prev_size))
             return BLOCK_CORRUPT;
     }
+    if ((heap->flags & BRISK_HEAP_CANARY) && !heap_canary_intact(heap, c))
+        return BLOCK_OVERFLOW;
     return BLOCK_LIVE;
 }
 
@@ -421,6 +485,10 @@ static void report_block(block_status status, block_call call, const void *p)
         break;
     case BLOCK_CORRUPT:
         report_error(BRISK_ERROR_CORRUPTION, "heap metadata corrupted", p);
+        break;
+    case BLOCK_OVERFLOW:
+        report_error(BRISK_ERROR_OVERFLOW,
+                     "heap buffer overflow: the canary after the block or its header was overwritten", p);
         break;
     case BLOCK_LIVE:
         break;
@@ -495,7 +563,7 @@ size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
         return 0;
     heap_lock(heap);
     block_status status = block_validate(heap, ptr);
-    size_t usable = status == BLOCK_LIVE ? chunk_size(chunk_of_payload(ptr)) - CHUNK_HEADER_SIZE : 0;
+    size_t usable = status == BLOCK_LIVE ? chunk_usable(heap, chunk_size(chunk_of_payload(ptr))) : 0;
     heap_unlock(heap);
     if (status != BLOCK_LIVE)
         report_block(status, CALL_USABLE_SIZE, ptr);
@@ -546,6 +614,13 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
             bin_remove(heap, next, next_free);
             wipe_chunk_metadata(heap, next, next_free);
         }
+        if (brisk_unlikely(heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+            heap_wipe_first_dirty((char *)next, need - size) != NULL) {
+            /* The neighbour's metadata words were just zeroed; anything
+             * else non-zero in what the block grows over was written after
+             * it was freed. */
+            heap_report_write_after_free(ptr);
+        }
         size_t grown = need;
         if (rest >= CHUNK_MIN_SIZE) {
             place_remainder(heap, chunk_at(c, need), rest, next_is_wild);
@@ -570,6 +645,10 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
         size_t right = next_is_wild ? 0 : next_free;
         if (prev_size + size + right >= need) {
             heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
+            if (brisk_unlikely(heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+                heap_wipe_first_dirty((char *)prev + sizeof(heap_chunk),
+                                      prev_size - sizeof(heap_chunk) - sizeof(size_t)) != NULL)
+                heap_report_write_after_free(ptr);
             bin_remove(heap, prev, prev_size);
             if (right != 0)
                 bin_remove(heap, next, right);
@@ -602,13 +681,13 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
         return NULL;
     }
     size_t need;
-    if (!chunk_size_for_request(size, &need)) {
+    if (!heap_chunk_size_for(heap, size, &need)) {
         heap_unlock(heap);
         errno = ENOMEM;
         return NULL;
     }
     heap_chunk *c = chunk_of_payload(ptr);
-    size_t usable = chunk_size(c) - CHUNK_HEADER_SIZE;
+    size_t usable = chunk_usable(heap, chunk_size(c));
     size_t keep = usable < size ? usable : size;
     void *result = resize_in_place(heap, ptr, need, keep);
     if (result == NULL) {
@@ -619,6 +698,8 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
             mark_freed(heap, c, old_size);
             release_chunk(heap, c, old_size);
         }
+    } else if (heap->flags & BRISK_HEAP_CANARY) {
+        heap_canary_write(heap, chunk_of_payload(result)); /* resized in place */
     }
     heap_unlock(heap);
     if (result == NULL)

@@ -1,0 +1,281 @@
+/*
+ * Large blocks (over 256 KiB, or aligned beyond what pages give): each is
+ * its own mapping, with a header page at a 4 MiB boundary so that free
+ * finds and validates it like a segment (see malloc_internal.h):
+ *
+ *   H = 4 MiB aligned                 B = block                 end
+ *   +--------------------------------+--------------------------+
+ *   | large_header (one page, or up  | the block (usable bytes  |
+ *   | to the requested alignment)    | up to the mapping's end) |
+ *   +--------------------------------+--------------------------+
+ *   (B - 1) rounded down to 4 MiB == H, always.
+ *
+ * Freed large blocks stay mapped in a cache (up to large_cache bytes) for
+ * decay_ms, so a program that frees and reallocates big buffers in a loop
+ * reuses them without new page faults; expired entries are unmapped.
+ */
+#include "malloc_internal.h"
+
+#include <errno.h>
+
+static large_header *large_cache;  /* freed, still mapped; newest first */
+static size_t large_cache_total;
+static large_header *large_live;   /* live blocks */
+static size_t large_live_total;
+static size_t large_live_count;
+
+static void segmap_set(uintptr_t base, uint8_t kind)
+{
+    __atomic_store_n(&segment_map[base >> SEGMENT_SHIFT], kind, __ATOMIC_RELAXED);
+}
+
+static void live_link(large_header *hdr)
+{
+    hdr->prev = NULL;
+    hdr->next = large_live;
+    if (large_live != NULL)
+        large_live->prev = hdr;
+    large_live = hdr;
+    large_live_total += hdr->map_size;
+    large_live_count++;
+}
+
+static void list_unlink(large_header **list, large_header *hdr)
+{
+    if (hdr->prev != NULL)
+        hdr->prev->next = hdr->next;
+    else
+        *list = hdr->next;
+    if (hdr->next != NULL)
+        hdr->next->prev = hdr->prev;
+    hdr->next = hdr->prev = NULL;
+}
+
+size_t large_live_stats(size_t *count)
+{
+    *count = large_live_count;
+    return large_live_total;
+}
+
+size_t large_cached_bytes(void)
+{
+    return large_cache_total;
+}
+
+/* Best fit among cached mappings that hold `usable` bytes without wasting
+ * more than a quarter; global_lock held. */
+static large_header *large_cache_take(size_t usable)
+{
+    size_t page_bytes = os_page_size();
+    large_header *best = NULL;
+    for (large_header *hdr = large_cache; hdr != NULL; hdr = hdr->next) {
+        size_t room = hdr->map_size - page_bytes;
+        if (room >= usable && room - usable <= usable / 4 &&
+            (best == NULL || hdr->map_size < best->map_size))
+            best = hdr;
+    }
+    if (best != NULL) {
+        list_unlink(&large_cache, best);
+        large_cache_total -= best->map_size;
+    }
+    return best;
+}
+
+void *large_alloc(size_t size, size_t alignment, bool zero)
+{
+    size_t page_bytes = os_page_size();
+    size_t align = alignment < BRISK_ALIGNMENT ? BRISK_ALIGNMENT : alignment;
+    size_t usable;
+    if (size > REQUEST_MAX || align > REQUEST_MAX || !align_up_checked(size == 0 ? 1 : size, page_bytes, &usable)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* Hardened: guard pages (never cached: a guarded block's mapping has
+     * no room for reuse at another size) and wiping (a cached block is
+     * zeroed whole, so no old bytes show). */
+    size_t guard = (harden_flags & HARDEN_GUARD) ? page_bytes : 0;
+    bool wipe = (harden_flags & HARDEN_WIPE) != 0;
+    if (align <= page_bytes && guard == 0) {
+        global_lock_take();
+        large_header *hdr = large_cache_take(usable);
+        if (hdr != NULL) {
+            hdr->cached = 0;
+            hdr->usable = hdr->map_size - page_bytes;
+            hdr->block = (uintptr_t)hdr + page_bytes;
+            live_link(hdr);
+        }
+        global_lock_drop();
+        if (hdr != NULL) {
+            if (zero || wipe)
+                memset((void *)hdr->block, 0, wipe ? hdr->usable : size);
+            return (void *)hdr->block;
+        }
+    }
+    /* Map enough to place H on a 4 MiB boundary with the block aligned
+     * after it, then give back the slack at both ends. With guard pages:
+     *
+     *   H              B - page      B                  B + usable
+     *   | header page | guard | ... | the block        | guard |
+     */
+    size_t raw_size = SEGMENT_SIZE + page_bytes + (align > page_bytes ? align : 0) + usable + 2 * guard;
+    char *raw = os_map_accounted(raw_size);
+    if (raw == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t first_h = align_up_ptr((uintptr_t)raw, SEGMENT_SIZE);
+    uintptr_t b = align_up_ptr(first_h + page_bytes + guard, align);
+    uintptr_t h = (b - 1) & ~(uintptr_t)SEGMENT_MASK;
+    uintptr_t end = b + usable + guard;
+    uintptr_t raw_end = (uintptr_t)raw + raw_size;
+    if (h > (uintptr_t)raw)
+        os_unmap(raw, h - (uintptr_t)raw);
+    if (raw_end > end)
+        os_unmap((void *)end, raw_end - end);
+    if ((end >> ADDRESS_BITS) != 0) {
+        os_unmap((void *)h, end - h);
+        errno = ENOMEM;
+        return NULL;
+    }
+    large_header *hdr = (large_header *)h;
+    hdr->magic = LARGE_MAGIC;
+    hdr->cached = 0;
+    hdr->block = b;
+    hdr->map_size = end - h;
+    hdr->usable = usable;
+    if (guard != 0 && (os_protect_none((void *)(b - guard), guard) != 0 ||
+                       os_protect_none((void *)(b + usable), guard) != 0)) {
+        os_unmap((void *)h, end - h);
+        errno = ENOMEM;
+        return NULL;
+    }
+    stats_note_mapped(hdr->map_size, true);
+    verbose_note("mapped a large block", hdr->map_size);
+    global_lock_take();
+    live_link(hdr);
+    segmap_set(h, SEGMAP_LARGE);
+    global_lock_drop();
+    return (void *)b; /* fresh mappings read as zero */
+}
+
+static void large_unmap_list(large_header *victims)
+{
+    while (victims != NULL) {
+        large_header *next = victims->next;
+        size_t size = victims->map_size;
+        os_unmap(victims, size);
+        stats_note_mapped(size, false);
+        verbose_note("unmapped a large block", size);
+        victims = next;
+    }
+}
+
+void large_free(large_header *hdr, const void *p)
+{
+    size_t page_bytes = os_page_size();
+    large_header *victims = NULL;
+    global_lock_take();
+    if (hdr->cached || hdr->block != (uintptr_t)p) {
+        bool cached = hdr->cached != 0;
+        global_lock_drop();
+        if (cached)
+            report_error(BRISK_ERROR_DOUBLE_FREE, "double free", p);
+        else
+            report_error(BRISK_ERROR_INVALID_POINTER,
+                         "free of a pointer that is not the start of a live block", p);
+        return;
+    }
+    list_unlink(&large_live, hdr);
+    large_live_total -= hdr->map_size;
+    large_live_count--;
+    bool cacheable = hdr->block == (uintptr_t)hdr + page_bytes && malloc_options.decay_ms != 0 &&
+                     hdr->map_size <= malloc_options.large_cache;
+    if (cacheable) {
+        hdr->cached = 1;
+        hdr->freed_at_ms = os_now_ms();
+        hdr->prev = NULL;
+        hdr->next = large_cache;
+        if (large_cache != NULL)
+            large_cache->prev = hdr;
+        large_cache = hdr;
+        large_cache_total += hdr->map_size;
+        /* over budget: drop the oldest */
+        while (large_cache_total > malloc_options.large_cache) {
+            large_header *oldest = large_cache;
+            while (oldest->next != NULL)
+                oldest = oldest->next;
+            list_unlink(&large_cache, oldest);
+            large_cache_total -= oldest->map_size;
+            segmap_set((uintptr_t)oldest, SEGMAP_LARGE_FREED);
+            oldest->next = victims;
+            victims = oldest;
+        }
+    } else {
+        segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
+        hdr->next = NULL;
+        victims = hdr;
+    }
+    global_lock_drop();
+    large_unmap_list(victims);
+}
+
+bool large_cache_purge(uint64_t now, bool force)
+{
+    large_header *victims = NULL;
+    global_lock_take();
+    large_header *hdr = large_cache;
+    while (hdr != NULL) {
+        large_header *next = hdr->next;
+        if (force || now - hdr->freed_at_ms >= malloc_options.decay_ms) {
+            list_unlink(&large_cache, hdr);
+            large_cache_total -= hdr->map_size;
+            segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
+            hdr->next = victims;
+            victims = hdr;
+        }
+        hdr = next;
+    }
+    global_lock_drop();
+    bool any = victims != NULL;
+    large_unmap_list(victims);
+    return any;
+}
+
+/* realloc in place: any size that fits the mapping and keeps at least
+ * half of it in use. */
+bool large_try_resize(large_header *hdr, size_t size)
+{
+    size_t capacity = hdr->map_size - (hdr->block - (uintptr_t)hdr);
+    if (harden_flags & HARDEN_GUARD)
+        capacity -= os_page_size(); /* the guard page after the block */
+    if (size > capacity || size < capacity / 2)
+        return false;
+    hdr->usable = capacity;
+    return true;
+}
+
+/* Large-block invariants, global_lock held: headers carry the magic,
+ * blocks lie inside their mappings with (block - 1) in the header's 4 MiB
+ * slot, the map says SEGMAP_LARGE, and the totals agree with the lists. */
+int large_check(void)
+{
+    size_t live = 0, live_count = 0, cached = 0;
+    for (large_header *hdr = large_live; hdr != NULL; hdr = hdr->next) {
+        if (hdr->magic != LARGE_MAGIC || hdr->cached != 0 ||
+            meta_of((void *)hdr->block) != (uintptr_t)hdr ||
+            hdr->block + hdr->usable > (uintptr_t)hdr + hdr->map_size ||
+            segment_map[(uintptr_t)hdr >> SEGMENT_SHIFT] != SEGMAP_LARGE)
+            return -1;
+        live += hdr->map_size;
+        live_count++;
+    }
+    for (large_header *hdr = large_cache; hdr != NULL; hdr = hdr->next) {
+        if (hdr->magic != LARGE_MAGIC || hdr->cached != 1 ||
+            segment_map[(uintptr_t)hdr >> SEGMENT_SHIFT] != SEGMAP_LARGE)
+            return -2;
+        cached += hdr->map_size;
+    }
+    if (live != large_live_total || live_count != large_live_count || cached != large_cache_total)
+        return -3;
+    return 0;
+}
