@@ -31,94 +31,116 @@ static inline void class_mark_empty(brisk_heap *heap, size_t cls)
  * payload, where a write after free can reach them, and unlinking through
  * forged links writes wherever they point. So a listed chunk is checked
  * against what its list claims before it is taken off or linked next to:
- * inside the heap below the wilderness, on a chunk boundary, free, of a
- * size in its class, with a matching footer, and with links that point
- * back at it (safe unlinking). */
-static inline bool heap_holds_chunk(const brisk_heap *heap, const heap_chunk *c)
+ * inside the heap below the wilderness, on a chunk boundary, free (no
+ * unknown header bits), of a size in its class, with a matching footer,
+ * and with links that point back at it (safe unlinking). */
+BRISK_INLINE bool heap_holds_chunk(const brisk_heap *heap, const heap_chunk *c)
 {
-    uintptr_t a = (uintptr_t)c;
-    return a >= (uintptr_t)heap->base && a < (uintptr_t)heap->top &&
-           (a - (uintptr_t)heap->base) % GRANULE == 0;
+    /* One compare covers both bounds: below base wraps to a huge offset. */
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
+    return offset < (size_t)(heap->top - heap->base) && offset % GRANULE == 0;
 }
 
-static bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
+/* c is listed in class cls: its links must point back at it, and a chunk
+ * without a prev must be its list's first entry. */
+BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t cls)
 {
     const heap_chunk *next = c->next, *prev = c->prev;
     if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
         return false;
     if (prev == NULL)
-        return heap->heads[size_class_of(size)] == c;
+        return heap->heads[cls] == c;
     return heap_holds_chunk(heap, prev) && prev->next == c;
 }
 
-static bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls)
+/* The whole check of a list entry c that class cls's list led to. Its
+ * header must read `size | PREV_USED` for a size of the class (a listed
+ * chunk's left neighbour is always in use), which rules out a used chunk
+ * and damaged flag bits in one compare per class shape. */
+BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls)
 {
-    if (!heap_holds_chunk(heap, c) || chunk_is_used(c))
+    if (!heap_holds_chunk(heap, c))
         return false;
-    size_t size = chunk_size(c);
-    if (size < CHUNK_MIN_SIZE || size > (size_t)(heap->top - (const char *)c) ||
-        size_class_of(size) != cls)
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size > (size_t)(heap->top - (const char *)c))
+        return false;
+    if (cls < SMALL_CLASSES ? size != size_class_floor(cls)
+                            : size < SMALL_LIMIT || size_class_of(size) != cls)
         return false;
     if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
         return false;
-    return free_links_intact(heap, c, size);
+    return free_links_intact(heap, c, cls);
 }
 
 /* Reported under the heap's lock: the handler must not call back into the
  * heap, and the caller then returns without using the list. */
-static void report_list_corrupted(const heap_chunk *c)
+static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
 {
     report_error(BRISK_ERROR_CORRUPTION, "heap free list corrupted (a freed block was written to)",
                  (const char *)c + CHUNK_HEADER_SIZE);
 }
 
-/* Adds the free chunk c (header already written) to its class list and
- * writes its footer. Allocation takes the first entry, so a chunk lower
- * than the first goes in front and a higher one right behind it: O(1),
- * and the lowest of the recently freed chunks of a class is reused first,
- * which keeps the heap's reach (high_water) down. */
-static inline void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
+/* Adds the free chunk c of class cls (header already written) to its list
+ * and writes its footer. Allocation takes the first entry, so a chunk
+ * lower than the first goes in front and a higher one right behind it:
+ * O(1), and the lowest of the recently freed chunks of a class is reused
+ * first, which keeps the heap's reach (high_water) down. */
+BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
 {
-    size_t cls = size_class_of(size);
     heap_chunk *first = heap->heads[cls];
-    if (brisk_unlikely(first != NULL && !listed_chunk_sound(heap, first, cls))) {
+    *chunk_footer(c, size) = size;
+    heap->binned_count++;
+    heap->binned_bytes += size;
+    if (first == NULL) {
+        c->next = NULL;
+        c->prev = NULL;
+        class_mark_nonempty(heap, cls);
+        heap->heads[cls] = c;
+        return;
+    }
+    if (brisk_unlikely(!listed_chunk_sound(heap, first, cls))) {
         /* Linking next to forged links would write through them; c stays
          * out of the lists (lost, but nothing is written elsewhere). */
+        heap->binned_count--;
+        heap->binned_bytes -= size;
         report_list_corrupted(first);
         return;
     }
-    if (first != NULL && first < c) {
+    if (first < c) {
+        heap_chunk *second = first->next;
         c->prev = first;
-        c->next = first->next;
-        if (first->next != NULL)
-            first->next->prev = c;
+        c->next = second;
+        if (second != NULL)
+            second->prev = c;
         first->next = c;
     } else {
         c->next = first;
         c->prev = NULL;
-        if (first != NULL)
-            first->prev = c;
-        else
-            class_mark_nonempty(heap, cls);
+        first->prev = c;
         heap->heads[cls] = c;
     }
-    *chunk_footer(c, size) = size;
-    heap->binned_count++;
-    heap->binned_bytes += size;
 }
 
-static inline void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
 {
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
+    bin_insert_class(heap, c, size, size_class_of(size));
+}
+
+/* Takes c (of `size` bytes, already checked) off its list. The class is
+ * only needed when c is the first entry. */
+BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    heap_chunk *next = c->next, *prev = c->prev;
+    if (prev != NULL) {
+        prev->next = next;
     } else {
         size_t cls = size_class_of(size);
-        heap->heads[cls] = c->next;
-        if (c->next == NULL)
+        heap->heads[cls] = next;
+        if (next == NULL)
             class_mark_empty(heap, cls);
     }
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    if (next != NULL)
+        next->prev = prev;
     heap->binned_count--;
     heap->binned_bytes -= size;
 }
@@ -249,36 +271,59 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
     return hand_out(heap, c, size);
 }
 
+/* What take_exact returns when the entry it found failed its check (the
+ * corruption is reported; the caller returns NULL). */
+#define TAKE_CORRUPT ((heap_chunk *)(uintptr_t)1)
+
+/* The common case: the request's exact class (need < SMALL_LIMIT) has a
+ * chunk of exactly `need` bytes. Checks and unlinks the first entry and
+ * writes it as used (header and the next chunk's PREV_USED), ready for
+ * hand_out; it is handed out whole and lies below the wilderness, so
+ * high_water cannot move. NULL when the class is empty. */
+BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need)
+{
+    size_t cls = need / GRANULE - 2;
+    heap_chunk *c = heap->heads[cls];
+    if (c == NULL)
+        return NULL;
+    if (brisk_unlikely(!listed_chunk_sound(heap, c, cls))) {
+        report_list_corrupted(c);
+        return TAKE_CORRUPT;
+    }
+    heap_chunk *next = c->next;
+    heap->heads[cls] = next;
+    if (next != NULL)
+        next->prev = NULL;
+    else
+        class_mark_empty(heap, cls);
+    heap->binned_count--;
+    heap->binned_bytes -= need;
+    c->head = need | CHUNK_USED | CHUNK_PREV_USED;
+    chunk_at(c, need)->head |= CHUNK_PREV_USED;
+    return c;
+}
+
+static void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment);
+
 /* Finds and carves a chunk of `need` bytes (a chunk size) aligned to
  * `alignment`; `search` bytes is a size every chunk of a larger class is
  * sure to fit (need, plus room for the alignment gap). NULL when nothing
  * fits. */
-static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
     if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT) {
-        /* The common case: an exact class with a chunk of exactly `need`
-         * bytes. Unlink the first and hand it out whole; it lies below
-         * the wilderness, so high_water cannot move. */
-        size_t cls = size_class_of(need);
-        heap_chunk *c = heap->heads[cls];
-        if (brisk_likely(c != NULL)) {
-            if (brisk_unlikely(!listed_chunk_sound(heap, c, cls))) {
-                report_list_corrupted(c);
-                return NULL;
-            }
-            heap_chunk *next = c->next;
-            heap->heads[cls] = next;
-            if (next != NULL)
-                next->prev = NULL;
-            else
-                class_mark_empty(heap, cls);
-            heap->binned_count--;
-            heap->binned_bytes -= need;
-            c->head = need | CHUNK_USED | CHUNK_PREV_USED;
-            chunk_at(c, need)->head |= CHUNK_PREV_USED;
-            return hand_out(heap, c, need);
-        }
+        heap_chunk *c = take_exact(heap, need);
+        if (c != NULL)
+            return c == TAKE_CORRUPT ? NULL : hand_out(heap, c, need);
     }
+    return alloc_search(heap, need, search, alignment);
+}
+
+/* alloc_chunk past the exact-class fast path (which found nothing, or did
+ * not apply): the own class when it may hold a fit, the next non-empty
+ * class, the wilderness. Out of line: the fast paths inline the rest. */
+static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+{
     if (search <= heap_capacity(heap)) {
         size_t cls = size_class_of(search);
         heap_chunk *found = NULL;
@@ -346,7 +391,9 @@ static void *heap_alloc_locked(brisk_heap *heap, size_t size)
     return alloc_chunk(heap, need, need, BRISK_ALIGNMENT);
 }
 
-void *brisk_heap_alloc(brisk_heap *heap, size_t size)
+/* brisk_heap_alloc for a heap with flags, or a request the exact classes
+ * do not serve. */
+static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
 {
     heap_lock(heap);
     void *p = heap_alloc_locked(heap, size);
@@ -354,6 +401,32 @@ void *brisk_heap_alloc(brisk_heap *heap, size_t size)
     if (brisk_unlikely(p == NULL))
         errno = ENOMEM;
     return p;
+}
+
+/* The largest request an exact class serves: its chunk is below
+ * SMALL_LIMIT. */
+#define EXACT_REQUEST_MAX (SMALL_LIMIT - GRANULE - CHUNK_HEADER_SIZE)
+
+void *brisk_heap_alloc(brisk_heap *heap, size_t size)
+{
+    /* The fast path: a plain heap (no lock, wipe or hardening option: one
+     * test of the flags word) and a request of an exact class. Everything
+     * else, and every rare case, is out of line. */
+    if (brisk_likely(heap->flags == 0 && size <= EXACT_REQUEST_MAX)) {
+        size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
+        if (need < CHUNK_MIN_SIZE)
+            need = CHUNK_MIN_SIZE;
+        heap_chunk *c = take_exact(heap, need);
+        if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
+            mark_live(heap, c, need);
+            return chunk_payload(c);
+        }
+        void *p = c == NULL ? alloc_search(heap, need, need, BRISK_ALIGNMENT) : NULL;
+        if (brisk_unlikely(p == NULL))
+            errno = ENOMEM;
+        return p;
+    }
+    return heap_alloc_general(heap, size);
 }
 
 void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
@@ -417,7 +490,7 @@ typedef enum block_status {
  * byte a program could have written: the block map, kept outside the
  * chunks, says whether a live block starts there; only then are its
  * header and its neighbours' tags read, and checked against each other. */
-static block_status block_validate(const brisk_heap *heap, const void *p)
+BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const void *p, bool canary)
 {
     uintptr_t addr = (uintptr_t)p;
     uintptr_t first = (uintptr_t)heap->base + CHUNK_HEADER_SIZE;
@@ -444,7 +517,7 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
                 return BLOCK_CORRUPT;
         } else if ((char *)next != heap->top &&
                    (*chunk_footer(next, next_size) != next_size ||
-                    !free_links_intact(heap, next, next_size))) {
+                    !free_links_intact(heap, next, size_class_of(next_size)))) {
             return BLOCK_CORRUPT;
         }
     }
@@ -454,12 +527,17 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (prev->head != (prev_size | CHUNK_PREV_USED) || !free_links_intact(heap, prev, prev_size))
+        if (prev->head != (prev_size | CHUNK_PREV_USED) || !free_links_intact(heap, prev, size_class_of(prev_size)))
             return BLOCK_CORRUPT;
     }
-    if ((heap->flags & BRISK_HEAP_CANARY) && !heap_canary_intact(heap, c))
+    if (canary && !heap_canary_intact(heap, c))
         return BLOCK_OVERFLOW;
     return BLOCK_LIVE;
+}
+
+static BRISK_NOINLINE block_status block_validate(const brisk_heap *heap, const void *p)
+{
+    return block_validate_inline(heap, p, (heap->flags & BRISK_HEAP_CANARY) != 0);
 }
 
 /* Which call found the bad pointer, for the message. */
@@ -467,7 +545,7 @@ typedef enum block_call { CALL_FREE, CALL_REALLOC, CALL_USABLE_SIZE } block_call
 
 /* Reports a failed validation of p. Fixed messages (no formatting: a
  * report may come from inside an allocator), one per call and status. */
-static void report_block(block_status status, block_call call, const void *p)
+static BRISK_NOINLINE void report_block(block_status status, block_call call, const void *p)
 {
     static const char *const freed_messages[] = {
         "double free", "realloc of a freed block", "usable_size of a freed block"};
@@ -500,9 +578,8 @@ static void report_block(block_status status, block_call call, const void *p)
 /* Returns [c, c + size) to the heap: c's header is valid except for its
  * size and USED bit, its body held user data. Merges with free
  * neighbours, then lists the result or makes it the wilderness. */
-static void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
+BRISK_INLINE void release_chunk_inline(brisk_heap *heap, heap_chunk *c, size_t size, bool wipe)
 {
-    bool wipe = (heap->flags & BRISK_HEAP_WIPE) != 0;
     if (wipe)
         memset(chunk_payload(c), 0, size - CHUNK_HEADER_SIZE);
     if (!chunk_prev_used(c)) {
@@ -531,7 +608,8 @@ static void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
     if (!chunk_is_used(next)) {
         size_t next_size = chunk_size(next);
         bin_remove(heap, next, next_size);
-        wipe_chunk_metadata(heap, next, next_size);
+        if (wipe)
+            wipe_chunk_metadata(heap, next, next_size);
         size += next_size;
         next = chunk_at(c, size);
     }
@@ -540,10 +618,14 @@ static void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
     bin_insert(heap, c, size);
 }
 
-void brisk_heap_free(brisk_heap *heap, void *ptr)
+static BRISK_NOINLINE void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
 {
-    if (ptr == NULL)
-        return;
+    release_chunk_inline(heap, c, size, (heap->flags & BRISK_HEAP_WIPE) != 0);
+}
+
+/* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
+static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
+{
     heap_lock(heap);
     block_status status = block_validate(heap, ptr);
     if (brisk_likely(status == BLOCK_LIVE)) {
@@ -555,6 +637,27 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     heap_unlock(heap);
     if (status != BLOCK_LIVE)
         report_block(status, CALL_FREE, ptr);
+}
+
+void brisk_heap_free(brisk_heap *heap, void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    if (brisk_unlikely(heap->flags != 0)) {
+        heap_free_general(heap, ptr);
+        return;
+    }
+    /* A plain heap: the same validation and release, inlined and without
+     * the option tests. */
+    block_status status = block_validate_inline(heap, ptr, false);
+    if (brisk_unlikely(status != BLOCK_LIVE)) {
+        report_block(status, CALL_FREE, ptr);
+        return;
+    }
+    heap_chunk *c = chunk_of_payload(ptr);
+    size_t size = chunk_size(c);
+    mark_freed(heap, c, size);
+    release_chunk_inline(heap, c, size, false);
 }
 
 size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
