@@ -72,6 +72,30 @@ BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c
     return free_links_intact(heap, c, cls);
 }
 
+/* listed_chunk_sound for the first entry of a list, which heads[] led to:
+ * it must have no prev. For an exact class the caller passes the class's
+ * chunk size and the header must read exactly `exact | PREV_USED`; for a
+ * ranged class `exact` is 0 and the size must fall in class cls. */
+BRISK_INLINE bool list_head_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls, size_t exact)
+{
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
+    size_t reach = (size_t)(heap->top - heap->base);
+    if (offset >= reach || offset % GRANULE != 0)
+        return false;
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if (exact != 0) {
+        if (head != (exact | CHUNK_PREV_USED))
+            return false;
+    } else if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size < SMALL_LIMIT || size_class_of(size) != cls) {
+        return false;
+    }
+    if (size > reach - offset || *chunk_footer((heap_chunk *)(uintptr_t)c, size) != size ||
+        c->prev != NULL)
+        return false;
+    const heap_chunk *next = c->next;
+    return next == NULL || (heap_holds_chunk(heap, next) && next->prev == c);
+}
+
 /* Reported under the heap's lock: the handler must not call back into the
  * heap, and the caller then returns without using the list. */
 static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
@@ -84,7 +108,14 @@ static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
  * and writes its footer. Allocation takes the first entry, so a chunk
  * lower than the first goes in front and a higher one right behind it:
  * O(1), and the lowest of the recently freed chunks of a class is reused
- * first, which keeps the heap's reach (high_water) down. */
+ * first, which keeps the heap's reach (high_water) down.
+ *
+ * Linking writes through at most one pointer a program could have
+ * forged: the first entry's address comes from heads[] (bookkeeping, not
+ * user memory), but its `next` lies in its payload, where a use after
+ * free can write. So that one is checked (inside the heap, and pointing
+ * back) before c is linked in front of it; the rest of the first entry
+ * (header, footer) is checked when it is taken or merged with. */
 BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
 {
     heap_chunk *first = heap->heads[cls];
@@ -96,28 +127,26 @@ BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size,
         c->prev = NULL;
         class_mark_nonempty(heap, cls);
         heap->heads[cls] = c;
-        return;
-    }
-    if (brisk_unlikely(!listed_chunk_sound(heap, first, cls))) {
-        /* Linking next to forged links would write through them; c stays
-         * out of the lists (lost, but nothing is written elsewhere). */
-        heap->binned_count--;
-        heap->binned_bytes -= size;
-        report_list_corrupted(first);
-        return;
-    }
-    if (first < c) {
+    } else if (first > c) {
+        c->next = first;
+        c->prev = NULL;
+        first->prev = c;
+        heap->heads[cls] = c;
+    } else {
         heap_chunk *second = first->next;
+        if (brisk_unlikely(second != NULL && (!heap_holds_chunk(heap, second) || second->prev != first))) {
+            /* c stays out of the lists (lost, but nothing is written
+             * through the forged link). */
+            heap->binned_count--;
+            heap->binned_bytes -= size;
+            report_list_corrupted(first);
+            return;
+        }
         c->prev = first;
         c->next = second;
         if (second != NULL)
             second->prev = c;
         first->next = c;
-    } else {
-        c->next = first;
-        c->prev = NULL;
-        first->prev = c;
-        heap->heads[cls] = c;
     }
 }
 
@@ -159,18 +188,16 @@ static inline void wipe_chunk_metadata(const brisk_heap *heap, heap_chunk *c, si
 
 /* ---- the block map ------------------------------------------------------ */
 
-static inline void mark_live(brisk_heap *heap, heap_chunk *c, size_t size)
+static inline void mark_live(brisk_heap *heap, heap_chunk *c)
 {
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_LIVE);
     heap->used_count++;
-    heap->allocated += chunk_usable(heap, size);
 }
 
-static inline void mark_freed(brisk_heap *heap, heap_chunk *c, size_t size)
+static inline void mark_freed(brisk_heap *heap, heap_chunk *c)
 {
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_FREED);
     heap->used_count--;
-    heap->allocated -= chunk_usable(heap, size);
 }
 
 static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
@@ -228,7 +255,7 @@ static inline void *hand_out(brisk_heap *heap, heap_chunk *c, size_t size)
         memset(chunk_payload(c), 0, 2 * sizeof(void *));
         *chunk_footer(c, size) = 0;
     }
-    mark_live(heap, c, size);
+    mark_live(heap, c);
     if (brisk_unlikely(heap->flags & (BRISK_HEAP_WIPE_CHECK | BRISK_HEAP_CANARY))) {
         /* Every byte handed out must still be wiped (the metadata words
          * were just zeroed above; they are guarded by the list checks). */
@@ -286,7 +313,7 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need)
     heap_chunk *c = heap->heads[cls];
     if (c == NULL)
         return NULL;
-    if (brisk_unlikely(!listed_chunk_sound(heap, c, cls))) {
+    if (brisk_unlikely(!list_head_sound(heap, c, cls, need))) {
         report_list_corrupted(c);
         return TAKE_CORRUPT;
     }
@@ -358,7 +385,8 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
             size_t next = class_find_from(heap, cls + 1);
             if (next != CLASS_NONE) {
                 found = heap->heads[next];
-                if (brisk_unlikely(!listed_chunk_sound(heap, found, next))) {
+                if (brisk_unlikely(!list_head_sound(heap, found, next,
+                                                    next < SMALL_CLASSES ? size_class_floor(next) : 0))) {
                     report_list_corrupted(found);
                     return NULL;
                 }
@@ -418,7 +446,7 @@ void *brisk_heap_alloc(brisk_heap *heap, size_t size)
             need = CHUNK_MIN_SIZE;
         heap_chunk *c = take_exact(heap, need);
         if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
-            mark_live(heap, c, need);
+            mark_live(heap, c);
             return chunk_payload(c);
         }
         void *p = c == NULL ? alloc_search(heap, need, need, BRISK_ALIGNMENT) : NULL;
@@ -631,7 +659,7 @@ static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
     if (brisk_likely(status == BLOCK_LIVE)) {
         heap_chunk *c = chunk_of_payload(ptr);
         size_t size = chunk_size(c);
-        mark_freed(heap, c, size);
+        mark_freed(heap, c);
         release_chunk(heap, c, size);
     }
     heap_unlock(heap);
@@ -656,7 +684,7 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     }
     heap_chunk *c = chunk_of_payload(ptr);
     size_t size = chunk_size(c);
-    mark_freed(heap, c, size);
+    mark_freed(heap, c);
     release_chunk_inline(heap, c, size, false);
 }
 
@@ -683,7 +711,6 @@ static void shrink_live_chunk(brisk_heap *heap, heap_chunk *c, size_t size, size
     if (rest < CHUNK_MIN_SIZE)
         return;
     c->head = need | (c->head & CHUNK_FLAGS);
-    heap->allocated -= rest;
     heap_chunk *tail = chunk_at(c, need);
     tail->head = rest | CHUNK_PREV_USED;
     release_chunk(heap, tail, rest);
@@ -734,7 +761,6 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
                 heap->top = heap->end;
         }
         c->head = grown | (c->head & CHUNK_FLAGS);
-        heap->allocated += grown - size;
         note_high_water(heap, (char *)c + grown);
         return ptr;
     }
@@ -755,12 +781,12 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
             bin_remove(heap, prev, prev_size);
             if (right != 0)
                 bin_remove(heap, next, right);
-            mark_freed(heap, c, size);
+            mark_freed(heap, c);
             size_t total = prev_size + size + right;
             prev->head = total | CHUNK_USED | (prev->head & CHUNK_PREV_USED);
             chunk_at(prev, total)->head |= CHUNK_PREV_USED;
             memmove(chunk_payload(prev), ptr, keep);
-            mark_live(heap, prev, total);
+            mark_live(heap, prev);
             shrink_live_chunk(heap, prev, total, need);
             return chunk_payload(prev);
         }
@@ -798,7 +824,7 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
         if (result != NULL) {
             memcpy(result, ptr, keep);
             size_t old_size = chunk_size(c);
-            mark_freed(heap, c, old_size);
+            mark_freed(heap, c);
             release_chunk(heap, c, old_size);
         }
     } else if (heap->flags & BRISK_HEAP_CANARY) {

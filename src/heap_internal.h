@@ -153,7 +153,6 @@ struct brisk_heap {
     size_t binned_count;     /* free chunks in lists (the wilderness is not) */
     size_t binned_bytes;
     size_t used_count;       /* live blocks */
-    size_t allocated;        /* usable bytes of live blocks */
     size_t high_water;       /* furthest chunk end handed out, from base */
     unsigned flags;          /* BRISK_HEAP_* */
     uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
@@ -233,6 +232,16 @@ BRISK_HIDDEN uint64_t heap_canary_key_new(const void *heap);
 
 BRISK_INLINE size_t heap_capacity(const brisk_heap *heap) { return (size_t)(heap->end - heap->base); }
 BRISK_INLINE size_t heap_wild_size(const brisk_heap *heap) { return (size_t)(heap->end - heap->top); }
+
+/* Usable bytes of the live blocks. Not a counter the hot path keeps up:
+ * every byte of [base, end) lies in a used chunk, a listed free chunk or
+ * the wilderness, and a used chunk's usable bytes are its size less the
+ * header (and the canary). */
+BRISK_INLINE size_t heap_allocated(const brisk_heap *heap)
+{
+    return heap_capacity(heap) - heap_wild_size(heap) - heap->binned_bytes -
+           heap->used_count * (CHUNK_HEADER_SIZE + chunk_tail(heap));
+}
 
 /* The granule index of the block whose chunk starts at c. */
 BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
