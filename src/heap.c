@@ -116,9 +116,20 @@ static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
  * free can write. So that one is checked (inside the heap, and pointing
  * back) before c is linked in front of it; the rest of the first entry
  * (header, footer) is checked when it is taken or merged with. */
-BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
+/* Whether c can be linked into class cls's list, whose first entry is
+ * `first`: true when c goes in front (or the list is empty), or when
+ * first's next link, which c would be linked through, is sound. */
+BRISK_INLINE bool bin_link_safe(const brisk_heap *heap, const heap_chunk *c, const heap_chunk *first)
 {
-    heap_chunk *first = heap->heads[cls];
+    if (first == NULL || first > c)
+        return true;
+    const heap_chunk *second = first->next;
+    return second == NULL || (heap_holds_chunk(heap, second) && second->prev == first);
+}
+
+/* The linking itself, once bin_link_safe said yes. */
+BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls, heap_chunk *first)
+{
     *chunk_footer(c, size) = size;
     heap->binned_count++;
     heap->binned_bytes += size;
@@ -134,20 +145,24 @@ BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size,
         heap->heads[cls] = c;
     } else {
         heap_chunk *second = first->next;
-        if (brisk_unlikely(second != NULL && (!heap_holds_chunk(heap, second) || second->prev != first))) {
-            /* c stays out of the lists (lost, but nothing is written
-             * through the forged link). */
-            heap->binned_count--;
-            heap->binned_bytes -= size;
-            report_list_corrupted(first);
-            return;
-        }
         c->prev = first;
         c->next = second;
         if (second != NULL)
             second->prev = c;
         first->next = c;
     }
+}
+
+BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
+{
+    heap_chunk *first = heap->heads[cls];
+    if (brisk_unlikely(!bin_link_safe(heap, c, first))) {
+        /* c stays out of the lists (lost, but nothing is written through
+         * the forged link). */
+        report_list_corrupted(first);
+        return;
+    }
+    bin_link(heap, c, size, cls, first);
 }
 
 BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
@@ -307,14 +322,15 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
  * writes it as used (header and the next chunk's PREV_USED), ready for
  * hand_out; it is handed out whole and lies below the wilderness, so
  * high_water cannot move. NULL when the class is empty. */
-BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need)
+BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
 {
     size_t cls = need / GRANULE - 2;
     heap_chunk *c = heap->heads[cls];
     if (c == NULL)
         return NULL;
     if (brisk_unlikely(!list_head_sound(heap, c, cls, need))) {
-        report_list_corrupted(c);
+        if (report)
+            report_list_corrupted(c);
         return TAKE_CORRUPT;
     }
     heap_chunk *next = c->next;
@@ -330,6 +346,41 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need)
     return c;
 }
 
+/* The common way a chunk is split (most of a compiler's allocations): the
+ * first entry of the larger class `cls`, which fits whatever its size,
+ * for an unaligned chunk of `need` bytes. Checked like every list head,
+ * unlinked, and its front handed out; a rest of a chunk's size goes to
+ * its own list. The chunk lies below the wilderness, so high_water cannot
+ * move, and its left neighbour is in use (it was free). */
+BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need)
+{
+    heap_chunk *c = heap->heads[cls];
+    if (brisk_unlikely(!list_head_sound(heap, c, cls, cls < SMALL_CLASSES ? size_class_floor(cls) : 0))) {
+        report_list_corrupted(c);
+        return NULL;
+    }
+    size_t size = chunk_size(c);
+    heap_chunk *second = c->next;
+    heap->heads[cls] = second;
+    if (second != NULL)
+        second->prev = NULL;
+    else
+        class_mark_empty(heap, cls);
+    heap->binned_count--;
+    heap->binned_bytes -= size;
+    size_t rest = size - need;
+    if (rest >= CHUNK_MIN_SIZE) {
+        heap_chunk *r = chunk_at(c, need);
+        r->head = rest | CHUNK_PREV_USED;
+        bin_insert(heap, r, rest);
+        size = need;
+    } else {
+        chunk_at(c, size)->head |= CHUNK_PREV_USED;
+    }
+    c->head = size | CHUNK_USED | CHUNK_PREV_USED;
+    return hand_out(heap, c, size);
+}
+
 static void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment);
 
 /* Finds and carves a chunk of `need` bytes (a chunk size) aligned to
@@ -339,7 +390,7 @@ static void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t a
 BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
     if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT) {
-        heap_chunk *c = take_exact(heap, need);
+        heap_chunk *c = take_exact(heap, need, true);
         if (c != NULL)
             return c == TAKE_CORRUPT ? NULL : hand_out(heap, c, need);
     }
@@ -348,8 +399,9 @@ BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, siz
 
 /* alloc_chunk past the exact-class fast path (which found nothing, or did
  * not apply): the own class when it may hold a fit, the next non-empty
- * class, the wilderness. Out of line: the fast paths inline the rest. */
-static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+ * class, the wilderness. Out of line: the fast paths inline the rest.
+ * Sets errno to ENOMEM when it returns NULL. */
+BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
     if (search <= heap_capacity(heap)) {
         size_t cls = size_class_of(search);
@@ -383,6 +435,8 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
             /* Every chunk of a larger class fits: the smallest such class
              * is the good fit. */
             size_t next = class_find_from(heap, cls + 1);
+            if (next != CLASS_NONE && alignment <= BRISK_ALIGNMENT)
+                return take_split(heap, next, need);
             if (next != CLASS_NONE) {
                 found = heap->heads[next];
                 if (brisk_unlikely(!list_head_sound(heap, found, next,
@@ -409,6 +463,14 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
             return carve(heap, wild, wild_size, need, lead, true);
     }
     return NULL;
+}
+
+static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+{
+    void *p = alloc_search_inline(heap, need, search, alignment);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
 }
 
 static void *heap_alloc_locked(brisk_heap *heap, size_t size)
@@ -444,15 +506,16 @@ void *brisk_heap_alloc(brisk_heap *heap, size_t size)
         size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
         if (need < CHUNK_MIN_SIZE)
             need = CHUNK_MIN_SIZE;
-        heap_chunk *c = take_exact(heap, need);
+        heap_chunk *c = take_exact(heap, need, false);
         if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
             mark_live(heap, c);
             return chunk_payload(c);
         }
-        void *p = c == NULL ? alloc_search(heap, need, need, BRISK_ALIGNMENT) : NULL;
-        if (brisk_unlikely(p == NULL))
-            errno = ENOMEM;
-        return p;
+        /* Both calls are tail calls, so the fast path saves no registers.
+         * A damaged entry goes the general way, which finds and reports
+         * it. */
+        if (c == NULL)
+            return alloc_search(heap, need, need, BRISK_ALIGNMENT);
     }
     return heap_alloc_general(heap, size);
 }
@@ -667,25 +730,139 @@ static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
         report_block(status, CALL_FREE, ptr);
 }
 
+/* brisk_heap_free on a plain heap (no lock, wipe or hardening), done in
+ * one pass that shares what the checks read (the block-map word, the
+ * offsets, both headers) with the release. The same checks as
+ * block_validate and the same release as release_chunk; it returns
+ * false, having changed nothing, as soon as anything is not as it is for
+ * a live block, and the general path then validates again and reports.
+ *
+ * Split in two: free_plain_unmerged, inlined, takes the most common case
+ * (both neighbours in use: nothing merges) and checks what every free
+ * needs; free_plain_merge, out of line, the rest. */
+
+/* c is LIVE in the map and its header is sound (USED, known bits, a size
+ * inside the region); `next` is its right neighbour (or the sentinel)
+ * with PREV_USED set. Checks and merges the free neighbours. */
+BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                           size_t next_head)
+{
+    size_t size = head & ~CHUNK_FLAGS;
+    size_t offset = (size_t)((char *)c - heap->base);
+    size_t room = heap_capacity(heap) - offset;
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    char *top = heap->top;
+    bool merge_next = false;
+    if (size != room) { /* next is a chunk, not the sentinel */
+        if (next_size < CHUNK_MIN_SIZE || next_size > room - size)
+            return false;
+        if (next_head & CHUNK_USED) {
+            size_t next_g = (offset + size) / GRANULE;
+            if (block_map_get(heap, next_g) != BLOCK_MAP_LIVE)
+                return false;
+        } else if ((char *)next != top) {
+            if (*chunk_footer(next, next_size) != next_size ||
+                !free_links_intact(heap, next, size_class_of(next_size)))
+                return false;
+            merge_next = true;
+        }
+    }
+    heap_chunk *prev = NULL;
+    size_t prev_size = 0;
+    if (!(head & CHUNK_PREV_USED)) {
+        prev_size = *(const size_t *)((const char *)c - sizeof(size_t));
+        if (prev_size < CHUNK_MIN_SIZE || prev_size % GRANULE != 0 || prev_size > offset)
+            return false;
+        prev = (heap_chunk *)((char *)c - prev_size);
+        if (prev->head != (prev_size | CHUNK_PREV_USED) ||
+            !free_links_intact(heap, prev, size_class_of(prev_size)))
+            return false;
+    }
+
+    block_map_set(heap, offset / GRANULE, BLOCK_MAP_FREED);
+    heap->used_count--;
+    if (prev != NULL) {
+        bin_remove(heap, prev, prev_size);
+        c = prev;
+        size += prev_size;
+    }
+    if ((char *)next == top) {
+        /* Into the wilderness (or c becomes it: next is the sentinel). */
+        heap->top = (char *)c;
+        c->head = heap_wild_size(heap) | CHUNK_PREV_USED;
+        ((heap_chunk *)heap->end)->head &= ~CHUNK_PREV_USED;
+        return true;
+    }
+    if (merge_next) {
+        bin_remove(heap, next, next_size);
+        size += next_size;
+        next = chunk_at(c, size);
+    }
+    c->head = size | CHUNK_PREV_USED;
+    next->head &= ~CHUNK_PREV_USED;
+    bin_insert(heap, c, size);
+    return true;
+}
+
+static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                            size_t next_head)
+{
+    if (!free_plain_merge_checked(heap, c, head, next, next_head))
+        heap_free_general(heap, chunk_payload(c));
+}
+
 void brisk_heap_free(brisk_heap *heap, void *ptr)
 {
     if (ptr == NULL)
         return;
-    if (brisk_unlikely(heap->flags != 0)) {
-        heap_free_general(heap, ptr);
-        return;
-    }
-    /* A plain heap: the same validation and release, inlined and without
-     * the option tests. */
-    block_status status = block_validate_inline(heap, ptr, false);
-    if (brisk_unlikely(status != BLOCK_LIVE)) {
-        report_block(status, CALL_FREE, ptr);
-        return;
-    }
+    /* One test of the flags word picks the plain path. Every way out of
+     * it other than success is a tail call (so it saves no registers):
+     * to free_plain_merge, or, having changed nothing, to the general
+     * path, which validates again and reports what it finds. */
+    size_t capacity = heap_capacity(heap);
     heap_chunk *c = chunk_of_payload(ptr);
-    size_t size = chunk_size(c);
-    mark_freed(heap, c);
-    release_chunk_inline(heap, c, size, false);
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
+    if (brisk_unlikely(heap->flags != 0 || offset >= capacity || offset % GRANULE != 0))
+        goto general;
+    size_t g = offset / GRANULE;
+    uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
+    unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
+    uint64_t bits = *word;
+    /* c lies in the chunk area, so its header can be read; it is believed
+     * only because the map says a live block starts here. */
+    size_t head = c->head, size = head & ~CHUNK_FLAGS, room = capacity - offset;
+    if (brisk_unlikely(((bits >> shift) & 3u) != BLOCK_MAP_LIVE ||
+                       (head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
+                       size > room))
+        goto general;
+    heap_chunk *next = chunk_at(c, size);
+    size_t next_head = next->head;
+    if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
+        goto general;
+    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || size == room)
+        goto merge;
+    /* Both neighbours in use (next is a chunk, not the sentinel): it must
+     * be LIVE in the map too, and then nothing merges. */
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    size_t next_g = g + size / GRANULE;
+    uint64_t next_bits = heap->block_map[next_g / BLOCK_MAP_PER_WORD];
+    size_t cls = size_class_of(size);
+    heap_chunk *first = heap->heads[cls];
+    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > room - size ||
+                       ((next_bits >> (2 * (next_g % BLOCK_MAP_PER_WORD))) & 3u) != BLOCK_MAP_LIVE ||
+                       !bin_link_safe(heap, c, first)))
+        goto general;
+    *word = bits ^ ((uint64_t)3 << shift); /* LIVE -> FREED */
+    heap->used_count--;
+    c->head = size | CHUNK_PREV_USED;
+    next->head = next_head & ~CHUNK_PREV_USED;
+    bin_link(heap, c, size, cls, first);
+    return;
+merge:
+    free_plain_merge(heap, c, head, next, next_head);
+    return;
+general:
+    heap_free_general(heap, ptr);
 }
 
 size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)

@@ -147,13 +147,17 @@ struct brisk_heap {
                                 a wild pointer), else 0. Both in one word
                                 so a free touches one cache line. */
     size_t class_count;      /* classes a chunk of this heap can fall in */
-    size_t granule_count;    /* (end - base) / 16 */
     uint64_t class_map[CLASS_WORDS]; /* bit c: list c is non-empty */
     uint64_t class_summary;  /* bit w: class_map[w] != 0 */
+    /* The three counters the hot path updates are kept apart (not
+     * adjacent): side by side, gcc turns their updates into vector
+     * loads, shuffles and stores, several instructions more than plain
+     * adds. */
     size_t binned_count;     /* free chunks in lists (the wilderness is not) */
-    size_t binned_bytes;
-    size_t used_count;       /* live blocks */
     size_t high_water;       /* furthest chunk end handed out, from base */
+    size_t binned_bytes;
+    size_t granule_count;    /* (end - base) / 16 */
+    size_t used_count;       /* live blocks */
     unsigned flags;          /* BRISK_HEAP_* */
     uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
                                 derived from (heap_harden.c) */
