@@ -72,6 +72,20 @@ BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c
     return free_links_intact(heap, c, cls);
 }
 
+/* The part of listed_chunk_sound that walking a list needs before it
+ * reads an entry's size and next link: inside the heap below the
+ * wilderness, on a chunk boundary, and a free header of class cls. */
+BRISK_INLINE bool listed_entry_plausible(const brisk_heap *heap, const heap_chunk *c, size_t floor,
+                                         size_t ceiling)
+{
+    if (!heap_holds_chunk(heap, c))
+        return false;
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    /* [floor, ceiling): the sizes of the class. */
+    return (head & CHUNK_FLAGS) == CHUNK_PREV_USED && size <= (size_t)(heap->top - (const char *)c) &&
+           size >= floor && size < ceiling;
+}
+
 /* listed_chunk_sound for the first entry of a list, which heads[] led to:
  * it must have no prev. For an exact class the caller passes the class's
  * chunk size and the header must read exactly `exact | PREV_USED`; for a
@@ -414,9 +428,15 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
          * tightest fit, lowest address on ties. TLSF would skip this
          * class entirely. */
         if (cls >= SMALL_CLASSES || alignment > BRISK_ALIGNMENT) {
+            /* Walking the list reads each entry's header and next link, so
+             * an entry must lie in the heap and carry a free header of
+             * this class before it is read further; the entry chosen gets
+             * the whole check (footer, both links) before it is unlinked. */
             heap_chunk *c = heap->heads[cls];
+            size_t floor = size_class_floor(cls);
+            size_t ceiling = cls + 1 < CLASS_COUNT_MAX ? size_class_floor(cls + 1) : SIZE_MAX;
             for (unsigned probes = 0; c != NULL && probes < RANGED_CLASS_PROBES; probes++, c = c->next) {
-                if (brisk_unlikely(!listed_chunk_sound(heap, c, cls))) {
+                if (brisk_unlikely(!listed_entry_plausible(heap, c, floor, ceiling))) {
                     report_list_corrupted(c);
                     return NULL;
                 }
@@ -449,6 +469,10 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
             }
         }
         if (found != NULL) {
+            if (brisk_unlikely(!listed_chunk_sound(heap, found, size_class_of(found_size)))) {
+                report_list_corrupted(found);
+                return NULL;
+            }
             bin_remove(heap, found, found_size);
             return carve(heap, found, found_size, need, found_lead, false);
         }
@@ -467,7 +491,21 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
 
 static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
-    void *p = alloc_search_inline(heap, need, search, alignment);
+    /* Two copies: unaligned requests (nearly all) need no gap arithmetic. */
+    void *p = alignment <= BRISK_ALIGNMENT ? alloc_search_inline(heap, need, search, BRISK_ALIGNMENT)
+                                           : alloc_search_inline(heap, need, search, alignment);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+/* brisk_heap_alloc on a plain heap when the exact class (need <
+ * SMALL_LIMIT) is empty: the next non-empty class is split, as
+ * alloc_search would, without its generic preamble. */
+static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
+{
+    size_t next = class_find_from(heap, need / GRANULE - 1);
+    void *p = next != CLASS_NONE ? take_split(heap, next, need) : alloc_search_inline(heap, need, need, BRISK_ALIGNMENT);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -515,7 +553,7 @@ void *brisk_heap_alloc(brisk_heap *heap, size_t size)
          * A damaged entry goes the general way, which finds and reports
          * it. */
         if (c == NULL)
-            return alloc_search(heap, need, need, BRISK_ALIGNMENT);
+            return alloc_plain_miss(heap, need);
     }
     return heap_alloc_general(heap, size);
 }
