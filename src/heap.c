@@ -554,6 +554,11 @@ void *brisk_heap_alloc(brisk_heap *heap, size_t size)
          * it. */
         if (c == NULL)
             return alloc_plain_miss(heap, need);
+    } else if (heap->flags == 0) {
+        /* A ranged request: straight to the search (which sets errno). */
+        size_t need;
+        if (chunk_size_for_request(size, &need))
+            return alloc_search(heap, need, need, BRISK_ALIGNMENT);
     }
     return heap_alloc_general(heap, size);
 }
