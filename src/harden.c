@@ -86,16 +86,21 @@ static inline uint64_t mix64(uint64_t x)
 }
 
 /* The canary stored at address `at` (the last word of a slot, or of a
- * page's pad). process_secret comes from the kernel at start-up. */
+ * page's pad), from the kernel-random process secret. One multiply: these
+ * run on every malloc and free. Like any unkeyed mix it is invertible, so
+ * a program that can read one canary and knows its address could work
+ * out the others; canaries are against blind overflows, not against an
+ * attacker who already reads the heap (docs/security.md). */
 static inline uint64_t canary_at(uintptr_t at)
 {
-    return mix64((uint64_t)process_secret ^ 0x63616e617279u ^ (uint64_t)at);
+    return (((uint64_t)at ^ (uint64_t)process_secret) * 0x9e3779b97f4a7c15u) ^ 0x63616e617279u;
 }
 
 /* The marker a quarantined block at p carries in its first word. */
 static inline uint64_t quarantine_marker(const void *p)
 {
-    return mix64((uint64_t)process_secret ^ 0x71756172616eu ^ (uint64_t)(uintptr_t)p);
+    return (((uint64_t)(uintptr_t)p ^ (uint64_t)process_secret) * 0xd6e8feb86659fd93u) ^
+           0x71756172616eu;
 }
 
 /* The process allocator is built with -fno-builtin (it defines malloc),
@@ -134,6 +139,28 @@ static bool words_zero(uintptr_t from, size_t len)
 static inline size_t tail_bytes(void)
 {
     return (harden_flags & HARDEN_CANARY) ? HARDEN_CANARY_SIZE : 0;
+}
+
+/* Zeroes [from, from + len) (multiples of 8) with inline stores: small
+ * blocks are the common case, and a call into libc's memset (this file
+ * cannot use the builtin: the allocator is built with -fno-builtin) costs
+ * more than the stores. The loop must not be turned back into that call. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LOOP_TO_MEMSET __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LOOP_TO_MEMSET /* clang leaves loops alone under -fno-builtin */
+#endif
+NO_LOOP_TO_MEMSET
+static void words_clear(uintptr_t from, size_t len)
+{
+    if (len > 512) {
+        memset((void *)from, 0, len);
+        return;
+    }
+    uint64_t *w = (uint64_t *)from;
+    size_t n = len / sizeof(uint64_t);
+    for (size_t i = 0; i < n; i++)
+        w[i] = 0;
 }
 
 /* ---- page hooks ------------------------------------------------------------ */
@@ -299,7 +326,13 @@ void harden_thread_exit(void)
         if (q->slots[i] != NULL)
             quarantine_release(q->slots[i]);
     }
-    free_raw(q);
+    /* The quarantine is a block of the allocator like any other: under
+     * wipe it must go back wiped (it holds pointers), or the next malloc
+     * of its size would find it "written after free". */
+    page *pg = page_of((segment *)meta_of(q), q);
+    if (harden_flags & HARDEN_WIPE)
+        words_clear((uintptr_t)q + sizeof(uint64_t), pg->block_size - sizeof(uint64_t) - tail_bytes());
+    free_validated(pg, q);
 }
 
 /* ---- the hardened entry points --------------------------------------------- */
@@ -333,8 +366,9 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
         }
         store_word((uintptr_t)p, 0);
     }
-    if (tail != 0) {
-        /* calloc may have zeroed into the canary; it is rewritten. */
+    if (tail != 0 && zero) {
+        /* The canary is written when the slot is carved and stays; only
+         * calloc's zeroing may have reached it. */
         uintptr_t at = (uintptr_t)p + bsize - HARDEN_CANARY_SIZE;
         store_word(at, canary_at(at));
     }
@@ -361,7 +395,7 @@ void harden_free(void *p)
     /* The first word is left for the free-list link or the quarantine
      * marker; malloc zeroes it when it hands the block out. */
     if (harden_flags & HARDEN_WIPE)
-        memset((char *)p + sizeof(uint64_t), 0, pg->block_size - sizeof(uint64_t) - tail_bytes());
+        words_clear((uintptr_t)p + sizeof(uint64_t), pg->block_size - sizeof(uint64_t) - tail_bytes());
     if ((harden_flags & HARDEN_DELAY) && local) {
         /* Cross-thread frees skip the quarantine: they wait on the page's
          * cross-thread list until the owner collects them anyway. */
@@ -409,8 +443,19 @@ void *harden_realloc(void *p, size_t size)
         old = usable_raw(p); /* reports misuse; 0 when a handler returned */
         if (old == 0)
             return NULL;
+        /* A live large block: resized in place when its mapping allows
+         * (not under guard, whose pages must stay at the block's ends). */
+        if (size > MEDIUM_SIZE_MAX && !(harden_flags & HARDEN_GUARD) &&
+            large_try_resize((large_header *)meta_of(p), size))
+            return p;
     }
-    void *fresh = harden_alloc(size, 0, false);
+    /* As malloc.c's realloc: a block that must move to grow by a little
+     * gets half as much again, so growing in small steps copies O(log n)
+     * times. */
+    size_t target = size;
+    if (size > old && size - old < old / 2 && old <= MEDIUM_SIZE_MAX / 2)
+        target = old + old / 2;
+    void *fresh = harden_alloc(target, 0, false);
     if (fresh == NULL)
         return NULL; /* errno is ENOMEM; the old block is untouched */
     memcpy(fresh, p, size < old ? size : old);

@@ -92,6 +92,7 @@ BRISK_HIDDEN void *os_map_accounted(size_t size);
 BRISK_HIDDEN uint64_t os_now_ms(void);
 BRISK_HIDDEN bool os_random(void *buf, size_t len);
 BRISK_HIDDEN size_t os_peak_rss(void);
+BRISK_HIDDEN int os_remap_in_place(void *addr, size_t old_size, size_t new_size);
 
 /* ---- error reporting (error.c) ----------------------------------------- */
 

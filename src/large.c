@@ -18,7 +18,16 @@
 
 #include <errno.h>
 
-static large_header *large_cache;  /* freed, still mapped; newest first */
+/* Freed large blocks kept mapped, in a small array so a lookup reads no
+ * header (each would be a cache and TLB miss): newest last. */
+#define LARGE_CACHE_SLOTS 64
+typedef struct cached_large {
+    large_header *hdr;
+    size_t map_size;
+    uint64_t freed_at_ms;
+} cached_large;
+static cached_large large_cache[LARGE_CACHE_SLOTS];
+static size_t large_cache_count;
 static size_t large_cache_total;
 static large_header *large_live;   /* live blocks */
 static size_t large_live_total;
@@ -62,23 +71,72 @@ size_t large_cached_bytes(void)
     return large_cache_total;
 }
 
-/* Best fit among cached mappings that hold `usable` bytes without wasting
- * more than a quarter; global_lock held. */
+static large_header *large_cache_remove(size_t index)
+{
+    large_header *hdr = large_cache[index].hdr;
+    large_cache_total -= large_cache[index].map_size;
+    large_cache_count--;
+    memmove(&large_cache[index], &large_cache[index + 1],
+            (large_cache_count - index) * sizeof large_cache[0]);
+    return hdr;
+}
+
+static void large_unmap_list(large_header *victims)
+{
+    while (victims != NULL) {
+        large_header *next = victims->next;
+        size_t size = victims->map_size;
+        os_unmap(victims, size);
+        stats_note_mapped(size, false);
+        verbose_note("unmapped a large block", size);
+        victims = next;
+    }
+}
+
+/* The cached mapping to reuse for `usable` bytes, global_lock held: the
+ * smallest that holds them, else the largest that holds at least half
+ * (it is grown in place). Reusing resident memory saves the page faults,
+ * which cost far more than the mremap that fits the mapping. */
 static large_header *large_cache_take(size_t usable)
 {
     size_t page_bytes = os_page_size();
-    large_header *best = NULL;
-    for (large_header *hdr = large_cache; hdr != NULL; hdr = hdr->next) {
-        size_t room = hdr->map_size - page_bytes;
-        if (room >= usable && room - usable <= usable / 4 &&
-            (best == NULL || hdr->map_size < best->map_size))
-            best = hdr;
+    size_t fit = SIZE_MAX, under = SIZE_MAX;
+    for (size_t i = 0; i < large_cache_count; i++) {
+        size_t room = large_cache[i].map_size - page_bytes;
+        if (room >= usable) {
+            if (fit == SIZE_MAX || large_cache[i].map_size < large_cache[fit].map_size)
+                fit = i;
+        } else if (room >= usable / 2) {
+            if (under == SIZE_MAX || large_cache[i].map_size > large_cache[under].map_size)
+                under = i;
+        }
     }
-    if (best != NULL) {
-        list_unlink(&large_cache, best);
-        large_cache_total -= best->map_size;
-    }
-    return best;
+    size_t pick = fit != SIZE_MAX ? fit : under;
+    return pick == SIZE_MAX ? NULL : large_cache_remove(pick);
+}
+
+/* Fits a mapping taken from the cache to the request: grows it in place
+ * when too small; when more than four times too big, shrinks it to twice
+ * the request (shrinking gives resident pages back, which a later growth
+ * would fault in again, so it is kept for gross misfits). False when it
+ * cannot grow (the caller unmaps it and maps afresh). */
+static bool large_fit_mapping(large_header *hdr, size_t usable)
+{
+    size_t page_bytes = os_page_size();
+    size_t room = hdr->map_size - page_bytes;
+    size_t want = page_bytes + usable;
+    if (room >= usable && room / 4 <= usable)
+        return true;
+    if (room > usable)
+        want = page_bytes + 2 * usable;
+    if (os_remap_in_place(hdr, hdr->map_size, want) != 0)
+        return false;
+    if (want > hdr->map_size)
+        stats_note_mapped(want - hdr->map_size, true);
+    else
+        stats_note_mapped(hdr->map_size - want, false);
+    hdr->map_size = want;
+    return true;
 }
 
 void *large_alloc(size_t size, size_t alignment, bool zero)
@@ -98,14 +156,22 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
     if (align <= page_bytes && guard == 0) {
         global_lock_take();
         large_header *hdr = large_cache_take(usable);
+        global_lock_drop();
+        if (hdr != NULL && !large_fit_mapping(hdr, usable)) {
+            global_lock_take();
+            segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
+            global_lock_drop();
+            hdr->next = NULL;
+            large_unmap_list(hdr);
+            hdr = NULL;
+        }
         if (hdr != NULL) {
             hdr->cached = 0;
             hdr->usable = hdr->map_size - page_bytes;
             hdr->block = (uintptr_t)hdr + page_bytes;
+            global_lock_take();
             live_link(hdr);
-        }
-        global_lock_drop();
-        if (hdr != NULL) {
+            global_lock_drop();
             if (zero || wipe)
                 memset((void *)hdr->block, 0, wipe ? hdr->usable : size);
             return (void *)hdr->block;
@@ -158,18 +224,6 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
     return (void *)b; /* fresh mappings read as zero */
 }
 
-static void large_unmap_list(large_header *victims)
-{
-    while (victims != NULL) {
-        large_header *next = victims->next;
-        size_t size = victims->map_size;
-        os_unmap(victims, size);
-        stats_note_mapped(size, false);
-        verbose_note("unmapped a large block", size);
-        victims = next;
-    }
-}
-
 void large_free(large_header *hdr, const void *p)
 {
     size_t page_bytes = os_page_size();
@@ -192,24 +246,20 @@ void large_free(large_header *hdr, const void *p)
                      hdr->map_size <= malloc_options.large_cache;
     if (cacheable) {
         hdr->cached = 1;
-        hdr->freed_at_ms = os_now_ms();
-        hdr->prev = NULL;
-        hdr->next = large_cache;
-        if (large_cache != NULL)
-            large_cache->prev = hdr;
-        large_cache = hdr;
-        large_cache_total += hdr->map_size;
-        /* over budget: drop the oldest */
-        while (large_cache_total > malloc_options.large_cache) {
-            large_header *oldest = large_cache;
-            while (oldest->next != NULL)
-                oldest = oldest->next;
-            list_unlink(&large_cache, oldest);
-            large_cache_total -= oldest->map_size;
+        /* over budget or out of slots: the oldest go */
+        while (large_cache_count > 0 &&
+               (large_cache_count == LARGE_CACHE_SLOTS ||
+                large_cache_total + hdr->map_size > malloc_options.large_cache)) {
+            large_header *oldest = large_cache_remove(0);
             segmap_set((uintptr_t)oldest, SEGMAP_LARGE_FREED);
             oldest->next = victims;
             victims = oldest;
         }
+        large_cache[large_cache_count].hdr = hdr;
+        large_cache[large_cache_count].map_size = hdr->map_size;
+        large_cache[large_cache_count].freed_at_ms = os_now_ms();
+        large_cache_count++;
+        large_cache_total += hdr->map_size;
     } else {
         segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
         hdr->next = NULL;
@@ -223,17 +273,16 @@ bool large_cache_purge(uint64_t now, bool force)
 {
     large_header *victims = NULL;
     global_lock_take();
-    large_header *hdr = large_cache;
-    while (hdr != NULL) {
-        large_header *next = hdr->next;
-        if (force || now - hdr->freed_at_ms >= malloc_options.decay_ms) {
-            list_unlink(&large_cache, hdr);
-            large_cache_total -= hdr->map_size;
+    size_t i = 0;
+    while (i < large_cache_count) {
+        if (force || now - large_cache[i].freed_at_ms >= malloc_options.decay_ms) {
+            large_header *hdr = large_cache_remove(i);
             segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
             hdr->next = victims;
             victims = hdr;
+        } else {
+            i++;
         }
-        hdr = next;
     }
     global_lock_drop();
     bool any = victims != NULL;
@@ -242,15 +291,36 @@ bool large_cache_purge(uint64_t now, bool force)
 }
 
 /* realloc in place: any size that fits the mapping and keeps at least
- * half of it in use. */
+ * half of it in use; otherwise grow or shrink the mapping where it is
+ * (mremap without moving), which needs no copy. */
 bool large_try_resize(large_header *hdr, size_t size)
 {
-    size_t capacity = hdr->map_size - (hdr->block - (uintptr_t)hdr);
     if (harden_flags & HARDEN_GUARD)
-        capacity -= os_page_size(); /* the guard page after the block */
-    if (size > capacity || size < capacity / 2)
+        return false; /* a guarded block moves: its guard pages stay at its ends */
+    size_t offset = hdr->block - (uintptr_t)hdr;
+    size_t capacity = hdr->map_size - offset;
+    if (size <= capacity && size >= capacity / 2)
+        return true;
+    if (size <= MEDIUM_SIZE_MAX)
+        return false; /* small enough for pages: move it there */
+    size_t page_bytes = os_page_size();
+    size_t new_usable;
+    if (size > REQUEST_MAX || !align_up_checked(size, page_bytes, &new_usable))
         return false;
-    hdr->usable = capacity;
+    size_t new_map = offset + new_usable;
+    if (((uintptr_t)hdr + new_map) >> ADDRESS_BITS != 0)
+        return false;
+    if (os_remap_in_place(hdr, hdr->map_size, new_map) != 0)
+        return false;
+    global_lock_take();
+    large_live_total = large_live_total - hdr->map_size + new_map;
+    global_lock_drop();
+    if (new_map > hdr->map_size)
+        stats_note_mapped(new_map - hdr->map_size, true);
+    else
+        stats_note_mapped(hdr->map_size - new_map, false);
+    hdr->map_size = new_map;
+    hdr->usable = new_usable;
     return true;
 }
 
@@ -269,8 +339,9 @@ int large_check(void)
         live += hdr->map_size;
         live_count++;
     }
-    for (large_header *hdr = large_cache; hdr != NULL; hdr = hdr->next) {
-        if (hdr->magic != LARGE_MAGIC || hdr->cached != 1 ||
+    for (size_t i = 0; i < large_cache_count; i++) {
+        const large_header *hdr = large_cache[i].hdr;
+        if (hdr->magic != LARGE_MAGIC || hdr->cached != 1 || hdr->map_size != large_cache[i].map_size ||
             segment_map[(uintptr_t)hdr >> SEGMENT_SHIFT] != SEGMAP_LARGE)
             return -2;
         cached += hdr->map_size;

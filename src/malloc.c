@@ -121,12 +121,16 @@ void *brisk_calloc(size_t count, size_t size)
 
 /* ---- freeing --------------------------------------------------------------- */
 
+/* One CAS (retried only under contention) pushes b and bumps the count. */
 static BRISK_NOINLINE void free_remote(page *pg, block *b)
 {
-    uintptr_t head = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
+    uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
+    uintptr_t next;
     do {
-        b->next_encoded = list_encode(pg, (block *)head);
-    } while (!__atomic_compare_exchange_n(&pg->thread_free, &head, (uintptr_t)b, true,
+        b->next_encoded = list_encode(pg, thread_free_head(word));
+        next = (uintptr_t)b |
+               ((uintptr_t)(thread_free_count(word) + 1) << THREAD_FREE_COUNT_SHIFT);
+    } while (!__atomic_compare_exchange_n(&pg->thread_free, &word, next, true,
                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
@@ -194,8 +198,6 @@ BRISK_INLINE void free_inline(void *p)
         free_invalid(pg, p);
         return;
     }
-#endif
-#if BRISK_CHECKS
     /* ...that does not already look free (see malloc_internal.h). */
     if (brisk_unlikely(block_looks_free(pg, b))) {
         free_suspect(pg, b);
@@ -296,6 +298,18 @@ size_t usable_raw(const void *p)
     return block_usable(p, &hdr);
 }
 
+/* A block that must move to grow by a little gets half as much again, so
+ * a buffer grown in small steps is copied O(log n) times, not once per
+ * size class (8 per doubling). */
+static size_t realloc_target(size_t old, size_t size)
+{
+    if (size > old && size - old < old / 2 && old <= MEDIUM_SIZE_MAX / 2)
+        return old + old / 2;
+    return size;
+}
+
+static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size);
+
 void *brisk_realloc(void *ptr, size_t size)
 {
     if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
@@ -307,6 +321,34 @@ void *brisk_realloc(void *ptr, size_t size)
         free_inline(ptr);
         return NULL;
     }
+    /* Fast path: a live small or medium block (checked as free checks). */
+    uintptr_t meta = meta_of(ptr);
+    if (brisk_likely(segmap_kind(meta) == SEGMAP_PAGES)) {
+        page *pg = page_of((segment *)meta, ptr);
+#if BRISK_CHECKS
+        bool live = page_block_start(pg, (uintptr_t)ptr - pg->start) &&
+                    !block_looks_free(pg, (block *)ptr);
+#else
+        bool live = true;
+#endif
+        if (brisk_likely(live)) {
+            size_t old = pg->block_size;
+            if (size <= old && (size >= old / 2 || old <= 128))
+                return ptr;
+            void *fresh = malloc_inline(realloc_target(old, size));
+            if (fresh == NULL)
+                return NULL; /* errno is ENOMEM; the old block is untouched */
+            memcpy(fresh, ptr, size < old ? size : old);
+            free_inline(ptr);
+            return fresh;
+        }
+    }
+    return realloc_slow(ptr, size);
+}
+
+/* Large blocks, and pointers the fast path doubts (reported here). */
+static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size)
+{
     large_header *hdr;
     size_t old = block_usable(ptr, &hdr);
     if (old == 0)

@@ -137,3 +137,11 @@ size_t os_peak_rss(void)
         return 0;
     return (size_t)usage.ru_maxrss * 1024u;
 }
+
+/* Grows or shrinks the mapping [addr, addr + old_size) in place (never
+ * moving it). Returns 0, or -1 when the address space after it is taken. */
+int os_remap_in_place(void *addr, size_t old_size, size_t new_size)
+{
+    void *p = mremap(addr, old_size, new_size, 0);
+    return p == MAP_FAILED ? -1 : 0;
+}

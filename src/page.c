@@ -4,14 +4,15 @@
  *
  * A heap keeps, per size class, a queue of pages that may have free
  * blocks; its first page is the "direct" page the fast path pops from.
- * Pages found with nothing free move to the heap's full list; a local
+ * Pages found with nothing free move to the class's full list; a local
  * free into a full page moves it back, and pages on the full list with
- * pending cross-thread frees are rescued in small batches before a new
- * page is taken, so remote frees are reclaimed without any notification.
+ * pending cross-thread frees are rescued (64 at a time, round robin)
+ * before a new page is taken, so remote frees are reclaimed without any
+ * notification.
  *
  * Invariants (checked by brisk_malloc_check):
  *   - a page in use is on exactly one list of its owner: the queue of its
- *     class (in_full 0) or the full list (in_full 1)
+ *     class (in_full 0) or the full list of its class (in_full 1)
  *   - direct[c] is the first page of queue c, or &empty_page when empty
  *   - blocks on free + local_free + used == capacity, each block on at
  *     most one list, and every listed block a carved block start
@@ -77,7 +78,7 @@ bool page_has_free_block(page *pg, const block *b)
 {
     return list_contains(pg, pg->free, b, pg->capacity) ||
            list_contains(pg, pg->local_free, b, pg->capacity) ||
-           list_contains(pg, (block *)__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE), b,
+           list_contains(pg, thread_free_head(__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE)), b,
                          pg->capacity);
 }
 
@@ -100,31 +101,50 @@ void free_suspect(page *pg, block *b)
         page_free_slow(pg, h);
 }
 
-/* Moves blocks other threads freed onto local_free (checking each is a
- * block start of this page, and walking at most `used` of them, so a
- * corrupted list cannot loop), then local_free onto free if free is
- * empty. Returns whether free has a block. */
+/* Appends list (count blocks, linked with the page's encoding) to *dest;
+ * walks *dest to its tail only when both are non-empty. */
+static void list_splice(page *pg, block **dest, block *list)
+{
+    if (*dest == NULL) {
+        *dest = list;
+        return;
+    }
+    block *tail = *dest;
+    for (uint32_t i = 0; i < pg->capacity; i++) {
+        block *next = list_decode(pg, tail->next_encoded);
+        uintptr_t off = (uintptr_t)next - pg->start;
+        if (next == NULL || off >= pg->carved)
+            break;
+        tail = next;
+    }
+    tail->next_encoded = list_encode(pg, list);
+}
+
+/* Makes the blocks other threads freed available: the whole thread_free
+ * list is taken with one exchange, its length comes with it, and it is
+ * used as it is (its links are already in the page's encoding; every
+ * block is validated when malloc pops it). Then free gets local_free if
+ * it is empty. Returns whether free has a block. The remote blocks'
+ * memory is not touched here: walking a list whose blocks were last
+ * written on other cores was a cache miss per block. */
 bool page_collect(page *pg)
 {
-    if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
-        block *b = (block *)__atomic_exchange_n(&pg->thread_free, 0, __ATOMIC_ACQUIRE);
-        while (b != NULL) {
-            uintptr_t off = (uintptr_t)b - pg->start;
-            if (!page_block_start(pg, off) || pg->used == 0) {
-                report_error(BRISK_ERROR_CORRUPTION,
-                             "cross-thread free list corrupted (a freed block was written to)", b);
-                break;
-            }
-            block *next = list_decode(pg, b->next_encoded);
-            pg->used--;
-            b->next_encoded = list_encode(pg, pg->local_free);
-            pg->local_free = b;
-            b = next;
-        }
-    }
     if (pg->free == NULL && pg->local_free != NULL) {
         pg->free = pg->local_free;
         pg->local_free = NULL;
+    }
+    if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
+        uintptr_t word = __atomic_exchange_n(&pg->thread_free, 0, __ATOMIC_ACQUIRE);
+        uint32_t count = thread_free_count(word);
+        if (count > pg->used) {
+            report_error(BRISK_ERROR_CORRUPTION,
+                         "cross-thread free list corrupted (more blocks than are live)",
+                         thread_free_head(word));
+        } else {
+            pg->used -= count;
+            list_splice(pg, pg->free == NULL ? &pg->free : &pg->local_free,
+                        thread_free_head(word));
+        }
     }
     return pg->free != NULL;
 }
@@ -203,17 +223,18 @@ void *page_pop_corrupt(page *pg, block *b)
     return NULL;
 }
 
-/* Looks at up to 32 pages of the full list (round robin: looked-at pages
- * go to the back) and moves those that other threads freed blocks into
- * back to their class queues; empty ones are freed. */
-static void heap_rescue_full(heap *h)
+/* Looks at up to 64 pages of the class's full list (round robin:
+ * looked-at pages go to the back) and moves those that other threads
+ * freed blocks into back to the class queue; empty ones are freed. */
+static void heap_rescue_full(heap *h, unsigned cls)
 {
-    page *stop = h->full.last;
-    for (int i = 0; i < 32; i++) {
-        page *pg = h->full.first;
+    page_queue *full = &h->full[cls];
+    page *stop = full->last;
+    for (int i = 0; i < 64; i++) {
+        page *pg = full->first;
         if (pg == NULL)
             break;
-        page_queue_remove(&h->full, pg);
+        page_queue_remove(full, pg);
         if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0 || pg->local_free != NULL) {
             page_collect(pg);
             pg->in_full = 0;
@@ -224,7 +245,7 @@ static void heap_rescue_full(heap *h)
                 heap_direct_update(h, pg->size_class);
             }
         } else {
-            page_queue_push_back(&h->full, pg);
+            page_queue_push_back(full, pg);
         }
         if (pg == stop)
             break;
@@ -252,12 +273,12 @@ void *malloc_generic(heap *h, unsigned cls)
             }
             page_queue_remove(q, pg);
             pg->in_full = 1;
-            page_queue_push_back(&h->full, pg);
+            page_queue_push_back(&h->full[cls], pg);
             pg = next;
         }
         heap_direct_update(h, cls);
-        if (pass == 0 && h->full.first != NULL)
-            heap_rescue_full(h);
+        if (pass == 0 && h->full[cls].first != NULL)
+            heap_rescue_full(h, cls);
         else
             break;
     }
@@ -279,7 +300,7 @@ void page_free_slow(page *pg, heap *h)
     unsigned cls = pg->size_class;
     page_queue *q = &h->queues[cls];
     if (pg->in_full) {
-        page_queue_remove(&h->full, pg);
+        page_queue_remove(&h->full[cls], pg);
         pg->in_full = 0;
         page_queue_push_back(q, pg);
         heap_direct_update(h, cls);
@@ -287,6 +308,6 @@ void page_free_slow(page *pg, heap *h)
     if (pg->used == 0 && q->first != pg) {
         page_queue_remove(q, pg);
         segment_page_free(h, pg);
+        heap_purge_tick(h);
     }
-    heap_purge_tick(h);
 }

@@ -284,9 +284,44 @@ void segment_page_free(heap *h, page *pg)
 
 /* Returns the memory of free slots unused for decay_ms (all of them when
  * forced), and the caches' expired entries. */
+/* Pages that other threads emptied are only noticed when collected: give
+ * back every such page except each class's current one. */
+static void heap_retire_empty_pages(heap *h)
+{
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
+        page_queue *q = &h->queues[cls];
+        page *pg = q->first != NULL ? q->first->next : NULL;
+        while (pg != NULL) {
+            page *next = pg->next;
+            page_collect(pg);
+            if (pg->used == 0) {
+                page_queue_remove(q, pg);
+                segment_page_free(h, pg);
+            }
+            pg = next;
+        }
+    }
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
+        page *pg = h->full[cls].first;
+        while (pg != NULL) {
+            page *next = pg->next;
+            if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
+                page_collect(pg);
+                if (pg->used == 0) {
+                    page_queue_remove(&h->full[cls], pg);
+                    pg->in_full = 0;
+                    segment_page_free(h, pg);
+                }
+            }
+            pg = next;
+        }
+    }
+}
+
 bool heap_purge(heap *h, bool force)
 {
     bool any = false;
+    heap_retire_empty_pages(h);
     uint64_t now = os_now_ms();
     h->last_purge_ms = now;
     for (segment *seg = h->segments; seg != NULL; seg = seg->next) {
@@ -309,12 +344,15 @@ bool heap_purge(heap *h, bool force)
     return any;
 }
 
-/* Called from slow paths; looks at the clock once every 64 calls and
- * purges at most four times per decay period. */
+/* Called from slow paths; once every 64 calls it adopts one abandoned
+ * segment if there is any (so memory of exited threads, freed by others
+ * since, is reclaimed even by a thread that never runs out of pages),
+ * and looks at the clock, purging at most four times per decay period. */
 void heap_purge_tick(heap *h)
 {
     if ((++h->purge_tick & 63u) != 0)
         return;
+    heap_adopt_one(h);
     uint64_t now = os_now_ms();
     uint64_t period = malloc_options.decay_ms / 4;
     if (now - h->last_purge_ms >= period)
@@ -339,17 +377,17 @@ void heap_abandon_segments(heap *h)
             pg = next;
         }
         heap_direct_set(h, cls, &empty_page);
-    }
-    page *pg = h->full.first;
-    while (pg != NULL) {
-        page *next = pg->next;
-        page_collect(pg);
-        if (pg->used == 0) {
-            page_queue_remove(&h->full, pg);
-            pg->in_full = 0;
-            segment_page_free(h, pg);
+        pg = h->full[cls].first;
+        while (pg != NULL) {
+            page *next = pg->next;
+            page_collect(pg);
+            if (pg->used == 0) {
+                page_queue_remove(&h->full[cls], pg);
+                pg->in_full = 0;
+                segment_page_free(h, pg);
+            }
+            pg = next;
         }
-        pg = next;
     }
     heap_purge(h, false);
     while (h->segments != NULL) {
@@ -365,7 +403,8 @@ void heap_abandon_segments(heap *h)
         abandoned = seg;
         global_lock_drop();
     }
-    for (unsigned cls = 0; cls < CLASS_COUNT; cls++)
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         h->queues[cls].first = h->queues[cls].last = NULL;
-    h->full.first = h->full.last = NULL;
+        h->full[cls].first = h->full[cls].last = NULL;
+    }
 }

@@ -624,7 +624,10 @@ static void test_cross_thread_free(void)
 static void test_thread_exit_live_blocks(void)
 {
     static void *blocks[HANDOFF];
-    for (int round = 0; round < 4; round++) {
+    size_t mapped_first = 0;
+    for (int round = 0; round < 6; round++) {
+        if (round == 1)
+            mapped_first = mallinfo2().arena;
         /* a thread allocates and exits with everything live */
         pthread_t t;
         pthread_create(&t, NULL, alloc_many_thread, blocks);
@@ -641,6 +644,9 @@ static void test_thread_exit_live_blocks(void)
             free(more[i]);
         CHECK_EQ(brisk_malloc_check(), 0);
     }
+    /* the exited threads' segments were adopted and reused, not leaked */
+    size_t mapped_last = mallinfo2().arena;
+    CHECK_MSG(mapped_last <= mapped_first + (8u << 20), "%zu -> %zu", mapped_first, mapped_last);
     /* freed by a third thread while the allocating one is gone */
     pthread_t t;
     pthread_create(&t, NULL, alloc_many_thread, blocks);
@@ -750,11 +756,18 @@ static void decay_empty(void)
         free(decay_blocks[i]);
 }
 
-/* Run with BRISK_OPTIONS=decay_ms=200 (see main). */
-static int mode_decay(void)
+static void *decay_free_thread(void *arg)
+{
+    (void)arg;
+    decay_empty();
+    return NULL;
+}
+
+/* Run with BRISK_OPTIONS=decay_ms=10000 (see main): a long decay, so a
+ * loaded machine cannot make the loop outlast it. */
+static int mode_hysteresis(void)
 {
     size_t total = (size_t)DECAY_BLOCKS * DECAY_BLOCK_SIZE;
-    size_t base = resident_bytes();
     decay_fill();
     decay_empty();
     /* hysteresis: filling and emptying again within the decay period
@@ -779,7 +792,15 @@ static int mode_decay(void)
     }
     faults = minor_faults() - faults_before;
     CHECK_MSG(faults < 512, "large refill loop faulted %ld times (4096 pages per block)", faults);
+    CHECK_EQ(brisk_malloc_check(), 0);
+    return check_finish("test_malloc_api hysteresis");
+}
 
+/* Run with BRISK_OPTIONS=decay_ms=500 (see main). */
+static int mode_decay(void)
+{
+    size_t total = (size_t)DECAY_BLOCKS * DECAY_BLOCK_SIZE;
+    size_t base = resident_bytes();
     decay_fill();
     size_t peak = resident_bytes();
     decay_empty();
@@ -787,12 +808,27 @@ static int mode_decay(void)
     CHECK_MSG(just_freed + total / 2 > peak, "released at once: peak %zu, after free %zu", peak,
               just_freed);
     /* after the decay period, the next allocations' slow paths purge */
-    sleep_ms(450);
+    sleep_ms(800);
     for (int i = 0; i < 300; i++)
         free(malloc(300000));
     size_t after = resident_bytes();
     CHECK_MSG(after < base + total / 4, "resident after decay %zu (base %zu, peak %zu)", after,
               base, peak);
+
+    /* Blocks freed by another thread: their pages are noticed empty at a
+     * purge and given back one decay period later. */
+    decay_fill();
+    pthread_t t;
+    pthread_create(&t, NULL, decay_free_thread, NULL);
+    pthread_join(t, NULL);
+    for (int period = 0; period < 2; period++) {
+        sleep_ms(800);
+        for (int i = 0; i < 300; i++)
+            free(malloc(300000));
+    }
+    after = resident_bytes();
+    CHECK_MSG(after < base + total / 4, "resident after remote frees and decay %zu (base %zu)",
+              after, base);
     CHECK_EQ(brisk_malloc_check(), 0);
     return check_finish("test_malloc_api decay");
 }
@@ -869,7 +905,9 @@ static void test_options_and_stats(void)
 static void test_decay(void)
 {
     static char out[16384];
-    int rc = run_self("decay", "BRISK_OPTIONS=decay_ms=200", out, sizeof out);
+    int rc = run_self("hysteresis", "BRISK_OPTIONS=decay_ms=10000", out, sizeof out);
+    CHECK_MSG(rc == 0, "hysteresis child failed (%d): %s", rc, out);
+    rc = run_self("decay", "BRISK_OPTIONS=decay_ms=500", out, sizeof out);
     CHECK_MSG(rc == 0, "decay child failed (%d): %s", rc, out);
 }
 
@@ -881,6 +919,8 @@ int main(int argc, char **argv)
             return mode_options();
         if (strcmp(argv[2], "decay") == 0)
             return mode_decay();
+        if (strcmp(argv[2], "hysteresis") == 0)
+            return mode_hysteresis();
         return 2;
     }
     test_static_link_is_brisk();

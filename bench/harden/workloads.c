@@ -92,14 +92,14 @@ static size_t mixed_size(uint64_t r)
     return ((size_t)1 << bits) + (size_t)((r >> 8) % ((size_t)1 << bits));
 }
 
-static void run_small(uint64_t scale) { churn(20000, 1000000 * scale, small_size); }
-static void run_mixed(uint64_t scale) { churn(2000, 200000 * scale, mixed_size); }
+static void run_small(double scale) { churn(20000, (uint64_t)(1000000 * scale), small_size); }
+static void run_mixed(double scale) { churn(2000, (uint64_t)(200000 * scale), mixed_size); }
 
-static void run_fifo(uint64_t scale)
+static void run_fifo(double scale)
 {
     enum { N = 100000 };
     char **blocks = malloc(N * sizeof *blocks);
-    for (uint64_t round = 0; round < 5 * scale; round++) {
+    for (uint64_t round = 0; round < (uint64_t)(5 * scale + 0.5); round++) {
         for (size_t i = 0; i < N; i++)
             blocks[i] = touch_alloc(64, i);
         for (size_t i = 0; i < N; i++)
@@ -157,11 +157,12 @@ static void *worker_run(void *arg)
     return NULL;
 }
 
-static void run_threads(uint64_t scale)
+static void run_threads(double scale)
 {
     static mailbox a_to_b, b_to_a;
-    worker a = {&a_to_b, &b_to_a, 300000 * scale, 0x1234567u, 0};
-    worker b = {&b_to_a, &a_to_b, 300000 * scale, 0x7654321u, 0};
+    uint64_t ops = (uint64_t)(300000 * scale);
+    worker a = {&a_to_b, &b_to_a, ops, 0x1234567u, 0};
+    worker b = {&b_to_a, &a_to_b, ops, 0x7654321u, 0};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, worker_run, &a);
     pthread_create(&tb, NULL, worker_run, &b);
@@ -170,12 +171,12 @@ static void run_threads(uint64_t scale)
     checksum += a.sum + b.sum;
 }
 
-static void run_realloc(uint64_t scale)
+static void run_realloc(double scale)
 {
     enum { BUFFERS = 4000 };
     static char *bufs[BUFFERS];
     static size_t lens[BUFFERS];
-    for (uint64_t round = 0; round < 2 * scale; round++) {
+    for (uint64_t round = 0; round < (uint64_t)(2 * scale + 0.5); round++) {
         for (size_t i = 0; i < BUFFERS; i++) {
             bufs[i] = NULL;
             lens[i] = 0;
@@ -205,7 +206,7 @@ int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
-        void (*run)(uint64_t);
+        void (*run)(double);
     } workloads[] = {
         {"small", run_small}, {"mixed", run_mixed},     {"fifo", run_fifo},
         {"threads", run_threads}, {"realloc", run_realloc},
@@ -214,9 +215,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s small|mixed|fifo|threads|realloc [scale]\n", argv[0]);
         return 2;
     }
-    uint64_t scale = argc > 2 ? strtoull(argv[2], NULL, 10) : 1;
-    if (scale == 0)
-        scale = 1;
+    double scale = argc > 2 ? strtod(argv[2], NULL) : 1.0;
+    if (!(scale > 0.0 && scale <= 1000.0)) {
+        fprintf(stderr, "%s: scale must be in (0, 1000]\n", argv[0]);
+        return 2;
+    }
     for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
         if (strcmp(argv[1], workloads[i].name) == 0) {
             double start = clock_seconds(CLOCK_MONOTONIC);

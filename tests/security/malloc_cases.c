@@ -157,9 +157,9 @@ static void case_double_free_cross_thread(void)
     pthread_join(thread, NULL);
     target(p);
     free(hide(p));
-    /* A block freed by another thread waits on its page's cross-thread
-     * list until the owner collects it, and only then is the double free
-     * seen: allocations of the size get there. */
+    /* The block waits on its page's cross-thread list: the second free
+     * must find it there (or, at the latest, when the owner collects the
+     * list, which these allocations of the size bring about). */
     for (int i = 0; i < 100000; i++)
         must_malloc(SMALL);
     (void)keep;
@@ -635,6 +635,26 @@ static void guard(size_t size, int before)
     unnoticed("ran off a large block without a fault");
 }
 
+/* realloc of guarded large blocks, growing and shrinking: every usable
+ * byte stays writable (no guard page ends up inside a block), and the
+ * last block still faults one byte past its end. */
+static void case_guard_realloc(void)
+{
+    static const size_t sizes[] = {LARGE, 3 * LARGE, 2 * LARGE, 5 * LARGE, LARGE + 1, 4 * LARGE};
+    char *p = NULL;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        p = realloc(p, sizes[i]);
+        if (p == NULL)
+            exit(5);
+        memset(p, (int)i, malloc_usable_size(p));
+    }
+    size_t usable = malloc_usable_size(p);
+    volatile char *q = hide(p);
+    target(p);
+    q[usable] = 'X';
+    unnoticed("ran off a reallocated large block without a fault");
+}
+
 static void case_guard_large_overflow(void) { guard(LARGE, 0); }
 static void case_guard_large_underflow(void) { guard(LARGE, 1); }
 static void case_guard_huge_overflow(void) { guard(HUGE, 0); }
@@ -802,6 +822,50 @@ static void case_valid_workload(void)
     printf("ok: clean workload ran\n");
 }
 
+/* Threads that free blocks and exit: their quarantines (under delay) go
+ * back to the allocator, wiped under wipe, so later allocations of every
+ * size near the quarantine's own are handed out clean. Each thread keeps
+ * a few blocks of that size alive, so its page (holding its quarantine)
+ * is left to other threads when it exits, and this thread adopts it. */
+enum { EXIT_THREADS = 4, EXIT_KEPT = 8 };
+static char *exit_kept[8][EXIT_THREADS * EXIT_KEPT];
+
+static void *short_lived(void *arg)
+{
+    char **kept = arg;
+    for (int i = 0; i < EXIT_KEPT; i++)
+        kept[i] = must_malloc(520);
+    for (int i = 0; i < 200; i++)
+        free(must_malloc((size_t)(16 + i * 5)));
+    return NULL;
+}
+
+static void case_threads_exit_clean(void)
+{
+    for (int round = 0; round < 8; round++) {
+        pthread_t threads[EXIT_THREADS];
+        for (int t = 0; t < EXIT_THREADS; t++)
+            if (pthread_create(&threads[t], NULL, short_lived, &exit_kept[round][t * EXIT_KEPT]) != 0)
+                exit(5);
+        for (int t = 0; t < EXIT_THREADS; t++)
+            pthread_join(threads[t], NULL);
+    }
+    /* Enough blocks of the sizes around the quarantine's that this thread
+     * runs out of its own pages and adopts the exited threads' ones. */
+    enum { KEEP = 30000 };
+    static char *kept[KEEP];
+    for (size_t size = 512; size <= 544; size += 16) {
+        for (int i = 0; i < KEEP; i++)
+            kept[i] = must_malloc(size);
+        for (int i = 0; i < KEEP; i++)
+            free(kept[i]);
+    }
+    for (int round = 0; round < 8; round++)
+        for (int i = 0; i < EXIT_THREADS * EXIT_KEPT; i++)
+            free(exit_kept[round][i]);
+    printf("ok: allocations after thread exits ran clean\n");
+}
+
 /* ---- the case table --------------------------------------------------- */
 
 typedef struct security_case {
@@ -867,10 +931,12 @@ static const security_case cases[] = {
     CASE(guard_large_underflow),
     CASE(guard_huge_overflow),
     CASE(guard_odd_size_overflow),
+    CASE(guard_realloc),
     CASE(reuse_delayed),
     CASE(reuse_randomized),
     CASE(reuse_order_child),
     CASE(valid_workload),
+    CASE(threads_exit_clean),
 };
 
 int main(int argc, char **argv)
