@@ -190,7 +190,7 @@ static int check_locked(const brisk_heap *heap)
         return check_fail(10, "block map marks LIVE a granule that is not a used chunk", base);
 
     /* 11 */
-    if (used != heap->used_count || allocated != heap->allocated)
+    if (used != heap->used_count || allocated != heap_allocated(heap))
         return check_fail(11, "used-chunk counters differ from a recount", base);
     if (listed != heap->binned_count || listed_bytes != heap->binned_bytes)
         return check_fail(11, "free-chunk counters differ from a recount", base);
@@ -241,7 +241,7 @@ void brisk_heap_get_stats(const brisk_heap *heap, brisk_heap_stats *out)
     heap_lock(heap);
     size_t wild = heap_wild_size(heap);
     out->capacity = heap_capacity(heap);
-    out->allocated = heap->allocated;
+    out->allocated = heap_allocated(heap);
     out->free_bytes = heap->binned_bytes + wild;
     out->high_water = heap->high_water;
     out->used_chunks = heap->used_count;

@@ -147,14 +147,17 @@ struct brisk_heap {
                                 a wild pointer), else 0. Both in one word
                                 so a free touches one cache line. */
     size_t class_count;      /* classes a chunk of this heap can fall in */
-    size_t granule_count;    /* (end - base) / 16 */
     uint64_t class_map[CLASS_WORDS]; /* bit c: list c is non-empty */
     uint64_t class_summary;  /* bit w: class_map[w] != 0 */
+    /* The three counters the hot path updates are kept apart (not
+     * adjacent): side by side, gcc turns their updates into vector
+     * loads, shuffles and stores, several instructions more than plain
+     * adds. */
     size_t binned_count;     /* free chunks in lists (the wilderness is not) */
-    size_t binned_bytes;
-    size_t used_count;       /* live blocks */
-    size_t allocated;        /* usable bytes of live blocks */
     size_t high_water;       /* furthest chunk end handed out, from base */
+    size_t binned_bytes;
+    size_t granule_count;    /* (end - base) / 16 */
+    size_t used_count;       /* live blocks */
     unsigned flags;          /* BRISK_HEAP_* */
     uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
                                 derived from (heap_harden.c) */
@@ -233,6 +236,16 @@ BRISK_HIDDEN uint64_t heap_canary_key_new(const void *heap);
 
 BRISK_INLINE size_t heap_capacity(const brisk_heap *heap) { return (size_t)(heap->end - heap->base); }
 BRISK_INLINE size_t heap_wild_size(const brisk_heap *heap) { return (size_t)(heap->end - heap->top); }
+
+/* Usable bytes of the live blocks. Not a counter the hot path keeps up:
+ * every byte of [base, end) lies in a used chunk, a listed free chunk or
+ * the wilderness, and a used chunk's usable bytes are its size less the
+ * header (and the canary). */
+BRISK_INLINE size_t heap_allocated(const brisk_heap *heap)
+{
+    return heap_capacity(heap) - heap_wild_size(heap) - heap->binned_bytes -
+           heap->used_count * (CHUNK_HEADER_SIZE + chunk_tail(heap));
+}
 
 /* The granule index of the block whose chunk starts at c. */
 BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
