@@ -23,6 +23,7 @@
  * file is built with -fno-builtin.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -894,6 +895,56 @@ static void case_threads_exit_clean(void)
     printf("ok: allocations after thread exits ran clean\n");
 }
 
+/* brisk_malloc_check, looked up at run time (this program is not linked
+ * against brisk; under LD_PRELOAD the symbol is there). */
+static int malloc_check(void)
+{
+    int (*check)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "brisk_malloc_check");
+    if (check == NULL) {
+        printf("set-up failed: brisk_malloc_check not found (not preloaded?)\n");
+        exit(5);
+    }
+    return check();
+}
+
+/* After a workload the invariants hold, the hardened ones included (every
+ * carved slot's canary intact under canary). */
+static void case_check_after_workload(void)
+{
+    enum { SLOTS = 2048 };
+    static char *slots[SLOTS];
+    uint64_t state = 0x12345u;
+    for (int i = 0; i < 100000; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        size_t slot = (size_t)(state % SLOTS);
+        free(slots[slot]);
+        size_t size = 1 + (size_t)((state >> 20) % 3000);
+        slots[slot] = must_malloc(size);
+        memset(slots[slot], 0x5a, size);
+    }
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after a clean workload");
+    for (size_t i = 0; i < SLOTS; i++)
+        free(slots[i]);
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after freeing everything");
+    printf("ok: invariants hold\n");
+}
+
+/* An overflow into the canary of a block that is never freed is still
+ * found by the invariant check, which reads every carved slot's canary. */
+static void case_check_finds_overflow(void)
+{
+    char *p = must_malloc(SMALL);
+    char *q = hide(p);
+    q[malloc_usable_size(p)] = 'X';
+    if (malloc_check() == 0)
+        broken("brisk_malloc_check missed an overwritten canary");
+    printf("ok: brisk_malloc_check reported the overwritten canary\n");
+}
+
 /* ---- the case table --------------------------------------------------- */
 
 typedef struct security_case {
@@ -967,6 +1018,8 @@ static const security_case cases[] = {
     CASE(reuse_order_child),
     CASE(valid_workload),
     CASE(threads_exit_clean),
+    CASE(check_after_workload),
+    CASE(check_finds_overflow),
 };
 
 int main(int argc, char **argv)
