@@ -107,12 +107,16 @@ void *brisk_calloc(size_t count, size_t size)
 
 /* ---- freeing --------------------------------------------------------------- */
 
+/* One CAS (retried only under contention) pushes b and bumps the count. */
 static BRISK_NOINLINE void free_remote(page *pg, block *b)
 {
-    uintptr_t head = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
+    uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
+    uintptr_t next;
     do {
-        b->next_encoded = list_encode(pg, (block *)head);
-    } while (!__atomic_compare_exchange_n(&pg->thread_free, &head, (uintptr_t)b, true,
+        b->next_encoded = list_encode(pg, thread_free_head(word));
+        next = (uintptr_t)b |
+               ((uintptr_t)(thread_free_count(word) + 1) << THREAD_FREE_COUNT_SHIFT);
+    } while (!__atomic_compare_exchange_n(&pg->thread_free, &word, next, true,
                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 

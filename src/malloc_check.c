@@ -88,7 +88,7 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
     if ((uint64_t)nfree + (uint64_t)nlocal + pg->used != pg->capacity)
         return check_fail("P3: free + local_free + used != capacity", pg);
     /* P4: on exactly the list in_full names */
-    const page_queue *q = pg->in_full ? &h->full : &h->queues[cls];
+    const page_queue *q = pg->in_full ? &h->full[cls] : &h->queues[cls];
     bool found = false;
     for (const page *it = q->first; it != NULL; it = it->next) {
         if (it == pg) {
@@ -120,12 +120,17 @@ static int check_heap_lists(const heap *h)
         if (q->last != prev)
             return check_fail("P4: a class queue's last link is wrong", q);
     }
-    const page *prev = NULL;
-    for (const page *pg = h->full.first; pg != NULL; pg = pg->next) {
-        if (pg->prev != prev || !pg->in_use || !pg->in_full || page_segment(pg)->owner != h)
-            return check_fail("P4: the full list holds a page that does not belong", pg);
-        prev = pg;
-        pages++;
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
+        const page *prev = NULL;
+        for (const page *pg = h->full[cls].first; pg != NULL; pg = pg->next) {
+            if (pg->prev != prev || !pg->in_use || !pg->in_full || pg->size_class != cls ||
+                page_segment(pg)->owner != h)
+                return check_fail("P4: a full list holds a page that does not belong", pg);
+            prev = pg;
+            pages++;
+        }
+        if (h->full[cls].last != prev)
+            return check_fail("P4: a full list's last link is wrong", &h->full[cls]);
     }
     size_t in_use = 0;
     for (const segment *seg = h->segments; seg != NULL; seg = seg->next)

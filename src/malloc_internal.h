@@ -16,7 +16,7 @@
  *   +---------+---------+---------+-----------  ...  --------+
  *     |
  *     +-- struct segment: owner heap, free slot mask and the page
- *         descriptors (struct page) of every slot (about 10 KiB; the rest
+ *         descriptors (struct page) of every slot (about 12 KiB; the rest
  *         of slot 0 is never touched).
  *
  *   medium segment (8 KiB < blocks <= 256 KiB): 8 slots of 512 KiB, same
@@ -46,8 +46,8 @@
  *               takes the whole list with one exchange when `free` and
  *               `local_free` run dry.
  * Next pointers inside free blocks are encoded with two per-page secrets
- * and every popped block is validated (a carved block start of its page);
- * a popped block's first word is zeroed.
+ * and every popped block is validated (inside the carved part of its
+ * page, 16-byte aligned); a popped block's first word is zeroed.
  *
  * Double free, in O(1): a free block's first word always decodes (with
  * the page's secrets) to NULL or a block of the same page, and a live
@@ -114,29 +114,35 @@ typedef struct block {
 struct heap;
 
 typedef struct page {
-    /* first cache line: everything the malloc and free fast paths use */
-    block *free;
+    /* line 1: fixed while the page is in use (carved grows when blocks
+     * are carved); read by every malloc and by frees from any thread */
     uintptr_t start;        /* first block (the slot's start) */
+    uint64_t div_magic;     /* 2^40 / block_size + 1 */
+    uintptr_t key0, key1;   /* free-list encoding secrets */
     uint32_t carved;        /* capacity * block_size: offsets below are
                                blocks; 0 while the slot is not in use */
-    uint32_t used;          /* blocks handed out and not yet back on the
-                               owner's lists (includes thread_free ones) */
-    uintptr_t key0, key1;   /* free-list encoding secrets */
-    block *local_free;
-    uint64_t div_magic;     /* 2^40 / block_size + 1 */
     uint32_t block_size;
     uint16_t size_class;
     uint8_t in_use;         /* slot holds a page of blocks */
-    uint8_t in_full;        /* on the heap's full list, not its queue */
-    /* second line: slow paths and other threads */
-    uintptr_t thread_free;  /* atomic; plain block pointers, encoded next */
+    uint8_t unused_;
+    uint32_t slot;          /* index in its segment */
+    /* line 2: written by the owner thread only */
+    block *free __attribute__((aligned(64)));
+    block *local_free;
+    uint32_t used;          /* blocks handed out and not yet back on the
+                               owner's lists (includes thread_free ones) */
+    uint8_t in_full;        /* on the heap's full list of its class */
     uint32_t span;          /* reserved * block_size */
     uint32_t capacity;      /* blocks carved so far */
     uint32_t reserved;      /* blocks that fit */
-    uint32_t slot;          /* index in its segment */
     struct page *next, *prev; /* heap queue or full list */
     uint64_t freed_at_ms;   /* when the slot was freed (for decay) */
-} __attribute__((aligned(64))) page; /* two whole cache lines */
+    /* line 3: pushed to by other threads (one CAS per remote free), so
+     * their frees never take the owner's line 2 away from it. The word
+     * holds the list's head (48 bits) and its length (16 bits): the owner
+     * takes the list with one exchange and never walks it. */
+    uintptr_t thread_free __attribute__((aligned(64)));
+} __attribute__((aligned(64))) page; /* three whole cache lines */
 
 typedef struct segment {
     uint32_t magic;         /* SEGMENT_MAGIC (large_header has LARGE_MAGIC
@@ -154,6 +160,9 @@ typedef struct segment {
     uint64_t freed_at_ms;   /* when it entered the cache */
     page pages[SEGMENT_SLOTS_MAX];
 } segment;
+
+/* The header must fit in slot 0 of a small segment. */
+_Static_assert(sizeof(segment) <= ((size_t)1 << SMALL_PAGE_SHIFT), "segment header too big");
 
 typedef struct large_header {
     uint32_t magic;
@@ -180,10 +189,10 @@ typedef struct heap {
     page *direct_small[DIRECT_SMALL_COUNT]; /* by (size + 15) / 16 */
     page *direct[CLASS_COUNT]; /* current page per class */
     page_queue queues[CLASS_COUNT];
-    page_queue full;           /* pages with no free block when last seen */
+    page_queue full[CLASS_COUNT]; /* pages with no free block when last
+                                     seen, per class */
     segment *segments;         /* segments this heap owns */
     uint32_t purge_tick;
-    uint32_t full_scan_cursor;
     uint64_t last_purge_ms;
     uintptr_t rng;             /* page keys come from here */
     struct heap *pool_next;    /* free heaps, or every live heap */
@@ -271,9 +280,10 @@ static inline uintptr_t rotr_word(uintptr_t x, unsigned r)
 
 /* stored = rotl(next ^ key0, 23) + key1: without the page's two keys a
  * written value decodes to an unpredictable address, and every decoded
- * pointer is validated on pop anyway (in its page, aligned, not live), so
- * a forged one can at worst name another free block of the same page. A
- * constant rotation keeps the decode to three one-cycle operations. */
+ * pointer is validated on pop anyway (inside the page's carved part,
+ * 16-byte aligned), so even a forged one can only name an address in the
+ * same page. A constant rotation keeps the decode to three one-cycle
+ * operations. */
 #define LIST_ROTATE 23u
 
 static inline uintptr_t list_encode(const page *pg, const block *next)
@@ -315,6 +325,18 @@ static inline page *page_of(segment *seg, const void *p)
 {
     size_t slot = ((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift;
     return &seg->pages[slot];
+}
+
+/* thread_free word: head pointer and list length. */
+#define THREAD_FREE_COUNT_SHIFT ADDRESS_BITS
+static inline block *thread_free_head(uintptr_t word)
+{
+    return (block *)(word & (((uintptr_t)1 << THREAD_FREE_COUNT_SHIFT) - 1));
+}
+
+static inline uint32_t thread_free_count(uintptr_t word)
+{
+    return (uint32_t)(word >> THREAD_FREE_COUNT_SHIFT);
 }
 
 /* Whether off (from the page's start) is the start of a carved block. */

@@ -76,9 +76,30 @@ static void segment_unmap(segment *seg)
     segments_mapped--;
 }
 
-/* Lays out the header for pages of 1 << page_shift bytes. */
+/* Which slots of the new geometry overlap a resident (dirty) slot of the
+ * old one: those are the ones worth reusing first. */
+static uint64_t dirty_slots_regeometry(uint64_t old_dirty, unsigned old_shift, unsigned new_shift)
+{
+    if (old_shift == new_shift)
+        return old_dirty;
+    uint64_t result = 0;
+    while (old_dirty != 0) {
+        unsigned i = (unsigned)__builtin_ctzll(old_dirty);
+        old_dirty &= old_dirty - 1;
+        size_t first = ((size_t)i << old_shift) >> new_shift;
+        size_t last = ((((size_t)i + 1) << old_shift) - 1) >> new_shift;
+        for (size_t j = first; j <= last; j++)
+            result |= (uint64_t)1 << j;
+    }
+    return result;
+}
+
+/* Lays out the header for pages of 1 << page_shift bytes. A segment from
+ * the cache keeps knowing which slots are still resident. */
 static void segment_format(segment *seg, unsigned page_shift, bool fresh)
 {
+    uint64_t old_dirty = fresh ? 0 : seg->dirty_slots & seg->free_slots;
+    unsigned old_shift = fresh ? page_shift : seg->page_shift;
     unsigned slots = 1u << (SEGMENT_SHIFT - page_shift);
     seg->magic = SEGMENT_MAGIC;
     seg->page_shift = page_shift;
@@ -87,9 +108,7 @@ static void segment_format(segment *seg, unsigned page_shift, bool fresh)
     seg->owner = NULL;
     uint64_t all = slots == 64 ? ~(uint64_t)0 : (((uint64_t)1 << slots) - 1);
     seg->free_slots = all & ~(uint64_t)1;
-    /* a reused segment may have resident slots (we do not know which
-     * under the new geometry): count them all as dirty so decay purges */
-    seg->dirty_slots = fresh ? 0 : seg->free_slots;
+    seg->dirty_slots = dirty_slots_regeometry(old_dirty, old_shift, page_shift) & seg->free_slots;
     for (unsigned i = 0; i < slots; i++) {
         page *pg = &seg->pages[i];
         memset(pg, 0, sizeof *pg);
@@ -245,10 +264,21 @@ page *segment_page_alloc(heap *h, unsigned cls)
 {
     unsigned shift = cls <= SMALL_CLASS_LAST ? SMALL_PAGE_SHIFT : MEDIUM_PAGE_SHIFT;
     for (int attempt = 0; attempt < 4; attempt++) {
+        /* A slot still resident (freed, not yet purged) in any segment
+         * before a fresh one: taking fresh slots while resident ones sit
+         * in another segment grew a build-and-free loop's memory until
+         * every slot of every segment had been touched. */
+        segment *fallback = NULL;
         for (segment *seg = h->segments; seg != NULL; seg = seg->next) {
-            if (seg->page_shift == shift && seg->free_slots != 0)
+            if (seg->page_shift != shift || seg->free_slots == 0)
+                continue;
+            if ((seg->free_slots & seg->dirty_slots) != 0)
                 return segment_take_slot(h, seg, cls);
+            if (fallback == NULL)
+                fallback = seg;
         }
+        if (fallback != NULL)
+            return segment_take_slot(h, fallback, cls);
         /* Before mapping more, take over what exited threads left. */
         if (!heap_adopt_one(h))
             break;
@@ -299,18 +329,20 @@ static void heap_retire_empty_pages(heap *h)
             pg = next;
         }
     }
-    page *pg = h->full.first;
-    while (pg != NULL) {
-        page *next = pg->next;
-        if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
-            page_collect(pg);
-            if (pg->used == 0) {
-                page_queue_remove(&h->full, pg);
-                pg->in_full = 0;
-                segment_page_free(h, pg);
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
+        page *pg = h->full[cls].first;
+        while (pg != NULL) {
+            page *next = pg->next;
+            if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
+                page_collect(pg);
+                if (pg->used == 0) {
+                    page_queue_remove(&h->full[cls], pg);
+                    pg->in_full = 0;
+                    segment_page_free(h, pg);
+                }
             }
+            pg = next;
         }
-        pg = next;
     }
 }
 
@@ -373,17 +405,17 @@ void heap_abandon_segments(heap *h)
             pg = next;
         }
         heap_direct_set(h, cls, &empty_page);
-    }
-    page *pg = h->full.first;
-    while (pg != NULL) {
-        page *next = pg->next;
-        page_collect(pg);
-        if (pg->used == 0) {
-            page_queue_remove(&h->full, pg);
-            pg->in_full = 0;
-            segment_page_free(h, pg);
+        pg = h->full[cls].first;
+        while (pg != NULL) {
+            page *next = pg->next;
+            page_collect(pg);
+            if (pg->used == 0) {
+                page_queue_remove(&h->full[cls], pg);
+                pg->in_full = 0;
+                segment_page_free(h, pg);
+            }
+            pg = next;
         }
-        pg = next;
     }
     heap_purge(h, false);
     while (h->segments != NULL) {
@@ -399,7 +431,8 @@ void heap_abandon_segments(heap *h)
         abandoned = seg;
         global_lock_drop();
     }
-    for (unsigned cls = 0; cls < CLASS_COUNT; cls++)
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         h->queues[cls].first = h->queues[cls].last = NULL;
-    h->full.first = h->full.last = NULL;
+        h->full[cls].first = h->full[cls].last = NULL;
+    }
 }
