@@ -332,22 +332,29 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
 #define TAKE_CORRUPT ((heap_chunk *)(uintptr_t)1)
 
 /* The common case: the request's exact class (need < SMALL_LIMIT) has a
- * chunk of exactly `need` bytes. Checks and unlinks the first entry and
- * writes it as used (header and the next chunk's PREV_USED), ready for
- * hand_out; it is handed out whole and lies below the wilderness, so
- * high_water cannot move. NULL when the class is empty. */
+ * chunk of exactly `need` bytes. Unlinks the first entry and writes it as
+ * used (header and the next chunk's PREV_USED), ready for hand_out; it is
+ * handed out whole and lies below the wilderness, so high_water cannot
+ * move. NULL when the class is empty.
+ *
+ * What is checked is what a program could have forged (as harden's heap
+ * does): c itself comes from heads[] (bookkeeping, only ever set to
+ * checked chunks), but its next link lies in its payload, where a use
+ * after free can write, and it is about to be written through and become
+ * the list's head. So it must point into the heap, at a chunk start,
+ * and back at c. */
 BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
 {
     size_t cls = need / GRANULE - 2;
     heap_chunk *c = heap->heads[cls];
     if (c == NULL)
         return NULL;
-    if (brisk_unlikely(!list_head_sound(heap, c, cls, need))) {
+    heap_chunk *next = c->next;
+    if (brisk_unlikely(next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))) {
         if (report)
             report_list_corrupted(c);
         return TAKE_CORRUPT;
     }
-    heap_chunk *next = c->next;
     heap->heads[cls] = next;
     if (next != NULL)
         next->prev = NULL;
@@ -868,13 +875,10 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     if (brisk_unlikely(heap->flags != 0 || offset >= capacity || offset % GRANULE != 0))
         goto general;
     size_t g = offset / GRANULE;
-    uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
-    unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
-    uint64_t bits = *word;
     /* c lies in the chunk area, so its header can be read; it is believed
      * only because the map says a live block starts here. */
     size_t head = c->head, size = head & ~CHUNK_FLAGS, room = capacity - offset;
-    if (brisk_unlikely(((bits >> shift) & 3u) != BLOCK_MAP_LIVE ||
+    if (brisk_unlikely(block_map_get(heap, g) != BLOCK_MAP_LIVE ||
                        (head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
                        size > room))
         goto general;
@@ -895,7 +899,9 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
                        ((next_bits >> (2 * (next_g % BLOCK_MAP_PER_WORD))) & 3u) != BLOCK_MAP_LIVE ||
                        !bin_link_safe(heap, c, first)))
         goto general;
-    *word = bits ^ ((uint64_t)3 << shift); /* LIVE -> FREED */
+    /* LIVE -> FREED (01 -> 10): one xor. The word is read again rather
+     * than kept from the check, which spares the registers. */
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (g % BLOCK_MAP_PER_WORD));
     heap->used_count--;
     c->head = size | CHUNK_PREV_USED;
     next->head = next_head & ~CHUNK_PREV_USED;
