@@ -53,6 +53,19 @@ BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c,
     return heap_holds_chunk(heap, prev) && prev->next == c;
 }
 
+/* free_links_intact for a merge neighbour of `size` bytes: its class is
+ * only worked out when it is needed (c has no prev, so it must be its
+ * list's head). */
+BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    const heap_chunk *next = c->next, *prev = c->prev;
+    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+        return false;
+    if (prev == NULL)
+        return heap->heads[size_class_of(size)] == c;
+    return heap_holds_chunk(heap, prev) && prev->next == c;
+}
+
 /* The whole check of a list entry c that class cls's list led to. Its
  * header must read `size | PREV_USED` for a size of the class (a listed
  * chunk's left neighbour is always in use), which rules out a used chunk
@@ -372,8 +385,9 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
  * for an unaligned chunk of `need` bytes. Checked like every list head,
  * unlinked, and its front handed out; a rest of a chunk's size goes to
  * its own list. The chunk lies below the wilderness, so high_water cannot
- * move, and its left neighbour is in use (it was free). */
-BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need)
+ * move, and its left neighbour is in use (it was free). `plain`: the
+ * heap has no options (no wipe or hardening to apply on the way out). */
+BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool plain)
 {
     heap_chunk *c = heap->heads[cls];
     if (brisk_unlikely(!list_head_sound(heap, c, cls, cls < SMALL_CLASSES ? size_class_floor(cls) : 0))) {
@@ -399,6 +413,10 @@ BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need)
         chunk_at(c, size)->head |= CHUNK_PREV_USED;
     }
     c->head = size | CHUNK_USED | CHUNK_PREV_USED;
+    if (plain) { /* a heap without options: nothing to wipe or check */
+        mark_live(heap, c);
+        return chunk_payload(c);
+    }
     return hand_out(heap, c, size);
 }
 
@@ -463,7 +481,7 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
              * is the good fit. */
             size_t next = class_find_from(heap, cls + 1);
             if (next != CLASS_NONE && alignment <= BRISK_ALIGNMENT)
-                return take_split(heap, next, need);
+                return take_split(heap, next, need, false);
             if (next != CLASS_NONE) {
                 found = heap->heads[next];
                 if (brisk_unlikely(!list_head_sound(heap, found, next,
@@ -512,7 +530,7 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
 static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
 {
     size_t next = class_find_from(heap, need / GRANULE - 1);
-    void *p = next != CLASS_NONE ? take_split(heap, next, need) : alloc_search_inline(heap, need, need, BRISK_ALIGNMENT);
+    void *p = next != CLASS_NONE ? take_split(heap, next, need, true) : alloc_search_inline(heap, need, need, BRISK_ALIGNMENT);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -658,7 +676,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
                 return BLOCK_CORRUPT;
         } else if ((char *)next != heap->top &&
                    (*chunk_footer(next, next_size) != next_size ||
-                    !free_links_intact(heap, next, size_class_of(next_size)))) {
+                    !neighbour_links_intact(heap, next, next_size))) {
             return BLOCK_CORRUPT;
         }
     }
@@ -668,7 +686,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (prev->head != (prev_size | CHUNK_PREV_USED) || !free_links_intact(heap, prev, size_class_of(prev_size)))
+        if (prev->head != (prev_size | CHUNK_PREV_USED) || !neighbour_links_intact(heap, prev, prev_size))
             return BLOCK_CORRUPT;
     }
     if (canary && !heap_canary_intact(heap, c))
@@ -812,7 +830,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
                 return false;
         } else if ((char *)next != top) {
             if (*chunk_footer(next, next_size) != next_size ||
-                !free_links_intact(heap, next, size_class_of(next_size)))
+                !neighbour_links_intact(heap, next, next_size))
                 return false;
             merge_next = true;
         }
@@ -825,7 +843,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             return false;
         prev = (heap_chunk *)((char *)c - prev_size);
         if (prev->head != (prev_size | CHUNK_PREV_USED) ||
-            !free_links_intact(heap, prev, size_class_of(prev_size)))
+            !neighbour_links_intact(heap, prev, prev_size))
             return false;
     }
 
