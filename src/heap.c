@@ -884,41 +884,40 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     if (ptr == NULL)
         return;
     /* One test of the flags word picks the plain path. Every way out of
-     * it other than success is a tail call (so it saves no registers):
-     * to free_plain_merge, or, having changed nothing, to the general
-     * path, which validates again and reports what it finds. */
-    size_t capacity = heap_capacity(heap);
+     * it other than success is a tail call: to free_plain_merge, or,
+     * having changed nothing, to the general path, which validates again
+     * and reports what it finds. Few values are kept across the checks
+     * (offsets are worked out again from the chunk addresses), which
+     * spares the registers. */
     heap_chunk *c = chunk_of_payload(ptr);
     size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
-    if (brisk_unlikely(heap->flags != 0 || offset >= capacity || offset % GRANULE != 0))
+    if (brisk_unlikely(heap->flags != 0 || offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
+                       block_map_get(heap, offset / GRANULE) != BLOCK_MAP_LIVE))
         goto general;
-    size_t g = offset / GRANULE;
     /* c lies in the chunk area, so its header can be read; it is believed
      * only because the map says a live block starts here. */
-    size_t head = c->head, size = head & ~CHUNK_FLAGS, room = capacity - offset;
-    if (brisk_unlikely(block_map_get(heap, g) != BLOCK_MAP_LIVE ||
-                       (head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
-                       size > room))
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
+                       size > (size_t)(heap->end - (char *)c)))
         goto general;
     heap_chunk *next = chunk_at(c, size);
     size_t next_head = next->head;
     if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
         goto general;
-    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || size == room)
+    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
         goto merge;
     /* Both neighbours in use (next is a chunk, not the sentinel): it must
      * be LIVE in the map too, and then nothing merges. */
     size_t next_size = next_head & ~CHUNK_FLAGS;
-    size_t next_g = g + size / GRANULE;
-    uint64_t next_bits = heap->block_map[next_g / BLOCK_MAP_PER_WORD];
+    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
+                       block_map_get(heap, chunk_granule(heap, next)) != BLOCK_MAP_LIVE))
+        goto general;
     size_t cls = size_class_of(size);
     heap_chunk *first = heap->heads[cls];
-    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > room - size ||
-                       ((next_bits >> (2 * (next_g % BLOCK_MAP_PER_WORD))) & 3u) != BLOCK_MAP_LIVE ||
-                       !bin_link_safe(heap, c, first)))
+    if (brisk_unlikely(!bin_link_safe(heap, c, first)))
         goto general;
-    /* LIVE -> FREED (01 -> 10): one xor. The word is read again rather
-     * than kept from the check, which spares the registers. */
+    /* LIVE -> FREED (01 -> 10): one xor. */
+    size_t g = chunk_granule(heap, c);
     heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (g % BLOCK_MAP_PER_WORD));
     heap->used_count--;
     c->head = size | CHUNK_PREV_USED;
@@ -929,7 +928,7 @@ merge:
     free_plain_merge(heap, c, head, next, next_head);
     return;
 general:
-    heap_free_general(heap, ptr);
+    heap_free_general(heap, chunk_payload(c));
 }
 
 size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
