@@ -1,0 +1,84 @@
+/*
+ * brisk's region heap as a replay backend. Each replay gets a fresh heap
+ * of the requested capacity (mapped; untouched pages cost nothing), and
+ * leftovers go with the region when it is destroyed.
+ */
+#define _GNU_SOURCE
+#include "trace.h"
+
+#include "brisk.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void *heap_backend_create(size_t capacity, char *err, size_t err_size)
+{
+    brisk_heap *heap = brisk_heap_create(capacity);
+    if (heap == NULL)
+        snprintf(err, err_size, "brisk_heap_create(%zu) failed: %s", capacity, strerror(errno));
+    return heap;
+}
+
+static void heap_backend_destroy(void *state) { brisk_heap_destroy(state); }
+
+static void *heap_backend_alloc(void *state, size_t size, size_t alignment)
+{
+    if (alignment > BRISK_ALIGNMENT)
+        return brisk_heap_alloc_aligned(state, alignment, size);
+    return brisk_heap_alloc(state, size);
+}
+
+static void *heap_backend_realloc(void *state, void *ptr, size_t size)
+{
+    return brisk_heap_realloc(state, ptr, size);
+}
+
+static void heap_backend_free(void *state, void *ptr) { brisk_heap_free(state, ptr); }
+
+static int heap_backend_check(void *state) { return brisk_heap_check(state); }
+
+static uint64_t heap_backend_high_water(void *state)
+{
+    brisk_heap_stats stats;
+    brisk_heap_get_stats(state, &stats);
+    return stats.high_water;
+}
+
+typedef struct walk_context {
+    chunk_sink sink;
+    void *context;
+    const char *first; /* the first chunk's address: offsets count from it */
+} walk_context;
+
+static int heap_backend_visit(const brisk_heap_chunk *chunk, void *context)
+{
+    walk_context *w = context;
+    const char *address = chunk->address;
+    if (w->first == NULL)
+        w->first = address;
+    uint32_t header = 0;
+    if (chunk->used && chunk->payload != NULL)
+        header = (uint32_t)((const char *)chunk->payload - address);
+    w->sink(w->context, (uint64_t)(address - w->first), chunk->size, header, chunk->used,
+            chunk->used ? chunk->payload : NULL);
+    return 0;
+}
+
+static int heap_backend_walk(void *state, chunk_sink sink, void *context)
+{
+    walk_context w = {sink, context, NULL};
+    return brisk_heap_walk(state, heap_backend_visit, &w);
+}
+
+const replay_allocator backend_brisk = {
+    .name = "brisk",
+    .create = heap_backend_create,
+    .destroy = heap_backend_destroy,
+    .alloc = heap_backend_alloc,
+    .realloc = heap_backend_realloc,
+    .free = heap_backend_free,
+    .check = heap_backend_check,
+    .high_water = heap_backend_high_water,
+    .walk = heap_backend_walk,
+    .free_leftovers = 0,
+};

@@ -1,0 +1,280 @@
+/*
+ * `brisk-trace record`: runs a command with libbrisk-record.so preloaded,
+ * waits for it, and lists the traces it left: FILE for the command's own
+ * process and FILE.PID.rep for each child process (see recorder.c).
+ */
+#define _GNU_SOURCE
+#include "trace.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef BRISK_RECORD_INSTALL_PATH
+#define BRISK_RECORD_INSTALL_PATH ""
+#endif
+
+/* Where the recorder is: $BRISK_RECORD_LIB, next to this executable (the
+ * build tree), ../lib/brisk/ from it, or the configured install path. */
+static int find_recorder(char *buf, size_t size)
+{
+    const char *env = getenv("BRISK_RECORD_LIB");
+    if (env != NULL && *env != '\0') {
+        if (access(env, R_OK) != 0) {
+            fprintf(stderr, "brisk-trace record: BRISK_RECORD_LIB=%s: %s\n", env,
+                    strerror(errno));
+            return -1;
+        }
+        if (realpath(env, buf) == NULL)
+            snprintf(buf, size, "%s", env);
+        return 0;
+    }
+    char dir[3800];
+    os_executable_dir(dir, sizeof dir);
+    const char *candidates[3] = {"%s/libbrisk-record.so", "%s/../lib/brisk/libbrisk-record.so",
+                                 NULL};
+    for (int i = 0; candidates[i] != NULL && dir[0] != '\0'; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, candidates[i], dir);
+        if (access(path, R_OK) == 0) {
+            if (realpath(path, buf) == NULL)
+                snprintf(buf, size, "%s", path);
+            return 0;
+        }
+    }
+    if (BRISK_RECORD_INSTALL_PATH[0] != '\0' && access(BRISK_RECORD_INSTALL_PATH, R_OK) == 0) {
+        snprintf(buf, size, "%s", BRISK_RECORD_INSTALL_PATH);
+        return 0;
+    }
+    fprintf(stderr, "brisk-trace record: cannot find libbrisk-record.so (looked next to "
+                    "brisk-trace in %s, in ../lib/brisk/ from there%s%s); set BRISK_RECORD_LIB\n",
+            dir[0] ? dir : "(unknown)", BRISK_RECORD_INSTALL_PATH[0] ? " and at " : "",
+            BRISK_RECORD_INSTALL_PATH);
+    return -1;
+}
+
+/* Reads a trace header's id and op counts (for the summary); -1 when the
+ * file has no readable header. */
+static int read_counts(const char *path, unsigned long long *ids, unsigned long long *ops)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    unsigned long long heap, weight;
+    int n = fscanf(f, "%llu %llu %llu %llu", &heap, ids, ops, &weight);
+    fclose(f);
+    return n == 4 ? 0 : -1;
+}
+
+static int is_digits(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* Prints the traces children left: files named STEM.PID.rep next to the
+ * main trace, written since `started`. */
+static void list_child_traces(const char *out, const struct timespec *started,
+                              unsigned long long max_ops)
+{
+    char dir[4096], stem[4096];
+    const char *slash = strrchr(out, '/');
+    if (slash != NULL) {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - out), out);
+        if (dir[0] == '\0')
+            snprintf(dir, sizeof dir, "/");
+    } else {
+        snprintf(dir, sizeof dir, ".");
+    }
+    snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : out);
+    size_t stem_len = strlen(stem);
+    if (stem_len > 4 && strcmp(stem + stem_len - 4, ".rep") == 0)
+        stem[stem_len -= 4] = '\0';
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        /* STEM . digits .rep */
+        if (n <= stem_len + 5 || strncmp(e->d_name, stem, stem_len) != 0 ||
+            e->d_name[stem_len] != '.' || strcmp(e->d_name + n - 4, ".rep") != 0 ||
+            !is_digits(e->d_name + stem_len + 1, n - stem_len - 5))
+            continue;
+        char path[8300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        if (st.st_mtim.tv_sec < started->tv_sec ||
+            (st.st_mtim.tv_sec == started->tv_sec && st.st_mtim.tv_nsec < started->tv_nsec))
+            continue;
+        unsigned long long ids = 0, ops = 0;
+        int counted = read_counts(path, &ids, &ops) == 0;
+        fprintf(stderr, "brisk-trace: child process %.*s: %s", (int)(n - stem_len - 5),
+                e->d_name + stem_len + 1, path);
+        if (counted)
+            fprintf(stderr, " (%llu ops, %llu ids%s)", ops, ids,
+                    ops + 1 >= max_ops ? "; op cap reached" : "");
+        fputc('\n', stderr);
+    }
+    closedir(d);
+}
+
+int record_main(int argc, char **argv)
+{
+    const char *out = NULL;
+    unsigned long long max_ops = 2000000;
+    int i = 0;
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            fputs(record_usage_text(), stdout);
+            return 0;
+        }
+        if (strcmp(arg, "-o") == 0 || strcmp(arg, "--max-ops") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "brisk-trace: record: %s needs a value\n\n%s", arg,
+                        record_usage_text());
+                return 2;
+            }
+            if (arg[1] == 'o') {
+                out = argv[++i];
+            } else {
+                const char *v = argv[++i];
+                char *end;
+                errno = 0;
+                max_ops = strtoull(v, &end, 10);
+                if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 || max_ops < 2 ||
+                    max_ops > 200000000ull) {
+                    fprintf(stderr, "brisk-trace: record: bad --max-ops '%s' (2 to 200000000)\n",
+                            v);
+                    return 2;
+                }
+            }
+            continue;
+        }
+        if (arg[0] == '-') {
+            fprintf(stderr, "brisk-trace: record: unknown option '%s'\n\n%s", arg,
+                    record_usage_text());
+            return 2;
+        }
+        break; /* the command, without a "--" */
+    }
+    if (out == NULL) {
+        fprintf(stderr, "brisk-trace: record: no output file (-o FILE.rep)\n\n%s",
+                record_usage_text());
+        return 2;
+    }
+    if (i >= argc) {
+        fprintf(stderr, "brisk-trace: record: no command given after --\n\n%s",
+                record_usage_text());
+        return 2;
+    }
+    char lib[4096];
+    if (find_recorder(lib, sizeof lib) != 0)
+        return 1;
+    /* The recorder writes FILE.tmp then renames it to FILE: check both
+     * can be created now rather than after the command has run. */
+    char temp[4200];
+    snprintf(temp, sizeof temp, "%s.tmp", out);
+    int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "brisk-trace record: cannot write %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    close(fd);
+    unlink(temp);
+    struct stat out_stat;
+    if (stat(out, &out_stat) == 0 && S_ISDIR(out_stat.st_mode)) {
+        fprintf(stderr, "brisk-trace record: cannot write %s: it is a directory\n", out);
+        return 1;
+    }
+    /* The recorder needs an absolute path: the command may chdir. */
+    char out_abs[4096];
+    if (out[0] == '/') {
+        snprintf(out_abs, sizeof out_abs, "%s", out);
+    } else {
+        char cwd[3000];
+        if (getcwd(cwd, sizeof cwd) == NULL) {
+            fprintf(stderr, "brisk-trace record: getcwd: %s\n", strerror(errno));
+            return 1;
+        }
+        snprintf(out_abs, sizeof out_abs, "%s/%s", cwd, out);
+    }
+
+    struct timespec started;
+    clock_gettime(CLOCK_REALTIME, &started);
+    started.tv_sec -= 1; /* file times are coarser than the clock on some systems */
+    unlink(out);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "brisk-trace record: fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        char preload[8300], pid_text[32], cap_text[32];
+        const char *old = getenv("LD_PRELOAD");
+        if (old != NULL && *old != '\0')
+            snprintf(preload, sizeof preload, "%s:%s", lib, old);
+        else
+            snprintf(preload, sizeof preload, "%s", lib);
+        snprintf(pid_text, sizeof pid_text, "%ld", (long)getpid());
+        snprintf(cap_text, sizeof cap_text, "%llu", max_ops);
+        setenv("LD_PRELOAD", preload, 1);
+        setenv("BRISK_RECORD_OUT", out_abs, 1);
+        setenv("BRISK_RECORD_ROOT_PID", pid_text, 1);
+        setenv("BRISK_RECORD_MAX_OPS", cap_text, 1);
+        execvp(argv[i], argv + i);
+        fprintf(stderr, "brisk-trace record: cannot run '%s': %s\n", argv[i], strerror(errno));
+        _exit(127);
+    }
+    /* The command owns the terminal's signals while it runs. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            fprintf(stderr, "brisk-trace record: waitpid: %s\n", strerror(errno));
+            return 1;
+        }
+    }
+    int code;
+    if (WIFEXITED(status)) {
+        code = WEXITSTATUS(status);
+    } else {
+        code = 128 + WTERMSIG(status);
+        fprintf(stderr, "brisk-trace record: %s was killed by signal %d (%s)\n", argv[i],
+                WTERMSIG(status), strsignal(WTERMSIG(status)));
+    }
+    if (WIFEXITED(status) && code == 127 && access(out, F_OK) != 0)
+        return code; /* it never ran; the child said why */
+
+    unsigned long long ids = 0, ops = 0;
+    if (read_counts(out, &ids, &ops) == 0)
+        fprintf(stderr, "brisk-trace: recorded %llu ops (%llu ids) of %s (pid %ld) in %s%s\n",
+                ops, ids, argv[i], (long)pid, out,
+                ops + 1 >= max_ops ? "; the op cap was reached" : "");
+    else
+        fprintf(stderr, "brisk-trace: %s (pid %ld) left no trace in %s (it may have been "
+                        "killed, or replaced itself with exec; see docs/trace.md)\n",
+                argv[i], (long)pid, out);
+    list_child_traces(out, &started, max_ops);
+    return code;
+}

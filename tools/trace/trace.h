@@ -1,0 +1,225 @@
+/*
+ * brisk-trace: shared declarations of the tool's parts.
+ *
+ *   main.c         the command line: subcommands, options, usage.
+ *   record.c       `record`: runs a command with libbrisk-record.so
+ *                  preloaded and lists the traces it wrote.
+ *   recorder.c     libbrisk-record.so itself (built separately, shares
+ *                  nothing with the tool but the trace format).
+ *   trace_parse.c  reads a trace file into a `trace`, with FILE:LINE errors.
+ *   replay.c       replays a trace through a pluggable allocator, checked
+ *                  or timed, taking heap snapshots along the way.
+ *   backends.c     the allocators replay knows: brisk's region heap and
+ *                  the system malloc.
+ *   report.c       the result table as text, CSV or JSON.
+ *   svg.c, html.c  the heap map as a picture and as an interactive page.
+ *   tool_os.c      the tool's clock and executable path; record.c also
+ *                  forks, execs and waits for the recorded command.
+ */
+#ifndef BRISK_TRACE_H
+#define BRISK_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- the trace ----------------------------------------------------------
+ *
+ * The CS:APP malloc-lab text format:
+ *
+ *     <suggested heap size>     four header lines, one integer each
+ *     <number of ids>
+ *     <number of ops>
+ *     <weight>
+ *     a <id> <bytes>            allocate block `id`
+ *     r <id> <bytes>            resize block `id` (keeps its id)
+ *     f <id>                    free block `id`
+ *
+ * brisk extends `a` with an optional fourth field, the alignment, for
+ * aligned allocations (posix_memalign and friends): `a <id> <bytes> <align>`.
+ * Ids run from 0 to <number of ids> - 1. An id may be allocated again
+ * after it was freed, never while it is live.
+ */
+typedef enum trace_op_kind { OP_ALLOC = 'a', OP_REALLOC = 'r', OP_FREE = 'f' } trace_op_kind;
+
+typedef struct trace_op {
+    uint64_t size;      /* bytes (alloc, realloc); 0 for free */
+    uint32_t id;
+    uint32_t alignment; /* 0 for the default alignment */
+    uint32_t line;      /* line in the file, for messages */
+    char kind;          /* a trace_op_kind */
+} trace_op;
+
+typedef struct trace {
+    char *path;          /* as given on the command line */
+    char *name;          /* file name without directory and ".rep" */
+    uint64_t suggested_heap_size;
+    uint64_t weight;
+    uint32_t num_ids;
+    size_t num_ops;
+    trace_op *ops;
+} trace;
+
+/* Largest size or alignment a trace may ask for: far beyond any heap we
+ * replay into, small enough that size arithmetic never wraps. */
+#define TRACE_MAX_BYTES ((uint64_t)1 << 48)
+/* Most ids a header may declare (the per-id tables are allocated up
+ * front). */
+#define TRACE_MAX_IDS ((uint32_t)1 << 28)
+
+/* Reads and validates the trace at `path`. Returns 0, or -1 after
+ * writing "PATH:LINE: what was wrong" (or "PATH: ..." for I/O errors) into
+ * err (at least 512 bytes); *out is then untouched. */
+int trace_load(const char *path, trace *out, char *err, size_t err_size);
+
+/* As trace_load, from text already in memory (for tests). */
+int trace_parse_text(const char *path, const char *text, size_t len, trace *out,
+                     char *err, size_t err_size);
+
+void trace_free(trace *t);
+
+/* ---- allocators replay drives ---------------------------------------- */
+
+/* One chunk of a heap snapshot, as an offset from the region's first
+ * chunk. The chunks of a snapshot tile [0, extent) in address order. */
+typedef struct map_chunk {
+    uint64_t offset;
+    uint64_t size;     /* whole chunk, header included */
+    uint32_t header;   /* bytes before the payload (0 for free chunks) */
+    uint32_t used;     /* 1 live block, 0 free */
+    int64_t id;        /* trace id of a live block, -1 when unknown/free */
+} map_chunk;
+
+typedef void (*chunk_sink)(void *context, uint64_t offset, uint64_t size,
+                           uint32_t header, int used, const void *payload);
+
+typedef struct replay_allocator {
+    const char *name;
+    /* Returns the allocator's state for one replay, NULL on failure (with
+     * a message in err). */
+    void *(*create)(size_t capacity, char *err, size_t err_size);
+    void (*destroy)(void *state);
+    /* alignment 0 means the default. */
+    void *(*alloc)(void *state, size_t size, size_t alignment);
+    void *(*realloc)(void *state, void *ptr, size_t size);
+    void (*free)(void *state, void *ptr);
+    /* Optional (NULL when the allocator cannot): structural self-check,
+     * returning 0 when sound; */
+    int (*check)(void *state);
+    /* the furthest extent of the region used so far (bytes); */
+    uint64_t (*high_water)(void *state);
+    /* and a walk of every chunk in address order. */
+    int (*walk)(void *state, chunk_sink sink, void *context);
+    /* Blocks this allocator leaves allocated at the end of a replay must
+     * be freed one by one (system malloc) rather than dropped with the
+     * whole region (a heap). */
+    int free_leftovers;
+} replay_allocator;
+
+extern const replay_allocator backend_system;
+extern const replay_allocator backend_brisk;
+
+/* ---- replay ---------------------------------------------------------- */
+
+/* A heap snapshot taken after op `op_index` ran. */
+typedef struct heap_snapshot {
+    size_t op_index;
+    uint64_t live_payload;  /* requested bytes of live blocks */
+    uint64_t high_water;
+    uint64_t base;          /* address of the first chunk (0: unknown) */
+    size_t num_chunks;
+    map_chunk *chunks;
+} heap_snapshot;
+
+/* A point of the utilization curve. */
+typedef struct curve_point {
+    size_t op_index;
+    uint64_t live_payload;
+    uint64_t high_water;
+} curve_point;
+
+typedef struct replay_options {
+    size_t capacity;        /* heap capacity for allocators with a region */
+    size_t check_every;     /* run the self-check every N ops (0: ops/64) */
+    size_t num_snapshots;   /* snapshots to take along the trace (0: none) */
+    size_t curve_points;    /* utilization curve samples (0: none) */
+} replay_options;
+
+/* What a checked replay learned. */
+typedef struct replay_result {
+    uint64_t peak_live_payload;  /* most requested bytes live at once */
+    size_t peak_op_index;        /* the op after which it was reached */
+    uint64_t high_water;         /* allocator's high water at the end */
+    size_t checks_run;
+    size_t num_snapshots;
+    heap_snapshot *snapshots;    /* in op order; one is at the peak */
+    size_t peak_snapshot;        /* index into snapshots of the peak one */
+    size_t num_curve;
+    curve_point *curve;
+} replay_result;
+
+/* Replays `t` through `a` with every check: blocks filled with an
+ * id-derived pattern and verified before free/realloc (and contents kept
+ * across realloc), alignment, no overlap between live blocks, and the
+ * allocator's self-check every options->check_every ops and at the end.
+ * Returns 0, or -1 with "PATH:LINE: what went wrong (allocator NAME)"
+ * in err. */
+int replay_checked(const trace *t, const replay_allocator *a,
+                   const replay_options *options, replay_result *out,
+                   char *err, size_t err_size);
+
+/* Replays `t` through `a` without checks, timing only the ops. Returns
+ * the elapsed seconds, or a negative value with a message in err when an
+ * op failed. */
+double replay_timed(const trace *t, const replay_allocator *a, size_t capacity,
+                    char *err, size_t err_size);
+
+void replay_result_free(replay_result *r);
+
+/* ---- output ---------------------------------------------------------- */
+
+typedef struct trace_report {
+    const trace *t;
+    replay_result result;
+    int ok;                 /* 0 when the checked replay failed */
+    char error[512];
+    size_t reps;
+    double *brisk_seconds;  /* reps entries */
+    double *system_seconds;
+} trace_report;
+
+typedef enum report_format { REPORT_TABLE, REPORT_CSV, REPORT_JSON } report_format;
+
+void report_write(FILE *out, report_format format, const trace_report *reports,
+                  size_t count, size_t capacity);
+
+/* Median of values[0..n) (sorts a copy). */
+double median_of(const double *values, size_t n);
+
+/* The heap map of reports[i].result's peak snapshot as SVG. Returns the
+ * number of chunk shapes written, or -1 (errno set) on a write error. */
+long svg_write(FILE *out, const trace_report *report);
+
+/* One self-contained HTML page with every report's snapshots. Returns 0,
+ * or -1 on a write error. */
+int html_write(FILE *out, const trace_report *reports, size_t count);
+
+/* Formats a byte count as "12.3 KiB" into buf. */
+const char *format_bytes(char *buf, size_t size, uint64_t bytes);
+
+/* ---- record ---------------------------------------------------------- */
+
+/* Runs `record`; argv are the subcommand's arguments. Returns the exit
+ * status for the tool. */
+int record_main(int argc, char **argv);
+
+/* The record subcommand's help text (main.c). */
+const char *record_usage_text(void);
+
+/* ---- the tool's system calls (tool_os.c) ----------------------------- */
+
+double os_seconds_now(void);
+/* Directory of the running executable (into buf), or "" when unknown. */
+void os_executable_dir(char *buf, size_t size);
+
+#endif /* BRISK_TRACE_H */
