@@ -53,6 +53,19 @@ BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c,
     return heap_holds_chunk(heap, prev) && prev->next == c;
 }
 
+/* free_links_intact for a merge neighbour of `size` bytes: its class is
+ * only worked out when it is needed (c has no prev, so it must be its
+ * list's head). */
+BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    const heap_chunk *next = c->next, *prev = c->prev;
+    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+        return false;
+    if (prev == NULL)
+        return heap->heads[size_class_of(size)] == c;
+    return heap_holds_chunk(heap, prev) && prev->next == c;
+}
+
 /* The whole check of a list entry c that class cls's list led to. Its
  * header must read `size | PREV_USED` for a size of the class (a listed
  * chunk's left neighbour is always in use), which rules out a used chunk
@@ -332,22 +345,29 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
 #define TAKE_CORRUPT ((heap_chunk *)(uintptr_t)1)
 
 /* The common case: the request's exact class (need < SMALL_LIMIT) has a
- * chunk of exactly `need` bytes. Checks and unlinks the first entry and
- * writes it as used (header and the next chunk's PREV_USED), ready for
- * hand_out; it is handed out whole and lies below the wilderness, so
- * high_water cannot move. NULL when the class is empty. */
+ * chunk of exactly `need` bytes. Unlinks the first entry and writes it as
+ * used (header and the next chunk's PREV_USED), ready for hand_out; it is
+ * handed out whole and lies below the wilderness, so high_water cannot
+ * move. NULL when the class is empty.
+ *
+ * What is checked is what a program could have forged (as harden's heap
+ * does): c itself comes from heads[] (bookkeeping, only ever set to
+ * checked chunks), but its next link lies in its payload, where a use
+ * after free can write, and it is about to be written through and become
+ * the list's head. So it must point into the heap, at a chunk start,
+ * and back at c. */
 BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
 {
     size_t cls = need / GRANULE - 2;
     heap_chunk *c = heap->heads[cls];
     if (c == NULL)
         return NULL;
-    if (brisk_unlikely(!list_head_sound(heap, c, cls, need))) {
+    heap_chunk *next = c->next;
+    if (brisk_unlikely(next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))) {
         if (report)
             report_list_corrupted(c);
         return TAKE_CORRUPT;
     }
-    heap_chunk *next = c->next;
     heap->heads[cls] = next;
     if (next != NULL)
         next->prev = NULL;
@@ -365,8 +385,9 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
  * for an unaligned chunk of `need` bytes. Checked like every list head,
  * unlinked, and its front handed out; a rest of a chunk's size goes to
  * its own list. The chunk lies below the wilderness, so high_water cannot
- * move, and its left neighbour is in use (it was free). */
-BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need)
+ * move, and its left neighbour is in use (it was free). `plain`: the
+ * heap has no options (no wipe or hardening to apply on the way out). */
+BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool plain)
 {
     heap_chunk *c = heap->heads[cls];
     if (brisk_unlikely(!list_head_sound(heap, c, cls, cls < SMALL_CLASSES ? size_class_floor(cls) : 0))) {
@@ -392,6 +413,10 @@ BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need)
         chunk_at(c, size)->head |= CHUNK_PREV_USED;
     }
     c->head = size | CHUNK_USED | CHUNK_PREV_USED;
+    if (plain) { /* a heap without options: nothing to wipe or check */
+        mark_live(heap, c);
+        return chunk_payload(c);
+    }
     return hand_out(heap, c, size);
 }
 
@@ -456,7 +481,7 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
              * is the good fit. */
             size_t next = class_find_from(heap, cls + 1);
             if (next != CLASS_NONE && alignment <= BRISK_ALIGNMENT)
-                return take_split(heap, next, need);
+                return take_split(heap, next, need, false);
             if (next != CLASS_NONE) {
                 found = heap->heads[next];
                 if (brisk_unlikely(!list_head_sound(heap, found, next,
@@ -505,7 +530,7 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
 static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
 {
     size_t next = class_find_from(heap, need / GRANULE - 1);
-    void *p = next != CLASS_NONE ? take_split(heap, next, need) : alloc_search_inline(heap, need, need, BRISK_ALIGNMENT);
+    void *p = next != CLASS_NONE ? take_split(heap, next, need, true) : alloc_search_inline(heap, need, need, BRISK_ALIGNMENT);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -651,7 +676,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
                 return BLOCK_CORRUPT;
         } else if ((char *)next != heap->top &&
                    (*chunk_footer(next, next_size) != next_size ||
-                    !free_links_intact(heap, next, size_class_of(next_size)))) {
+                    !neighbour_links_intact(heap, next, next_size))) {
             return BLOCK_CORRUPT;
         }
     }
@@ -661,7 +686,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (prev->head != (prev_size | CHUNK_PREV_USED) || !free_links_intact(heap, prev, size_class_of(prev_size)))
+        if (prev->head != (prev_size | CHUNK_PREV_USED) || !neighbour_links_intact(heap, prev, prev_size))
             return BLOCK_CORRUPT;
     }
     if (canary && !heap_canary_intact(heap, c))
@@ -805,7 +830,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
                 return false;
         } else if ((char *)next != top) {
             if (*chunk_footer(next, next_size) != next_size ||
-                !free_links_intact(heap, next, size_class_of(next_size)))
+                !neighbour_links_intact(heap, next, next_size))
                 return false;
             merge_next = true;
         }
@@ -818,7 +843,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             return false;
         prev = (heap_chunk *)((char *)c - prev_size);
         if (prev->head != (prev_size | CHUNK_PREV_USED) ||
-            !free_links_intact(heap, prev, size_class_of(prev_size)))
+            !neighbour_links_intact(heap, prev, prev_size))
             return false;
     }
 
@@ -859,43 +884,41 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     if (ptr == NULL)
         return;
     /* One test of the flags word picks the plain path. Every way out of
-     * it other than success is a tail call (so it saves no registers):
-     * to free_plain_merge, or, having changed nothing, to the general
-     * path, which validates again and reports what it finds. */
-    size_t capacity = heap_capacity(heap);
+     * it other than success is a tail call: to free_plain_merge, or,
+     * having changed nothing, to the general path, which validates again
+     * and reports what it finds. Few values are kept across the checks
+     * (offsets are worked out again from the chunk addresses), which
+     * spares the registers. */
     heap_chunk *c = chunk_of_payload(ptr);
     size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
-    if (brisk_unlikely(heap->flags != 0 || offset >= capacity || offset % GRANULE != 0))
+    if (brisk_unlikely(heap->flags != 0 || offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
+                       block_map_get(heap, offset / GRANULE) != BLOCK_MAP_LIVE))
         goto general;
-    size_t g = offset / GRANULE;
-    uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
-    unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
-    uint64_t bits = *word;
     /* c lies in the chunk area, so its header can be read; it is believed
      * only because the map says a live block starts here. */
-    size_t head = c->head, size = head & ~CHUNK_FLAGS, room = capacity - offset;
-    if (brisk_unlikely(((bits >> shift) & 3u) != BLOCK_MAP_LIVE ||
-                       (head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
-                       size > room))
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
+                       size > (size_t)(heap->end - (char *)c)))
         goto general;
     heap_chunk *next = chunk_at(c, size);
     size_t next_head = next->head;
     if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
         goto general;
-    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || size == room)
+    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
         goto merge;
     /* Both neighbours in use (next is a chunk, not the sentinel): it must
      * be LIVE in the map too, and then nothing merges. */
     size_t next_size = next_head & ~CHUNK_FLAGS;
-    size_t next_g = g + size / GRANULE;
-    uint64_t next_bits = heap->block_map[next_g / BLOCK_MAP_PER_WORD];
+    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
+                       block_map_get(heap, chunk_granule(heap, next)) != BLOCK_MAP_LIVE))
+        goto general;
     size_t cls = size_class_of(size);
     heap_chunk *first = heap->heads[cls];
-    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > room - size ||
-                       ((next_bits >> (2 * (next_g % BLOCK_MAP_PER_WORD))) & 3u) != BLOCK_MAP_LIVE ||
-                       !bin_link_safe(heap, c, first)))
+    if (brisk_unlikely(!bin_link_safe(heap, c, first)))
         goto general;
-    *word = bits ^ ((uint64_t)3 << shift); /* LIVE -> FREED */
+    /* LIVE -> FREED (01 -> 10): one xor. */
+    size_t g = chunk_granule(heap, c);
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (g % BLOCK_MAP_PER_WORD));
     heap->used_count--;
     c->head = size | CHUNK_PREV_USED;
     next->head = next_head & ~CHUNK_PREV_USED;
@@ -905,7 +928,7 @@ merge:
     free_plain_merge(heap, c, head, next, next_head);
     return;
 general:
-    heap_free_general(heap, ptr);
+    heap_free_general(heap, chunk_payload(c));
 }
 
 size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)

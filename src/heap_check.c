@@ -27,8 +27,9 @@
  *      non-zero; no class at or above class_count is used.
  *  10. The block map has LIVE exactly at the used chunks; no granule is
  *      both LIVE and FREED.
- *  11. The counters (used chunks, allocated bytes, listed chunks and
- *      bytes) agree with a recount.
+ *  11. The counters (used chunks, listed chunks and bytes) agree with a
+ *      recount, and so does the allocated-bytes figure derived from them
+ *      (heap_allocated).
  *  12. high_water reaches at least the end of every used chunk.
  */
 #include "heap_internal.h"

@@ -46,8 +46,8 @@
  *               takes the whole list with one exchange when `free` and
  *               `local_free` run dry.
  * Next pointers inside free blocks are encoded with two per-page secrets
- * and every popped block is validated (a carved block start of its page);
- * a popped block's first word is zeroed.
+ * and every popped block is validated (inside the carved part of its
+ * page, 16-byte aligned); a popped block's first word is zeroed.
  *
  * Double free, in O(1): a free block's first word always decodes (with
  * the page's secrets) to NULL or a block of the same page, and a live
@@ -342,9 +342,10 @@ static inline uintptr_t rotr_word(uintptr_t x, unsigned r)
 
 /* stored = rotl(next ^ key0, 23) + key1: without the page's two keys a
  * written value decodes to an unpredictable address, and every decoded
- * pointer is validated on pop anyway (in its page, aligned, not live), so
- * a forged one can at worst name another free block of the same page. A
- * constant rotation keeps the decode to three one-cycle operations. */
+ * pointer is validated on pop anyway (inside the page's carved part,
+ * 16-byte aligned), so even a forged one can only name an address in the
+ * same page. A constant rotation keeps the decode to three one-cycle
+ * operations. */
 #define LIST_ROTATE 23u
 
 static inline uintptr_t list_encode(const page *pg, const block *next)
