@@ -88,14 +88,16 @@ static inline uint64_t mix64(uint64_t x)
 }
 
 /* The canary stored at address `at` (the last word of a slot, or of a
- * page's pad), from the kernel-random process secret. One multiply: these
- * run on every malloc and free. Like any unkeyed mix it is invertible, so
- * a program that can read one canary and knows its address could work
- * out the others; canaries are against blind overflows, not against an
- * attacker who already reads the heap (docs/security.md). */
+ * page's pad): the address xor the kernel-random process secret, one
+ * operation, as these run on every malloc and free. An overflow that
+ * does not know the secret rewrites it intact with probability 2^-64 (a
+ * partial overwrite of n bytes: 2^-8n). A program that can read one
+ * canary and knows its address learns the secret, and so every canary;
+ * canaries are against blind overflows, not against an attacker who
+ * already reads the heap (docs/security.md). */
 static inline uint64_t canary_at(uintptr_t at)
 {
-    return (((uint64_t)at ^ (uint64_t)process_secret) * 0x9e3779b97f4a7c15u) ^ 0x63616e617279u;
+    return (uint64_t)at ^ (uint64_t)process_secret;
 }
 
 /* The marker a quarantined block at p carries in its first word. */
@@ -165,6 +167,27 @@ static void words_clear(uintptr_t from, size_t len)
         w[i] = 0;
 }
 
+/* A block handed out under wipe is checked to be still zero only in a
+ * sample: its first WIPE_SAMPLE_BYTES (less the free-list link in the
+ * first word) and its last WIPE_SAMPLE_BYTES before the canary, which is
+ * all of any block of up to 2 * WIPE_SAMPLE_BYTES. Two cache lines at
+ * each end: a write after free usually lands on an object's header or
+ * on its last fields (a length, a pointer, a vtable, a reference count).
+ * Reading the whole block back cost as much as wiping it; the free still
+ * wipes every byte, so a block shows a previous owner's bytes only where
+ * a write after free put them outside the sample (docs/security.md). */
+#define WIPE_SAMPLE_BYTES ((size_t)128)
+
+/* Whether the sampled words of a block of `body` bytes (its size less
+ * the canary) at p are zero, but for the first word. */
+static inline bool wiped_sample_zero(uintptr_t p, size_t body)
+{
+    if (body <= 2 * WIPE_SAMPLE_BYTES)
+        return words_zero(p + sizeof(uint64_t), body - sizeof(uint64_t));
+    return words_zero(p + sizeof(uint64_t), WIPE_SAMPLE_BYTES - sizeof(uint64_t)) &&
+           words_zero(p + body - WIPE_SAMPLE_BYTES, WIPE_SAMPLE_BYTES);
+}
+
 /* ---- page hooks ------------------------------------------------------------ */
 
 void harden_page_setup(page *pg)
@@ -183,9 +206,12 @@ void harden_page_setup(page *pg)
 void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
 {
     size_t bsize = pg->block_size;
-    if (harden_flags & HARDEN_WIPE) {
+    if ((harden_flags & HARDEN_WIPE) && !pg->fresh) {
         /* A slot used before by another class may hold its old links and
-         * canaries; freshly carved blocks must read as wiped. */
+         * canaries; freshly carved blocks must read as wiped. A fresh
+         * slot (mapped or decommitted since last used, and never carved
+         * beyond `first` since) is zero already: zeroing it again would
+         * only touch its memory early. */
         memset((void *)first, 0, (size_t)count * bsize);
     }
     if (harden_flags & HARDEN_CANARY) {
@@ -346,7 +372,8 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
         errno = ENOMEM;
         return NULL;
     }
-    void *p = malloc_raw(size + tail, alignment, zero);
+    void *p = alignment == 0 && !zero ? malloc_fast_raw(size + tail)
+                                      : malloc_raw(size + tail, alignment, zero);
     if (p == NULL)
         return NULL;
     page *pg;
@@ -359,8 +386,9 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
     }
     size_t bsize = pg->block_size;
     if (harden_flags & HARDEN_WIPE) {
-        /* Wiped on free but for the first word (the free-list link). */
-        if (!words_zero((uintptr_t)p + sizeof(uint64_t), bsize - sizeof(uint64_t) - tail)) {
+        /* Wiped on free but for the first word (the free-list link);
+         * checked in a sample (WIPE_SAMPLE_BYTES). */
+        if (!wiped_sample_zero((uintptr_t)p, bsize - tail)) {
             report_error(BRISK_ERROR_USE_AFTER_FREE,
                          "use after free: a freed block was written to (found when handed out again)", p);
             errno = ENOMEM;

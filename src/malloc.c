@@ -107,6 +107,11 @@ void *malloc_raw(size_t size, size_t alignment, bool zero)
     return malloc_slow(size, alignment, zero);
 }
 
+void *malloc_fast_raw(size_t size)
+{
+    return malloc_inline(size);
+}
+
 void *brisk_calloc(size_t count, size_t size)
 {
     size_t total;

@@ -46,8 +46,9 @@
  *               takes the whole list with one exchange when `free` and
  *               `local_free` run dry.
  * Next pointers inside free blocks are encoded with two per-page secrets
- * and every popped block is validated (inside the carved part of its
- * page, 16-byte aligned); a popped block's first word is zeroed.
+ * and every link is validated (NULL, or inside the carved part of its
+ * page, 16-byte aligned) before the block holding it is handed out; a
+ * popped block's first word is zeroed.
  *
  * Double free, in O(1): a free block's first word always decodes (with
  * the page's secrets) to NULL or a block of the same page, and a live
@@ -124,7 +125,10 @@ typedef struct page {
     uint32_t block_size;
     uint16_t size_class;
     uint8_t in_use;         /* slot holds a page of blocks */
-    uint8_t unused_;
+    uint8_t fresh;          /* the slot's memory was known zero when the
+                               page was set up (mapped or decommitted
+                               since its last use): blocks carved from it
+                               need no wiping */
     uint32_t slot;          /* index in its segment */
     /* line 2: written by the owner thread only */
     block *free __attribute__((aligned(64)));
@@ -258,6 +262,9 @@ BRISK_HIDDEN size_t harden_usable_size(const void *p);
 
 /* The unhardened allocator, for harden.c (malloc.c). */
 BRISK_HIDDEN void *malloc_raw(size_t size, size_t alignment, bool zero);
+/* malloc_raw for the common case (no alignment, no zeroing): the
+ * unhardened fast path, without malloc_raw's tests. */
+BRISK_HIDDEN void *malloc_fast_raw(size_t size);
 BRISK_HIDDEN void free_raw(void *p);
 /* Frees the block p of page pg, already validated as a live block. */
 BRISK_HIDDEN void free_validated(page *pg, void *p);
@@ -407,13 +414,22 @@ static inline bool page_block_start(const page *pg, uintptr_t off)
     return off < pg->carved && ((off * pg->div_magic) >> DIV_SHIFT) * pg->block_size == off;
 }
 
+/* Whether off (from the page's start) is 16-byte aligned and inside the
+ * carved part, in one compare: rotating right by 4 moves any of the low
+ * four bits to the top, making the value larger than any carved / 16
+ * (carved is a multiple of 16). */
+static inline bool page_link_in_range(const page *pg, uintptr_t off)
+{
+    return rotr_word(off, 4) < (uintptr_t)(pg->carved >> 4);
+}
+
 /* Whether a block's first word reads as a free-list link of its page:
- * decoding to NULL or to a block start of the page (see the top). */
+ * decoding to NULL or to a 16-byte aligned address in the carved part
+ * (see the top). */
 static inline bool block_looks_free(const page *pg, const block *b)
 {
     block *next = list_decode(pg, __atomic_load_n(&b->next_encoded, __ATOMIC_RELAXED));
-    uintptr_t off = (uintptr_t)next - pg->start;
-    return next == NULL || (off < pg->carved && (off & 15) == 0);
+    return page_link_in_range(pg, (uintptr_t)next - pg->start) || next == NULL;
 }
 
 static inline segment *page_segment(const page *pg)
@@ -462,26 +478,27 @@ BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
 BRISK_HIDDEN size_t format_decimal(char *buf, uint64_t value);
 
 /* Pops the first block of a page whose free list is not empty: the
- * malloc fast path. With checks, the block must lie in the carved part
- * of the page, 16-byte aligned, and its own link must read as a free
- * block's (NULL, or in the carved part, aligned). A link nudged by a
- * write after free (flipping a bit needs no secret) names the middle of
- * a block or a live neighbour, where the word found is user data (or a
- * live block's zeroed first word) and decodes to an address outside the
- * page, with probability 1 - carved / 2^48: the pop is refused before
- * that memory is handed out. The first word is then zeroed so a live
- * block never looks free to the double-free check. */
+ * malloc fast path. With checks, the popped block's own link must read
+ * as a free block's (NULL, or 16-byte aligned in the carved part) before
+ * the block is handed out. A link nudged by a write after free (flipping
+ * a bit needs no secret) names the middle of a block or a live
+ * neighbour, where the word found is user data (or a live block's zeroed
+ * first word) and decodes to an address outside the page, with
+ * probability 1 - carved / 2^48: the pop of that block is refused before
+ * its memory is handed out.
+ *
+ * The block b itself needs no check: every value pg->free takes was
+ * checked before. It is a `next` checked by the previous pop, the head of
+ * local_free or thread_free (a block free validated), or a block
+ * page_extend just carved (see page.c). The first word is then zeroed so
+ * a live block never looks free to the double-free check. */
 BRISK_INLINE void *page_pop(page *pg)
 {
     block *b = pg->free;
 #if BRISK_CHECKS
-    uintptr_t off = (uintptr_t)b - pg->start;
-    if (brisk_unlikely(off >= pg->carved || (off & 15) != 0))
-        return page_pop_corrupt(pg, b);
     block *next = list_decode(pg, b->next_encoded);
-    uintptr_t next_off = (uintptr_t)next - pg->start;
     /* In range first: the end of a list (NULL) is the rare case. */
-    if (brisk_unlikely((next_off >= pg->carved || (next_off & 15) != 0) && next != NULL))
+    if (brisk_unlikely(!page_link_in_range(pg, (uintptr_t)next - pg->start) && next != NULL))
         return page_pop_corrupt(pg, b);
     pg->free = next;
     b->next_encoded = 0;

@@ -211,6 +211,7 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
         candidates = seg->free_slots; /* prefer slots still resident */
     unsigned slot = (unsigned)__builtin_ctzll(candidates);
     uint64_t bit = (uint64_t)1 << slot;
+    bool dirty = (seg->dirty_slots & bit) != 0;
     seg->free_slots &= ~bit;
     seg->dirty_slots &= ~bit;
     seg->pages_in_use++;
@@ -235,6 +236,7 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     pg->key0 = random_next(&h->rng);
     pg->key1 = random_next(&h->rng) | 1u;
     pg->in_full = 0;
+    pg->fresh = dirty ? 0 : 1;
     pg->next = pg->prev = NULL;
     __atomic_store_n(&pg->in_use, 1, __ATOMIC_RELEASE);
     return pg;
@@ -363,7 +365,10 @@ bool heap_purge(heap *h, bool force)
             if (!force && now - pg->freed_at_ms < malloc_options.decay_ms)
                 continue;
             size_t size = (size_t)1 << seg->page_shift;
-            os_decommit((char *)seg + ((size_t)slot << seg->page_shift), size);
+            /* A slot not dirty reads as zero (the wipe relies on it), so
+             * it stays dirty if the OS refused. */
+            if (os_decommit((char *)seg + ((size_t)slot << seg->page_shift), size) != 0)
+                continue;
             seg->dirty_slots &= ~((uint64_t)1 << slot);
             any = true;
             verbose_note("returned a free page to the OS", size);
