@@ -241,7 +241,7 @@ int harden_check_page(const page *pg)
 
 /* The page of p when p is the start of a carved block of a page in use,
  * else NULL (a large block, or a pointer the unhardened code reports). */
-static page *page_block_of(const void *p)
+BRISK_INLINE page *page_block_of(const void *p)
 {
     uintptr_t meta = meta_of(p);
     if (segmap_kind(meta) != SEGMAP_PAGES)
@@ -256,7 +256,7 @@ static page *page_block_of(const void *p)
  * not a free-list link of its page): a block whose first word does is
  * left to the unhardened free, which confirms and reports the double
  * free, or frees it when it was live after all. */
-static page *live_page_block(const void *p)
+BRISK_INLINE page *live_page_block(const void *p)
 {
     page *pg = page_block_of(p);
     if (pg == NULL || block_looks_free(pg, p))
