@@ -269,8 +269,8 @@ static int replay_main(int argc, char **argv)
     if (svg != NULL) {
         const trace_report *r = &reports[map_index];
         if (!r->ok || r->result.num_snapshots == 0) {
-            fprintf(stderr, "brisk-trace replay: no heap map for %s: its replay failed\n",
-                    r->t->name);
+            fprintf(stderr, "brisk-trace replay: no heap map for %s: %s\n", r->t->name,
+                    r->ok ? "it has no ops" : "its replay failed");
             status = 1;
         } else {
             long shapes = svg_write(svg, r);
