@@ -84,22 +84,18 @@ static inline void wipe_chunk_metadata(const brisk_heap *heap, heap_chunk *c, si
     }
 }
 
-/* ---- live-block map ---------------------------------------------------- */
+/* ---- the block map ------------------------------------------------------ */
 
 static inline void mark_live(brisk_heap *heap, heap_chunk *c, size_t size)
 {
-    size_t g = chunk_granule(heap, c);
-    bitmap_set(heap->live_map, g);
-    bitmap_clear(heap->freed_map, g);
+    block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_LIVE);
     heap->used_count++;
     heap->allocated += size - CHUNK_HEADER_SIZE;
 }
 
 static inline void mark_freed(brisk_heap *heap, heap_chunk *c, size_t size)
 {
-    size_t g = chunk_granule(heap, c);
-    bitmap_clear(heap->live_map, g);
-    bitmap_set(heap->freed_map, g);
+    block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_FREED);
     heap->used_count--;
     heap->allocated -= size - CHUNK_HEADER_SIZE;
 }
@@ -111,26 +107,25 @@ static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
         heap->high_water = reach;
 }
 
-/* Makes [r, r + size) a free chunk whose left neighbour is live and whose
- * right neighbour is live (or the sentinel): the rest of a chunk that was
- * split. When `wild` it becomes the wilderness instead of being listed. */
+/* Makes [r, r + size) a free chunk: the rest of a free chunk that was
+ * split, so its left neighbour is live and its right neighbour already
+ * has PREV_USED clear (it followed a free chunk; nothing to write there).
+ * When `wild` it becomes the wilderness instead of being listed. */
 static inline void place_remainder(brisk_heap *heap, heap_chunk *r, size_t size, bool wild)
 {
     r->head = size | CHUNK_PREV_USED;
-    if (wild) {
+    if (wild)
         heap->top = (char *)r;
-    } else {
+    else
         bin_insert(heap, r, size);
-        chunk_at(r, size)->head &= ~CHUNK_PREV_USED;
-    }
 }
 
 /* ---- allocation -------------------------------------------------------- */
 
 /* Bytes between the free chunk c and the chunk an allocation of `need`
  * bytes aligned to `alignment` would start at inside it, or SIZE_MAX when
- * it does not fit in c's `size` bytes. The gap is 0 or a whole minimal
- * chunk, which goes back to the lists. */
+ * it does not fit in c's `size` bytes. The gap is 0 or at least a minimal
+ * chunk (it goes back to the lists as a free chunk of its own). */
 static inline size_t fit_lead(const heap_chunk *c, size_t size, size_t need, size_t alignment)
 {
     size_t lead = 0;
@@ -189,18 +184,42 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
  * fits. */
 static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
+    if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT) {
+        /* The common case: an exact class with a chunk of exactly `need`
+         * bytes. Unlink the first and hand it out whole; it lies below
+         * the wilderness, so high_water cannot move. */
+        size_t cls = size_class_of(need);
+        heap_chunk *c = heap->heads[cls];
+        if (brisk_likely(c != NULL)) {
+            heap_chunk *next = c->next;
+            heap->heads[cls] = next;
+            if (next != NULL)
+                next->prev = NULL;
+            else
+                class_mark_empty(heap, cls);
+            heap->binned_count--;
+            heap->binned_bytes -= need;
+            c->head = need | CHUNK_USED | CHUNK_PREV_USED;
+            chunk_at(c, need)->head |= CHUNK_PREV_USED;
+            if (heap->flags & BRISK_HEAP_WIPE) {
+                memset(chunk_payload(c), 0, 2 * sizeof(void *));
+                *chunk_footer(c, need) = 0;
+            }
+            mark_live(heap, c, need);
+            return chunk_payload(c);
+        }
+    }
     if (search <= heap_capacity(heap)) {
         size_t cls = size_class_of(search);
         heap_chunk *found = NULL;
         size_t found_size = 0, found_lead = 0;
-        if (cls < SMALL_CLASSES && alignment <= BRISK_ALIGNMENT) {
-            found = heap->heads[cls]; /* exact class: every entry fits */
-            if (found != NULL)
-                found_size = search;
-        } else {
-            /* A ranged class holds sizes on both sides of the request:
-             * look at a few entries for the tightest fit (lowest address
-             * on ties). TLSF would skip this class entirely. */
+        /* An unaligned request of an exact class found it empty above.
+         * Otherwise the own class may hold chunks too small for the
+         * request (a ranged class holds sizes on both sides of it; an
+         * aligned request may need a gap): look at a few entries for the
+         * tightest fit, lowest address on ties. TLSF would skip this
+         * class entirely. */
+        if (cls >= SMALL_CLASSES || alignment > BRISK_ALIGNMENT) {
             heap_chunk *c = heap->heads[cls];
             for (unsigned probes = 0; c != NULL && probes < RANGED_CLASS_PROBES; probes++, c = c->next) {
                 size_t size = chunk_size(c);
@@ -268,6 +287,9 @@ void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
     }
     heap_lock(heap);
     void *p = heap_alloc_locked(heap, total);
+    /* Read under the lock: a neighbour's free may be rewriting the
+     * header's PREV_USED bit in another thread. */
+    size_t usable = p != NULL ? chunk_size(chunk_of_payload(p)) - CHUNK_HEADER_SIZE : 0;
     heap_unlock(heap);
     if (p == NULL) {
         errno = ENOMEM;
@@ -277,7 +299,7 @@ void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
      * those bytes to the caller, and they must not show old data. A wiped
      * heap hands out zeroed chunks already. */
     if (!(heap->flags & BRISK_HEAP_WIPE))
-        memset(p, 0, chunk_size(chunk_of_payload(p)) - CHUNK_HEADER_SIZE);
+        memset(p, 0, usable);
     return p;
 }
 
@@ -311,8 +333,28 @@ typedef enum block_status {
     BLOCK_CORRUPT    /* a live block whose tags do not add up */
 } block_status;
 
+/* Whether the free chunk c of `size` bytes, a merge candidate, is linked
+ * into its list both ways: merging unlinks it, and unlinking through
+ * overwritten links would write wherever they point. The lines read here
+ * are the ones the unlinking writes anyway. */
+static inline bool listed_chunk_linked(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    const heap_chunk *prev = c->prev, *next = c->next;
+    if (prev == NULL) {
+        if (heap->heads[size_class_of(size)] != c)
+            return false;
+    } else if ((const char *)prev < heap->base || (const char *)prev >= heap->top ||
+               (uintptr_t)prev % GRANULE != CHUNK_HEADER_SIZE || prev->next != c) {
+        return false;
+    }
+    if (next != NULL && ((const char *)next < heap->base || (const char *)next >= heap->top ||
+                         (uintptr_t)next % GRANULE != CHUNK_HEADER_SIZE || next->prev != c))
+        return false;
+    return true;
+}
+
 /* Decides whether p is a live block of this heap without trusting any
- * byte a program could have written: the live map, kept outside the
+ * byte a program could have written: the block map, kept outside the
  * chunks, says whether a live block starts there; only then are its
  * header and its neighbours' tags read, and checked against each other. */
 static block_status block_validate(const brisk_heap *heap, const void *p)
@@ -322,9 +364,9 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
     if (addr < first || addr >= (uintptr_t)heap->end || (addr - first) % GRANULE != 0)
         return BLOCK_INVALID;
     heap_chunk *c = chunk_of_payload(p);
-    size_t g = chunk_granule(heap, c);
-    if (!bitmap_get(heap->live_map, g))
-        return bitmap_get(heap->freed_map, g) ? BLOCK_FREED : BLOCK_INVALID;
+    unsigned state = block_map_get(heap, chunk_granule(heap, c));
+    if (state != BLOCK_MAP_LIVE)
+        return state == BLOCK_MAP_FREED ? BLOCK_FREED : BLOCK_INVALID;
 
     size_t size = chunk_size(c);
     size_t room = (size_t)(heap->end - (char *)c);
@@ -338,9 +380,9 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
         if (next_size < CHUNK_MIN_SIZE || next_size > room - size)
             return BLOCK_CORRUPT;
         if (chunk_is_used(next)) {
-            if (!bitmap_get(heap->live_map, chunk_granule(heap, next)))
+            if (block_map_get(heap, chunk_granule(heap, next)) != BLOCK_MAP_LIVE)
                 return BLOCK_CORRUPT;
-        } else if ((char *)next != heap->top && *chunk_footer(next, next_size) != next_size) {
+        } else if ((char *)next != heap->top && !listed_chunk_linked(heap, next, next_size)) {
             return BLOCK_CORRUPT;
         }
     }
@@ -350,7 +392,7 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (prev->head != (prev_size | CHUNK_PREV_USED))
+        if (prev->head != (prev_size | CHUNK_PREV_USED) || !listed_chunk_linked(heap, prev, prev_size))
             return BLOCK_CORRUPT;
     }
     return BLOCK_LIVE;

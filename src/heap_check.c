@@ -25,8 +25,8 @@
  *   9. The class bitmap has bit c set exactly when list c is non-empty,
  *      and the summary word has bit w set exactly when word w is
  *      non-zero; no class at or above class_count is used.
- *  10. The live map has a bit set exactly at the used chunks; the freed
- *      map has no bit where the live map has one.
+ *  10. The block map has LIVE exactly at the used chunks; no granule is
+ *      both LIVE and FREED.
  *  11. The counters (used chunks, allocated bytes, listed chunks and
  *      bytes) agree with a recount.
  *  12. high_water reaches at least the end of every used chunk.
@@ -93,10 +93,10 @@ static int check_locked(const brisk_heap *heap)
         if (chunk_prev_used(c) != prev_used)
             return check_fail(4, "PREV_USED bit disagrees with the previous chunk", c);
         size_t g = chunk_granule(heap, c);
-        bool live = bitmap_get(heap->live_map, g);
+        bool live = block_map_get(heap, g) == BLOCK_MAP_LIVE;
         if (chunk_is_used(c)) {
             if (!live)
-                return check_fail(10, "used chunk missing from the live map", c);
+                return check_fail(10, "used chunk not LIVE in the block map", c);
             used++;
             allocated += size - CHUNK_HEADER_SIZE;
             last_used_end = (const char *)c + size;
@@ -105,7 +105,7 @@ static int check_locked(const brisk_heap *heap)
             if (!prev_used)
                 return check_fail(5, "two free chunks are adjacent", c);
             if (live)
-                return check_fail(10, "free chunk marked live", c);
+                return check_fail(10, "free chunk LIVE in the block map", c);
             bool ends_region = size == room;
             if (ends_region != ((const char *)c == top))
                 return check_fail(6, "the chunk at the region's end and the wilderness disagree", c);
@@ -168,16 +168,19 @@ static int check_locked(const brisk_heap *heap)
     if (heap->class_summary >> CLASS_WORDS != 0)
         return check_fail(9, "summary bit beyond the class words", base);
 
-    /* 10: as many live bits as used chunks, freed map disjoint. */
-    size_t words = (heap->granule_count + 63) / 64;
+    /* 10: as many LIVE granules as used chunks, none also FREED. */
+    size_t words = (heap->granule_count + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD;
     size_t live_bits = 0;
     for (size_t w = 0; w < words; w++) {
-        live_bits += (size_t)__builtin_popcountll(heap->live_map[w]);
-        if (heap->live_map[w] & heap->freed_map[w])
-            return check_fail(10, "granule both live and freed", base + 64 * GRANULE * w);
+        uint64_t word = heap->block_map[w];
+        if (word == 0)
+            continue; /* most of a large heap's map */
+        live_bits += (size_t)__builtin_popcountll(word & BLOCK_MAP_LIVE_MASK);
+        if (word & (word >> 1) & BLOCK_MAP_LIVE_MASK)
+            return check_fail(10, "granule both live and freed", base + BLOCK_MAP_PER_WORD * GRANULE * w);
     }
     if (live_bits != used)
-        return check_fail(10, "live map marks a block that is not a used chunk", base);
+        return check_fail(10, "block map marks LIVE a granule that is not a used chunk", base);
 
     /* 11 */
     if (used != heap->used_count || allocated != heap->allocated)
@@ -213,8 +216,9 @@ int brisk_heap_walk(const brisk_heap *heap, brisk_heap_visitor visitor, void *co
         info.used = chunk_is_used(c);
         info.payload = info.used ? (const char *)c + CHUNK_HEADER_SIZE : NULL;
         info.usable = info.used ? info.size - CHUNK_HEADER_SIZE : 0;
-        if (info.size == 0)
-            break; /* a corrupted size; brisk_heap_check says more */
+        if (info.size < CHUNK_MIN_SIZE || info.size > (size_t)(heap->end - (const char *)c))
+            break; /* a corrupted size: stop rather than leave the region
+                      (brisk_heap_check says what is wrong) */
         result = visitor(&info, context);
         if (result != 0)
             break;

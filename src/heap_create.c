@@ -17,8 +17,8 @@ size_t heap_bookkeeping_size(size_t region_size)
     size_t largest_chunk = region_size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : region_size & ~(GRANULE - 1);
     size_t classes = size_class_of(largest_chunk) + 1;
     size_t granules = region_size / GRANULE;
-    size_t map_words = (granules + 63) / 64;
-    size_t bytes = HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *) + 2 * map_words * sizeof(uint64_t);
+    size_t map_words = (granules + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD;
+    size_t bytes = HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *) + map_words * sizeof(uint64_t);
     return (bytes + GRANULE - 1) & ~(GRANULE - 1);
 }
 
@@ -36,12 +36,13 @@ static brisk_heap *heap_init(void *mem, size_t size, unsigned flags, void *map_b
     }
     char *region = mem;
     brisk_heap *heap = mem;
-    memset(heap, 0, bookkeeping);
+    /* A fresh mapping reads as zero already; touching its bookkeeping
+     * pages here would only fault them in (4 MiB for a 256 MiB heap). */
+    if (map_base == NULL)
+        memset(heap, 0, bookkeeping);
     size_t classes = size_class_of(usable_end & ~(GRANULE - 1)) + 1;
-    size_t granules_max = size / GRANULE;
     heap->heads = (heap_chunk **)(region + HEAP_STRUCT_SIZE);
-    heap->live_map = (uint64_t *)(region + HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *));
-    heap->freed_map = heap->live_map + (granules_max + 63) / 64;
+    heap->block_map = (uint64_t *)(region + HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *));
     heap->base = region + bookkeeping + CHUNK_HEADER_SIZE;
     heap->end = region + usable_end - CHUNK_HEADER_SIZE;
     heap->top = heap->base;

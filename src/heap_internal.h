@@ -6,7 +6,7 @@
  * The region:
  *
  *   region start (16-aligned)                                   region end
- *   | struct brisk_heap | list heads | live map | freed map |pad| chunks |S|
+ *   | struct brisk_heap | list heads |   block map   |pad| chunks ...   |S|
  *                                                               ^base   ^end
  *
  *   Chunks tile [base, end) exactly. base and end are 8 mod 16, so every
@@ -139,11 +139,13 @@ struct brisk_heap {
     char *end;               /* the sentinel header; chunks tile [base, end) */
     char *top;               /* the wilderness chunk, or end when empty */
     heap_chunk **heads;      /* class_count list heads (in the bookkeeping) */
-    uint64_t *live_map;      /* bit g: a live block's payload starts at
-                                base + 8 + 16 g */
-    uint64_t *freed_map;     /* bit g: a block handed out there was freed
-                                and has not been handed out again (tells a
-                                double free from a wild pointer) */
+    uint64_t *block_map;     /* 2 bits per granule g, the payload address
+                                base + 8 + 16 g: BLOCK_MAP_LIVE when a live
+                                block starts there, BLOCK_MAP_FREED when a
+                                block handed out there was freed and not
+                                handed out again (tells a double free from
+                                a wild pointer), else 0. Both in one word
+                                so a free touches one cache line. */
     size_t class_count;      /* classes a chunk of this heap can fall in */
     size_t granule_count;    /* (end - base) / 16 */
     uint64_t class_map[CLASS_WORDS]; /* bit c: list c is non-empty */
@@ -180,12 +182,23 @@ BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
     return (size_t)((const char *)c - heap->base) / GRANULE;
 }
 
-BRISK_INLINE bool bitmap_get(const uint64_t *map, size_t bit)
+#define BLOCK_MAP_LIVE 1u
+#define BLOCK_MAP_FREED 2u
+#define BLOCK_MAP_PER_WORD 32u
+/* The live bits of a block-map word. */
+#define BLOCK_MAP_LIVE_MASK UINT64_C(0x5555555555555555)
+
+BRISK_INLINE unsigned block_map_get(const brisk_heap *heap, size_t g)
 {
-    return (map[bit / 64] >> (bit % 64)) & 1u;
+    return (unsigned)(heap->block_map[g / BLOCK_MAP_PER_WORD] >> (2 * (g % BLOCK_MAP_PER_WORD))) & 3u;
 }
-BRISK_INLINE void bitmap_set(uint64_t *map, size_t bit) { map[bit / 64] |= (uint64_t)1 << (bit % 64); }
-BRISK_INLINE void bitmap_clear(uint64_t *map, size_t bit) { map[bit / 64] &= ~((uint64_t)1 << (bit % 64)); }
+
+BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
+{
+    uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
+    unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
+    *word = (*word & ~((uint64_t)3 << shift)) | ((uint64_t)state << shift);
+}
 
 /* The first non-empty class at or above cls, or CLASS_NONE. O(1): one
  * word of the class map, then the summary word. */
@@ -213,7 +226,7 @@ BRISK_INLINE size_t class_find_highest(const brisk_heap *heap)
     return word * 64 + 63u - (size_t)__builtin_clzll(heap->class_map[word]);
 }
 
-/* Bytes of bookkeeping (struct, list heads, both granule maps) that a
+/* Bytes of bookkeeping (struct, list heads, the block map) that a
  * region of `region_size` bytes needs in front of its chunks. A multiple
  * of 16. */
 BRISK_HIDDEN size_t heap_bookkeeping_size(size_t region_size);

@@ -1,7 +1,8 @@
 /* libFuzzer target for the region heap. The input is a program:
  *
  *   byte 0        heap options: bit 0 BRISK_HEAP_WIPE, bits 1-3 pick the
- *                 buffer size (2 KiB .. 256 KiB)
+ *                 buffer size (2 KiB .. 256 KiB), bit 4
+ *                 BRISK_HEAP_THREADSAFE (one thread: exercises the lock)
  *   then ops      one byte each, followed by its operands:
  *     op % 8 == 0  alloc          slot, size (2 bytes)
  *               1  calloc         slot, count, size (1 byte each)
@@ -91,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     reader r = {data, size};
     unsigned options = take(&r);
     size_t heap_size = (size_t)2048 << (options >> 1 & 7);
-    unsigned flags = options & 1 ? BRISK_HEAP_WIPE : 0;
+    unsigned flags = (options & 1 ? BRISK_HEAP_WIPE : 0) | (options & 16 ? BRISK_HEAP_THREADSAFE : 0);
     brisk_heap *heap = brisk_heap_create_ex(buffer, heap_size, flags);
     if (heap == NULL)
         __builtin_trap();

@@ -82,7 +82,7 @@ static void test_misuse_aborts(void)
     free(from_malloc);
 
     /* A header forged inside a block, as an attacker controlling the
-     * block's contents would write it: the live map is not fooled. */
+     * block's contents would write it: the block map is not fooled. */
     char *big = brisk_heap_alloc(misuse_heap, 1000);
     REQUIRE(big != NULL);
     size_t fake_header = 64 | 3; /* size 64, USED, PREV_USED */
@@ -106,6 +106,24 @@ static void test_misuse_aborts(void)
     r = run_in_child(realloc_once, b);
     CHECK_ABORTS_WITH(r, report_for("heap metadata corrupted", b));
     memcpy(b - 8, &saved, sizeof saved);
+    CHECK_EQ(brisk_heap_check(misuse_heap), 0);
+
+    /* A free neighbour whose list links were overwritten (a use after
+     * free): merging would unlink through them, so freeing either of its
+     * neighbours reports corruption instead of writing through them. */
+    char *left = brisk_heap_alloc(misuse_heap, 64);
+    char *middle = brisk_heap_alloc(misuse_heap, 64);
+    char *right = brisk_heap_alloc(misuse_heap, 64);
+    REQUIRE(left && middle && right);
+    brisk_heap_free(misuse_heap, middle);
+    uintptr_t saved_link;
+    memcpy(&saved_link, middle, sizeof saved_link);
+    memset(middle, 0x41, sizeof saved_link);
+    r = run_in_child(free_once, left);
+    CHECK_ABORTS_WITH(r, report_for("heap metadata corrupted", left));
+    r = run_in_child(free_once, right);
+    CHECK_ABORTS_WITH(r, report_for("heap metadata corrupted", right));
+    memcpy(middle, &saved_link, sizeof saved_link);
     CHECK_EQ(brisk_heap_check(misuse_heap), 0);
 
     /* The parent's heap was never touched by the children. */
@@ -244,7 +262,14 @@ static void corrupt_class_bit(sample *s)
     s->heap->class_map[0] ^= (uint64_t)1 << 5;
 }
 static void corrupt_counter(sample *s) { s->heap->allocated += 16; }
-static void corrupt_live_map(sample *s) { bitmap_set(s->heap->live_map, chunk_granule(s->heap, chunk_of_payload(s->b))); }
+static void corrupt_live_map(sample *s)
+{
+    block_map_set(s->heap, chunk_granule(s->heap, chunk_of_payload(s->b)), BLOCK_MAP_LIVE);
+}
+static void corrupt_map_both(sample *s)
+{
+    block_map_set(s->heap, chunk_granule(s->heap, chunk_of_payload(s->a)), BLOCK_MAP_LIVE | BLOCK_MAP_FREED);
+}
 static void corrupt_high_water(sample *s) { s->heap->high_water = 16; }
 static void corrupt_wilderness(sample *s) { s->heap->top += 16; }
 static void corrupt_list_head(sample *s)
@@ -269,6 +294,7 @@ static const struct {
     {"class bit", corrupt_class_bit, "invariant 9:"},
     {"allocated counter", corrupt_counter, "invariant 11:"},
     {"live map", corrupt_live_map, "invariant 10:"},
+    {"block both live and freed", corrupt_map_both, "invariant 10:"},
     {"high water", corrupt_high_water, "invariant 12:"},
     {"wilderness start", corrupt_wilderness, "invariant "},
     {"list head", corrupt_list_head, "invariant 8:"},
