@@ -10,7 +10,7 @@
  *   - a new block must not overlap any live block: live blocks sit in a
  *     treap keyed by address, so the check is O(log live) per op;
  *   - the allocator's own self-check runs every `check_every` ops and at
- *     the end.
+ *     the end, and so does live_set_check on the treap above.
  * The timed replay does none of this: it only makes the calls.
  */
 #define _GNU_SOURCE
@@ -188,6 +188,70 @@ static int32_t live_set_at_or_above(const live_set *s, uintptr_t addr)
         }
     }
     return best;
+}
+
+/* Checks the live set's invariants: keys strictly increase in order, the
+ * blocks they stand for do not overlap, every node's priority is at least
+ * its children's, and it holds exactly `expected` nodes. Returns 0, or -1
+ * with the broken invariant in err. Runs with the allocator's self-check,
+ * since the overlap check is only as good as this tree. */
+static int live_set_check(const live_set *s, size_t expected, char *err, size_t err_size)
+{
+    /* Iterative in-order walk with an explicit stack (depth is O(log n)
+     * expected, but a broken tree could be deep: the stack grows). */
+    size_t cap = 64, depth = 0, count = 0;
+    int32_t *stack = malloc(cap * sizeof *stack);
+    int32_t t = s->root, prev = -1;
+    int rc = 0;
+    if (stack == NULL) {
+        snprintf(err, err_size, "out of memory checking the live set");
+        return -1;
+    }
+    while ((t >= 0 || depth > 0) && rc == 0) {
+        while (t >= 0) {
+            if (depth == cap) {
+                int32_t *grown = realloc(stack, 2 * cap * sizeof *stack);
+                if (grown == NULL) {
+                    snprintf(err, err_size, "out of memory checking the live set");
+                    rc = -1;
+                    break;
+                }
+                stack = grown;
+                cap *= 2;
+            }
+            if (count + depth > expected) {
+                snprintf(err, err_size, "live set: more than the %zu live blocks (a cycle?)",
+                         expected);
+                rc = -1;
+                break;
+            }
+            stack[depth++] = t;
+            t = s->left[t];
+        }
+        if (rc != 0)
+            break;
+        t = stack[--depth];
+        int32_t kids[2] = {s->left[t], s->right[t]};
+        for (int k = 0; k < 2; k++)
+            if (kids[k] >= 0 && treap_priority(kids[k]) > treap_priority(t)) {
+                snprintf(err, err_size, "live set: id %d outranks its parent id %d", kids[k], t);
+                rc = -1;
+            }
+        if (prev >= 0 && (s->start[prev] >= s->start[t] || s->end[prev] > s->start[t])) {
+            snprintf(err, err_size, "live set: id %d at %#lx does not follow id %d at %#lx",
+                     t, (unsigned long)s->start[t], prev, (unsigned long)s->start[prev]);
+            rc = -1;
+        }
+        prev = t;
+        count++;
+        t = s->right[t];
+    }
+    if (rc == 0 && count != expected) {
+        snprintf(err, err_size, "live set: %zu nodes for %zu live blocks", count, expected);
+        rc = -1;
+    }
+    free(stack);
+    return rc;
 }
 
 /* ---- the checked replay ------------------------------------------------ */
@@ -466,7 +530,7 @@ int replay_checked(const trace *t, const replay_allocator *a, const replay_optio
     if (check_every == 0)
         check_every = t->num_ops / 64 > 0 ? t->num_ops / 64 : 1;
     uint64_t live = 0;
-    size_t next_plan = 0;
+    size_t next_plan = 0, live_count = 0;
     for (size_t i = 0; i < t->num_ops; i++) {
         const trace_op *op = &t->ops[i];
         uint32_t id = op->id;
@@ -516,6 +580,17 @@ int replay_checked(const trace *t, const replay_allocator *a, const replay_optio
             live -= st.size[id];
             st.ptr[id] = NULL;
             st.size[id] = 0;
+        }
+        if (op->kind == OP_ALLOC)
+            live_count++;
+        else if (op->kind == OP_FREE)
+            live_count--;
+        if ((i + 1) % check_every == 0) {
+            char why[256];
+            if (live_set_check(&st.live, live_count, why, sizeof why) != 0) {
+                replay_fail(&st, op->line, "replay's own bookkeeping is broken: %s", why);
+                goto done;
+            }
         }
         if (a->check != NULL && (i + 1) % check_every == 0) {
             out->checks_run++;
