@@ -28,6 +28,7 @@ MALFORMED = [
     ("header-no-ids", "0\n0\n3\n1\na 0 1\n", "3: bad header: 3 ops but 0 ids"),
     ("unknown-op", GOOD_HEADER + "a 0 8\nx 0 8\nf 0\n", "6: unknown op 'x' (expected a, r or f)"),
     ("unknown-op-word", GOOD_HEADER + "alloc 0 8\n", "5: unknown op 'alloc' (expected a, r or f)"),
+    ("unknown-op-control", GOOD_HEADER + "\x01\x1b 0 8\n", "5: unknown op '??' (expected a, r or f)"),
     ("id-out-of-range", GOOD_HEADER + "a 0 8\na 4 8\nf 0\n", "6: id 4 out of range: the header declares 4 ids (0 to 3)"),
     ("bad-id", GOOD_HEADER + "a zero 8\n", "5: bad id 'zero' (expected a non-negative integer)"),
     ("missing-id", GOOD_HEADER + "f\n", "5: 'f' without an id"),
