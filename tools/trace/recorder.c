@@ -297,7 +297,12 @@ static void note_alloc(void *p, size_t size, size_t alignment)
             }
             uint32_t id = next_id++;
             table_put((uintptr_t)p, id, size);
-            log_op('a', id, size, alignment > DEFAULT_ALIGNMENT ? (uint32_t)alignment : 0);
+            /* memalign accepts any alignment and rounds it up to a power
+             * of two; the trace records what was honoured. */
+            size_t honoured = DEFAULT_ALIGNMENT;
+            while (honoured < alignment && honoured < ((size_t)1 << 30))
+                honoured *= 2;
+            log_op('a', id, size, honoured > DEFAULT_ALIGNMENT ? (uint32_t)honoured : 0);
             live_bytes += size;
             if (live_bytes > peak_bytes)
                 peak_bytes = live_bytes;
