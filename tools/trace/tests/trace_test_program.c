@@ -40,7 +40,8 @@ int main(void)
     void *e = aligned_alloc(128, 256);
     void *f = memalign(256, 100);
     void *g = valloc(10);
-    if (!a || !b || !c2 || !e || !f || !g)
+    void *h = memalign(48, 101); /* not a power of two: glibc rounds it up */
+    if (!a || !b || !c2 || !e || !f || !g || !h)
         return 1;
     memset(a, 1, 12345);
     free(b);
@@ -48,6 +49,7 @@ int main(void)
     free(e);
     free(f);
     free(g);
+    free(h);
 
     pthread_t threads[2];
     for (int i = 0; i < 2; i++)
