@@ -68,8 +68,8 @@ static const char record_usage[] =
     "                  at most 200000000); a message says when it is hit\n"
     "  -h, --help      show this help\n"
     "\n"
-    "The recorder is found next to brisk-trace, in ../lib/brisk/ from it, or at\n"
-    "the path in BRISK_RECORD_LIB.\n";
+    "The recorder, libbrisk-record.so, is found at $BRISK_RECORD_LIB when set,\n"
+    "else next to brisk-trace, in ../lib/brisk/ from it, or where it was installed.\n";
 
 /* Parses a byte count with an optional K, M or G suffix (powers of 1024). */
 static int parse_size(const char *s, uint64_t max, uint64_t *out)
