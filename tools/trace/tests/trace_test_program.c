@@ -48,7 +48,10 @@ int main(void)
     void *e = aligned_alloc(128, 256);
     void *f = memalign(256, 100);
     void *g = valloc(10);
-    void *h = memalign(48, 101); /* not a power of two: glibc rounds it up */
+    /* Not a power of two: glibc rounds it up. (volatile: clang rejects a
+     * constant one at compile time.) */
+    volatile size_t odd_alignment = 48;
+    void *h = memalign(odd_alignment, 101);
     if (!a || !b || !c2 || !e || !f || !g || !h)
         return 1;
     memset(a, 1, 12345);
