@@ -684,7 +684,8 @@ void replay_result_free(replay_result *r)
  * the blocks still live are freed (outside the clock), and a first,
  * untimed round warms it up, so that neither allocator is timed taking
  * its first page faults (the system malloc's arena is warm from the
- * checked pass). Only the ops are inside the clock. */
+ * checked pass). Only the ops are inside the clock, which is the thread's
+ * CPU clock: time the machine gave to other processes is not counted. */
 #define TIMED_MIN_OPS 1000000u
 
 /* Runs the trace once; returns the op that failed, or NULL. */
@@ -734,10 +735,10 @@ double replay_timed(const trace *t, const replay_allocator *a, size_t capacity, 
     double total = 0.0;
     const trace_op *failed = NULL;
     for (size_t round = 0; round <= rounds && failed == NULL; round++) {
-        double start = os_seconds_now();
+        double start = os_thread_seconds();
         failed = replay_round(t, a, heap, ptr);
         if (round > 0) /* round 0 warms up */
-            total += os_seconds_now() - start;
+            total += os_thread_seconds() - start;
         if (failed == NULL) {
             for (size_t k = 0; k < num_left; k++) {
                 a->free(heap, ptr[left[k]]);
