@@ -85,6 +85,15 @@ BRISK_HIDDEN void os_write_stderr(const char *buf, size_t len);
 /* Ends the process with SIGABRT, never returning. */
 BRISK_HIDDEN _Noreturn void os_abort(void);
 
+/* For the process allocator: a mapping charged to the commit limit (no
+ * MAP_NORESERVE), a monotonic clock in milliseconds, kernel randomness
+ * (false if unavailable) and the peak resident set size in bytes. */
+BRISK_HIDDEN void *os_map_accounted(size_t size);
+BRISK_HIDDEN uint64_t os_now_ms(void);
+BRISK_HIDDEN bool os_random(void *buf, size_t len);
+BRISK_HIDDEN size_t os_peak_rss(void);
+BRISK_HIDDEN int os_remap_in_place(void *addr, size_t old_size, size_t new_size);
+
 /* ---- error reporting (error.c) ----------------------------------------- */
 
 /* Reports misuse: calls the installed handler, or writes

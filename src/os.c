@@ -96,3 +96,52 @@ _Noreturn void os_abort(void)
 {
     abort();
 }
+
+/* ---- wrappers for the process allocator (malloc) -------------------- */
+
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+
+/* Unlike os_map, without MAP_NORESERVE: memory the program will use is
+ * charged to the commit limit, so an impossible request fails here (with
+ * ENOMEM) instead of succeeding and being killed on first touch. */
+void *os_map_accounted(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+uint64_t os_now_ms(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Fills buf with random bytes from the kernel if it can (never blocks);
+ * returns false when it could not, and the caller mixes its own. */
+bool os_random(void *buf, size_t len)
+{
+    ssize_t n = getrandom(buf, len, GRND_NONBLOCK);
+    return n == (ssize_t)len;
+}
+
+/* The process's peak resident set size in bytes. */
+size_t os_peak_rss(void)
+{
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0)
+        return 0;
+    return (size_t)usage.ru_maxrss * 1024u;
+}
+
+/* Grows or shrinks the mapping [addr, addr + old_size) in place (never
+ * moving it). Returns 0, or -1 when the address space after it is taken. */
+int os_remap_in_place(void *addr, size_t old_size, size_t new_size)
+{
+    void *p = mremap(addr, old_size, new_size, 0);
+    return p == MAP_FAILED ? -1 : 0;
+}

@@ -1,0 +1,335 @@
+/*
+ * Large blocks (over 256 KiB, or aligned beyond what pages give): each is
+ * its own mapping, with a header page at a 4 MiB boundary so that free
+ * finds and validates it like a segment (see malloc_internal.h):
+ *
+ *   H = 4 MiB aligned                 B = block                 end
+ *   +--------------------------------+--------------------------+
+ *   | large_header (one page, or up  | the block (usable bytes  |
+ *   | to the requested alignment)    | up to the mapping's end) |
+ *   +--------------------------------+--------------------------+
+ *   (B - 1) rounded down to 4 MiB == H, always.
+ *
+ * Freed large blocks stay mapped in a cache (up to large_cache bytes) for
+ * decay_ms, so a program that frees and reallocates big buffers in a loop
+ * reuses them without new page faults; expired entries are unmapped.
+ */
+#include "malloc_internal.h"
+
+#include <errno.h>
+
+/* Freed large blocks kept mapped, in a small array so a lookup reads no
+ * header (each would be a cache and TLB miss): newest last. */
+#define LARGE_CACHE_SLOTS 64
+typedef struct cached_large {
+    large_header *hdr;
+    size_t map_size;
+    uint64_t freed_at_ms;
+} cached_large;
+static cached_large large_cache[LARGE_CACHE_SLOTS];
+static size_t large_cache_count;
+static size_t large_cache_total;
+static large_header *large_live;   /* live blocks */
+static size_t large_live_total;
+static size_t large_live_count;
+
+static void segmap_set(uintptr_t base, uint8_t kind)
+{
+    __atomic_store_n(&segment_map[base >> SEGMENT_SHIFT], kind, __ATOMIC_RELAXED);
+}
+
+static void live_link(large_header *hdr)
+{
+    hdr->prev = NULL;
+    hdr->next = large_live;
+    if (large_live != NULL)
+        large_live->prev = hdr;
+    large_live = hdr;
+    large_live_total += hdr->map_size;
+    large_live_count++;
+}
+
+static void list_unlink(large_header **list, large_header *hdr)
+{
+    if (hdr->prev != NULL)
+        hdr->prev->next = hdr->next;
+    else
+        *list = hdr->next;
+    if (hdr->next != NULL)
+        hdr->next->prev = hdr->prev;
+    hdr->next = hdr->prev = NULL;
+}
+
+size_t large_live_stats(size_t *count)
+{
+    *count = large_live_count;
+    return large_live_total;
+}
+
+size_t large_cached_bytes(void)
+{
+    return large_cache_total;
+}
+
+static large_header *large_cache_remove(size_t index)
+{
+    large_header *hdr = large_cache[index].hdr;
+    large_cache_total -= large_cache[index].map_size;
+    large_cache_count--;
+    memmove(&large_cache[index], &large_cache[index + 1],
+            (large_cache_count - index) * sizeof large_cache[0]);
+    return hdr;
+}
+
+static void large_unmap_list(large_header *victims)
+{
+    while (victims != NULL) {
+        large_header *next = victims->next;
+        size_t size = victims->map_size;
+        os_unmap(victims, size);
+        stats_note_mapped(size, false);
+        verbose_note("unmapped a large block", size);
+        victims = next;
+    }
+}
+
+/* The cached mapping to reuse for `usable` bytes, global_lock held: the
+ * smallest that holds them, else the largest that holds at least half
+ * (it is grown in place). Reusing resident memory saves the page faults,
+ * which cost far more than the mremap that fits the mapping. */
+static large_header *large_cache_take(size_t usable)
+{
+    size_t page_bytes = os_page_size();
+    size_t fit = SIZE_MAX, under = SIZE_MAX;
+    for (size_t i = 0; i < large_cache_count; i++) {
+        size_t room = large_cache[i].map_size - page_bytes;
+        if (room >= usable) {
+            if (fit == SIZE_MAX || large_cache[i].map_size < large_cache[fit].map_size)
+                fit = i;
+        } else if (room >= usable / 2) {
+            if (under == SIZE_MAX || large_cache[i].map_size > large_cache[under].map_size)
+                under = i;
+        }
+    }
+    size_t pick = fit != SIZE_MAX ? fit : under;
+    return pick == SIZE_MAX ? NULL : large_cache_remove(pick);
+}
+
+/* Fits a mapping taken from the cache to the request: grows it in place
+ * when too small; when more than four times too big, shrinks it to twice
+ * the request (shrinking gives resident pages back, which a later growth
+ * would fault in again, so it is kept for gross misfits). False when it
+ * cannot grow (the caller unmaps it and maps afresh). */
+static bool large_fit_mapping(large_header *hdr, size_t usable)
+{
+    size_t page_bytes = os_page_size();
+    size_t room = hdr->map_size - page_bytes;
+    size_t want = page_bytes + usable;
+    if (room >= usable && room / 4 <= usable)
+        return true;
+    if (room > usable)
+        want = page_bytes + 2 * usable;
+    if (os_remap_in_place(hdr, hdr->map_size, want) != 0)
+        return false;
+    if (want > hdr->map_size)
+        stats_note_mapped(want - hdr->map_size, true);
+    else
+        stats_note_mapped(hdr->map_size - want, false);
+    hdr->map_size = want;
+    return true;
+}
+
+void *large_alloc(size_t size, size_t alignment, bool zero)
+{
+    size_t page_bytes = os_page_size();
+    size_t align = alignment < BRISK_ALIGNMENT ? BRISK_ALIGNMENT : alignment;
+    size_t usable;
+    if (size > REQUEST_MAX || align > REQUEST_MAX || !align_up_checked(size == 0 ? 1 : size, page_bytes, &usable)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (align <= page_bytes) {
+        global_lock_take();
+        large_header *hdr = large_cache_take(usable);
+        global_lock_drop();
+        if (hdr != NULL && !large_fit_mapping(hdr, usable)) {
+            global_lock_take();
+            segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
+            global_lock_drop();
+            hdr->next = NULL;
+            large_unmap_list(hdr);
+            hdr = NULL;
+        }
+        if (hdr != NULL) {
+            hdr->cached = 0;
+            hdr->usable = hdr->map_size - page_bytes;
+            hdr->block = (uintptr_t)hdr + page_bytes;
+            global_lock_take();
+            live_link(hdr);
+            global_lock_drop();
+            if (zero)
+                memset((void *)hdr->block, 0, size);
+            return (void *)hdr->block;
+        }
+    }
+    /* Map enough to place H on a 4 MiB boundary with the block aligned
+     * after it, then give back the slack at both ends. */
+    size_t raw_size = SEGMENT_SIZE + page_bytes + (align > page_bytes ? align : 0) + usable;
+    char *raw = os_map_accounted(raw_size);
+    if (raw == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t first_h = align_up_ptr((uintptr_t)raw, SEGMENT_SIZE);
+    uintptr_t b = align_up_ptr(first_h + page_bytes, align);
+    uintptr_t h = (b - 1) & ~(uintptr_t)SEGMENT_MASK;
+    uintptr_t end = b + usable;
+    uintptr_t raw_end = (uintptr_t)raw + raw_size;
+    if (h > (uintptr_t)raw)
+        os_unmap(raw, h - (uintptr_t)raw);
+    if (raw_end > end)
+        os_unmap((void *)end, raw_end - end);
+    if ((end >> ADDRESS_BITS) != 0) {
+        os_unmap((void *)h, end - h);
+        errno = ENOMEM;
+        return NULL;
+    }
+    large_header *hdr = (large_header *)h;
+    hdr->magic = LARGE_MAGIC;
+    hdr->cached = 0;
+    hdr->block = b;
+    hdr->map_size = end - h;
+    hdr->usable = usable;
+    stats_note_mapped(hdr->map_size, true);
+    verbose_note("mapped a large block", hdr->map_size);
+    global_lock_take();
+    live_link(hdr);
+    segmap_set(h, SEGMAP_LARGE);
+    global_lock_drop();
+    return (void *)b; /* fresh mappings read as zero */
+}
+
+void large_free(large_header *hdr, const void *p)
+{
+    size_t page_bytes = os_page_size();
+    large_header *victims = NULL;
+    global_lock_take();
+    if (hdr->cached || hdr->block != (uintptr_t)p) {
+        bool cached = hdr->cached != 0;
+        global_lock_drop();
+        if (cached)
+            report_error(BRISK_ERROR_DOUBLE_FREE, "double free", p);
+        else
+            report_error(BRISK_ERROR_INVALID_POINTER,
+                         "free of a pointer that is not the start of a live block", p);
+        return;
+    }
+    list_unlink(&large_live, hdr);
+    large_live_total -= hdr->map_size;
+    large_live_count--;
+    bool cacheable = hdr->block == (uintptr_t)hdr + page_bytes && malloc_options.decay_ms != 0 &&
+                     hdr->map_size <= malloc_options.large_cache;
+    if (cacheable) {
+        hdr->cached = 1;
+        /* over budget or out of slots: the oldest go */
+        while (large_cache_count > 0 &&
+               (large_cache_count == LARGE_CACHE_SLOTS ||
+                large_cache_total + hdr->map_size > malloc_options.large_cache)) {
+            large_header *oldest = large_cache_remove(0);
+            segmap_set((uintptr_t)oldest, SEGMAP_LARGE_FREED);
+            oldest->next = victims;
+            victims = oldest;
+        }
+        large_cache[large_cache_count].hdr = hdr;
+        large_cache[large_cache_count].map_size = hdr->map_size;
+        large_cache[large_cache_count].freed_at_ms = os_now_ms();
+        large_cache_count++;
+        large_cache_total += hdr->map_size;
+    } else {
+        segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
+        hdr->next = NULL;
+        victims = hdr;
+    }
+    global_lock_drop();
+    large_unmap_list(victims);
+}
+
+bool large_cache_purge(uint64_t now, bool force)
+{
+    large_header *victims = NULL;
+    global_lock_take();
+    size_t i = 0;
+    while (i < large_cache_count) {
+        if (force || now - large_cache[i].freed_at_ms >= malloc_options.decay_ms) {
+            large_header *hdr = large_cache_remove(i);
+            segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
+            hdr->next = victims;
+            victims = hdr;
+        } else {
+            i++;
+        }
+    }
+    global_lock_drop();
+    bool any = victims != NULL;
+    large_unmap_list(victims);
+    return any;
+}
+
+/* realloc in place: any size that fits the mapping and keeps at least
+ * half of it in use; otherwise grow or shrink the mapping where it is
+ * (mremap without moving), which needs no copy. */
+bool large_try_resize(large_header *hdr, size_t size)
+{
+    size_t offset = hdr->block - (uintptr_t)hdr;
+    size_t capacity = hdr->map_size - offset;
+    if (size <= capacity && size >= capacity / 2)
+        return true;
+    if (size <= MEDIUM_SIZE_MAX)
+        return false; /* small enough for pages: move it there */
+    size_t page_bytes = os_page_size();
+    size_t new_usable;
+    if (size > REQUEST_MAX || !align_up_checked(size, page_bytes, &new_usable))
+        return false;
+    size_t new_map = offset + new_usable;
+    if (((uintptr_t)hdr + new_map) >> ADDRESS_BITS != 0)
+        return false;
+    if (os_remap_in_place(hdr, hdr->map_size, new_map) != 0)
+        return false;
+    global_lock_take();
+    large_live_total = large_live_total - hdr->map_size + new_map;
+    global_lock_drop();
+    if (new_map > hdr->map_size)
+        stats_note_mapped(new_map - hdr->map_size, true);
+    else
+        stats_note_mapped(hdr->map_size - new_map, false);
+    hdr->map_size = new_map;
+    hdr->usable = new_usable;
+    return true;
+}
+
+/* Large-block invariants, global_lock held: headers carry the magic,
+ * blocks lie inside their mappings with (block - 1) in the header's 4 MiB
+ * slot, the map says SEGMAP_LARGE, and the totals agree with the lists. */
+int large_check(void)
+{
+    size_t live = 0, live_count = 0, cached = 0;
+    for (large_header *hdr = large_live; hdr != NULL; hdr = hdr->next) {
+        if (hdr->magic != LARGE_MAGIC || hdr->cached != 0 ||
+            meta_of((void *)hdr->block) != (uintptr_t)hdr ||
+            hdr->block + hdr->usable > (uintptr_t)hdr + hdr->map_size ||
+            segment_map[(uintptr_t)hdr >> SEGMENT_SHIFT] != SEGMAP_LARGE)
+            return -1;
+        live += hdr->map_size;
+        live_count++;
+    }
+    for (size_t i = 0; i < large_cache_count; i++) {
+        const large_header *hdr = large_cache[i].hdr;
+        if (hdr->magic != LARGE_MAGIC || hdr->cached != 1 || hdr->map_size != large_cache[i].map_size ||
+            segment_map[(uintptr_t)hdr >> SEGMENT_SHIFT] != SEGMAP_LARGE)
+            return -2;
+        cached += hdr->map_size;
+    }
+    if (live != large_live_total || live_count != large_live_count || cached != large_cache_total)
+        return -3;
+    return 0;
+}

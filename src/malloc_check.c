@@ -1,0 +1,185 @@
+/*
+ * brisk_malloc_check: the one place that states and checks every
+ * structural invariant of the process allocator. It never aborts and
+ * never calls the error handler; it names the first broken invariant on
+ * stderr and returns -1.
+ *
+ * Checked for every segment the calling thread owns (others' change under
+ * their owners without locks):
+ *   S1 its map entry is SEGMAP_PAGES and its magic and geometry are right
+ *   S2 free_slots has exactly the slots whose page is not in use
+ *   S3 pages_in_use counts the pages in use
+ * and for every page in use in them:
+ *   P1 start, block size, reserved blocks and span agree with its class
+ *   P2 free and local_free hold carved block starts of the page, each
+ *      reading as a free-list link, no block twice, without cycles
+ *   P3 free + local_free + used == capacity; carved == capacity * size
+ *   P4 it is on exactly one of the heap's lists: its class queue or
+ *      the full list, as in_full says; direct[c] is the queue's first page
+ * and for large blocks (large_check): magic, map entry, bounds, totals.
+ */
+#include "malloc_internal.h"
+
+static int check_fail(const char *what, const void *where)
+{
+    char line[200];
+    size_t n = 0;
+    static const char prefix[] = "brisk_malloc_check: ";
+    memcpy(line, prefix, sizeof prefix - 1);
+    n += sizeof prefix - 1;
+    size_t len = strlen(what);
+    if (len > 120)
+        len = 120;
+    memcpy(line + n, what, len);
+    n += len;
+    line[n++] = ' ';
+    line[n++] = 'a';
+    line[n++] = 't';
+    line[n++] = ' ';
+    n += format_hex(line + n, (uintptr_t)where);
+    line[n++] = '\n';
+    os_write_stderr(line, n);
+    return -1;
+}
+
+/* Walks one free list (P2), marking blocks in `seen` (one bit per block
+ * index); returns its length or -1. */
+static long check_free_list(const page *pg, const block *b, uint64_t *seen)
+{
+    long count = 0;
+    while (b != NULL) {
+        uintptr_t off = (uintptr_t)b - pg->start;
+        if (!page_block_start(pg, off))
+            return check_fail("P2: a free list leaves its page or misses a block start", b), -1;
+        size_t index = off / pg->block_size;
+        if ((seen[index / 64] >> (index % 64)) & 1)
+            return check_fail("P2: a block is on the free lists twice (or a list has a cycle)", b), -1;
+        seen[index / 64] |= (uint64_t)1 << (index % 64);
+#if BRISK_CHECKS
+        if (!block_looks_free(pg, b))
+            return check_fail("P2: a listed block's link does not decode into its page", b), -1;
+#endif
+        count++;
+        b = list_decode(pg, b->next_encoded);
+    }
+    return count;
+}
+
+static int check_page(const heap *h, const segment *seg, const page *pg)
+{
+    unsigned cls = pg->size_class;
+    size_t page_size = (size_t)1 << seg->page_shift;
+    if (cls >= CLASS_COUNT || pg->block_size != class_block_size(cls) ||
+        pg->start != (uintptr_t)seg + ((uintptr_t)pg->slot << seg->page_shift) ||
+        pg->reserved != page_size / pg->block_size ||
+        pg->span != pg->reserved * pg->block_size || pg->capacity > pg->reserved ||
+        pg->carved != pg->capacity * pg->block_size ||
+        pg->div_magic != ((uint64_t)1 << DIV_SHIFT) / pg->block_size + 1 ||
+        (cls <= SMALL_CLASS_LAST) != (seg->page_shift == SMALL_PAGE_SHIFT))
+        return check_fail("P1/P3: page geometry disagrees with its size class", pg);
+    uint64_t seen[65536 / 16 / 64];
+    memset(seen, 0, sizeof seen);
+    long nfree = check_free_list(pg, pg->free, seen);
+    if (nfree < 0)
+        return -1;
+    long nlocal = check_free_list(pg, pg->local_free, seen);
+    if (nlocal < 0)
+        return -1;
+    if ((uint64_t)nfree + (uint64_t)nlocal + pg->used != pg->capacity)
+        return check_fail("P3: free + local_free + used != capacity", pg);
+    /* P4: on exactly the list in_full names */
+    const page_queue *q = pg->in_full ? &h->full[cls] : &h->queues[cls];
+    bool found = false;
+    for (const page *it = q->first; it != NULL; it = it->next) {
+        if (it == pg) {
+            found = true;
+            break;
+        }
+    }
+    if (!found)
+        return check_fail("P4: a page in use is not on the list in_full names", pg);
+    return 0;
+}
+
+static int check_heap_lists(const heap *h)
+{
+    size_t pages = 0;
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
+        const page_queue *q = &h->queues[cls];
+        const page *expected_direct = q->first != NULL ? q->first : &empty_page;
+        if (h->direct[cls] != expected_direct)
+            return check_fail("P4: direct page is not its queue's first", h->direct[cls]);
+        const page *prev = NULL;
+        for (const page *pg = q->first; pg != NULL; pg = pg->next) {
+            if (pg->prev != prev || !pg->in_use || pg->in_full || pg->size_class != cls ||
+                page_segment(pg)->owner != h)
+                return check_fail("P4: a class queue holds a page that does not belong", pg);
+            prev = pg;
+            pages++;
+        }
+        if (q->last != prev)
+            return check_fail("P4: a class queue's last link is wrong", q);
+    }
+    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
+        const page *prev = NULL;
+        for (const page *pg = h->full[cls].first; pg != NULL; pg = pg->next) {
+            if (pg->prev != prev || !pg->in_use || !pg->in_full || pg->size_class != cls ||
+                page_segment(pg)->owner != h)
+                return check_fail("P4: a full list holds a page that does not belong", pg);
+            prev = pg;
+            pages++;
+        }
+        if (h->full[cls].last != prev)
+            return check_fail("P4: a full list's last link is wrong", &h->full[cls]);
+    }
+    size_t in_use = 0;
+    for (const segment *seg = h->segments; seg != NULL; seg = seg->next)
+        in_use += seg->pages_in_use;
+    if (pages != in_use)
+        return check_fail("P4: pages on the heap's lists != its pages in use", h);
+    return 0;
+}
+
+int brisk_malloc_check(void)
+{
+    heap *me = tls_heap;
+    if (segment_map == NULL)
+        return 0; /* nothing allocated yet */
+    int result = 0;
+    global_lock_take();
+    for (segment *seg = segment_list_first(); seg != NULL && result == 0; seg = seg->all_next) {
+        if (me == NULL || __atomic_load_n(&seg->owner, __ATOMIC_ACQUIRE) != me)
+            continue;
+        if (segment_map[(uintptr_t)seg >> SEGMENT_SHIFT] != SEGMAP_PAGES ||
+            seg->magic != SEGMENT_MAGIC ||
+            (seg->page_shift != SMALL_PAGE_SHIFT && seg->page_shift != MEDIUM_PAGE_SHIFT) ||
+            seg->slot_count != 1u << (SEGMENT_SHIFT - seg->page_shift)) {
+            result = check_fail("S1: segment header or map entry is wrong", seg);
+            break;
+        }
+        uint32_t in_use = 0;
+        for (unsigned i = 1; i < seg->slot_count; i++) {
+            const page *pg = &seg->pages[i];
+            bool slot_free = (seg->free_slots >> i) & 1;
+            if (slot_free == (pg->in_use != 0)) {
+                result = check_fail("S2: free slot mask disagrees with a page", pg);
+                break;
+            }
+            if (pg->in_use) {
+                in_use++;
+                if ((result = check_page(me, seg, pg)) != 0)
+                    break;
+            }
+        }
+        if (result == 0 && (seg->free_slots & 1) != 0)
+            result = check_fail("S2: the header slot is marked free", seg);
+        if (result == 0 && in_use != seg->pages_in_use)
+            result = check_fail("S3: pages_in_use is wrong", seg);
+    }
+    if (result == 0 && me != NULL)
+        result = check_heap_lists(me);
+    if (result == 0 && large_check() != 0)
+        result = check_fail("L: a large block header, its map entry or the totals are wrong", NULL);
+    global_lock_drop();
+    return result;
+}

@@ -1,0 +1,423 @@
+/*
+ * Internals of the process-wide allocator (malloc and friends).
+ *
+ * Memory comes from the OS in 4 MiB segments aligned to 4 MiB, so the
+ * segment of any block is found by masking its address. A segment is cut
+ * into equal pages; slot 0 holds the segment's metadata (never user data),
+ * so no block ever starts at a segment boundary and metadata is never next
+ * to a block header an overflow could reach (there are no block headers).
+ *
+ *   small segment (blocks <= 8 KiB): 64 slots of 64 KiB
+ *
+ *   0        64K       128K      192K                       4M
+ *   +---------+---------+---------+-----------  ...  --------+
+ *   | segment | page 1  | page 2  | page 3          page 63  |
+ *   | header  | blocks  | blocks  |                          |
+ *   +---------+---------+---------+-----------  ...  --------+
+ *     |
+ *     +-- struct segment: owner heap, free slot mask and the page
+ *         descriptors (struct page) of every slot (about 12 KiB; the rest
+ *         of slot 0 is never touched).
+ *
+ *   medium segment (8 KiB < blocks <= 256 KiB): 8 slots of 512 KiB, same
+ *   header layout.
+ *
+ *   large block (> 256 KiB, or an alignment the pages cannot give): its
+ *   own mapping whose first 4 MiB-aligned page holds a large_header:
+ *
+ *   H (4 MiB aligned)  H + offset                       H + map_size
+ *   +----------------+--------------------------------------------+
+ *   | large_header   | the block (offset >= one page, aligned)    |
+ *   +----------------+--------------------------------------------+
+ *
+ * A block start p always has its metadata at (p - 1) rounded down to
+ * 4 MiB: for pages that is the segment, for large blocks the header (a
+ * large block aligned to >= 4 MiB starts exactly one segment past H).
+ *
+ * The segment map is one byte per 4 MiB of the 48-bit address space
+ * (64 MiB reserved, touched only where we own memory), saying what, if
+ * anything, of ours starts there. free() validates every pointer against
+ * it before reading any metadata.
+ *
+ * Each page keeps three free lists (as in mimalloc's sharded free lists):
+ *   free        blocks malloc pops from (owner only, no lock, no atomic)
+ *   local_free  blocks the owner freed (owner only)
+ *   thread_free blocks other threads freed, pushed with one CAS; the owner
+ *               takes the whole list with one exchange when `free` and
+ *               `local_free` run dry.
+ * Next pointers inside free blocks are encoded with two per-page secrets
+ * and every popped block is validated (inside the carved part of its
+ * page, 16-byte aligned); a popped block's first word is zeroed.
+ *
+ * Double free, in O(1): a free block's first word always decodes (with
+ * the page's secrets) to NULL or a block of the same page, and a live
+ * block's first word does so only if the program wrote exactly such a
+ * value, which it cannot compute without the secrets (a block starts
+ * live with the word zeroed). So free decodes the first word: if it does
+ * not look free the free proceeds; if it does, the owner confirms by
+ * walking the page's lists (bounded by the page's block count) and
+ * another thread reports at once.
+ *
+ * Block starts are checked without a division: off is a block start iff
+ * ((off * div_magic) >> 40) * block_size == off, exact for every class
+ * and offset below 512 KiB (div_magic = 2^40 / block_size + 1).
+ */
+#ifndef BRISK_MALLOC_INTERNAL_H
+#define BRISK_MALLOC_INTERNAL_H
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <string.h>
+
+/* Hardening checks (pointer validation, double-free detection, free-list
+ * encoding). On unless built with -DBRISK_CHECKS=0 for comparison. */
+#ifndef BRISK_CHECKS
+#define BRISK_CHECKS 1
+#endif
+
+/* ---- geometry ------------------------------------------------------- */
+
+#define SEGMENT_SHIFT 22
+#define SEGMENT_SIZE ((size_t)1 << SEGMENT_SHIFT)
+#define SEGMENT_MASK (SEGMENT_SIZE - 1)
+#define SMALL_PAGE_SHIFT 16  /* 64 KiB pages */
+#define MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages */
+#define SEGMENT_SLOTS_MAX 64
+#define DIV_SHIFT 40
+#define ADDRESS_BITS 48
+#define SEGMAP_ENTRIES ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
+
+/* Size classes: 16..128 by 16, then 8 classes per doubling up to 256 KiB,
+ * so no class is more than 12.5% larger than the one below it (above
+ * 128 bytes). Classes 0..SMALL_CLASS_LAST live in small pages. */
+#define CLASS_COUNT 96
+#define SMALL_CLASS_LAST 55 /* 8 KiB */
+#define SMALL_SIZE_MAX ((size_t)8192)
+#define MEDIUM_SIZE_MAX ((size_t)256 * 1024)
+
+/* The largest request we even try to map: more than the address space. */
+#define REQUEST_MAX (((size_t)1 << 47) - 2 * SEGMENT_SIZE)
+
+/* What the segment map says about a 4 MiB slot of address space. */
+enum {
+    SEGMAP_NONE = 0,
+    SEGMAP_PAGES = 1,       /* a small or medium segment starts here */
+    SEGMAP_LARGE = 2,       /* the header of a live or cached large block */
+    SEGMAP_LARGE_FREED = 3  /* a large block we freed and unmapped */
+};
+
+typedef struct block {
+    uintptr_t next_encoded;
+} block;
+
+struct heap;
+
+typedef struct page {
+    /* line 1: fixed while the page is in use (carved grows when blocks
+     * are carved); read by every malloc and by frees from any thread */
+    uintptr_t start;        /* first block (the slot's start) */
+    uint64_t div_magic;     /* 2^40 / block_size + 1 */
+    uintptr_t key0, key1;   /* free-list encoding secrets */
+    uint32_t carved;        /* capacity * block_size: offsets below are
+                               blocks; 0 while the slot is not in use */
+    uint32_t block_size;
+    uint16_t size_class;
+    uint8_t in_use;         /* slot holds a page of blocks */
+    uint8_t unused_;
+    uint32_t slot;          /* index in its segment */
+    /* line 2: written by the owner thread only */
+    block *free __attribute__((aligned(64)));
+    block *local_free;
+    uint32_t used;          /* blocks handed out and not yet back on the
+                               owner's lists (includes thread_free ones) */
+    uint8_t in_full;        /* on the heap's full list of its class */
+    uint32_t span;          /* reserved * block_size */
+    uint32_t capacity;      /* blocks carved so far */
+    uint32_t reserved;      /* blocks that fit */
+    struct page *next, *prev; /* heap queue or full list */
+    uint64_t freed_at_ms;   /* when the slot was freed (for decay) */
+    /* line 3: pushed to by other threads (one CAS per remote free), so
+     * their frees never take the owner's line 2 away from it. The word
+     * holds the list's head (48 bits) and its length (16 bits): the owner
+     * takes the list with one exchange and never walks it. */
+    uintptr_t thread_free __attribute__((aligned(64)));
+} __attribute__((aligned(64))) page; /* three whole cache lines */
+
+typedef struct segment {
+    uint32_t magic;         /* SEGMENT_MAGIC (large_header has LARGE_MAGIC
+                               at the same place) */
+    uint32_t page_shift;
+    uint32_t slot_count;    /* slots including slot 0 (the header) */
+    uint32_t pages_in_use;
+    struct heap *owner;     /* atomic; NULL while abandoned or cached */
+    uint64_t free_slots;    /* bit i: slot i is free (bit 0 never) */
+    uint64_t dirty_slots;   /* free slots whose memory may be resident
+                               (not yet returned by a purge) */
+    struct segment *next, *prev;         /* owner's list, abandoned list
+                                            or the segment cache */
+    struct segment *all_next, *all_prev; /* every live segment */
+    uint64_t freed_at_ms;   /* when it entered the cache */
+    page pages[SEGMENT_SLOTS_MAX];
+} segment;
+
+/* The header must fit in slot 0 of a small segment. */
+_Static_assert(sizeof(segment) <= ((size_t)1 << SMALL_PAGE_SHIFT), "segment header too big");
+
+typedef struct large_header {
+    uint32_t magic;
+    uint32_t cached;        /* 1 while in the cache, 0 while live */
+    uintptr_t block;        /* what malloc returned */
+    size_t map_size;        /* bytes mapped from the header on */
+    size_t usable;          /* map end - block */
+    uint64_t freed_at_ms;
+    struct large_header *next, *prev; /* cache or live list */
+} large_header;
+
+#define LARGE_MAGIC 0x6c617267u
+#define SEGMENT_MAGIC 0x7365676du
+
+typedef struct page_queue {
+    page *first, *last;
+} page_queue;
+
+/* Requests up to this size find their page in one lookup by size. */
+#define DIRECT_SMALL_MAX ((size_t)1024)
+#define DIRECT_SMALL_COUNT (DIRECT_SMALL_MAX / 16 + 1)
+
+typedef struct heap {
+    page *direct_small[DIRECT_SMALL_COUNT]; /* by (size + 15) / 16 */
+    page *direct[CLASS_COUNT]; /* current page per class */
+    page_queue queues[CLASS_COUNT];
+    page_queue full[CLASS_COUNT]; /* pages with no free block when last
+                                     seen, per class */
+    segment *segments;         /* segments this heap owns */
+    uint32_t purge_tick;
+    uint64_t last_purge_ms;
+    uintptr_t rng;             /* page keys come from here */
+    struct heap *pool_next;    /* free heaps, or every live heap */
+    struct heap *all_next, *all_prev;
+    /* statistics, owner-only counters */
+    uint64_t class_requests[CLASS_COUNT];
+    uint64_t large_bytes_requested;
+    uint64_t large_requests;
+} heap;
+
+/* ---- options (options.c) ---------------------------------------------- */
+
+typedef struct brisk_options {
+    int stats;          /* print statistics at exit */
+    int verbose;        /* report OS memory events on stderr */
+    uint64_t decay_ms;  /* unused memory kept this long before release */
+    size_t large_cache; /* bytes of freed large blocks kept for reuse */
+} brisk_options;
+
+BRISK_HIDDEN extern brisk_options malloc_options;
+BRISK_HIDDEN void options_read(void);
+
+/* ---- global state (thread.c) ------------------------------------------ */
+
+BRISK_HIDDEN extern uint8_t *segment_map;
+BRISK_HIDDEN extern pthread_mutex_t global_lock;
+BRISK_HIDDEN extern uintptr_t process_secret;
+BRISK_HIDDEN extern page empty_page;
+BRISK_HIDDEN extern _Thread_local heap *tls_heap
+    __attribute__((tls_model("initial-exec")));
+
+BRISK_HIDDEN heap *heap_init_slow(void);
+BRISK_HIDDEN uintptr_t random_next(uintptr_t *state);
+BRISK_HIDDEN void global_lock_take(void);
+BRISK_HIDDEN void global_lock_drop(void);
+/* Every live heap (under global_lock), for statistics and checking. */
+BRISK_HIDDEN heap *heap_list_first(void);
+
+/* ---- size classes ------------------------------------------------------ */
+
+static inline unsigned size_class_of(size_t size)
+{
+    if (size <= 128)
+        return size == 0 ? 0 : (unsigned)((size - 1) >> 4);
+    size_t s = size - 1;
+    unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)s);
+    return 8u + (k - 7u) * 8u + (unsigned)((s >> (k - 3u)) & 7u);
+}
+
+static inline size_t class_block_size(unsigned cls)
+{
+    if (cls < 8)
+        return ((size_t)cls + 1) * 16;
+    unsigned k = 7u + (cls - 8u) / 8u;
+    unsigned i = (cls - 8u) % 8u;
+    return ((size_t)1 << k) + ((size_t)(i + 1) << (k - 3u));
+}
+
+/* Installs pg (or &empty_page) as the current page of class cls, in both
+ * lookup tables. */
+static inline void heap_direct_set(heap *h, unsigned cls, page *pg)
+{
+    h->direct[cls] = pg;
+    size_t bsize = class_block_size(cls);
+    if (bsize <= DIRECT_SMALL_MAX) {
+        size_t first = cls == 0 ? 0 : class_block_size(cls - 1) / 16 + 1;
+        for (size_t i = first; i <= bsize / 16; i++)
+            h->direct_small[i] = pg;
+    }
+}
+
+/* ---- free-list encoding -------------------------------------------------- */
+
+static inline uintptr_t rotl_word(uintptr_t x, unsigned r)
+{
+    r &= 63u;
+    return r == 0 ? x : (x << r) | (x >> (64u - r));
+}
+
+static inline uintptr_t rotr_word(uintptr_t x, unsigned r)
+{
+    r &= 63u;
+    return r == 0 ? x : (x >> r) | (x << (64u - r));
+}
+
+/* stored = rotl(next ^ key0, 23) + key1: without the page's two keys a
+ * written value decodes to an unpredictable address, and every decoded
+ * pointer is validated on pop anyway (inside the page's carved part,
+ * 16-byte aligned), so even a forged one can only name an address in the
+ * same page. A constant rotation keeps the decode to three one-cycle
+ * operations. */
+#define LIST_ROTATE 23u
+
+static inline uintptr_t list_encode(const page *pg, const block *next)
+{
+#if BRISK_CHECKS
+    return rotl_word((uintptr_t)next ^ pg->key0, LIST_ROTATE) + pg->key1;
+#else
+    (void)pg;
+    return (uintptr_t)next;
+#endif
+}
+
+static inline block *list_decode(const page *pg, uintptr_t stored)
+{
+#if BRISK_CHECKS
+    return (block *)(rotr_word(stored - pg->key1, LIST_ROTATE) ^ pg->key0);
+#else
+    (void)pg;
+    return (block *)stored;
+#endif
+}
+
+/* ---- segments and pages ------------------------------------------------- */
+
+/* Where the metadata of a block starting at p lives (see the top). */
+static inline uintptr_t meta_of(const void *p)
+{
+    return ((uintptr_t)p - 1) & ~(uintptr_t)SEGMENT_MASK;
+}
+
+static inline unsigned segmap_kind(uintptr_t meta)
+{
+    if (brisk_unlikely((meta >> ADDRESS_BITS) != 0))
+        return SEGMAP_NONE;
+    return __atomic_load_n(&segment_map[meta >> SEGMENT_SHIFT], __ATOMIC_RELAXED);
+}
+
+static inline page *page_of(segment *seg, const void *p)
+{
+    size_t slot = ((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift;
+    return &seg->pages[slot];
+}
+
+/* thread_free word: head pointer and list length. */
+#define THREAD_FREE_COUNT_SHIFT ADDRESS_BITS
+static inline block *thread_free_head(uintptr_t word)
+{
+    return (block *)(word & (((uintptr_t)1 << THREAD_FREE_COUNT_SHIFT) - 1));
+}
+
+static inline uint32_t thread_free_count(uintptr_t word)
+{
+    return (uint32_t)(word >> THREAD_FREE_COUNT_SHIFT);
+}
+
+/* Whether off (from the page's start) is the start of a carved block. */
+static inline bool page_block_start(const page *pg, uintptr_t off)
+{
+    return off < pg->carved && ((off * pg->div_magic) >> DIV_SHIFT) * pg->block_size == off;
+}
+
+/* Whether a block's first word reads as a free-list link of its page:
+ * decoding to NULL or to a block start of the page (see the top). */
+static inline bool block_looks_free(const page *pg, const block *b)
+{
+    block *next = list_decode(pg, __atomic_load_n(&b->next_encoded, __ATOMIC_RELAXED));
+    uintptr_t off = (uintptr_t)next - pg->start;
+    return next == NULL || (off < pg->carved && (off & 15) == 0);
+}
+
+static inline segment *page_segment(const page *pg)
+{
+    return (segment *)((uintptr_t)pg & ~(uintptr_t)SEGMENT_MASK);
+}
+
+/* page.c */
+BRISK_HIDDEN void *page_pop_corrupt(page *pg, block *b);
+BRISK_HIDDEN bool page_has_free_block(page *pg, const block *b);
+BRISK_HIDDEN void free_suspect(page *pg, block *b);
+BRISK_HIDDEN void *malloc_generic(heap *h, unsigned cls);
+BRISK_HIDDEN void page_free_slow(page *pg, heap *h);
+BRISK_HIDDEN bool page_collect(page *pg);
+BRISK_HIDDEN void page_queue_remove(page_queue *q, page *pg);
+BRISK_HIDDEN void page_queue_push_back(page_queue *q, page *pg);
+BRISK_HIDDEN void heap_adopt_pages(heap *h, segment *seg);
+BRISK_HIDDEN void block_report_bad_free(page *pg, const void *p);
+
+/* segment.c */
+BRISK_HIDDEN page *segment_page_alloc(heap *h, unsigned cls);
+BRISK_HIDDEN void segment_page_free(heap *h, page *pg);
+BRISK_HIDDEN bool heap_purge(heap *h, bool force);
+BRISK_HIDDEN void heap_purge_tick(heap *h);
+BRISK_HIDDEN void heap_abandon_segments(heap *h);
+BRISK_HIDDEN bool segment_cache_purge(uint64_t now, bool force);
+BRISK_HIDDEN segment *segment_list_first(void);
+BRISK_HIDDEN size_t segment_mapped_bytes(void);
+
+/* large.c */
+BRISK_HIDDEN void *large_alloc(size_t size, size_t alignment, bool zero);
+BRISK_HIDDEN void large_free(large_header *hdr, const void *p);
+BRISK_HIDDEN bool large_cache_purge(uint64_t now, bool force);
+BRISK_HIDDEN bool large_try_resize(large_header *hdr, size_t size);
+BRISK_HIDDEN size_t large_live_stats(size_t *count);
+BRISK_HIDDEN size_t large_cached_bytes(void);
+BRISK_HIDDEN int large_check(void);
+
+/* stats.c */
+BRISK_HIDDEN void stats_merge_heap(const heap *h);
+BRISK_HIDDEN void stats_note_mapped(size_t bytes, bool mapped);
+BRISK_HIDDEN void stats_print(void);
+BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
+
+/* formatting without stdio (stats.c) */
+BRISK_HIDDEN size_t format_decimal(char *buf, uint64_t value);
+
+/* Pops the first block of a page whose free list is not empty: the
+ * malloc fast path. With checks, the block must lie in the carved part
+ * of the page, 16-byte aligned (anything else means a freed block was
+ * overwritten, and the pop is refused), and its first word is zeroed so
+ * a live block never looks free to the double-free check. */
+BRISK_INLINE void *page_pop(page *pg)
+{
+    block *b = pg->free;
+#if BRISK_CHECKS
+    uintptr_t off = (uintptr_t)b - pg->start;
+    if (brisk_unlikely(off >= pg->carved || (off & 15) != 0))
+        return page_pop_corrupt(pg, b);
+    pg->free = list_decode(pg, b->next_encoded);
+    b->next_encoded = 0;
+#else
+    pg->free = list_decode(pg, b->next_encoded);
+#endif
+    pg->used++;
+    return b;
+}
+
+#endif /* BRISK_MALLOC_INTERNAL_H */
