@@ -155,6 +155,22 @@ typedef struct brisk_heap brisk_heap;
                                       out only zeroed blocks */
 #define BRISK_HEAP_THREADSAFE 0x2u /* every call takes a lock, so threads
                                       may share the heap */
+/* Hardening (docs/security.md). Each costs time on every call; the
+ * canary also costs 8 bytes per block (the chunk then takes size + 16
+ * bytes rounded up to 16). Misuse they find is reported through the error
+ * handler like any other. */
+#define BRISK_HEAP_CANARY 0x4u     /* a secret-derived canary after each
+                                      block's usable bytes, mixed with the
+                                      block's address and header: checked
+                                      on free, realloc and usable_size, a
+                                      write past the end or into the header
+                                      before the start is reported as a
+                                      heap buffer overflow */
+#define BRISK_HEAP_WIPE_CHECK 0x8u /* BRISK_HEAP_WIPE, and memory handed
+                                      out again is checked to still be
+                                      wiped: a write into a freed block is
+                                      reported as a use after free */
+#define BRISK_HEAP_HARDENED (BRISK_HEAP_WIPE | BRISK_HEAP_CANARY | BRISK_HEAP_WIPE_CHECK)
 
 typedef struct brisk_heap_stats {
     size_t capacity;     /* bytes the chunks tile (the region less the

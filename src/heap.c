@@ -27,47 +27,191 @@ static inline void class_mark_empty(brisk_heap *heap, size_t cls)
         heap->class_summary &= ~((uint64_t)1 << (cls / 64));
 }
 
-/* Adds the free chunk c (header already written) to its class list and
- * writes its footer. Allocation takes the first entry, so a chunk lower
- * than the first goes in front and a higher one right behind it: O(1),
- * and the lowest of the recently freed chunks of a class is reused first,
- * which keeps the heap's reach (high_water) down. */
-static inline void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
+/* Free-list protection (always on): a free chunk's links live in its
+ * payload, where a write after free can reach them, and unlinking through
+ * forged links writes wherever they point. So a listed chunk is checked
+ * against what its list claims before it is taken off or linked next to:
+ * inside the heap below the wilderness, on a chunk boundary, free (no
+ * unknown header bits), of a size in its class, with a matching footer,
+ * and with links that point back at it (safe unlinking). */
+BRISK_INLINE bool heap_holds_chunk(const brisk_heap *heap, const heap_chunk *c)
 {
-    size_t cls = size_class_of(size);
-    heap_chunk *first = heap->heads[cls];
-    if (first != NULL && first < c) {
-        c->prev = first;
-        c->next = first->next;
-        if (first->next != NULL)
-            first->next->prev = c;
-        first->next = c;
-    } else {
-        c->next = first;
-        c->prev = NULL;
-        if (first != NULL)
-            first->prev = c;
-        else
-            class_mark_nonempty(heap, cls);
-        heap->heads[cls] = c;
+    /* One compare covers both bounds: below base wraps to a huge offset. */
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
+    return offset < (size_t)(heap->top - heap->base) && offset % GRANULE == 0;
+}
+
+/* c is listed in class cls: its links must point back at it, and a chunk
+ * without a prev must be its list's first entry. */
+BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t cls)
+{
+    const heap_chunk *next = c->next, *prev = c->prev;
+    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+        return false;
+    if (prev == NULL)
+        return heap->heads[cls] == c;
+    return heap_holds_chunk(heap, prev) && prev->next == c;
+}
+
+/* free_links_intact for a merge neighbour of `size` bytes: its class is
+ * only worked out when it is needed (c has no prev, so it must be its
+ * list's head). */
+BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    const heap_chunk *next = c->next, *prev = c->prev;
+    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+        return false;
+    if (prev == NULL)
+        return heap->heads[size_class_of(size)] == c;
+    return heap_holds_chunk(heap, prev) && prev->next == c;
+}
+
+/* The whole check of a list entry c that class cls's list led to. Its
+ * header must read `size | PREV_USED` for a size of the class (a listed
+ * chunk's left neighbour is always in use), which rules out a used chunk
+ * and damaged flag bits in one compare per class shape. */
+BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls)
+{
+    if (!heap_holds_chunk(heap, c))
+        return false;
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size > (size_t)(heap->top - (const char *)c))
+        return false;
+    if (cls < SMALL_CLASSES ? size != size_class_floor(cls)
+                            : size < SMALL_LIMIT || size_class_of(size) != cls)
+        return false;
+    if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
+        return false;
+    return free_links_intact(heap, c, cls);
+}
+
+/* The part of listed_chunk_sound that walking a list needs before it
+ * reads an entry's size and next link: inside the heap below the
+ * wilderness, on a chunk boundary, and a free header of class cls. */
+BRISK_INLINE bool listed_entry_plausible(const brisk_heap *heap, const heap_chunk *c, size_t floor,
+                                         size_t ceiling)
+{
+    if (!heap_holds_chunk(heap, c))
+        return false;
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    /* [floor, ceiling): the sizes of the class. */
+    return (head & CHUNK_FLAGS) == CHUNK_PREV_USED && size <= (size_t)(heap->top - (const char *)c) &&
+           size >= floor && size < ceiling;
+}
+
+/* listed_chunk_sound for the first entry of a list, which heads[] led to:
+ * it must have no prev. For an exact class the caller passes the class's
+ * chunk size and the header must read exactly `exact | PREV_USED`; for a
+ * ranged class `exact` is 0 and the size must fall in class cls. */
+BRISK_INLINE bool list_head_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls, size_t exact)
+{
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
+    size_t reach = (size_t)(heap->top - heap->base);
+    if (offset >= reach || offset % GRANULE != 0)
+        return false;
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if (exact != 0) {
+        if (head != (exact | CHUNK_PREV_USED))
+            return false;
+    } else if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size < SMALL_LIMIT || size_class_of(size) != cls) {
+        return false;
     }
+    if (size > reach - offset || *chunk_footer((heap_chunk *)(uintptr_t)c, size) != size ||
+        c->prev != NULL)
+        return false;
+    const heap_chunk *next = c->next;
+    return next == NULL || (heap_holds_chunk(heap, next) && next->prev == c);
+}
+
+/* Reported under the heap's lock: the handler must not call back into the
+ * heap, and the caller then returns without using the list. */
+static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
+{
+    report_error(BRISK_ERROR_CORRUPTION, "heap free list corrupted (a freed block was written to)",
+                 (const char *)c + CHUNK_HEADER_SIZE);
+}
+
+/* Adds the free chunk c of class cls (header already written) to its list
+ * and writes its footer. Allocation takes the first entry, so a chunk
+ * lower than the first goes in front and a higher one right behind it:
+ * O(1), and the lowest of the recently freed chunks of a class is reused
+ * first, which keeps the heap's reach (high_water) down.
+ *
+ * Linking writes through at most one pointer a program could have
+ * forged: the first entry's address comes from heads[] (bookkeeping, not
+ * user memory), but its `next` lies in its payload, where a use after
+ * free can write. So that one is checked (inside the heap, and pointing
+ * back) before c is linked in front of it; the rest of the first entry
+ * (header, footer) is checked when it is taken or merged with. */
+/* Whether c can be linked into class cls's list, whose first entry is
+ * `first`: true when c goes in front (or the list is empty), or when
+ * first's next link, which c would be linked through, is sound. */
+BRISK_INLINE bool bin_link_safe(const brisk_heap *heap, const heap_chunk *c, const heap_chunk *first)
+{
+    if (first == NULL || first > c)
+        return true;
+    const heap_chunk *second = first->next;
+    return second == NULL || (heap_holds_chunk(heap, second) && second->prev == first);
+}
+
+/* The linking itself, once bin_link_safe said yes. */
+BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls, heap_chunk *first)
+{
     *chunk_footer(c, size) = size;
     heap->binned_count++;
     heap->binned_bytes += size;
+    if (first == NULL) {
+        c->next = NULL;
+        c->prev = NULL;
+        class_mark_nonempty(heap, cls);
+        heap->heads[cls] = c;
+    } else if (first > c) {
+        c->next = first;
+        c->prev = NULL;
+        first->prev = c;
+        heap->heads[cls] = c;
+    } else {
+        heap_chunk *second = first->next;
+        c->prev = first;
+        c->next = second;
+        if (second != NULL)
+            second->prev = c;
+        first->next = c;
+    }
 }
 
-static inline void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
 {
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
+    heap_chunk *first = heap->heads[cls];
+    if (brisk_unlikely(!bin_link_safe(heap, c, first))) {
+        /* c stays out of the lists (lost, but nothing is written through
+         * the forged link). */
+        report_list_corrupted(first);
+        return;
+    }
+    bin_link(heap, c, size, cls, first);
+}
+
+BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    bin_insert_class(heap, c, size, size_class_of(size));
+}
+
+/* Takes c (of `size` bytes, already checked) off its list. The class is
+ * only needed when c is the first entry. */
+BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    heap_chunk *next = c->next, *prev = c->prev;
+    if (prev != NULL) {
+        prev->next = next;
     } else {
         size_t cls = size_class_of(size);
-        heap->heads[cls] = c->next;
-        if (c->next == NULL)
+        heap->heads[cls] = next;
+        if (next == NULL)
             class_mark_empty(heap, cls);
     }
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    if (next != NULL)
+        next->prev = prev;
     heap->binned_count--;
     heap->binned_bytes -= size;
 }
@@ -86,18 +230,16 @@ static inline void wipe_chunk_metadata(const brisk_heap *heap, heap_chunk *c, si
 
 /* ---- the block map ------------------------------------------------------ */
 
-static inline void mark_live(brisk_heap *heap, heap_chunk *c, size_t size)
+static inline void mark_live(brisk_heap *heap, heap_chunk *c)
 {
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_LIVE);
     heap->used_count++;
-    heap->allocated += size - CHUNK_HEADER_SIZE;
 }
 
-static inline void mark_freed(brisk_heap *heap, heap_chunk *c, size_t size)
+static inline void mark_freed(brisk_heap *heap, heap_chunk *c)
 {
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_FREED);
     heap->used_count--;
-    heap->allocated -= size - CHUNK_HEADER_SIZE;
 }
 
 static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
@@ -143,6 +285,33 @@ static inline size_t fit_lead(const heap_chunk *c, size_t size, size_t need, siz
     return lead;
 }
 
+/* Finishes handing out the chunk c of `size` bytes (its header and its
+ * right neighbour's PREV_USED already written): wiping, the block map,
+ * the hardening options. Returns the payload, or NULL when WIPE_CHECK
+ * found the memory written after it was freed. */
+static inline void *hand_out(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    if (heap->flags & BRISK_HEAP_WIPE) {
+        /* Links and footer were the only non-zero bytes (see
+         * wipe_chunk_metadata). */
+        memset(chunk_payload(c), 0, 2 * sizeof(void *));
+        *chunk_footer(c, size) = 0;
+    }
+    mark_live(heap, c);
+    if (brisk_unlikely(heap->flags & (BRISK_HEAP_WIPE_CHECK | BRISK_HEAP_CANARY))) {
+        /* Every byte handed out must still be wiped (the metadata words
+         * were just zeroed above; they are guarded by the list checks). */
+        if ((heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+            heap_wipe_first_dirty(chunk_payload(c), size - CHUNK_HEADER_SIZE) != NULL) {
+            heap_report_write_after_free(chunk_payload(c));
+            return NULL; /* the chunk stays live: lost, never reused */
+        }
+        if (heap->flags & BRISK_HEAP_CANARY)
+            heap_canary_write(heap, c);
+    }
+    return chunk_payload(c);
+}
+
 /* Hands out the front of the free chunk c (already off its list, or the
  * wilderness when `wild`), `lead` bytes in: returns the payload. */
 static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, size_t lead, bool wild)
@@ -167,48 +336,112 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
             heap->top = heap->end;
     }
     c->head = size | CHUNK_USED | prev_used;
-    if (heap->flags & BRISK_HEAP_WIPE) {
-        /* Links and footer were the only non-zero bytes (see
-         * wipe_chunk_metadata). */
-        memset(chunk_payload(c), 0, 2 * sizeof(void *));
-        *chunk_footer(c, size) = 0;
-    }
-    mark_live(heap, c, size);
     note_high_water(heap, (char *)c + size);
-    return chunk_payload(c);
+    return hand_out(heap, c, size);
 }
+
+/* What take_exact returns when the entry it found failed its check (the
+ * corruption is reported; the caller returns NULL). */
+#define TAKE_CORRUPT ((heap_chunk *)(uintptr_t)1)
+
+/* The common case: the request's exact class (need < SMALL_LIMIT) has a
+ * chunk of exactly `need` bytes. Unlinks the first entry and writes it as
+ * used (header and the next chunk's PREV_USED), ready for hand_out; it is
+ * handed out whole and lies below the wilderness, so high_water cannot
+ * move. NULL when the class is empty.
+ *
+ * What is checked is what a program could have forged (as harden's heap
+ * does): c itself comes from heads[] (bookkeeping, only ever set to
+ * checked chunks), but its next link lies in its payload, where a use
+ * after free can write, and it is about to be written through and become
+ * the list's head. So it must point into the heap, at a chunk start,
+ * and back at c. */
+BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
+{
+    size_t cls = need / GRANULE - 2;
+    heap_chunk *c = heap->heads[cls];
+    if (c == NULL)
+        return NULL;
+    heap_chunk *next = c->next;
+    if (brisk_unlikely(next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))) {
+        if (report)
+            report_list_corrupted(c);
+        return TAKE_CORRUPT;
+    }
+    heap->heads[cls] = next;
+    if (next != NULL)
+        next->prev = NULL;
+    else
+        class_mark_empty(heap, cls);
+    heap->binned_count--;
+    heap->binned_bytes -= need;
+    c->head = need | CHUNK_USED | CHUNK_PREV_USED;
+    chunk_at(c, need)->head |= CHUNK_PREV_USED;
+    return c;
+}
+
+/* The common way a chunk is split (most of a compiler's allocations): the
+ * first entry of the larger class `cls`, which fits whatever its size,
+ * for an unaligned chunk of `need` bytes. Checked like every list head,
+ * unlinked, and its front handed out; a rest of a chunk's size goes to
+ * its own list. The chunk lies below the wilderness, so high_water cannot
+ * move, and its left neighbour is in use (it was free). `plain`: the
+ * heap has no options (no wipe or hardening to apply on the way out). */
+BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool plain)
+{
+    heap_chunk *c = heap->heads[cls];
+    if (brisk_unlikely(!list_head_sound(heap, c, cls, cls < SMALL_CLASSES ? size_class_floor(cls) : 0))) {
+        report_list_corrupted(c);
+        return NULL;
+    }
+    size_t size = chunk_size(c);
+    heap_chunk *second = c->next;
+    heap->heads[cls] = second;
+    if (second != NULL)
+        second->prev = NULL;
+    else
+        class_mark_empty(heap, cls);
+    heap->binned_count--;
+    heap->binned_bytes -= size;
+    size_t rest = size - need;
+    if (rest >= CHUNK_MIN_SIZE) {
+        heap_chunk *r = chunk_at(c, need);
+        r->head = rest | CHUNK_PREV_USED;
+        bin_insert(heap, r, rest);
+        size = need;
+    } else {
+        chunk_at(c, size)->head |= CHUNK_PREV_USED;
+    }
+    c->head = size | CHUNK_USED | CHUNK_PREV_USED;
+    if (plain) { /* a heap without options: nothing to wipe or check */
+        mark_live(heap, c);
+        return chunk_payload(c);
+    }
+    return hand_out(heap, c, size);
+}
+
+static void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment);
 
 /* Finds and carves a chunk of `need` bytes (a chunk size) aligned to
  * `alignment`; `search` bytes is a size every chunk of a larger class is
  * sure to fit (need, plus room for the alignment gap). NULL when nothing
  * fits. */
-static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
     if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT) {
-        /* The common case: an exact class with a chunk of exactly `need`
-         * bytes. Unlink the first and hand it out whole; it lies below
-         * the wilderness, so high_water cannot move. */
-        size_t cls = size_class_of(need);
-        heap_chunk *c = heap->heads[cls];
-        if (brisk_likely(c != NULL)) {
-            heap_chunk *next = c->next;
-            heap->heads[cls] = next;
-            if (next != NULL)
-                next->prev = NULL;
-            else
-                class_mark_empty(heap, cls);
-            heap->binned_count--;
-            heap->binned_bytes -= need;
-            c->head = need | CHUNK_USED | CHUNK_PREV_USED;
-            chunk_at(c, need)->head |= CHUNK_PREV_USED;
-            if (heap->flags & BRISK_HEAP_WIPE) {
-                memset(chunk_payload(c), 0, 2 * sizeof(void *));
-                *chunk_footer(c, need) = 0;
-            }
-            mark_live(heap, c, need);
-            return chunk_payload(c);
-        }
+        heap_chunk *c = take_exact(heap, need, true);
+        if (c != NULL)
+            return c == TAKE_CORRUPT ? NULL : hand_out(heap, c, need);
     }
+    return alloc_search(heap, need, search, alignment);
+}
+
+/* alloc_chunk past the exact-class fast path (which found nothing, or did
+ * not apply): the own class when it may hold a fit, the next non-empty
+ * class, the wilderness. Out of line: the fast paths inline the rest.
+ * Sets errno to ENOMEM when it returns NULL. */
+BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+{
     if (search <= heap_capacity(heap)) {
         size_t cls = size_class_of(search);
         heap_chunk *found = NULL;
@@ -220,8 +453,18 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
          * tightest fit, lowest address on ties. TLSF would skip this
          * class entirely. */
         if (cls >= SMALL_CLASSES || alignment > BRISK_ALIGNMENT) {
+            /* Walking the list reads each entry's header and next link, so
+             * an entry must lie in the heap and carry a free header of
+             * this class before it is read further; the entry chosen gets
+             * the whole check (footer, both links) before it is unlinked. */
             heap_chunk *c = heap->heads[cls];
+            size_t floor = size_class_floor(cls);
+            size_t ceiling = cls + 1 < CLASS_COUNT_MAX ? size_class_floor(cls + 1) : SIZE_MAX;
             for (unsigned probes = 0; c != NULL && probes < RANGED_CLASS_PROBES; probes++, c = c->next) {
+                if (brisk_unlikely(!listed_entry_plausible(heap, c, floor, ceiling))) {
+                    report_list_corrupted(c);
+                    return NULL;
+                }
                 size_t size = chunk_size(c);
                 size_t lead = fit_lead(c, size, need, alignment);
                 if (lead == SIZE_MAX)
@@ -237,13 +480,24 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
             /* Every chunk of a larger class fits: the smallest such class
              * is the good fit. */
             size_t next = class_find_from(heap, cls + 1);
+            if (next != CLASS_NONE && alignment <= BRISK_ALIGNMENT)
+                return take_split(heap, next, need, false);
             if (next != CLASS_NONE) {
                 found = heap->heads[next];
+                if (brisk_unlikely(!list_head_sound(heap, found, next,
+                                                    next < SMALL_CLASSES ? size_class_floor(next) : 0))) {
+                    report_list_corrupted(found);
+                    return NULL;
+                }
                 found_size = chunk_size(found);
                 found_lead = fit_lead(found, found_size, need, alignment);
             }
         }
         if (found != NULL) {
+            if (brisk_unlikely(!listed_chunk_sound(heap, found, size_class_of(found_size)))) {
+                report_list_corrupted(found);
+                return NULL;
+            }
             bin_remove(heap, found, found_size);
             return carve(heap, found, found_size, need, found_lead, false);
         }
@@ -260,15 +514,39 @@ static void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t al
     return NULL;
 }
 
+static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+{
+    /* Two copies: unaligned requests (nearly all) need no gap arithmetic. */
+    void *p = alignment <= BRISK_ALIGNMENT ? alloc_search_inline(heap, need, search, BRISK_ALIGNMENT)
+                                           : alloc_search_inline(heap, need, search, alignment);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+/* brisk_heap_alloc on a plain heap when the exact class (need <
+ * SMALL_LIMIT) is empty: the next non-empty class is split, as
+ * alloc_search would, without its generic preamble. */
+static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
+{
+    size_t next = class_find_from(heap, need / GRANULE - 1);
+    void *p = next != CLASS_NONE ? take_split(heap, next, need, true) : alloc_search_inline(heap, need, need, BRISK_ALIGNMENT);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
 static void *heap_alloc_locked(brisk_heap *heap, size_t size)
 {
     size_t need;
-    if (!chunk_size_for_request(size, &need))
+    if (!heap_chunk_size_for(heap, size, &need))
         return NULL;
     return alloc_chunk(heap, need, need, BRISK_ALIGNMENT);
 }
 
-void *brisk_heap_alloc(brisk_heap *heap, size_t size)
+/* brisk_heap_alloc for a heap with flags, or a request the exact classes
+ * do not serve. */
+static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
 {
     heap_lock(heap);
     void *p = heap_alloc_locked(heap, size);
@@ -276,6 +554,38 @@ void *brisk_heap_alloc(brisk_heap *heap, size_t size)
     if (brisk_unlikely(p == NULL))
         errno = ENOMEM;
     return p;
+}
+
+/* The largest request an exact class serves: its chunk is below
+ * SMALL_LIMIT. */
+#define EXACT_REQUEST_MAX (SMALL_LIMIT - GRANULE - CHUNK_HEADER_SIZE)
+
+void *brisk_heap_alloc(brisk_heap *heap, size_t size)
+{
+    /* The fast path: a plain heap (no lock, wipe or hardening option: one
+     * test of the flags word) and a request of an exact class. Everything
+     * else, and every rare case, is out of line. */
+    if (brisk_likely(heap->flags == 0 && size <= EXACT_REQUEST_MAX)) {
+        size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
+        if (need < CHUNK_MIN_SIZE)
+            need = CHUNK_MIN_SIZE;
+        heap_chunk *c = take_exact(heap, need, false);
+        if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
+            mark_live(heap, c);
+            return chunk_payload(c);
+        }
+        /* Both calls are tail calls, so the fast path saves no registers.
+         * A damaged entry goes the general way, which finds and reports
+         * it. */
+        if (c == NULL)
+            return alloc_plain_miss(heap, need);
+    } else if (heap->flags == 0) {
+        /* A ranged request: straight to the search (which sets errno). */
+        size_t need;
+        if (chunk_size_for_request(size, &need))
+            return alloc_search(heap, need, need, BRISK_ALIGNMENT);
+    }
+    return heap_alloc_general(heap, size);
 }
 
 void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
@@ -289,7 +599,7 @@ void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
     void *p = heap_alloc_locked(heap, total);
     /* Read under the lock: a neighbour's free may be rewriting the
      * header's PREV_USED bit in another thread. */
-    size_t usable = p != NULL ? chunk_size(chunk_of_payload(p)) - CHUNK_HEADER_SIZE : 0;
+    size_t usable = p != NULL ? chunk_usable(heap, chunk_size(chunk_of_payload(p))) : 0;
     heap_unlock(heap);
     if (p == NULL) {
         errno = ENOMEM;
@@ -312,7 +622,7 @@ void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment, size_t size)
     if (alignment <= BRISK_ALIGNMENT)
         return brisk_heap_alloc(heap, size);
     size_t need;
-    if (!chunk_size_for_request(size, &need) || need > SIZE_MAX - alignment - CHUNK_MIN_SIZE) {
+    if (!heap_chunk_size_for(heap, size, &need) || need > SIZE_MAX - alignment - CHUNK_MIN_SIZE) {
         errno = ENOMEM;
         return NULL;
     }
@@ -330,34 +640,16 @@ typedef enum block_status {
     BLOCK_LIVE = 0,
     BLOCK_FREED,     /* was handed out and freed since */
     BLOCK_INVALID,   /* never a block start of this heap */
-    BLOCK_CORRUPT    /* a live block whose tags do not add up */
+    BLOCK_CORRUPT,   /* a live block whose tags do not add up */
+    BLOCK_OVERFLOW   /* a live block whose canary or header was
+                        overwritten (BRISK_HEAP_CANARY) */
 } block_status;
-
-/* Whether the free chunk c of `size` bytes, a merge candidate, is linked
- * into its list both ways: merging unlinks it, and unlinking through
- * overwritten links would write wherever they point. The lines read here
- * are the ones the unlinking writes anyway. */
-static inline bool listed_chunk_linked(const brisk_heap *heap, const heap_chunk *c, size_t size)
-{
-    const heap_chunk *prev = c->prev, *next = c->next;
-    if (prev == NULL) {
-        if (heap->heads[size_class_of(size)] != c)
-            return false;
-    } else if ((const char *)prev < heap->base || (const char *)prev >= heap->top ||
-               (uintptr_t)prev % GRANULE != CHUNK_HEADER_SIZE || prev->next != c) {
-        return false;
-    }
-    if (next != NULL && ((const char *)next < heap->base || (const char *)next >= heap->top ||
-                         (uintptr_t)next % GRANULE != CHUNK_HEADER_SIZE || next->prev != c))
-        return false;
-    return true;
-}
 
 /* Decides whether p is a live block of this heap without trusting any
  * byte a program could have written: the block map, kept outside the
  * chunks, says whether a live block starts there; only then are its
  * header and its neighbours' tags read, and checked against each other. */
-static block_status block_validate(const brisk_heap *heap, const void *p)
+BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const void *p, bool canary)
 {
     uintptr_t addr = (uintptr_t)p;
     uintptr_t first = (uintptr_t)heap->base + CHUNK_HEADER_SIZE;
@@ -382,7 +674,9 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
         if (chunk_is_used(next)) {
             if (block_map_get(heap, chunk_granule(heap, next)) != BLOCK_MAP_LIVE)
                 return BLOCK_CORRUPT;
-        } else if ((char *)next != heap->top && !listed_chunk_linked(heap, next, next_size)) {
+        } else if ((char *)next != heap->top &&
+                   (*chunk_footer(next, next_size) != next_size ||
+                    !neighbour_links_intact(heap, next, next_size))) {
             return BLOCK_CORRUPT;
         }
     }
@@ -392,10 +686,17 @@ static block_status block_validate(const brisk_heap *heap, const void *p)
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (prev->head != (prev_size | CHUNK_PREV_USED) || !listed_chunk_linked(heap, prev, prev_size))
+        if (prev->head != (prev_size | CHUNK_PREV_USED) || !neighbour_links_intact(heap, prev, prev_size))
             return BLOCK_CORRUPT;
     }
+    if (canary && !heap_canary_intact(heap, c))
+        return BLOCK_OVERFLOW;
     return BLOCK_LIVE;
+}
+
+static BRISK_NOINLINE block_status block_validate(const brisk_heap *heap, const void *p)
+{
+    return block_validate_inline(heap, p, (heap->flags & BRISK_HEAP_CANARY) != 0);
 }
 
 /* Which call found the bad pointer, for the message. */
@@ -403,7 +704,7 @@ typedef enum block_call { CALL_FREE, CALL_REALLOC, CALL_USABLE_SIZE } block_call
 
 /* Reports a failed validation of p. Fixed messages (no formatting: a
  * report may come from inside an allocator), one per call and status. */
-static void report_block(block_status status, block_call call, const void *p)
+static BRISK_NOINLINE void report_block(block_status status, block_call call, const void *p)
 {
     static const char *const freed_messages[] = {
         "double free", "realloc of a freed block", "usable_size of a freed block"};
@@ -422,6 +723,10 @@ static void report_block(block_status status, block_call call, const void *p)
     case BLOCK_CORRUPT:
         report_error(BRISK_ERROR_CORRUPTION, "heap metadata corrupted", p);
         break;
+    case BLOCK_OVERFLOW:
+        report_error(BRISK_ERROR_OVERFLOW,
+                     "heap buffer overflow: the canary after the block or its header was overwritten", p);
+        break;
     case BLOCK_LIVE:
         break;
     }
@@ -432,9 +737,8 @@ static void report_block(block_status status, block_call call, const void *p)
 /* Returns [c, c + size) to the heap: c's header is valid except for its
  * size and USED bit, its body held user data. Merges with free
  * neighbours, then lists the result or makes it the wilderness. */
-static void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
+BRISK_INLINE void release_chunk_inline(brisk_heap *heap, heap_chunk *c, size_t size, bool wipe)
 {
-    bool wipe = (heap->flags & BRISK_HEAP_WIPE) != 0;
     if (wipe)
         memset(chunk_payload(c), 0, size - CHUNK_HEADER_SIZE);
     if (!chunk_prev_used(c)) {
@@ -463,7 +767,8 @@ static void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
     if (!chunk_is_used(next)) {
         size_t next_size = chunk_size(next);
         bin_remove(heap, next, next_size);
-        wipe_chunk_metadata(heap, next, next_size);
+        if (wipe)
+            wipe_chunk_metadata(heap, next, next_size);
         size += next_size;
         next = chunk_at(c, size);
     }
@@ -472,21 +777,158 @@ static void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
     bin_insert(heap, c, size);
 }
 
-void brisk_heap_free(brisk_heap *heap, void *ptr)
+static BRISK_NOINLINE void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
 {
-    if (ptr == NULL)
-        return;
+    release_chunk_inline(heap, c, size, (heap->flags & BRISK_HEAP_WIPE) != 0);
+}
+
+/* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
+static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
+{
     heap_lock(heap);
     block_status status = block_validate(heap, ptr);
     if (brisk_likely(status == BLOCK_LIVE)) {
         heap_chunk *c = chunk_of_payload(ptr);
         size_t size = chunk_size(c);
-        mark_freed(heap, c, size);
+        mark_freed(heap, c);
         release_chunk(heap, c, size);
     }
     heap_unlock(heap);
     if (status != BLOCK_LIVE)
         report_block(status, CALL_FREE, ptr);
+}
+
+/* brisk_heap_free on a plain heap (no lock, wipe or hardening), done in
+ * one pass that shares what the checks read (the block-map word, the
+ * offsets, both headers) with the release. The same checks as
+ * block_validate and the same release as release_chunk; it returns
+ * false, having changed nothing, as soon as anything is not as it is for
+ * a live block, and the general path then validates again and reports.
+ *
+ * Split in two: free_plain_unmerged, inlined, takes the most common case
+ * (both neighbours in use: nothing merges) and checks what every free
+ * needs; free_plain_merge, out of line, the rest. */
+
+/* c is LIVE in the map and its header is sound (USED, known bits, a size
+ * inside the region); `next` is its right neighbour (or the sentinel)
+ * with PREV_USED set. Checks and merges the free neighbours. */
+BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                           size_t next_head)
+{
+    size_t size = head & ~CHUNK_FLAGS;
+    size_t offset = (size_t)((char *)c - heap->base);
+    size_t room = heap_capacity(heap) - offset;
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    char *top = heap->top;
+    bool merge_next = false;
+    if (size != room) { /* next is a chunk, not the sentinel */
+        if (next_size < CHUNK_MIN_SIZE || next_size > room - size)
+            return false;
+        if (next_head & CHUNK_USED) {
+            size_t next_g = (offset + size) / GRANULE;
+            if (block_map_get(heap, next_g) != BLOCK_MAP_LIVE)
+                return false;
+        } else if ((char *)next != top) {
+            if (*chunk_footer(next, next_size) != next_size ||
+                !neighbour_links_intact(heap, next, next_size))
+                return false;
+            merge_next = true;
+        }
+    }
+    heap_chunk *prev = NULL;
+    size_t prev_size = 0;
+    if (!(head & CHUNK_PREV_USED)) {
+        prev_size = *(const size_t *)((const char *)c - sizeof(size_t));
+        if (prev_size < CHUNK_MIN_SIZE || prev_size % GRANULE != 0 || prev_size > offset)
+            return false;
+        prev = (heap_chunk *)((char *)c - prev_size);
+        if (prev->head != (prev_size | CHUNK_PREV_USED) ||
+            !neighbour_links_intact(heap, prev, prev_size))
+            return false;
+    }
+
+    block_map_set(heap, offset / GRANULE, BLOCK_MAP_FREED);
+    heap->used_count--;
+    if (prev != NULL) {
+        bin_remove(heap, prev, prev_size);
+        c = prev;
+        size += prev_size;
+    }
+    if ((char *)next == top) {
+        /* Into the wilderness (or c becomes it: next is the sentinel). */
+        heap->top = (char *)c;
+        c->head = heap_wild_size(heap) | CHUNK_PREV_USED;
+        ((heap_chunk *)heap->end)->head &= ~CHUNK_PREV_USED;
+        return true;
+    }
+    if (merge_next) {
+        bin_remove(heap, next, next_size);
+        size += next_size;
+        next = chunk_at(c, size);
+    }
+    c->head = size | CHUNK_PREV_USED;
+    next->head &= ~CHUNK_PREV_USED;
+    bin_insert(heap, c, size);
+    return true;
+}
+
+static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                            size_t next_head)
+{
+    if (!free_plain_merge_checked(heap, c, head, next, next_head))
+        heap_free_general(heap, chunk_payload(c));
+}
+
+void brisk_heap_free(brisk_heap *heap, void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    /* One test of the flags word picks the plain path. Every way out of
+     * it other than success is a tail call: to free_plain_merge, or,
+     * having changed nothing, to the general path, which validates again
+     * and reports what it finds. Few values are kept across the checks
+     * (offsets are worked out again from the chunk addresses), which
+     * spares the registers. */
+    heap_chunk *c = chunk_of_payload(ptr);
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
+    if (brisk_unlikely(heap->flags != 0 || offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
+                       block_map_get(heap, offset / GRANULE) != BLOCK_MAP_LIVE))
+        goto general;
+    /* c lies in the chunk area, so its header can be read; it is believed
+     * only because the map says a live block starts here. */
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
+                       size > (size_t)(heap->end - (char *)c)))
+        goto general;
+    heap_chunk *next = chunk_at(c, size);
+    size_t next_head = next->head;
+    if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
+        goto general;
+    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
+        goto merge;
+    /* Both neighbours in use (next is a chunk, not the sentinel): it must
+     * be LIVE in the map too, and then nothing merges. */
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
+                       block_map_get(heap, chunk_granule(heap, next)) != BLOCK_MAP_LIVE))
+        goto general;
+    size_t cls = size_class_of(size);
+    heap_chunk *first = heap->heads[cls];
+    if (brisk_unlikely(!bin_link_safe(heap, c, first)))
+        goto general;
+    /* LIVE -> FREED (01 -> 10): one xor. */
+    size_t g = chunk_granule(heap, c);
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (g % BLOCK_MAP_PER_WORD));
+    heap->used_count--;
+    c->head = size | CHUNK_PREV_USED;
+    next->head = next_head & ~CHUNK_PREV_USED;
+    bin_link(heap, c, size, cls, first);
+    return;
+merge:
+    free_plain_merge(heap, c, head, next, next_head);
+    return;
+general:
+    heap_free_general(heap, chunk_payload(c));
 }
 
 size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
@@ -495,7 +937,7 @@ size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
         return 0;
     heap_lock(heap);
     block_status status = block_validate(heap, ptr);
-    size_t usable = status == BLOCK_LIVE ? chunk_size(chunk_of_payload(ptr)) - CHUNK_HEADER_SIZE : 0;
+    size_t usable = status == BLOCK_LIVE ? chunk_usable(heap, chunk_size(chunk_of_payload(ptr))) : 0;
     heap_unlock(heap);
     if (status != BLOCK_LIVE)
         report_block(status, CALL_USABLE_SIZE, ptr);
@@ -512,7 +954,6 @@ static void shrink_live_chunk(brisk_heap *heap, heap_chunk *c, size_t size, size
     if (rest < CHUNK_MIN_SIZE)
         return;
     c->head = need | (c->head & CHUNK_FLAGS);
-    heap->allocated -= rest;
     heap_chunk *tail = chunk_at(c, need);
     tail->head = rest | CHUNK_PREV_USED;
     release_chunk(heap, tail, rest);
@@ -546,6 +987,13 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
             bin_remove(heap, next, next_free);
             wipe_chunk_metadata(heap, next, next_free);
         }
+        if (brisk_unlikely(heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+            heap_wipe_first_dirty((char *)next, need - size) != NULL) {
+            /* The neighbour's metadata words were just zeroed; anything
+             * else non-zero in what the block grows over was written after
+             * it was freed. */
+            heap_report_write_after_free(ptr);
+        }
         size_t grown = need;
         if (rest >= CHUNK_MIN_SIZE) {
             place_remainder(heap, chunk_at(c, need), rest, next_is_wild);
@@ -556,7 +1004,6 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
                 heap->top = heap->end;
         }
         c->head = grown | (c->head & CHUNK_FLAGS);
-        heap->allocated += grown - size;
         note_high_water(heap, (char *)c + grown);
         return ptr;
     }
@@ -570,15 +1017,19 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
         size_t right = next_is_wild ? 0 : next_free;
         if (prev_size + size + right >= need) {
             heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
+            if (brisk_unlikely(heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+                heap_wipe_first_dirty((char *)prev + sizeof(heap_chunk),
+                                      prev_size - sizeof(heap_chunk) - sizeof(size_t)) != NULL)
+                heap_report_write_after_free(ptr);
             bin_remove(heap, prev, prev_size);
             if (right != 0)
                 bin_remove(heap, next, right);
-            mark_freed(heap, c, size);
+            mark_freed(heap, c);
             size_t total = prev_size + size + right;
             prev->head = total | CHUNK_USED | (prev->head & CHUNK_PREV_USED);
             chunk_at(prev, total)->head |= CHUNK_PREV_USED;
             memmove(chunk_payload(prev), ptr, keep);
-            mark_live(heap, prev, total);
+            mark_live(heap, prev);
             shrink_live_chunk(heap, prev, total, need);
             return chunk_payload(prev);
         }
@@ -602,13 +1053,13 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
         return NULL;
     }
     size_t need;
-    if (!chunk_size_for_request(size, &need)) {
+    if (!heap_chunk_size_for(heap, size, &need)) {
         heap_unlock(heap);
         errno = ENOMEM;
         return NULL;
     }
     heap_chunk *c = chunk_of_payload(ptr);
-    size_t usable = chunk_size(c) - CHUNK_HEADER_SIZE;
+    size_t usable = chunk_usable(heap, chunk_size(c));
     size_t keep = usable < size ? usable : size;
     void *result = resize_in_place(heap, ptr, need, keep);
     if (result == NULL) {
@@ -616,9 +1067,11 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
         if (result != NULL) {
             memcpy(result, ptr, keep);
             size_t old_size = chunk_size(c);
-            mark_freed(heap, c, old_size);
+            mark_freed(heap, c);
             release_chunk(heap, c, old_size);
         }
+    } else if (heap->flags & BRISK_HEAP_CANARY) {
+        heap_canary_write(heap, chunk_of_payload(result)); /* resized in place */
     }
     heap_unlock(heap);
     if (result == NULL)

@@ -27,8 +27,9 @@
  *      non-zero; no class at or above class_count is used.
  *  10. The block map has LIVE exactly at the used chunks; no granule is
  *      both LIVE and FREED.
- *  11. The counters (used chunks, allocated bytes, listed chunks and
- *      bytes) agree with a recount.
+ *  11. The counters (used chunks, listed chunks and bytes) agree with a
+ *      recount, and so does the allocated-bytes figure derived from them
+ *      (heap_allocated).
  *  12. high_water reaches at least the end of every used chunk.
  */
 #include "heap_internal.h"
@@ -97,8 +98,10 @@ static int check_locked(const brisk_heap *heap)
         if (chunk_is_used(c)) {
             if (!live)
                 return check_fail(10, "used chunk not LIVE in the block map", c);
+            if ((heap->flags & BRISK_HEAP_CANARY) && !heap_canary_intact(heap, c))
+                return check_fail(13, "live block's canary overwritten (buffer overflow)", c);
             used++;
-            allocated += size - CHUNK_HEADER_SIZE;
+            allocated += chunk_usable(heap, size);
             last_used_end = (const char *)c + size;
             prev_used = true;
         } else {
@@ -120,6 +123,11 @@ static int check_locked(const brisk_heap *heap)
                     return check_fail(8, "free chunk not linked from its class list", c);
                 if (c->next != NULL && c->next->prev != c)
                     return check_fail(8, "free chunk's next does not link back", c);
+                /* 14: a wiped free chunk is zero but for its metadata. */
+                if ((heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+                    heap_wipe_first_dirty((const char *)c + sizeof(heap_chunk),
+                                          size - sizeof(heap_chunk) - sizeof(size_t)) != NULL)
+                    return check_fail(14, "freed memory written after free (not wiped)", c);
                 listed++;
                 listed_bytes += size;
                 listed_sum += (uintptr_t)c;
@@ -183,7 +191,7 @@ static int check_locked(const brisk_heap *heap)
         return check_fail(10, "block map marks LIVE a granule that is not a used chunk", base);
 
     /* 11 */
-    if (used != heap->used_count || allocated != heap->allocated)
+    if (used != heap->used_count || allocated != heap_allocated(heap))
         return check_fail(11, "used-chunk counters differ from a recount", base);
     if (listed != heap->binned_count || listed_bytes != heap->binned_bytes)
         return check_fail(11, "free-chunk counters differ from a recount", base);
@@ -211,11 +219,12 @@ int brisk_heap_walk(const brisk_heap *heap, brisk_heap_visitor visitor, void *co
     const heap_chunk *c = (const heap_chunk *)heap->base;
     while ((const char *)c < heap->end) {
         brisk_heap_chunk info;
+        memset(&info, 0, sizeof info); /* no stale padding: callers may memcmp */
         info.address = c;
         info.size = chunk_size(c);
         info.used = chunk_is_used(c);
         info.payload = info.used ? (const char *)c + CHUNK_HEADER_SIZE : NULL;
-        info.usable = info.used ? info.size - CHUNK_HEADER_SIZE : 0;
+        info.usable = info.used ? chunk_usable(heap, info.size) : 0;
         if (info.size < CHUNK_MIN_SIZE || info.size > (size_t)(heap->end - (const char *)c))
             break; /* a corrupted size: stop rather than leave the region
                       (brisk_heap_check says what is wrong) */
@@ -233,7 +242,7 @@ void brisk_heap_get_stats(const brisk_heap *heap, brisk_heap_stats *out)
     heap_lock(heap);
     size_t wild = heap_wild_size(heap);
     out->capacity = heap_capacity(heap);
-    out->allocated = heap->allocated;
+    out->allocated = heap_allocated(heap);
     out->free_bytes = heap->binned_bytes + wild;
     out->high_water = heap->high_water;
     out->used_chunks = heap->used_count;
@@ -252,6 +261,6 @@ void brisk_heap_get_stats(const brisk_heap *heap, brisk_heap_stats *out)
                 largest = chunk_size(c);
         }
     }
-    out->largest_free = largest >= CHUNK_MIN_SIZE ? largest - CHUNK_HEADER_SIZE : 0;
+    out->largest_free = largest >= CHUNK_MIN_SIZE ? chunk_usable(heap, largest) : 0;
     heap_unlock(heap);
 }

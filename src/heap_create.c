@@ -49,6 +49,8 @@ static brisk_heap *heap_init(void *mem, size_t size, unsigned flags, void *map_b
     heap->class_count = size_class_of(heap_capacity(heap)) + 1;
     heap->granule_count = heap_capacity(heap) / GRANULE;
     heap->flags = flags;
+    if (flags & BRISK_HEAP_CANARY)
+        heap->canary_key = heap_canary_key_new(heap);
     heap->map_base = map_base;
     heap->map_size = map_size;
     if ((flags & BRISK_HEAP_WIPE) && map_base == NULL) {
@@ -121,10 +123,13 @@ brisk_heap *brisk_heap_create_in(void *mem, size_t size)
 
 brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags)
 {
-    if ((flags & ~(unsigned)(BRISK_HEAP_WIPE | BRISK_HEAP_THREADSAFE)) != 0) {
+    if ((flags & ~(unsigned)(BRISK_HEAP_WIPE | BRISK_HEAP_THREADSAFE | BRISK_HEAP_CANARY |
+                             BRISK_HEAP_WIPE_CHECK)) != 0) {
         errno = EINVAL;
         return NULL;
     }
+    if (flags & BRISK_HEAP_WIPE_CHECK)
+        flags |= BRISK_HEAP_WIPE; /* checking the wipe needs the wipe */
     if (mem == NULL)
         return heap_create_mapped(size, flags);
     return heap_create_in(mem, size, flags);

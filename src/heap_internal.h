@@ -147,15 +147,20 @@ struct brisk_heap {
                                 a wild pointer), else 0. Both in one word
                                 so a free touches one cache line. */
     size_t class_count;      /* classes a chunk of this heap can fall in */
-    size_t granule_count;    /* (end - base) / 16 */
     uint64_t class_map[CLASS_WORDS]; /* bit c: list c is non-empty */
     uint64_t class_summary;  /* bit w: class_map[w] != 0 */
+    /* The three counters the hot path updates are kept apart (not
+     * adjacent): side by side, gcc turns their updates into vector
+     * loads, shuffles and stores, several instructions more than plain
+     * adds. */
     size_t binned_count;     /* free chunks in lists (the wilderness is not) */
-    size_t binned_bytes;
-    size_t used_count;       /* live blocks */
-    size_t allocated;        /* usable bytes of live blocks */
     size_t high_water;       /* furthest chunk end handed out, from base */
+    size_t binned_bytes;
+    size_t granule_count;    /* (end - base) / 16 */
+    size_t used_count;       /* live blocks */
     unsigned flags;          /* BRISK_HEAP_* */
+    uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
+                                derived from (heap_harden.c) */
     void *map_base;          /* the mapping to unmap, or NULL */
     size_t map_size;
     pthread_mutex_t lock;    /* taken when flags has BRISK_HEAP_THREADSAFE */
@@ -173,8 +178,74 @@ BRISK_INLINE void heap_unlock(const brisk_heap *heap)
         pthread_mutex_unlock((pthread_mutex_t *)(uintptr_t)&heap->lock);
 }
 
+/* ---- hardening (heap_harden.c, docs/security.md) ------------------------
+ *
+ * Under BRISK_HEAP_CANARY a used chunk ends in an 8-byte canary that is
+ * not the caller's:
+ *
+ *   | head | payload: usable bytes ...          | canary |
+ *   ^c     ^p                                   ^c + size - 8
+ *
+ * The canary is derived from the heap's secret, the chunk's address and
+ * its header's size, so a write past the usable bytes (overflow) and a
+ * write into the header in front of p (underflow) both make it disagree.
+ * It is written whenever a chunk is handed out or resized and checked on
+ * free and realloc (and by brisk_heap_check for every live block).
+ *
+ * Under BRISK_HEAP_WIPE_CHECK (which implies BRISK_HEAP_WIPE) the bytes of
+ * a free chunk other than its header, links and footer are zero, and every
+ * byte handed out again is checked to still be zero: a write into freed
+ * memory is reported when that memory is next handed out. */
+#define CHUNK_CANARY_SIZE ((size_t)8)
+
+/* Bytes at the end of a used chunk that are not the caller's. */
+BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
+{
+    return (heap->flags & BRISK_HEAP_CANARY) ? CHUNK_CANARY_SIZE : 0;
+}
+
+/* Usable bytes of a used chunk of `size` bytes. */
+BRISK_INLINE size_t chunk_usable(const brisk_heap *heap, size_t size)
+{
+    return size - CHUNK_HEADER_SIZE - chunk_tail(heap);
+}
+
+/* The chunk size serving a request of n bytes in this heap (room for the
+ * canary included); false when it cannot be represented. */
+BRISK_INLINE bool heap_chunk_size_for(const brisk_heap *heap, size_t n, size_t *out)
+{
+    size_t tail = chunk_tail(heap);
+    if (n > SIZE_MAX - tail)
+        return false;
+    return chunk_size_for_request(n + tail, out);
+}
+
+/* Writes the canary of the used chunk c (its header already final). */
+BRISK_HIDDEN void heap_canary_write(const brisk_heap *heap, heap_chunk *c);
+/* Whether the used chunk c's canary still matches its header. */
+BRISK_HIDDEN bool heap_canary_intact(const brisk_heap *heap, const heap_chunk *c);
+/* The first non-zero byte in [from, from + len), or NULL when all are
+ * zero. */
+BRISK_HIDDEN const void *heap_wipe_first_dirty(const void *from, size_t len);
+/* Reports a write into freed memory found when handing out the block at
+ * payload (under the heap's lock: the handler must not call back into the
+ * heap anyway). */
+BRISK_HIDDEN void heap_report_write_after_free(const void *payload);
+/* A fresh canary secret for a heap. */
+BRISK_HIDDEN uint64_t heap_canary_key_new(const void *heap);
+
 BRISK_INLINE size_t heap_capacity(const brisk_heap *heap) { return (size_t)(heap->end - heap->base); }
 BRISK_INLINE size_t heap_wild_size(const brisk_heap *heap) { return (size_t)(heap->end - heap->top); }
+
+/* Usable bytes of the live blocks. Not a counter the hot path keeps up:
+ * every byte of [base, end) lies in a used chunk, a listed free chunk or
+ * the wilderness, and a used chunk's usable bytes are its size less the
+ * header (and the canary). */
+BRISK_INLINE size_t heap_allocated(const brisk_heap *heap)
+{
+    return heap_capacity(heap) - heap_wild_size(heap) - heap->binned_bytes -
+           heap->used_count * (CHUNK_HEADER_SIZE + chunk_tail(heap));
+}
 
 /* The granule index of the block whose chunk starts at c. */
 BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)

@@ -148,7 +148,12 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
         errno = ENOMEM;
         return NULL;
     }
-    if (align <= page_bytes) {
+    /* Hardened: guard pages (never cached: a guarded block's mapping has
+     * no room for reuse at another size) and wiping (a cached block is
+     * zeroed whole, so no old bytes show). */
+    size_t guard = (harden_flags & HARDEN_GUARD) ? page_bytes : 0;
+    bool wipe = (harden_flags & HARDEN_WIPE) != 0;
+    if (align <= page_bytes && guard == 0) {
         global_lock_take();
         large_header *hdr = large_cache_take(usable);
         global_lock_drop();
@@ -167,23 +172,27 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
             global_lock_take();
             live_link(hdr);
             global_lock_drop();
-            if (zero)
-                memset((void *)hdr->block, 0, size);
+            if (zero || wipe)
+                memset((void *)hdr->block, 0, wipe ? hdr->usable : size);
             return (void *)hdr->block;
         }
     }
     /* Map enough to place H on a 4 MiB boundary with the block aligned
-     * after it, then give back the slack at both ends. */
-    size_t raw_size = SEGMENT_SIZE + page_bytes + (align > page_bytes ? align : 0) + usable;
+     * after it, then give back the slack at both ends. With guard pages:
+     *
+     *   H              B - page      B                  B + usable
+     *   | header page | guard | ... | the block        | guard |
+     */
+    size_t raw_size = SEGMENT_SIZE + page_bytes + (align > page_bytes ? align : 0) + usable + 2 * guard;
     char *raw = os_map_accounted(raw_size);
     if (raw == NULL) {
         errno = ENOMEM;
         return NULL;
     }
     uintptr_t first_h = align_up_ptr((uintptr_t)raw, SEGMENT_SIZE);
-    uintptr_t b = align_up_ptr(first_h + page_bytes, align);
+    uintptr_t b = align_up_ptr(first_h + page_bytes + guard, align);
     uintptr_t h = (b - 1) & ~(uintptr_t)SEGMENT_MASK;
-    uintptr_t end = b + usable;
+    uintptr_t end = b + usable + guard;
     uintptr_t raw_end = (uintptr_t)raw + raw_size;
     if (h > (uintptr_t)raw)
         os_unmap(raw, h - (uintptr_t)raw);
@@ -200,6 +209,12 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
     hdr->block = b;
     hdr->map_size = end - h;
     hdr->usable = usable;
+    if (guard != 0 && (os_protect_none((void *)(b - guard), guard) != 0 ||
+                       os_protect_none((void *)(b + usable), guard) != 0)) {
+        os_unmap((void *)h, end - h);
+        errno = ENOMEM;
+        return NULL;
+    }
     stats_note_mapped(hdr->map_size, true);
     verbose_note("mapped a large block", hdr->map_size);
     global_lock_take();
@@ -280,6 +295,8 @@ bool large_cache_purge(uint64_t now, bool force)
  * (mremap without moving), which needs no copy. */
 bool large_try_resize(large_header *hdr, size_t size)
 {
+    if (harden_flags & HARDEN_GUARD)
+        return false; /* a guarded block moves: its guard pages stay at its ends */
     size_t offset = hdr->block - (uintptr_t)hdr;
     size_t capacity = hdr->map_size - offset;
     if (size <= capacity && size >= capacity / 2)

@@ -62,6 +62,10 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
             errno = ENOMEM;
             return NULL;
         }
+        /* The options were just read: a hardened process hands out no
+         * block that was not made under its rules. */
+        if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+            return harden_alloc(size, alignment, zero);
     }
     void *p;
     if (alignment <= BRISK_ALIGNMENT) {
@@ -92,7 +96,15 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
 
 void *brisk_malloc(size_t size)
 {
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_alloc(size, 0, false);
     return malloc_inline(size);
+}
+
+/* The unhardened allocator, for harden.c. */
+void *malloc_raw(size_t size, size_t alignment, bool zero)
+{
+    return malloc_slow(size, alignment, zero);
 }
 
 void *brisk_calloc(size_t count, size_t size)
@@ -102,6 +114,8 @@ void *brisk_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_alloc(total, 0, true);
     return malloc_slow(total, 0, true);
 }
 
@@ -142,6 +156,21 @@ static BRISK_NOINLINE void free_invalid(page *pg, void *p)
 }
 #endif
 
+/* Puts the validated block b on its page's lists: the owner's local
+ * list, or the page's cross-thread list. */
+BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
+{
+    heap *h = tls_heap;
+    if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
+        b->next_encoded = list_encode(pg, pg->local_free);
+        pg->local_free = b;
+        if (brisk_unlikely(--pg->used == 0 || pg->in_full))
+            page_free_slow(pg, h);
+        return;
+    }
+    free_remote(pg, b);
+}
+
 BRISK_INLINE void free_inline(void *p)
 {
     if (brisk_unlikely(p == NULL))
@@ -175,33 +204,39 @@ BRISK_INLINE void free_inline(void *p)
         return;
     }
 #endif
-    heap *h = tls_heap;
-    if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
-        b->next_encoded = list_encode(pg, pg->local_free);
-        pg->local_free = b;
-        if (brisk_unlikely(--pg->used == 0 || pg->in_full))
-            page_free_slow(pg, h);
-        return;
-    }
-    free_remote(pg, b);
+    free_to_page(seg, pg, b);
 }
 
 void brisk_free(void *ptr)
 {
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS)) {
+        harden_free(ptr);
+        return;
+    }
     free_inline(ptr);
+}
+
+void free_raw(void *p)
+{
+    free_inline(p);
+}
+
+void free_validated(page *pg, void *p)
+{
+    free_to_page(page_segment(pg), pg, p);
 }
 
 void brisk_free_sized(void *ptr, size_t size)
 {
     (void)size;
-    free_inline(ptr);
+    brisk_free(ptr);
 }
 
 void brisk_free_aligned_sized(void *ptr, size_t alignment, size_t size)
 {
     (void)alignment;
     (void)size;
-    free_inline(ptr);
+    brisk_free(ptr);
 }
 
 /* ---- looking blocks up ------------------------------------------------- */
@@ -251,8 +286,16 @@ size_t brisk_malloc_usable_size(const void *ptr)
 {
     if (ptr == NULL)
         return 0;
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_usable_size(ptr);
     large_header *hdr;
     return block_usable(ptr, &hdr);
+}
+
+size_t usable_raw(const void *p)
+{
+    large_header *hdr;
+    return block_usable(p, &hdr);
 }
 
 /* A block that must move to grow by a little gets half as much again, so
@@ -269,6 +312,8 @@ static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size);
 
 void *brisk_realloc(void *ptr, size_t size)
 {
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_realloc(ptr, size);
     if (ptr == NULL)
         return malloc_inline(size);
     if (size == 0) {
@@ -340,6 +385,8 @@ static void *aligned_alloc_checked(size_t alignment, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_alloc(size, alignment, false);
     return malloc_slow(size, alignment, false);
 }
 

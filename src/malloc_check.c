@@ -70,13 +70,16 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
     unsigned cls = pg->size_class;
     size_t page_size = (size_t)1 << seg->page_shift;
     if (cls >= CLASS_COUNT || pg->block_size != class_block_size(cls) ||
-        pg->start != (uintptr_t)seg + ((uintptr_t)pg->slot << seg->page_shift) ||
-        pg->reserved != page_size / pg->block_size ||
+        pg->start != (uintptr_t)seg + ((uintptr_t)pg->slot << seg->page_shift) +
+                         harden_page_front(pg->block_size) ||
+        pg->reserved != (page_size - harden_page_front(pg->block_size)) / pg->block_size ||
         pg->span != pg->reserved * pg->block_size || pg->capacity > pg->reserved ||
         pg->carved != pg->capacity * pg->block_size ||
         pg->div_magic != ((uint64_t)1 << DIV_SHIFT) / pg->block_size + 1 ||
         (cls <= SMALL_CLASS_LAST) != (seg->page_shift == SMALL_PAGE_SHIFT))
         return check_fail("P1/P3: page geometry disagrees with its size class", pg);
+    if (harden_check_page(pg) != 0)
+        return check_fail("H1: a canary of a carved block (or the page's pad) was overwritten", pg);
     uint64_t seen[65536 / 16 / 64];
     memset(seen, 0, sizeof seen);
     long nfree = check_free_list(pg, pg->free, seen);

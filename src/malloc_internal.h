@@ -215,6 +215,68 @@ typedef struct brisk_options {
 BRISK_HIDDEN extern brisk_options malloc_options;
 BRISK_HIDDEN void options_read(void);
 
+/* ---- hardened level (harden.c, docs/security.md) ----------------------- *
+ *
+ * BRISK_OPTIONS=hardened turns on every part; each is also selectable
+ * alone (canary, wipe, guard, delay). harden_flags is written once, while
+ * options are read at the first allocation, and never again: the default
+ * path pays one well-predicted test of it per call.
+ *
+ * Canary layout of a page (every slot, free or live, always ends in the
+ * canary of its own last word's address; the page's first slot is left
+ * unused as a pad so that the first block also has a canary in front):
+ *
+ *   slot base   start                                  start + span
+ *   | pad   |C| block 0          |C| block 1          |C| ...
+ *             ^ usable = block_size - 8 ^
+ *
+ *   A write past a block's usable bytes breaks the canary after it; one
+ *   before its start breaks the canary in front (the previous slot's, or
+ *   the pad's). Both are checked when the block is freed. */
+#define HARDEN_CANARY 0x1u /* canaries after (and so before) page blocks */
+#define HARDEN_WIPE 0x2u   /* wipe on free, check still wiped on reuse */
+#define HARDEN_GUARD 0x4u  /* guard pages around large blocks */
+#define HARDEN_DELAY 0x8u  /* delayed, randomized reuse of freed blocks */
+#define HARDEN_ALL (HARDEN_CANARY | HARDEN_WIPE | HARDEN_GUARD | HARDEN_DELAY)
+/* The parts that work on every block (malloc.c diverts to harden.c only
+ * for these; guard pages are large.c's alone). */
+#define HARDEN_BLOCK_PARTS (HARDEN_CANARY | HARDEN_WIPE | HARDEN_DELAY)
+#define HARDEN_CANARY_SIZE ((size_t)8)
+
+BRISK_HIDDEN extern unsigned harden_flags;
+
+/* Parses one BRISK_OPTIONS item naming a hardening part ("hardened",
+ * "canary", "wipe", "guard", "delay"); false when it is not one. */
+BRISK_HIDDEN bool harden_option(const char *name, size_t len);
+
+/* The entry points the public functions divert to when harden_flags has
+ * a HARDEN_BLOCK_PARTS bit (malloc.c). They add the checks around the unhardened allocator. */
+BRISK_HIDDEN void *harden_alloc(size_t size, size_t alignment, bool zero);
+BRISK_HIDDEN void harden_free(void *p);
+BRISK_HIDDEN void *harden_realloc(void *p, size_t size);
+BRISK_HIDDEN size_t harden_usable_size(const void *p);
+
+/* The unhardened allocator, for harden.c (malloc.c). */
+BRISK_HIDDEN void *malloc_raw(size_t size, size_t alignment, bool zero);
+BRISK_HIDDEN void free_raw(void *p);
+/* Frees the block p of page pg, already validated as a live block. */
+BRISK_HIDDEN void free_validated(page *pg, void *p);
+BRISK_HIDDEN size_t usable_raw(const void *p);
+
+/* Hooks in the page and large-block code, each called only when its flag
+ * is set. */
+BRISK_HIDDEN void harden_page_setup(page *pg);       /* segment.c: pad */
+BRISK_HIDDEN void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count);
+BRISK_HIDDEN void harden_thread_exit(void);          /* thread.c */
+/* malloc_check.c: every carved slot's canary (and the pad's) intact. */
+BRISK_HIDDEN int harden_check_page(const page *pg);
+
+/* Bytes at the front of a page's slot left unused (the canary pad). */
+static inline size_t harden_page_front(size_t block_size)
+{
+    return (harden_flags & HARDEN_CANARY) ? block_size : 0;
+}
+
 /* ---- global state (thread.c) ------------------------------------------ */
 
 BRISK_HIDDEN extern uint8_t *segment_map;
@@ -401,9 +463,14 @@ BRISK_HIDDEN size_t format_decimal(char *buf, uint64_t value);
 
 /* Pops the first block of a page whose free list is not empty: the
  * malloc fast path. With checks, the block must lie in the carved part
- * of the page, 16-byte aligned (anything else means a freed block was
- * overwritten, and the pop is refused), and its first word is zeroed so
- * a live block never looks free to the double-free check. */
+ * of the page, 16-byte aligned, and its own link must read as a free
+ * block's (NULL, or in the carved part, aligned). A link nudged by a
+ * write after free (flipping a bit needs no secret) names the middle of
+ * a block or a live neighbour, where the word found is user data (or a
+ * live block's zeroed first word) and decodes to an address outside the
+ * page, with probability 1 - carved / 2^48: the pop is refused before
+ * that memory is handed out. The first word is then zeroed so a live
+ * block never looks free to the double-free check. */
 BRISK_INLINE void *page_pop(page *pg)
 {
     block *b = pg->free;
@@ -411,7 +478,11 @@ BRISK_INLINE void *page_pop(page *pg)
     uintptr_t off = (uintptr_t)b - pg->start;
     if (brisk_unlikely(off >= pg->carved || (off & 15) != 0))
         return page_pop_corrupt(pg, b);
-    pg->free = list_decode(pg, b->next_encoded);
+    block *next = list_decode(pg, b->next_encoded);
+    uintptr_t next_off = (uintptr_t)next - pg->start;
+    if (brisk_unlikely(next != NULL && (next_off >= pg->carved || (next_off & 15) != 0)))
+        return page_pop_corrupt(pg, b);
+    pg->free = next;
     b->next_encoded = 0;
 #else
     pg->free = list_decode(pg, b->next_encoded);

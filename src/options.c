@@ -92,6 +92,8 @@ static void option_apply(const char *item, size_t len)
             options_warn("large_cache_mb needs a value, ignoring", item, len);
         else
             malloc_options.large_cache = (size_t)number << 20;
+    } else if (value == NULL && harden_option(item, name_len)) {
+        /* hardened, canary, wipe, guard, delay: see harden.c */
     } else {
         options_warn("ignoring unknown option", item, len);
     }

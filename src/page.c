@@ -34,6 +34,8 @@ static void page_extend(page *pg)
     if (count > room)
         count = room;
     uintptr_t first = pg->start + (uintptr_t)pg->capacity * pg->block_size;
+    if (brisk_unlikely(harden_flags & (HARDEN_CANARY | HARDEN_WIPE)))
+        harden_blocks_carved(pg, first, count); /* canaries, wiped contents */
     uintptr_t b = first;
     for (uint32_t i = 0; i + 1 < count; i++) {
         uintptr_t next = b + pg->block_size;

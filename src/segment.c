@@ -227,6 +227,8 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     pg->carved = 0;
     pg->reserved = (uint32_t)(page_size / bsize);
     pg->span = (uint32_t)(pg->reserved * bsize);
+    if (brisk_unlikely(harden_flags & HARDEN_CANARY))
+        harden_page_setup(pg); /* a canary pad in front of the first block */
     pg->capacity = 0;
     pg->used = 0;
     pg->size_class = (uint16_t)cls;

@@ -141,6 +141,10 @@ static heap *heap_new(void)
         heap_chunk_next += need;
     }
     memset(h, 0, sizeof *h);
+    /* Page keys (free-list encoding) come from h->rng: seeded from the
+     * kernel-random process secret, or every run's keys would be the same
+     * and a program could forge encoded links (harden branch's fix). */
+    h->rng = process_secret ^ rotl_word((uintptr_t)h, 17);
     for (unsigned i = 0; i < CLASS_COUNT; i++)
         heap_direct_set(h, i, &empty_page);
     h->all_next = heap_all;
@@ -175,6 +179,8 @@ static void heap_thread_exit(void *arg)
     heap *h = arg;
     if (h == NULL)
         return;
+    if (harden_flags & HARDEN_DELAY)
+        harden_thread_exit(); /* quarantined blocks go back while h exists */
     tls_heap = NULL;
     heap_abandon_segments(h);
     global_lock_take();

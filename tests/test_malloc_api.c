@@ -803,10 +803,12 @@ static int mode_decay(void)
     size_t base = resident_bytes();
     decay_fill();
     size_t peak = resident_bytes();
+    CHECK_MSG(peak >= base + total / 2, "filling did not raise resident memory: base %zu, peak %zu",
+              base, peak);
     decay_empty();
-    size_t just_freed = resident_bytes();
-    CHECK_MSG(just_freed + total / 2 > peak, "released at once: peak %zu, after free %zu", peak,
-              just_freed);
+    /* That memory is not given back at once is mode_hysteresis's check,
+     * under a decay long enough that a loaded machine cannot outlast it;
+     * here a slow fill may legitimately let the first pages decay. */
     /* after the decay period, the next allocations' slow paths purge */
     sleep_ms(800);
     for (int i = 0; i < 300; i++)

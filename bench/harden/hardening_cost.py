@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""What hardening costs: the same benchmark programs under the unchecked
+build of the process allocator, the default level and the hardened level.
+
+    python3 bench/harden/hardening_cost.py --build build [--runs 7] [--parts]
+        [--only small,larson,...] [--scale 1] [--wall] [--markdown]
+
+The programs: the malloc benchmark suite of bench/malloc (malloc_bench:
+small_churn, mixed_sizes, realloc_growth, large_blocks, producer_consumer,
+many_threads, larson, binary_trees, string_hash) and the workloads of
+bench/harden/workloads.c (small, mixed, fifo, threads, realloc). Each
+benchmark runs as its own process with LD_PRELOAD of the library under
+test and BRISK_OPTIONS set for the level.
+
+Each run of a workload runs every configuration once, in an order that
+rotates from run to run, so drift on a shared machine falls on all of them
+alike. The time is what the workload program measured around its own loop
+(not process start-up): CPU time by default, which a loaded machine
+disturbs less than wall time (--wall for wall time). For each configuration the median, min and max of
+the runs are printed, and two ratios of medians measured in this same
+invocation:
+
+    default / unchecked   the price of the always-on checks (budget 1.05)
+    hardened / default    the price of BRISK_OPTIONS=hardened (budget 1.30)
+
+--parts adds each hardened part alone (canary, wipe, guard, delay) with its
+ratio to the default. The geometric mean of the per-workload ratios sums
+the suite up.
+"""
+import argparse
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+
+WORKLOADS = ["small", "mixed", "fifo", "threads", "realloc"]
+METRIC = "cpu"
+
+
+def configurations(build, parts):
+    unchecked = os.path.join(build, "bench", "harden", "libbrisk_unchecked.so")
+    checked = os.path.join(build, "libbrisk.so")
+    configs = [
+        ("unchecked", unchecked, ""),
+        ("default", checked, ""),
+        ("hardened", checked, "hardened"),
+    ]
+    if parts:
+        for part in ("canary", "wipe", "guard", "delay"):
+            configs.append((part, checked, part))
+    for _, lib, _ in configs:
+        if not os.path.exists(lib):
+            sys.exit(f"hardening_cost: {lib} is missing; build the bench-hardening target first")
+    return configs
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(program, workload, scale, lib, options):
+    """Seconds one run took: CPU time of the child (user + system, from
+    getrusage) or, with --wall, the wall time the program printed."""
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = lib
+    env["BRISK_OPTIONS"] = options
+    before = children_cpu()
+    out = subprocess.run([program, workload, str(scale)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    cpu = children_cpu() - before
+    if out.returncode != 0:
+        sys.exit(f"hardening_cost: {workload} under {lib} [{options}] failed "
+                 f"({out.returncode}): {out.stderr.strip()}")
+    if METRIC == "cpu":
+        return cpu
+    fields = out.stdout.replace("=", " ").split()
+    return float(fields[fields.index("seconds") + 1])
+
+
+def geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default="build")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="work per benchmark, as a multiple of the default")
+    parser.add_argument("--parts", action="store_true")
+    parser.add_argument("--only", default="",
+                        help="comma-separated benchmark names (default: all)")
+    parser.add_argument("--wall", action="store_true",
+                        help="compare wall time instead of CPU time")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the table in docs/benchmarks.md's format")
+    args = parser.parse_args()
+    global METRIC
+    METRIC = "seconds" if args.wall else "cpu"
+
+    programs = {}
+    suite = os.path.join(args.build, "bench", "malloc", "malloc_bench")
+    if os.path.exists(suite):
+        names = subprocess.run([suite, "list"], capture_output=True, text=True).stdout.split()
+        for n in names:
+            programs[n] = suite
+    else:
+        print(f"note: {suite} not built: the malloc suite is left out", file=sys.stderr)
+    own = os.path.join(args.build, "bench", "harden", "hardening_workloads")
+    if not os.path.exists(own):
+        sys.exit(f"hardening_cost: {own} is missing; build the bench-hardening target first")
+    for n in WORKLOADS:
+        programs[n] = own
+    configs = configurations(args.build, args.parts)
+    workloads = [w for w in programs if not args.only or w in args.only.split(",")]
+    if not workloads:
+        sys.exit("hardening_cost: no benchmark selected")
+    times = {(w, c[0]): [] for w in workloads for c in configs}
+
+    for run in range(args.runs):
+        for w in workloads:
+            order = configs[run % len(configs):] + configs[:run % len(configs)]
+            for name, lib, options in order:
+                times[(w, name)].append(run_once(programs[w], w, args.scale, lib, options))
+        print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
+
+    names = [c[0] for c in configs]
+    print(f"# {args.runs} runs per configuration, interleaved; {'wall' if args.wall else 'CPU'} "
+          f"seconds of each benchmark (median [min..max])")
+    header = "benchmark          " + "".join(f"{n:>26}" for n in names) + "   default/unchecked  hardened/default"
+    if args.parts:
+        header += "".join(f"  {n}/default" for n in names[3:])
+    print(header)
+    ratios = {"default/unchecked": [], "hardened/default": []}
+    for n in names[3:]:
+        ratios[f"{n}/default"] = []
+    rows = []
+    for w in workloads:
+        med = {n: statistics.median(times[(w, n)]) for n in names}
+        cells = "".join(
+            f"{med[n]:>10.4f} [{min(times[(w, n)]):.4f}..{max(times[(w, n)]):.4f}]" for n in names)
+        r_default = med["default"] / med["unchecked"]
+        r_hardened = med["hardened"] / med["default"]
+        ratios["default/unchecked"].append(r_default)
+        ratios["hardened/default"].append(r_hardened)
+        line = f"{w:<18} {cells}   {r_default:>17.3f}  {r_hardened:>16.3f}"
+        part_ratios = []
+        for n in names[3:]:
+            r = med[n] / med["default"]
+            ratios[f"{n}/default"].append(r)
+            part_ratios.append(r)
+            line += f"  {r:>{len(n) + 8}.3f}"
+        print(line)
+        rows.append((w, med, r_default, r_hardened, part_ratios))
+    summary = "geomean            " + " " * (26 * len(names)) + \
+        f"   {geomean(ratios['default/unchecked']):>17.3f}  {geomean(ratios['hardened/default']):>16.3f}"
+    for n in names[3:]:
+        summary += f"  {geomean(ratios[f'{n}/default']):>{len(n) + 8}.3f}"
+    print(summary)
+
+    if args.markdown:
+        print()
+        cols = ["benchmark", "unchecked (s)", "default (s)", "hardened (s)",
+                "default / unchecked", "hardened / default"]
+        cols += [f"{n} / default" for n in names[3:]]
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
+        for w, med, r_default, r_hardened, part_ratios in rows:
+            cells = [w, f"{med['unchecked']:.4f}", f"{med['default']:.4f}", f"{med['hardened']:.4f}",
+                     f"{r_default:.3f}", f"{r_hardened:.3f}"] + [f"{r:.3f}" for r in part_ratios]
+            print("| " + " | ".join(cells) + " |")
+        cells = ["geometric mean", "", "", "", f"{geomean(ratios['default/unchecked']):.3f}",
+                 f"{geomean(ratios['hardened/default']):.3f}"]
+        cells += [f"{geomean(ratios[f'{n}/default']):.3f}" for n in names[3:]]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,542 @@
+/*
+ * Misuse cases for the region heap, one per run:
+ *
+ *     heap_cases <case> <level>
+ *
+ * <level> picks the heap's flags: "default" (none), "hardened"
+ * (BRISK_HEAP_HARDENED), "canary" (BRISK_HEAP_CANARY), "wipe"
+ * (BRISK_HEAP_WIPE_CHECK). security_expect runs each case in a child and
+ * checks how it ended (see malloc_cases.c for the conventions: "target"
+ * on stdout names the misused pointer; an unnoticed misuse exits 3; a
+ * broken rule in a clean case exits 4).
+ */
+#define _GNU_SOURCE
+#include "brisk.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define HEAP_BYTES (4u << 20)
+
+static unsigned heap_flags;
+
+static inline void *hide(void *p)
+{
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+static void target(const void *p)
+{
+    printf("target %p\n", p);
+    fflush(stdout);
+}
+
+static _Noreturn void unnoticed(const char *what)
+{
+    printf("not detected: %s\n", what);
+    fflush(stdout);
+    exit(3);
+}
+
+static _Noreturn void broken(const char *what)
+{
+    printf("rule broken: %s\n", what);
+    fflush(stdout);
+    exit(4);
+}
+
+static brisk_heap *make_heap(void)
+{
+    brisk_heap *heap = brisk_heap_create_ex(NULL, HEAP_BYTES, heap_flags);
+    if (heap == NULL) {
+        printf("set-up failed: brisk_heap_create_ex(flags 0x%x) failed\n", heap_flags);
+        exit(5);
+    }
+    return heap;
+}
+
+static void *must_alloc(brisk_heap *heap, size_t size)
+{
+    void *p = brisk_heap_alloc(heap, size);
+    if (p == NULL) {
+        printf("set-up failed: brisk_heap_alloc(%zu) returned NULL\n", size);
+        exit(5);
+    }
+    return p;
+}
+
+/* ---- double free ------------------------------------------------------ */
+
+static void case_double_free(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    target(p);
+    brisk_heap_free(heap, hide(p));
+    unnoticed("second free");
+}
+
+static void case_double_free_interleaved(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    char *q = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    brisk_heap_free(heap, q);
+    target(p);
+    brisk_heap_free(heap, hide(p));
+    unnoticed("second free after another free");
+}
+
+/* p's chunk merged with its freed neighbour: p now points into the middle
+ * of a larger free chunk. */
+static void case_double_free_after_merge(void)
+{
+    brisk_heap *heap = make_heap();
+    char *a = must_alloc(heap, 64);
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    brisk_heap_free(heap, a);
+    target(p);
+    brisk_heap_free(heap, hide(p));
+    unnoticed("second free of a merged chunk");
+}
+
+/* Freed, then many blocks of the same size allocated: if one of them got
+ * p's chunk back it is freed legitimately, so p is free at the end. */
+static void case_double_free_churn(void)
+{
+    enum { COUNT = 5000 };
+    brisk_heap *heap = make_heap();
+    static char *blocks[COUNT];
+    for (int i = 0; i < COUNT; i++)
+        blocks[i] = must_alloc(heap, 40);
+    char *p = blocks[COUNT / 2];
+    brisk_heap_free(heap, p);
+    for (int i = 0; i < COUNT; i += 2)
+        if (i != COUNT / 2)
+            brisk_heap_free(heap, blocks[i]);
+    int reused = 0;
+    for (int i = 0; i < COUNT; i += 2) {
+        blocks[i] = must_alloc(heap, 40);
+        if (blocks[i] == p)
+            reused = 1;
+    }
+    if (reused)
+        brisk_heap_free(heap, p);
+    target(p);
+    brisk_heap_free(heap, hide(p));
+    unnoticed("double free after many allocations of the same size");
+}
+
+static void case_realloc_freed(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    target(p);
+    void *q = brisk_heap_realloc(heap, hide(p), 200);
+    (void)q;
+    unnoticed("realloc of a freed block");
+}
+
+static void case_usable_size_freed(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    target(p);
+    printf("usable size %zu\n", brisk_heap_usable_size(heap, hide(p)));
+    unnoticed("usable size of a freed block");
+}
+
+/* ---- invalid pointers ------------------------------------------------- */
+
+typedef enum call { CALL_FREE, CALL_REALLOC, CALL_USABLE } call;
+
+static void misuse(brisk_heap *heap, call how, void *p)
+{
+    target(p);
+    switch (how) {
+    case CALL_FREE:
+        brisk_heap_free(heap, hide(p));
+        unnoticed("free of an invalid pointer");
+    case CALL_REALLOC: {
+        void *q = brisk_heap_realloc(heap, hide(p), 100);
+        (void)q;
+        unnoticed("realloc of an invalid pointer");
+    }
+    case CALL_USABLE:
+        printf("usable size %zu\n", brisk_heap_usable_size(heap, hide(p)));
+        unnoticed("usable size of an invalid pointer");
+    }
+}
+
+static void case_free_interior(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 256);
+    misuse(heap, CALL_FREE, p + 32);
+}
+
+static void case_free_interior_unaligned(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 256);
+    misuse(heap, CALL_FREE, p + 3);
+}
+
+static void case_realloc_interior(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 256);
+    misuse(heap, CALL_REALLOC, p + 32);
+}
+
+static void case_usable_size_interior(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 256);
+    misuse(heap, CALL_USABLE, p + 32);
+}
+
+static void case_free_stack(void)
+{
+    brisk_heap *heap = make_heap();
+    _Alignas(64) char local[256];
+    memset(local, 0, sizeof local);
+    misuse(heap, CALL_FREE, local + 64);
+}
+
+static void case_free_wild(void)
+{
+    brisk_heap *heap = make_heap();
+    misuse(heap, CALL_FREE, (void *)(uintptr_t)0x7ff0deadbe00);
+}
+
+/* Inside the heap's region but never handed out: past every chunk in use,
+ * in the middle of the big free chunk. */
+static void case_free_never_allocated(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 64);
+    misuse(heap, CALL_FREE, p + (1u << 20));
+}
+
+static void case_free_foreign_heap(void)
+{
+    brisk_heap *heap = make_heap();
+    brisk_heap *other = make_heap();
+    char *p = must_alloc(other, 64);
+    must_alloc(heap, 64);
+    misuse(heap, CALL_FREE, p);
+}
+
+static void case_free_foreign_malloc(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = malloc(64);
+    if (p == NULL)
+        exit(5);
+    misuse(heap, CALL_FREE, p);
+}
+
+/* A fake chunk forged inside a block: every word says "chunk of 64 bytes,
+ * in use" or points back into the block. */
+static void case_free_forged_header(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 1024);
+    uintptr_t *words = (uintptr_t *)(void *)p;
+    for (size_t i = 0; i < 1024 / sizeof *words; i++)
+        words[i] = (i % 2 == 0) ? 0x41 : (uintptr_t)(p + 128);
+    misuse(heap, CALL_FREE, p + 128);
+}
+
+/* ---- free-list protection --------------------------------------------- */
+
+static _Alignas(64) char attacker_area[4096];
+
+/* A freed chunk's links (in its payload) are overwritten with an address
+ * of the attacker's choice; the next allocations of its size must not
+ * return it, nor write through it: brisk checks the links first. */
+static void case_uaf_steer(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    uintptr_t *words = (uintptr_t *)hide(p);
+    words[0] = (uintptr_t)(attacker_area + 64);
+    words[1] = (uintptr_t)(attacker_area + 64);
+    target(p);
+    for (int i = 0; i < 3; i++) {
+        char *q = brisk_heap_alloc(heap, 64);
+        if (q >= attacker_area && q < attacker_area + sizeof attacker_area)
+            broken("the heap returned the address written into a freed block");
+    }
+    unnoticed("forged free-list links");
+}
+
+/* The same, freeing the chunk's neighbour: merging unlinks the freed
+ * chunk through its forged links. */
+static void case_uaf_steer_merge(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *p = must_alloc(heap, 64);
+    char *q = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    uintptr_t *words = (uintptr_t *)hide(p);
+    words[0] = (uintptr_t)(attacker_area + 64);
+    words[1] = (uintptr_t)(attacker_area + 128);
+    target(q);
+    brisk_heap_free(heap, q);
+    unnoticed("forged free-list links used by a merge");
+}
+
+/* ---- hardened: canaries ----------------------------------------------- */
+
+static void overflow(size_t size, size_t past)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, size);
+    must_alloc(heap, 64);
+    size_t usable = brisk_heap_usable_size(heap, p);
+    memset(p, 'a', usable);
+    char *q = hide(p);
+    q[usable + past - 1] = 'X';
+    target(p);
+    brisk_heap_free(heap, p);
+    unnoticed("write past the usable size");
+}
+
+static void case_canary_overflow_1(void) { overflow(40, 1); }
+static void case_canary_overflow_8(void) { overflow(40, 8); }
+static void case_canary_overflow_1_odd(void) { overflow(13, 1); }
+static void case_canary_overflow_8_large(void) { overflow(5000, 8); }
+
+static void case_canary_underflow(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    char *q = hide(p);
+    q[-1] = 'X';
+    target(p);
+    brisk_heap_free(heap, p);
+    unnoticed("write before the start of a block");
+}
+
+/* ---- hardened: wipe on free, checked on reuse -------------------------- */
+
+#define OLD_BYTE 0xA5
+
+static int shows_old_bytes(const unsigned char *p, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        run = p[i] == OLD_BYTE ? run + 1 : 0;
+        if (run >= 4)
+            return 1;
+    }
+    return 0;
+}
+
+static void case_wipe_no_old_bytes(void)
+{
+    brisk_heap *heap = make_heap();
+    static const size_t sizes[] = {1, 16, 40, 100, 1000, 5000, 70000};
+    enum { PER = 32 };
+    char *blocks[PER];
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        for (int round = 0; round < 3; round++) {
+            for (int i = 0; i < PER; i++) {
+                blocks[i] = must_alloc(heap, sizes[s] + (size_t)round * 8);
+                size_t usable = brisk_heap_usable_size(heap, blocks[i]);
+                if (shows_old_bytes((unsigned char *)blocks[i], usable))
+                    broken("an allocation showed a previous owner's bytes");
+                memset(blocks[i], OLD_BYTE, usable);
+            }
+            for (int i = 0; i < PER; i += 2)
+                brisk_heap_free(heap, blocks[i]);
+            for (int i = 1; i < PER; i += 2)
+                blocks[i] = brisk_heap_realloc(heap, blocks[i], sizes[s] * 3 + 1);
+            for (int i = 1; i < PER; i += 2)
+                brisk_heap_free(heap, blocks[i]);
+        }
+    }
+    if (brisk_heap_check(heap) != 0)
+        broken("the heap's self-check failed");
+    printf("ok: no old bytes seen\n");
+}
+
+/* A byte written into a freed block is found when that memory is handed
+ * out again (allocations of the same size take it back). */
+static void uaf_write(size_t size, size_t offset)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *p = must_alloc(heap, size);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    char *q = hide(p);
+    q[offset] = 'X';
+    target(p);
+    for (int i = 0; i < 100; i++)
+        if (brisk_heap_alloc(heap, size) == NULL)
+            break;
+    unnoticed("write into a freed block");
+}
+
+static void case_wipe_uaf_write(void) { uaf_write(256, 100); }
+static void case_wipe_uaf_write_end(void) { uaf_write(256, 255); }
+
+/* ---- a clean workload ------------------------------------------------- */
+
+static void case_valid_workload(void)
+{
+    enum { SLOTS = 1024 };
+    brisk_heap *heap = make_heap();
+    static char *slots[SLOTS];
+    static size_t sizes[SLOTS];
+    uint64_t state = 0x2545f4914f6cdd1du;
+    for (int i = 0; i < 100000; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        size_t slot = (size_t)(state % SLOTS);
+        size_t size = (size_t)((state >> 24) % 2000) + 1;
+        if (slots[slot] != NULL) {
+            for (size_t b = 0; b < sizes[slot]; b++)
+                if ((unsigned char)slots[slot][b] != (unsigned char)(slot + b))
+                    broken("a live block's contents changed");
+            if ((state >> 40) % 3 == 0) {
+                char *r = brisk_heap_realloc(heap, slots[slot], size);
+                if (r == NULL)
+                    continue;
+                size_t keep = sizes[slot] < size ? sizes[slot] : size;
+                for (size_t b = 0; b < keep; b++)
+                    if ((unsigned char)r[b] != (unsigned char)(slot + b))
+                        broken("realloc lost contents");
+                slots[slot] = r;
+                sizes[slot] = size;
+                for (size_t b = 0; b < size; b++)
+                    r[b] = (char)(slot + b);
+                continue;
+            }
+            brisk_heap_free(heap, slots[slot]);
+            slots[slot] = NULL;
+            continue;
+        }
+        if ((state >> 50) % 8 == 0)
+            slots[slot] = brisk_heap_alloc_aligned(heap, (size_t)32 << ((state >> 54) % 6), size);
+        else if ((state >> 50) % 8 == 1)
+            slots[slot] = brisk_heap_calloc(heap, 1, size);
+        else
+            slots[slot] = brisk_heap_alloc(heap, size);
+        if (slots[slot] == NULL)
+            continue;
+        sizes[slot] = size;
+        for (size_t b = 0; b < size; b++)
+            slots[slot][b] = (char)(slot + b);
+    }
+    if (brisk_heap_check(heap) != 0)
+        broken("the heap's self-check failed");
+    for (size_t i = 0; i < SLOTS; i++)
+        brisk_heap_free(heap, slots[i]);
+    if (brisk_heap_check(heap) != 0)
+        broken("the heap's self-check failed after freeing everything");
+    brisk_heap_destroy(heap);
+    printf("ok: clean workload ran\n");
+}
+
+/* ---- the case table --------------------------------------------------- */
+
+typedef struct security_case {
+    const char *name;
+    void (*run)(void);
+} security_case;
+
+#define CASE(name) {#name, case_##name}
+
+static const security_case cases[] = {
+    CASE(double_free),
+    CASE(double_free_interleaved),
+    CASE(double_free_after_merge),
+    CASE(double_free_churn),
+    CASE(realloc_freed),
+    CASE(usable_size_freed),
+    CASE(free_interior),
+    CASE(free_interior_unaligned),
+    CASE(realloc_interior),
+    CASE(usable_size_interior),
+    CASE(free_stack),
+    CASE(free_wild),
+    CASE(free_never_allocated),
+    CASE(free_foreign_heap),
+    CASE(free_foreign_malloc),
+    CASE(free_forged_header),
+    CASE(uaf_steer),
+    CASE(uaf_steer_merge),
+    CASE(canary_overflow_1),
+    CASE(canary_overflow_8),
+    CASE(canary_overflow_1_odd),
+    CASE(canary_overflow_8_large),
+    CASE(canary_underflow),
+    CASE(wipe_no_old_bytes),
+    CASE(wipe_uaf_write),
+    CASE(wipe_uaf_write_end),
+    CASE(valid_workload),
+};
+
+static int parse_level(const char *level)
+{
+    if (strcmp(level, "default") == 0)
+        heap_flags = 0;
+    else if (strcmp(level, "hardened") == 0)
+        heap_flags = BRISK_HEAP_HARDENED;
+    else if (strcmp(level, "canary") == 0)
+        heap_flags = BRISK_HEAP_CANARY;
+    else if (strcmp(level, "wipe") == 0)
+        heap_flags = BRISK_HEAP_WIPE_CHECK;
+    else
+        return 0;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+            puts(cases[i].name);
+        return 0;
+    }
+    if (argc != 3 || !parse_level(argv[2])) {
+        fprintf(stderr, "usage: %s CASE default|hardened|canary|wipe (or --list)\n", argv[0]);
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (strcmp(argv[1], cases[i].name) == 0) {
+            cases[i].run();
+            return 0;
+        }
+    }
+    fprintf(stderr, "%s: no case named %s\n", argv[0], argv[1]);
+    return 2;
+}

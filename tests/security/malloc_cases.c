@@ -1,0 +1,960 @@
+/*
+ * Misuse cases for the process allocator, one per run:
+ *
+ *     LD_PRELOAD=libbrisk.so [BRISK_OPTIONS=...] malloc_cases <case>
+ *
+ * The program uses only the standard names (malloc, free, realloc,
+ * malloc_usable_size, ...) and is not linked against brisk, so it exercises
+ * exactly what a preloaded program gets. security_expect runs each case in
+ * a child and checks how it ended; tests/security/CMakeLists.txt lists the
+ * expected ending of every case at every hardening level.
+ *
+ * Conventions:
+ *   - just before the misuse a case prints "target <pointer>" on stdout;
+ *     the driver checks brisk's report names that same pointer (and, for
+ *     guard-page cases, that the fault came after set-up);
+ *   - a misuse that goes unnoticed falls through to unnoticed(), which
+ *     says so and exits 3, so the driver reports a clear failure;
+ *   - cases that must run clean check their rule themselves and exit 0
+ *     only when it held.
+ *
+ * The compiler must not see through the misuse (it may warn, or delete a
+ * "dead" store into freed memory): pointers go through hide(), and the
+ * file is built with -fno-builtin.
+ */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define SMALL 48
+#define MEDIUM (24 * 1024)
+#define LARGE (600 * 1024)
+#define HUGE (48 * 1024 * 1024)
+
+/* An opaque identity: the compiler cannot know what comes back. */
+static inline void *hide(void *p)
+{
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+static void target(const void *p)
+{
+    printf("target %p\n", p);
+    fflush(stdout);
+}
+
+static _Noreturn void unnoticed(const char *what)
+{
+    printf("not detected: %s\n", what);
+    fflush(stdout);
+    exit(3);
+}
+
+static _Noreturn void broken(const char *what)
+{
+    printf("rule broken: %s\n", what);
+    fflush(stdout);
+    exit(4);
+}
+
+static void *must_malloc(size_t size)
+{
+    void *p = malloc(size);
+    if (p == NULL) {
+        printf("set-up failed: malloc(%zu) returned NULL\n", size);
+        exit(5);
+    }
+    return p;
+}
+
+/* ---- double free ------------------------------------------------------ */
+
+static void double_free_plain(size_t size)
+{
+    char *p = must_malloc(size);
+    memset(p, 1, size);
+    free(p);
+    target(p);
+    free(hide(p));
+    unnoticed("second free");
+}
+
+static void case_double_free_small(void) { double_free_plain(SMALL); }
+static void case_double_free_medium(void) { double_free_plain(MEDIUM); }
+static void case_double_free_large(void) { double_free_plain(LARGE); }
+static void case_double_free_huge(void) { double_free_plain(HUGE); }
+
+/* free(p); free(q); free(p): the list head is q, not p, so a check that
+ * only compares against the most recently freed block misses it. */
+static void double_free_interleaved(size_t size)
+{
+    char *p = must_malloc(size);
+    char *q = must_malloc(size);
+    free(p);
+    free(q);
+    target(p);
+    free(hide(p));
+    unnoticed("second free after another free");
+}
+
+static void case_double_free_interleaved_small(void) { double_free_interleaved(SMALL); }
+static void case_double_free_interleaved_medium(void) { double_free_interleaved(MEDIUM); }
+static void case_double_free_interleaved_large(void) { double_free_interleaved(LARGE); }
+
+/* Many blocks of one size, p freed among many other frees and
+ * allocations of the same size. If one of the later allocations got p's
+ * memory back, that block is freed once more legitimately, so at the end p
+ * is free for certain and the last free(p) is a double free either way. */
+static void double_free_churn(size_t size, size_t count)
+{
+    char **blocks = must_malloc(count * sizeof *blocks);
+    for (size_t i = 0; i < count; i++)
+        blocks[i] = must_malloc(size);
+    char *p = blocks[count / 2];
+    free(p);
+    for (size_t i = 0; i < count; i += 2)
+        if (i != count / 2)
+            free(blocks[i]);
+    int reused = 0;
+    for (size_t i = 0; i < count; i += 2) {
+        blocks[i] = must_malloc(size);
+        if (blocks[i] == p)
+            reused = 1;
+    }
+    for (size_t i = 1; i < count; i += 4)
+        free(blocks[i]);
+    if (reused)
+        free(p);
+    target(p);
+    free(hide(p));
+    unnoticed("double free after many frees and allocations of the same size");
+}
+
+static void case_double_free_churn_small(void) { double_free_churn(SMALL, 20000); }
+static void case_double_free_churn_medium(void) { double_free_churn(MEDIUM, 200); }
+
+/* Freed by another thread (the remote-free path), then again here. */
+static void *free_in_thread(void *p)
+{
+    free(p);
+    return NULL;
+}
+
+static void case_double_free_cross_thread(void)
+{
+    char *p = must_malloc(SMALL);
+    char *keep = must_malloc(SMALL);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, free_in_thread, p) != 0)
+        exit(5);
+    pthread_join(thread, NULL);
+    target(p);
+    free(hide(p));
+    /* The block waits on its page's cross-thread list: the second free
+     * must find it there (or, at the latest, when the owner collects the
+     * list, which these allocations of the size bring about). */
+    for (int i = 0; i < 100000; i++)
+        must_malloc(SMALL);
+    (void)keep;
+    unnoticed("double free across threads");
+}
+
+static void case_realloc_freed(void)
+{
+    char *p = must_malloc(SMALL);
+    free(p);
+    target(p);
+    void *q = realloc(hide(p), SMALL * 2);
+    (void)q;
+    unnoticed("realloc of a freed block");
+}
+
+static void case_usable_size_freed(void)
+{
+    char *p = must_malloc(SMALL);
+    free(p);
+    target(p);
+    size_t n = malloc_usable_size(hide(p));
+    printf("usable size %zu\n", n);
+    unnoticed("malloc_usable_size of a freed block");
+}
+
+/* ---- invalid pointers ------------------------------------------------- */
+
+typedef enum call { CALL_FREE, CALL_REALLOC, CALL_USABLE } call;
+
+static void misuse(call how, void *p)
+{
+    target(p);
+    switch (how) {
+    case CALL_FREE:
+        free(hide(p));
+        unnoticed("free of an invalid pointer");
+    case CALL_REALLOC: {
+        void *q = realloc(hide(p), 100);
+        (void)q;
+        unnoticed("realloc of an invalid pointer");
+    }
+    case CALL_USABLE: {
+        size_t n = malloc_usable_size(hide(p));
+        printf("usable size %zu\n", n);
+        unnoticed("malloc_usable_size of an invalid pointer");
+    }
+    }
+}
+
+static void interior(call how, size_t size, size_t offset)
+{
+    char *p = must_malloc(size);
+    misuse(how, p + offset);
+}
+
+static void case_free_interior_small(void) { interior(CALL_FREE, SMALL, 16); }
+static void case_free_interior_unaligned_small(void) { interior(CALL_FREE, SMALL, 1); }
+static void case_free_interior_medium(void) { interior(CALL_FREE, MEDIUM, 4096); }
+static void case_free_interior_unaligned_medium(void) { interior(CALL_FREE, MEDIUM, 7); }
+static void case_free_interior_large(void) { interior(CALL_FREE, LARGE, 64 * 1024); }
+static void case_free_interior_unaligned_large(void) { interior(CALL_FREE, LARGE, 3); }
+static void case_free_interior_huge(void) { interior(CALL_FREE, HUGE, 16 * 1024 * 1024); }
+static void case_realloc_interior(void) { interior(CALL_REALLOC, SMALL, 16); }
+static void case_usable_size_interior(void) { interior(CALL_USABLE, SMALL, 16); }
+
+/* Interior of an over-aligned block: a multiple of the alignment inside. */
+static void case_free_interior_aligned_alloc(void)
+{
+    char *p = aligned_alloc(4096, 3 * 4096);
+    if (p == NULL)
+        exit(5);
+    misuse(CALL_FREE, p + 4096);
+}
+
+static void stack_address(call how)
+{
+    _Alignas(64) char local[256];
+    memset(local, 0, sizeof local);
+    misuse(how, local + 64);
+}
+
+static void case_free_stack(void) { stack_address(CALL_FREE); }
+static void case_realloc_stack(void) { stack_address(CALL_REALLOC); }
+static void case_usable_size_stack(void) { stack_address(CALL_USABLE); }
+
+static _Alignas(64) char global_buffer[4096];
+
+static void case_free_global(void) { misuse(CALL_FREE, global_buffer + 64); }
+
+/* An address that was mapped once and is not any more. */
+static void *unmapped_address(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *m = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        exit(5);
+    munmap(m, 4 * page);
+    return m + page + 16;
+}
+
+static void case_free_wild(void) { misuse(CALL_FREE, unmapped_address()); }
+static void case_free_wild_low(void) { misuse(CALL_FREE, (void *)(uintptr_t)0x10010); }
+static void case_free_wild_high(void) { misuse(CALL_FREE, (void *)(uintptr_t)0x7ff0deadbe00); }
+static void case_realloc_wild(void) { misuse(CALL_REALLOC, unmapped_address()); }
+static void case_usable_size_wild(void) { misuse(CALL_USABLE, unmapped_address()); }
+
+/* Memory mapped by someone else (here: by us, with mmap directly), at the
+ * start and inside, and at an alignment that looks like an allocator's. */
+static void case_free_foreign_mmap(void)
+{
+    char *m = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        exit(5);
+    misuse(CALL_FREE, m);
+}
+
+static void case_free_foreign_mmap_aligned(void)
+{
+    /* 64 MiB mapped, so a 32 MiB-aligned address lies inside; from there
+     * up the memory is filled as an allocator's own region would be
+     * (non-zero words), and a pointer a little way in is freed. */
+    size_t span = (size_t)64 << 20;
+    char *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        exit(5);
+    char *aligned = (char *)(((uintptr_t)m + ((size_t)32 << 20) - 1) & ~(uintptr_t)(((size_t)32 << 20) - 1));
+    memset(aligned, 0x11, 1 << 20);
+    misuse(CALL_FREE, aligned + 4096 + 64);
+}
+
+/* A fake chunk forged inside user memory: words that look like a size
+ * field with in-use bits, for every plausible header layout, around the
+ * pointer freed ("house of spirit"). Out-of-line metadata means there is
+ * nothing in the block to trust. */
+static void forge_headers(char *area, size_t bytes)
+{
+    uintptr_t *words = (uintptr_t *)(void *)area;
+    for (size_t i = 0; i < bytes / sizeof *words; i++)
+        words[i] = (i % 2 == 0) ? 0x41 : (uintptr_t)(area + 64);
+}
+
+static void case_free_forged_header_small(void)
+{
+    char *p = must_malloc(512);
+    forge_headers(p, 512);
+    misuse(CALL_FREE, p + 64);
+}
+
+static void case_free_forged_header_large(void)
+{
+    char *p = must_malloc(LARGE);
+    forge_headers(p, 8192);
+    misuse(CALL_FREE, p + 4096);
+}
+
+static void case_free_forged_header_stack(void)
+{
+    _Alignas(4096) static char fake[3 * 4096];
+    forge_headers(fake, sizeof fake);
+    misuse(CALL_FREE, fake + 4096);
+}
+
+/* A forged copy of brisk's own metadata: the memory from the start of
+ * the aligned region holding a real block up to just past the block is
+ * copied, byte for byte, into a mapping at the same alignment, and the
+ * copy of the block is freed. A check that trusts what it finds at the
+ * aligned base of a pointer accepts it; a check against brisk's own
+ * record of its regions does not. The alignment used is the largest power
+ * of two from 64 KiB to 64 MiB whose region is readable up to the block
+ * (for brisk: at least the whole segment). */
+/* True when every page of [p, p + len) can be read: write() into a pipe
+ * fails with EFAULT instead of faulting when the source is unreadable. */
+static int readable(const char *p, size_t len)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        exit(5);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const char *start = (const char *)((uintptr_t)p & ~(uintptr_t)(page - 1));
+    int ok = 1;
+    for (const char *at = start; at < p + len && ok; at += page) {
+        char byte;
+        if (write(fds[1], at, 1) != 1 || read(fds[0], &byte, 1) != 1)
+            ok = 0;
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return ok;
+}
+
+static void case_free_forged_region_copy(void)
+{
+    char *p = must_malloc(SMALL);
+    size_t best = 0;
+    for (size_t align = (size_t)1 << 16; align <= ((size_t)1 << 26); align <<= 1) {
+        char *base = (char *)((uintptr_t)p & ~(uintptr_t)(align - 1));
+        if (readable(base, (size_t)(p - base) + SMALL))
+            best = align;
+    }
+    if (best == 0) {
+        printf("set-up failed: no readable aligned region around a block\n");
+        exit(5);
+    }
+    char *base = (char *)((uintptr_t)p & ~(uintptr_t)(best - 1));
+    size_t offset = (size_t)(p - base);
+    char *m = mmap(NULL, 2 * best, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        exit(5);
+    char *copy = (char *)(((uintptr_t)m + best - 1) & ~(uintptr_t)(best - 1));
+    memcpy(copy, base, offset + SMALL);
+    printf("copied %zu bytes at alignment %zu\n", offset + SMALL, best);
+    misuse(CALL_FREE, copy + offset);
+}
+
+/* ---- free-list protection --------------------------------------------- */
+
+/* The churn that brings a freed block back: a pool of blocks allocated
+ * before the misuse is freed one by one while new blocks are allocated and
+ * kept. The frees push the misused block through any delayed-reuse
+ * queue, the allocations take blocks off the free lists until it comes
+ * back. */
+typedef struct churn {
+    char **pool;
+    size_t pool_count;
+    char **kept;
+    size_t kept_count;
+    size_t size;
+} churn;
+
+/* Every block the churn holds carries a tag in its second word naming its
+ * own address, so a block handed out that overlaps (or is) one still held
+ * is seen the moment malloc returns it. Tags are cleared before a free. */
+#define TAG_KEY ((uintptr_t)0x5afe7a65afe7a6u)
+
+static void tag_set(char *b) { ((uintptr_t *)(void *)b)[1] = TAG_KEY ^ (uintptr_t)b; }
+static void tag_clear(char *b) { ((uintptr_t *)(void *)b)[1] = 0; }
+
+static void check_no_overlap(const char *q, size_t size)
+{
+    /* A held block starting at or after q inside [q, q + size)... */
+    for (size_t off = 0; off + 16 <= size; off += 16)
+        if (((const uintptr_t *)(const void *)(q + off))[1] == (TAG_KEY ^ (uintptr_t)(q + off)))
+            broken("malloc handed out memory of a block still in use");
+    /* ...or one starting before q that reaches into it. */
+    for (size_t back = 16; back < size; back += 16)
+        if (((const uintptr_t *)(const void *)(q - back))[1] == (TAG_KEY ^ (uintptr_t)(q - back)))
+            broken("malloc handed out memory of a block still in use");
+}
+
+static churn churn_prepare(size_t size, size_t pool_count, size_t rounds)
+{
+    churn c;
+    c.pool = must_malloc(pool_count * sizeof *c.pool);
+    c.kept = must_malloc(rounds * sizeof *c.kept);
+    c.pool_count = pool_count;
+    c.kept_count = 0;
+    c.size = size;
+    for (size_t i = 0; i < pool_count; i++) {
+        c.pool[i] = must_malloc(size);
+        tag_set(c.pool[i]);
+    }
+    return c;
+}
+
+static char *churn_step(churn *c, size_t size)
+{
+    if (c->kept_count < c->pool_count) {
+        tag_clear(c->pool[c->kept_count]);
+        free(c->pool[c->kept_count]);
+    }
+    char *q = must_malloc(size);
+    check_no_overlap(q, size);
+    tag_set(q);
+    c->kept[c->kept_count++] = q;
+    return q;
+}
+
+static _Alignas(64) char attacker_area[4096];
+
+static int in_attacker_area(const void *q)
+{
+    return (const char *)q >= attacker_area && (const char *)q < attacker_area + sizeof attacker_area;
+}
+
+/* Use after free: every word of a freed block is overwritten with an
+ * address of the attacker's choice (wherever the allocator keeps its link,
+ * it now says "attacker_area"). Later allocations of the size must never
+ * return that address: brisk detects the bad link and aborts. */
+static void steer(size_t size, size_t pool_count, size_t rounds)
+{
+    churn c = churn_prepare(size, pool_count, rounds);
+    char *p = must_malloc(size);
+    free(p);
+    uintptr_t *words = (uintptr_t *)(void *)hide(p);
+    for (size_t i = 0; i < size / sizeof *words; i++)
+        words[i] = (uintptr_t)(attacker_area + 64);
+    for (size_t i = 0; i < rounds; i++)
+        if (in_attacker_area(churn_step(&c, size)))
+            broken("malloc returned the address written into a freed block");
+    unnoticed("a forged free-list link");
+}
+
+static void case_uaf_steer_small(void) { steer(SMALL, 4000, 60000); }
+static void case_uaf_steer_medium(void) { steer(MEDIUM, 600, 2000); }
+
+/* A partial overwrite: only the low byte of each word changes, which with
+ * a plain pointer link moves it to a neighbouring (live) block. brisk
+ * detects it; and no block may ever be handed out twice. */
+static int compare_pointers(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void case_uaf_partial_overwrite(void)
+{
+    enum { POOL = 4000, ROUNDS = 20000 };
+    churn c = churn_prepare(SMALL, POOL, ROUNDS);
+    char *p = must_malloc(SMALL);
+    free(p);
+    unsigned char *bytes = hide(p);
+    for (size_t i = 0; i < SMALL; i += sizeof(uintptr_t))
+        bytes[i] = (unsigned char)(bytes[i] + 0x40);
+    for (size_t i = 0; i < ROUNDS; i++)
+        churn_step(&c, SMALL);
+    qsort(c.kept, c.kept_count, sizeof *c.kept, compare_pointers);
+    for (size_t i = 1; i < c.kept_count; i++)
+        if ((size_t)(c.kept[i] - c.kept[i - 1]) < SMALL)
+            broken("two live blocks overlap after a partial overwrite of a freed block");
+    unnoticed("a partially overwritten free-list link");
+}
+
+/* A nudge: one bit in the middle of the stored link flipped (a relative
+ * overwrite that needs no secret). With an encoding that only rotates and
+ * adds, it moves the decoded pointer by a few granules inside the page,
+ * onto a neighbouring block or between two. brisk must detect it, or at
+ * least never hand out overlapping blocks. */
+static void link_nudge(size_t size, int byte, unsigned char mask)
+{
+    enum { POOL = 4000, ROUNDS = 20000 };
+    churn c = churn_prepare(size, POOL, ROUNDS);
+    char *q = must_malloc(size);
+    char *p = must_malloc(size);
+    free(q);
+    free(p); /* p's link names q: a block of the same page */
+    unsigned char *bytes = hide(p);
+    bytes[byte] ^= mask;
+    for (size_t i = 0; i < ROUNDS; i++)
+        churn_step(&c, size);
+    qsort(c.kept, c.kept_count, sizeof *c.kept, compare_pointers);
+    for (size_t i = 1; i < c.kept_count; i++)
+        if ((size_t)(c.kept[i] - c.kept[i - 1]) < size)
+            broken("two live blocks overlap after a nudged free-list link");
+    unnoticed("a nudged free-list link");
+}
+
+static void case_uaf_link_nudge_16(void) { link_nudge(SMALL, 3, 0x10); }
+static void case_uaf_link_nudge_64(void) { link_nudge(64, 3, 0x20); }
+
+/* ---- hardened level: canaries ----------------------------------------- */
+
+static void overflow(size_t size, size_t past)
+{
+    char *p = must_malloc(size);
+    size_t usable = malloc_usable_size(p);
+    memset(p, 'a', usable);
+    char *q = hide(p);
+    q[usable + past - 1] = 'X';
+    target(p);
+    free(p);
+    unnoticed("write past the usable size");
+}
+
+static void case_canary_overflow_1(void) { overflow(SMALL, 1); }
+static void case_canary_overflow_8(void) { overflow(SMALL, 8); }
+static void case_canary_overflow_1_odd(void) { overflow(13, 1); }
+static void case_canary_overflow_8_512(void) { overflow(500, 8); }
+
+static void case_canary_underflow(void)
+{
+    char *keep = must_malloc(SMALL);
+    char *p = must_malloc(SMALL);
+    memset(p, 'a', SMALL);
+    char *q = hide(p);
+    q[-1] = 'X';
+    target(p);
+    free(p);
+    (void)keep;
+    unnoticed("write before the start of a block");
+}
+
+/* ---- hardened level: wipe on free ------------------------------------- */
+
+#define OLD_BYTE 0xA5
+
+/* True when [p, p + n) holds four old bytes in a row: what a previous
+ * owner wrote. A single 0xA5 may occur by chance in an encoded link. */
+static int shows_old_bytes(const unsigned char *p, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        run = p[i] == OLD_BYTE ? run + 1 : 0;
+        if (run >= 4)
+            return 1;
+    }
+    return 0;
+}
+
+static void case_wipe_no_old_bytes(void)
+{
+    static const size_t sizes[] = {16, 24, 48, 100, 256, 1000, 3000, 20000, 100000, LARGE, 3 << 20};
+    enum { PER_SIZE = 64 };
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        size_t size = sizes[s];
+        char *blocks[PER_SIZE];
+        for (int round = 0; round < 3; round++) {
+            for (int i = 0; i < PER_SIZE; i++) {
+                blocks[i] = must_malloc(size);
+                if (shows_old_bytes((unsigned char *)blocks[i], malloc_usable_size(blocks[i])))
+                    broken("malloc returned a block showing a previous owner's bytes");
+                memset(blocks[i], OLD_BYTE, malloc_usable_size(blocks[i]));
+            }
+            for (int i = 0; i < PER_SIZE; i++)
+                free(blocks[i]);
+        }
+        /* Nor may a smaller request that lands in the same memory. */
+        char *r = must_malloc(size);
+        memset(r, OLD_BYTE, malloc_usable_size(r));
+        free(r);
+        char *g = must_malloc(size / 2 + 1);
+        if (shows_old_bytes((unsigned char *)g, malloc_usable_size(g)))
+            broken("malloc returned a block showing a previous owner's bytes");
+        free(g);
+    }
+    printf("ok: no old bytes seen\n");
+}
+
+/* A write into a freed block is found when the block is handed out
+ * again; the churn brings it back. */
+static void uaf_write(size_t size, size_t offset_from_end, size_t pool_count, size_t rounds)
+{
+    churn c = churn_prepare(size, pool_count, rounds);
+    char *p = must_malloc(size);
+    size_t usable = malloc_usable_size(p);
+    free(p);
+    char *q = hide(p);
+    q[usable - offset_from_end] = 'X';
+    target(p);
+    for (size_t i = 0; i < rounds; i++)
+        if (churn_step(&c, size) == p)
+            break;
+    unnoticed("write into a freed block");
+}
+
+static void case_wipe_uaf_write_small(void) { uaf_write(SMALL, 1, 4000, 60000); }
+static void case_wipe_uaf_write_small_middle(void) { uaf_write(SMALL, SMALL / 2, 4000, 60000); }
+static void case_wipe_uaf_write_medium(void) { uaf_write(MEDIUM, 100, 600, 2000); }
+
+/* ---- hardened level: guard pages -------------------------------------- */
+
+static void guard(size_t size, int before)
+{
+    char *p = must_malloc(size);
+    size_t usable = malloc_usable_size(p);
+    memset(p, 'a', usable);
+    volatile char *q = hide(p);
+    target(p);
+    if (before)
+        q[-1] = 'X';
+    else
+        q[usable] = 'X';
+    unnoticed("ran off a large block without a fault");
+}
+
+/* realloc of guarded large blocks, growing and shrinking: every usable
+ * byte stays writable (no guard page ends up inside a block), and the
+ * last block still faults one byte past its end. */
+static void case_guard_realloc(void)
+{
+    static const size_t sizes[] = {LARGE, 3 * LARGE, 2 * LARGE, 5 * LARGE, LARGE + 1, 4 * LARGE};
+    char *p = NULL;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        p = realloc(p, sizes[i]);
+        if (p == NULL)
+            exit(5);
+        memset(p, (int)i, malloc_usable_size(p));
+    }
+    size_t usable = malloc_usable_size(p);
+    volatile char *q = hide(p);
+    target(p);
+    q[usable] = 'X';
+    unnoticed("ran off a reallocated large block without a fault");
+}
+
+static void case_guard_large_overflow(void) { guard(LARGE, 0); }
+static void case_guard_large_underflow(void) { guard(LARGE, 1); }
+static void case_guard_huge_overflow(void) { guard(HUGE, 0); }
+static void case_guard_odd_size_overflow(void) { guard(LARGE + 123, 0); }
+
+/* ---- hardened level: delayed and randomized reuse --------------------- */
+
+static void case_reuse_delayed(void)
+{
+    static const size_t sizes[] = {16, 48, 128, 1000, 20000};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        char *keep[16];
+        for (int i = 0; i < 16; i++)
+            keep[i] = must_malloc(sizes[s]);
+        for (int i = 0; i < 1000; i++) {
+            char *p = must_malloc(sizes[s]);
+            free(p);
+            char *q = must_malloc(sizes[s]);
+            if (q == p)
+                broken("a freed block was handed straight back to the next request");
+            free(q);
+        }
+        for (int i = 0; i < 16; i++)
+            free(keep[i]);
+    }
+    printf("ok: no immediate reuse\n");
+}
+
+/* Frees N blocks in order, then allocates until all N came back (or
+ * enough to go through several pages); records the order in which the
+ * freed blocks were handed out again (-1: not seen). */
+static void reuse_order(size_t size, int *order, int n)
+{
+    enum { FLUSH = 4096, ALLOCS = 16384 };
+    char **old = must_malloc((size_t)n * sizeof *old);
+    char **flush = must_malloc(FLUSH * sizeof *flush);
+    for (int i = 0; i < FLUSH; i++)
+        flush[i] = must_malloc(24);
+    for (int i = 0; i < n; i++)
+        old[i] = must_malloc(size);
+    for (int i = 0; i < n; i++)
+        free(old[i]);
+    /* Frees of another size push the blocks out of any delayed-reuse
+     * queue and back onto their free list. */
+    for (int i = 0; i < FLUSH; i++)
+        free(flush[i]);
+    int found = 0;
+    for (int i = 0; i < n; i++)
+        order[i] = -1;
+    for (int k = 0; k < ALLOCS && found < n; k++) {
+        char *q = must_malloc(size);
+        for (int j = 0; j < n; j++)
+            if (old[j] == q)
+                order[found++] = j;
+    }
+}
+
+static void case_reuse_order_child(void)
+{
+    enum { N = 32, SIZES = 3 };
+    static const size_t sizes[SIZES] = {32, 64, 160};
+    for (int s = 0; s < SIZES; s++) {
+        int order[N];
+        reuse_order(sizes[s], order, N);
+        printf("size %zu:", sizes[s]);
+        for (int i = 0; i < N; i++)
+            printf(" %d", order[i]);
+        printf("\n");
+    }
+}
+
+/* Runs the same experiment in two fresh processes (this program again,
+ * same environment): a deterministic allocator reuses the freed blocks
+ * in the same order in both, whatever the addresses; randomized reuse
+ * does not. */
+static void run_self(const char *case_name, char *out, size_t size)
+{
+    char command[4200];
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        exit(5);
+    exe[n] = '\0';
+    snprintf(command, sizeof command, "'%s' %s", exe, case_name);
+    FILE *child = popen(command, "r");
+    if (child == NULL)
+        exit(5);
+    size_t used = fread(out, 1, size - 1, child);
+    out[used] = '\0';
+    if (pclose(child) != 0) {
+        printf("set-up failed: the child run failed\n");
+        exit(5);
+    }
+}
+
+static void case_reuse_randomized(void)
+{
+    static char first[8192], second[8192];
+    run_self("reuse_order_child", first, sizeof first);
+    run_self("reuse_order_child", second, sizeof second);
+    printf("first run:\n%ssecond run:\n%s", first, second);
+    if (strcmp(first, second) == 0)
+        broken("two runs reused freed blocks in the same order: not randomized");
+    printf("ok: reuse order differs between runs\n");
+}
+
+/* ---- a clean workload: hardening must not report valid programs ------- */
+
+static void case_valid_workload(void)
+{
+    enum { SLOTS = 4096 };
+    static char *slots[SLOTS];
+    static size_t sizes[SLOTS];
+    uint64_t state = 0x9e3779b97f4a7c15u;
+    for (int i = 0; i < 200000; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        size_t slot = (size_t)(state % SLOTS);
+        size_t size = (size_t)((state >> 20) % 4) == 0 ? (size_t)((state >> 24) % 70000)
+                                                        : (size_t)((state >> 24) % 600);
+        if (slots[slot] != NULL) {
+            for (size_t b = 0; b < sizes[slot]; b++)
+                if ((unsigned char)slots[slot][b] != (unsigned char)(slot + b))
+                    broken("a live block's contents changed");
+            if ((state >> 40) % 3 == 0) {
+                size_t usable = malloc_usable_size(slots[slot]);
+                if (usable < sizes[slot])
+                    broken("usable size below the request");
+                char *r = realloc(slots[slot], size + 1);
+                if (r == NULL)
+                    exit(5);
+                slots[slot] = r;
+                size_t keep = sizes[slot] < size + 1 ? sizes[slot] : size + 1;
+                for (size_t b = 0; b < keep; b++)
+                    if ((unsigned char)r[b] != (unsigned char)(slot + b))
+                        broken("realloc lost contents");
+                sizes[slot] = size + 1;
+                for (size_t b = 0; b < sizes[slot]; b++)
+                    r[b] = (char)(slot + b);
+                continue;
+            }
+            free(slots[slot]);
+            slots[slot] = NULL;
+        }
+        if ((state >> 50) % 16 == 0) {
+            void *a = NULL;
+            if (posix_memalign(&a, (size_t)64 << ((state >> 54) % 7), size + 1) != 0)
+                exit(5);
+            slots[slot] = a;
+        } else {
+            slots[slot] = must_malloc(size + 1);
+        }
+        sizes[slot] = size + 1;
+        for (size_t b = 0; b < sizes[slot]; b++)
+            slots[slot][b] = (char)(slot + b);
+    }
+    for (size_t i = 0; i < SLOTS; i++)
+        free(slots[i]);
+    char *c = calloc(1000, 8);
+    for (size_t b = 0; b < 8000; b++)
+        if (c == NULL || c[b] != 0)
+            broken("calloc returned non-zero bytes");
+    free(c);
+    printf("ok: clean workload ran\n");
+}
+
+/* Threads that free blocks and exit: their quarantines (under delay) go
+ * back to the allocator, wiped under wipe, so later allocations of every
+ * size near the quarantine's own are handed out clean. Each thread keeps
+ * a few blocks of that size alive, so its page (holding its quarantine)
+ * is left to other threads when it exits, and this thread adopts it. */
+enum { EXIT_THREADS = 4, EXIT_KEPT = 8 };
+static char *exit_kept[8][EXIT_THREADS * EXIT_KEPT];
+
+static void *short_lived(void *arg)
+{
+    char **kept = arg;
+    for (int i = 0; i < EXIT_KEPT; i++)
+        kept[i] = must_malloc(520);
+    for (int i = 0; i < 200; i++)
+        free(must_malloc((size_t)(16 + i * 5)));
+    return NULL;
+}
+
+static void case_threads_exit_clean(void)
+{
+    for (int round = 0; round < 8; round++) {
+        pthread_t threads[EXIT_THREADS];
+        for (int t = 0; t < EXIT_THREADS; t++)
+            if (pthread_create(&threads[t], NULL, short_lived, &exit_kept[round][t * EXIT_KEPT]) != 0)
+                exit(5);
+        for (int t = 0; t < EXIT_THREADS; t++)
+            pthread_join(threads[t], NULL);
+    }
+    /* Enough blocks of the sizes around the quarantine's that this thread
+     * runs out of its own pages and adopts the exited threads' ones. */
+    enum { KEEP = 30000 };
+    static char *kept[KEEP];
+    for (size_t size = 512; size <= 544; size += 16) {
+        for (int i = 0; i < KEEP; i++)
+            kept[i] = must_malloc(size);
+        for (int i = 0; i < KEEP; i++)
+            free(kept[i]);
+    }
+    for (int round = 0; round < 8; round++)
+        for (int i = 0; i < EXIT_THREADS * EXIT_KEPT; i++)
+            free(exit_kept[round][i]);
+    printf("ok: allocations after thread exits ran clean\n");
+}
+
+/* ---- the case table --------------------------------------------------- */
+
+typedef struct security_case {
+    const char *name;
+    void (*run)(void);
+} security_case;
+
+#define CASE(name) {#name, case_##name}
+
+static const security_case cases[] = {
+    CASE(double_free_small),
+    CASE(double_free_medium),
+    CASE(double_free_large),
+    CASE(double_free_huge),
+    CASE(double_free_interleaved_small),
+    CASE(double_free_interleaved_medium),
+    CASE(double_free_interleaved_large),
+    CASE(double_free_churn_small),
+    CASE(double_free_churn_medium),
+    CASE(double_free_cross_thread),
+    CASE(realloc_freed),
+    CASE(usable_size_freed),
+    CASE(free_interior_small),
+    CASE(free_interior_unaligned_small),
+    CASE(free_interior_medium),
+    CASE(free_interior_unaligned_medium),
+    CASE(free_interior_large),
+    CASE(free_interior_unaligned_large),
+    CASE(free_interior_huge),
+    CASE(free_interior_aligned_alloc),
+    CASE(realloc_interior),
+    CASE(usable_size_interior),
+    CASE(free_stack),
+    CASE(realloc_stack),
+    CASE(usable_size_stack),
+    CASE(free_global),
+    CASE(free_wild),
+    CASE(free_wild_low),
+    CASE(free_wild_high),
+    CASE(realloc_wild),
+    CASE(usable_size_wild),
+    CASE(free_foreign_mmap),
+    CASE(free_foreign_mmap_aligned),
+    CASE(free_forged_header_small),
+    CASE(free_forged_header_large),
+    CASE(free_forged_header_stack),
+    CASE(free_forged_region_copy),
+    CASE(uaf_steer_small),
+    CASE(uaf_steer_medium),
+    CASE(uaf_partial_overwrite),
+    CASE(uaf_link_nudge_16),
+    CASE(uaf_link_nudge_64),
+    CASE(canary_overflow_1),
+    CASE(canary_overflow_8),
+    CASE(canary_overflow_1_odd),
+    CASE(canary_overflow_8_512),
+    CASE(canary_underflow),
+    CASE(wipe_no_old_bytes),
+    CASE(wipe_uaf_write_small),
+    CASE(wipe_uaf_write_small_middle),
+    CASE(wipe_uaf_write_medium),
+    CASE(guard_large_overflow),
+    CASE(guard_large_underflow),
+    CASE(guard_huge_overflow),
+    CASE(guard_odd_size_overflow),
+    CASE(guard_realloc),
+    CASE(reuse_delayed),
+    CASE(reuse_randomized),
+    CASE(reuse_order_child),
+    CASE(valid_workload),
+    CASE(threads_exit_clean),
+};
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CASE (or --list)\n", argv[0]);
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (strcmp(argv[1], "--list") == 0) {
+            puts(cases[i].name);
+        } else if (strcmp(argv[1], cases[i].name) == 0) {
+            cases[i].run();
+            return 0;
+        }
+    }
+    if (strcmp(argv[1], "--list") == 0)
+        return 0;
+    fprintf(stderr, "%s: no case named %s\n", argv[0], argv[1]);
+    return 2;
+}
