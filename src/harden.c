@@ -3,15 +3,16 @@
  * of canary, wipe, guard, delay): checks layered around the unhardened
  * allocator. The default level (pointer validation through the segment
  * map, block-start checks, double frees found from a freed block's own
- * encoded link, checked free lists) is built
- * into the allocator itself; this file adds what costs time on every call
- * and so is opt-in. docs/security.md says what each part catches and what
- * it does not.
+ * encoded link, checked free lists) is built into the allocator itself;
+ * this file adds what costs time on every call and so is opt-in.
+ * docs/security.md says what each part catches and what it does not, and
+ * what it costs.
  *
- * The public functions divert here with one test of harden_flags, which
- * is written once when the options are read (before the first block is
- * handed out) and never again, so every block a hardened process sees was
- * made under the same rules.
+ * The public functions divert here with one test of harden_flags (for the
+ * parts that work on every block: canary, wipe, delay), which is written
+ * once when the options are read (before the first block is handed out)
+ * and never again, so every block a hardened process sees was made under
+ * the same rules.
  *
  *   canary  every slot of a page ends in a secret-derived canary word, and
  *           each page leaves its first slot unused so its first block has
@@ -25,16 +26,18 @@
  *           pages are zeroed as they are carved; large blocks taken from
  *           the cache are zeroed whole.
  *   guard   large blocks get an inaccessible page right before and right
- *           after them (large.c), so running off either end faults at once.
+ *           after them (large.c), so running off either end faults at once;
+ *           a freed guarded block is cached and reused only as it is.
  *   delay   a freed block goes into a random slot of its thread's
  *           quarantine of QUARANTINE_SLOTS blocks, evicting the previous
  *           occupant to the real free; so a freed block is never handed
  *           straight back, and reuse order is random. (A block freed by a
  *           thread other than its page's owner skips the quarantine: it
- *           waits on the page's cross-thread list anyway.) A quarantined block
- *           carries a secret-derived marker in its first word: a second
- *           free (from any thread) finds it and is reported at once, and a
- *           marker found overwritten at eviction is a write after free.
+ *           waits on the page's cross-thread list anyway.) A quarantined
+ *           block carries a secret-derived marker in its first word: a
+ *           second free (from any thread) finds it and is reported at once,
+ *           and a marker found overwritten at eviction is a write after
+ *           free. A thread's quarantine is emptied when the thread exits.
  */
 #include "malloc_internal.h"
 
@@ -73,8 +76,7 @@ bool harden_option(const char *name, size_t len)
 
 /* ---- secrets ---------------------------------------------------------------- */
 
-/* splitmix64's finalizer: every input bit flips about half the output
- * bits, so one canary or marker says nothing usable about another. */
+/* splitmix64's finalizer, for seeding a quarantine's generator. */
 static inline uint64_t mix64(uint64_t x)
 {
     x ^= x >> 30;
@@ -118,7 +120,7 @@ static inline void store_word(uintptr_t at, uint64_t w)
 }
 
 /* Whether [from, from + len) is all zero; from and len multiples of 8.
- * Or-reduces 64 bytes at a time (vectorized by the compiler) and stops at
+ * Or-reduces 64 bytes at a time and stops at
  * the first dirty chunk. */
 static bool words_zero(uintptr_t from, size_t len)
 {

@@ -148,16 +148,23 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
         errno = ENOMEM;
         return NULL;
     }
-    /* Hardened: guard pages (never cached: a guarded block's mapping has
-     * no room for reuse at another size) and wiping (a cached block is
-     * zeroed whole, so no old bytes show). */
+    /* Hardened: guard pages around the block (see the drawing below) and
+     * wiping (a cached block is zeroed whole, so no old bytes show). A
+     * guarded mapping is cached like any other and reused only as it is:
+     * the guards stay where they are, the block takes all the room between
+     * them, and resizing it in place (mremap) is never tried. */
     size_t guard = (harden_flags & HARDEN_GUARD) ? page_bytes : 0;
     bool wipe = (harden_flags & HARDEN_WIPE) != 0;
-    if (align <= page_bytes && guard == 0) {
+    if (align <= page_bytes) {
+        size_t want = usable + 2 * guard; /* room after the header page */
         global_lock_take();
-        large_header *hdr = large_cache_take(usable);
+        large_header *hdr = large_cache_take(want);
         global_lock_drop();
-        if (hdr != NULL && !large_fit_mapping(hdr, usable)) {
+        bool fits = hdr == NULL ||
+                    (guard != 0 ? hdr->map_size - page_bytes >= want &&
+                                      (hdr->map_size - page_bytes) / 4 <= want
+                                : large_fit_mapping(hdr, want));
+        if (!fits) {
             global_lock_take();
             segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
             global_lock_drop();
@@ -167,8 +174,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
         }
         if (hdr != NULL) {
             hdr->cached = 0;
-            hdr->usable = hdr->map_size - page_bytes;
-            hdr->block = (uintptr_t)hdr + page_bytes;
+            hdr->usable = hdr->map_size - page_bytes - 2 * guard;
+            hdr->block = (uintptr_t)hdr + page_bytes + guard;
             global_lock_take();
             live_link(hdr);
             global_lock_drop();
@@ -242,8 +249,9 @@ void large_free(large_header *hdr, const void *p)
     list_unlink(&large_live, hdr);
     large_live_total -= hdr->map_size;
     large_live_count--;
-    bool cacheable = hdr->block == (uintptr_t)hdr + page_bytes && malloc_options.decay_ms != 0 &&
-                     hdr->map_size <= malloc_options.large_cache;
+    size_t guard = (harden_flags & HARDEN_GUARD) ? page_bytes : 0;
+    bool cacheable = hdr->block == (uintptr_t)hdr + page_bytes + guard &&
+                     malloc_options.decay_ms != 0 && hdr->map_size <= malloc_options.large_cache;
     if (cacheable) {
         hdr->cached = 1;
         /* over budget or out of slots: the oldest go */

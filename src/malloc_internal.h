@@ -480,7 +480,8 @@ BRISK_INLINE void *page_pop(page *pg)
         return page_pop_corrupt(pg, b);
     block *next = list_decode(pg, b->next_encoded);
     uintptr_t next_off = (uintptr_t)next - pg->start;
-    if (brisk_unlikely(next != NULL && (next_off >= pg->carved || (next_off & 15) != 0)))
+    /* In range first: the end of a list (NULL) is the rare case. */
+    if (brisk_unlikely((next_off >= pg->carved || (next_off & 15) != 0) && next != NULL))
         return page_pop_corrupt(pg, b);
     pg->free = next;
     b->next_encoded = 0;

@@ -24,7 +24,7 @@ invocation:
     hardened / default    the price of BRISK_OPTIONS=hardened (budget 1.30)
 
 --parts adds each hardened part alone (canary, wipe, guard, delay) with its
-ratio to the default. The geometric mean of the per-workload ratios sums
+ratio to the default, --extra NAME=OPTIONS any other combination. The geometric mean of the per-workload ratios sums
 the suite up.
 """
 import argparse
@@ -39,7 +39,7 @@ WORKLOADS = ["small", "mixed", "fifo", "threads", "realloc"]
 METRIC = "cpu"
 
 
-def configurations(build, parts):
+def configurations(build, parts, extra):
     unchecked = os.path.join(build, "bench", "harden", "libbrisk_unchecked.so")
     checked = os.path.join(build, "libbrisk.so")
     configs = [
@@ -50,6 +50,9 @@ def configurations(build, parts):
     if parts:
         for part in ("canary", "wipe", "guard", "delay"):
             configs.append((part, checked, part))
+    for item in extra:
+        name, _, options = item.partition("=")
+        configs.append((name, checked, options))
     for _, lib, _ in configs:
         if not os.path.exists(lib):
             sys.exit(f"hardening_cost: {lib} is missing; build the bench-hardening target first")
@@ -91,7 +94,11 @@ def main():
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--scale", type=float, default=1.0,
                         help="work per benchmark, as a multiple of the default")
-    parser.add_argument("--parts", action="store_true")
+    parser.add_argument("--parts", action="store_true",
+                        help="also each hardened part alone")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=OPTIONS",
+                        help="also libbrisk.so with BRISK_OPTIONS=OPTIONS, reported as NAME "
+                             "(e.g. nowipe=canary,guard,delay); repeatable")
     parser.add_argument("--only", default="",
                         help="comma-separated benchmark names (default: all)")
     parser.add_argument("--wall", action="store_true",
@@ -115,7 +122,7 @@ def main():
         sys.exit(f"hardening_cost: {own} is missing; build the bench-hardening target first")
     for n in WORKLOADS:
         programs[n] = own
-    configs = configurations(args.build, args.parts)
+    configs = configurations(args.build, args.parts, args.extra)
     workloads = [w for w in programs if not args.only or w in args.only.split(",")]
     if not workloads:
         sys.exit("hardening_cost: no benchmark selected")
@@ -132,8 +139,7 @@ def main():
     print(f"# {args.runs} runs per configuration, interleaved; {'wall' if args.wall else 'CPU'} "
           f"seconds of each benchmark (median [min..max])")
     header = "benchmark          " + "".join(f"{n:>26}" for n in names) + "   default/unchecked  hardened/default"
-    if args.parts:
-        header += "".join(f"  {n}/default" for n in names[3:])
+    header += "".join(f"  {n}/default" for n in names[3:])
     print(header)
     ratios = {"default/unchecked": [], "hardened/default": []}
     for n in names[3:]:

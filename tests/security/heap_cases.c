@@ -407,6 +407,35 @@ static void uaf_write(size_t size, size_t offset)
 static void case_wipe_uaf_write(void) { uaf_write(256, 100); }
 static void case_wipe_uaf_write_end(void) { uaf_write(256, 255); }
 
+/* brisk_heap_check reads every live block's canary (invariant 13) and
+ * every listed free chunk's wiped bytes (14): misuse of blocks that are
+ * never freed or never reused is found there too. */
+static void case_check_finds_overflow(void)
+{
+    brisk_heap *heap = make_heap();
+    char *p = must_alloc(heap, 40);
+    must_alloc(heap, 40);
+    char *q = hide(p);
+    q[brisk_heap_usable_size(heap, p)] = 'X';
+    if (brisk_heap_check(heap) == 0)
+        broken("brisk_heap_check missed an overwritten canary");
+    printf("ok: brisk_heap_check reported the overwritten canary\n");
+}
+
+static void case_check_finds_write_after_free(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *p = must_alloc(heap, 256);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, p);
+    char *q = hide(p);
+    q[100] = 'X';
+    if (brisk_heap_check(heap) == 0)
+        broken("brisk_heap_check missed a write into a freed chunk");
+    printf("ok: brisk_heap_check reported the write after free\n");
+}
+
 /* ---- a clean workload ------------------------------------------------- */
 
 static void case_valid_workload(void)
@@ -503,6 +532,8 @@ static const security_case cases[] = {
     CASE(wipe_uaf_write),
     CASE(wipe_uaf_write_end),
     CASE(valid_workload),
+    CASE(check_finds_overflow),
+    CASE(check_finds_write_after_free),
 };
 
 static int parse_level(const char *level)

@@ -23,6 +23,7 @@
  * file is built with -fno-builtin.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -655,6 +656,34 @@ static void case_guard_realloc(void)
     unnoticed("ran off a reallocated large block without a fault");
 }
 
+/* A guarded large block freed and its mapping reused for a smaller
+ * request (the large-block cache): the guards must still sit right
+ * before and right after the new block. */
+static void guard_reused(int before)
+{
+    char *p = must_malloc(4 * LARGE);
+    memset(p, 1, malloc_usable_size(p));
+    free(p);
+    char *q = must_malloc(3 * LARGE);
+    if (q != p) {
+        printf("set-up failed: the freed mapping was not reused (%p, then %p)\n", (void *)p,
+               (void *)q);
+        exit(5);
+    }
+    size_t usable = malloc_usable_size(q);
+    memset(q, 2, usable);
+    volatile char *v = hide(q);
+    target(q);
+    if (before)
+        v[-1] = 'X';
+    else
+        v[usable] = 'X';
+    unnoticed("ran off a reused large block without a fault");
+}
+
+static void case_guard_reused_overflow(void) { guard_reused(0); }
+static void case_guard_reused_underflow(void) { guard_reused(1); }
+
 static void case_guard_large_overflow(void) { guard(LARGE, 0); }
 static void case_guard_large_underflow(void) { guard(LARGE, 1); }
 static void case_guard_huge_overflow(void) { guard(HUGE, 0); }
@@ -866,6 +895,56 @@ static void case_threads_exit_clean(void)
     printf("ok: allocations after thread exits ran clean\n");
 }
 
+/* brisk_malloc_check, looked up at run time (this program is not linked
+ * against brisk; under LD_PRELOAD the symbol is there). */
+static int malloc_check(void)
+{
+    int (*check)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "brisk_malloc_check");
+    if (check == NULL) {
+        printf("set-up failed: brisk_malloc_check not found (not preloaded?)\n");
+        exit(5);
+    }
+    return check();
+}
+
+/* After a workload the invariants hold, the hardened ones included (every
+ * carved slot's canary intact under canary). */
+static void case_check_after_workload(void)
+{
+    enum { SLOTS = 2048 };
+    static char *slots[SLOTS];
+    uint64_t state = 0x12345u;
+    for (int i = 0; i < 100000; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        size_t slot = (size_t)(state % SLOTS);
+        free(slots[slot]);
+        size_t size = 1 + (size_t)((state >> 20) % 3000);
+        slots[slot] = must_malloc(size);
+        memset(slots[slot], 0x5a, size);
+    }
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after a clean workload");
+    for (size_t i = 0; i < SLOTS; i++)
+        free(slots[i]);
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after freeing everything");
+    printf("ok: invariants hold\n");
+}
+
+/* An overflow into the canary of a block that is never freed is still
+ * found by the invariant check, which reads every carved slot's canary. */
+static void case_check_finds_overflow(void)
+{
+    char *p = must_malloc(SMALL);
+    char *q = hide(p);
+    q[malloc_usable_size(p)] = 'X';
+    if (malloc_check() == 0)
+        broken("brisk_malloc_check missed an overwritten canary");
+    printf("ok: brisk_malloc_check reported the overwritten canary\n");
+}
+
 /* ---- the case table --------------------------------------------------- */
 
 typedef struct security_case {
@@ -932,11 +1011,15 @@ static const security_case cases[] = {
     CASE(guard_huge_overflow),
     CASE(guard_odd_size_overflow),
     CASE(guard_realloc),
+    CASE(guard_reused_overflow),
+    CASE(guard_reused_underflow),
     CASE(reuse_delayed),
     CASE(reuse_randomized),
     CASE(reuse_order_child),
     CASE(valid_workload),
     CASE(threads_exit_clean),
+    CASE(check_after_workload),
+    CASE(check_finds_overflow),
 };
 
 int main(int argc, char **argv)
