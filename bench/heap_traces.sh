@@ -8,7 +8,7 @@
 # and brisk's throughput >= the system malloc's.
 #
 # Usage: bench/heap_traces.sh [BUILD_DIR] [extra brisk-trace replay options]
-#   e.g. bench/heap_traces.sh build --reps 21 --json
+#   e.g. bench/heap_traces.sh build --reps 41 --json
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
@@ -21,4 +21,4 @@ traces=(gcc-cc1 perl-text python3-json sqlite3-session)
 paths=()
 for t in "${traces[@]}"; do paths+=("$root/bench/traces/$t.rep"); done
 echo "brisk-trace replay over the real-program traces ($(uname -m), $(nproc) cores, $(date -u +%Y-%m-%d))"
-exec "$build/tools/brisk-trace" replay --reps 11 "$@" "${paths[@]}"
+exec "$build/tools/brisk-trace" replay --reps 21 "$@" "${paths[@]}"

@@ -35,7 +35,8 @@ static const char replay_usage[] =
     "overlap, brisk_heap_check at intervals); timed passes without checks follow.\n"
     "Prints per trace: ops, peak live payload, brisk's high water, utilization\n"
     "(peak live payload / high water) and ops/s of both allocators (medians over\n"
-    "the repetitions, with half their range as +-%), then a summary row.\n"
+    "the repetitions, with half their range as +-%, timed on the thread's CPU\n"
+    "clock), then a summary row.\n"
     "\n"
     "options:\n"
     "  --capacity SIZE   brisk heap capacity, bytes or with K, M, G (default 256M)\n"
@@ -68,8 +69,8 @@ static const char record_usage[] =
     "                  at most 200000000); a message says when it is hit\n"
     "  -h, --help      show this help\n"
     "\n"
-    "The recorder is found next to brisk-trace, in ../lib/brisk/ from it, or at\n"
-    "the path in BRISK_RECORD_LIB.\n";
+    "The recorder, libbrisk-record.so, is found at $BRISK_RECORD_LIB when set,\n"
+    "else next to brisk-trace, in ../lib/brisk/ from it, or where it was installed.\n";
 
 /* Parses a byte count with an optional K, M or G suffix (powers of 1024). */
 static int parse_size(const char *s, uint64_t max, uint64_t *out)
@@ -269,8 +270,8 @@ static int replay_main(int argc, char **argv)
     if (svg != NULL) {
         const trace_report *r = &reports[map_index];
         if (!r->ok || r->result.num_snapshots == 0) {
-            fprintf(stderr, "brisk-trace replay: no heap map for %s: its replay failed\n",
-                    r->t->name);
+            fprintf(stderr, "brisk-trace replay: no heap map for %s: %s\n", r->t->name,
+                    r->ok ? "it has no ops" : "its replay failed");
             status = 1;
         } else {
             long shapes = svg_write(svg, r);

@@ -179,6 +179,9 @@ static size_t table_size, table_used; /* size a power of two */
 static uint32_t next_id;
 static uint64_t live_bytes, peak_bytes;
 static long root_pid;
+/* The process whose memory this state is: a vfork child shares it (and
+ * runs no atfork handler), so it must not write or stop the trace. */
+static long owner_pid;
 static char out_path[4096];
 
 static size_t slot_of(uintptr_t key)
@@ -297,7 +300,12 @@ static void note_alloc(void *p, size_t size, size_t alignment)
             }
             uint32_t id = next_id++;
             table_put((uintptr_t)p, id, size);
-            log_op('a', id, size, alignment > DEFAULT_ALIGNMENT ? (uint32_t)alignment : 0);
+            /* memalign accepts any alignment and rounds it up to a power
+             * of two; the trace records what was honoured. */
+            size_t honoured = DEFAULT_ALIGNMENT;
+            while (honoured < alignment && honoured < ((size_t)1 << 30))
+                honoured *= 2;
+            log_op('a', id, size, honoured > DEFAULT_ALIGNMENT ? (uint32_t)honoured : 0);
             live_bytes += size;
             if (live_bytes > peak_bytes)
                 peak_bytes = live_bytes;
@@ -497,7 +505,7 @@ static void write_trace(void)
 
 static void finish(void)
 {
-    if (in_recorder)
+    if (in_recorder || rec_pid() != owner_pid)
         return;
     in_recorder = 1;
     pthread_mutex_lock(&rec_lock);
@@ -518,6 +526,7 @@ static void after_fork_child(void)
     pthread_mutex_unlock(&rec_lock);
     if (ops == NULL)
         return;
+    owner_pid = rec_pid();
     rec_unmap(table, table_size * sizeof *table);
     if (table_init(1 << 12) != 0) {
         recording = 0;
@@ -561,6 +570,7 @@ __attribute__((constructor)) static void recorder_start(void)
     root_pid = (long)parse_env_u64("BRISK_RECORD_ROOT_PID", 0);
     if (root_pid == 0)
         root_pid = rec_pid();
+    owner_pid = rec_pid();
     uint64_t cap = parse_env_u64("BRISK_RECORD_MAX_OPS", RECORD_DEFAULT_MAX_OPS);
     if (cap < 2 || cap > RECORD_LIMIT_MAX_OPS)
         cap = RECORD_DEFAULT_MAX_OPS;

@@ -10,7 +10,7 @@
  *   - a new block must not overlap any live block: live blocks sit in a
  *     treap keyed by address, so the check is O(log live) per op;
  *   - the allocator's own self-check runs every `check_every` ops and at
- *     the end.
+ *     the end, and so does live_set_check on the treap above.
  * The timed replay does none of this: it only makes the calls.
  */
 #define _GNU_SOURCE
@@ -74,13 +74,25 @@ static unsigned pattern_byte(uint32_t id, uint64_t i)
 
 /* ---- live blocks by address: a treap over ids --------------------------
  * Node i is id i (an id has at most one live block). Keys are addresses;
- * priorities are pseudo-random, so the expected depth is O(log n). */
+ * priorities are pseudo-random (a hash of the id), so the expected depth
+ * is O(log n). Invariants: keys increase left to right; a node's priority
+ * is at least its children's. */
 typedef struct live_set {
     uintptr_t *start, *end;
     int32_t *left, *right;
-    uint32_t *priority;
     int32_t root;
 } live_set;
+
+/* A node's priority: a hash of its id, so no table is needed (and a
+ * header declaring millions of ids touches no memory for them). */
+static inline uint32_t treap_priority(int32_t id)
+{
+    uint32_t x = (uint32_t)id * 0x9E3779B1u;
+    x ^= x >> 15;
+    x *= 0x85EBCA77u;
+    x ^= x >> 13;
+    return x;
+}
 
 static int live_set_init(live_set *s, uint32_t n)
 {
@@ -89,18 +101,8 @@ static int live_set_init(live_set *s, uint32_t n)
     s->end = calloc(count, sizeof *s->end);
     s->left = calloc(count, sizeof *s->left);
     s->right = calloc(count, sizeof *s->right);
-    s->priority = calloc(count, sizeof *s->priority);
     s->root = -1;
-    if (!s->start || !s->end || !s->left || !s->right || !s->priority)
-        return -1;
-    uint32_t x = 2463534242u;
-    for (size_t i = 0; i < count; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        s->priority[i] = x;
-    }
-    return 0;
+    return s->start && s->end && s->left && s->right ? 0 : -1;
 }
 
 static void live_set_destroy(live_set *s)
@@ -109,7 +111,6 @@ static void live_set_destroy(live_set *s)
     free(s->end);
     free(s->left);
     free(s->right);
-    free(s->priority);
 }
 
 /* Splits tree t into keys < key (*l) and keys >= key (*r). */
@@ -133,7 +134,7 @@ static int32_t treap_merge(live_set *s, int32_t l, int32_t r)
         return r;
     if (r < 0)
         return l;
-    if (s->priority[l] > s->priority[r]) {
+    if (treap_priority(l) > treap_priority(r)) {
         s->right[l] = treap_merge(s, s->right[l], r);
         return l;
     }
@@ -187,6 +188,70 @@ static int32_t live_set_at_or_above(const live_set *s, uintptr_t addr)
         }
     }
     return best;
+}
+
+/* Checks the live set's invariants: keys strictly increase in order, the
+ * blocks they stand for do not overlap, every node's priority is at least
+ * its children's, and it holds exactly `expected` nodes. Returns 0, or -1
+ * with the broken invariant in err. Runs with the allocator's self-check,
+ * since the overlap check is only as good as this tree. */
+static int live_set_check(const live_set *s, size_t expected, char *err, size_t err_size)
+{
+    /* Iterative in-order walk with an explicit stack (depth is O(log n)
+     * expected, but a broken tree could be deep: the stack grows). */
+    size_t cap = 64, depth = 0, count = 0;
+    int32_t *stack = malloc(cap * sizeof *stack);
+    int32_t t = s->root, prev = -1;
+    int rc = 0;
+    if (stack == NULL) {
+        snprintf(err, err_size, "out of memory checking the live set");
+        return -1;
+    }
+    while ((t >= 0 || depth > 0) && rc == 0) {
+        while (t >= 0) {
+            if (depth == cap) {
+                int32_t *grown = realloc(stack, 2 * cap * sizeof *stack);
+                if (grown == NULL) {
+                    snprintf(err, err_size, "out of memory checking the live set");
+                    rc = -1;
+                    break;
+                }
+                stack = grown;
+                cap *= 2;
+            }
+            if (count + depth > expected) {
+                snprintf(err, err_size, "live set: more than the %zu live blocks (a cycle?)",
+                         expected);
+                rc = -1;
+                break;
+            }
+            stack[depth++] = t;
+            t = s->left[t];
+        }
+        if (rc != 0)
+            break;
+        t = stack[--depth];
+        int32_t kids[2] = {s->left[t], s->right[t]};
+        for (int k = 0; k < 2; k++)
+            if (kids[k] >= 0 && treap_priority(kids[k]) > treap_priority(t)) {
+                snprintf(err, err_size, "live set: id %d outranks its parent id %d", kids[k], t);
+                rc = -1;
+            }
+        if (prev >= 0 && (s->start[prev] >= s->start[t] || s->end[prev] > s->start[t])) {
+            snprintf(err, err_size, "live set: id %d at %#lx does not follow id %d at %#lx",
+                     t, (unsigned long)s->start[t], prev, (unsigned long)s->start[prev]);
+            rc = -1;
+        }
+        prev = t;
+        count++;
+        t = s->right[t];
+    }
+    if (rc == 0 && count != expected) {
+        snprintf(err, err_size, "live set: %zu nodes for %zu live blocks", count, expected);
+        rc = -1;
+    }
+    free(stack);
+    return rc;
 }
 
 /* ---- the checked replay ------------------------------------------------ */
@@ -351,6 +416,38 @@ static int cmp_size(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The ids still live when the trace ends (their last op is not a free),
+ * found in O(ops): a header may declare far more ids than the trace
+ * uses, so nothing here walks all of them. Returns NULL (with *count 0)
+ * when there are none or memory runs out. */
+static uint32_t *leftover_ids(const trace *t, size_t *count)
+{
+    *count = 0;
+    unsigned char *seen = calloc(t->num_ids ? t->num_ids : 1, 1);
+    uint32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = t->num_ops; seen != NULL && i-- > 0;) {
+        const trace_op *op = &t->ops[i];
+        if (seen[op->id])
+            continue;
+        seen[op->id] = 1;
+        if (op->kind == OP_FREE)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint32_t *grown = realloc(ids, cap * sizeof *ids);
+            if (grown == NULL)
+                break;
+            ids = grown;
+        }
+        if (n < cap)
+            ids[n++] = op->id;
+    }
+    free(seen);
+    *count = n;
+    return ids;
+}
+
 int replay_checked(const trace *t, const replay_allocator *a, const replay_options *options,
                    replay_result *out, char *err, size_t err_size)
 {
@@ -367,6 +464,8 @@ int replay_checked(const trace *t, const replay_allocator *a, const replay_optio
     st.alloc_line = calloc(ids, sizeof *st.alloc_line);
     int rc = -1;
     size_t *plan = NULL, num_plan = 0;
+    uint32_t *left = NULL;
+    size_t num_left = 0;
     if (!st.ptr || !st.size || !st.alloc_line || live_set_init(&st.live, t->num_ids) != 0) {
         snprintf(err, err_size, "%s: out of memory replaying", t->path);
         goto done;
@@ -392,7 +491,8 @@ int replay_checked(const trace *t, const replay_allocator *a, const replay_optio
                 out->peak_op_index = i;
             }
         }
-        memset(st.size, 0, ids * sizeof *st.size);
+        for (size_t i = 0; i < t->num_ops; i++)
+            st.size[t->ops[i].id] = 0;
     }
     bool want_snapshots = options->num_snapshots > 0 && a->walk != NULL && t->num_ops > 0;
     if (want_snapshots) {
@@ -430,7 +530,7 @@ int replay_checked(const trace *t, const replay_allocator *a, const replay_optio
     if (check_every == 0)
         check_every = t->num_ops / 64 > 0 ? t->num_ops / 64 : 1;
     uint64_t live = 0;
-    size_t next_plan = 0;
+    size_t next_plan = 0, live_count = 0;
     for (size_t i = 0; i < t->num_ops; i++) {
         const trace_op *op = &t->ops[i];
         uint32_t id = op->id;
@@ -481,6 +581,17 @@ int replay_checked(const trace *t, const replay_allocator *a, const replay_optio
             st.ptr[id] = NULL;
             st.size[id] = 0;
         }
+        if (op->kind == OP_ALLOC)
+            live_count++;
+        else if (op->kind == OP_FREE)
+            live_count--;
+        if ((i + 1) % check_every == 0) {
+            char why[256];
+            if (live_set_check(&st.live, live_count, why, sizeof why) != 0) {
+                replay_fail(&st, op->line, "replay's own bookkeeping is broken: %s", why);
+                goto done;
+            }
+        }
         if (a->check != NULL && (i + 1) % check_every == 0) {
             out->checks_run++;
             if (a->check(st.heap) != 0) {
@@ -517,21 +628,36 @@ int replay_checked(const trace *t, const replay_allocator *a, const replay_optio
         }
     }
     /* Every block still live must still hold its pattern. */
-    for (uint32_t id = 0; id < t->num_ids; id++)
+    left = leftover_ids(t, &num_left);
+    for (size_t k = 0; k < num_left; k++) {
+        uint32_t id = left[k];
         if (st.ptr[id] != NULL &&
             verify_block(&st, id, st.size[id], st.alloc_line[id], "by the end of the trace") != 0)
             goto done;
+    }
     out->high_water = a->high_water ? a->high_water(st.heap) : 0;
     rc = 0;
 
 done:
     if (st.heap != NULL) {
-        if (a->free_leftovers)
-            for (uint32_t id = 0; id < t->num_ids; id++)
-                if (st.ptr[id] != NULL)
+        /* Blocks live where the replay stopped: at the end, the trace's
+         * leftovers; after a failure, any op's id may be live. */
+        if (a->free_leftovers && rc == 0) {
+            for (size_t k = 0; k < num_left; k++)
+                if (st.ptr[left[k]] != NULL)
+                    a->free(st.heap, st.ptr[left[k]]);
+        } else if (a->free_leftovers && st.ptr != NULL) {
+            for (size_t i = 0; i < t->num_ops; i++) {
+                uint32_t id = t->ops[i].id;
+                if (st.ptr[id] != NULL) {
                     a->free(st.heap, st.ptr[id]);
+                    st.ptr[id] = NULL;
+                }
+            }
+        }
         a->destroy(st.heap);
     }
+    free(left);
     free(st.ptr);
     free(st.size);
     free(st.alloc_line);
@@ -558,7 +684,8 @@ void replay_result_free(replay_result *r)
  * the blocks still live are freed (outside the clock), and a first,
  * untimed round warms it up, so that neither allocator is timed taking
  * its first page faults (the system malloc's arena is warm from the
- * checked pass). Only the ops are inside the clock. */
+ * checked pass). Only the ops are inside the clock, which is the thread's
+ * CPU clock: time the machine gave to other processes is not counted. */
 #define TIMED_MIN_OPS 1000000u
 
 /* Runs the trace once; returns the op that failed, or NULL. */
@@ -602,22 +729,34 @@ double replay_timed(const trace *t, const replay_allocator *a, size_t capacity, 
         free(ptr);
         return -1.0;
     }
+    size_t num_left;
+    uint32_t *left = leftover_ids(t, &num_left);
     size_t rounds = (TIMED_MIN_OPS + t->num_ops - 1) / t->num_ops;
     double total = 0.0;
     const trace_op *failed = NULL;
     for (size_t round = 0; round <= rounds && failed == NULL; round++) {
-        double start = os_seconds_now();
+        double start = os_thread_seconds();
         failed = replay_round(t, a, heap, ptr);
         if (round > 0) /* round 0 warms up */
-            total += os_seconds_now() - start;
-        for (uint32_t id = 0; id < t->num_ids; id++) {
-            if (ptr[id] != NULL)
-                a->free(heap, ptr[id]);
-            ptr[id] = NULL;
+            total += os_thread_seconds() - start;
+        if (failed == NULL) {
+            for (size_t k = 0; k < num_left; k++) {
+                a->free(heap, ptr[left[k]]);
+                ptr[left[k]] = NULL;
+            }
+        } else {
+            for (size_t i = 0; i < t->num_ops; i++) {
+                uint32_t id = t->ops[i].id;
+                if (ptr[id] != NULL) {
+                    a->free(heap, ptr[id]);
+                    ptr[id] = NULL;
+                }
+            }
         }
     }
     a->destroy(heap);
     free(ptr);
+    free(left);
     if (failed != NULL) {
         snprintf(err, err_size, "%s:%u: %s returned NULL for %llu bytes (raise --capacity)",
                  t->path, failed->line, a->name, (unsigned long long)failed->size);

@@ -12,9 +12,10 @@
  * distances are true. A chunk that runs past a row's end continues on the
  * next. Chunks too small for a pixel are still drawn one pixel wide (a
  * hairline), so none disappears; dense stretches of tiny chunks read as a
- * band of hairlines. Each chunk is one <path> (class "chunk used" or
- * "chunk free") whose subpaths are its pieces on each row; headers are
- * drawn on top, darker, in one <path class="headers">.
+ * band of hairlines. Each chunk is one <path> (class "chunk used", "chunk
+ * used alt" for every other live block, or "chunk free") whose subpaths
+ * are its pieces on each row; headers are drawn on top, darker, in one
+ * <path class="headers">.
  */
 #define _GNU_SOURCE
 #include "trace.h"
@@ -110,6 +111,7 @@ long svg_write(FILE *out, const trace_report *report)
     fprintf(out,
             "<style>\n"
             " .chunk.used { fill: #4e79a7; }\n"
+            " .chunk.used.alt { fill: #6b93bd; }\n"
             " .chunk.free { fill: #f2b447; }\n"
             " .headers { fill: #14213d; }\n"
             " .untouched { fill: url(#hatch); }\n"
@@ -160,13 +162,16 @@ long svg_write(FILE *out, const trace_report *report)
     }
 
     /* The chunks: one path each. */
-    long shapes = 0;
+    /* Neighbouring live blocks alternate two blues ("alt"), so where one
+     * ends and the next begins shows even where headers are hairlines. */
+    long shapes = 0, used_seen = 0;
     fprintf(out, "<g id=\"chunks\">\n");
     for (size_t i = 0; i < snap->num_chunks; i++) {
         const map_chunk *ch = &snap->chunks[i];
         if (ch->offset >= l.extent)
             continue;
-        fprintf(out, "<path class=\"chunk %s\" d=\"", ch->used ? "used" : "free");
+        fprintf(out, "<path class=\"chunk %s\" d=\"",
+                !ch->used ? "free" : used_seen++ % 2 ? "used alt" : "used");
         path_pieces(out, &l, ch->offset, ch->offset + ch->size, 1.0, 0);
         fprintf(out, "\"><title>%s chunk at offset %" PRIu64 " (0x%" PRIx64 "), %s",
                 ch->used ? "live" : "free", ch->offset, ch->offset,
@@ -180,7 +185,7 @@ long svg_write(FILE *out, const trace_report *report)
     for (size_t i = 0; i < snap->num_chunks; i++) {
         const map_chunk *ch = &snap->chunks[i];
         if (ch->offset < l.extent && ch->header > 0)
-            path_pieces(out, &l, ch->offset, ch->offset + ch->header, 0.6, 0);
+            path_pieces(out, &l, ch->offset, ch->offset + ch->header, 0.4, 0);
     }
     fprintf(out, "\"/>\n");
     /* Above the high-water mark: never handed out. */

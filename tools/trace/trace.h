@@ -218,7 +218,8 @@ const char *record_usage_text(void);
 
 /* ---- the tool's system calls (tool_os.c) ----------------------------- */
 
-double os_seconds_now(void);
+/* The calling thread's CPU seconds (see tool_os.c for why). */
+double os_thread_seconds(void);
 /* Directory of the running executable (into buf), or "" when unknown. */
 void os_executable_dir(char *buf, size_t size);
 

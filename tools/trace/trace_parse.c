@@ -68,12 +68,13 @@ static void skip_spaces(const char **s, const char *stop)
         (*s)++;
 }
 
-/* Reads one field (up to white space) as text for messages. */
+/* Reads one field (up to white space) as text for messages; bytes that
+ * are not printable ASCII show as '?', so a message stays one clean line. */
 static void field_text(const char *s, const char *stop, char *buf, size_t size)
 {
     size_t n = 0;
-    while (s < stop && *s != ' ' && *s != '\t' && n + 1 < size && n < 40)
-        buf[n++] = *s++;
+    for (; s < stop && *s != ' ' && *s != '\t' && n + 1 < size && n < 40; s++)
+        buf[n++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
     buf[n] = '\0';
 }
 

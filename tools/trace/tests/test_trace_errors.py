@@ -28,6 +28,7 @@ MALFORMED = [
     ("header-no-ids", "0\n0\n3\n1\na 0 1\n", "3: bad header: 3 ops but 0 ids"),
     ("unknown-op", GOOD_HEADER + "a 0 8\nx 0 8\nf 0\n", "6: unknown op 'x' (expected a, r or f)"),
     ("unknown-op-word", GOOD_HEADER + "alloc 0 8\n", "5: unknown op 'alloc' (expected a, r or f)"),
+    ("unknown-op-control", GOOD_HEADER + "\x01\x1b 0 8\n", "5: unknown op '??' (expected a, r or f)"),
     ("id-out-of-range", GOOD_HEADER + "a 0 8\na 4 8\nf 0\n", "6: id 4 out of range: the header declares 4 ids (0 to 3)"),
     ("bad-id", GOOD_HEADER + "a zero 8\n", "5: bad id 'zero' (expected a non-negative integer)"),
     ("missing-id", GOOD_HEADER + "f\n", "5: 'f' without an id"),
@@ -86,6 +87,14 @@ with tempfile.TemporaryDirectory() as tmp:
     p = run(["replay", "--reps", "0", good, os.path.join(tmp, "truncated.rep")])
     check(p.returncode == 1 and "truncated.rep:7: truncated" in p.stderr,
           "second trace bad", p.stderr)
+
+    # A header declaring far more ids than the trace uses costs nothing
+    # per declared id (it once took minutes, freeing leftovers by id).
+    sparse = os.path.join(tmp, "sparse.rep")
+    with open(sparse, "w") as f:
+        f.write("0\n16777216\n2\n1\na 16777215 10\nf 16777215\n")
+    p = run(["replay", "--reps", "1", sparse])
+    check(p.returncode == 0 and "sparse" in p.stdout, "a sparse trace replays", p.stderr)
 
     missing = os.path.join(tmp, "nope.rep")
     p = run(["replay", missing])

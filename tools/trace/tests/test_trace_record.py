@@ -61,6 +61,7 @@ with tempfile.TemporaryDirectory() as tmp:
     for size, align, what in [("12345", None, "malloc"), ("330", None, "calloc"),
                               ("40", None, "realloc(NULL, n)"), ("1000", "64", "posix_memalign"),
                               ("256", "128", "aligned_alloc"), ("100", "256", "memalign"),
+                              ("101", "64", "memalign(48): the alignment honoured"),
                               ("10", str(os.sysconf("SC_PAGE_SIZE")), "valloc")]:
         check((size, align) in sizes, f"{what} recorded as a {size} {align or ''}", str(sizes[:12]))
     check(["r", "2", "50000"] in ops, "realloc recorded as r", str(ops[:12]))

@@ -52,7 +52,7 @@ with tempfile.TemporaryDirectory() as tmp:
         chunks = [e for e in root.iter(SVG + "path") if e.get("class", "").startswith("chunk ")]
         check(len(chunks) == reported, f"{name}: one shape per chunk",
               f"{len(chunks)} shapes, tool reported {reported}")
-        used = [c for c in chunks if c.get("class") == "chunk used"]
+        used = [c for c in chunks if c.get("class") in ("chunk used", "chunk used alt")]
         free = [c for c in chunks if c.get("class") == "chunk free"]
         check(len(used) > 0 and len(free) > 0 and len(used) + len(free) == len(chunks),
               f"{name}: used and free chunks", f"{len(used)} used, {len(free)} free")

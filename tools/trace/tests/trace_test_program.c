@@ -1,8 +1,9 @@
 /*
  * A program with a known allocation pattern, recorded by
  * test_trace_record.py: each allocation function once with a distinctive
- * size, two threads of alloc/free pairs, and a forked child with a
- * pattern of its own that leaves through _exit. Prints the child's pid.
+ * size, a vfork child, two threads of alloc/free pairs, and a forked
+ * child with a pattern of its own that leaves through _exit. Prints the
+ * forked child's pid.
  */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -31,6 +32,13 @@ static void *thread_work(void *arg)
 int main(void)
 {
     char *a = malloc(12345);
+    /* A vfork child shares this process's memory (the recorder's too) and
+     * leaves through _exit: recording must go on in the parent. */
+    pid_t vchild = vfork();
+    if (vchild == 0)
+        _exit(0);
+    if (vchild < 0 || waitpid(vchild, NULL, 0) < 0)
+        return 1;
     char *b = calloc(10, 33);
     char *c = realloc(NULL, 40);
     char *c2 = realloc(c, 50000);
@@ -40,7 +48,11 @@ int main(void)
     void *e = aligned_alloc(128, 256);
     void *f = memalign(256, 100);
     void *g = valloc(10);
-    if (!a || !b || !c2 || !e || !f || !g)
+    /* Not a power of two: glibc rounds it up. (volatile: clang rejects a
+     * constant one at compile time.) */
+    volatile size_t odd_alignment = 48;
+    void *h = memalign(odd_alignment, 101);
+    if (!a || !b || !c2 || !e || !f || !g || !h)
         return 1;
     memset(a, 1, 12345);
     free(b);
@@ -48,6 +60,7 @@ int main(void)
     free(e);
     free(f);
     free(g);
+    free(h);
 
     pthread_t threads[2];
     for (int i = 0; i < 2; i++)
