@@ -20,11 +20,13 @@
  *           realloc check the canary after the block (overflow) and the
  *           one before it (underflow). usable size is the slot less 8.
  *   wipe    free zeroes the block (all but its canary); malloc checks that
- *           a block it hands out is still zero but for its free-list link,
- *           so a write into freed memory is reported when the memory comes
- *           back, and no block ever shows a previous owner's bytes. Fresh
- *           pages are zeroed as they are carved; large blocks taken from
- *           the cache are zeroed whole.
+ *           a block it hands out is still zero, but for its free-list link,
+ *           in its first and last WIPE_SAMPLE_BYTES, so a write into freed
+ *           memory there is reported when the memory comes back, and no
+ *           block ever shows a previous owner's bytes. Blocks carved from
+ *           a slot that may hold old data are zeroed as they are carved
+ *           (a fresh slot is zero already); large blocks taken from the
+ *           cache are zeroed whole.
  *   guard   large blocks get an inaccessible page right before and right
  *           after them (large.c), so running off either end faults at once;
  *           a freed guarded block is cached and reused only as it is.
