@@ -222,8 +222,9 @@ BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
 /* Lists the designated victim, if there is one, as an ordinary free
  * chunk: every path other than the plain alloc miss and the plain free
  * calls this first, so the general code never meets a free chunk that is
- * in no list but the wilderness. Its header and footer are written from
- * dv_size (the size the heap trusts). */
+ * in no list but the wilderness. Its header is left as it is: if an
+ * overflow damaged it, the listed chunk's checks report that when it is
+ * next used or merged with (rewriting it would hide the damage). */
 static inline void dv_release(brisk_heap *heap)
 {
     heap_chunk *dv = heap->dv;
@@ -232,7 +233,6 @@ static inline void dv_release(brisk_heap *heap)
     size_t size = heap->dv_size;
     heap->dv = NULL;
     heap->dv_size = 0;
-    dv->head = size | CHUNK_PREV_USED;
     bin_insert(heap, dv, size);
 }
 

@@ -331,10 +331,129 @@ static void test_check_finds_corruption(void)
     brisk_heap_destroy(s.heap);
 }
 
+/* ---- the designated victim ---------------------------------------------- */
+
+static brisk_heap *victim_heap;
+
+static void free_arg_in_victim_heap(void *arg) { brisk_heap_free(victim_heap, arg); }
+
+/* The victim (dlmalloc's dv): made by a small miss that splits a larger
+ * chunk, carved bump-like by the next small misses, grown back by frees
+ * next to it, listed by the search, checked by brisk_heap_check. */
+static void test_victim(void)
+{
+    brisk_heap *heap = brisk_heap_create(1 << 16);
+    REQUIRE(heap != NULL);
+    char *big = brisk_heap_alloc(heap, 2000); /* a 2016-byte chunk */
+    char *guard = brisk_heap_alloc(heap, 8);
+    REQUIRE(big && guard);
+    brisk_heap_free(heap, big);
+    CHECK(heap->dv == NULL);
+
+    /* 48-byte class empty: the 2016-byte chunk is split, its rest becomes
+     * the victim, in no list. */
+    char *a = brisk_heap_alloc(heap, 40);
+    CHECK(a == big);
+    CHECK(heap->dv == chunk_of_payload(big + 48));
+    CHECK_EQ(heap->dv_size, (size_t)(2016 - 48));
+    CHECK_EQ(heap->binned_count, (size_t)0);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    brisk_heap_stats st;
+    brisk_heap_get_stats(heap, &st);
+    CHECK_EQ(st.free_chunks, (size_t)2); /* the victim and the wilderness */
+    CHECK(st.free_bytes >= 2016 - 48);
+
+    /* The next small miss carves the victim's front. */
+    char *b = brisk_heap_alloc(heap, 100); /* 112 bytes */
+    CHECK(b == a + 48);
+    CHECK(heap->dv == chunk_of_payload(b + 112));
+    CHECK_EQ(heap->dv_size, (size_t)(2016 - 48 - 112));
+    CHECK_EQ(brisk_heap_check(heap), 0);
+
+    /* Freed next to it, b joins its front; then a does too. */
+    brisk_heap_free(heap, b);
+    CHECK(heap->dv == chunk_of_payload(b));
+    CHECK_EQ(heap->dv_size, (size_t)(2016 - 48));
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    brisk_heap_free(heap, a);
+    CHECK(heap->dv == chunk_of_payload(a));
+    CHECK_EQ(heap->dv_size, (size_t)2016);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+
+    /* A block right after the victim merges into it from the left. */
+    a = brisk_heap_alloc(heap, 40);
+    b = brisk_heap_alloc(heap, 40);
+    CHECK(a == big && b == big + 48);
+    brisk_heap_free(heap, a); /* listed: b is in use on its right */
+    CHECK(heap->binned_count == 1);
+    brisk_heap_free(heap, b); /* joins a (listed) and the victim */
+    CHECK(heap->dv == chunk_of_payload(big));
+    CHECK_EQ(heap->dv_size, (size_t)2016);
+    CHECK_EQ(heap->binned_count, (size_t)0);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+
+    /* A larger request lists it first and finds it; realloc in place
+     * grows into it once listed. */
+    char *c = brisk_heap_alloc(heap, 1500);
+    CHECK(c == big);
+    CHECK(heap->dv == NULL);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    brisk_heap_free(heap, c);
+    a = brisk_heap_alloc(heap, 40); /* the victim again */
+    CHECK(heap->dv != NULL);
+    CHECK(brisk_heap_realloc(heap, a, 1000) == a);
+    CHECK(heap->dv == NULL);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    brisk_heap_free(heap, a);
+
+    /* Next to the wilderness, the victim and a freed neighbour become the
+     * wilderness. */
+    a = brisk_heap_alloc(heap, 40);
+    REQUIRE(heap->dv != NULL);
+    brisk_heap_free(heap, guard);
+    CHECK(heap->dv == NULL);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    brisk_heap_free(heap, a);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    brisk_heap_get_stats(heap, &st);
+    CHECK_EQ(st.free_chunks, (size_t)1);
+    CHECK_EQ(st.used_chunks, (size_t)0);
+
+    /* The check names damage to it. */
+    big = brisk_heap_alloc(heap, 2000);
+    guard = brisk_heap_alloc(heap, 8);
+    brisk_heap_free(heap, big);
+    a = brisk_heap_alloc(heap, 40);
+    REQUIRE(heap->dv != NULL);
+    size_t *dv_head = &heap->dv->head;
+    *dv_head += 16;
+    CHECK_EQ(brisk_heap_check(heap), -1);
+    /* An overflow from a into the victim's header: free reports it and
+     * changes nothing. */
+    victim_heap = heap;
+    child_result r = run_in_child(free_arg_in_victim_heap, a);
+    CHECK_ABORTS_WITH(r, report_for("heap metadata corrupted", a));
+    *dv_head -= 16;
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    heap->dv_size += 16;
+    CHECK_EQ(brisk_heap_check(heap), -1);
+    heap->dv_size -= 16;
+    heap_chunk *saved = heap->dv;
+    heap->dv = NULL;
+    CHECK_EQ(brisk_heap_check(heap), -1); /* size without an address */
+    heap->dv = saved;
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    brisk_heap_free(heap, a);
+    brisk_heap_free(heap, guard);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    brisk_heap_destroy(heap);
+}
+
 int main(void)
 {
     test_misuse_aborts();
     test_handler_returns();
     test_check_finds_corruption();
+    test_victim();
     return check_finish("test_heap_misuse");
 }
