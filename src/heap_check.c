@@ -17,7 +17,7 @@
  *   6. The wilderness: the free chunk ending at end starts at top, and
  *      top == end exactly when the last chunk is used.
  *   7. Every listed free chunk's footer equals its size.
- *   8. Every free chunk but the wilderness is in exactly one list, the
+ *   8. Every free chunk but the wilderness and the victim is in exactly one list, the
  *      one of its size class, and the lists are well linked (first
  *      entry's prev is NULL, next->prev == self); no list holds anything
  *      else (entries are counted and their addresses summed against the
