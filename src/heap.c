@@ -225,15 +225,21 @@ BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
  * in no list but the wilderness. Its header is left as it is: if an
  * overflow damaged it, the listed chunk's checks report that when it is
  * next used or merged with (rewriting it would hide the damage). */
-static inline void dv_release(brisk_heap *heap)
+static BRISK_NOINLINE void dv_list(brisk_heap *heap)
 {
     heap_chunk *dv = heap->dv;
-    if (dv == NULL)
-        return;
     size_t size = heap->dv_size;
     heap->dv = NULL;
     heap->dv_size = 0;
     bin_insert(heap, dv, size);
+}
+
+/* The test inline (most searches find no victim), the listing out of
+ * line. */
+BRISK_INLINE void dv_release(brisk_heap *heap)
+{
+    if (heap->dv != NULL)
+        dv_list(heap);
 }
 
 /* Under BRISK_HEAP_WIPE every byte of a free chunk other than its own
