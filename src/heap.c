@@ -59,12 +59,9 @@ BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c,
 
 /* free_links_intact for a merge neighbour of `size` bytes: its class is
  * only worked out when it is needed (c has no prev, so it must be its
- * list's head). The designated victim is in no list: its links are never
- * used, and its size must be the one the heap keeps. */
+ * list's head). */
 BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
 {
-    if (c == heap->dv)
-        return size == heap->dv_size;
     const heap_chunk *next = c->next, *prev = c->prev;
     if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
         return false;
@@ -221,29 +218,6 @@ BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
         next->prev = prev;
     heap->binned_count--;
     heap->binned_bytes -= size;
-}
-
-/* Lists the designated victim, if there is one, as an ordinary free
- * chunk: every path other than the plain alloc miss and the plain free
- * calls this first, so the general code never meets a free chunk that is
- * in no list but the wilderness. Its header is left as it is: if an
- * overflow damaged it, the listed chunk's checks report that when it is
- * next used or merged with (rewriting it would hide the damage). */
-static BRISK_NOINLINE void dv_list(brisk_heap *heap)
-{
-    heap_chunk *dv = heap->dv;
-    size_t size = heap->dv_size;
-    heap->dv = NULL;
-    heap->dv_size = 0;
-    bin_insert(heap, dv, size);
-}
-
-/* The test inline (most searches find no victim), the listing out of
- * line. */
-BRISK_INLINE void dv_release(brisk_heap *heap)
-{
-    if (heap->dv != NULL)
-        dv_list(heap);
 }
 
 /* Under BRISK_HEAP_WIPE every byte of a free chunk other than its own
@@ -416,9 +390,7 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
  * unlinked, and its front handed out; a rest of a chunk's size goes to
  * its own list. The chunk lies below the wilderness, so high_water cannot
  * move, and its left neighbour is in use (it was free). `plain`: the
- * heap has no options (no wipe or hardening to apply on the way out), and
- * the rest becomes the designated victim (the one before it is listed),
- * so the next small misses carve from it without list work. */
+ * heap has no options (no wipe or hardening to apply on the way out). */
 BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool plain)
 {
     heap_chunk *c = heap->heads[cls];
@@ -439,14 +411,7 @@ BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool pl
     if (rest >= CHUNK_MIN_SIZE) {
         heap_chunk *r = chunk_at(c, need);
         r->head = rest | CHUNK_PREV_USED;
-        if (plain && rest > heap->dv_size) {
-            *chunk_footer(r, rest) = rest;
-            dv_release(heap);
-            heap->dv = r;
-            heap->dv_size = rest;
-        } else {
-            bin_insert(heap, r, rest);
-        }
+        bin_insert(heap, r, rest);
         size = need;
     } else {
         chunk_at(c, size)->head |= CHUNK_PREV_USED;
@@ -555,13 +520,6 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
 
 static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
-    /* The search knows only the lists and the wilderness: the victim is
-     * listed first, so it is found like any free chunk, and the
-     * wilderness is not carved while it would fit. (Keeping it instead,
-     * as a candidate before the wilderness, measured worse: sqlite3's
-     * trace 97.6 -> 113 instructions per op, as small misses then carved
-     * it where exact fits had been.) */
-    dv_release(heap);
     /* Two copies: unaligned requests (nearly all) need no gap arithmetic. */
     void *p = alignment <= BRISK_ALIGNMENT ? alloc_search_inline(heap, need, search, BRISK_ALIGNMENT)
                                            : alloc_search_inline(heap, need, search, alignment);
@@ -571,49 +529,15 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
 }
 
 /* brisk_heap_alloc on a plain heap when the exact class (need <
- * SMALL_LIMIT) is empty: the front of the designated victim when it is
- * large enough (dlmalloc's order: exact fit, victim, next class), else
- * the next non-empty class is split, its rest becoming the victim, else
- * the wilderness. */
-static BRISK_NOINLINE void *alloc_plain_split(brisk_heap *heap, size_t need)
+ * SMALL_LIMIT) is empty: the next non-empty class is split, as
+ * alloc_search would, without its generic preamble. */
+static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
 {
     size_t next = class_find_from(heap, need / GRANULE - 1);
     void *p = next != CLASS_NONE ? take_split(heap, next, need, true) : alloc_search_inline(heap, need, need, BRISK_ALIGNMENT);
     if (p == NULL)
         errno = ENOMEM;
     return p;
-}
-
-static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
-{
-    size_t dv_size = heap->dv_size;
-    if (dv_size >= need) {
-        /* Bump-like: the victim's front is handed out and the rest stays
-         * the victim. Nothing is read from the victim itself (its size is
-         * the heap's own), and it lies below the wilderness, so high_water
-         * cannot move. */
-        heap_chunk *c = heap->dv;
-        size_t rest = dv_size - need;
-        if (rest >= CHUNK_MIN_SIZE) {
-            heap_chunk *r = chunk_at(c, need);
-            r->head = rest | CHUNK_PREV_USED;
-            *chunk_footer(r, rest) = rest;
-            heap->dv = r;
-            heap->dv_size = rest;
-        } else {
-            /* Too little left for a chunk: the block takes it all. */
-            need = dv_size;
-            chunk_at(c, need)->head |= CHUNK_PREV_USED;
-            heap->dv = NULL;
-            heap->dv_size = 0;
-        }
-        c->head = need | CHUNK_USED | CHUNK_PREV_USED;
-        mark_live(heap, c);
-        return chunk_payload(c);
-    }
-    /* Out of line: the split's registers are not saved on the way to the
-     * victim. */
-    return alloc_plain_split(heap, need);
 }
 
 static void *heap_alloc_locked(brisk_heap *heap, size_t size)
@@ -866,7 +790,6 @@ static BRISK_NOINLINE void release_chunk(brisk_heap *heap, heap_chunk *c, size_t
 static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
 {
     heap_lock(heap);
-    dv_release(heap); /* release_chunk knows only listed neighbours */
     block_status status = block_validate(heap, ptr);
     if (brisk_likely(status == BLOCK_LIVE)) {
         heap_chunk *c = chunk_of_payload(ptr);
@@ -930,45 +853,10 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
 
     block_map_set(heap, offset / GRANULE, BLOCK_MAP_FREED);
     heap->used_count--;
-    heap_chunk *dv = heap->dv;
-    if (prev != NULL && prev == dv) {
-        /* The victim grows over c (and a listed right neighbour); next to
-         * the wilderness, all of it becomes the wilderness. */
-        size_t total = prev_size + size;
-        if ((char *)next == top) {
-            heap->dv = NULL;
-            heap->dv_size = 0;
-            heap->top = (char *)dv;
-            dv->head = heap_wild_size(heap) | CHUNK_PREV_USED;
-            ((heap_chunk *)heap->end)->head &= ~CHUNK_PREV_USED;
-            return true;
-        }
-        if (merge_next) {
-            bin_remove(heap, next, next_size);
-            total += next_size;
-            next = chunk_at(dv, total);
-        }
-        dv->head = total | CHUNK_PREV_USED;
-        *chunk_footer(dv, total) = total;
-        next->head &= ~CHUNK_PREV_USED;
-        heap->dv_size = total;
-        return true;
-    }
     if (prev != NULL) {
         bin_remove(heap, prev, prev_size);
         c = prev;
         size += prev_size;
-    }
-    if (next == dv) {
-        /* c (with a listed left neighbour) joins the victim at its front:
-         * no list work. The chunk after the victim already has PREV_USED
-         * clear. */
-        size_t total = size + next_size;
-        c->head = total | CHUNK_PREV_USED;
-        *chunk_footer(c, total) = total;
-        heap->dv = c;
-        heap->dv_size = total;
-        return true;
     }
     if ((char *)next == top) {
         /* Into the wilderness (or c becomes it: next is the sentinel). */
@@ -1041,23 +929,6 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     bin_link(heap, c, size, cls, first);
     return;
 merge:
-    if (next == heap->dv && (head & CHUNK_PREV_USED)) {
-        /* The common merge once a victim exists: the block carved last
-         * from its front comes back. c is checked as above; the victim's
-         * header must read the size the heap keeps (an overflow from c
-         * would show here); nothing is unlinked, so no links are read. */
-        size_t total = size + heap->dv_size;
-        if (brisk_unlikely(next_head != (heap->dv_size | CHUNK_PREV_USED)))
-            goto general;
-        size_t cg = chunk_granule(heap, c);
-        heap->block_map[cg / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (cg % BLOCK_MAP_PER_WORD));
-        heap->used_count--;
-        c->head = total | CHUNK_PREV_USED;
-        *chunk_footer(c, total) = total;
-        heap->dv = c;
-        heap->dv_size = total;
-        return;
-    }
     free_plain_merge(heap, c, head, next, next_head);
     return;
 general:
@@ -1179,8 +1050,6 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
         return NULL;
     }
     heap_lock(heap);
-    /* Resizing in place and releasing know only listed neighbours. */
-    dv_release(heap);
     block_status status = block_validate(heap, ptr);
     if (status != BLOCK_LIVE) {
         heap_unlock(heap);

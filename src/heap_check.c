@@ -17,7 +17,7 @@
  *   6. The wilderness: the free chunk ending at end starts at top, and
  *      top == end exactly when the last chunk is used.
  *   7. Every listed free chunk's footer equals its size.
- *   8. Every free chunk but the wilderness and the victim is in exactly one list, the
+ *   8. Every free chunk but the wilderness is in exactly one list, the
  *      one of its size class, and the lists are well linked (first
  *      entry's prev is NULL, next->prev == self); no list holds anything
  *      else (entries are counted and their addresses summed against the
@@ -31,11 +31,6 @@
  *      recount, and so does the allocated-bytes figure derived from them
  *      (heap_allocated).
  *  12. high_water reaches at least the end of every used chunk.
- *  15. The designated victim: dv is NULL with dv_size 0, or a free chunk
- *      the walk finds below the wilderness, of dv_size bytes, with its
- *      footer, in no list (it is never adjacent to another free chunk or
- *      the wilderness: invariants 5 and 6). Only a heap without options
- *      has one.
  */
 #include "heap_internal.h"
 
@@ -84,12 +79,6 @@ static int check_locked(const brisk_heap *heap)
         return check_fail(1, "class or granule count inconsistent", base);
 
     /* 2-7, 10-12: walk the chunks. */
-    const heap_chunk *dv = heap->dv;
-    if ((dv == NULL) != (heap->dv_size == 0))
-        return check_fail(15, "victim's address and size disagree", dv);
-    if (dv != NULL && heap->flags != 0)
-        return check_fail(15, "a heap with options has a victim", dv);
-    bool dv_seen = false;
     size_t used = 0, allocated = 0, listed = 0, listed_bytes = 0;
     uintptr_t listed_sum = 0;
     bool prev_used = true;
@@ -123,15 +112,7 @@ static int check_locked(const brisk_heap *heap)
             bool ends_region = size == room;
             if (ends_region != ((const char *)c == top))
                 return check_fail(6, "the chunk at the region's end and the wilderness disagree", c);
-            if (!ends_region && c == dv) {
-                /* 15: in no list (the list walk below counts entries
-                 * against `listed`, which leaves it out). */
-                if (size != heap->dv_size)
-                    return check_fail(15, "victim's header differs from the heap's dv_size", c);
-                if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
-                    return check_fail(7, "free chunk's footer differs from its size", c);
-                dv_seen = true;
-            } else if (!ends_region) {
+            if (!ends_region) {
                 if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
                     return check_fail(7, "free chunk's footer differs from its size", c);
                 /* 8: linked into the list of its class. */
@@ -162,8 +143,6 @@ static int check_locked(const brisk_heap *heap)
         return check_fail(4, "sentinel's bits disagree with the last chunk", end);
     if (prev_used != (top == end))
         return check_fail(6, "wilderness empty but the last chunk is free", top);
-    if (dv != NULL && !dv_seen)
-        return check_fail(15, "victim is not a free chunk below the wilderness", dv);
 
     /* 8, 9: the lists themselves. */
     size_t seen = 0, seen_bytes = 0;
@@ -181,8 +160,6 @@ static int check_locked(const brisk_heap *heap)
             if ((const char *)e < base || (const char *)e >= top ||
                 ((uintptr_t)e % GRANULE) != CHUNK_HEADER_SIZE)
                 return check_fail(8, "list entry outside the chunks", e);
-            if (e == dv)
-                return check_fail(15, "victim is in a list", e);
             if (chunk_is_used(e) || size_class_of(chunk_size(e)) != cls)
                 return check_fail(8, "list entry is used or in the wrong class", e);
             seen_bytes += chunk_size(e);
@@ -266,16 +243,15 @@ void brisk_heap_get_stats(const brisk_heap *heap, brisk_heap_stats *out)
     size_t wild = heap_wild_size(heap);
     out->capacity = heap_capacity(heap);
     out->allocated = heap_allocated(heap);
-    out->free_bytes = heap->binned_bytes + heap->dv_size + wild;
+    out->free_bytes = heap->binned_bytes + wild;
     out->high_water = heap->high_water;
     out->used_chunks = heap->used_count;
-    out->free_chunks = heap->binned_count + (heap->dv != NULL) + (wild != 0);
+    out->free_chunks = heap->binned_count + (wild != 0);
 
-    /* Exactly what alloc would find: the wilderness, the victim, any chunk
-     * of a class below the highest non-empty one, and in the highest the
-     * entries an alloc looks at. (The search lists the victim first, so
-     * a request of any size can take it.) */
-    size_t largest = wild > heap->dv_size ? wild : heap->dv_size;
+    /* Exactly what alloc would find: the wilderness, any chunk of a class
+     * below the highest non-empty one, and in the highest the entries an
+     * alloc looks at. */
+    size_t largest = wild;
     size_t cls = class_find_highest(heap);
     if (cls != CLASS_NONE) {
         const heap_chunk *c = heap->heads[cls];

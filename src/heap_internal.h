@@ -36,20 +36,6 @@
  * it is empty), has a header but no links and no footer, and is carved
  * only when no listed chunk fits, so the heap stays packed towards low
  * addresses.
- *
- * The designated victim (dv; dlmalloc's idea): on a heap without options,
- * the rest of the last chunk split for a small request is kept out of the
- * lists too, as `dv` / `dv_size`. Small requests whose exact class is
- * empty are carved from its front, bump-like (no list insert, no class or
- * bitmap work), and a free next to it merges into it. It is a normal free
- * chunk in memory (header size | PREV_USED, footer = size) so the chunk
- * walk and a right neighbour's merge find it as usual; its links are
- * garbage and never read. Its size is trusted only from dv_size (the
- * header lies where an overflow can reach). At most one; never adjacent
- * to another free chunk or the wilderness; always below top. Any path
- * other than the plain alloc miss and the plain free (the search, the
- * general free, realloc) first lists it (dv_release), so the general code
- * never meets it.
  */
 #ifndef BRISK_HEAP_INTERNAL_H
 #define BRISK_HEAP_INTERNAL_H
@@ -152,8 +138,6 @@ struct brisk_heap {
     char *base;              /* first chunk; 8 mod 16 */
     char *end;               /* the sentinel header; chunks tile [base, end) */
     char *top;               /* the wilderness chunk, or end when empty */
-    heap_chunk *dv;          /* the designated victim, or NULL */
-    size_t dv_size;          /* its size (0 when there is none) */
     heap_chunk **heads;      /* class_count list heads (in the bookkeeping) */
     uint64_t *block_map;     /* 2 bits per granule g, the payload address
                                 base + 8 + 16 g: BLOCK_MAP_LIVE when a live
@@ -254,12 +238,12 @@ BRISK_INLINE size_t heap_capacity(const brisk_heap *heap) { return (size_t)(heap
 BRISK_INLINE size_t heap_wild_size(const brisk_heap *heap) { return (size_t)(heap->end - heap->top); }
 
 /* Usable bytes of the live blocks. Not a counter the hot path keeps up:
- * every byte of [base, end) lies in a used chunk, a listed free chunk,
- * the designated victim or the wilderness, and a used chunk's usable bytes are its size less the
+ * every byte of [base, end) lies in a used chunk, a listed free chunk or
+ * the wilderness, and a used chunk's usable bytes are its size less the
  * header (and the canary). */
 BRISK_INLINE size_t heap_allocated(const brisk_heap *heap)
 {
-    return heap_capacity(heap) - heap_wild_size(heap) - heap->binned_bytes - heap->dv_size -
+    return heap_capacity(heap) - heap_wild_size(heap) - heap->binned_bytes -
            heap->used_count * (CHUNK_HEADER_SIZE + chunk_tail(heap));
 }
 
