@@ -16,8 +16,12 @@
 
 static inline void class_mark_nonempty(brisk_heap *heap, size_t cls)
 {
-    heap->class_map[cls / 64] |= (uint64_t)1 << (cls % 64);
-    heap->class_summary |= (uint64_t)1 << (cls / 64);
+    /* The summary changes only when the word was empty (rarely: word 0
+     * holds all the exact classes). */
+    uint64_t word = heap->class_map[cls / 64];
+    heap->class_map[cls / 64] = word | (uint64_t)1 << (cls % 64);
+    if (word == 0)
+        heap->class_summary |= (uint64_t)1 << (cls / 64);
 }
 
 static inline void class_mark_empty(brisk_heap *heap, size_t cls)
