@@ -6,11 +6,12 @@
  * <level> picks the heap's flags: "default" (none), "hardened"
  * (BRISK_HEAP_HARDENED), "canary" (BRISK_HEAP_CANARY), "wipe"
  * (BRISK_HEAP_WIPE_CHECK). security_expect runs each case in a child and
- * checks how it ended (see malloc_cases.c for the conventions: "target"
+ * checks how it ended (see cases.h for the conventions: "target"
  * on stdout names the misused pointer; an unnoticed misuse exits 3; a
  * broken rule in a clean case exits 4).
  */
 #define _GNU_SOURCE
+#include "cases.h"
 #include "brisk.h"
 
 #include <stdint.h>
@@ -23,32 +24,6 @@
 #define HEAP_BYTES (4u << 20)
 
 static unsigned heap_flags;
-
-static inline void *hide(void *p)
-{
-    __asm__ volatile("" : "+r"(p));
-    return p;
-}
-
-static void target(const void *p)
-{
-    printf("target %p\n", p);
-    fflush(stdout);
-}
-
-static _Noreturn void unnoticed(const char *what)
-{
-    printf("not detected: %s\n", what);
-    fflush(stdout);
-    exit(3);
-}
-
-static _Noreturn void broken(const char *what)
-{
-    printf("rule broken: %s\n", what);
-    fflush(stdout);
-    exit(4);
-}
 
 static brisk_heap *make_heap(void)
 {
@@ -497,13 +472,6 @@ static void case_valid_workload(void)
 
 /* ---- the case table --------------------------------------------------- */
 
-typedef struct security_case {
-    const char *name;
-    void (*run)(void);
-} security_case;
-
-#define CASE(name) {#name, case_##name}
-
 static const security_case cases[] = {
     CASE(double_free),
     CASE(double_free_interleaved),
@@ -553,21 +521,11 @@ static int parse_level(const char *level)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
-        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-            puts(cases[i].name);
-        return 0;
-    }
+    if (argc == 2 && strcmp(argv[1], "--list") == 0)
+        return run_case(cases, sizeof cases / sizeof *cases, argv[0], argv[1]);
     if (argc != 3 || !parse_level(argv[2])) {
         fprintf(stderr, "usage: %s CASE default|hardened|canary|wipe (or --list)\n", argv[0]);
         return 2;
     }
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        if (strcmp(argv[1], cases[i].name) == 0) {
-            cases[i].run();
-            return 0;
-        }
-    }
-    fprintf(stderr, "%s: no case named %s\n", argv[0], argv[1]);
-    return 2;
+    return run_case(cases, sizeof cases / sizeof *cases, argv[0], argv[1]);
 }

@@ -9,20 +9,10 @@
  * a child and checks how it ended; tests/security/CMakeLists.txt lists the
  * expected ending of every case at every hardening level.
  *
- * Conventions:
- *   - just before the misuse a case prints "target <pointer>" on stdout;
- *     the driver checks brisk's report names that same pointer (and, for
- *     guard-page cases, that the fault came after set-up);
- *   - a misuse that goes unnoticed falls through to unnoticed(), which
- *     says so and exits 3, so the driver reports a clear failure;
- *   - cases that must run clean check their rule themselves and exit 0
- *     only when it held.
- *
- * The compiler must not see through the misuse (it may warn, or delete a
- * "dead" store into freed memory): pointers go through hide(), and the
- * file is built with -fno-builtin.
+ * The conventions every case follows are in cases.h.
  */
 #define _GNU_SOURCE
+#include "cases.h"
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -37,33 +27,6 @@
 #define MEDIUM (24 * 1024)
 #define LARGE (600 * 1024)
 #define HUGE (48 * 1024 * 1024)
-
-/* An opaque identity: the compiler cannot know what comes back. */
-static inline void *hide(void *p)
-{
-    __asm__ volatile("" : "+r"(p));
-    return p;
-}
-
-static void target(const void *p)
-{
-    printf("target %p\n", p);
-    fflush(stdout);
-}
-
-static _Noreturn void unnoticed(const char *what)
-{
-    printf("not detected: %s\n", what);
-    fflush(stdout);
-    exit(3);
-}
-
-static _Noreturn void broken(const char *what)
-{
-    printf("rule broken: %s\n", what);
-    fflush(stdout);
-    exit(4);
-}
 
 static void *must_malloc(size_t size)
 {
@@ -947,13 +910,6 @@ static void case_check_finds_overflow(void)
 
 /* ---- the case table --------------------------------------------------- */
 
-typedef struct security_case {
-    const char *name;
-    void (*run)(void);
-} security_case;
-
-#define CASE(name) {#name, case_##name}
-
 static const security_case cases[] = {
     CASE(double_free_small),
     CASE(double_free_medium),
@@ -1028,16 +984,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s CASE (or --list)\n", argv[0]);
         return 2;
     }
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        if (strcmp(argv[1], "--list") == 0) {
-            puts(cases[i].name);
-        } else if (strcmp(argv[1], cases[i].name) == 0) {
-            cases[i].run();
-            return 0;
-        }
-    }
-    if (strcmp(argv[1], "--list") == 0)
-        return 0;
-    fprintf(stderr, "%s: no case named %s\n", argv[0], argv[1]);
-    return 2;
+    return run_case(cases, sizeof cases / sizeof *cases, argv[0], argv[1]);
 }

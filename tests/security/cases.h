@@ -1,0 +1,78 @@
+/*
+ * What the misuse-case programs (malloc_cases.c, heap_cases.c) share: the
+ * conventions security_expect relies on, and the case table.
+ *
+ *   - just before the misuse a case prints "target <pointer>" on stdout;
+ *     the driver checks brisk's report names that same pointer;
+ *   - a misuse that goes unnoticed falls through to unnoticed(), which
+ *     says so and exits 3, so the driver reports a clear failure;
+ *   - a case that must run clean checks its rule itself and calls broken()
+ *     (exit 4) when it did not hold.
+ *
+ * The compiler must not see through the misuse (it may warn, or delete a
+ * "dead" store into freed memory): pointers go through hide(), and the
+ * files are built with -fno-builtin.
+ */
+#ifndef BRISK_TESTS_SECURITY_CASES_H
+#define BRISK_TESTS_SECURITY_CASES_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* An opaque identity: the compiler cannot know what comes back. */
+static inline void *hide(void *p)
+{
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+static inline void target(const void *p)
+{
+    printf("target %p\n", p);
+    fflush(stdout);
+}
+
+static inline _Noreturn void unnoticed(const char *what)
+{
+    printf("not detected: %s\n", what);
+    fflush(stdout);
+    exit(3);
+}
+
+static inline _Noreturn void broken(const char *what)
+{
+    printf("rule broken: %s\n", what);
+    fflush(stdout);
+    exit(4);
+}
+
+typedef struct security_case {
+    const char *name;
+    void (*run)(void);
+} security_case;
+
+#define CASE(name) {#name, case_##name}
+
+/* Runs the case named `name` from cases[0..count) and returns 0 (the case
+ * exits by itself when it ends otherwise), or lists every name for
+ * "--list"; 2 for an unknown name. */
+static inline int run_case(const security_case *cases, size_t count, const char *program,
+                           const char *name)
+{
+    if (strcmp(name, "--list") == 0) {
+        for (size_t i = 0; i < count; i++)
+            puts(cases[i].name);
+        return 0;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(name, cases[i].name) == 0) {
+            cases[i].run();
+            return 0;
+        }
+    }
+    fprintf(stderr, "%s: no case named %s\n", program, name);
+    return 2;
+}
+
+#endif /* BRISK_TESTS_SECURITY_CASES_H */
