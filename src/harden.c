@@ -78,17 +78,6 @@ bool harden_option(const char *name, size_t len)
 
 /* ---- secrets ---------------------------------------------------------------- */
 
-/* splitmix64's finalizer, for seeding a quarantine's generator. */
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9u;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebu;
-    x ^= x >> 31;
-    return x;
-}
-
 /* The canary stored at address `at` (the last word of a slot, or of a
  * page's pad): the address xor the kernel-random process secret, one
  * operation, as these run on every malloc and free. An overflow that

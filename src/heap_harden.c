@@ -12,19 +12,6 @@
 
 #include <string.h>
 
-/* A 64-bit mix (the finalizer of splitmix64): every input bit affects
- * every output bit, so a canary reveals nothing usable about its key or
- * about the canary of another chunk. */
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9u;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebu;
-    x ^= x >> 31;
-    return x;
-}
-
 /* The canary of a used chunk at c whose header says `size`. The flag bits
  * are left out: PREV_USED changes when the left neighbour is freed. */
 static inline uint64_t canary_value(const brisk_heap *heap, const heap_chunk *c, size_t size)

@@ -54,6 +54,19 @@ static inline uintptr_t align_up_ptr(uintptr_t x, size_t align)
     return (x + (align - 1)) & ~(uintptr_t)(align - 1);
 }
 
+/* A 64-bit mix (the finalizer of splitmix64): every input bit affects
+ * every output bit. Used to derive canaries and to seed generators from a
+ * secret, so one value reveals nothing usable about another. */
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9u;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebu;
+    x ^= x >> 31;
+    return x;
+}
+
 /* ---- the OS layer (os.c): the only code that makes system calls -------- */
 
 /* The system page size, read once. */
@@ -63,7 +76,8 @@ BRISK_HIDDEN size_t os_page_size(void);
  * writable private memory. Returns NULL with errno set on failure. */
 BRISK_HIDDEN void *os_map(size_t size);
 
-/* As os_map, with the start aligned to `alignment` (a power of two, at
+/* As os_map_accounted (charged to the commit limit: it backs memory that
+ * will be used), with the start aligned to `alignment` (a power of two, at
  * least the page size). The whole [result, result + size) is mapped and
  * nothing else is left mapped. */
 BRISK_HIDDEN void *os_map_aligned(size_t size, size_t alignment);

@@ -46,10 +46,7 @@ heap *heap_list_first(void)
  * secret part; this only spreads it). */
 uintptr_t random_next(uintptr_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return (uintptr_t)(z ^ (z >> 31));
+    return (uintptr_t)mix64(*state += 0x9e3779b97f4a7c15ull);
 }
 
 static void heap_thread_exit(void *arg);
