@@ -34,7 +34,7 @@ void *os_map(size_t size)
 void *os_map_aligned(size_t size, size_t alignment)
 {
     if (alignment <= os_page_size())
-        return os_map(size);
+        return os_map_accounted(size);
     /* Over-map by the alignment, then give back the misaligned head and
      * the unused tail. */
     size_t span;
@@ -43,7 +43,7 @@ void *os_map_aligned(size_t size, size_t alignment)
         return NULL;
     }
     span = size + alignment;
-    char *raw = os_map(span);
+    char *raw = os_map_accounted(span);
     if (raw == NULL)
         return NULL;
     char *start = (char *)align_up_ptr((uintptr_t)raw, alignment);

@@ -42,17 +42,9 @@ static void segmap_set(uintptr_t base, uint8_t kind)
 
 static segment *segment_map_fresh(void)
 {
-    size_t span = 2 * SEGMENT_SIZE;
-    char *raw = os_map_accounted(span);
-    if (raw == NULL)
+    char *start = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+    if (start == NULL)
         return NULL;
-    char *start = (char *)align_up_ptr((uintptr_t)raw, SEGMENT_SIZE);
-    size_t head = (size_t)(start - raw);
-    size_t tail = span - head - SEGMENT_SIZE;
-    if (head != 0)
-        os_unmap(raw, head);
-    if (tail != 0)
-        os_unmap(start + SEGMENT_SIZE, tail);
     if (((uintptr_t)start >> ADDRESS_BITS) != 0) {
         os_unmap(start, SEGMENT_SIZE);
         errno = ENOMEM;
