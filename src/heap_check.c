@@ -64,6 +64,15 @@ static int check_fail(unsigned invariant, const char *what, const void *where)
     return -1;
 }
 
+/* Whether p could be a listed chunk: inside [base, top) on a chunk
+ * boundary. The check follows list links only after this holds, so
+ * damaged links are reported, never dereferenced. */
+static bool chunk_address_plausible(const brisk_heap *heap, const void *p)
+{
+    const char *c = p;
+    return c >= heap->base && c < heap->top && ((uintptr_t)c % GRANULE) == CHUNK_HEADER_SIZE;
+}
+
 static int check_locked(const brisk_heap *heap)
 {
     const char *base = heap->base, *end = heap->end, *top = heap->top;
@@ -75,7 +84,8 @@ static int check_locked(const brisk_heap *heap)
         return check_fail(1, "wilderness start outside the region", top);
     if (heap->high_water > heap_capacity(heap))
         return check_fail(1, "high_water beyond the capacity", base);
-    if (heap->class_count > CLASS_COUNT_MAX || heap->granule_count != heap_capacity(heap) / GRANULE)
+    if (heap->class_count != size_class_of(heap_capacity(heap)) + 1 ||
+        heap->granule_count != heap_capacity(heap) / GRANULE)
         return check_fail(1, "class or granule count inconsistent", base);
 
     /* 2-7, 10-12: walk the chunks. */
@@ -119,6 +129,9 @@ static int check_locked(const brisk_heap *heap)
                 size_t cls = size_class_of(size);
                 if (cls >= heap->class_count)
                     return check_fail(8, "free chunk's class beyond the heap's classes", c);
+                if ((c->prev != NULL && !chunk_address_plausible(heap, c->prev)) ||
+                    (c->next != NULL && !chunk_address_plausible(heap, c->next)))
+                    return check_fail(8, "free chunk's list link points outside the chunks", c);
                 if (c->prev == NULL ? heap->heads[cls] != c : c->prev->next != c)
                     return check_fail(8, "free chunk not linked from its class list", c);
                 if (c->next != NULL && c->next->prev != c)
@@ -152,14 +165,13 @@ static int check_locked(const brisk_heap *heap)
         const heap_chunk *first = cls < heap->class_count ? heap->heads[cls] : NULL;
         if (bit != (first != NULL))
             return check_fail(9, "class bit disagrees with its list", first);
-        if (first != NULL && first->prev != NULL)
-            return check_fail(8, "list's first entry has a prev link", first);
         for (const heap_chunk *e = first; e != NULL; e = e->next) {
             if (seen++ >= listed)
                 return check_fail(8, "lists hold more entries than there are free chunks", e);
-            if ((const char *)e < base || (const char *)e >= top ||
-                ((uintptr_t)e % GRANULE) != CHUNK_HEADER_SIZE)
+            if (!chunk_address_plausible(heap, e))
                 return check_fail(8, "list entry outside the chunks", e);
+            if (e == first && first->prev != NULL)
+                return check_fail(8, "list's first entry has a prev link", first);
             if (chunk_is_used(e) || size_class_of(chunk_size(e)) != cls)
                 return check_fail(8, "list entry is used or in the wrong class", e);
             seen_bytes += chunk_size(e);
@@ -256,7 +268,11 @@ void brisk_heap_get_stats(const brisk_heap *heap, brisk_heap_stats *out)
     if (cls != CLASS_NONE) {
         const heap_chunk *c = heap->heads[cls];
         unsigned probes = cls < SMALL_CLASSES ? 1 : RANGED_CLASS_PROBES;
-        for (unsigned i = 0; c != NULL && i < probes; i++, c = c->next) {
+        /* Damaged entries end the look rather than being followed: the
+         * next alloc reports them, and statistics must not crash first. */
+        for (unsigned i = 0; c != NULL && i < probes && chunk_address_plausible(heap, c) &&
+                             !chunk_is_used(c) && chunk_size(c) <= (size_t)(heap->top - (const char *)c);
+             i++, c = c->next) {
             if (chunk_size(c) > largest)
                 largest = chunk_size(c);
         }

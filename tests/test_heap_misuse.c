@@ -277,6 +277,14 @@ static void corrupt_list_head(sample *s)
     size_t cls = size_class_of(208);
     s->heap->heads[cls] = NULL;
 }
+/* Links overwritten with addresses outside the heap (a use after free):
+ * the check must report them, not follow them. */
+static void corrupt_free_next_wild(sample *s) { *(uintptr_t *)(void *)s->d = (uintptr_t)0xdeadbeef0; }
+static void corrupt_free_prev_wild(sample *s) { *(uintptr_t *)(void *)(s->b + 8) = (uintptr_t)0x10; }
+static void corrupt_list_head_wild(sample *s)
+{
+    s->heap->heads[size_class_of(1040)] = (heap_chunk *)(uintptr_t)0xdead0008;
+}
 
 static const struct {
     const char *name;
@@ -298,6 +306,9 @@ static const struct {
     {"high water", corrupt_high_water, "invariant 12:"},
     {"wilderness start", corrupt_wilderness, "invariant "},
     {"list head", corrupt_list_head, "invariant 8:"},
+    {"free next link outside the heap", corrupt_free_next_wild, "invariant 8:"},
+    {"free prev link outside the heap", corrupt_free_prev_wild, "invariant 8:"},
+    {"list head outside the heap", corrupt_list_head_wild, "invariant 8:"},
 };
 
 static void corrupt_and_check(void *arg)
@@ -306,6 +317,10 @@ static void corrupt_and_check(void *arg)
     sample s = sample_make();
     corruptions[i].apply(&s);
     int result = brisk_heap_check(s.heap);
+    /* Statistics read the highest list's first entries: damage there must
+     * not crash them either. */
+    brisk_heap_stats stats;
+    brisk_heap_get_stats(s.heap, &stats);
     fflush(NULL);
     _exit(result == -1 ? 0 : 1);
 }
