@@ -363,6 +363,14 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
         errno = ENOMEM;
         return NULL;
     }
+    /* A thread's first allocation: set its heap up here, or the raw call
+     * below would do it and divert into harden_alloc a second time, adding
+     * a second tail (and for sizes just under MEDIUM_SIZE_MAX turning the
+     * block into a large one that the page lookup below would misread). */
+    if (brisk_unlikely(tls_heap == NULL) && heap_init_slow() == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
     void *p = alignment == 0 && !zero ? malloc_fast_raw(size + tail)
                                       : malloc_raw(size + tail, alignment, zero);
     if (p == NULL)

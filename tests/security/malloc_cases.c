@@ -832,6 +832,31 @@ static void *short_lived(void *arg)
     return NULL;
 }
 
+/* A thread whose very first allocation is just under the largest page
+ * block size: under the hardened parts the canary's extra bytes must not
+ * turn it into a block of another kind behind the hardening's back. */
+static void *first_alloc_near_page_max(void *arg)
+{
+    size_t size = (size_t)(uintptr_t)arg;
+    unsigned char *p = arg == NULL ? NULL : (size & 1 ? calloc(1, size) : malloc(size));
+    if (p == NULL)
+        exit(5);
+    memset(p, 0x5a, size);
+    free(hide(p));
+    return NULL;
+}
+
+static void case_thread_first_alloc_near_page_max(void)
+{
+    for (size_t size = 256 * 1024 - 16; size <= 256 * 1024; size++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, first_alloc_near_page_max, (void *)(uintptr_t)size) != 0)
+            exit(5);
+        pthread_join(t, NULL);
+    }
+    printf("ok: first allocations near the page-block limit ran clean\n");
+}
+
 static void case_threads_exit_clean(void)
 {
     for (int round = 0; round < 8; round++) {
@@ -974,6 +999,7 @@ static const security_case cases[] = {
     CASE(reuse_order_child),
     CASE(valid_workload),
     CASE(threads_exit_clean),
+    CASE(thread_first_alloc_near_page_max),
     CASE(check_after_workload),
     CASE(check_finds_overflow),
 };
