@@ -385,7 +385,9 @@ static inline uintptr_t meta_of(const void *p)
 
 static inline unsigned segmap_kind(uintptr_t meta)
 {
-    if (brisk_unlikely((meta >> ADDRESS_BITS) != 0))
+    /* Before the first allocation there is no map, and no block either:
+     * a free then is of a foreign pointer, to be reported, not followed. */
+    if (brisk_unlikely((meta >> ADDRESS_BITS) != 0 || segment_map == NULL))
         return SEGMAP_NONE;
     return __atomic_load_n(&segment_map[meta >> SEGMENT_SHIFT], __ATOMIC_RELAXED);
 }
