@@ -91,7 +91,8 @@ static void option_apply(const char *item, size_t len)
         if (value == NULL)
             options_warn("large_cache_mb needs a value, ignoring", item, len);
         else
-            malloc_options.large_cache = (size_t)number << 20;
+            /* Past what size_t holds in bytes, "no limit" is meant. */
+            malloc_options.large_cache = (size_t)number > SIZE_MAX >> 20 ? SIZE_MAX : (size_t)number << 20;
     } else if (value == NULL && harden_option(item, name_len)) {
         /* hardened, canary, wipe, guard, delay: see harden.c */
     } else {

@@ -92,6 +92,11 @@ static void segment_format(segment *seg, unsigned page_shift, bool fresh)
 {
     uint64_t old_dirty = fresh ? 0 : seg->dirty_slots & seg->free_slots;
     unsigned old_shift = fresh ? page_shift : seg->page_shift;
+    /* Slot 0 holds the header and is never free, so its bit is masked
+     * above; but when pages shrink, the old slot 0's page area becomes
+     * new slots 1.. and may hold old blocks: count it as dirty. */
+    if (!fresh && old_shift > page_shift)
+        old_dirty |= 1;
     unsigned slots = 1u << (SEGMENT_SHIFT - page_shift);
     seg->magic = SEGMENT_MAGIC;
     seg->page_shift = page_shift;
