@@ -103,8 +103,12 @@ void free_suspect(page *pg, block *b)
         page_free_slow(pg, h);
 }
 
-/* Appends list (count blocks, linked with the page's encoding) to *dest;
- * walks *dest to its tail only when both are non-empty. */
+/* Appends list (linked with the page's encoding) to *dest; walks *dest to
+ * its tail only when both are non-empty. The walk reads links a write
+ * after free may have changed: it stops only at a NULL link, and a link
+ * that does not decode to a block of the page (or a list longer than the
+ * page) is reported and nothing is written, so a forged link can neither
+ * make it write into a live block nor splice a live block into a list. */
 static void list_splice(page *pg, block **dest, block *list)
 {
     if (*dest == NULL) {
@@ -114,12 +118,15 @@ static void list_splice(page *pg, block **dest, block *list)
     block *tail = *dest;
     for (uint32_t i = 0; i < pg->capacity; i++) {
         block *next = list_decode(pg, tail->next_encoded);
-        uintptr_t off = (uintptr_t)next - pg->start;
-        if (next == NULL || off >= pg->carved)
+        if (next == NULL) {
+            tail->next_encoded = list_encode(pg, list);
+            return;
+        }
+        if (!page_link_in_range(pg, (uintptr_t)next - pg->start))
             break;
         tail = next;
     }
-    tail->next_encoded = list_encode(pg, list);
+    report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", tail);
 }
 
 /* Makes the blocks other threads freed available: the whole thread_free
