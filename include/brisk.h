@@ -46,8 +46,8 @@ typedef enum brisk_error {
     BRISK_ERROR_CORRUPTION,          /* allocator metadata was overwritten */
     BRISK_ERROR_OVERFLOW,            /* a write ran past a block's end */
     BRISK_ERROR_USE_AFTER_FREE,      /* a freed block was written to */
-    BRISK_ERROR_INVALID_ARGUMENT     /* a misuse of the API, e.g. a foreign
-                                        arena mark */
+    BRISK_ERROR_INVALID_ARGUMENT     /* a misuse of the API that can be told
+                                        apart from a bad pointer */
 } brisk_error;
 
 /* Called on detected misuse. `message` says what was wrong in words
@@ -126,7 +126,10 @@ brisk_arena_mark brisk_arena_save(const brisk_arena *arena);
 /* Frees every block allocated since `mark` was saved. Returns 0, or -1
  * with errno EINVAL when the mark lies beyond the arena's current position
  * (it was taken before a reset or an earlier restore, or from another
- * arena); the arena is then unchanged. */
+ * arena); the arena is then unchanged. A mark is only a position: a stale
+ * one (from before a reset or an earlier restore) that is not beyond the
+ * current position cannot be told from a valid one and is accepted, so
+ * restore marks in the reverse order they were saved. */
 int brisk_arena_restore(brisk_arena *arena, brisk_arena_mark mark);
 
 /* Bytes handed out so far (including alignment padding), and bytes the

@@ -294,7 +294,7 @@ static void overflow(size_t size, size_t past)
     size_t usable = brisk_heap_usable_size(heap, p);
     memset(p, 'a', usable);
     char *q = hide(p);
-    q[usable + past - 1] = 'X';
+    q[usable + past - 1] = (char)~q[usable + past - 1]; /* certain to differ from the canary byte */
     target(p);
     brisk_heap_free(heap, p);
     unnoticed("write past the usable size");
@@ -312,7 +312,7 @@ static void case_canary_underflow(void)
     char *p = must_alloc(heap, 64);
     must_alloc(heap, 64);
     char *q = hide(p);
-    q[-1] = 'X';
+    q[-1] = (char)~q[-1]; /* certain to differ from the canary byte */
     target(p);
     brisk_heap_free(heap, p);
     unnoticed("write before the start of a block");
@@ -391,7 +391,7 @@ static void case_check_finds_overflow(void)
     char *p = must_alloc(heap, 40);
     must_alloc(heap, 40);
     char *q = hide(p);
-    q[brisk_heap_usable_size(heap, p)] = 'X';
+    q[brisk_heap_usable_size(heap, p)] = (char)~q[brisk_heap_usable_size(heap, p)]; /* certain to differ from the canary byte */
     if (brisk_heap_check(heap) == 0)
         broken("brisk_heap_check missed an overwritten canary");
     printf("ok: brisk_heap_check reported the overwritten canary\n");

@@ -492,7 +492,7 @@ static void overflow(size_t size, size_t past)
     size_t usable = malloc_usable_size(p);
     memset(p, 'a', usable);
     char *q = hide(p);
-    q[usable + past - 1] = 'X';
+    q[usable + past - 1] = (char)~q[usable + past - 1]; /* certain to differ from the canary byte */
     target(p);
     free(p);
     unnoticed("write past the usable size");
@@ -509,7 +509,7 @@ static void case_canary_underflow(void)
     char *p = must_malloc(SMALL);
     memset(p, 'a', SMALL);
     char *q = hide(p);
-    q[-1] = 'X';
+    q[-1] = (char)~q[-1]; /* certain to differ from the canary byte */
     target(p);
     free(p);
     (void)keep;
@@ -927,7 +927,7 @@ static void case_check_finds_overflow(void)
 {
     char *p = must_malloc(SMALL);
     char *q = hide(p);
-    q[malloc_usable_size(p)] = 'X';
+    q[malloc_usable_size(p)] = (char)~q[malloc_usable_size(p)]; /* certain to differ from the canary byte */
     if (malloc_check() == 0)
         broken("brisk_malloc_check missed an overwritten canary");
     printf("ok: brisk_malloc_check reported the overwritten canary\n");

@@ -117,6 +117,10 @@ int trace_parse_text(const char *path, const char *text, size_t len, trace *out,
                                     UINT64_MAX / 2};
     const char *s, *stop;
 
+    /* Line numbers are 32-bit (and 0 means "none" in the tables below): a
+     * file under 4 GiB cannot have more lines than that. */
+    if (len >= UINT32_MAX)
+        return parse_fail(&p, 1, "the file is 4 GiB or larger, more than brisk-trace reads");
     if (memchr(text, '\0', len) != NULL)
         return parse_fail(&p, 1, "bad header: the file contains NUL bytes (not a text trace)");
     for (int i = 0; i < 4; i++) {
