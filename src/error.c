@@ -53,6 +53,53 @@ size_t format_hex(char *buf, uintptr_t value)
     return n + 2;
 }
 
+size_t format_decimal(char *buf, uint64_t value)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Room for text: the newline line_write adds always fits. */
+#define LINE_ROOM (sizeof(((text_line *)0)->text) - 1)
+
+void line_add(text_line *line, const char *text, size_t len)
+{
+    if (len > LINE_ROOM - line->len)
+        len = LINE_ROOM - line->len;
+    memcpy(line->text + line->len, text, len);
+    line->len += len;
+}
+
+void line_add_str(text_line *line, const char *text)
+{
+    line_add(line, text, strlen(text));
+}
+
+void line_add_hex(text_line *line, uintptr_t value)
+{
+    char digits[2 + sizeof(uintptr_t) * 2];
+    line_add(line, digits, format_hex(digits, value));
+}
+
+void line_add_decimal(text_line *line, uint64_t value)
+{
+    char digits[20];
+    line_add(line, digits, format_decimal(digits, value));
+}
+
+void line_write(text_line *line)
+{
+    line->text[line->len++] = '\n';
+    os_write_stderr(line->text, line->len);
+}
+
 void report_error(brisk_error error, const char *message, const void *ptr)
 {
     handler_lock_take();
@@ -65,23 +112,12 @@ void report_error(brisk_error error, const char *message, const void *ptr)
         return;
     }
 
-    /* "brisk: <message> (pointer 0x...)\n", built without stdio. */
-    char line[256];
-    size_t len = 0;
-    static const char prefix[] = "brisk: ";
-    static const char middle[] = " (pointer ";
-    size_t msg_len = strlen(message);
-    if (msg_len > sizeof(line) - 64)
-        msg_len = sizeof(line) - 64;
-    memcpy(line + len, prefix, sizeof(prefix) - 1);
-    len += sizeof(prefix) - 1;
-    memcpy(line + len, message, msg_len);
-    len += msg_len;
-    memcpy(line + len, middle, sizeof(middle) - 1);
-    len += sizeof(middle) - 1;
-    len += format_hex(line + len, (uintptr_t)ptr);
-    line[len++] = ')';
-    line[len++] = '\n';
-    os_write_stderr(line, len);
+    text_line line = {.len = 0};
+    line_add_str(&line, "brisk: ");
+    line_add_str(&line, message);
+    line_add_str(&line, " (pointer ");
+    line_add_hex(&line, (uintptr_t)ptr);
+    line_add_str(&line, ")");
+    line_write(&line);
     os_abort();
 }

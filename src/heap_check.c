@@ -39,28 +39,15 @@
 /* Writes "brisk_heap_check: invariant <n>: <what> (at <address>)". */
 static int check_fail(unsigned invariant, const char *what, const void *where)
 {
-    char line[256];
-    size_t len = 0;
-    static const char prefix[] = "brisk_heap_check: invariant ";
-    memcpy(line, prefix, sizeof prefix - 1);
-    len += sizeof prefix - 1;
-    if (invariant >= 10)
-        line[len++] = (char)('0' + invariant / 10);
-    line[len++] = (char)('0' + invariant % 10);
-    line[len++] = ':';
-    line[len++] = ' ';
-    size_t what_len = strlen(what);
-    if (what_len > sizeof line - 64)
-        what_len = sizeof line - 64;
-    memcpy(line + len, what, what_len);
-    len += what_len;
-    static const char at[] = " (at ";
-    memcpy(line + len, at, sizeof at - 1);
-    len += sizeof at - 1;
-    len += format_hex(line + len, (uintptr_t)where);
-    line[len++] = ')';
-    line[len++] = '\n';
-    os_write_stderr(line, len);
+    text_line line = {.len = 0};
+    line_add_str(&line, "brisk_heap_check: invariant ");
+    line_add_decimal(&line, invariant);
+    line_add_str(&line, ": ");
+    line_add_str(&line, what);
+    line_add_str(&line, " (at ");
+    line_add_hex(&line, (uintptr_t)where);
+    line_add_str(&line, ")");
+    line_write(&line);
     return -1;
 }
 

@@ -121,4 +121,23 @@ BRISK_HIDDEN void report_error(brisk_error error, const char *message,
  * bytes); returns the length written, without a terminator. */
 BRISK_HIDDEN size_t format_hex(char *buf, uintptr_t value);
 
+/* Formats value in decimal into buf (at least 20 bytes); returns the
+ * length written, without a terminator. */
+BRISK_HIDDEN size_t format_decimal(char *buf, uint64_t value);
+
+/* One line of a report, built without stdio (which may allocate, and a
+ * report may come from inside malloc). What does not fit is cut; the
+ * newline always fits. */
+typedef struct text_line {
+    char text[256];
+    size_t len;
+} text_line;
+
+BRISK_HIDDEN void line_add(text_line *line, const char *text, size_t len);
+BRISK_HIDDEN void line_add_str(text_line *line, const char *text);
+BRISK_HIDDEN void line_add_hex(text_line *line, uintptr_t value);
+BRISK_HIDDEN void line_add_decimal(text_line *line, uint64_t value);
+/* Ends the line with a newline and writes it to stderr. */
+BRISK_HIDDEN void line_write(text_line *line);
+
 #endif /* BRISK_INTERNAL_H */

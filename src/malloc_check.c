@@ -22,23 +22,12 @@
 
 static int check_fail(const char *what, const void *where)
 {
-    char line[200];
-    size_t n = 0;
-    static const char prefix[] = "brisk_malloc_check: ";
-    memcpy(line, prefix, sizeof prefix - 1);
-    n += sizeof prefix - 1;
-    size_t len = strlen(what);
-    if (len > 120)
-        len = 120;
-    memcpy(line + n, what, len);
-    n += len;
-    line[n++] = ' ';
-    line[n++] = 'a';
-    line[n++] = 't';
-    line[n++] = ' ';
-    n += format_hex(line + n, (uintptr_t)where);
-    line[n++] = '\n';
-    os_write_stderr(line, n);
+    text_line line = {.len = 0};
+    line_add_str(&line, "brisk_malloc_check: ");
+    line_add_str(&line, what);
+    line_add_str(&line, " at ");
+    line_add_hex(&line, (uintptr_t)where);
+    line_write(&line);
     return -1;
 }
 

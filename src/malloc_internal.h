@@ -477,7 +477,6 @@ BRISK_HIDDEN void stats_print(void);
 BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
 
 /* formatting without stdio (stats.c) */
-BRISK_HIDDEN size_t format_decimal(char *buf, uint64_t value);
 
 /* Pops the first block of a page whose free list is not empty: the
  * malloc fast path. With checks, the popped block's own link must read

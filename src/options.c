@@ -24,23 +24,13 @@ brisk_options malloc_options = {
 
 static void options_warn(const char *what, const char *item, size_t len)
 {
-    char line[200];
-    size_t n = 0;
-    static const char prefix[] = "brisk: BRISK_OPTIONS: ";
-    memcpy(line, prefix, sizeof prefix - 1);
-    n += sizeof prefix - 1;
-    size_t what_len = strlen(what);
-    memcpy(line + n, what, what_len);
-    n += what_len;
-    line[n++] = ' ';
-    line[n++] = '"';
-    if (len > 80)
-        len = 80;
-    memcpy(line + n, item, len);
-    n += len;
-    line[n++] = '"';
-    line[n++] = '\n';
-    os_write_stderr(line, n);
+    text_line line = {.len = 0};
+    line_add_str(&line, "brisk: BRISK_OPTIONS: ");
+    line_add_str(&line, what);
+    line_add_str(&line, " \"");
+    line_add(&line, item, len > 80 ? 80 : len);
+    line_add_str(&line, "\"");
+    line_write(&line);
 }
 
 /* Parses a decimal number in [s, s + len); false when it is not one or

@@ -41,19 +41,6 @@ void stats_note_mapped(size_t bytes, bool mapped)
     }
 }
 
-size_t format_decimal(char *buf, uint64_t value)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value != 0);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
 /* A small line buffer flushed to stderr. */
 typedef struct out_buffer {
     char text[512];
