@@ -311,42 +311,39 @@ void segment_page_free(heap *h, page *pg)
         segment_release(h, seg);
 }
 
-/* Returns the memory of free slots unused for decay_ms (all of them when
- * forced), and the caches' expired entries. */
+/* Collects every page of q from `from` on and gives back those that turn
+ * out empty. With remote_only, pages no other thread freed into are
+ * skipped: their count of live blocks cannot have dropped. */
+static void queue_release_empty(heap *h, page_queue *q, page *from, bool remote_only)
+{
+    page *pg = from;
+    while (pg != NULL) {
+        page *next = pg->next;
+        if (!remote_only || __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
+            page_collect(pg);
+            if (pg->used == 0) {
+                page_queue_remove(q, pg);
+                pg->in_full = 0;
+                segment_page_free(h, pg);
+            }
+        }
+        pg = next;
+    }
+}
+
 /* Pages that other threads emptied are only noticed when collected: give
  * back every such page except each class's current one. */
 static void heap_retire_empty_pages(heap *h)
 {
     for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         page_queue *q = &h->queues[cls];
-        page *pg = q->first != NULL ? q->first->next : NULL;
-        while (pg != NULL) {
-            page *next = pg->next;
-            page_collect(pg);
-            if (pg->used == 0) {
-                page_queue_remove(q, pg);
-                segment_page_free(h, pg);
-            }
-            pg = next;
-        }
-    }
-    for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
-        page *pg = h->full[cls].first;
-        while (pg != NULL) {
-            page *next = pg->next;
-            if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
-                page_collect(pg);
-                if (pg->used == 0) {
-                    page_queue_remove(&h->full[cls], pg);
-                    pg->in_full = 0;
-                    segment_page_free(h, pg);
-                }
-            }
-            pg = next;
-        }
+        queue_release_empty(h, q, q->first != NULL ? q->first->next : NULL, false);
+        queue_release_empty(h, &h->full[cls], h->full[cls].first, true);
     }
 }
 
+/* Returns the memory of free slots unused for decay_ms (all of them when
+ * forced), and the caches' expired entries. */
 bool heap_purge(heap *h, bool force)
 {
     bool any = false;
@@ -397,29 +394,9 @@ void heap_purge_tick(heap *h)
 void heap_abandon_segments(heap *h)
 {
     for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
-        page_queue *q = &h->queues[cls];
-        page *pg = q->first;
-        while (pg != NULL) {
-            page *next = pg->next;
-            page_collect(pg);
-            if (pg->used == 0) {
-                page_queue_remove(q, pg);
-                segment_page_free(h, pg);
-            }
-            pg = next;
-        }
+        queue_release_empty(h, &h->queues[cls], h->queues[cls].first, false);
         heap_direct_set(h, cls, &empty_page);
-        pg = h->full[cls].first;
-        while (pg != NULL) {
-            page *next = pg->next;
-            page_collect(pg);
-            if (pg->used == 0) {
-                page_queue_remove(&h->full[cls], pg);
-                pg->in_full = 0;
-                segment_page_free(h, pg);
-            }
-            pg = next;
-        }
+        queue_release_empty(h, &h->full[cls], h->full[cls].first, false);
     }
     heap_purge(h, false);
     while (h->segments != NULL) {
