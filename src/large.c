@@ -320,15 +320,18 @@ bool large_try_resize(large_header *hdr, size_t size)
         return false;
     if (os_remap_in_place(hdr, hdr->map_size, new_map) != 0)
         return false;
+    size_t old_map = hdr->map_size;
+    /* The header changes under the lock: brisk_malloc_check reads live
+     * headers with it held and must not see a map size the total lacks. */
     global_lock_take();
-    large_live_total = large_live_total - hdr->map_size + new_map;
-    global_lock_drop();
-    if (new_map > hdr->map_size)
-        stats_note_mapped(new_map - hdr->map_size, true);
-    else
-        stats_note_mapped(hdr->map_size - new_map, false);
+    large_live_total = large_live_total - old_map + new_map;
     hdr->map_size = new_map;
     hdr->usable = new_usable;
+    global_lock_drop();
+    if (new_map > old_map)
+        stats_note_mapped(new_map - old_map, true);
+    else
+        stats_note_mapped(old_map - new_map, false);
     return true;
 }
 

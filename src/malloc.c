@@ -261,7 +261,11 @@ static size_t block_usable(const void *p, large_header **large_out)
         bool start = page_block_start(pg, off);
 #if BRISK_CHECKS
         bool looks_free = start && block_looks_free(pg, p);
-        if (looks_free && __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == tls_heap &&
+        /* Only the owner may walk the page's lists to clear a suspect; a
+         * thread with no heap must not claim an abandoned segment's pages,
+         * which another thread may be adopting. */
+        if (looks_free && tls_heap != NULL &&
+            __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == tls_heap &&
             !page_has_free_block(pg, p))
             looks_free = false;
 #else
