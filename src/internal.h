@@ -96,6 +96,12 @@ BRISK_HIDDEN int os_protect_rw(void *addr, size_t size);
 /* Writes all of buf to stderr without stdio (which may allocate). */
 BRISK_HIDDEN void os_write_stderr(const char *buf, size_t len);
 
+/* Writes all of buf to file descriptor fd (errors are ignored). */
+BRISK_HIDDEN void os_write_fd(int fd, const char *buf, size_t len);
+
+/* A close-on-exec copy of stderr, or -1. */
+BRISK_HIDDEN int os_dup_stderr(void);
+
 /* Ends the process with SIGABRT, never returning. */
 BRISK_HIDDEN _Noreturn void os_abort(void);
 

@@ -211,6 +211,10 @@ typedef struct heap {
 
 typedef struct brisk_options {
     int stats;          /* print statistics at exit */
+    int stats_fd;       /* where: a copy of stderr taken when the options
+                           were read, since programs such as coreutils
+                           close fd 2 in their own exit handlers; -1 for
+                           fd 2 itself */
     int verbose;        /* report OS memory events on stderr */
     uint64_t decay_ms;  /* unused memory kept this long before release */
     size_t large_cache; /* bytes of freed large blocks kept for reuse */

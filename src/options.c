@@ -17,6 +17,7 @@ extern char **environ;
 
 brisk_options malloc_options = {
     .stats = 0,
+    .stats_fd = -1,
     .verbose = 0,
     .decay_ms = 1000,
     .large_cache = (size_t)64 << 20,
@@ -117,4 +118,6 @@ void options_read(void)
             break;
         text = end + 1;
     }
+    if (malloc_options.stats)
+        malloc_options.stats_fd = os_dup_stderr();
 }

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -76,11 +77,11 @@ int os_protect_rw(void *addr, size_t size)
     return mprotect(addr, size, PROT_READ | PROT_WRITE);
 }
 
-void os_write_stderr(const char *buf, size_t len)
+void os_write_fd(int fd, const char *buf, size_t len)
 {
     int saved = errno;
     while (len > 0) {
-        ssize_t n = write(STDERR_FILENO, buf, len);
+        ssize_t n = write(fd, buf, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -90,6 +91,19 @@ void os_write_stderr(const char *buf, size_t len)
         len -= (size_t)n;
     }
     errno = saved;
+}
+
+void os_write_stderr(const char *buf, size_t len)
+{
+    os_write_fd(STDERR_FILENO, buf, len);
+}
+
+int os_dup_stderr(void)
+{
+    int saved = errno;
+    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    errno = saved;
+    return fd;
 }
 
 _Noreturn void os_abort(void)

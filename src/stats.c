@@ -49,7 +49,7 @@ typedef struct out_buffer {
 
 static void out_flush(out_buffer *out)
 {
-    os_write_stderr(out->text, out->len);
+    os_write_fd(malloc_options.stats_fd >= 0 ? malloc_options.stats_fd : 2, out->text, out->len);
     out->len = 0;
 }
 
