@@ -879,6 +879,19 @@ static int mode_options(void)
     return 0;
 }
 
+/* As mode_options, closing stderr in an exit handler the way coreutils
+ * programs do: the summary must still come out. */
+static void close_stderr_at_exit(void)
+{
+    close(STDERR_FILENO);
+}
+
+static int mode_options_closing_stderr(void)
+{
+    atexit(close_stderr_at_exit);
+    return mode_options();
+}
+
 static void test_options_and_stats(void)
 {
     static char out[16384];
@@ -893,6 +906,11 @@ static void test_options_and_stats(void)
     CHECK_MSG(strstr(out, "peak resident") != NULL, "stderr: %s", out);
     /* the per-class table lists the class of the 100-byte request (112) */
     CHECK_MSG(strstr(out, "    112") != NULL, "stderr: %s", out);
+
+    rc = run_self("options-closing-stderr", "BRISK_OPTIONS=stats", out, sizeof out);
+    CHECK_EQ(rc, 0);
+    CHECK_MSG(strstr(out, "brisk: statistics") != NULL,
+              "no summary when the program closes stderr at exit: %s", out);
 
     rc = run_self("options", "BRISK_OPTIONS=", out, sizeof out);
     CHECK_EQ(rc, 0);
@@ -919,6 +937,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "mode") == 0) {
         if (strcmp(argv[2], "options") == 0)
             return mode_options();
+        if (strcmp(argv[2], "options-closing-stderr") == 0)
+            return mode_options_closing_stderr();
         if (strcmp(argv[2], "decay") == 0)
             return mode_decay();
         if (strcmp(argv[2], "hysteresis") == 0)
