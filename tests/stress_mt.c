@@ -50,6 +50,8 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "xorshift.h"
+
 enum {
     MAX_WORKERS = 256,
     SLOTS_PER_WORKER = 128,
@@ -78,23 +80,6 @@ static void failure(const char *format, ...)
     /* write(2), not stdio: may run in a forked child of a threaded parent. */
     if (write(STDERR_FILENO, line, used) < 0)
         return;
-}
-
-/* ---- random numbers: xorshift64*, one state per thread ----------------- */
-
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static size_t rng_range(uint64_t *state, size_t low, size_t high)
-{
-    return low + (size_t)(rng_next(state) % (uint64_t)(high - low + 1));
 }
 
 /* ---- blocks and their patterns ----------------------------------------- */

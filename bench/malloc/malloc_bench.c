@@ -41,6 +41,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "xorshift.h"
+
 static double scale = 1.0;
 
 static size_t scaled(double n)
@@ -59,20 +61,6 @@ static void *xmalloc(size_t size)
     return p;
 }
 
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static size_t rng_range(uint64_t *state, size_t low, size_t high)
-{
-    return low + (size_t)(rng_next(state) % (uint64_t)(high - low + 1));
-}
 
 /* Log-uniform size in [low, high]: as many blocks of 8-16 B as of
  * 32-64 KiB, the shape of real programs' size histograms. */

@@ -47,6 +47,23 @@ static inline _Noreturn void broken(const char *what)
     exit(4);
 }
 
+/* Wipe cases fill a block with OLD_BYTE before freeing it, then look for
+ * it in what they get back. */
+#define OLD_BYTE 0xA5
+
+/* True when [p, p + n) holds four old bytes in a row: what a previous
+ * owner wrote. A single 0xA5 may occur by chance in an encoded link. */
+static inline int shows_old_bytes(const unsigned char *p, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        run = p[i] == OLD_BYTE ? run + 1 : 0;
+        if (run >= 4)
+            return 1;
+    }
+    return 0;
+}
+
 typedef struct security_case {
     const char *name;
     void (*run)(void);

@@ -320,19 +320,6 @@ static void case_canary_underflow(void)
 
 /* ---- hardened: wipe on free, checked on reuse -------------------------- */
 
-#define OLD_BYTE 0xA5
-
-static int shows_old_bytes(const unsigned char *p, size_t n)
-{
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        run = p[i] == OLD_BYTE ? run + 1 : 0;
-        if (run >= 4)
-            return 1;
-    }
-    return 0;
-}
-
 static void case_wipe_no_old_bytes(void)
 {
     brisk_heap *heap = make_heap();

@@ -518,21 +518,6 @@ static void case_canary_underflow(void)
 
 /* ---- hardened level: wipe on free ------------------------------------- */
 
-#define OLD_BYTE 0xA5
-
-/* True when [p, p + n) holds four old bytes in a row: what a previous
- * owner wrote. A single 0xA5 may occur by chance in an encoded link. */
-static int shows_old_bytes(const unsigned char *p, size_t n)
-{
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        run = p[i] == OLD_BYTE ? run + 1 : 0;
-        if (run >= 4)
-            return 1;
-    }
-    return 0;
-}
-
 static void case_wipe_no_old_bytes(void)
 {
     static const size_t sizes[] = {16, 24, 48, 100, 256, 1000, 3000, 20000, 100000, LARGE, 3 << 20};
