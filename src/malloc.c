@@ -9,7 +9,7 @@
  *   malloc  TLS heap -> size class -> the class's current page -> pop its
  *           free list (the popped block checked to be a block of the page).
  *   free    segment map says the 4 MiB span is ours -> page from the
- *           address -> block start and live bit checked -> owner thread:
+ *           address -> block start and free mark checked -> owner thread:
  *           push on local_free, else one CAS onto the page's thread_free.
  *
  * This file deliberately includes neither <stdlib.h> nor <malloc.h>: it
@@ -101,15 +101,24 @@ void *brisk_malloc(size_t size)
     return malloc_inline(size);
 }
 
+/* Under canaries every block ends in its canary: a 16-byte block's would
+ * be its second word, where a free block keeps its free mark (see
+ * malloc_internal.h). Hardened requests (which include the canary) get
+ * 32-byte blocks at least. */
+static inline size_t harden_request(size_t size)
+{
+    return size <= 16 && (harden_flags & HARDEN_CANARY) ? 17 : size;
+}
+
 /* The unhardened allocator, for harden.c. */
 void *malloc_raw(size_t size, size_t alignment, bool zero)
 {
-    return malloc_slow(size, alignment, zero);
+    return malloc_slow(harden_request(size), alignment, zero);
 }
 
 void *malloc_fast_raw(size_t size)
 {
-    return malloc_inline(size);
+    return malloc_inline(harden_request(size));
 }
 
 void *brisk_calloc(size_t count, size_t size)
@@ -131,6 +140,9 @@ static BRISK_NOINLINE void free_remote(page *pg, block *b)
 {
     uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
     uintptr_t next;
+#if BRISK_CHECKS
+    b->free_mark = pg->free_mark;
+#endif
     do {
         b->next_encoded = list_encode(pg, thread_free_head(word));
         next = (uintptr_t)b |
@@ -168,6 +180,9 @@ BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
     heap *h = tls_heap;
     if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
         b->next_encoded = list_encode(pg, pg->local_free);
+#if BRISK_CHECKS
+        b->free_mark = pg->free_mark;
+#endif
         pg->local_free = b;
         if (brisk_unlikely(--pg->used == 0 || pg->in_full))
             page_free_slow(pg, h);

@@ -12,8 +12,12 @@
  * and for every page in use in them:
  *   P1 start, block size, reserved blocks and span agree with its class
  *   P2 free and local_free hold carved block starts of the page, each
- *      reading as a free-list link, no block twice, without cycles
- *   P3 free + local_free + used == capacity; carved == capacity * size
+ *      carrying the page's free mark, no block twice, without cycles
+ *   P3 free + local_free + used == capacity; carved == capacity * size,
+ *      and the block-start test's limit and the link test's carved / 16
+ *      follow carved
+ *   H2 under canaries no page has 16-byte blocks (their canary would be
+ *      the second word, where a free block keeps its free mark)
  *   P4 it is on exactly one of the heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
  * and for large blocks (large_check): magic, map entry, bounds, totals.
@@ -38,7 +42,7 @@ static long check_free_list(const page *pg, const block *b, uint64_t *seen)
     long count = 0;
     while (b != NULL) {
         uintptr_t off = (uintptr_t)b - pg->start;
-        if (!page_block_start(pg, off))
+        if (off >= pg->carved || !page_block_start(pg, off))
             return check_fail("P2: a free list leaves its page or misses a block start", b), -1;
         size_t index = off / pg->block_size;
         if ((seen[index / 64] >> (index % 64)) & 1)
@@ -46,7 +50,7 @@ static long check_free_list(const page *pg, const block *b, uint64_t *seen)
         seen[index / 64] |= (uint64_t)1 << (index % 64);
 #if BRISK_CHECKS
         if (!block_looks_free(pg, b))
-            return check_fail("P2: a listed block's link does not decode into its page", b), -1;
+            return check_fail("P2: a listed block lost its free mark (written after free)", b), -1;
 #endif
         count++;
         b = list_decode(pg, b->next_encoded);
@@ -64,9 +68,12 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
         pg->reserved != (page_size - harden_page_front(pg->block_size)) / pg->block_size ||
         pg->span != pg->reserved * pg->block_size || pg->capacity > pg->reserved ||
         pg->carved != pg->capacity * pg->block_size ||
-        pg->div_magic != ((uint64_t)1 << DIV_SHIFT) / pg->block_size + 1 ||
+        pg->carved_units != pg->carved >> 4 || pg->block_mul != block_mul_of(pg->block_size) ||
+        pg->block_limit != block_limit_of(pg->block_mul, pg->block_size, pg->capacity) ||
         (cls <= SMALL_CLASS_LAST) != (seg->page_shift == SMALL_PAGE_SHIFT))
         return check_fail("P1/P3: page geometry disagrees with its size class", pg);
+    if ((harden_flags & HARDEN_CANARY) && pg->block_size < 32)
+        return check_fail("H2: a page of 16-byte blocks under canaries", pg);
     if (harden_check_page(pg) != 0)
         return check_fail("H1: a canary of a carved block (or the page's pad) was overwritten", pg);
     uint64_t seen[65536 / 16 / 64];

@@ -45,23 +45,38 @@
  *   thread_free blocks other threads freed, pushed with one CAS; the owner
  *               takes the whole list with one exchange when `free` and
  *               `local_free` run dry.
- * Next pointers inside free blocks are encoded with two per-page secrets
+ * Next pointers inside free blocks are encoded with a per-page secret
  * and every link is validated (NULL, or inside the carved part of its
- * page, 16-byte aligned) before the block holding it is handed out; a
- * popped block's first word is zeroed.
+ * page, 16-byte aligned) before the block holding it is handed out.
  *
- * Double free, in O(1): a free block's first word always decodes (with
- * the page's secrets) to NULL or a block of the same page, and a live
- * block's first word does so only if the program wrote exactly such a
- * value, which it cannot compute without the secrets (a block starts
- * live with the word zeroed). So free decodes the first word: if it does
- * not look free the free proceeds; if it does, the owner confirms by
- * walking the page's lists (bounded by the page's block count) and
- * another thread reports at once.
+ * A free block (on any of the three lists, or carved and never handed
+ * out) carries its page's free mark, a per-page secret, in its second
+ * word; malloc checks the mark is still there when it hands the block out
+ * (anything else was written after free) and zeroes both words:
  *
- * Block starts are checked without a division: off is a block start iff
- * ((off * div_magic) >> 40) * block_size == off, exact for every class
- * and offset below 512 KiB (div_magic = 2^40 / block_size + 1).
+ *   free block   | link (encoded) | free_mark | ... (program's old bytes)
+ *   live block   | 0              | 0         | ... (then the program's)
+ *
+ * Double free, in O(1): a free block's second word is its page's mark,
+ * and a live block's is only if the program wrote exactly that value,
+ * which it cannot know without reading freed memory. So free compares
+ * one word: if it is not the mark the free proceeds; if it is, the owner
+ * confirms by walking the page's lists (bounded by the page's block
+ * count) and another thread reports at once.
+ *
+ * Block starts are checked with one multiply and one compare (a
+ * divisibility test by multiplication, as in Lemire, Kaser and Kurz,
+ * "Faster remainder by direct computation"): with m = floor(2^64 / d) + 1
+ * for block size d <= 2^18, so that m * d = 2^64 + e with 1 <= e <= d,
+ * and any 32-bit offset n:
+ *   n = k * d        ->  n * m mod 2^64 = k * e          (< 2^32)
+ *   n = k * d + r    ->  n * m mod 2^64 >= m > 2^46      (0 < r < d)
+ * so n is the start of one of the first `capacity` blocks iff
+ * n * m mod 2^64 < capacity * e, the page's block_limit (0 while the page
+ * is not in use). An offset from below the page's start (the hardened
+ * canary pad) is a 32-bit value near 2^32: a non-multiple, or a multiple
+ * with k >= capacity, rejected alike. tests/test_block_start.c checks
+ * the test against division for every class.
  */
 #ifndef BRISK_MALLOC_INTERNAL_H
 #define BRISK_MALLOC_INTERNAL_H
@@ -85,7 +100,6 @@
 #define SMALL_PAGE_SHIFT 16  /* 64 KiB pages */
 #define MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages */
 #define SEGMENT_SLOTS_MAX 64
-#define DIV_SHIFT 40
 #define ADDRESS_BITS 48
 #define SEGMAP_ENTRIES ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
 
@@ -110,6 +124,8 @@ enum {
 
 typedef struct block {
     uintptr_t next_encoded;
+    uintptr_t free_mark;    /* the page's free_mark while free, 0 when
+                               handed out (see the top) */
 } block;
 
 struct heap;
@@ -118,10 +134,14 @@ typedef struct page {
     /* line 1: fixed while the page is in use (carved grows when blocks
      * are carved); read by every malloc and by frees from any thread */
     uintptr_t start;        /* first block (the slot's start) */
-    uint64_t div_magic;     /* 2^40 / block_size + 1 */
-    uintptr_t key0, key1;   /* free-list encoding secrets */
+    uint64_t block_mul;     /* floor(2^64 / block_size) + 1 */
+    uint64_t block_limit;   /* capacity * (block_mul * block_size - 2^64):
+                               see the top; 0 while not in use */
+    uintptr_t link_key;     /* free-list encoding secret */
+    uintptr_t free_mark;    /* second word of every free block */
     uint32_t carved;        /* capacity * block_size: offsets below are
                                blocks; 0 while the slot is not in use */
+    uint32_t carved_units;  /* carved / 16, for the link range test */
     uint32_t block_size;
     uint16_t size_class;
     uint8_t in_use;         /* slot holds a page of blocks */
@@ -147,6 +167,8 @@ typedef struct page {
      * takes the list with one exchange and never walks it. */
     uintptr_t thread_free __attribute__((aligned(64)));
 } __attribute__((aligned(64))) page; /* three whole cache lines */
+
+_Static_assert(offsetof(page, free) == 64, "page line 1 outgrew its cache line");
 
 typedef struct segment {
     uint32_t magic;         /* SEGMENT_MAGIC (large_header has LARGE_MAGIC
@@ -291,6 +313,7 @@ static inline size_t harden_page_front(size_t block_size)
 /* ---- global state (thread.c) ------------------------------------------ */
 
 BRISK_HIDDEN extern uint8_t *segment_map;
+BRISK_HIDDEN extern uintptr_t segmap_entries; /* 0 until segment_map is mapped */
 BRISK_HIDDEN extern pthread_mutex_t global_lock;
 BRISK_HIDDEN extern uintptr_t process_secret;
 BRISK_HIDDEN extern page empty_page;
@@ -351,18 +374,19 @@ static inline uintptr_t rotr_word(uintptr_t x, unsigned r)
     return r == 0 ? x : (x >> r) | (x << (64u - r));
 }
 
-/* stored = rotl(next ^ key0, 23) + key1: without the page's two keys a
- * written value decodes to an unpredictable address, and every decoded
- * pointer is validated on pop anyway (inside the page's carved part,
- * 16-byte aligned), so even a forged one can only name an address in the
- * same page. A constant rotation keeps the decode to three one-cycle
- * operations. */
+/* stored = rotl(next ^ link_key, 23): without the page's key a written
+ * value decodes to an unpredictable address, and every decoded pointer
+ * is validated on pop anyway (inside the page's carved part, 16-byte
+ * aligned), so even a forged one can only name an address in the same
+ * page. The rotation moves a partial overwrite of the stored word's low
+ * bytes (the usual use-after-free write) into the decoded pointer's high
+ * bits, where the validation catches it. Two one-cycle operations. */
 #define LIST_ROTATE 23u
 
 static inline uintptr_t list_encode(const page *pg, const block *next)
 {
 #if BRISK_CHECKS
-    return rotl_word((uintptr_t)next ^ pg->key0, LIST_ROTATE) + pg->key1;
+    return rotl_word((uintptr_t)next ^ pg->link_key, LIST_ROTATE);
 #else
     (void)pg;
     return (uintptr_t)next;
@@ -372,7 +396,7 @@ static inline uintptr_t list_encode(const page *pg, const block *next)
 static inline block *list_decode(const page *pg, uintptr_t stored)
 {
 #if BRISK_CHECKS
-    return (block *)(rotr_word(stored - pg->key1, LIST_ROTATE) ^ pg->key0);
+    return (block *)(rotr_word(stored, LIST_ROTATE) ^ pg->link_key);
 #else
     (void)pg;
     return (block *)stored;
@@ -387,13 +411,16 @@ static inline uintptr_t meta_of(const void *p)
     return ((uintptr_t)p - 1) & ~(uintptr_t)SEGMENT_MASK;
 }
 
+/* segmap_entries is 0 until the map exists (thread.c), then
+ * SEGMAP_ENTRIES: one compare rejects both an address above the 48-bit
+ * space and any free before the first allocation (of a foreign pointer,
+ * to be reported, not followed). */
 static inline unsigned segmap_kind(uintptr_t meta)
 {
-    /* Before the first allocation there is no map, and no block either:
-     * a free then is of a foreign pointer, to be reported, not followed. */
-    if (brisk_unlikely((meta >> ADDRESS_BITS) != 0 || segment_map == NULL))
+    uintptr_t index = meta >> SEGMENT_SHIFT;
+    if (brisk_unlikely(index >= __atomic_load_n(&segmap_entries, __ATOMIC_ACQUIRE)))
         return SEGMAP_NONE;
-    return __atomic_load_n(&segment_map[meta >> SEGMENT_SHIFT], __ATOMIC_RELAXED);
+    return __atomic_load_n(&segment_map[index], __ATOMIC_RELAXED);
 }
 
 static inline page *page_of(segment *seg, const void *p)
@@ -414,28 +441,43 @@ static inline uint32_t thread_free_count(uintptr_t word)
     return (uint32_t)(word >> THREAD_FREE_COUNT_SHIFT);
 }
 
-/* Whether off (from the page's start) is the start of a carved block. */
+/* Whether off = p - pg->start, for a p inside the page's slot, is the
+ * start of a carved block: one multiply and one compare (see the top).
+ * Only the low 32 bits of off are used, so a p outside the slot can
+ * alias a block start: callers holding such a pointer test it against
+ * the slot (or carved) first. */
 static inline bool page_block_start(const page *pg, uintptr_t off)
 {
-    return off < pg->carved && ((off * pg->div_magic) >> DIV_SHIFT) * pg->block_size == off;
+    return (uint64_t)(uint32_t)off * pg->block_mul < pg->block_limit;
+}
+
+/* block_mul and the block_limit of `capacity` blocks, for block size d
+ * (segment.c, page.c, malloc_check.c). */
+static inline uint64_t block_mul_of(size_t d)
+{
+    uint64_t q = UINT64_MAX / d;
+    if (UINT64_MAX % d == d - 1)
+        q++; /* d divides 2^64 */
+    return q + 1;
+}
+
+static inline uint64_t block_limit_of(uint64_t mul, size_t d, uint32_t capacity)
+{
+    return (uint64_t)capacity * (mul * (uint64_t)d); /* e = m * d mod 2^64 */
 }
 
 /* Whether off (from the page's start) is 16-byte aligned and inside the
  * carved part, in one compare: rotating right by 4 moves any of the low
- * four bits to the top, making the value larger than any carved / 16
- * (carved is a multiple of 16). */
+ * four bits to the top, making the value larger than any carved / 16. */
 static inline bool page_link_in_range(const page *pg, uintptr_t off)
 {
-    return rotr_word(off, 4) < (uintptr_t)(pg->carved >> 4);
+    return rotr_word(off, 4) < (uintptr_t)pg->carved_units;
 }
 
-/* Whether a block's first word reads as a free-list link of its page:
- * decoding to NULL or to a 16-byte aligned address in the carved part
- * (see the top). */
+/* Whether a block's second word is its page's free mark (see the top). */
 static inline bool block_looks_free(const page *pg, const block *b)
 {
-    block *next = list_decode(pg, __atomic_load_n(&b->next_encoded, __ATOMIC_RELAXED));
-    return page_link_in_range(pg, (uintptr_t)next - pg->start) || next == NULL;
+    return __atomic_load_n(&b->free_mark, __ATOMIC_RELAXED) == pg->free_mark;
 }
 
 static inline segment *page_segment(const page *pg)
@@ -483,30 +525,33 @@ BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
 /* formatting without stdio (stats.c) */
 
 /* Pops the first block of a page whose free list is not empty: the
- * malloc fast path. With checks, the popped block's own link must read
- * as a free block's (NULL, or 16-byte aligned in the carved part) before
- * the block is handed out. A link nudged by a write after free (flipping
- * a bit needs no secret) names the middle of a block or a live
- * neighbour, where the word found is user data (or a live block's zeroed
- * first word) and decodes to an address outside the page, with
- * probability 1 - carved / 2^48: the pop of that block is refused before
- * its memory is handed out.
+ * malloc fast path. With checks, the popped block must still carry the
+ * free mark, and its link must read as a free block's (NULL, or 16-byte
+ * aligned in the carved part), before the block is handed out. A link
+ * nudged by a write after free (flipping a bit needs no secret) names the
+ * middle of a block or a live neighbour, where the words found are user
+ * data (or a live block's zeroed words): that block's pop is refused
+ * before its memory is handed out, for want of the mark, and its link
+ * decodes outside the page with probability 1 - carved / 2^48 anyway.
  *
- * The block b itself needs no check: every value pg->free takes was
- * checked before. It is a `next` checked by the previous pop, the head of
- * local_free or thread_free (a block free validated), or a block
- * page_extend just carved (see page.c). The first word is then zeroed so
- * a live block never looks free to the double-free check. */
+ * The block b itself needs no range check: every value pg->free takes
+ * was checked before. It is a `next` checked by the previous pop, the
+ * head of local_free or thread_free (a block free validated), or a block
+ * page_extend just carved (see page.c). Both words are then zeroed, so a
+ * live block never looks free to the double-free check and shows no
+ * link. */
 BRISK_INLINE void *page_pop(page *pg)
 {
     block *b = pg->free;
 #if BRISK_CHECKS
     block *next = list_decode(pg, b->next_encoded);
     /* In range first: the end of a list (NULL) is the rare case. */
-    if (brisk_unlikely(!page_link_in_range(pg, (uintptr_t)next - pg->start) && next != NULL))
+    if (brisk_unlikely((!page_link_in_range(pg, (uintptr_t)next - pg->start) && next != NULL) ||
+                       b->free_mark != pg->free_mark))
         return page_pop_corrupt(pg, b);
     pg->free = next;
     b->next_encoded = 0;
+    b->free_mark = 0;
 #else
     pg->free = list_decode(pg, b->next_encoded);
 #endif

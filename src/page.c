@@ -40,12 +40,20 @@ static void page_extend(page *pg)
     for (uint32_t i = 0; i + 1 < count; i++) {
         uintptr_t next = b + pg->block_size;
         ((block *)b)->next_encoded = list_encode(pg, (block *)next);
+#if BRISK_CHECKS
+        ((block *)b)->free_mark = pg->free_mark;
+#endif
         b = next;
     }
     ((block *)b)->next_encoded = list_encode(pg, pg->free);
+#if BRISK_CHECKS
+    ((block *)b)->free_mark = pg->free_mark;
+#endif
     pg->free = (block *)first;
     pg->capacity += count;
     pg->carved = pg->capacity * pg->block_size;
+    pg->carved_units = pg->carved >> 4;
+    pg->block_limit = block_limit_of(pg->block_mul, pg->block_size, pg->capacity);
 }
 
 void block_report_bad_free(page *pg, const void *p)
@@ -98,6 +106,7 @@ void free_suspect(page *pg, block *b)
         return;
     }
     b->next_encoded = list_encode(pg, pg->local_free);
+    b->free_mark = pg->free_mark;
     pg->local_free = b;
     if (--pg->used == 0 || pg->in_full)
         page_free_slow(pg, h);

@@ -221,8 +221,10 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     __atomic_store_n(&pg->thread_free, 0, __ATOMIC_RELAXED);
     pg->start = (uintptr_t)seg + ((uintptr_t)slot << seg->page_shift);
     pg->block_size = (uint32_t)bsize;
-    pg->div_magic = ((uint64_t)1 << DIV_SHIFT) / bsize + 1;
+    pg->block_mul = block_mul_of(bsize);
+    pg->block_limit = 0;
     pg->carved = 0;
+    pg->carved_units = 0;
     pg->reserved = (uint32_t)(page_size / bsize);
     pg->span = (uint32_t)(pg->reserved * bsize);
     if (brisk_unlikely(harden_flags & HARDEN_CANARY))
@@ -230,8 +232,8 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     pg->capacity = 0;
     pg->used = 0;
     pg->size_class = (uint16_t)cls;
-    pg->key0 = random_next(&h->rng);
-    pg->key1 = random_next(&h->rng) | 1u;
+    pg->link_key = random_next(&h->rng);
+    pg->free_mark = random_next(&h->rng) | 1u; /* never 0: a live block's */
     pg->in_full = 0;
     pg->fresh = dirty ? 0 : 1;
     pg->next = pg->prev = NULL;
@@ -303,6 +305,8 @@ void segment_page_free(heap *h, page *pg)
     pg->local_free = NULL;
     pg->capacity = 0;
     pg->carved = 0;
+    pg->carved_units = 0;
+    pg->block_limit = 0; /* no block start any more: a free is reported */
     pg->freed_at_ms = os_now_ms();
     seg->free_slots |= bit;
     seg->dirty_slots |= bit;

@@ -14,6 +14,7 @@
 #include "malloc_internal.h"
 
 uint8_t *segment_map;
+uintptr_t segmap_entries;
 pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
 uintptr_t process_secret;
 page empty_page; /* no free blocks: a fresh heap's malloc falls through to
@@ -87,6 +88,8 @@ static void process_init(void)
         os_write_stderr(msg, sizeof msg - 1);
         os_abort();
     }
+    /* After the map: a free that sees the entries sees the map. */
+    __atomic_store_n(&segmap_entries, SEGMAP_ENTRIES, __ATOMIC_RELEASE);
     uintptr_t seed[2] = {0, 0};
     if (!os_random(seed, sizeof seed)) {
         /* No kernel randomness: mix what differs between runs (ASLR'd
