@@ -484,6 +484,23 @@ static void link_nudge(size_t size, int byte, unsigned char mask)
 static void case_uaf_link_nudge_16(void) { link_nudge(SMALL, 3, 0x10); }
 static void case_uaf_link_nudge_64(void) { link_nudge(64, 3, 0x20); }
 
+/* A write after free into a freed block's second word, where brisk keeps
+ * the page's free mark (the double-free test reads it): reported when the
+ * block would be handed out again, at every level that checks it. */
+static void case_uaf_write_mark_word(void)
+{
+    churn c = churn_prepare(SMALL, 4000, 60000);
+    char *p = must_malloc(SMALL);
+    free(p);
+    char *q = hide(p);
+    q[sizeof(uintptr_t)] = 'X';
+    target(p);
+    for (size_t i = 0; i < 60000; i++)
+        if (churn_step(&c, SMALL) == p)
+            break;
+    unnoticed("write into a freed block's second word");
+}
+
 /* ---- hardened level: canaries ----------------------------------------- */
 
 static void overflow(size_t size, size_t past)
@@ -961,6 +978,7 @@ static const security_case cases[] = {
     CASE(uaf_steer_small),
     CASE(uaf_steer_medium),
     CASE(uaf_partial_overwrite),
+    CASE(uaf_write_mark_word),
     CASE(uaf_link_nudge_16),
     CASE(uaf_link_nudge_64),
     CASE(canary_overflow_1),
