@@ -449,6 +449,169 @@ static void test_ring_overflow(void)
     brisk_arena_destroy(arena);
 }
 
+/* ---- a random run against a model of the rules ------------------------- */
+
+enum { MODEL_MARKS = 64, MODEL_STEPS = 20000 };
+
+typedef struct model {
+    brisk_arena_mark marks[MODEL_MARKS];
+    bool valid[MODEL_MARKS]; /* by the rule in brisk.h */
+    size_t count;
+    size_t offset;
+} model;
+
+/* Open positions: distinct offsets of valid marks. */
+static size_t model_open_positions(const model *m, size_t extra_offset)
+{
+    size_t open = 0;
+    for (size_t i = 0; i < m->count; i++) {
+        if (!m->valid[i])
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = m->valid[j] && m->marks[j].offset == m->marks[i].offset;
+        open += !seen;
+    }
+    bool extra_seen = false;
+    for (size_t i = 0; i < m->count && !extra_seen; i++)
+        extra_seen = m->valid[i] && m->marks[i].offset == extra_offset;
+    return open + !extra_seen;
+}
+
+/* The arena moved back to `offset`: marks above it close. */
+static void model_move_back(model *m, size_t offset)
+{
+    m->offset = offset;
+    for (size_t i = 0; i < m->count; i++)
+        if (m->marks[i].offset > offset)
+            m->valid[i] = false;
+}
+
+static void model_reset(model *m)
+{
+    m->offset = 0;
+    for (size_t i = 0; i < m->count; i++)
+        m->valid[i] = false;
+}
+
+/* exact: keep at most 8 open positions, where every stale mark must be
+ * refused; otherwise nest deep, where every valid mark must restore and a
+ * stale one may pass only as a dropped level's (it then counts as open
+ * again, as the arena treats it). */
+static void run_model(uint64_t seed, bool exact)
+{
+    brisk_arena *arena = brisk_arena_create(1 << 20);
+    REQUIRE(arena != NULL);
+    static model m;
+    memset(&m, 0, sizeof m);
+    uint64_t rng = seed;
+    unsigned long refused = 0, restored = 0, stale_passed = 0, dropped_steps = 0;
+    report_log log = {0};
+    brisk_set_error_handler(record_report, &log);
+    for (int step = 0; step < MODEL_STEPS; step++) {
+        /* Out of 1000: alloc, save, restore, and the rest reset. Deep runs
+         * save more and reset rarely, so positions pile up past the ring. */
+        unsigned op = (unsigned)rng_range(&rng, 0, 999);
+        unsigned alloc_end = 400, save_end = exact ? 620 : 720, restore_end = exact ? 990 : 999;
+        if (op < alloc_end) {
+            size_t alignment = op < 40 ? 64 : 16;
+            if (brisk_arena_alloc_aligned(arena, alignment, rng_range(&rng, 0, exact ? 96 : 24)) ==
+                NULL) {
+                brisk_arena_reset(arena);
+                model_reset(&m);
+            }
+            m.offset = brisk_arena_used(arena);
+        } else if (op < save_end) {
+            if (exact && model_open_positions(&m, m.offset) > ARENA_LEVELS)
+                continue;
+            if (m.count == MODEL_MARKS) {
+                /* Forget an invalid mark, or (exact) start over. */
+                size_t keep = 0;
+                for (size_t i = 0; i < m.count; i++) {
+                    if (!m.valid[i] && keep < MODEL_MARKS / 2 && !exact)
+                        continue;
+                    if (!m.valid[i] && exact)
+                        continue;
+                    m.marks[keep] = m.marks[i];
+                    m.valid[keep++] = m.valid[i];
+                }
+                m.count = keep;
+                if (m.count == MODEL_MARKS) {
+                    if (exact) {
+                        brisk_arena_reset(arena);
+                        model_reset(&m);
+                        m.count = 0;
+                    } else {
+                        m.count = MODEL_MARKS - 1; /* the newest valid one goes */
+                    }
+                }
+            }
+            m.marks[m.count] = brisk_arena_save(arena);
+            m.valid[m.count++] = true;
+        } else if (op < restore_end) {
+            if (m.count == 0)
+                continue;
+            /* Half the time a valid mark (if any), else any. */
+            size_t i = rng_range(&rng, 0, m.count - 1);
+            if (!exact && (rng_next(&rng) & 3) != 0) /* deep: mostly inner marks */
+                i = m.count - 1 - rng_range(&rng, 0, m.count < 4 ? m.count - 1 : 3);
+            else if (rng_next(&rng) & 1)
+                for (size_t k = 0; k < m.count && !m.valid[i]; k++)
+                    i = (i + 1) % m.count;
+            struct brisk_arena before;
+            memcpy(&before, arena, sizeof before);
+            int reports = log.count;
+            int result = brisk_arena_restore(arena, m.marks[i]);
+            if (result == 0) {
+                restored++;
+                CHECK_EQ(log.count, reports);
+                if (!m.valid[i]) {
+                    stale_passed++;
+                    CHECK_MSG(!exact, "seed %llu step %d: a stale mark was restored",
+                              (unsigned long long)seed, step);
+                    CHECK(m.marks[i].stamp < before.dropped_stamp_end);
+                    m.valid[i] = true;
+                }
+                model_move_back(&m, m.marks[i].offset);
+            } else {
+                refused++;
+                CHECK_EQ(log.count, reports + 1);
+                CHECK_MSG(!m.valid[i], "seed %llu step %d: a valid mark (offset %zu) was refused: %s",
+                          (unsigned long long)seed, step, m.marks[i].offset, log.message);
+                CHECK(memcmp(&before, arena, sizeof before) == 0);
+            }
+        } else {
+            brisk_arena_reset(arena);
+            model_reset(&m);
+        }
+        CHECK_EQ(brisk_arena_used(arena), m.offset);
+        if (brisk_arena_check(arena) != 0) {
+            CHECK_MSG(0, "seed %llu step %d: brisk_arena_check failed", (unsigned long long)seed,
+                      step);
+            break;
+        }
+        if (exact)
+            CHECK_EQ(arena->dropped, 0);
+        dropped_steps += arena->dropped;
+    }
+    brisk_set_error_handler(NULL, NULL);
+    /* The run exercised what it claims to. */
+    CHECK(restored > 1000 && refused > 300);
+    if (exact)
+        CHECK_EQ(stale_passed, 0);
+    else
+        CHECK(dropped_steps > MODEL_STEPS / 4); /* deep most of the time */
+    brisk_arena_destroy(arena);
+}
+
+static void test_random_against_model(void)
+{
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        run_model(seed * 0x9E3779B97F4A7C15u, true);
+        run_model(seed * 0xD1B54A32D192ED03u, false);
+    }
+}
+
 /* ---- misuse with the default handler aborts ---------------------------- */
 
 static brisk_arena *misuse_arena;
@@ -656,6 +819,7 @@ int main(void)
     test_stale_after_outer_restore();
     test_foreign_and_made_up_marks();
     test_ring_overflow();
+    test_random_against_model();
     test_misuse_aborts();
     test_check_finds_damage();
     test_create_in();
