@@ -78,9 +78,10 @@ brisk_error_handler brisk_set_error_handler(brisk_error_handler handler,
 /* An arena hands out memory by bumping a pointer through one region. There
  * is no per-block free: brisk_arena_reset frees everything at once, and a
  * mark taken with brisk_arena_save can be restored to free everything
- * allocated after it (scratch memory). The arena's own bookkeeping lives at
- * the start of its region. Not thread-safe: one arena per thread, or lock
- * around it. */
+ * allocated after it (scratch memory). The arena's own bookkeeping (a
+ * little over 200 bytes, most of it the record of positions marks were
+ * saved at) lives at the start of its region. Not thread-safe: one arena
+ * per thread, or lock around it. */
 typedef struct brisk_arena brisk_arena;
 
 /* A position in an arena, from brisk_arena_save: 16 bytes, meant to be
@@ -151,13 +152,15 @@ brisk_arena_mark brisk_arena_save(brisk_arena *arena);
  * never saved ..."). If the handler returns, restore returns -1 with errno
  * EINVAL and the arena is unchanged.
  *
- * Limits of the check: the arena remembers its 8 innermost open positions
- * (positions where valid marks were saved). A mark of an older open
- * position, one with 8 or more open positions saved above it since, is
- * only checked to come from this arena and to lie below and before those
- * 8; a stale mark that passes that is restored. A foreign or made-up mark
- * is told apart by its 64-bit stamp, so one could pass only by matching a
- * stamp in use, which does not happen by accident. */
+ * Limits of the check. A valid mark is never refused. The arena records
+ * its 8 innermost open positions (positions where valid marks were saved)
+ * exactly, and marks of those are checked exactly. When a 9th opens, the
+ * oldest is dropped from the record; a mark of a dropped position is then
+ * only checked to be this arena's, no newer than the last position dropped
+ * and no higher than any dropped position still open can be, so a stale
+ * one that passes those checks is restored. A foreign or made-up mark is
+ * told apart by its 64-bit stamp: it would have to match a stamp the
+ * arena issued, which does not happen by accident. */
 int brisk_arena_restore(brisk_arena *arena, brisk_arena_mark mark);
 
 /* Checks the arena's structural invariants (docs/design.md): geometry and

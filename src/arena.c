@@ -29,10 +29,10 @@
     ((sizeof(struct brisk_arena) + BRISK_ALIGNMENT - 1) & ~(size_t)(BRISK_ALIGNMENT - 1))
 
 /* Arenas created so far in this process: each one's serials start at a
- * base drawn from this count, so two arenas' stamps (the serials of 2^60
- * levels apart on average) never meet in practice and a mark restored into
- * the wrong arena is recognised as foreign. No system call: create_in
- * promises none. */
+ * base drawn from this count, a random-looking point of [1, 2^60), so two
+ * arenas' ranges of serials do not meet in practice and a mark restored
+ * into the wrong arena is recognised as foreign. No system call:
+ * create_in promises none. */
 static uint64_t arena_births;
 
 /* A serial base in [1, 2^60): the counter's 2^60 values above it can never
