@@ -528,25 +528,27 @@ static void run_model(uint64_t seed, bool exact)
             if (exact && model_open_positions(&m, m.offset) > ARENA_LEVELS)
                 continue;
             if (m.count == MODEL_MARKS) {
-                /* Forget an invalid mark, or (exact) start over. */
+                /* Make room by forgetting stale marks: all of them in exact
+                 * runs (whose open positions must all stay recorded here),
+                 * the older ones in deep runs (keeping recent stale marks
+                 * to try). If all are valid: exact runs start over; deep
+                 * runs forget the newest (a mark's validity never depends
+                 * on another being recorded). */
                 size_t keep = 0;
                 for (size_t i = 0; i < m.count; i++) {
-                    if (!m.valid[i] && keep < MODEL_MARKS / 2 && !exact)
-                        continue;
-                    if (!m.valid[i] && exact)
+                    bool forget = !m.valid[i] && (exact || i < MODEL_MARKS / 2);
+                    if (forget)
                         continue;
                     m.marks[keep] = m.marks[i];
                     m.valid[keep++] = m.valid[i];
                 }
                 m.count = keep;
-                if (m.count == MODEL_MARKS) {
-                    if (exact) {
-                        brisk_arena_reset(arena);
-                        model_reset(&m);
-                        m.count = 0;
-                    } else {
-                        m.count = MODEL_MARKS - 1; /* the newest valid one goes */
-                    }
+                if (m.count == MODEL_MARKS && exact) {
+                    brisk_arena_reset(arena);
+                    model_reset(&m);
+                    m.count = 0;
+                } else if (m.count == MODEL_MARKS) {
+                    m.count = MODEL_MARKS - 1;
                 }
             }
             m.marks[m.count] = brisk_arena_save(arena);
@@ -554,9 +556,10 @@ static void run_model(uint64_t seed, bool exact)
         } else if (op < restore_end) {
             if (m.count == 0)
                 continue;
-            /* Half the time a valid mark (if any), else any. */
+            /* Deep runs: mostly one of the 4 newest marks, so nesting
+             * grows. Otherwise half the time a valid mark (if any). */
             size_t i = rng_range(&rng, 0, m.count - 1);
-            if (!exact && (rng_next(&rng) & 3) != 0) /* deep: mostly inner marks */
+            if (!exact && (rng_next(&rng) & 3) != 0)
                 i = m.count - 1 - rng_range(&rng, 0, m.count < 4 ? m.count - 1 : 3);
             else if (rng_next(&rng) & 1)
                 for (size_t k = 0; k < m.count && !m.valid[i]; k++)
