@@ -60,6 +60,10 @@ typedef enum brisk_error {
  * and calls abort(). If an installed handler returns, the call that
  * detected the misuse does nothing more: it frees nothing, returns NULL
  * (or 0) where it returns a value, and leaves the allocator consistent.
+ * One exception: damage found in a free list while a valid block is being
+ * freed (a write after free into another free block) is reported after
+ * the block is freed, so no memory is lost; the damaged entry is reported
+ * again when it is next used.
  * The handler must not call back into the allocator that reported. */
 typedef void (*brisk_error_handler)(brisk_error error, const char *message,
                                     const void *ptr, void *context);
@@ -209,7 +213,13 @@ typedef struct brisk_heap brisk_heap;
 #define BRISK_HEAP_WIPE_CHECK 0x8u /* BRISK_HEAP_WIPE, and memory handed
                                       out again is checked to still be
                                       wiped: a write into a freed block is
-                                      reported as a use after free */
+                                      reported as a use after free. If the
+                                      handler returns, the alloc returns
+                                      NULL (errno ENOMEM) and that chunk is
+                                      retired: kept out of use for the
+                                      heap's life; a realloc that would
+                                      grow over such memory fails with the
+                                      block untouched */
 #define BRISK_HEAP_HARDENED (BRISK_HEAP_WIPE | BRISK_HEAP_CANARY | BRISK_HEAP_WIPE_CHECK)
 
 typedef struct brisk_heap_stats {
