@@ -58,8 +58,9 @@ typedef enum brisk_error {
  * Without a handler brisk writes one line to stderr,
  *     brisk: <message> (pointer <address>)
  * and calls abort(). If an installed handler returns, the call that
- * detected the misuse does nothing more: it frees nothing, returns NULL
- * (or 0) where it returns a value, and leaves the allocator consistent.
+ * detected the misuse does nothing more: it frees nothing, returns what
+ * its contract gives for failure (NULL, 0, or -1 for
+ * brisk_arena_restore), and leaves the allocator consistent.
  * One exception: damage found in a free list while a valid block is being
  * freed (a write after free into another free block) is reported after
  * the block is freed, so no memory is lost; the damaged entry is reported
