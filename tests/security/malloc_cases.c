@@ -629,6 +629,27 @@ static void guard_reused(int before)
     unnoticed("ran off a reused large block without a fault");
 }
 
+/* Guarded mappings reused for other sizes: a smaller block (the trailing
+ * guard moves in), a much smaller one (what is past the guard is given
+ * back), then larger ones (the mapping grows where it is, or a fresh one
+ * is mapped): every usable byte of every block stays writable, freed or
+ * not, and the last block still faults one byte past its end. */
+static void case_guard_reused_resized(void)
+{
+    static const size_t sizes[] = {4 * LARGE, 3 * LARGE, 20 * LARGE, LARGE, 2 * LARGE, 6 * LARGE, 5 * LARGE, 9 * LARGE};
+    char *p = NULL;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        free(p);
+        p = must_malloc(sizes[i]);
+        memset(p, (int)i, malloc_usable_size(p));
+    }
+    size_t usable = malloc_usable_size(p);
+    volatile char *q = hide(p);
+    target(p);
+    q[usable] = 'X';
+    unnoticed("ran off a resized reused large block without a fault");
+}
+
 static void case_guard_reused_overflow(void) { guard_reused(0); }
 static void case_guard_reused_underflow(void) { guard_reused(1); }
 
@@ -979,6 +1000,7 @@ static const security_case cases[] = {
     CASE(guard_realloc),
     CASE(guard_reused_overflow),
     CASE(guard_reused_underflow),
+    CASE(guard_reused_resized),
     CASE(reuse_delayed),
     CASE(reuse_randomized),
     CASE(reuse_order_child),
