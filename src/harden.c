@@ -526,8 +526,19 @@ BRISK_INLINE void *hand_out(page *pg, void *p, size_t size, bool zero)
     return p;
 }
 
-/* The current page of the class serving `size` requested bytes (the
- * canary included), for sizes up to MEDIUM_SIZE_MAX. */
+/* The bytes to ask of the pages for a request of `size`: the canary
+ * added. The canary must not be a block's second word, which the free
+ * lists may use while the block is free (a free block's mark, on the
+ * default level's side): canaried requests get 32-byte blocks at least. */
+static inline size_t block_request(size_t size)
+{
+    if (!(harden_flags & HARDEN_CANARY))
+        return size;
+    return size + HARDEN_CANARY_SIZE <= 16 ? 17 : size + HARDEN_CANARY_SIZE;
+}
+
+/* The current page of the class serving `want` bytes (block_request's),
+ * for sizes up to MEDIUM_SIZE_MAX. */
 BRISK_INLINE page *current_page(heap *h, size_t want)
 {
     return want <= DIRECT_SMALL_MAX ? h->direct_small[(want + 15) >> 4] : h->direct[size_class_of(want)];
@@ -538,7 +549,6 @@ BRISK_INLINE page *current_page(heap *h, size_t want)
  * aligned blocks, calloc. */
 static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, bool zero)
 {
-    size_t tail = tail_bytes();
     if (size > REQUEST_MAX) {
         errno = ENOMEM;
         return NULL;
@@ -555,8 +565,9 @@ static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, boo
             return NULL;
         }
     }
-    if (alignment == 0 && size + tail <= MEDIUM_SIZE_MAX) {
-        page *pg = current_page(h, size + tail);
+    size_t want = block_request(size);
+    if (alignment == 0 && want <= MEDIUM_SIZE_MAX) {
+        page *pg = current_page(h, want);
         if (pg->free != NULL) {
             h->class_requests[pg->size_class]++;
             return hand_out(pg, page_pop(pg), size, zero);
@@ -568,11 +579,11 @@ static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, boo
      * its mapping is fresh. */
     void *p;
     if (alignment != 0)
-        p = malloc_raw(size + tail, alignment, false);
-    else if (zero && size + tail > MEDIUM_SIZE_MAX)
-        p = malloc_raw(size + tail, 0, true);
+        p = malloc_raw(want, alignment, false);
+    else if (zero && want > MEDIUM_SIZE_MAX)
+        p = malloc_raw(want, 0, true);
     else
-        p = malloc_fast_raw(size + tail);
+        p = malloc_fast_raw(want);
     if (p == NULL)
         return NULL;
     page *pg = page_block_of(p);
@@ -586,7 +597,7 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
     heap *h = tls_heap;
     if (brisk_likely((alignment | (size_t)zero) == 0 && h != NULL &&
                      size <= MEDIUM_SIZE_MAX - HARDEN_CANARY_SIZE)) {
-        page *pg = current_page(h, size + tail_bytes());
+        page *pg = current_page(h, block_request(size));
         if (brisk_likely(pg->free != NULL)) {
             h->class_requests[pg->size_class]++;
             void *p = page_pop(pg);
