@@ -58,8 +58,13 @@ typedef enum brisk_error {
  * Without a handler brisk writes one line to stderr,
  *     brisk: <message> (pointer <address>)
  * and calls abort(). If an installed handler returns, the call that
- * detected the misuse does nothing more: it frees nothing, returns NULL
- * (or 0) where it returns a value, and leaves the allocator consistent.
+ * detected the misuse does nothing more: it frees nothing, returns what
+ * its contract gives for failure (NULL, 0, or -1 for
+ * brisk_arena_restore), and leaves the allocator consistent.
+ * One exception: damage found in a free list while a valid block is being
+ * freed (a write after free into another free block) is reported after
+ * the block is freed, so no memory is lost; the damaged entry is reported
+ * again when it is next used.
  * The handler must not call back into the allocator that reported. */
 typedef void (*brisk_error_handler)(brisk_error error, const char *message,
                                     const void *ptr, void *context);
@@ -78,14 +83,20 @@ brisk_error_handler brisk_set_error_handler(brisk_error_handler handler,
 /* An arena hands out memory by bumping a pointer through one region. There
  * is no per-block free: brisk_arena_reset frees everything at once, and a
  * mark taken with brisk_arena_save can be restored to free everything
- * allocated after it (scratch memory). The arena's own bookkeeping lives at
- * the start of its region. Not thread-safe: one arena per thread, or lock
- * around it. */
+ * allocated after it (scratch memory). The arena's own bookkeeping (a
+ * little over 200 bytes, most of it the record of positions marks were
+ * saved at) lives at the start of its region. Not thread-safe: one arena
+ * per thread, or lock around it. */
 typedef struct brisk_arena brisk_arena;
 
-/* A position in an arena, from brisk_arena_save. */
+/* A position in an arena, from brisk_arena_save: 16 bytes, meant to be
+ * kept and passed by value. Do not build or edit one; brisk_arena_restore
+ * recognises marks it did not issue. */
 typedef struct brisk_arena_mark {
-    size_t offset;
+    size_t offset;            /* brisk_arena_used when the mark was saved:
+                                 restoring frees every byte from here on */
+    unsigned long long stamp; /* which arena saved it and at which of its
+                                 open positions (docs/design.md); never 0 */
 } brisk_arena_mark;
 
 /* Maps a fresh region with room for at least `capacity` bytes of blocks.
@@ -116,21 +127,52 @@ void *brisk_arena_alloc(brisk_arena *arena, size_t size);
 void *brisk_arena_alloc_aligned(brisk_arena *arena, size_t alignment,
                                 size_t size);
 
-/* Frees every block at once; the whole capacity is available again. */
+/* Frees every block at once; the whole capacity is available again. Every
+ * mark saved before becomes stale. */
 void brisk_arena_reset(brisk_arena *arena);
 
 /* The current position: restoring it later frees everything allocated
- * after this call and nothing before. */
-brisk_arena_mark brisk_arena_save(const brisk_arena *arena);
+ * after this call and nothing before. O(1); records the position in the
+ * arena's bookkeeping, hence the non-const arena.
+ *
+ * Which marks are valid: a mark stays valid until the arena is reset or
+ * restored to a position below the mark's (by restoring a mark saved
+ * earlier, with blocks allocated between the two). So restoring a mark
+ * invalidates every mark saved after it at a higher position, and leaves
+ * itself and every mark saved before it valid: nested marks A, B can be
+ * restored B then A, or A directly (B is then stale), and one mark can be
+ * restored any number of times. Marks saved at the same position, with
+ * nothing allocated between them, are the same point: restoring either
+ * frees the same blocks, and neither makes the other stale. */
+brisk_arena_mark brisk_arena_save(brisk_arena *arena);
 
-/* Frees every block allocated since `mark` was saved. Returns 0, or -1
- * with errno EINVAL when the mark lies beyond the arena's current position
- * (it was taken before a reset or an earlier restore, or from another
- * arena); the arena is then unchanged. A mark is only a position: a stale
- * one (from before a reset or an earlier restore) that is not beyond the
- * current position cannot be told from a valid one and is accepted, so
- * restore marks in the reverse order they were saved. */
+/* Frees every block allocated since `mark` was saved and returns 0. O(1)
+ * for a valid mark.
+ *
+ * Restoring a mark that is not valid (stale by the rule above, saved from
+ * another arena, or never returned by brisk_arena_save) is misuse: it is
+ * reported through the error handler as BRISK_ERROR_INVALID_ARGUMENT with
+ * the arena as the pointer, and the message says which it was ("restore of
+ * a stale arena mark: ...", "restore of an arena mark that this arena
+ * never saved ..."). If the handler returns, restore returns -1 with errno
+ * EINVAL and the arena is unchanged.
+ *
+ * Limits of the check. A valid mark is never refused. The arena records
+ * its 8 innermost open positions (positions where valid marks were saved)
+ * exactly, and marks of those are checked exactly. When a 9th opens, the
+ * oldest is dropped from the record; a mark of a dropped position is then
+ * only checked to be this arena's, no newer than the last position dropped
+ * and no higher than any dropped position still open can be, so a stale
+ * one that passes those checks is restored. A foreign or made-up mark is
+ * told apart by its 64-bit stamp: it would have to match a stamp the
+ * arena issued, which does not happen by accident. */
 int brisk_arena_restore(brisk_arena *arena, brisk_arena_mark mark);
+
+/* Checks the arena's structural invariants (docs/design.md): geometry and
+ * the bookkeeping of its open positions. Returns 0 when all hold;
+ * otherwise writes the first broken one to stderr and returns -1. O(1);
+ * never aborts and never calls the error handler. */
+int brisk_arena_check(const brisk_arena *arena);
 
 /* Bytes handed out so far (including alignment padding), and bytes the
  * arena can hand out in total. */
@@ -172,7 +214,13 @@ typedef struct brisk_heap brisk_heap;
 #define BRISK_HEAP_WIPE_CHECK 0x8u /* BRISK_HEAP_WIPE, and memory handed
                                       out again is checked to still be
                                       wiped: a write into a freed block is
-                                      reported as a use after free */
+                                      reported as a use after free. If the
+                                      handler returns, the alloc returns
+                                      NULL (errno ENOMEM) and that chunk is
+                                      retired: kept out of use for the
+                                      heap's life; a realloc that would
+                                      grow over such memory fails with the
+                                      block untouched */
 #define BRISK_HEAP_HARDENED (BRISK_HEAP_WIPE | BRISK_HEAP_CANARY | BRISK_HEAP_WIPE_CHECK)
 
 typedef struct brisk_heap_stats {

@@ -184,12 +184,32 @@ BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t 
     }
 }
 
+/* Links c in front of `first` whatever their addresses: writes only
+ * into c and into first itself (whose address comes from heads[], not
+ * from user memory), never through first's links. */
+static BRISK_NOINLINE void bin_link_front(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls,
+                                          heap_chunk *first)
+{
+    *chunk_footer(c, size) = size;
+    heap->binned_count++;
+    heap->binned_bytes += size;
+    c->next = first;
+    c->prev = NULL;
+    first->prev = c;
+    heap->heads[cls] = c;
+}
+
 BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
 {
     heap_chunk *first = heap->heads[cls];
     if (brisk_unlikely(!bin_link_safe(heap, c, first))) {
-        /* c stays out of the lists (lost, but nothing is written through
-         * the forged link). */
+        /* first's next link was overwritten (a write after free). c goes
+         * in front instead, which writes nothing through that link, so c
+         * is never lost and the heap stays whole around the damage; then
+         * the damage is reported. An error handler that returns finds
+         * every chunk listed, and the damaged entry is reported again
+         * when it is taken (and by brisk_heap_check). */
+        bin_link_front(heap, c, size, cls, first);
         report_list_corrupted(first);
         return;
     }
@@ -305,13 +325,18 @@ static inline void *hand_out(brisk_heap *heap, heap_chunk *c, size_t size)
     if (brisk_unlikely(heap->flags & (BRISK_HEAP_WIPE_CHECK | BRISK_HEAP_CANARY))) {
         /* Every byte handed out must still be wiped (the metadata words
          * were just zeroed above; they are guarded by the list checks). */
-        if ((heap->flags & BRISK_HEAP_WIPE_CHECK) &&
-            heap_wipe_first_dirty(chunk_payload(c), size - CHUNK_HEADER_SIZE) != NULL) {
-            heap_report_write_after_free(chunk_payload(c));
-            return NULL; /* the chunk stays live: lost, never reused */
-        }
+        bool dirty = (heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+                     heap_wipe_first_dirty(chunk_payload(c), size - CHUNK_HEADER_SIZE) != NULL;
+        /* Written before a report too: a chunk kept out of use is still a
+         * live block, whose canary brisk_heap_check verifies. */
         if (heap->flags & BRISK_HEAP_CANARY)
             heap_canary_write(heap, c);
+        if (dirty) {
+            /* The chunk stays live and is never handed out: memory a
+             * stray pointer still writes to is retired, not reused. */
+            heap_report_write_after_free(chunk_payload(c));
+            return NULL;
+        }
     }
     return chunk_payload(c);
 }
@@ -963,8 +988,33 @@ static void shrink_live_chunk(brisk_heap *heap, heap_chunk *c, size_t size, size
     release_chunk(heap, tail, rest);
 }
 
+/* Under BRISK_HEAP_WIPE_CHECK: whether the first `len` bytes of the free
+ * chunk f (of `size` bytes; the wilderness when `wild`) hold a non-zero
+ * byte other than f's own metadata (header, and for a listed chunk its
+ * links and footer): something written after that memory was freed.
+ * Reads only; called before a resize changes anything. */
+static bool free_chunk_dirty(const heap_chunk *f, size_t size, size_t len, bool wild)
+{
+    const char *from = (const char *)f + (wild ? CHUNK_HEADER_SIZE : sizeof(heap_chunk));
+    const char *end = (const char *)f + len;
+    const char *footer = (const char *)f + size - sizeof(size_t);
+    if (!wild && footer < end) {
+        if (from < footer && heap_wipe_first_dirty(from, (size_t)(footer - from)) != NULL)
+            return true;
+        from = footer + sizeof(size_t);
+    }
+    return from < end && heap_wipe_first_dirty(from, (size_t)(end - from)) != NULL;
+}
+
+/* What resize_in_place returns when WIPE_CHECK found the memory the block
+ * would take over written after it was freed, and the error handler
+ * returned: the realloc fails and nothing has changed. */
+#define RESIZE_REFUSED ((void *)(uintptr_t)1)
+
 /* Tries to resize the live block at ptr without moving it, or by sliding
- * it down into a free left neighbour. Returns the new payload or NULL. */
+ * it down into a free left neighbour. Returns the new payload, NULL when
+ * the neighbours leave no room (the caller moves the block), or
+ * RESIZE_REFUSED. */
 static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t keep)
 {
     heap_chunk *c = chunk_of_payload(ptr);
@@ -980,9 +1030,14 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
         next_free = heap_wild_size(heap);
     else if ((char *)next != heap->end && !chunk_is_used(next))
         next_free = chunk_size(next);
+    bool wipe_check = (heap->flags & BRISK_HEAP_WIPE_CHECK) != 0;
 
     if (next_free != 0 && next_free >= need - size) {
-        /* Grow into the right neighbour. */
+        /* Grow into the right neighbour, once it is known to be clean. */
+        if (brisk_unlikely(wipe_check && free_chunk_dirty(next, next_free, need - size, next_is_wild))) {
+            heap_report_write_after_free(ptr);
+            return RESIZE_REFUSED;
+        }
         size_t rest = size + next_free - need;
         if (next_is_wild) {
             if (heap->flags & BRISK_HEAP_WIPE)
@@ -990,13 +1045,6 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
         } else {
             bin_remove(heap, next, next_free);
             wipe_chunk_metadata(heap, next, next_free);
-        }
-        if (brisk_unlikely(heap->flags & BRISK_HEAP_WIPE_CHECK) &&
-            heap_wipe_first_dirty((char *)next, need - size) != NULL) {
-            /* The neighbour's metadata words were just zeroed; anything
-             * else non-zero in what the block grows over was written after
-             * it was freed. */
-            heap_report_write_after_free(ptr);
         }
         size_t grown = need;
         if (rest >= CHUNK_MIN_SIZE) {
@@ -1021,13 +1069,16 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
         size_t right = next_is_wild ? 0 : next_free;
         if (prev_size + size + right >= need) {
             heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
-            if (brisk_unlikely(heap->flags & BRISK_HEAP_WIPE_CHECK) &&
-                heap_wipe_first_dirty((char *)prev + sizeof(heap_chunk),
-                                      prev_size - sizeof(heap_chunk) - sizeof(size_t)) != NULL)
+            if (brisk_unlikely(wipe_check && (free_chunk_dirty(prev, prev_size, prev_size, false) ||
+                                              (right != 0 && free_chunk_dirty(next, right, right, false))))) {
                 heap_report_write_after_free(ptr);
+                return RESIZE_REFUSED;
+            }
             bin_remove(heap, prev, prev_size);
-            if (right != 0)
+            if (right != 0) {
                 bin_remove(heap, next, right);
+                wipe_chunk_metadata(heap, next, right);
+            }
             mark_freed(heap, c);
             size_t total = prev_size + size + right;
             prev->head = total | CHUNK_USED | (prev->head & CHUNK_PREV_USED);
@@ -1066,7 +1117,9 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
     size_t usable = chunk_usable(heap, chunk_size(c));
     size_t keep = usable < size ? usable : size;
     void *result = resize_in_place(heap, ptr, need, keep);
-    if (result == NULL) {
+    if (result == RESIZE_REFUSED) {
+        result = NULL;
+    } else if (result == NULL) {
         result = alloc_chunk(heap, need, need, BRISK_ALIGNMENT);
         if (result != NULL) {
             memcpy(result, ptr, keep);

@@ -2,7 +2,8 @@
  *
  *   byte 0        heap options: bit 0 BRISK_HEAP_WIPE, bits 1-3 pick the
  *                 buffer size (2 KiB .. 256 KiB), bit 4
- *                 BRISK_HEAP_THREADSAFE (one thread: exercises the lock)
+ *                 BRISK_HEAP_THREADSAFE (one thread: exercises the lock),
+ *                 bit 5 BRISK_HEAP_CANARY, bit 6 BRISK_HEAP_WIPE_CHECK
  *   then ops      one byte each, followed by its operands:
  *     op % 8 == 0  alloc          slot, size (2 bytes)
  *               1  calloc         slot, count, size (1 byte each)
@@ -92,7 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     reader r = {data, size};
     unsigned options = take(&r);
     size_t heap_size = (size_t)2048 << (options >> 1 & 7);
-    unsigned flags = (options & 1 ? BRISK_HEAP_WIPE : 0) | (options & 16 ? BRISK_HEAP_THREADSAFE : 0);
+    unsigned flags = (options & 1 ? BRISK_HEAP_WIPE : 0) | (options & 16 ? BRISK_HEAP_THREADSAFE : 0) |
+                     (options & 32 ? BRISK_HEAP_CANARY : 0) | (options & 64 ? BRISK_HEAP_WIPE_CHECK : 0);
     brisk_heap *heap = brisk_heap_create_ex(buffer, heap_size, flags);
     if (heap == NULL)
         __builtin_trap();
@@ -138,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 size_t usable = brisk_heap_usable_size(heap, p);
                 if (usable < n)
                     __builtin_trap();
-                if (flags & BRISK_HEAP_WIPE)
+                if (flags & (BRISK_HEAP_WIPE | BRISK_HEAP_WIPE_CHECK))
                     for (size_t i = 0; i < usable; i++)
                         if (p[i] != 0)
                             __builtin_trap();

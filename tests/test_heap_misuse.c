@@ -218,6 +218,113 @@ static void test_handler_returns(void)
     brisk_set_error_handler(NULL, NULL);
 }
 
+/* Damage found while doing a valid call, with a handler that returns:
+ * nothing is lost and the heap is whole again once the damage is undone. */
+static void test_handler_returns_after_damage(void)
+{
+    report_log log;
+    static const unsigned flag_sets[] = {0, BRISK_HEAP_WIPE, BRISK_HEAP_HARDENED};
+    for (size_t f = 0; f < sizeof flag_sets / sizeof flag_sets[0]; f++) {
+        /* A write after free into the first entry of a list: freeing a
+         * valid block of that class (higher up, so it would be linked
+         * behind that entry, through the damaged link) frees the block
+         * all the same and reports the damage. */
+        memset(&log, 0, sizeof log);
+        brisk_set_error_handler(record_report, &log);
+        brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flag_sets[f]);
+        REQUIRE(heap != NULL);
+        char *a = brisk_heap_alloc(heap, 100);
+        brisk_heap_alloc(heap, 40);
+        char *b = brisk_heap_alloc(heap, 100);
+        brisk_heap_alloc(heap, 40);
+        REQUIRE(a && b);
+        brisk_heap_free(heap, a);
+        void *saved;
+        memcpy(&saved, a, sizeof saved);
+        void *forged = (char *)b + 64;
+        memcpy(a, &forged, sizeof forged);
+        brisk_heap_free(heap, b);
+        CHECK_EQ(log.count, 1);
+        CHECK_EQ(log.last_error, BRISK_ERROR_CORRUPTION);
+        CHECK(strcmp(log.last_message, "heap free list corrupted (a freed block was written to)") == 0);
+        CHECK_EQ(stats_of(heap).free_chunks, 3); /* a, b and the wilderness */
+        CHECK_EQ(brisk_heap_check(heap), -1);    /* the forged link is still there */
+        memcpy(a, &saved, sizeof saved);
+        CHECK_EQ(brisk_heap_check(heap), 0);
+        CHECK_EQ(stats_of(heap).used_chunks, 2);
+        /* Both come back, b first (it went in front). */
+        CHECK(brisk_heap_alloc(heap, 100) == b);
+        CHECK(brisk_heap_alloc(heap, 100) == a);
+        CHECK_EQ(log.count, 1);
+        CHECK_EQ(brisk_heap_check(heap), 0);
+        brisk_heap_destroy(heap);
+    }
+
+    /* BRISK_HEAP_WIPE_CHECK finds a freed block written to when handing
+     * it out: the alloc fails, the chunk is retired (live, never handed
+     * out), and the heap passes its check. */
+    memset(&log, 0, sizeof log);
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, BRISK_HEAP_HARDENED);
+    REQUIRE(heap != NULL);
+    char *p = brisk_heap_alloc(heap, 200);
+    brisk_heap_alloc(heap, 40);
+    REQUIRE(p != NULL);
+    brisk_heap_free(heap, p);
+    p[50] = 'X';
+    errno = 0;
+    CHECK(brisk_heap_alloc(heap, 200) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    CHECK_EQ(log.count, 1);
+    CHECK_EQ(log.last_error, BRISK_ERROR_USE_AFTER_FREE);
+    CHECK(log.last_ptr == p);
+    CHECK_EQ(brisk_heap_check(heap), 0);
+    CHECK_EQ(stats_of(heap).used_chunks, 2);
+    char *q = brisk_heap_alloc(heap, 200);
+    CHECK(q != NULL && q != p);
+    CHECK_EQ(log.count, 1);
+    brisk_heap_destroy(heap);
+
+    /* A realloc that would grow over such memory (the free right
+     * neighbour, or the free left one it would slide into) fails with the
+     * block untouched; once the stray byte is undone it succeeds. */
+    for (int slide = 0; slide < 2; slide++) {
+        memset(&log, 0, sizeof log);
+        heap = brisk_heap_create_ex(NULL, 1 << 16, BRISK_HEAP_HARDENED);
+        REQUIRE(heap != NULL);
+        char *left = brisk_heap_alloc(heap, 200);
+        char *block = brisk_heap_alloc(heap, 100);
+        char *right = brisk_heap_alloc(heap, 200);
+        brisk_heap_alloc(heap, 40);
+        REQUIRE(left && block && right);
+        memset(block, 'b', 100);
+        char *freed = slide ? left : right;
+        brisk_heap_free(heap, freed);
+        freed[40] = 'X'; /* inside what the block would grow over */
+        brisk_heap_stats before = stats_of(heap);
+        errno = 0;
+        CHECK(brisk_heap_realloc(heap, block, 250) == NULL);
+        CHECK_EQ(errno, ENOMEM);
+        CHECK_EQ(log.count, 1);
+        CHECK_EQ(log.last_error, BRISK_ERROR_USE_AFTER_FREE);
+        CHECK(log.last_ptr == block);
+        brisk_heap_stats after = stats_of(heap);
+        CHECK(stats_equal(&before, &after));
+        for (int i = 0; i < 100; i++)
+            CHECK_EQ(block[i], 'b');
+        CHECK_EQ(brisk_heap_check(heap), -1); /* the stray byte, in a free chunk */
+        freed[40] = 0;
+        CHECK_EQ(brisk_heap_check(heap), 0);
+        char *grown = brisk_heap_realloc(heap, block, 250);
+        CHECK(grown == (slide ? left : block));
+        for (int i = 0; i < 100; i++)
+            CHECK_EQ(grown[i], 'b');
+        CHECK_EQ(log.count, 1);
+        CHECK_EQ(brisk_heap_check(heap), 0);
+        brisk_heap_destroy(heap);
+    }
+    brisk_set_error_handler(NULL, NULL);
+}
+
 /* ---- brisk_heap_check against deliberate corruption --------------------- */
 
 /* A heap with used and free chunks of several classes:
@@ -350,6 +457,7 @@ int main(void)
 {
     test_misuse_aborts();
     test_handler_returns();
+    test_handler_returns_after_damage();
     test_check_finds_corruption();
     return check_finish("test_heap_misuse");
 }
