@@ -723,6 +723,9 @@ void *harden_realloc(void *p, size_t size)
     if (fresh == NULL)
         return NULL; /* errno is ENOMEM; the old block is untouched */
     memcpy(fresh, p, size < old ? size : old);
-    harden_free(p);
+    if (pg != NULL)
+        harden_free_live(pg, p); /* validated above */
+    else
+        harden_free(p);
     return fresh;
 }
