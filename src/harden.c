@@ -2,9 +2,9 @@
  * The process allocator's hardened level (BRISK_OPTIONS=hardened, or any
  * of canary, wipe, guard, delay): checks layered around the unhardened
  * allocator. The default level (pointer validation through the segment
- * map, block-start checks, double frees found from a freed block's own
- * encoded link, checked free lists) is built into the allocator itself;
- * this file adds what costs time on every call and so is opt-in.
+ * map, block-start checks, double-free detection, checked free lists) is
+ * built into the allocator itself; this file adds what costs time on
+ * every call and so is opt-in.
  * docs/security.md says what each part catches and what it does not, and
  * what it costs.
  *
@@ -25,22 +25,24 @@
  *           realloc check the canary after the block (overflow) and the
  *           one before it (underflow), in one test. usable size is the
  *           slot less 8.
- *   wipe    free zeroes the block (all but its first word and its canary):
+ *   wipe    free zeroes the block but for its canary (the free-list link or
+ *           the quarantine marker is written into its first word next):
  *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
  *           reading it and writing only the 64-byte chunks that are not
  *           zero already (a part the program never touched stays
  *           untouched: not written, not made resident). malloc checks that
- *           a block it hands out is still zero, but for its free-list
- *           link: the whole block up to WIPE_FULL_CHECK_MAX bytes, above
- *           that its first and last WIPE_SAMPLE_BYTES; calloc checks the
- *           whole block. So a write into freed memory is reported when the
+ *           a block it hands out (page_pop has zeroed the list's words)
+ *           is still zero: the whole block up to WIPE_FULL_CHECK_MAX
+ *           bytes, above that its first and last WIPE_SAMPLE_BYTES;
+ *           calloc checks the whole block. So a write into freed memory is reported when the
  *           memory comes back, and no block shows a previous owner's
  *           bytes. Blocks carved from a slot that may hold old data are
  *           cleared as they are carved (a fresh slot is zero already);
  *           large blocks taken from the cache are zeroed whole (large.c).
  *   guard   large blocks get an inaccessible page right before and right
  *           after them (large.c), so running off either end faults at once;
- *           a freed guarded block is cached and reused only as it is.
+ *           a freed guarded block is cached, and reused, its trailing guard
+ *           moves to the new block's end.
  *   delay   a freed block goes into a random slot of its thread's
  *           quarantine of QUARANTINE_SLOTS blocks, evicting the previous
  *           occupant to the real free; so a freed block is never handed
@@ -145,9 +147,10 @@ static inline size_t tail_bytes(void)
  *   p                                     end&~15  end
  *   | 16-byte chunks ...                  | word?  |C|
  *
- * The first word is cleared with the rest on free (the free-list link or
- * the quarantine marker is written into it right after) and is zero when
- * page_pop hands the block out, so it is checked with the rest.
+ * The words the free lists use are cleared with the rest on free (the
+ * free-list link or the quarantine marker is written right after) and are
+ * zero when page_pop hands the block out, so they are checked with the
+ * rest.
  *
  * Chunks are SSE2 loads and stores on x86-64 (where SSE2 is always
  * there), two words elsewhere. The allocator is built with -fno-builtin,
@@ -354,11 +357,11 @@ static inline bool page_is_local(const page *pg)
     return h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
 }
 
-/* The block start p of pg reads as free (its first word decodes as a
- * free-list link, or it carries the quarantine marker): reports the
+/* The block start p of pg reads as free (to the default level's test,
+ * block_looks_free, or it carries the quarantine marker): reports the
  * double free (use) and returns false, or returns true when it is live
- * after all (a live block whose data happen to decode as a link; only
- * the page's owner can tell, by walking the page's lists). */
+ * after all (a live block whose data happen to read as free; only the
+ * page's owner can tell, by walking the page's lists). */
 static BRISK_NOINLINE bool suspect_is_live(page *pg, void *p, const char *what)
 {
     if (!is_quarantined(p) && page_is_local(pg) && !page_has_free_block(pg, p))
@@ -511,9 +514,9 @@ BRISK_INLINE void *hand_out(page *pg, void *p, size_t size, bool zero)
         return NULL;
     uintptr_t end = (uintptr_t)p + pg->block_size - tail_bytes();
     if (flags & HARDEN_WIPE) {
-        /* Wiped on free, and the first word (the free-list link) zeroed
-         * by page_pop. calloc reads the whole body instead of zeroing
-         * it: the same cost, and a full check. */
+        /* Wiped on free, and the words the free lists use zeroed by
+         * page_pop. calloc reads the whole body instead of zeroing it:
+         * the same cost, and a full check. */
 #if !BRISK_CHECKS
         store_word((uintptr_t)p, 0);
 #endif
@@ -635,8 +638,8 @@ BRISK_INLINE void harden_free_live(page *pg, void *p)
         }
         end -= HARDEN_CANARY_SIZE;
     }
-    /* The first word is wiped too: the free-list link or the quarantine
-     * marker is written into it next. */
+    /* The words the free lists use are wiped too: the free-list link (or
+     * the quarantine marker) is written next. */
     if (flags & HARDEN_WIPE)
         body_wipe((uintptr_t)p, end);
     /* Cross-thread frees skip the quarantine: they wait on the page's
