@@ -2,9 +2,9 @@
  * The process allocator's hardened level (BRISK_OPTIONS=hardened, or any
  * of canary, wipe, guard, delay): checks layered around the unhardened
  * allocator. The default level (pointer validation through the segment
- * map, block-start checks, double frees found from a freed block's own
- * encoded link, checked free lists) is built into the allocator itself;
- * this file adds what costs time on every call and so is opt-in.
+ * map, block-start checks, double-free detection, checked free lists) is
+ * built into the allocator itself; this file adds what costs time on
+ * every call and so is opt-in.
  * docs/security.md says what each part catches and what it does not, and
  * what it costs.
  *
@@ -14,22 +14,35 @@
  * and never again, so every block a hardened process sees was made under
  * the same rules.
  *
+ * harden_alloc and harden_free are fast paths of their own, not wrappers:
+ * malloc pops from the class's current page itself (so it knows the page
+ * without looking it up again), free looks the page up once and does every
+ * part's work on it before handing the block to the page's lists.
+ *
  *   canary  every slot of a page ends in a secret-derived canary word, and
  *           each page leaves its first slot unused so its first block has
  *           a canary in front too (layout in malloc_internal.h). free and
  *           realloc check the canary after the block (overflow) and the
- *           one before it (underflow). usable size is the slot less 8.
- *   wipe    free zeroes the block (all but its canary); malloc checks that
- *           a block it hands out is still zero, but for its free-list link,
- *           in its first and last WIPE_SAMPLE_BYTES, so a write into freed
- *           memory there is reported when the memory comes back, and no
- *           block ever shows a previous owner's bytes. Blocks carved from
- *           a slot that may hold old data are zeroed as they are carved
- *           (a fresh slot is zero already); large blocks taken from the
- *           cache are zeroed whole.
+ *           one before it (underflow), in one test. usable size is the
+ *           slot less 8.
+ *   wipe    free zeroes the block but for its canary (the free-list link or
+ *           the quarantine marker is written into its first word next):
+ *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
+ *           reading it and writing only the 64-byte chunks that are not
+ *           zero already (a part the program never touched stays
+ *           untouched: not written, not made resident). malloc checks that
+ *           a block it hands out (page_pop has zeroed the list's words)
+ *           is still zero: the whole block up to WIPE_FULL_CHECK_MAX
+ *           bytes, above that its first and last WIPE_SAMPLE_BYTES;
+ *           calloc checks the whole block. So a write into freed memory is reported when the
+ *           memory comes back, and no block shows a previous owner's
+ *           bytes. Blocks carved from a slot that may hold old data are
+ *           cleared as they are carved (a fresh slot is zero already);
+ *           large blocks taken from the cache are zeroed whole (large.c).
  *   guard   large blocks get an inaccessible page right before and right
  *           after them (large.c), so running off either end faults at once;
- *           a freed guarded block is cached and reused only as it is.
+ *           a freed guarded block is cached, and reused, its trailing guard
+ *           moves to the new block's end.
  *   delay   a freed block goes into a random slot of its thread's
  *           quarantine of QUARANTINE_SLOTS blocks, evicting the previous
  *           occupant to the real free; so a freed block is never handed
@@ -44,6 +57,10 @@
 #include "malloc_internal.h"
 
 #include <errno.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 unsigned harden_flags;
 
@@ -91,11 +108,14 @@ static inline uint64_t canary_at(uintptr_t at)
     return (uint64_t)at ^ (uint64_t)process_secret;
 }
 
-/* The marker a quarantined block at p carries in its first word. */
+/* The marker a quarantined block at p carries in its first word: the
+ * address xor the secret turned half way round, so it is not the canary
+ * the same address would have. A live block's first word equals it only
+ * if the program wrote that value, which it cannot compute without the
+ * secret. */
 static inline uint64_t quarantine_marker(const void *p)
 {
-    return (((uint64_t)(uintptr_t)p ^ (uint64_t)process_secret) * 0xd6e8feb86659fd93u) ^
-           0x71756172616eu;
+    return (uint64_t)(uintptr_t)p ^ (uint64_t)rotl_word(process_secret, 32);
 }
 
 /* The process allocator is built with -fno-builtin (it defines malloc),
@@ -112,71 +132,153 @@ static inline void store_word(uintptr_t at, uint64_t w)
     __builtin_memcpy((void *)at, &w, sizeof w);
 }
 
-/* Whether [from, from + len) is all zero; from and len multiples of 8.
- * Or-reduces 64 bytes at a time and stops at
- * the first dirty chunk. */
-static bool words_zero(uintptr_t from, size_t len)
-{
-    const uint64_t *w = (const uint64_t *)from;
-    size_t n = len / sizeof(uint64_t);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t acc = w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
-        if (acc != 0)
-            return false;
-    }
-    uint64_t acc = 0;
-    for (; i < n; i++)
-        acc |= w[i];
-    return acc == 0;
-}
-
 static inline size_t tail_bytes(void)
 {
     return (harden_flags & HARDEN_CANARY) ? HARDEN_CANARY_SIZE : 0;
 }
 
-/* Zeroes [from, from + len) (multiples of 8) with inline stores: small
- * blocks are the common case, and a call into libc's memset (this file
- * cannot use the builtin: the allocator is built with -fno-builtin) costs
- * more than the stores. The loop must not be turned back into that call. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_LOOP_TO_MEMSET __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define NO_LOOP_TO_MEMSET /* clang leaves loops alone under -fno-builtin */
-#endif
-NO_LOOP_TO_MEMSET
-static void words_clear(uintptr_t from, size_t len)
+/* ---- clearing and checking memory ----------------------------------------- *
+ *
+ * What the wipe clears and checks is a block's body, [p, end): the block
+ * but its canary (end = p + block size - canary). p is 16-aligned and
+ * block sizes are multiples of 16, so end is 16-aligned without a canary
+ * and 8 past a multiple of 16 with one:
+ *
+ *   p                                     end&~15  end
+ *   | 16-byte chunks ...                  | word?  |C|
+ *
+ * The words the free lists use are cleared with the rest on free (the
+ * free-list link or the quarantine marker is written right after) and are
+ * zero when page_pop hands the block out, so they are checked with the
+ * rest.
+ *
+ * Chunks are SSE2 loads and stores on x86-64 (where SSE2 is always
+ * there), two words elsewhere. The allocator is built with -fno-builtin,
+ * and these loops must not turn into calls to memset: CHUNK_OPAQUE hides
+ * the address from the loop pattern matcher (it costs no instruction). */
+#define CHUNK_OPAQUE(at) __asm__("" : "+r"(at))
+
+#if defined(__SSE2__)
+typedef __m128i chunk_acc;
+static inline chunk_acc acc_empty(void) { return _mm_setzero_si128(); }
+static inline chunk_acc acc_add(chunk_acc acc, uintptr_t at)
 {
-    if (len > 512) {
-        memset((void *)from, 0, len);
-        return;
+    return _mm_or_si128(acc, _mm_load_si128((const __m128i *)at));
+}
+static inline bool acc_is_zero(chunk_acc acc)
+{
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) == 0xffff;
+}
+static inline void chunk_clear(uintptr_t at) { _mm_store_si128((__m128i *)at, _mm_setzero_si128()); }
+#else
+typedef uint64_t chunk_acc;
+static inline chunk_acc acc_empty(void) { return 0; }
+static inline chunk_acc acc_add(chunk_acc acc, uintptr_t at)
+{
+    return acc | load_word(at) | load_word(at + 8);
+}
+static inline bool acc_is_zero(chunk_acc acc) { return acc == 0; }
+static inline void chunk_clear(uintptr_t at)
+{
+    store_word(at, 0);
+    store_word(at + 8, 0);
+}
+#endif
+
+/* Whether [from, to) is all zero: from 16-aligned, to 8-aligned. */
+BRISK_INLINE bool chunks_zero(uintptr_t from, uintptr_t to)
+{
+    uintptr_t stop = to & ~(uintptr_t)15;
+    uint64_t word = (to & 8) ? load_word(stop) : 0;
+    chunk_acc acc = acc_empty();
+    uintptr_t at = from;
+    for (; at + 32 <= stop; at += 32) {
+        CHUNK_OPAQUE(at);
+        acc = acc_add(acc_add(acc, at), at + 16);
     }
-    uint64_t *w = (uint64_t *)from;
-    size_t n = len / sizeof(uint64_t);
-    for (size_t i = 0; i < n; i++)
-        w[i] = 0;
+    if (at < stop)
+        acc = acc_add(acc, at);
+    return word == 0 && acc_is_zero(acc);
 }
 
-/* A block handed out under wipe is checked to be still zero only in a
- * sample: its first WIPE_SAMPLE_BYTES (less the free-list link in the
- * first word) and its last WIPE_SAMPLE_BYTES before the canary, which is
- * all of any block of up to 2 * WIPE_SAMPLE_BYTES. Two cache lines at
- * each end: a write after free usually lands on an object's header or
- * on its last fields (a length, a pointer, a vtable, a reference count).
- * Reading the whole block back cost as much as wiping it; the free still
- * wipes every byte, so a block shows a previous owner's bytes only where
- * a write after free put them outside the sample (docs/security.md). */
+/* Zeroes [from, to) with stores: from 16-aligned, to 8-aligned. For
+ * blocks of up to WIPE_STORE_MAX bytes, which the program has usually
+ * just used (so they are in the cache and mostly written). */
+BRISK_INLINE void chunks_clear(uintptr_t from, uintptr_t to)
+{
+    uintptr_t stop = to & ~(uintptr_t)15;
+    if (to & 8)
+        store_word(stop, 0);
+    uintptr_t at = from;
+    for (; at + 32 <= stop; at += 32) {
+        CHUNK_OPAQUE(at);
+        chunk_clear(at);
+        chunk_clear(at + 16);
+    }
+    if (at < stop)
+        chunk_clear(at);
+}
+
+/* Zeroes [from, to) (from 16-aligned, to 8-aligned) by reading it and
+ * writing only the 64-byte stretches that are not zero: for larger
+ * blocks, of which programs often touch a part. What was never written
+ * since it was last cleared (or since the OS gave it) is only read: it is
+ * not dirtied in the cache, and pages never touched map the kernel's
+ * shared zero page instead of taking memory of their own. */
+static void chunks_clear_dirty(uintptr_t from, uintptr_t to)
+{
+    uintptr_t stop = to & ~(uintptr_t)15;
+    if (to & 8)
+        store_word(stop, 0);
+    uintptr_t at = from;
+    for (; at + 64 <= stop; at += 64) {
+        CHUNK_OPAQUE(at);
+        chunk_acc acc = acc_add(acc_add(acc_add(acc_add(acc_empty(), at), at + 16), at + 32), at + 48);
+        if (!acc_is_zero(acc)) {
+            chunk_clear(at);
+            chunk_clear(at + 16);
+            chunk_clear(at + 32);
+            chunk_clear(at + 48);
+        }
+    }
+    for (; at < stop; at += 16) {
+        CHUNK_OPAQUE(at);
+        chunk_clear(at);
+    }
+}
+
+/* Blocks whose body is up to this many bytes are wiped with plain
+ * stores; larger ones by chunks_clear_dirty. */
+#define WIPE_STORE_MAX ((size_t)1024)
+
+/* Wipes the body [p, end) of the block p. */
+BRISK_INLINE void body_wipe(uintptr_t p, uintptr_t end)
+{
+    if (brisk_likely(end - p <= WIPE_STORE_MAX))
+        chunks_clear(p, end);
+    else
+        chunks_clear_dirty(p, end);
+}
+
+/* A block handed out under wipe is checked to be still zero whole up to
+ * WIPE_FULL_CHECK_MAX bytes, above that in a sample: its first and its
+ * last WIPE_SAMPLE_BYTES before the canary. Two cache lines at each end:
+ * a write after free usually lands on an object's header or on its last
+ * fields (a length, a pointer, a vtable, a reference count). The free
+ * still wipes every byte, so a block shows a previous owner's bytes only
+ * where a write after free put them outside the sample
+ * (docs/security.md). */
+#define WIPE_FULL_CHECK_MAX ((size_t)1024)
 #define WIPE_SAMPLE_BYTES ((size_t)128)
 
-/* Whether the sampled words of a block of `body` bytes (its size less
- * the canary) at p are zero, but for the first word. */
-static inline bool wiped_sample_zero(uintptr_t p, size_t body)
+/* Whether the checked part of the body [p, end) of the block p is zero. */
+BRISK_INLINE bool body_wiped(uintptr_t p, uintptr_t end)
 {
-    if (body <= 2 * WIPE_SAMPLE_BYTES)
-        return words_zero(p + sizeof(uint64_t), body - sizeof(uint64_t));
-    return words_zero(p + sizeof(uint64_t), WIPE_SAMPLE_BYTES - sizeof(uint64_t)) &&
-           words_zero(p + body - WIPE_SAMPLE_BYTES, WIPE_SAMPLE_BYTES);
+    if (brisk_likely(end - p <= WIPE_FULL_CHECK_MAX))
+        return chunks_zero(p, end);
+    /* end - 128 is 8 past a multiple of 16 when end is: one more word. */
+    uintptr_t last = (end - WIPE_SAMPLE_BYTES) & ~(uintptr_t)15;
+    return chunks_zero(p, p + WIPE_SAMPLE_BYTES) && chunks_zero(last, end);
 }
 
 /* ---- page hooks ------------------------------------------------------------ */
@@ -201,9 +303,9 @@ void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
         /* A slot used before by another class may hold its old links and
          * canaries; freshly carved blocks must read as wiped. A fresh
          * slot (mapped or decommitted since last used, and never carved
-         * beyond `first` since) is zero already: zeroing it again would
+         * beyond `first` since) is zero already: clearing it again would
          * only touch its memory early. */
-        memset((void *)first, 0, (size_t)count * bsize);
+        chunks_clear_dirty(first, first + (uintptr_t)count * bsize);
     }
     if (harden_flags & HARDEN_CANARY) {
         for (uint32_t i = 0; i < count; i++) {
@@ -231,26 +333,15 @@ int harden_check_page(const page *pg)
 /* ---- looking blocks up -------------------------------------------------- */
 
 /* The page of p when p is the start of a carved block of a page in use,
- * else NULL (a large block, or a pointer the unhardened code reports). */
+ * else NULL (NULL itself, a large block, or a pointer the unhardened code
+ * reports). */
 BRISK_INLINE page *page_block_of(const void *p)
 {
     uintptr_t meta = meta_of(p);
-    if (segmap_kind(meta) != SEGMAP_PAGES)
+    if (brisk_unlikely(segmap_kind(meta) != SEGMAP_PAGES))
         return NULL;
     page *pg = page_of((segment *)meta, p);
-    if (!page_block_start(pg, (uintptr_t)p - pg->start))
-        return NULL;
-    return pg;
-}
-
-/* As page_block_of, and the block does not look free (its first word is
- * not a free-list link of its page): a block whose first word does is
- * left to the unhardened free, which confirms and reports the double
- * free, or frees it when it was live after all. */
-BRISK_INLINE page *live_page_block(const void *p)
-{
-    page *pg = page_block_of(p);
-    if (pg == NULL || block_looks_free(pg, p))
+    if (brisk_unlikely(!page_block_start(pg, (uintptr_t)p - pg->start)))
         return NULL;
     return pg;
 }
@@ -260,75 +351,117 @@ static inline bool is_quarantined(const void *p)
     return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == quarantine_marker(p);
 }
 
-/* Checks the canaries after and before the live block p of pg; reports
- * and returns false when one was overwritten. */
-static bool canaries_intact(const page *pg, const void *p)
+static inline bool page_is_local(const page *pg)
+{
+    heap *h = tls_heap;
+    return h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
+}
+
+/* The block start p of pg reads as free (to the default level's test,
+ * block_looks_free, or it carries the quarantine marker): reports the
+ * double free (use) and returns false, or returns true when it is live
+ * after all (a live block whose data happen to read as free; only the
+ * page's owner can tell, by walking the page's lists). */
+static BRISK_NOINLINE bool suspect_is_live(page *pg, void *p, const char *what)
+{
+    if (!is_quarantined(p) && page_is_local(pg) && !page_has_free_block(pg, p))
+        return true;
+    report_error(BRISK_ERROR_DOUBLE_FREE, what, p);
+    return false;
+}
+
+/* The page of p when p is a live block of a page (checked as the default
+ * level checks it, and not quarantined), or NULL when it is not a page
+ * block at all (NULL, a large block, a pointer the unhardened code
+ * reports). *reported is set when p is a page block found freed and
+ * reported (a returning handler leaves the call with no effect). */
+BRISK_INLINE page *live_page_block(void *p, const char *what, bool *reported)
+{
+    page *pg = page_block_of(p);
+    if (pg == NULL)
+        return NULL;
+    bool suspect = block_looks_free(pg, p) ||
+                   ((harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == quarantine_marker(p));
+    if (brisk_unlikely(suspect) && !suspect_is_live(pg, p, what)) {
+        *reported = true;
+        return NULL;
+    }
+    return pg;
+}
+
+/* Reports which canary of the live block p of pg was overwritten. */
+static BRISK_NOINLINE void report_canary(const page *pg, const void *p)
 {
     uintptr_t after = (uintptr_t)p + pg->block_size - HARDEN_CANARY_SIZE;
-    if (load_word(after) != canary_at(after)) {
+    if (load_word(after) != canary_at(after))
         report_error(BRISK_ERROR_OVERFLOW,
                      "heap buffer overflow: the canary after the block was overwritten", p);
-        return false;
-    }
-    uintptr_t before = (uintptr_t)p - HARDEN_CANARY_SIZE;
-    if (load_word(before) != canary_at(before)) {
+    else
         report_error(BRISK_ERROR_OVERFLOW,
                      "heap buffer underflow: the canary before the block was overwritten "
                      "(or the block before it overflowed)",
                      p);
-        return false;
-    }
-    return true;
+}
+
+/* Whether the canaries after and before the live block p of pg are
+ * intact, in one test (both are the address xor the secret). */
+BRISK_INLINE bool canaries_intact(const page *pg, const void *p)
+{
+    uintptr_t after = (uintptr_t)p + pg->block_size - HARDEN_CANARY_SIZE;
+    uintptr_t before = (uintptr_t)p - HARDEN_CANARY_SIZE;
+    uint64_t secret = (uint64_t)process_secret;
+    return ((load_word(after) ^ after ^ secret) | (load_word(before) ^ before ^ secret)) == 0;
 }
 
 /* ---- delayed reuse ------------------------------------------------------- */
 
-static quarantine *quarantine_get(void)
+static BRISK_NOINLINE quarantine *quarantine_create(void)
 {
-    quarantine *q = tls_quarantine;
-    if (brisk_likely(q != NULL))
-        return q;
-    q = malloc_raw(sizeof *q, 0, true);
+    quarantine *q = malloc_raw(sizeof *q, 0, true);
     if (q == NULL)
         return NULL;
-    q->rng = mix64((uint64_t)process_secret ^ (uint64_t)(uintptr_t)q ^ os_now_ms()) | 1u;
+    q->rng = mix64((uint64_t)process_secret ^ (uint64_t)(uintptr_t)q ^ os_now_ms());
     tls_quarantine = q;
     return q;
 }
 
-static inline uint64_t quarantine_random(quarantine *q)
+/* A slot index from the quarantine's generator: a 64-bit LCG, whose top
+ * bits are the good ones. Seeded from the secret: enough to make reuse
+ * order unpredictable to a program that cannot read the heap. */
+static inline uint32_t quarantine_slot(quarantine *q)
 {
-    /* xorshift64*: plenty for picking slots, and seeded from the secret. */
-    q->rng ^= q->rng >> 12;
-    q->rng ^= q->rng << 25;
-    q->rng ^= q->rng >> 27;
-    return q->rng * 0x2545f4914f6cdd1du;
+    q->rng = q->rng * 0x5851f42d4c957f2du + 0x14057b7ef767814fu;
+    return (uint32_t)(q->rng >> 58) & (QUARANTINE_SLOTS - 1);
 }
 
 /* Hands a block leaving the quarantine to the real free, after checking
  * its marker: anything else in its first word was written after free. */
-static void quarantine_release(void *p)
+BRISK_INLINE void quarantine_release(void *p)
 {
-    if (load_word((uintptr_t)p) != quarantine_marker(p)) {
+    if (brisk_unlikely(load_word((uintptr_t)p) != quarantine_marker(p))) {
         report_error(BRISK_ERROR_USE_AFTER_FREE,
                      "use after free: a freed block was written to (found leaving the quarantine)", p);
         return; /* the block stays out of reach: lost, never reused */
     }
     store_word((uintptr_t)p, 0);
     /* Validated when it was freed, and live (off every list) since. */
-    uintptr_t meta = meta_of(p);
-    free_validated(page_of((segment *)meta, p), p);
+    free_validated(page_of((segment *)meta_of(p), p), p);
 }
 
-static void quarantine_put(void *p)
+/* Puts the validated, wiped block p in a random slot of the thread's
+ * quarantine and frees the block that was there. */
+BRISK_INLINE void quarantine_put(page *pg, void *p)
 {
-    quarantine *q = quarantine_get();
-    if (q == NULL) {
-        free_raw(p); /* no memory for a quarantine: free at once */
-        return;
+    quarantine *q = tls_quarantine;
+    if (brisk_unlikely(q == NULL)) {
+        q = quarantine_create();
+        if (q == NULL) {
+            free_validated(pg, p); /* no memory for a quarantine: free at once */
+            return;
+        }
     }
     store_word((uintptr_t)p, quarantine_marker(p));
-    uint32_t slot = (uint32_t)(quarantine_random(q) >> 58) & (QUARANTINE_SLOTS - 1);
+    uint32_t slot = quarantine_slot(q);
     void *evicted = q->slots[slot];
     q->slots[slot] = p;
     if (evicted != NULL)
@@ -350,15 +483,75 @@ void harden_thread_exit(void)
      * of its size would find it "written after free". */
     page *pg = page_of((segment *)meta_of(q), q);
     if (harden_flags & HARDEN_WIPE)
-        words_clear((uintptr_t)q + sizeof(uint64_t), pg->block_size - sizeof(uint64_t) - tail_bytes());
+        body_wipe((uintptr_t)q, (uintptr_t)q + pg->block_size - tail_bytes());
     free_validated(pg, q);
 }
 
-/* ---- the hardened entry points --------------------------------------------- */
+/* ---- the hardened entry points --------------------------------------------- *
+ *
+ * The fast paths below end in tail calls only (the slow cases, the
+ * reports, the page's own free), so they save no registers. */
 
-void *harden_alloc(size_t size, size_t alignment, bool zero)
+/* A block found not wiped when handed out (or a pop that found its list
+ * corrupted: p NULL, reported already). */
+static BRISK_NOINLINE void *hand_out_unwiped(void *p)
 {
-    size_t tail = tail_bytes();
+    if (p != NULL)
+        report_error(BRISK_ERROR_USE_AFTER_FREE,
+                     "use after free: a freed block was written to (found when handed out again)", p);
+    errno = ENOMEM;
+    return NULL; /* the block stays live: lost, never reused */
+}
+
+/* The checks on a page block p of pg on its way out (p NULL: its pop
+ * found the list corrupted, reported): under wipe, that it is still zero
+ * (all of it for calloc, `zero`), else, for calloc, zeroing it. Returns
+ * p, or NULL (errno ENOMEM) after reporting. */
+BRISK_INLINE void *hand_out(page *pg, void *p, size_t size, bool zero)
+{
+    unsigned flags = harden_flags;
+    if (brisk_unlikely(p == NULL))
+        return NULL;
+    uintptr_t end = (uintptr_t)p + pg->block_size - tail_bytes();
+    if (flags & HARDEN_WIPE) {
+        /* Wiped on free, and the words the free lists use zeroed by
+         * page_pop. calloc reads the whole body instead of zeroing it:
+         * the same cost, and a full check. */
+#if !BRISK_CHECKS
+        store_word((uintptr_t)p, 0);
+#endif
+        bool clean = zero ? chunks_zero((uintptr_t)p, end) : body_wiped((uintptr_t)p, end);
+        if (brisk_unlikely(!clean))
+            return hand_out_unwiped(p);
+    } else if (zero) {
+        memset(p, 0, size); /* size <= the usable size: the canary stays */
+    }
+    return p;
+}
+
+/* The bytes to ask of the pages for a request of `size`: the canary
+ * added. The canary must not be a block's second word, which the free
+ * lists may use while the block is free (a free block's mark, on the
+ * default level's side): canaried requests get 32-byte blocks at least. */
+static inline size_t block_request(size_t size)
+{
+    if (!(harden_flags & HARDEN_CANARY))
+        return size;
+    return size + HARDEN_CANARY_SIZE <= 16 ? 17 : size + HARDEN_CANARY_SIZE;
+}
+
+/* The current page of the class serving `want` bytes (block_request's),
+ * for sizes up to MEDIUM_SIZE_MAX. */
+BRISK_INLINE page *current_page(heap *h, size_t want)
+{
+    return want <= DIRECT_SMALL_MAX ? h->direct_small[(want + 15) >> 4] : h->direct[size_class_of(want)];
+}
+
+/* Everything but a malloc the current page of its class can serve at
+ * once: a thread's first allocation, an empty current page, large and
+ * aligned blocks, calloc. */
+static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, bool zero)
+{
     if (size > REQUEST_MAX) {
         errno = ENOMEM;
         return NULL;
@@ -367,84 +560,128 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
      * below would do it and divert into harden_alloc a second time, adding
      * a second tail (and for sizes just under MEDIUM_SIZE_MAX turning the
      * block into a large one that the page lookup below would misread). */
-    if (brisk_unlikely(tls_heap == NULL) && heap_init_slow() == NULL) {
-        errno = ENOMEM;
-        return NULL;
+    heap *h = tls_heap;
+    if (brisk_unlikely(h == NULL)) {
+        h = heap_init_slow();
+        if (h == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
     }
-    void *p = alignment == 0 && !zero ? malloc_fast_raw(size + tail)
-                                      : malloc_raw(size + tail, alignment, zero);
+    size_t want = block_request(size);
+    if (alignment == 0 && want <= MEDIUM_SIZE_MAX) {
+        page *pg = current_page(h, want);
+        if (pg->free != NULL) {
+            h->class_requests[pg->size_class]++;
+            return hand_out(pg, page_pop(pg), size, zero);
+        }
+    }
+    /* calloc (zero) never asks for an alignment. A page block is zeroed
+     * (or checked) by hand_out: malloc_raw's zeroing would also clear its
+     * canary. A large block is zeroed by large_alloc, which knows whether
+     * its mapping is fresh. */
+    void *p;
+    if (alignment != 0)
+        p = malloc_raw(want, alignment, false);
+    else if (zero && want > MEDIUM_SIZE_MAX)
+        p = malloc_raw(want, 0, true);
+    else
+        p = malloc_fast_raw(want);
     if (p == NULL)
         return NULL;
-    page *pg;
-    if (alignment <= BRISK_ALIGNMENT && size + tail <= MEDIUM_SIZE_MAX) {
-        pg = page_of((segment *)meta_of(p), p); /* a page block for sure */
-    } else {
-        pg = page_block_of(p);
-        if (pg == NULL)
-            return p; /* a large block: guard pages and zeroing are large.c's */
-    }
-    size_t bsize = pg->block_size;
-    if (harden_flags & HARDEN_WIPE) {
-        /* Wiped on free but for the first word (the free-list link);
-         * checked in a sample (WIPE_SAMPLE_BYTES). */
-        if (!wiped_sample_zero((uintptr_t)p, bsize - tail)) {
-            report_error(BRISK_ERROR_USE_AFTER_FREE,
-                         "use after free: a freed block was written to (found when handed out again)", p);
-            errno = ENOMEM;
-            return NULL; /* the block stays live: lost, never reused */
+    page *pg = page_block_of(p);
+    if (pg == NULL)
+        return p; /* a large block: guard pages and wiping are large.c's */
+    return hand_out(pg, p, size, zero);
+}
+
+void *harden_alloc(size_t size, size_t alignment, bool zero)
+{
+    heap *h = tls_heap;
+    if (brisk_likely((alignment | (size_t)zero) == 0 && h != NULL &&
+                     size <= MEDIUM_SIZE_MAX - HARDEN_CANARY_SIZE)) {
+        page *pg = current_page(h, block_request(size));
+        if (brisk_likely(pg->free != NULL)) {
+            h->class_requests[pg->size_class]++;
+            void *p = page_pop(pg);
+            if (!(harden_flags & HARDEN_WIPE))
+                return p;
+#if !BRISK_CHECKS
+            if (p != NULL)
+                store_word((uintptr_t)p, 0); /* page_pop zeroes it only with checks */
+#endif
+            if (brisk_likely(p != NULL && body_wiped((uintptr_t)p, (uintptr_t)p + pg->block_size - tail_bytes())))
+                return p;
+            return hand_out_unwiped(p);
         }
-        store_word((uintptr_t)p, 0);
     }
-    if (tail != 0 && zero) {
-        /* The canary is written when the slot is carved and stays; only
-         * calloc's zeroing may have reached it. */
-        uintptr_t at = (uintptr_t)p + bsize - HARDEN_CANARY_SIZE;
-        store_word(at, canary_at(at));
+    return harden_alloc_slow(size, alignment, zero);
+}
+
+/* The local free of the validated, checked and wiped block p of pg under
+ * delay: into the quarantine. */
+static BRISK_NOINLINE void harden_free_delayed(page *pg, void *p)
+{
+    quarantine_put(pg, p);
+}
+
+/* harden_free's work on the live block p of pg: canaries checked, body
+ * wiped, then the quarantine or the page's lists. */
+BRISK_INLINE void harden_free_live(page *pg, void *p)
+{
+    unsigned flags = harden_flags;
+    uintptr_t end = (uintptr_t)p + pg->block_size;
+    if (flags & HARDEN_CANARY) {
+        if (brisk_unlikely(!canaries_intact(pg, p))) {
+            report_canary(pg, p);
+            return;
+        }
+        end -= HARDEN_CANARY_SIZE;
     }
-    return p;
+    /* The words the free lists use are wiped too: the free-list link (or
+     * the quarantine marker) is written next. */
+    if (flags & HARDEN_WIPE)
+        body_wipe((uintptr_t)p, end);
+    /* Cross-thread frees skip the quarantine: they wait on the page's
+     * cross-thread list until the owner collects them anyway. */
+    if ((flags & HARDEN_DELAY) && page_is_local(pg)) {
+        harden_free_delayed(pg, p);
+        return;
+    }
+    free_validated(pg, p);
+}
+
+/* A free whose block reads as free (see suspect_is_live). */
+static BRISK_NOINLINE void harden_free_suspect(page *pg, void *p)
+{
+    if (suspect_is_live(pg, p, "double free"))
+        harden_free_live(pg, p);
 }
 
 void harden_free(void *p)
 {
-    if (p == NULL)
-        return;
-    page *pg = live_page_block(p);
-    if (pg == NULL) {
-        free_raw(p); /* a large block, or misuse the unhardened code reports */
+    page *pg = page_block_of(p);
+    if (brisk_unlikely(pg == NULL)) {
+        free_raw(p); /* NULL, a large block, or misuse the unhardened code reports */
         return;
     }
-    if (is_quarantined(p)) {
-        report_error(BRISK_ERROR_DOUBLE_FREE, "double free", p);
+    if (brisk_unlikely(block_looks_free(pg, p) ||
+                       ((harden_flags & HARDEN_DELAY) &&
+                        load_word((uintptr_t)p) == quarantine_marker(p)))) {
+        harden_free_suspect(pg, p);
         return;
     }
-    heap *h = tls_heap;
-    bool local = h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
-    if ((harden_flags & HARDEN_CANARY) && !canaries_intact(pg, p))
-        return;
-    /* The first word is left for the free-list link or the quarantine
-     * marker; malloc zeroes it when it hands the block out. */
-    if (harden_flags & HARDEN_WIPE)
-        words_clear((uintptr_t)p + sizeof(uint64_t), pg->block_size - sizeof(uint64_t) - tail_bytes());
-    if ((harden_flags & HARDEN_DELAY) && local) {
-        /* Cross-thread frees skip the quarantine: they wait on the page's
-         * cross-thread list until the owner collects them anyway. */
-        quarantine_put(p);
-        return;
-    }
-    free_validated(pg, p);
+    harden_free_live(pg, p);
 }
 
 size_t harden_usable_size(const void *p)
 {
     if (p == NULL)
         return 0;
-    page *pg = live_page_block(p);
+    bool reported = false;
+    page *pg = live_page_block((void *)p, "use of a freed block", &reported);
     if (pg == NULL)
-        return usable_raw(p);
-    if (is_quarantined(p)) {
-        report_error(BRISK_ERROR_DOUBLE_FREE, "use of a freed block", p);
-        return 0;
-    }
+        return reported ? 0 : usable_raw(p);
     return pg->block_size - tail_bytes();
 }
 
@@ -457,18 +694,19 @@ void *harden_realloc(void *p, size_t size)
         return NULL;
     }
     size_t old;
-    page *pg = live_page_block(p);
+    bool reported = false;
+    page *pg = live_page_block(p, "realloc of a freed block", &reported);
     if (pg != NULL) {
-        if (is_quarantined(p)) {
-            report_error(BRISK_ERROR_DOUBLE_FREE, "realloc of a freed block", p);
+        if ((harden_flags & HARDEN_CANARY) && !canaries_intact(pg, p)) {
+            report_canary(pg, p);
             return NULL;
         }
-        if ((harden_flags & HARDEN_CANARY) && !canaries_intact(pg, p))
-            return NULL;
         old = pg->block_size - tail_bytes();
         if (size <= old && (size >= old / 2 || old <= 128))
             return p; /* same block, same canaries */
     } else {
+        if (reported)
+            return NULL;
         old = usable_raw(p); /* reports misuse; 0 when a handler returned */
         if (old == 0)
             return NULL;
@@ -488,6 +726,9 @@ void *harden_realloc(void *p, size_t size)
     if (fresh == NULL)
         return NULL; /* errno is ENOMEM; the old block is untouched */
     memcpy(fresh, p, size < old ? size : old);
-    harden_free(p);
+    if (pg != NULL)
+        harden_free_live(pg, p); /* validated above */
+    else
+        harden_free(p);
     return fresh;
 }

@@ -139,6 +139,48 @@ static bool large_fit_mapping(large_header *hdr, size_t usable)
     return true;
 }
 
+/* Fits a cached guarded mapping to `usable` bytes (global_lock not
+ * held). Its layout, from the header H, with g the guard size:
+ *
+ *   H          H+page   block = H+page+g      block+usable       H+map_size
+ *   | header   | guard  | the block            | guard | slack (RW) |
+ *
+ * The trailing guard moves to the new end of the block (the old one is
+ * made accessible again, so the slack is always one accessible stretch
+ * after the guard); the mapping grows in place when too small (mremap)
+ * and gives back everything past the guard when more than four times too
+ * big. Moving a guard is two mprotect calls, where mapping afresh would
+ * fault every page in again. False when it cannot (the caller unmaps it
+ * and maps afresh). */
+static bool large_fit_guarded(large_header *hdr, size_t usable, size_t guard)
+{
+    size_t page_bytes = os_page_size();
+    uintptr_t base = (uintptr_t)hdr;
+    uintptr_t start = base + page_bytes + guard;
+    uintptr_t old_guard = start + hdr->usable;
+    uintptr_t new_guard = start + usable;
+    uintptr_t end = base + hdr->map_size;
+    if (new_guard == old_guard)
+        return true;
+    if (os_protect_rw((void *)old_guard, guard) != 0)
+        return false;
+    if (new_guard + guard > end) {
+        /* [start, end) is one accessible mapping again: grow it. */
+        size_t grown = (size_t)(new_guard + guard - base);
+        if (os_remap_in_place((void *)start, (size_t)(end - start), (size_t)(new_guard + guard - start)) != 0)
+            return false;
+        stats_note_mapped(grown - hdr->map_size, true);
+        hdr->map_size = grown;
+    } else if ((size_t)(end - start) / 4 > usable) {
+        size_t kept = (size_t)(new_guard + guard - base);
+        if (os_unmap((void *)(new_guard + guard), (size_t)(end - new_guard - guard)) != 0)
+            return false;
+        stats_note_mapped(hdr->map_size - kept, false);
+        hdr->map_size = kept;
+    }
+    return os_protect_none((void *)new_guard, guard) == 0;
+}
+
 void *large_alloc(size_t size, size_t alignment, bool zero)
 {
     size_t page_bytes = os_page_size();
@@ -150,9 +192,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
     }
     /* Hardened: guard pages around the block (see the drawing below) and
      * wiping (a cached block is zeroed whole, so no old bytes show). A
-     * guarded mapping is cached like any other and reused only as it is:
-     * the guards stay where they are, the block takes all the room between
-     * them, and resizing it in place (mremap) is never tried. */
+     * guarded mapping is cached like any other; reused, its trailing guard
+     * moves to the new block's end (large_fit_guarded). */
     size_t guard = (harden_flags & HARDEN_GUARD) ? page_bytes : 0;
     bool wipe = (harden_flags & HARDEN_WIPE) != 0;
     if (align <= page_bytes) {
@@ -161,9 +202,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
         large_header *hdr = large_cache_take(want);
         global_lock_drop();
         bool fits = hdr == NULL ||
-                    (guard != 0 ? hdr->map_size - page_bytes >= want &&
-                                      (hdr->map_size - page_bytes) / 4 <= want
-                                : large_fit_mapping(hdr, want));
+                    (guard != 0 ? large_fit_guarded(hdr, usable, guard) : large_fit_mapping(hdr, want));
         if (!fits) {
             global_lock_take();
             segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
@@ -174,7 +213,9 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
         }
         if (hdr != NULL) {
             hdr->cached = 0;
-            hdr->usable = hdr->map_size - page_bytes - 2 * guard;
+            /* Unguarded, the block takes all the room; guarded, it ends at
+             * its guard. */
+            hdr->usable = guard != 0 ? usable : hdr->map_size - page_bytes;
             hdr->block = (uintptr_t)hdr + page_bytes + guard;
             global_lock_take();
             live_link(hdr);

@@ -402,6 +402,25 @@ static char *churn_step(churn *c, size_t size)
     return q;
 }
 
+/* churn_step with calloc: the block comes back zeroed (and, under wipe,
+ * checked whole). */
+static char *churn_step_calloc(churn *c, size_t size)
+{
+    if (c->kept_count < c->pool_count) {
+        tag_clear(c->pool[c->kept_count]);
+        free(c->pool[c->kept_count]);
+    }
+    char *q = calloc(1, size);
+    if (q == NULL) {
+        printf("set-up failed: calloc(1, %zu) returned NULL\n", size);
+        exit(5);
+    }
+    check_no_overlap(q, size);
+    tag_set(q);
+    c->kept[c->kept_count++] = q;
+    return q;
+}
+
 static _Alignas(64) char attacker_area[4096];
 
 static int in_attacker_area(const void *q)
@@ -581,7 +600,27 @@ static void uaf_write(size_t size, size_t offset_from_end, size_t pool_count, si
     unnoticed("write into a freed block");
 }
 
+/* A write into the middle of a freed block over 1 KiB, which malloc's
+ * sample does not read: calloc checks the whole block. */
+static void case_wipe_uaf_write_calloc_middle(void)
+{
+    enum { POOL = 600, ROUNDS = 2000 };
+    churn c = churn_prepare(MEDIUM, POOL, ROUNDS);
+    char *p = must_malloc(MEDIUM);
+    size_t usable = malloc_usable_size(p);
+    free(p);
+    char *q = hide(p);
+    q[usable / 2] = 'X';
+    target(p);
+    for (size_t i = 0; i < ROUNDS; i++)
+        if (churn_step_calloc(&c, MEDIUM) == p)
+            break;
+    unnoticed("write into the middle of a freed block, handed out by calloc");
+}
+
 static void case_wipe_uaf_write_small(void) { uaf_write(SMALL, 1, 4000, 60000); }
+/* The middle of a block of 1 KiB: checked whole since the wipe got cheaper. */
+static void case_wipe_uaf_write_1k_middle(void) { uaf_write(1000, 500, 600, 4000); }
 static void case_wipe_uaf_write_small_middle(void) { uaf_write(SMALL, SMALL / 2, 4000, 60000); }
 static void case_wipe_uaf_write_medium(void) { uaf_write(MEDIUM, 100, 600, 2000); }
 
@@ -644,6 +683,27 @@ static void guard_reused(int before)
     else
         v[usable] = 'X';
     unnoticed("ran off a reused large block without a fault");
+}
+
+/* Guarded mappings reused for other sizes: a smaller block (the trailing
+ * guard moves in), a much smaller one (what is past the guard is given
+ * back), then larger ones (the mapping grows where it is, or a fresh one
+ * is mapped): every usable byte of every block stays writable, freed or
+ * not, and the last block still faults one byte past its end. */
+static void case_guard_reused_resized(void)
+{
+    static const size_t sizes[] = {4 * LARGE, 3 * LARGE, 20 * LARGE, LARGE, 2 * LARGE, 6 * LARGE, 5 * LARGE, 9 * LARGE};
+    char *p = NULL;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        free(p);
+        p = must_malloc(sizes[i]);
+        memset(p, (int)i, malloc_usable_size(p));
+    }
+    size_t usable = malloc_usable_size(p);
+    volatile char *q = hide(p);
+    target(p);
+    q[usable] = 'X';
+    unnoticed("ran off a resized reused large block without a fault");
 }
 
 static void case_guard_reused_overflow(void) { guard_reused(0); }
@@ -990,6 +1050,8 @@ static const security_case cases[] = {
     CASE(wipe_uaf_write_small),
     CASE(wipe_uaf_write_small_middle),
     CASE(wipe_uaf_write_medium),
+    CASE(wipe_uaf_write_1k_middle),
+    CASE(wipe_uaf_write_calloc_middle),
     CASE(guard_large_overflow),
     CASE(guard_large_underflow),
     CASE(guard_huge_overflow),
@@ -997,6 +1059,7 @@ static const security_case cases[] = {
     CASE(guard_realloc),
     CASE(guard_reused_overflow),
     CASE(guard_reused_underflow),
+    CASE(guard_reused_resized),
     CASE(reuse_delayed),
     CASE(reuse_randomized),
     CASE(reuse_order_child),
