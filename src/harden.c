@@ -26,7 +26,8 @@
  *           one before it (underflow), in one test. usable size is the
  *           slot less 8.
  *   wipe    free zeroes the block but for its canary (the free-list link or
- *           the quarantine marker is written into its first word next):
+ *           the quarantine marker is written into its first word next, and
+ *           the page's free mark into its second when it is listed):
  *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
  *           reading it and writing only the 64-byte chunks that are not
  *           zero already (a part the program never touched stays
