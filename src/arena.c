@@ -269,16 +269,7 @@ size_t brisk_arena_capacity(const brisk_arena *arena)
 /* Writes "brisk_arena_check: invariant <n>: <what> (at <address>)". */
 static int arena_check_fail(unsigned invariant, const char *what, const void *where)
 {
-    text_line line = {.len = 0};
-    line_add_str(&line, "brisk_arena_check: invariant ");
-    line_add_decimal(&line, invariant);
-    line_add_str(&line, ": ");
-    line_add_str(&line, what);
-    line_add_str(&line, " (at ");
-    line_add_hex(&line, (uintptr_t)where);
-    line_add_str(&line, ")");
-    line_write(&line);
-    return -1;
+    return check_report("brisk_arena_check", invariant, what, where);
 }
 
 /* The invariants, numbered as in docs/design.md:

@@ -100,6 +100,21 @@ void line_write(text_line *line)
     os_write_stderr(line->text, line->len);
 }
 
+int check_report(const char *checker, unsigned invariant, const char *what, const void *where)
+{
+    text_line line = {.len = 0};
+    line_add_str(&line, checker);
+    line_add_str(&line, ": invariant ");
+    line_add_decimal(&line, invariant);
+    line_add_str(&line, ": ");
+    line_add_str(&line, what);
+    line_add_str(&line, " (at ");
+    line_add_hex(&line, (uintptr_t)where);
+    line_add_str(&line, ")");
+    line_write(&line);
+    return -1;
+}
+
 void report_error(brisk_error error, const char *message, const void *ptr)
 {
     handler_lock_take();

@@ -352,6 +352,14 @@ static inline bool is_quarantined(const void *p)
     return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == quarantine_marker(p);
 }
 
+/* The block start p of pg reads as free: to the default level's test, or
+ * by the quarantine marker. Both hardened free and the lookups of
+ * realloc and usable_size start from this test. */
+static inline bool block_reads_free(const page *pg, const void *p)
+{
+    return block_looks_free(pg, p) || is_quarantined(p);
+}
+
 static inline bool page_is_local(const page *pg)
 {
     heap *h = tls_heap;
@@ -381,9 +389,7 @@ BRISK_INLINE page *live_page_block(void *p, const char *what, bool *reported)
     page *pg = page_block_of(p);
     if (pg == NULL)
         return NULL;
-    bool suspect = block_looks_free(pg, p) ||
-                   ((harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == quarantine_marker(p));
-    if (brisk_unlikely(suspect) && !suspect_is_live(pg, p, what)) {
+    if (brisk_unlikely(block_reads_free(pg, p)) && !suspect_is_live(pg, p, what)) {
         *reported = true;
         return NULL;
     }
@@ -666,9 +672,7 @@ void harden_free(void *p)
         free_raw(p); /* NULL, a large block, or misuse the unhardened code reports */
         return;
     }
-    if (brisk_unlikely(block_looks_free(pg, p) ||
-                       ((harden_flags & HARDEN_DELAY) &&
-                        load_word((uintptr_t)p) == quarantine_marker(p)))) {
+    if (brisk_unlikely(block_reads_free(pg, p))) {
         harden_free_suspect(pg, p);
         return;
     }

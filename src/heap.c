@@ -158,8 +158,13 @@ BRISK_INLINE bool bin_link_safe(const brisk_heap *heap, const heap_chunk *c, con
     return second == NULL || (heap_holds_chunk(heap, second) && second->prev == first);
 }
 
-/* The linking itself, once bin_link_safe said yes. */
-BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls, heap_chunk *first)
+/* The linking itself, once bin_link_safe said yes, or with `front` set
+ * when it said no: c then goes in front of first whatever their
+ * addresses, which writes only into c and into first itself (whose
+ * address comes from heads[], not from user memory), never through
+ * first's links. */
+BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls, heap_chunk *first,
+                           bool front)
 {
     *chunk_footer(c, size) = size;
     heap->binned_count++;
@@ -169,7 +174,7 @@ BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t 
         c->prev = NULL;
         class_mark_nonempty(heap, cls);
         heap->heads[cls] = c;
-    } else if (first > c) {
+    } else if (front || first > c) {
         c->next = first;
         c->prev = NULL;
         first->prev = c;
@@ -184,21 +189,6 @@ BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t 
     }
 }
 
-/* Links c in front of `first` whatever their addresses: writes only
- * into c and into first itself (whose address comes from heads[], not
- * from user memory), never through first's links. */
-static BRISK_NOINLINE void bin_link_front(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls,
-                                          heap_chunk *first)
-{
-    *chunk_footer(c, size) = size;
-    heap->binned_count++;
-    heap->binned_bytes += size;
-    c->next = first;
-    c->prev = NULL;
-    first->prev = c;
-    heap->heads[cls] = c;
-}
-
 BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
 {
     heap_chunk *first = heap->heads[cls];
@@ -209,11 +199,11 @@ BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size,
          * the damage is reported. An error handler that returns finds
          * every chunk listed, and the damaged entry is reported again
          * when it is taken (and by brisk_heap_check). */
-        bin_link_front(heap, c, size, cls, first);
+        bin_link(heap, c, size, cls, first, true);
         report_list_corrupted(first);
         return;
     }
-    bin_link(heap, c, size, cls, first);
+    bin_link(heap, c, size, cls, first, false);
 }
 
 BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
@@ -951,7 +941,7 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     heap->used_count--;
     c->head = size | CHUNK_PREV_USED;
     next->head = next_head & ~CHUNK_PREV_USED;
-    bin_link(heap, c, size, cls, first);
+    bin_link(heap, c, size, cls, first, false);
     return;
 merge:
     free_plain_merge(heap, c, head, next, next_head);

@@ -39,16 +39,7 @@
 /* Writes "brisk_heap_check: invariant <n>: <what> (at <address>)". */
 static int check_fail(unsigned invariant, const char *what, const void *where)
 {
-    text_line line = {.len = 0};
-    line_add_str(&line, "brisk_heap_check: invariant ");
-    line_add_decimal(&line, invariant);
-    line_add_str(&line, ": ");
-    line_add_str(&line, what);
-    line_add_str(&line, " (at ");
-    line_add_hex(&line, (uintptr_t)where);
-    line_add_str(&line, ")");
-    line_write(&line);
-    return -1;
+    return check_report("brisk_heap_check", invariant, what, where);
 }
 
 /* Whether p could be a listed chunk: inside [base, top) on a chunk

@@ -146,4 +146,10 @@ BRISK_HIDDEN void line_add_decimal(text_line *line, uint64_t value);
 /* Ends the line with a newline and writes it to stderr. */
 BRISK_HIDDEN void line_write(text_line *line);
 
+/* A self-check's failure, the same for every checker: writes
+ * "<checker>: invariant <n>: <what> (at <where>)" to stderr and returns
+ * -1, which the checker returns. */
+BRISK_HIDDEN int check_report(const char *checker, unsigned invariant, const char *what,
+                              const void *where);
+
 #endif /* BRISK_INTERNAL_H */
