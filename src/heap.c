@@ -263,6 +263,75 @@ static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
         heap->high_water = reach;
 }
 
+/* ---- deferred merging (heap_internal.h) ---------------------------------- */
+
+/* Sets the two-bit state of granule g from LIVE to DEFERRED or back: both
+ * differ in the FREED bit only. */
+static inline void block_map_toggle_freed(brisk_heap *heap, size_t g)
+{
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)BLOCK_MAP_FREED << (2 * (g % BLOCK_MAP_PER_WORD));
+}
+
+/* Keeps the live chunk c of `size` bytes (validated as a live block, its
+ * header sound) aside instead of releasing it, when the heap defers
+ * merging, the chunk is of an exact class and its class has room.
+ * Returns whether it did; the chunk's header, and its neighbours, are
+ * left as they are. */
+static inline bool defer_push(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    if (!(heap->flags & BRISK_HEAP_DEFER_MERGE) || size >= SMALL_LIMIT)
+        return false;
+    size_t cls = size / GRANULE - 2;
+    if (heap->deferred_count[cls] >= DEFER_PER_CLASS)
+        return false;
+    c->next = heap->deferred[cls];
+    heap->deferred[cls] = c;
+    heap->deferred_count[cls]++;
+    block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
+    return true;
+}
+
+/* Whether e, which a deferred list led to, is a deferred block: in the
+ * heap on a chunk boundary and DEFERRED in the block map, which no write
+ * into the chunks can change. (Its header is checked when it is taken in
+ * turn: reading it here would touch one more cache line per pop.) */
+BRISK_INLINE bool deferred_entry_sound(const brisk_heap *heap, const heap_chunk *e)
+{
+    return heap_holds_chunk(heap, e) && block_map_get(heap, chunk_granule(heap, e)) == BLOCK_MAP_DEFERRED;
+}
+
+/* What deferred_take and take_exact return when the entry they found
+ * failed its check (the corruption is reported; the caller returns
+ * NULL). */
+#define TAKE_CORRUPT ((heap_chunk *)(uintptr_t)1)
+
+/* Pops the deferred chunk of class `need` (an exact chunk size) and makes
+ * it live again, unchanged: NULL when there is none. The first entry
+ * comes from deferred[] (bookkeeping); its next link lies in the chunk,
+ * where a write after free can reach it, so it is checked before it
+ * becomes the list's first entry. It must not be the entry itself, and
+ * once an entry is live again no later pop can take it through a forged
+ * link. The entry's header is not read: the next free of the block checks
+ * it, as it checks every block's. */
+BRISK_INLINE heap_chunk *deferred_take(brisk_heap *heap, size_t need, bool report)
+{
+    size_t cls = need / GRANULE - 2;
+    heap_chunk *d = heap->deferred[cls];
+    if (d == NULL)
+        return NULL;
+    heap_chunk *next = d->next;
+    if (brisk_unlikely(next == d || (next != NULL && !deferred_entry_sound(heap, next)))) {
+        if (report)
+            report_error(BRISK_ERROR_CORRUPTION, "heap deferred list corrupted (a freed block was written to)",
+                         chunk_payload(d));
+        return TAKE_CORRUPT;
+    }
+    heap->deferred[cls] = next;
+    heap->deferred_count[cls]--;
+    block_map_toggle_freed(heap, chunk_granule(heap, d)); /* DEFERRED -> LIVE */
+    return d;
+}
+
 /* Makes [r, r + size) a free chunk: the rest of a free chunk that was
  * split, so its left neighbour is live and its right neighbour already
  * has PREV_USED clear (it followed a free chunk; nothing to write there).
@@ -359,10 +428,6 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
     return hand_out(heap, c, size);
 }
 
-/* What take_exact returns when the entry it found failed its check (the
- * corruption is reported; the caller returns NULL). */
-#define TAKE_CORRUPT ((heap_chunk *)(uintptr_t)1)
-
 /* The common case: the request's exact class (need < SMALL_LIMIT) has a
  * chunk of exactly `need` bytes. Unlinks the first entry and writes it as
  * used (header and the next chunk's PREV_USED), ready for hand_out; it is
@@ -448,6 +513,11 @@ static void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t a
 BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
     if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT) {
+        if (heap->flags & BRISK_HEAP_DEFER_MERGE) {
+            heap_chunk *d = deferred_take(heap, need, true);
+            if (d != NULL)
+                return d == TAKE_CORRUPT ? NULL : chunk_payload(d);
+        }
         heap_chunk *c = take_exact(heap, need, true);
         if (c != NULL)
             return c == TAKE_CORRUPT ? NULL : hand_out(heap, c, need);
@@ -533,23 +603,32 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
     return NULL;
 }
 
+static bool deferred_flush(brisk_heap *heap);
+
 static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
     /* Two copies: unaligned requests (nearly all) need no gap arithmetic. */
     void *p = alignment <= BRISK_ALIGNMENT ? alloc_search_inline(heap, need, search, BRISK_ALIGNMENT)
                                            : alloc_search_inline(heap, need, search, alignment);
+    if (p == NULL && (heap->flags & BRISK_HEAP_DEFER_MERGE) && deferred_flush(heap)) {
+        /* Deferral must never cost capacity: everything kept aside was
+         * merged; look again. */
+        p = alloc_search_inline(heap, need, search, alignment);
+    }
     if (p == NULL)
         errno = ENOMEM;
     return p;
 }
 
-/* brisk_heap_alloc on a plain heap when the exact class (need <
+/* brisk_heap_alloc on a plain heap (heap_is_plain) when the exact class (need <
  * SMALL_LIMIT) is empty: the next non-empty class is split, as
  * alloc_search would, without its generic preamble. */
 static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
 {
     size_t next = class_find_from(heap, need / GRANULE - 1);
-    void *p = next != CLASS_NONE ? take_split(heap, next, need, true) : alloc_search_inline(heap, need, need, BRISK_ALIGNMENT);
+    if (next == CLASS_NONE)
+        return alloc_search(heap, need, need, BRISK_ALIGNMENT); /* sets errno */
+    void *p = take_split(heap, next, need, true);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -584,10 +663,17 @@ void *brisk_heap_alloc(brisk_heap *heap, size_t size)
     /* The fast path: a plain heap (no lock, wipe or hardening option: one
      * test of the flags word) and a request of an exact class. Everything
      * else, and every rare case, is out of line. */
-    if (brisk_likely(heap->flags == 0 && size <= EXACT_REQUEST_MAX)) {
+    if (brisk_likely(heap_is_plain(heap) && size <= EXACT_REQUEST_MAX)) {
         size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
         if (need < CHUNK_MIN_SIZE)
             need = CHUNK_MIN_SIZE;
+        if (heap->flags != 0) { /* BRISK_HEAP_DEFER_MERGE: a kept block first */
+            heap_chunk *d = deferred_take(heap, need, false);
+            if (brisk_likely(d != NULL && d != TAKE_CORRUPT))
+                return chunk_payload(d);
+            if (d == TAKE_CORRUPT)
+                return heap_alloc_general(heap, size); /* finds and reports it */
+        }
         heap_chunk *c = take_exact(heap, need, false);
         if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
             mark_live(heap, c);
@@ -598,7 +684,7 @@ void *brisk_heap_alloc(brisk_heap *heap, size_t size)
          * it. */
         if (c == NULL)
             return alloc_plain_miss(heap, need);
-    } else if (heap->flags == 0) {
+    } else if (heap_is_plain(heap)) {
         /* A ranged request: straight to the search (which sets errno). */
         size_t need;
         if (chunk_size_for_request(size, &need))
@@ -676,8 +762,8 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
         return BLOCK_INVALID;
     heap_chunk *c = chunk_of_payload(p);
     unsigned state = block_map_get(heap, chunk_granule(heap, c));
-    if (state != BLOCK_MAP_LIVE)
-        return state == BLOCK_MAP_FREED ? BLOCK_FREED : BLOCK_INVALID;
+    if (state != BLOCK_MAP_LIVE) /* FREED or DEFERRED: freed */
+        return (state & BLOCK_MAP_FREED) ? BLOCK_FREED : BLOCK_INVALID;
 
     size_t size = chunk_size(c);
     size_t room = (size_t)(heap->end - (char *)c);
@@ -690,8 +776,8 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
         size_t next_size = chunk_size(next);
         if (next_size < CHUNK_MIN_SIZE || next_size > room - size)
             return BLOCK_CORRUPT;
-        if (chunk_is_used(next)) {
-            if (block_map_get(heap, chunk_granule(heap, next)) != BLOCK_MAP_LIVE)
+        if (chunk_is_used(next)) { /* LIVE, or DEFERRED (a used chunk kept aside) */
+            if (!(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE))
                 return BLOCK_CORRUPT;
         } else if ((char *)next != heap->top &&
                    (*chunk_footer(next, next_size) != next_size ||
@@ -801,20 +887,58 @@ static BRISK_NOINLINE void release_chunk(brisk_heap *heap, heap_chunk *c, size_t
     release_chunk_inline(heap, c, size, (heap->flags & BRISK_HEAP_WIPE) != 0);
 }
 
-/* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
-static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
+/* Validates ptr as a live block and frees it (deferring it when
+ * `may_defer` and the heap defers merging), under the heap's lock.
+ * Returns what the validation found. */
+static block_status heap_free_locked(brisk_heap *heap, void *ptr, bool may_defer)
 {
-    heap_lock(heap);
     block_status status = block_validate(heap, ptr);
     if (brisk_likely(status == BLOCK_LIVE)) {
         heap_chunk *c = chunk_of_payload(ptr);
         size_t size = chunk_size(c);
+        if (may_defer && defer_push(heap, c, size))
+            return status;
         mark_freed(heap, c);
         release_chunk(heap, c, size);
     }
+    return status;
+}
+
+/* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
+static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
+{
+    heap_lock(heap);
+    block_status status = heap_free_locked(heap, ptr, true);
     heap_unlock(heap);
     if (status != BLOCK_LIVE)
         report_block(status, CALL_FREE, ptr);
+}
+
+/* Releases every deferred chunk, merging it with its free neighbours, as
+ * a free without deferral would have: each is made live again and freed
+ * through the general path's checks. A damaged list is reported and the
+ * rest of it left as it is (the error handler returned). Returns whether
+ * it released anything. Under the heap's lock. */
+static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
+{
+    bool released = false;
+    for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
+        while (heap->deferred[cls] != NULL) {
+            heap_chunk *d = deferred_take(heap, size_class_floor(cls), true);
+            if (d == TAKE_CORRUPT)
+                break;
+            block_status status = heap_free_locked(heap, chunk_payload(d), false);
+            if (status != BLOCK_LIVE) {
+                /* Its header or its neighbours' tags were damaged:
+                 * reported, and the block stays live (held by no one)
+                 * rather than merge across the damage. */
+                report_block(status, CALL_FREE, chunk_payload(d));
+                break;
+            }
+            released = true;
+        }
+    }
+    return released;
 }
 
 /* brisk_heap_free on a plain heap (no lock, wipe or hardening), done in
@@ -845,7 +969,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             return false;
         if (next_head & CHUNK_USED) {
             size_t next_g = (offset + size) / GRANULE;
-            if (block_map_get(heap, next_g) != BLOCK_MAP_LIVE)
+            if (!(block_map_get(heap, next_g) & BLOCK_MAP_LIVE)) /* LIVE or DEFERRED */
                 return false;
         } else if ((char *)next != top) {
             if (*chunk_footer(next, next_size) != next_size ||
@@ -910,7 +1034,7 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
      * spares the registers. */
     heap_chunk *c = chunk_of_payload(ptr);
     size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
-    if (brisk_unlikely(heap->flags != 0 || offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
+    if (brisk_unlikely(!heap_is_plain(heap) || offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
                        block_map_get(heap, offset / GRANULE) != BLOCK_MAP_LIVE))
         goto general;
     /* c lies in the chunk area, so its header can be read; it is believed
@@ -919,6 +1043,8 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
                        size > (size_t)(heap->end - (char *)c)))
         goto general;
+    if (heap->flags != 0 && defer_push(heap, c, size)) /* BRISK_HEAP_DEFER_MERGE */
+        return;
     heap_chunk *next = chunk_at(c, size);
     size_t next_head = next->head;
     if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
@@ -929,7 +1055,7 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
      * be LIVE in the map too, and then nothing merges. */
     size_t next_size = next_head & ~CHUNK_FLAGS;
     if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
-                       block_map_get(heap, chunk_granule(heap, next)) != BLOCK_MAP_LIVE))
+                       !(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE)))
         goto general;
     size_t cls = size_class_of(size);
     heap_chunk *first = heap->heads[cls];

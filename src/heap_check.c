@@ -31,6 +31,12 @@
  *      recount, and so does the allocated-bytes figure derived from them
  *      (heap_allocated).
  *  12. high_water reaches at least the end of every used chunk.
+ *  (13 and 14 belong to the hardening flags; see below.)
+ *  15. Deferred blocks (BRISK_HEAP_DEFER_MERGE): every used chunk marked
+ *      DEFERRED in the block map is in the deferred list of its exact
+ *      class, and those lists hold nothing else, at most DEFER_PER_CLASS
+ *      entries each, as many as deferred_count says; the totals agree;
+ *      a heap without the flag has none.
  */
 #include "heap_internal.h"
 
@@ -66,9 +72,10 @@ static int check_locked(const brisk_heap *heap)
         heap->granule_count != heap_capacity(heap) / GRANULE)
         return check_fail(1, "class or granule count inconsistent", base);
 
-    /* 2-7, 10-12: walk the chunks. */
+    /* 2-7, 10-12, 15: walk the chunks. */
     size_t used = 0, allocated = 0, listed = 0, listed_bytes = 0;
-    uintptr_t listed_sum = 0;
+    size_t deferred = 0, deferred_bytes = 0;
+    uintptr_t listed_sum = 0, deferred_sum = 0;
     bool prev_used = true;
     const char *last_used_end = base;
     const heap_chunk *c = (const heap_chunk *)base;
@@ -82,8 +89,17 @@ static int check_locked(const brisk_heap *heap)
         if (chunk_prev_used(c) != prev_used)
             return check_fail(4, "PREV_USED bit disagrees with the previous chunk", c);
         size_t g = chunk_granule(heap, c);
-        bool live = block_map_get(heap, g) == BLOCK_MAP_LIVE;
-        if (chunk_is_used(c)) {
+        unsigned state = block_map_get(heap, g);
+        bool live = state == BLOCK_MAP_LIVE;
+        if (chunk_is_used(c) && state == BLOCK_MAP_DEFERRED) {
+            if (!(heap->flags & BRISK_HEAP_DEFER_MERGE) || size >= SMALL_LIMIT)
+                return check_fail(15, "deferred block in a heap or class that does not defer", c);
+            deferred++;
+            deferred_bytes += size;
+            deferred_sum += (uintptr_t)c;
+            last_used_end = (const char *)c + size;
+            prev_used = true;
+        } else if (chunk_is_used(c)) {
             if (!live)
                 return check_fail(10, "used chunk not LIVE in the block map", c);
             if ((heap->flags & BRISK_HEAP_CANARY) && !heap_canary_intact(heap, c))
@@ -95,7 +111,7 @@ static int check_locked(const brisk_heap *heap)
         } else {
             if (!prev_used)
                 return check_fail(5, "two free chunks are adjacent", c);
-            if (live)
+            if (state & BLOCK_MAP_LIVE)
                 return check_fail(10, "free chunk LIVE in the block map", c);
             bool ends_region = size == room;
             if (ends_region != ((const char *)c == top))
@@ -166,22 +182,54 @@ static int check_locked(const brisk_heap *heap)
     if (heap->class_summary >> CLASS_WORDS != 0)
         return check_fail(9, "summary bit beyond the class words", base);
 
-    /* 10: as many LIVE granules as used chunks, none also FREED. */
+    /* 15: the deferred lists, followed only through entries the walk
+     * found DEFERRED, and no further than their counts allow. */
+    size_t deferred_seen = 0, deferred_seen_bytes = 0;
+    uintptr_t deferred_seen_sum = 0;
+    for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
+        size_t size = size_class_floor(cls), n = 0;
+        if (heap->deferred_count[cls] > DEFER_PER_CLASS)
+            return check_fail(15, "deferred count above the per-class limit", heap->deferred[cls]);
+        for (const heap_chunk *e = heap->deferred[cls]; e != NULL; e = e->next) {
+            if (n++ >= heap->deferred_count[cls])
+                return check_fail(15, "deferred list longer than its count", e);
+            if (!chunk_address_plausible(heap, e) ||
+                block_map_get(heap, chunk_granule(heap, e)) != BLOCK_MAP_DEFERRED)
+                return check_fail(15, "deferred list entry not a deferred block", e);
+            if (chunk_size(e) != size)
+                return check_fail(15, "deferred block in the wrong class", e);
+            deferred_seen++;
+            deferred_seen_bytes += size;
+            deferred_seen_sum += (uintptr_t)e;
+        }
+        if (n != heap->deferred_count[cls])
+            return check_fail(15, "deferred list shorter than its count", heap->deferred[cls]);
+    }
+    if (deferred_seen != deferred || deferred_seen_sum != deferred_sum || deferred_seen_bytes != deferred_bytes)
+        return check_fail(15, "deferred lists and deferred blocks differ", base);
+    size_t counted_bytes;
+    if (deferred != heap_deferred(heap, &counted_bytes) || deferred_bytes != counted_bytes)
+        return check_fail(15, "deferred counts differ from a recount", base);
+
+    /* 10, 15: as many LIVE granules as used chunks, and as many DEFERRED
+     * (both bits) as deferred blocks. */
     size_t words = (heap->granule_count + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD;
-    size_t live_bits = 0;
+    size_t live_bits = 0, deferred_bits = 0;
     for (size_t w = 0; w < words; w++) {
         uint64_t word = heap->block_map[w];
         if (word == 0)
             continue; /* most of a large heap's map */
-        live_bits += (size_t)__builtin_popcountll(word & BLOCK_MAP_LIVE_MASK);
-        if (word & (word >> 1) & BLOCK_MAP_LIVE_MASK)
-            return check_fail(10, "granule both live and freed", base + BLOCK_MAP_PER_WORD * GRANULE * w);
+        uint64_t both = word & (word >> 1) & BLOCK_MAP_LIVE_MASK;
+        live_bits += (size_t)__builtin_popcountll(word & ~(word >> 1) & BLOCK_MAP_LIVE_MASK);
+        deferred_bits += (size_t)__builtin_popcountll(both);
     }
     if (live_bits != used)
         return check_fail(10, "block map marks LIVE a granule that is not a used chunk", base);
+    if (deferred_bits != deferred)
+        return check_fail(15, "block map marks DEFERRED a granule that is not a deferred block", base);
 
     /* 11 */
-    if (used != heap->used_count || allocated != heap_allocated(heap))
+    if (used + deferred != heap->used_count || allocated != heap_allocated(heap))
         return check_fail(11, "used-chunk counters differ from a recount", base);
     if (listed != heap->binned_count || listed_bytes != heap->binned_bytes)
         return check_fail(11, "free-chunk counters differ from a recount", base);
@@ -212,7 +260,9 @@ int brisk_heap_walk(const brisk_heap *heap, brisk_heap_visitor visitor, void *co
         memset(&info, 0, sizeof info); /* no stale padding: callers may memcmp */
         info.address = c;
         info.size = chunk_size(c);
-        info.used = chunk_is_used(c);
+        /* A deferred block is free to the caller (its header still says
+         * used, to keep its neighbours from merging with it). */
+        info.used = chunk_is_used(c) && block_map_get(heap, chunk_granule(heap, c)) != BLOCK_MAP_DEFERRED;
         info.payload = info.used ? (const char *)c + CHUNK_HEADER_SIZE : NULL;
         info.usable = info.used ? chunk_usable(heap, info.size) : 0;
         if (info.size < CHUNK_MIN_SIZE || info.size > (size_t)(heap->end - (const char *)c))
@@ -233,10 +283,11 @@ void brisk_heap_get_stats(const brisk_heap *heap, brisk_heap_stats *out)
     size_t wild = heap_wild_size(heap);
     out->capacity = heap_capacity(heap);
     out->allocated = heap_allocated(heap);
-    out->free_bytes = heap->binned_bytes + wild;
+    size_t deferred_bytes, deferred = heap_deferred(heap, &deferred_bytes);
+    out->free_bytes = heap->binned_bytes + deferred_bytes + wild;
     out->high_water = heap->high_water;
-    out->used_chunks = heap->used_count;
-    out->free_chunks = heap->binned_count + (wild != 0);
+    out->used_chunks = heap->used_count - deferred;
+    out->free_chunks = heap->binned_count + deferred + (wild != 0);
 
     /* Exactly what alloc would find: the wilderness, any chunk of a class
      * below the highest non-empty one, and in the highest the entries an

@@ -124,7 +124,13 @@ brisk_heap *brisk_heap_create_in(void *mem, size_t size)
 brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags)
 {
     if ((flags & ~(unsigned)(BRISK_HEAP_WIPE | BRISK_HEAP_THREADSAFE | BRISK_HEAP_CANARY |
-                             BRISK_HEAP_WIPE_CHECK)) != 0) {
+                             BRISK_HEAP_WIPE_CHECK | BRISK_HEAP_DEFER_MERGE)) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* Wiping and canaries act when a block is freed; a deferred block is
+     * freed later, or never (it is handed straight back). */
+    if ((flags & BRISK_HEAP_DEFER_MERGE) && (flags & BRISK_HEAP_HARDENED)) {
         errno = EINVAL;
         return NULL;
     }

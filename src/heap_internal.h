@@ -157,13 +157,20 @@ struct brisk_heap {
     size_t high_water;       /* furthest chunk end handed out, from base */
     size_t binned_bytes;
     size_t granule_count;    /* (end - base) / 16 */
-    size_t used_count;       /* live blocks */
+    size_t used_count;       /* used chunks: live blocks, and deferred
+                                ones (BRISK_HEAP_DEFER_MERGE) */
     unsigned flags;          /* BRISK_HEAP_* */
     uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
                                 derived from (heap_harden.c) */
     void *map_base;          /* the mapping to unmap, or NULL */
     size_t map_size;
     pthread_mutex_t lock;    /* taken when flags has BRISK_HEAP_THREADSAFE */
+    /* BRISK_HEAP_DEFER_MERGE: freed blocks of the exact classes kept aside
+     * unmerged (see "deferred merging" below). Last: the hot fields above
+     * stay together. */
+    heap_chunk *deferred[SMALL_CLASSES];   /* per class, linked through
+                                              each block's `next` */
+    uint8_t deferred_count[SMALL_CLASSES]; /* <= DEFER_PER_CLASS */
 };
 
 BRISK_INLINE void heap_lock(const brisk_heap *heap)
@@ -204,6 +211,30 @@ BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
     return (heap->flags & BRISK_HEAP_CANARY) ? CHUNK_CANARY_SIZE : 0;
 }
 
+/* ---- deferred merging (BRISK_HEAP_DEFER_MERGE) ---------------------------
+ *
+ * A freed chunk of an exact class (under SMALL_LIMIT) is kept as it is,
+ * its header still USED so that no neighbour merges with it, and pushed
+ * on its class's deferred list (LIFO, through its `next` word) while the
+ * list holds fewer than DEFER_PER_CLASS; the block map marks it DEFERRED.
+ * An alloc of that exact size pops it. When an alloc finds no room, every
+ * deferred chunk is released (merged) and the search runs again.
+ *
+ *   deferred[cls] -> | head: size|USED | next -+-> | head | next=NULL |
+ *                    (block map: DEFERRED)          (DEFERRED)
+ *
+ * The one word a program could forge is `next` (a write after free): an
+ * entry is taken only when the map marks it DEFERRED (the map lies
+ * outside the chunks) and its header is a used chunk of the class, so a
+ * forged link can only name another deferred block of the same size. */
+#define DEFER_PER_CLASS 7u
+
+/* The flags the plain fast paths handle: none, or only deferral. */
+BRISK_INLINE bool heap_is_plain(const brisk_heap *heap)
+{
+    return (heap->flags & ~(unsigned)BRISK_HEAP_DEFER_MERGE) == 0;
+}
+
 /* Usable bytes of a used chunk of `size` bytes. */
 BRISK_INLINE size_t chunk_usable(const brisk_heap *heap, size_t size)
 {
@@ -237,14 +268,32 @@ BRISK_HIDDEN uint64_t heap_canary_key_new(const void *heap);
 BRISK_INLINE size_t heap_capacity(const brisk_heap *heap) { return (size_t)(heap->end - heap->base); }
 BRISK_INLINE size_t heap_wild_size(const brisk_heap *heap) { return (size_t)(heap->end - heap->top); }
 
+/* The number of deferred blocks, and their bytes in *bytes. Summed over
+ * the classes when asked (statistics, the self-check): the hot paths keep
+ * only the per-class counts. */
+BRISK_INLINE size_t heap_deferred(const brisk_heap *heap, size_t *bytes)
+{
+    size_t count = 0, sum = 0;
+    if (heap->flags & BRISK_HEAP_DEFER_MERGE) {
+        for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
+            count += heap->deferred_count[cls];
+            sum += heap->deferred_count[cls] * size_class_floor(cls);
+        }
+    }
+    *bytes = sum;
+    return count;
+}
+
 /* Usable bytes of the live blocks. Not a counter the hot path keeps up:
  * every byte of [base, end) lies in a used chunk, a listed free chunk or
  * the wilderness, and a used chunk's usable bytes are its size less the
  * header (and the canary). */
 BRISK_INLINE size_t heap_allocated(const brisk_heap *heap)
 {
-    return heap_capacity(heap) - heap_wild_size(heap) - heap->binned_bytes -
-           heap->used_count * (CHUNK_HEADER_SIZE + chunk_tail(heap));
+    size_t deferred_bytes;
+    size_t live = heap->used_count - heap_deferred(heap, &deferred_bytes);
+    return heap_capacity(heap) - heap_wild_size(heap) - heap->binned_bytes - deferred_bytes -
+           live * (CHUNK_HEADER_SIZE + chunk_tail(heap));
 }
 
 /* The granule index of the block whose chunk starts at c. */
@@ -255,6 +304,11 @@ BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
 
 #define BLOCK_MAP_LIVE 1u
 #define BLOCK_MAP_FREED 2u
+/* Freed, and kept aside unmerged (BRISK_HEAP_DEFER_MERGE). Both bits:
+ * the LIVE bit says "a used chunk starts here" to the neighbours' checks
+ * (its header keeps USED), the FREED bit says "not the caller's" to
+ * free, realloc and usable_size. */
+#define BLOCK_MAP_DEFERRED 3u
 #define BLOCK_MAP_PER_WORD 32u
 /* The live bits of a block-map word. */
 #define BLOCK_MAP_LIVE_MASK UINT64_C(0x5555555555555555)

@@ -19,6 +19,16 @@ static void *heap_backend_create(size_t capacity, char *err, size_t err_size)
     return heap;
 }
 
+/* The same heap with BRISK_HEAP_DEFER_MERGE (replay --defer-merge). */
+static void *heap_backend_create_deferred(size_t capacity, char *err, size_t err_size)
+{
+    brisk_heap *heap = brisk_heap_create_ex(NULL, capacity, BRISK_HEAP_DEFER_MERGE);
+    if (heap == NULL)
+        snprintf(err, err_size, "brisk_heap_create_ex(%zu, BRISK_HEAP_DEFER_MERGE) failed: %s", capacity,
+                 strerror(errno));
+    return heap;
+}
+
 static void heap_backend_destroy(void *state) { brisk_heap_destroy(state); }
 
 static void *heap_backend_alloc(void *state, size_t size, size_t alignment)
@@ -73,6 +83,19 @@ static int heap_backend_walk(void *state, chunk_sink sink, void *context)
 const replay_allocator backend_brisk = {
     .name = "brisk",
     .create = heap_backend_create,
+    .destroy = heap_backend_destroy,
+    .alloc = heap_backend_alloc,
+    .realloc = heap_backend_realloc,
+    .free = heap_backend_free,
+    .check = heap_backend_check,
+    .high_water = heap_backend_high_water,
+    .walk = heap_backend_walk,
+    .free_leftovers = 0,
+};
+
+const replay_allocator backend_brisk_deferred = {
+    .name = "brisk (deferred merging)",
+    .create = heap_backend_create_deferred,
     .destroy = heap_backend_destroy,
     .alloc = heap_backend_alloc,
     .realloc = heap_backend_realloc,

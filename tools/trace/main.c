@@ -43,6 +43,7 @@ static const char replay_usage[] =
     "  --reps N          timed repetitions per allocator (default 5; 0: checked\n"
     "                    pass only, no timing)\n"
     "  --check-every N   run brisk_heap_check every N ops (default: ops / 64)\n"
+    "  --defer-merge     create brisk's heaps with BRISK_HEAP_DEFER_MERGE\n"
     "  --csv             print CSV instead of the table\n"
     "  --json            print JSON instead of the table\n"
     "  --svg FILE        write the heap map of one trace at peak use as SVG\n"
@@ -120,6 +121,7 @@ static FILE *open_output(const char *path)
 static int replay_main(int argc, char **argv)
 {
     uint64_t capacity = (uint64_t)256 << 20, reps = 5, check_every = 0, snapshots = 40;
+    const replay_allocator *brisk = &backend_brisk;
     report_format format = REPORT_TABLE;
     const char *svg_path = NULL, *html_path = NULL, *map_name = NULL;
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
@@ -164,6 +166,8 @@ static int replay_main(int argc, char **argv)
             }
             *target = v;
             i++;
+        } else if (strcmp(arg, "--defer-merge") == 0) {
+            brisk = &backend_brisk_deferred;
         } else if (strcmp(arg, "--csv") == 0) {
             format = REPORT_CSV;
         } else if (strcmp(arg, "--json") == 0) {
@@ -236,7 +240,7 @@ static int replay_main(int argc, char **argv)
             opt.num_snapshots = html != NULL ? (size_t)snapshots : 1;
             opt.curve_points = 400;
         }
-        r->ok = replay_checked(r->t, &backend_brisk, &opt, &r->result, r->error,
+        r->ok = replay_checked(r->t, brisk, &opt, &r->result, r->error,
                                sizeof r->error) == 0;
         if (r->ok) {
             replay_options plain = {0, 0, 0, 0};
@@ -250,7 +254,7 @@ static int replay_main(int argc, char **argv)
         for (size_t k = 0; r->ok && k < reps; k++) {
             for (int turn = 0; turn < 2 && r->ok; turn++) {
                 int brisk_turn = (turn == 0) == (k % 2 == 0);
-                double s = replay_timed(r->t, brisk_turn ? &backend_brisk : &backend_system,
+                double s = replay_timed(r->t, brisk_turn ? brisk : &backend_system,
                                         (size_t)capacity, r->error, sizeof r->error);
                 if (s < 0)
                     r->ok = 0;

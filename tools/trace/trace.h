@@ -118,6 +118,7 @@ typedef struct replay_allocator {
 
 extern const replay_allocator backend_system;
 extern const replay_allocator backend_brisk;
+extern const replay_allocator backend_brisk_deferred; /* BRISK_HEAP_DEFER_MERGE */
 
 /* ---- replay ---------------------------------------------------------- */
 
