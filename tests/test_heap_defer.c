@@ -1,0 +1,854 @@
+/* Tests of the region heap's BRISK_HEAP_DEFER_MERGE option: exact chunk
+ * layouts while freed small blocks are kept aside unmerged (deferred),
+ * the per-class limit, the flush that merges them all when an alloc finds
+ * no room, statistics and the walk, the flag combinations refused at
+ * creation, a heap shared by threads, and misuse of deferred blocks (with
+ * the default handler in a child process, and with a handler that
+ * returns). brisk_heap_check runs after every step.
+ *
+ * Most tests run twice: on a plain deferring heap (its own fast paths)
+ * and with BRISK_HEAP_THREADSAFE too (the general, locked paths).
+ *
+ * A deferred block reads free in the walk (used 0), so a layout alone
+ * cannot tell it from a merged free chunk except by what touches it: two
+ * "free" chunks side by side mean one of them is deferred. Where the
+ * difference matters the tests also read the block map (heap_internal.h),
+ * which is where the heap itself keeps the distinction. */
+#include "heap_util.h"
+
+#include "heap_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+#define DEFER BRISK_HEAP_DEFER_MERGE
+
+static const unsigned defer_flag_sets[] = {DEFER, DEFER | BRISK_HEAP_THREADSAFE};
+#define FLAG_SETS (sizeof defer_flag_sets / sizeof defer_flag_sets[0])
+
+/* The block map's state for the block whose payload is p. */
+static unsigned map_state(const brisk_heap *heap, const void *p)
+{
+    return block_map_get(heap, chunk_granule(heap, chunk_of_payload(p)));
+}
+
+static int is_deferred(const brisk_heap *heap, const void *p) { return map_state(heap, p) == BLOCK_MAP_DEFERRED; }
+static int is_freed(const brisk_heap *heap, const void *p) { return map_state(heap, p) == BLOCK_MAP_FREED; }
+
+static void fill(char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)(seed * 31 + i * 7);
+}
+
+/* Whether p[from, n) still holds what fill(p, n, seed) wrote there. */
+static int filled_from(const char *p, size_t from, size_t n, unsigned seed)
+{
+    for (size_t i = from; i < n; i++)
+        if (p[i] != (char)(seed * 31 + i * 7))
+            return 0;
+    return 1;
+}
+
+static int filled(const char *p, size_t n, unsigned seed) { return filled_from(p, 0, n, seed); }
+
+/* What the walk says, summed: the statistics must agree with it (a
+ * deferred block is a free chunk to both). */
+typedef struct walk_sums {
+    size_t used, free, free_bytes, usable, total;
+} walk_sums;
+
+static int sum_visit(const brisk_heap_chunk *chunk, void *context)
+{
+    walk_sums *w = context;
+    w->total += chunk->size;
+    if (chunk->used) {
+        w->used++;
+        w->usable += chunk->usable;
+        if (chunk->payload != (const char *)chunk->address + 8 || chunk->usable != chunk->size - 8)
+            w->used = (size_t)-1 / 2; /* makes the comparison below fail loudly */
+    } else {
+        w->free++;
+        w->free_bytes += chunk->size;
+        if (chunk->payload != NULL || chunk->usable != 0)
+            w->free = (size_t)-1 / 2;
+    }
+    return 0;
+}
+
+/* brisk_heap_check passes, and the statistics agree with the walk. */
+#define CHECK_HEAP(heap) check_heap_at(__LINE__, (heap))
+
+static void check_heap_at(int line, const brisk_heap *heap)
+{
+    int result = brisk_heap_check(heap);
+    CHECK_MSG(result == 0, "line %d: brisk_heap_check returned %d", line, result);
+    walk_sums w;
+    memset(&w, 0, sizeof w);
+    CHECK_EQ(brisk_heap_walk(heap, sum_visit, &w), 0);
+    brisk_heap_stats s = stats_of(heap);
+    CHECK_MSG(w.used == s.used_chunks && w.free == s.free_chunks && w.free_bytes == s.free_bytes &&
+                  w.usable == s.allocated && w.total == s.capacity,
+              "line %d: walk says %zu used %zu free (%zu bytes), %zu usable, %zu in all; stats say %zu used "
+              "%zu free (%zu bytes), %zu allocated, capacity %zu",
+              line, w.used, w.free, w.free_bytes, w.usable, w.total, s.used_chunks, s.free_chunks,
+              s.free_bytes, s.allocated, s.capacity);
+    CHECK_MSG(s.allocated + s.free_bytes + 8 * s.used_chunks == s.capacity, "line %d: stats do not add up",
+              line);
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static void test_create_flags(void)
+{
+    static _Alignas(16) char buffer[8192];
+    static const unsigned refused[] = {
+        DEFER | BRISK_HEAP_WIPE,
+        DEFER | BRISK_HEAP_CANARY,
+        DEFER | BRISK_HEAP_WIPE_CHECK,
+        DEFER | BRISK_HEAP_HARDENED,
+        DEFER | BRISK_HEAP_THREADSAFE | BRISK_HEAP_WIPE,
+        DEFER | BRISK_HEAP_THREADSAFE | BRISK_HEAP_CANARY,
+        DEFER | 0x20u, /* an unknown bit */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        errno = 0;
+        CHECK_MSG(brisk_heap_create_ex(NULL, 1 << 16, refused[i]) == NULL, "flags %#x accepted", refused[i]);
+        CHECK_EQ(errno, EINVAL);
+        errno = 0;
+        CHECK_MSG(brisk_heap_create_ex(buffer, sizeof buffer, refused[i]) == NULL, "flags %#x accepted in a buffer",
+                  refused[i]);
+        CHECK_EQ(errno, EINVAL);
+    }
+    for (size_t f = 0; f < FLAG_SETS; f++) {
+        brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, defer_flag_sets[f]);
+        CHECK(heap != NULL);
+        if (heap != NULL) {
+            CHECK_HEAP(heap);
+            brisk_heap_destroy(heap);
+        }
+        heap = brisk_heap_create_ex(buffer, sizeof buffer, defer_flag_sets[f]);
+        CHECK(heap != NULL);
+        if (heap != NULL) {
+            CHECK_HEAP(heap);
+            brisk_heap_destroy(heap);
+        }
+    }
+}
+
+/* ---- free then alloc: the same block back, nothing merged ---------------- */
+
+static void test_same_block_back(unsigned flags)
+{
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    char *a = brisk_heap_alloc(heap, 100); /* 112 */
+    char *b = brisk_heap_alloc(heap, 40);  /* 48 */
+    char *c = brisk_heap_alloc(heap, 100); /* 112 */
+    char *g = brisk_heap_alloc(heap, 8);   /* 32 */
+    REQUIRE(a && b && c && g);
+    CHECK_LAYOUT(heap, 112, 48, 112, 32);
+    fill(a, 100, 1);
+    fill(b, 40, 2);
+    brisk_heap_stats fresh = stats_of(heap);
+
+    /* b is kept aside: its header still USED, DEFERRED in the map, and
+     * free to the walk and the statistics. */
+    brisk_heap_free(heap, b);
+    CHECK(is_deferred(heap, b));
+    CHECK_LAYOUT(heap, 112, -48, 112, 32);
+    brisk_heap_stats s = stats_of(heap);
+    CHECK_EQ(s.used_chunks, 3);
+    CHECK_EQ(s.free_chunks, 2); /* b and the wilderness */
+    CHECK_EQ(s.allocated, fresh.allocated - 40);
+    CHECK_EQ(s.free_bytes, fresh.free_bytes + 48);
+    CHECK_EQ(s.high_water, fresh.high_water);
+    CHECK_HEAP(heap);
+
+    /* Freeing a, b's left neighbour, merges nothing: a is deferred too,
+     * so the walk shows two free chunks side by side, where an immediate
+     * merge would show one of 160 bytes. */
+    brisk_heap_free(heap, a);
+    CHECK(is_deferred(heap, a));
+    CHECK_LAYOUT(heap, -112, -48, 112, 32);
+    CHECK_EQ(stats_of(heap).free_chunks, 3);
+    CHECK_HEAP(heap);
+    /* c too: now three deferred blocks touch. */
+    brisk_heap_free(heap, c);
+    CHECK_LAYOUT(heap, -112, -48, -112, 32);
+    CHECK_HEAP(heap);
+
+    /* The same sizes come back at the same addresses, the most recently
+     * freed first (c, then a), contents as they were past the link. */
+    CHECK(brisk_heap_alloc(heap, 100) == c);
+    CHECK_LAYOUT(heap, -112, -48, 112, 32);
+    char *p = brisk_heap_alloc(heap, 97); /* another request of chunk 112 */
+    CHECK(p == a);
+    CHECK(filled_from(a, 8, 100, 1));
+    CHECK(map_state(heap, a) == BLOCK_MAP_LIVE);
+    CHECK_EQ(brisk_heap_usable_size(heap, a), 104);
+    p = brisk_heap_alloc(heap, 33); /* chunk 48 */
+    CHECK(p == b);
+    CHECK(filled_from(b, 8, 40, 2));
+    CHECK_LAYOUT(heap, 112, 48, 112, 32);
+    CHECK_HEAP(heap);
+    brisk_heap_stats back = stats_of(heap);
+    CHECK_EQ(back.used_chunks, fresh.used_chunks);
+    CHECK_EQ(back.free_chunks, fresh.free_chunks);
+    CHECK_EQ(back.free_bytes, fresh.free_bytes);
+    CHECK_EQ(back.high_water, fresh.high_water);
+
+    /* A request of another size does not take a deferred block: it is
+     * served from the wilderness, and the deferred one stays. */
+    brisk_heap_free(heap, b);
+    char *q = brisk_heap_alloc(heap, 20); /* chunk 32 */
+    CHECK(q != NULL && q > g);
+    CHECK(is_deferred(heap, b));
+    CHECK_LAYOUT(heap, 112, -48, 112, 32, 32);
+    /* Neither does a calloc of the 112 class take b; it pops a deferred
+     * 112 block and zeroes it all. */
+    fill(a, 100, 7); /* before the free: a deferred block's first word is its link */
+    brisk_heap_free(heap, a);
+    char *z = brisk_heap_calloc(heap, 4, 25);
+    CHECK(z == a);
+    int zero = 1;
+    for (size_t i = 0; i < 104; i++)
+        zero &= z[i] == 0;
+    CHECK(zero);
+    CHECK_HEAP(heap);
+
+    /* Large chunks (1 KiB and up) are never deferred; 1008, the last
+     * exact class, is. */
+    char *big = brisk_heap_alloc(heap, 1001); /* chunk 1024 */
+    char *g2 = brisk_heap_alloc(heap, 8);
+    char *small_max = brisk_heap_alloc(heap, 1000); /* chunk 1008 */
+    char *g3 = brisk_heap_alloc(heap, 8);
+    REQUIRE(big && g2 && small_max && g3);
+    brisk_heap_free(heap, big);
+    CHECK(is_freed(heap, big));
+    brisk_heap_free(heap, small_max);
+    CHECK(is_deferred(heap, small_max));
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
+/* ---- the per-class limit -------------------------------------------------- */
+
+static void test_eighth_free_merges(unsigned flags)
+{
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    /* Seven blocks of chunk 112, each followed by a guard, then an eighth
+     * followed by a truly free chunk (2016 bytes: never deferred). */
+    char *x[8], *guards[8];
+    for (int i = 0; i < 8; i++) {
+        x[i] = brisk_heap_alloc(heap, 100);
+        guards[i] = i < 7 ? brisk_heap_alloc(heap, 8) : NULL;
+        REQUIRE(x[i] != NULL && (i == 7 || guards[i] != NULL));
+    }
+    char *free_right = brisk_heap_alloc(heap, 2000);
+    char *end_guard = brisk_heap_alloc(heap, 8);
+    REQUIRE(free_right && end_guard);
+    brisk_heap_free(heap, free_right);
+    CHECK(is_freed(heap, free_right));
+    CHECK_LAYOUT(heap, 112, 32, 112, 32, 112, 32, 112, 32, 112, 32, 112, 32, 112, 32, 112, -2016, 32);
+    CHECK_HEAP(heap);
+
+    for (int i = 0; i < 7; i++) {
+        brisk_heap_free(heap, x[i]);
+        CHECK_MSG(is_deferred(heap, x[i]), "free %d not deferred", i + 1);
+        CHECK_HEAP(heap);
+    }
+    CHECK_LAYOUT(heap, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, 112, -2016, 32);
+    /* The eighth of the class is released at once: it merges with the
+     * free chunk on its right. */
+    brisk_heap_free(heap, x[7]);
+    CHECK(is_freed(heap, x[7]));
+    CHECK_LAYOUT(heap, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -2128, 32);
+    CHECK_HEAP(heap);
+    /* The limit is per class: a block of another size is still kept. */
+    char *other = brisk_heap_alloc(heap, 40);
+    REQUIRE(other != NULL);
+    CHECK(other == x[7]); /* split from the merged chunk */
+    brisk_heap_free(heap, other);
+    CHECK(is_deferred(heap, other));
+    CHECK_LAYOUT(heap, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -48, -2080, 32);
+    CHECK_HEAP(heap);
+
+    /* The seven come back last freed first, then the class is empty and
+     * the next one is split off the free chunk. */
+    for (int i = 6; i >= 0; i--)
+        CHECK_MSG(brisk_heap_alloc(heap, 100) == x[i], "pop %d not x[%d]", 6 - i, i);
+    CHECK_HEAP(heap);
+    char *next = brisk_heap_alloc(heap, 100);
+    CHECK(next == x[7] + 48);
+    /* Once popped, a class has room again: a free is deferred. */
+    brisk_heap_free(heap, x[3]);
+    CHECK(is_deferred(heap, x[3]));
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
+/* ---- the flush ------------------------------------------------------------ */
+
+/* A deferred block next to a free chunk stays unmerged until an alloc
+ * finds no room; then every deferred block is released and merges. */
+static void test_flush_on_no_room(unsigned flags)
+{
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    char *a = brisk_heap_alloc(heap, 100);  /* 112 */
+    char *f = brisk_heap_alloc(heap, 2000); /* 2016 */
+    char *g = brisk_heap_alloc(heap, 8);    /* 32 */
+    char *s1 = brisk_heap_alloc(heap, 40);  /* 48 */
+    char *s2 = brisk_heap_alloc(heap, 40);  /* 48 */
+    char *g2 = brisk_heap_alloc(heap, 8);   /* 32 */
+    REQUIRE(a && f && g && s1 && s2 && g2);
+    /* Take the whole wilderness, so only merging can make room. */
+    char *rest = brisk_heap_alloc(heap, stats_of(heap).largest_free);
+    REQUIRE(rest != NULL);
+    CHECK_EQ(stats_of(heap).free_chunks, 0);
+    size_t rest_size = brisk_heap_usable_size(heap, rest) + 8;
+
+    brisk_heap_free(heap, f);
+    brisk_heap_free(heap, a);
+    brisk_heap_free(heap, s1);
+    brisk_heap_free(heap, s2);
+    CHECK(is_deferred(heap, a) && is_deferred(heap, s1) && is_deferred(heap, s2));
+    CHECK_LAYOUT(heap, -112, -2016, 32, -48, -48, 32, (long)rest_size);
+    CHECK_HEAP(heap);
+    brisk_heap_stats s = stats_of(heap);
+    CHECK_EQ(s.free_chunks, 4);
+    /* largest_free is a lower bound: it sees the listed 2016 chunk. */
+    CHECK_EQ(s.largest_free, 2008);
+
+    /* Requests that fit without merging merge nothing. */
+    char *p = brisk_heap_alloc(heap, 1500);
+    CHECK(p == f);
+    CHECK(is_deferred(heap, a));
+    brisk_heap_free(heap, p);
+    CHECK_LAYOUT(heap, -112, -2016, 32, -48, -48, 32, (long)rest_size);
+    CHECK_HEAP(heap);
+
+    /* 2120 bytes (chunk 2128) fit only in a and f merged: the alloc finds
+     * no room, releases every deferred block (a merges with f; s1 and s2
+     * merge with each other) and finds it. */
+    p = brisk_heap_alloc(heap, 2120);
+    CHECK(p == a);
+    CHECK(map_state(heap, a) == BLOCK_MAP_LIVE);
+    CHECK(is_freed(heap, s1) && is_freed(heap, s2));
+    CHECK_LAYOUT(heap, 2128, 32, -96, 32, (long)rest_size);
+    CHECK_EQ(stats_of(heap).free_chunks, 1);
+    CHECK_HEAP(heap);
+    brisk_heap_free(heap, p); /* 2128: not deferred */
+    CHECK(is_freed(heap, a));
+    CHECK_LAYOUT(heap, -2128, 32, -96, 32, (long)rest_size);
+    CHECK_HEAP(heap);
+
+    /* A request that fails even after the flush: ENOMEM, and nothing
+     * live has moved. */
+    brisk_heap_free(heap, g);
+    brisk_heap_free(heap, g2);
+    CHECK(is_deferred(heap, g) && is_deferred(heap, g2));
+    errno = 0;
+    CHECK(brisk_heap_alloc(heap, 4000) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    CHECK_LAYOUT(heap, -2288, (long)rest_size); /* all merged */
+    CHECK_EQ(stats_of(heap).largest_free, 2280);
+    CHECK(brisk_heap_alloc(heap, 2280) == a);
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
+/* A heap in a caller's buffer, filled with small blocks of many sizes and
+ * emptied again, serves one request of its whole capacity. */
+static void test_exhaustion_then_whole(unsigned flags)
+{
+    static _Alignas(16) char buffer[48 * 1024];
+    brisk_heap *heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
+    REQUIRE(heap != NULL);
+    size_t capacity = stats_of(heap).capacity;
+    enum { MAX_BLOCKS = 4096 };
+    static char *blocks[MAX_BLOCKS];
+    size_t n = 0;
+    unsigned state = 99;
+    for (;;) {
+        state = state * 1103515245u + 12345u;
+        size_t size = (state >> 8) % 300; /* chunks 32 .. 304: exact classes */
+        errno = 0;
+        char *p = brisk_heap_alloc(heap, size);
+        if (p == NULL) {
+            CHECK_EQ(errno, ENOMEM);
+            /* Full only when even the smallest size does not fit
+             * (nothing was freed yet, so nothing could merge). */
+            p = brisk_heap_alloc(heap, 0);
+            if (p == NULL)
+                break;
+        }
+        REQUIRE(n < MAX_BLOCKS);
+        blocks[n++] = p;
+    }
+    brisk_heap_stats full = stats_of(heap);
+    CHECK_EQ(full.used_chunks, n);
+    CHECK_EQ(full.free_bytes, 0);
+    CHECK_HEAP(heap);
+
+    /* Free in an interleaved order: every class fills its seven, the rest
+     * merge around deferred blocks. */
+    for (size_t step = 0; step < 3; step++)
+        for (size_t i = step; i < n; i += 3)
+            brisk_heap_free(heap, blocks[i]);
+    brisk_heap_stats empty = stats_of(heap);
+    CHECK_EQ(empty.used_chunks, 0);
+    CHECK_EQ(empty.allocated, 0);
+    CHECK_EQ(empty.free_bytes, capacity);
+    CHECK(empty.free_chunks > 1); /* deferred blocks among them */
+    CHECK(empty.largest_free < capacity - 8);
+    CHECK_HEAP(heap);
+
+    /* The whole capacity in one block: the alloc flushes and finds it. */
+    char *whole = brisk_heap_alloc(heap, capacity - 8);
+    REQUIRE(whole != NULL);
+    memset(whole, 0xab, capacity - 8);
+    CHECK_LAYOUT(heap, (long)capacity);
+    CHECK_EQ(stats_of(heap).free_chunks, 0);
+    CHECK_HEAP(heap);
+    brisk_heap_free(heap, whole);
+    CHECK_EQ(stats_of(heap).free_chunks, 1);
+    CHECK_EQ(stats_of(heap).largest_free, capacity - 8);
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
+/* Aligned and ranged requests do not pop deferred blocks, but their
+ * failure flushes them too. */
+static void test_flush_from_other_paths(unsigned flags)
+{
+    static _Alignas(16) char buffer[16 * 1024];
+    brisk_heap *heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
+    REQUIRE(heap != NULL);
+    size_t capacity = stats_of(heap).capacity;
+    char *blocks[600];
+    size_t n = 0;
+    while (n < 600 && (blocks[n] = brisk_heap_alloc(heap, 40)) != NULL)
+        n++;
+    REQUIRE(n > 8 && n < 600);
+    for (size_t i = 0; i < n; i++)
+        brisk_heap_free(heap, blocks[i]);
+    /* Seven deferred 48-byte blocks at the front; the rest merged. */
+    CHECK_EQ(stats_of(heap).free_chunks, 7 + 1);
+    CHECK(brisk_heap_alloc_aligned(heap, 64, 40) != blocks[6]); /* not a pop */
+    CHECK(is_deferred(heap, blocks[6]));
+    CHECK_HEAP(heap);
+
+    /* An aligned request of (nearly) everything. */
+    brisk_heap_destroy(heap);
+    heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
+    REQUIRE(heap != NULL);
+    n = 0;
+    while (n < 600 && (blocks[n] = brisk_heap_alloc(heap, 40)) != NULL)
+        n++;
+    for (size_t i = 0; i < n; i++)
+        brisk_heap_free(heap, blocks[i]);
+    /* Seven 48-byte blocks deferred at the front: the wilderness is
+     * capacity - 336, less than this request needs with any alignment
+     * gap, so only the flush makes room. */
+    char *aligned = brisk_heap_alloc_aligned(heap, 64, capacity - 300);
+    CHECK(aligned != NULL && (uintptr_t)aligned % 64 == 0);
+    CHECK(stats_of(heap).free_chunks <= 2); /* the gap in front, the rest */
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+
+    /* A realloc that has to move to find room. */
+    heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
+    REQUIRE(heap != NULL);
+    char *keep = brisk_heap_alloc(heap, 100);
+    REQUIRE(keep != NULL);
+    fill(keep, 100, 9);
+    n = 0;
+    while (n < 600 && (blocks[n] = brisk_heap_alloc(heap, 24)) != NULL)
+        n++;
+    for (size_t i = 0; i < n; i++)
+        brisk_heap_free(heap, blocks[i]);
+    /* Only the deferred blocks merged with the rest leave room for it. */
+    char *moved = brisk_heap_realloc(heap, keep, capacity - 120);
+    CHECK(moved != NULL);
+    if (moved != NULL)
+        CHECK(filled(moved, 100, 9));
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
+/* ---- statistics and the walk --------------------------------------------- */
+
+static void test_stats_and_walk(unsigned flags)
+{
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    char *a = brisk_heap_alloc(heap, 10);   /* 32 */
+    char *b = brisk_heap_alloc(heap, 200);  /* 208 */
+    char *c = brisk_heap_alloc(heap, 3000); /* 3008 */
+    char *d = brisk_heap_alloc(heap, 10);   /* 32 */
+    REQUIRE(a && b && c && d);
+    brisk_heap_stats before = stats_of(heap);
+    brisk_heap_free(heap, b); /* deferred */
+    brisk_heap_free(heap, c); /* merged: listed, b stays apart */
+    layout l = layout_of(heap);
+    REQUIRE(l.count == 5);
+    CHECK_EQ(l.chunks[1].size, 208);
+    CHECK_EQ(l.chunks[1].used, 0);
+    CHECK(l.chunks[1].payload == NULL);
+    CHECK_EQ(l.chunks[1].usable, 0);
+    CHECK((const char *)l.chunks[1].address + 8 == b);
+    CHECK_EQ(l.chunks[2].size, 3008);
+    CHECK_EQ(l.chunks[2].used, 0);
+    CHECK(l.chunks[0].payload == a && l.chunks[3].payload == d);
+    brisk_heap_stats s = stats_of(heap);
+    CHECK_EQ(s.used_chunks, 2);
+    CHECK_EQ(s.free_chunks, 3);
+    CHECK_EQ(s.allocated, before.allocated - 200 - 3000);
+    CHECK_EQ(s.free_bytes, before.free_bytes + 208 + 3008);
+    CHECK_EQ(s.high_water, before.high_water);
+    /* The wilderness is the largest; a deferred block is not counted in
+     * largest_free, which stays a request that surely succeeds. */
+    CHECK(s.largest_free >= 3000);
+    CHECK_HEAP(heap);
+    /* Stats and the walk never change the heap. */
+    layout again = layout_of(heap);
+    CHECK(layout_equal(&l, &again));
+    CHECK(is_deferred(heap, b));
+
+    /* largest_free is only a lower bound: it does not see deferred
+     * blocks, which a pop hands out and a flush merges. */
+    static _Alignas(16) char buffer[4096];
+    brisk_heap *tiny = brisk_heap_create_ex(buffer, sizeof buffer, flags);
+    REQUIRE(tiny != NULL);
+    size_t capacity = stats_of(tiny).capacity;
+    char *blocks[256];
+    size_t n = 0;
+    while (n < 256 && (blocks[n] = brisk_heap_alloc(tiny, 24)) != NULL)
+        n++;
+    REQUIRE(n == capacity / 32 && n > 41);
+    /* Free four: all deferred, nothing listed, no wilderness. */
+    for (size_t i = 0; i < 4; i++)
+        brisk_heap_free(tiny, blocks[i]);
+    s = stats_of(tiny);
+    CHECK_EQ(s.largest_free, 0);
+    CHECK_EQ(s.free_chunks, 4);
+    CHECK_EQ(s.free_bytes, 4 * 32);
+    CHECK_HEAP(tiny);
+    char *p = brisk_heap_alloc(tiny, 24); /* above largest_free: a pop */
+    CHECK(p == blocks[3]);
+    brisk_heap_free(tiny, p);
+    CHECK_EQ(stats_of(tiny).largest_free, 0);
+    /* Thirty-six more: three deferred (seven in all), thirty-three merge
+     * into one listed chunk of 1056 bytes. */
+    for (size_t i = 4; i < 40; i++)
+        brisk_heap_free(tiny, blocks[i]);
+    s = stats_of(tiny);
+    CHECK_EQ(s.largest_free, 1048);
+    CHECK_EQ(s.free_chunks, 8);
+    CHECK_HEAP(tiny);
+    /* 1272 bytes (chunk 1280) fit only once all forty have merged. */
+    p = brisk_heap_alloc(tiny, 1272);
+    CHECK(p == blocks[0]);
+    CHECK_EQ(stats_of(tiny).free_chunks, 0);
+    CHECK_HEAP(tiny);
+    brisk_heap_destroy(tiny);
+    brisk_heap_destroy(heap);
+}
+
+/* ---- threads ------------------------------------------------------------- */
+
+typedef struct thread_job {
+    brisk_heap *heap;
+    unsigned seed;
+    int bad;
+} thread_job;
+
+static void *thread_churn(void *arg)
+{
+    thread_job *job = arg;
+    char *blocks[32] = {0};
+    size_t sizes[32] = {0};
+    unsigned state = job->seed;
+    for (int i = 0; i < 20000; i++) {
+        state = state * 1103515245u + 12345u;
+        unsigned slot = (state >> 16) % 32;
+        if (blocks[slot] != NULL) {
+            for (size_t k = 0; k < sizes[slot]; k++)
+                job->bad += blocks[slot][k] != (char)(job->seed + slot);
+            brisk_heap_free(job->heap, blocks[slot]);
+            blocks[slot] = NULL;
+        } else {
+            /* Few sizes, so blocks are deferred and popped across
+             * threads; now and then a large one, which needs a flush when
+             * the heap is full. */
+            sizes[slot] = (state >> 4) % 64 == 0 ? 4000 : ((state >> 4) % 4) * 40;
+            blocks[slot] = brisk_heap_alloc(job->heap, sizes[slot]);
+            if (blocks[slot] != NULL)
+                memset(blocks[slot], (char)(job->seed + slot), sizes[slot]);
+        }
+    }
+    for (int slot = 0; slot < 32; slot++)
+        brisk_heap_free(job->heap, blocks[slot]);
+    return NULL;
+}
+
+static void test_threadsafe(void)
+{
+    /* Small enough that the threads run it full and flush. */
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 64 * 1024, DEFER | BRISK_HEAP_THREADSAFE);
+    REQUIRE(heap != NULL);
+    pthread_t threads[4];
+    thread_job jobs[4];
+    for (unsigned t = 0; t < 4; t++) {
+        jobs[t] = (thread_job){heap, 17 + t * 40, 0};
+        REQUIRE(pthread_create(&threads[t], NULL, thread_churn, &jobs[t]) == 0);
+    }
+    for (unsigned t = 0; t < 4; t++) {
+        pthread_join(threads[t], NULL);
+        CHECK_EQ(jobs[t].bad, 0);
+    }
+    brisk_heap_stats s = stats_of(heap);
+    CHECK_EQ(s.used_chunks, 0);
+    CHECK_EQ(s.free_bytes, s.capacity);
+    CHECK_HEAP(heap);
+    CHECK(brisk_heap_alloc(heap, s.capacity - 8) != NULL);
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
+/* ---- misuse with the default handler (aborts, in a child) ---------------- */
+
+static char expected_line[160];
+
+static const char *report_for(const char *message, const void *p)
+{
+    snprintf(expected_line, sizeof expected_line, "brisk: %s (pointer %p)", message, p);
+    return expected_line;
+}
+
+static brisk_heap *misuse_heap;
+
+/* Each child gets its own copy of the heap: arg is a deferred block. */
+static void free_deferred_again(void *arg) { brisk_heap_free(misuse_heap, arg); }
+static void realloc_deferred(void *arg) { brisk_heap_realloc(misuse_heap, arg, 50); }
+static void realloc_deferred_grow(void *arg) { brisk_heap_realloc(misuse_heap, arg, 5000); }
+static void usable_size_deferred(void *arg) { brisk_heap_usable_size(misuse_heap, arg); }
+
+static void *forged_link;
+
+/* A write after free into the deferred block's first 8 bytes, then an
+ * alloc of its size. */
+static void forge_then_alloc(void *arg)
+{
+    memcpy(arg, &forged_link, sizeof forged_link);
+    void *p = brisk_heap_alloc(misuse_heap, 100);
+    fprintf(stderr, "alloc returned %p\n", p);
+}
+
+/* The same, the alloc being the flush of a request that does not fit. */
+static void forge_then_flush(void *arg)
+{
+    memcpy(arg, &forged_link, sizeof forged_link);
+    void *p = brisk_heap_alloc(misuse_heap, 1 << 20);
+    fprintf(stderr, "alloc returned %p\n", p);
+}
+
+static void test_misuse_aborts(unsigned flags)
+{
+    misuse_heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(misuse_heap != NULL);
+    char *a = brisk_heap_alloc(misuse_heap, 100); /* 112 */
+    char *live = brisk_heap_alloc(misuse_heap, 100);
+    char *b = brisk_heap_alloc(misuse_heap, 100);
+    char *g = brisk_heap_alloc(misuse_heap, 8);
+    char *freed = brisk_heap_alloc(misuse_heap, 3000);
+    char *g2 = brisk_heap_alloc(misuse_heap, 8);
+    REQUIRE(a && live && b && g && freed && g2);
+    brisk_heap_free(misuse_heap, freed); /* a merged free chunk */
+    brisk_heap_free(misuse_heap, b);
+    brisk_heap_free(misuse_heap, a); /* the list: a -> b */
+    REQUIRE(is_deferred(misuse_heap, a) && is_deferred(misuse_heap, b));
+    CHECK_HEAP(misuse_heap);
+
+    child_result r = run_in_child(free_deferred_again, a);
+    CHECK_ABORTS_WITH(r, report_for("double free", a));
+    r = run_in_child(free_deferred_again, b); /* not the list's first */
+    CHECK_ABORTS_WITH(r, report_for("double free", b));
+    r = run_in_child(realloc_deferred, a);
+    CHECK_ABORTS_WITH(r, report_for("realloc of a freed block", a));
+    r = run_in_child(realloc_deferred_grow, b);
+    CHECK_ABORTS_WITH(r, report_for("realloc of a freed block", b));
+    r = run_in_child(usable_size_deferred, a);
+    CHECK_ABORTS_WITH(r, report_for("usable_size of a freed block", a));
+
+    /* Forged links: each names something that is not a deferred block of
+     * the class, and the pop that would follow it refuses. */
+    static const char *const names[] = {"a live block", "a free chunk", "the block itself", "a stack address",
+                                        "an unaligned address", "outside the heap"};
+    char local[64];
+    void *targets[] = {live - 8, freed - 8, a - 8, local, b - 4, (void *)(uintptr_t)0x1000};
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        forged_link = targets[i];
+        r = run_in_child(forge_then_alloc, a);
+        CHECK_MSG(!r.exited && r.signal == SIGABRT &&
+                      strstr(r.output, report_for("heap deferred list corrupted (a freed block was written to)",
+                                                  a)) != NULL,
+                  "link forged to %s: exited=%d signal=%d, stderr \"%s\"", names[i], r.exited, r.signal, r.output);
+    }
+    /* Found by the flush as well. */
+    forged_link = live - 8;
+    r = run_in_child(forge_then_flush, a);
+    CHECK_ABORTS_WITH(r, report_for("heap deferred list corrupted (a freed block was written to)", a));
+
+    /* The parent's heap was never touched by the children. */
+    CHECK(is_deferred(misuse_heap, a) && is_deferred(misuse_heap, b));
+    CHECK_HEAP(misuse_heap);
+    CHECK(brisk_heap_alloc(misuse_heap, 100) == a);
+    CHECK(brisk_heap_alloc(misuse_heap, 100) == b);
+    CHECK_HEAP(misuse_heap);
+    brisk_heap_destroy(misuse_heap);
+    misuse_heap = NULL;
+}
+
+/* ---- misuse with a handler that returns ---------------------------------- */
+
+typedef struct report_log {
+    int count;
+    brisk_error last_error;
+    const void *last_ptr;
+    char last_message[128];
+} report_log;
+
+static void record_report(brisk_error error, const char *message, const void *ptr, void *context)
+{
+    report_log *log = context;
+    log->count++;
+    log->last_error = error;
+    log->last_ptr = ptr;
+    snprintf(log->last_message, sizeof log->last_message, "%s", message);
+}
+
+#define CHECK_REPORT(log, n, error, message, ptr)                                                                  \
+    do {                                                                                                           \
+        CHECK_EQ((log).count, (n));                                                                                \
+        CHECK_EQ((log).last_error, (error));                                                                       \
+        CHECK_MSG(strcmp((log).last_message, (message)) == 0, "message \"%s\"", (log).last_message);               \
+        CHECK((log).last_ptr == (ptr));                                                                            \
+    } while (0)
+
+static void test_handler_returns(unsigned flags)
+{
+    report_log log;
+    memset(&log, 0, sizeof log);
+    brisk_set_error_handler(record_report, &log);
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    char *a = brisk_heap_alloc(heap, 100);
+    char *live = brisk_heap_alloc(heap, 100);
+    char *b = brisk_heap_alloc(heap, 100);
+    char *g = brisk_heap_alloc(heap, 8);
+    REQUIRE(a && live && b && g);
+    fill(live, 100, 5);
+    brisk_heap_free(heap, b);
+    brisk_heap_free(heap, a);
+    brisk_heap_stats before = stats_of(heap);
+    layout lb = layout_of(heap);
+
+    brisk_heap_free(heap, a);
+    CHECK_REPORT(log, 1, BRISK_ERROR_DOUBLE_FREE, "double free", a);
+    brisk_heap_free(heap, b);
+    CHECK_REPORT(log, 2, BRISK_ERROR_DOUBLE_FREE, "double free", b);
+    errno = 0;
+    CHECK(brisk_heap_realloc(heap, a, 50) == NULL);
+    CHECK_REPORT(log, 3, BRISK_ERROR_INVALID_POINTER, "realloc of a freed block", a);
+    CHECK(brisk_heap_realloc(heap, b, 5000) == NULL);
+    CHECK_REPORT(log, 4, BRISK_ERROR_INVALID_POINTER, "realloc of a freed block", b);
+    CHECK_EQ(brisk_heap_usable_size(heap, a), 0);
+    CHECK_REPORT(log, 5, BRISK_ERROR_INVALID_POINTER, "usable_size of a freed block", a);
+    /* An interior pointer of a deferred block is no block at all. */
+    brisk_heap_free(heap, a + 16);
+    CHECK_REPORT(log, 6, BRISK_ERROR_INVALID_POINTER, "free of a pointer that is not a live block", a + 16);
+
+    /* Nothing changed: the same layout, statistics, deferred blocks. */
+    brisk_heap_stats after = stats_of(heap);
+    layout la = layout_of(heap);
+    CHECK(stats_equal(&before, &after));
+    CHECK(layout_equal(&la, &lb));
+    CHECK(is_deferred(heap, a) && is_deferred(heap, b));
+    CHECK_HEAP(heap);
+
+    /* A forged link: the alloc of that size reports it and returns NULL,
+     * changing nothing; the check sees the damage until it is undone. */
+    void *saved;
+    memcpy(&saved, a, sizeof saved);
+    void *forged = live - 8;
+    memcpy(a, &forged, sizeof forged);
+    errno = 0;
+    CHECK(brisk_heap_alloc(heap, 100) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    CHECK_REPORT(log, 7, BRISK_ERROR_CORRUPTION, "heap deferred list corrupted (a freed block was written to)", a);
+    CHECK(brisk_heap_calloc(heap, 1, 100) == NULL);
+    CHECK_EQ(log.count, 8);
+    after = stats_of(heap);
+    CHECK(stats_equal(&before, &after));
+    CHECK(is_deferred(heap, a) && is_deferred(heap, b));
+    CHECK(map_state(heap, live) == BLOCK_MAP_LIVE);
+    CHECK(filled(live, 100, 5));
+    CHECK_EQ(brisk_heap_check(heap), -1); /* the forged link is still there */
+    /* Other sizes are served meanwhile. */
+    char *other = brisk_heap_alloc(heap, 40);
+    CHECK(other != NULL);
+    brisk_heap_free(heap, other);
+    CHECK_EQ(log.count, 8);
+    memcpy(a, &saved, sizeof saved);
+    CHECK_HEAP(heap);
+    CHECK(brisk_heap_alloc(heap, 100) == a);
+    CHECK(brisk_heap_alloc(heap, 100) == b);
+    CHECK_EQ(log.count, 8);
+    CHECK_HEAP(heap);
+
+    /* A forged link met by a flush: the damaged class is reported and left
+     * as it is, every other class is released, and the alloc goes on. */
+    brisk_heap_free(heap, b);
+    brisk_heap_free(heap, a);
+    char *s1 = brisk_heap_alloc(heap, 40);
+    char *s2 = brisk_heap_alloc(heap, 40);
+    REQUIRE(s1 && s2);
+    brisk_heap_free(heap, s1);
+    brisk_heap_free(heap, s2);
+    memcpy(&saved, a, sizeof saved);
+    memcpy(a, &forged, sizeof forged);
+    char *huge = brisk_heap_alloc(heap, 1 << 20); /* flushes, and fails */
+    CHECK(huge == NULL);
+    CHECK_REPORT(log, 9, BRISK_ERROR_CORRUPTION, "heap deferred list corrupted (a freed block was written to)", a);
+    CHECK(is_deferred(heap, a) && is_deferred(heap, b));
+    CHECK(!is_deferred(heap, s1) && !is_deferred(heap, s2));
+    memcpy(a, &saved, sizeof saved);
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+    brisk_set_error_handler(NULL, NULL);
+}
+
+int main(void)
+{
+    test_create_flags();
+    for (size_t f = 0; f < FLAG_SETS; f++) {
+        unsigned flags = defer_flag_sets[f];
+        size_t failed = check_failed_count;
+        test_same_block_back(flags);
+        test_eighth_free_merges(flags);
+        test_flush_on_no_room(flags);
+        test_exhaustion_then_whole(flags);
+        test_flush_from_other_paths(flags);
+        test_stats_and_walk(flags);
+        test_misuse_aborts(flags);
+        test_handler_returns(flags);
+        if (check_failed_count != failed)
+            fprintf(stderr, "(the failures above were with flags %#x)\n", flags);
+    }
+    test_threadsafe();
+    return check_finish("test_heap_defer");
+}
