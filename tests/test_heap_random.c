@@ -5,7 +5,14 @@
  * live block's contents are checked every few steps and at the end.
  *
  * The model predicts exactly when a plain alloc fails: iff the request is
- * larger than stats.largest_free.
+ * larger than stats.largest_free. Under BRISK_HEAP_DEFER_MERGE
+ * largest_free is a lower bound (it does not see deferred blocks, which
+ * a pop hands out and a failing alloc merges), so there an alloc must
+ * succeed at or below it and may succeed above it; when it fails, every
+ * deferred block has been merged, largest_free is exact again, and the
+ * request must exceed it. A failed call may then have merged deferred
+ * blocks, so it must leave the live blocks and the byte counts as they
+ * were, not the chunk count.
  *
  * Reproduce a failure with its seed:
  *     ./test_heap_random SEED        or    BRISK_SEED=SEED ./test_heap_random
@@ -74,6 +81,7 @@ typedef struct model {
     unsigned next_id;
     unsigned failures_predicted;
     unsigned failures_seen;
+    unsigned above_bound; /* allocs above largest_free that succeeded */
 } model;
 
 static int check_slot(const brisk_heap *heap, const slot *s, size_t step)
@@ -105,10 +113,23 @@ static int match_visit(const brisk_heap_chunk *chunk, void *context)
     return 0;
 }
 
-static void run(uint64_t seed, unsigned flags)
+/* What a failed call may change: nothing, or under BRISK_HEAP_DEFER_MERGE
+ * the deferred blocks it merged (fewer free chunks, a larger largest
+ * free; nothing else). */
+static bool failure_kept_heap(const brisk_heap_stats *before, const brisk_heap_stats *after, unsigned flags)
+{
+    if (!(flags & BRISK_HEAP_DEFER_MERGE))
+        return stats_equal(before, after);
+    return before->capacity == after->capacity && before->allocated == after->allocated &&
+           before->free_bytes == after->free_bytes && before->high_water == after->high_water &&
+           before->used_chunks == after->used_chunks && after->free_chunks <= before->free_chunks &&
+           after->largest_free >= before->largest_free;
+}
+
+static void run(uint64_t seed, unsigned flags, size_t heap_size)
 {
     rng_state = seed;
-    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 19, flags);
+    brisk_heap *heap = brisk_heap_create_ex(NULL, heap_size, flags);
     REQUIRE(heap != NULL);
     static model m;
     memset(&m, 0, sizeof m);
@@ -141,7 +162,8 @@ static void run(uint64_t seed, unsigned flags)
                 CHECK_EQ(errno, ENOMEM);
                 m.failures_seen++;
                 brisk_heap_stats after = stats_of(heap);
-                CHECK(stats_equal(&before, &after));
+                CHECK_MSG(failure_kept_heap(&before, &after, flags), "step %zu: failed realloc changed the heap",
+                          step);
             } else {
                 size_t keep = size < s->size ? size : s->size;
                 CHECK_MSG(pattern_mismatch(p, keep, s->id) == 0, "step %zu: realloc lost contents", step);
@@ -171,17 +193,33 @@ static void run(uint64_t seed, unsigned flags)
             } else {
                 p = brisk_heap_alloc(heap, size);
                 /* The model: a plain alloc fails exactly when the request
-                 * exceeds largest_free. */
+                 * exceeds largest_free (a lower bound when deferring:
+                 * then it must succeed at or below it, and if it fails,
+                 * the request exceeds largest_free once the failure has
+                 * merged every deferred block). */
                 bool predicted = size <= before.largest_free;
-                CHECK_MSG(predicted == (p != NULL), "step %zu: alloc(%zu) %s but largest_free is %zu", step,
-                          size, p ? "succeeded" : "failed", before.largest_free);
-                m.failures_predicted += !predicted;
+                if (!(flags & BRISK_HEAP_DEFER_MERGE)) {
+                    CHECK_MSG(predicted == (p != NULL), "step %zu: alloc(%zu) %s but largest_free is %zu", step,
+                              size, p ? "succeeded" : "failed", before.largest_free);
+                } else if (predicted) {
+                    CHECK_MSG(p != NULL, "step %zu: alloc(%zu) failed but largest_free is %zu", step, size,
+                              before.largest_free);
+                } else if (p != NULL) {
+                    m.above_bound++;
+                } else {
+                    brisk_heap_stats merged = stats_of(heap);
+                    CHECK_MSG(size > merged.largest_free,
+                              "step %zu: alloc(%zu) failed but after merging largest_free is %zu", step, size,
+                              merged.largest_free);
+                }
+                m.failures_predicted += !predicted && p == NULL;
             }
             if (p == NULL) {
                 CHECK_EQ(errno, ENOMEM);
                 m.failures_seen++;
                 brisk_heap_stats after = stats_of(heap);
-                CHECK(stats_equal(&before, &after));
+                CHECK_MSG(failure_kept_heap(&before, &after, flags), "step %zu: failed alloc changed the heap",
+                          step);
             } else {
                 CHECK_MSG(((uintptr_t)p & (alignment - 1)) == 0, "step %zu: misaligned", step);
                 if (flags & BRISK_HEAP_WIPE) {
@@ -226,10 +264,22 @@ static void run(uint64_t seed, unsigned flags)
     }
     brisk_heap_stats end = stats_of(heap);
     CHECK_EQ(end.used_chunks, 0);
+    CHECK_EQ(end.free_bytes, end.capacity);
+    if (flags & BRISK_HEAP_DEFER_MERGE) {
+        /* Freed small blocks may still be deferred: one request of the
+         * whole capacity merges them all. */
+        void *whole = brisk_heap_alloc(heap, end.capacity - 8);
+        CHECK_MSG(whole != NULL, "seed %llu: the whole capacity not served after freeing everything",
+                  (unsigned long long)seed);
+        brisk_heap_free(heap, whole);
+        end = stats_of(heap);
+    }
     CHECK_EQ(end.free_chunks, 1);
     CHECK_EQ(brisk_heap_check(heap), 0);
-    printf("seed %llu flags %u: %u allocation failures (%u predicted by largest_free), high_water %zu\n",
-           (unsigned long long)seed, flags, m.failures_seen, m.failures_predicted, end.high_water);
+    printf("seed %llu flags %u heap %zu: %u allocation failures (%u predicted by largest_free, %u allocs above it "
+           "succeeded), high_water %zu\n",
+           (unsigned long long)seed, flags, heap_size, m.failures_seen, m.failures_predicted, m.above_bound,
+           end.high_water);
     if (check_failed_count != failed_before)
         printf("FAILED with seed %llu: rerun with ./test_heap_random %llu\n", (unsigned long long)seed,
                (unsigned long long)seed);
@@ -241,12 +291,22 @@ int main(int argc, char **argv)
     const char *given = argc > 1 ? argv[1] : getenv("BRISK_SEED");
     if (given != NULL) {
         uint64_t seed = strtoull(given, NULL, 0);
-        run(seed, 0);
-        run(seed, BRISK_HEAP_WIPE);
+        run(seed, 0, 1 << 19);
+        run(seed, BRISK_HEAP_WIPE, 1 << 19);
+        run(seed, BRISK_HEAP_DEFER_MERGE, 1 << 19);
+        run(seed, BRISK_HEAP_DEFER_MERGE, 1 << 16);
+        run(seed, BRISK_HEAP_DEFER_MERGE | BRISK_HEAP_THREADSAFE, 1 << 19);
     } else {
-        run(1, 0);
-        run(2, BRISK_HEAP_WIPE);
-        run((uint64_t)time(NULL), 0);
+        run(1, 0, 1 << 19);
+        run(2, BRISK_HEAP_WIPE, 1 << 19);
+        run(3, BRISK_HEAP_DEFER_MERGE, 1 << 19);
+        /* A small heap, full most of the time: deferred blocks are popped
+         * above largest_free and flushed by failing allocs. */
+        run(5, BRISK_HEAP_DEFER_MERGE, 1 << 16);
+        run(4, BRISK_HEAP_DEFER_MERGE | BRISK_HEAP_THREADSAFE, 1 << 19);
+        uint64_t now = (uint64_t)time(NULL);
+        run(now, 0, 1 << 19);
+        run(now, BRISK_HEAP_DEFER_MERGE, 1 << 16);
     }
     return check_finish("test_heap_random");
 }
