@@ -3,7 +3,10 @@
  *   byte 0        heap options: bit 0 BRISK_HEAP_WIPE, bits 1-3 pick the
  *                 buffer size (2 KiB .. 256 KiB), bit 4
  *                 BRISK_HEAP_THREADSAFE (one thread: exercises the lock),
- *                 bit 5 BRISK_HEAP_CANARY, bit 6 BRISK_HEAP_WIPE_CHECK
+ *                 bit 5 BRISK_HEAP_CANARY, bit 6 BRISK_HEAP_WIPE_CHECK,
+ *                 bit 7 BRISK_HEAP_DEFER_MERGE (bits 0, 5 and 6 are then
+ *                 ignored: the hardening options cannot be combined
+ *                 with it)
  *   then ops      one byte each, followed by its operands:
  *     op % 8 == 0  alloc          slot, size (2 bytes)
  *               1  calloc         slot, count, size (1 byte each)
@@ -95,6 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t heap_size = (size_t)2048 << (options >> 1 & 7);
     unsigned flags = (options & 1 ? BRISK_HEAP_WIPE : 0) | (options & 16 ? BRISK_HEAP_THREADSAFE : 0) |
                      (options & 32 ? BRISK_HEAP_CANARY : 0) | (options & 64 ? BRISK_HEAP_WIPE_CHECK : 0);
+    if (options & 128)
+        flags = (flags & BRISK_HEAP_THREADSAFE) | BRISK_HEAP_DEFER_MERGE;
     brisk_heap *heap = brisk_heap_create_ex(buffer, heap_size, flags);
     if (heap == NULL)
         __builtin_trap();
@@ -222,6 +227,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     brisk_heap_stats end;
     brisk_heap_get_stats(heap, &end);
+    if (end.used_chunks != 0 || end.free_bytes != end.capacity)
+        __builtin_trap();
+    if (flags & BRISK_HEAP_DEFER_MERGE) {
+        /* Deferred blocks may remain: one request of the whole capacity
+         * must merge them all and succeed. */
+        void *whole = brisk_heap_alloc(heap, end.capacity - 8);
+        if (whole == NULL)
+            __builtin_trap();
+        brisk_heap_free(heap, whole);
+        brisk_heap_get_stats(heap, &end);
+    }
     if (end.used_chunks != 0 || end.free_chunks != 1 || brisk_heap_check(heap) != 0)
         __builtin_trap();
     brisk_heap_destroy(heap);
