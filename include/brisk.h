@@ -226,10 +226,11 @@ typedef struct brisk_heap brisk_heap;
  * freed block of under 1 KiB (chunk size) is not merged at once but kept
  * aside, up to 7 per size, and handed straight back to the next request
  * of its size, as glibc's tcache does. Programs that free and allocate
- * the same sizes in turn then skip a merge and a split each time (the
- * recorded traces of bench/heap_traces.sh run 1.1x to 1.3x as fast as
- * with immediate merging), at the price of a little fragmentation: up to
- * 7 blocks of each small size stay unmerged. A deferred block is free for
+ * the same small sizes in turn then skip a merge and a split each time
+ * (the cc1 and sqlite3 traces of bench/heap_traces.sh run about 1.25x as
+ * fast as with immediate merging; the python3 trace, whose churn is of
+ * blocks over 1 KiB, about 0.85x), at the price of a little
+ * fragmentation: up to 7 blocks of each small size stay unmerged. A deferred block is free for
  * every purpose but merging: a second free of it, realloc or usable_size
  * of it are reported as for any freed block; brisk_heap_walk reports it
  * free; the statistics count it as a free chunk. When an alloc finds no

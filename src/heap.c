@@ -620,9 +620,9 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
     return p;
 }
 
-/* brisk_heap_alloc on a plain heap (heap_is_plain) when the exact class (need <
- * SMALL_LIMIT) is empty: the next non-empty class is split, as
- * alloc_search would, without its generic preamble. */
+/* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE) when
+ * the exact class (need < SMALL_LIMIT) is empty: the next non-empty class
+ * is split, as alloc_search would, without its generic preamble. */
 static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
 {
     size_t next = class_find_from(heap, need / GRANULE - 1);
@@ -658,38 +658,60 @@ static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
  * SMALL_LIMIT. */
 #define EXACT_REQUEST_MAX (SMALL_LIMIT - GRANULE - CHUNK_HEADER_SIZE)
 
-void *brisk_heap_alloc(brisk_heap *heap, size_t size)
+/* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE).
+ * Exact-class requests take their class's first chunk; everything else,
+ * and every rare case, is out of line. Every call below is a tail call,
+ * so the fast path saves no registers. */
+BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
 {
-    /* The fast path: a plain heap (no lock, wipe or hardening option: one
-     * test of the flags word) and a request of an exact class. Everything
-     * else, and every rare case, is out of line. */
-    if (brisk_likely(heap_is_plain(heap) && size <= EXACT_REQUEST_MAX)) {
+    if (brisk_likely(size <= EXACT_REQUEST_MAX)) {
         size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
         if (need < CHUNK_MIN_SIZE)
             need = CHUNK_MIN_SIZE;
-        if (heap->flags != 0) { /* BRISK_HEAP_DEFER_MERGE: a kept block first */
-            heap_chunk *d = deferred_take(heap, need, false);
-            if (brisk_likely(d != NULL && d != TAKE_CORRUPT))
-                return chunk_payload(d);
-            if (d == TAKE_CORRUPT)
-                return heap_alloc_general(heap, size); /* finds and reports it */
-        }
         heap_chunk *c = take_exact(heap, need, false);
         if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
             mark_live(heap, c);
             return chunk_payload(c);
         }
-        /* Both calls are tail calls, so the fast path saves no registers.
-         * A damaged entry goes the general way, which finds and reports
+        /* A damaged entry goes the general way, which finds and reports
          * it. */
         if (c == NULL)
             return alloc_plain_miss(heap, need);
-    } else if (heap_is_plain(heap)) {
-        /* A ranged request: straight to the search (which sets errno). */
-        size_t need;
-        if (chunk_size_for_request(size, &need))
-            return alloc_search(heap, need, need, BRISK_ALIGNMENT);
+        return heap_alloc_general(heap, size);
     }
+    /* A ranged request: straight to the search (which sets errno). */
+    size_t need;
+    if (chunk_size_for_request(size, &need))
+        return alloc_search(heap, need, need, BRISK_ALIGNMENT);
+    return heap_alloc_general(heap, size);
+}
+
+/* brisk_heap_alloc on a heap whose only flag is BRISK_HEAP_DEFER_MERGE:
+ * a deferred block of the request's exact size first. Out of line, so
+ * that a heap without options pays nothing for the option. */
+static BRISK_NOINLINE void *alloc_deferring(brisk_heap *heap, size_t size)
+{
+    if (size <= EXACT_REQUEST_MAX) {
+        size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
+        if (need < CHUNK_MIN_SIZE)
+            need = CHUNK_MIN_SIZE;
+        heap_chunk *d = deferred_take(heap, need, false);
+        if (brisk_likely(d != NULL && d != TAKE_CORRUPT))
+            return chunk_payload(d);
+        if (d == TAKE_CORRUPT)
+            return heap_alloc_general(heap, size); /* finds and reports it */
+    }
+    return alloc_plain(heap, size);
+}
+
+void *brisk_heap_alloc(brisk_heap *heap, size_t size)
+{
+    /* One test of the flags word picks the fast path of a heap without
+     * options (no lock, wipe, hardening or deferral). */
+    if (brisk_likely(heap->flags == 0))
+        return alloc_plain(heap, size);
+    if (heap->flags == BRISK_HEAP_DEFER_MERGE)
+        return alloc_deferring(heap, size);
     return heap_alloc_general(heap, size);
 }
 
@@ -1022,19 +1044,19 @@ static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, siz
         heap_free_general(heap, chunk_payload(c));
 }
 
-void brisk_heap_free(brisk_heap *heap, void *ptr)
+/* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
+ * not NULL. Every way out other than success is a tail call: to
+ * free_plain_merge, or, having changed nothing, to the general path,
+ * which validates again and reports what it finds. Few values are kept
+ * across the checks (offsets are worked out again from the chunk
+ * addresses), which spares the registers. `deferring`: the heap has
+ * BRISK_HEAP_DEFER_MERGE, and a block found live is kept aside when its
+ * class has room. */
+BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
 {
-    if (ptr == NULL)
-        return;
-    /* One test of the flags word picks the plain path. Every way out of
-     * it other than success is a tail call: to free_plain_merge, or,
-     * having changed nothing, to the general path, which validates again
-     * and reports what it finds. Few values are kept across the checks
-     * (offsets are worked out again from the chunk addresses), which
-     * spares the registers. */
     heap_chunk *c = chunk_of_payload(ptr);
     size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
-    if (brisk_unlikely(!heap_is_plain(heap) || offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
+    if (brisk_unlikely(offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
                        block_map_get(heap, offset / GRANULE) != BLOCK_MAP_LIVE))
         goto general;
     /* c lies in the chunk area, so its header can be read; it is believed
@@ -1043,7 +1065,7 @@ void brisk_heap_free(brisk_heap *heap, void *ptr)
     if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
                        size > (size_t)(heap->end - (char *)c)))
         goto general;
-    if (heap->flags != 0 && defer_push(heap, c, size)) /* BRISK_HEAP_DEFER_MERGE */
+    if (deferring && defer_push(heap, c, size))
         return;
     heap_chunk *next = chunk_at(c, size);
     size_t next_head = next->head;
@@ -1074,6 +1096,30 @@ merge:
     return;
 general:
     heap_free_general(heap, chunk_payload(c));
+}
+
+/* brisk_heap_free on a heap whose only flag is BRISK_HEAP_DEFER_MERGE.
+ * Out of line, so that a heap without options pays nothing for it. */
+static BRISK_NOINLINE void free_deferring(brisk_heap *heap, void *ptr)
+{
+    free_plain(heap, ptr, true);
+}
+
+void brisk_heap_free(brisk_heap *heap, void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    /* One test of the flags word picks the fast path of a heap without
+     * options. */
+    if (brisk_likely(heap->flags == 0)) {
+        free_plain(heap, ptr, false);
+        return;
+    }
+    if (heap->flags == BRISK_HEAP_DEFER_MERGE) {
+        free_deferring(heap, ptr);
+        return;
+    }
+    heap_free_general(heap, ptr);
 }
 
 size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)

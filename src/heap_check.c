@@ -26,7 +26,8 @@
  *      and the summary word has bit w set exactly when word w is
  *      non-zero; no class at or above class_count is used.
  *  10. The block map has LIVE exactly at the used chunks; no granule is
- *      both LIVE and FREED.
+ *      both LIVE and FREED (that is DEFERRED, which only a heap with
+ *      BRISK_HEAP_DEFER_MERGE has: see 15).
  *  11. The counters (used chunks, listed chunks and bytes) agree with a
  *      recount, and so does the allocated-bytes figure derived from them
  *      (heap_allocated).
@@ -92,8 +93,10 @@ static int check_locked(const brisk_heap *heap)
         unsigned state = block_map_get(heap, g);
         bool live = state == BLOCK_MAP_LIVE;
         if (chunk_is_used(c) && state == BLOCK_MAP_DEFERRED) {
-            if (!(heap->flags & BRISK_HEAP_DEFER_MERGE) || size >= SMALL_LIMIT)
-                return check_fail(15, "deferred block in a heap or class that does not defer", c);
+            if (!(heap->flags & BRISK_HEAP_DEFER_MERGE))
+                return check_fail(10, "granule both live and freed", c);
+            if (size >= SMALL_LIMIT)
+                return check_fail(15, "deferred block too large to be deferred", c);
             deferred++;
             deferred_bytes += size;
             deferred_sum += (uintptr_t)c;

@@ -229,12 +229,6 @@ BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
  * forged link can only name another deferred block of the same size. */
 #define DEFER_PER_CLASS 7u
 
-/* The flags the plain fast paths handle: none, or only deferral. */
-BRISK_INLINE bool heap_is_plain(const brisk_heap *heap)
-{
-    return (heap->flags & ~(unsigned)BRISK_HEAP_DEFER_MERGE) == 0;
-}
-
 /* Usable bytes of a used chunk of `size` bytes. */
 BRISK_INLINE size_t chunk_usable(const brisk_heap *heap, size_t size)
 {

@@ -523,7 +523,7 @@ static void test_create_edges(void)
     CHECK(brisk_heap_create(SIZE_MAX / 2 + 100) == NULL);
     CHECK_EQ(errno, ENOMEM);
     errno = 0;
-    CHECK(brisk_heap_create_ex(NULL, 4096, 0x10) /* no such flag */ == NULL);
+    CHECK(brisk_heap_create_ex(NULL, 4096, 0x20) /* no such flag */ == NULL);
     CHECK_EQ(errno, EINVAL);
     errno = 0;
     CHECK(brisk_heap_create_ex(buffer, sizeof buffer, ~0u) == NULL);
