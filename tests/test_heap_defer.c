@@ -666,7 +666,10 @@ static void test_misuse_aborts(unsigned flags)
     char *g = brisk_heap_alloc(misuse_heap, 8);
     char *freed = brisk_heap_alloc(misuse_heap, 3000);
     char *g2 = brisk_heap_alloc(misuse_heap, 8);
-    REQUIRE(a && live && b && g && freed && g2);
+    char *other_size = brisk_heap_alloc(misuse_heap, 40);
+    char *g3 = brisk_heap_alloc(misuse_heap, 8);
+    REQUIRE(a && live && b && g && freed && g2 && other_size && g3);
+    brisk_heap_free(misuse_heap, other_size); /* deferred, class 48 */
     brisk_heap_free(misuse_heap, freed); /* a merged free chunk */
     brisk_heap_free(misuse_heap, b);
     brisk_heap_free(misuse_heap, a); /* the list: a -> b */
@@ -686,10 +689,11 @@ static void test_misuse_aborts(unsigned flags)
 
     /* Forged links: each names something that is not a deferred block of
      * the class, and the pop that would follow it refuses. */
-    static const char *const names[] = {"a live block", "a free chunk", "the block itself", "a stack address",
-                                        "an unaligned address", "outside the heap"};
+    static const char *const names[] = {"a live block",         "a free chunk",     "the block itself",
+                                        "a stack address",      "an unaligned address", "outside the heap",
+                                        "a deferred block of another size (BUG: accepted)"};
     char local[64];
-    void *targets[] = {live - 8, freed - 8, a - 8, local, b - 4, (void *)(uintptr_t)0x1000};
+    void *targets[] = {live - 8, freed - 8, a - 8, local, b - 4, (void *)(uintptr_t)0x1000, other_size - 8};
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
         forged_link = targets[i];
         r = run_in_child(forge_then_alloc, a);
@@ -832,6 +836,184 @@ static void test_handler_returns(unsigned flags)
     brisk_set_error_handler(NULL, NULL);
 }
 
+/* ---- defects found while writing these tests ------------------------------
+ *
+ * Each test below fails on the heap as this file was written (branch
+ * defer at 644f8ec) and states what is wrong; see the commit message. */
+
+/* A forged link naming a deferred block of another size is accepted: the
+ * pop checks only that the block map says DEFERRED, not the class, so
+ * the other-size block becomes the head of this class's list while it
+ * stays on its own, and is handed out twice. */
+static void test_forged_link_to_other_size(unsigned flags)
+{
+    report_log log;
+    memset(&log, 0, sizeof log);
+    brisk_set_error_handler(record_report, &log);
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    char *x = brisk_heap_alloc(heap, 24);   /* 32 */
+    char *g = brisk_heap_alloc(heap, 8);
+    char *y = brisk_heap_alloc(heap, 1000); /* 1008 */
+    char *g2 = brisk_heap_alloc(heap, 8);
+    REQUIRE(x && g && y && g2);
+    brisk_heap_free(heap, y);
+    brisk_heap_free(heap, x);
+    void *forged = y - 8;
+    memcpy(x, &forged, sizeof forged);
+    char *p1 = brisk_heap_alloc(heap, 24);
+    CHECK_MSG(p1 == NULL && log.count == 1,
+              "BUG: a link forged to a deferred block of another size (%p) was not refused: alloc returned %p, "
+              "%d reports",
+              (void *)y, (void *)p1, log.count);
+    if (p1 == NULL) {
+        memset(x, 0, sizeof forged); /* undo the damage: the list was x alone */
+        CHECK_HEAP(heap);
+    } else {
+        /* What it leads to: the same block handed out twice. */
+        char *p2 = brisk_heap_alloc(heap, 24);
+        char *p3 = brisk_heap_alloc(heap, 1000);
+        CHECK_MSG(p2 == NULL || p3 == NULL || p2 != p3,
+                  "BUG: after the forged link, %p was handed out twice (as 24 and as 1000 bytes)", (void *)p3);
+        CHECK_MSG(brisk_heap_check(heap) == 0 || log.count > 0,
+                  "BUG: the heap fails its check and nothing was reported");
+    }
+    brisk_heap_destroy(heap);
+    brisk_set_error_handler(NULL, NULL);
+}
+
+/* A forged link naming a deferred block of the same size further down
+ * the list is accepted too: the entries it skips stay DEFERRED in the map
+ * but are on no list, the class count no longer matches its list, and
+ * brisk_heap_check fails from then on, with nothing reported; the
+ * skipped block's memory is never handed out or merged again. */
+static void test_forged_link_skipping_entries(unsigned flags)
+{
+    report_log log;
+    memset(&log, 0, sizeof log);
+    brisk_set_error_handler(record_report, &log);
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    char *x = brisk_heap_alloc(heap, 100);
+    char *a = brisk_heap_alloc(heap, 100);
+    char *b = brisk_heap_alloc(heap, 100);
+    char *g = brisk_heap_alloc(heap, 8);
+    REQUIRE(x && a && b && g);
+    brisk_heap_free(heap, b);
+    brisk_heap_free(heap, a);
+    brisk_heap_free(heap, x); /* the list: x -> a -> b */
+    void *forged = b - 8;      /* skips a */
+    memcpy(x, &forged, sizeof forged);
+    char *p1 = brisk_heap_alloc(heap, 100);
+    char *p2 = p1 != NULL ? brisk_heap_alloc(heap, 100) : NULL;
+    char *p3 = p2 != NULL ? brisk_heap_alloc(heap, 100) : NULL;
+    CHECK_MSG(log.count > 0 || p3 == a,
+              "BUG: a link forged past a deferred block was not refused, and the skipped block %p is lost "
+              "(pops returned %p %p %p)",
+              (void *)a, (void *)p1, (void *)p2, (void *)p3);
+    CHECK_MSG(log.count > 0 || brisk_heap_check(heap) == 0,
+              "BUG: after a forged link that was never reported, brisk_heap_check fails");
+    brisk_heap_destroy(heap);
+    brisk_set_error_handler(NULL, NULL);
+}
+
+/* On the plain deferring heap the free fast path defers a block after
+ * checking its header only (USED, a size inside the region), not its
+ * neighbours' tags as every other free does. So an overflow that rewrites
+ * the next block's size is not reported when that block is freed, as it
+ * is on a default heap ("heap metadata corrupted"), and the next alloc of
+ * the forged size hands out a block overlapping its neighbour. */
+static brisk_heap *overflow_heap;
+
+static void overflow_then_free(void *arg)
+{
+    char *a = arg;
+    char *b = a + 32;
+    size_t forged_head = 48 | 3; /* size 48 (b is 32), USED, PREV_USED */
+    memcpy(a + 24, &forged_head, sizeof forged_head); /* 8 bytes past a's usable end */
+    brisk_heap_free(overflow_heap, b);
+    char *p = brisk_heap_alloc(overflow_heap, 40);
+    fprintf(stderr, "not reported; alloc(40) returned %p, b is %p\n", (void *)p, (void *)b);
+}
+
+static void test_overflow_into_header_then_free(void)
+{
+    static const unsigned flag_sets[] = {0, DEFER, DEFER | BRISK_HEAP_THREADSAFE};
+    for (size_t f = 0; f < sizeof flag_sets / sizeof flag_sets[0]; f++) {
+        overflow_heap = brisk_heap_create_ex(NULL, 1 << 16, flag_sets[f]);
+        REQUIRE(overflow_heap != NULL);
+        char *a = brisk_heap_alloc(overflow_heap, 24);
+        char *b = brisk_heap_alloc(overflow_heap, 24);
+        char *c = brisk_heap_calloc(overflow_heap, 1, 24);
+        char *g = brisk_heap_alloc(overflow_heap, 8);
+        REQUIRE(a && b == a + 32 && c == b + 32 && g);
+        child_result r = run_in_child(overflow_then_free, a);
+        CHECK_MSG(!r.exited && r.signal == SIGABRT && strstr(r.output, report_for("heap metadata corrupted", b)),
+                  "%sflags %#x: an overflow into the next block's header is not reported when that block is "
+                  "freed: exited=%d signal=%d, stderr \"%s\"",
+                  flag_sets[f] == DEFER ? "BUG: " : "", flag_sets[f], r.exited, r.signal, r.output);
+        brisk_heap_destroy(overflow_heap);
+    }
+}
+
+/* A realloc that can grow in place only once a deferred right neighbour
+ * is merged fails: resize_in_place sees the deferred block as used, the
+ * move finds no room and flushes, and realloc does not try in place
+ * again. The same call succeeds right after (the flush merged the
+ * neighbour), so the failure is capacity lost to deferral. */
+static void test_realloc_into_deferred_neighbour(unsigned flags)
+{
+    static _Alignas(16) char buffer[8192];
+    brisk_heap *heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
+    REQUIRE(heap != NULL);
+    char *r = brisk_heap_alloc(heap, 100); /* 112 */
+    char *s = brisk_heap_alloc(heap, 100); /* 112 */
+    char *rest = brisk_heap_alloc(heap, stats_of(heap).largest_free);
+    REQUIRE(r && s && rest);
+    fill(r, 100, 3);
+    brisk_heap_free(heap, s);
+    errno = 0;
+    char *p = brisk_heap_realloc(heap, r, 200); /* 208 <= 112 + 112 */
+    CHECK_MSG(p == r, "BUG: realloc into a deferred neighbour failed (returned %p, errno %d)", (void *)p, errno);
+    if (p == NULL) {
+        p = brisk_heap_realloc(heap, r, 200);
+        CHECK_MSG(p == r, "and again: %p", (void *)p);
+    }
+    if (p != NULL)
+        CHECK(filled(p, 100, 3));
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
+/* When the flush merges deferred blocks into a chunk of exactly the
+ * request's own exact class, the search that runs again does not find
+ * it: alloc_search_inline skips the request's own exact class (it
+ * assumes take_exact just found it empty) and looks only above it. The
+ * alloc fails with ENOMEM; the same alloc right after succeeds. */
+static void test_flush_into_own_exact_class(unsigned flags)
+{
+    static _Alignas(16) char buffer[4096];
+    brisk_heap *heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
+    REQUIRE(heap != NULL);
+    char *blocks[256];
+    size_t n = 0;
+    while (n < 256 && (blocks[n] = brisk_heap_alloc(heap, 24)) != NULL)
+        n++;
+    REQUIRE(n > 4);
+    for (size_t i = 0; i < 4; i++)
+        brisk_heap_free(heap, blocks[i]); /* four deferred 32-byte blocks */
+    errno = 0;
+    char *p = brisk_heap_alloc(heap, 4 * 32 - 8); /* chunk 128, an exact class */
+    CHECK_MSG(p == blocks[0], "BUG: alloc(120) after a flush that made a 128-byte chunk returned %p (errno %d)",
+              (void *)p, errno);
+    if (p == NULL) {
+        p = brisk_heap_alloc(heap, 4 * 32 - 8);
+        CHECK_MSG(p == blocks[0], "and again: %p", (void *)p);
+    }
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
 int main(void)
 {
     test_create_flags();
@@ -846,9 +1028,14 @@ int main(void)
         test_stats_and_walk(flags);
         test_misuse_aborts(flags);
         test_handler_returns(flags);
+        test_forged_link_to_other_size(flags);
+        test_forged_link_skipping_entries(flags);
+        test_realloc_into_deferred_neighbour(flags);
+        test_flush_into_own_exact_class(flags);
         if (check_failed_count != failed)
             fprintf(stderr, "(the failures above were with flags %#x)\n", flags);
     }
     test_threadsafe();
+    test_overflow_into_header_then_free();
     return check_finish("test_heap_defer");
 }
