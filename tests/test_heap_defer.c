@@ -479,6 +479,60 @@ static void test_flush_from_other_paths(unsigned flags)
     brisk_heap_destroy(heap);
 }
 
+/* ---- realloc next to deferred blocks -------------------------------------- */
+
+static void test_realloc_around_deferred(unsigned flags)
+{
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    char *a = brisk_heap_alloc(heap, 100); /* 112 */
+    char *b = brisk_heap_alloc(heap, 100); /* 112 */
+    char *c = brisk_heap_alloc(heap, 100); /* 112 */
+    char *g = brisk_heap_alloc(heap, 8);   /* 32 */
+    REQUIRE(a && b && c && g);
+    fill(b, 100, 4);
+    brisk_heap_free(heap, a);
+    brisk_heap_free(heap, c);
+    CHECK_LAYOUT(heap, -112, 112, -112, 32);
+
+    /* Shrinking b: its tail becomes a free chunk that does not merge with
+     * the deferred c on its right. */
+    char *p = brisk_heap_realloc(heap, b, 50); /* 64 */
+    CHECK(p == b);
+    CHECK(filled(b, 50, 4));
+    CHECK(is_deferred(heap, a) && is_deferred(heap, c));
+    CHECK_LAYOUT(heap, -112, 64, -48, -112, 32);
+    CHECK_HEAP(heap);
+    /* c comes back with a free chunk on its left, and is deferred again. */
+    CHECK(brisk_heap_alloc(heap, 100) == c);
+    CHECK_LAYOUT(heap, -112, 64, -48, 112, 32);
+    CHECK_HEAP(heap);
+    brisk_heap_free(heap, c);
+    CHECK(is_deferred(heap, c));
+    CHECK_HEAP(heap);
+
+    /* Growing b cannot take in deferred neighbours (a on its left, c past
+     * the free 48): it moves to the wilderness. Its old chunk is released
+     * at once, not deferred, and merges with the free 48. */
+    p = brisk_heap_realloc(heap, b, 200); /* 208 */
+    REQUIRE(p != NULL);
+    CHECK(p == g + 32);
+    CHECK(filled(p, 50, 4));
+    CHECK(is_freed(heap, b));
+    CHECK(is_deferred(heap, a) && is_deferred(heap, c));
+    CHECK_LAYOUT(heap, -112, -112, -112, 32, 208);
+    CHECK_HEAP(heap);
+    /* realloc to 0 frees, and a small chunk is deferred. */
+    CHECK(brisk_heap_realloc(heap, p, 0) == NULL);
+    CHECK(is_deferred(heap, p));
+    CHECK_LAYOUT(heap, -112, -112, -112, 32, -208);
+    CHECK_HEAP(heap);
+    /* realloc(NULL, n) is an alloc: it pops. */
+    CHECK(brisk_heap_realloc(heap, NULL, 200) == p);
+    CHECK_HEAP(heap);
+    brisk_heap_destroy(heap);
+}
+
 /* ---- statistics and the walk --------------------------------------------- */
 
 static void test_stats_and_walk(unsigned flags)
@@ -564,6 +618,7 @@ typedef struct thread_job {
     brisk_heap *heap;
     unsigned seed;
     int bad;
+    unsigned failed; /* allocs refused (each merged every deferred block first) */
 } thread_job;
 
 static void *thread_churn(void *arg)
@@ -584,10 +639,12 @@ static void *thread_churn(void *arg)
             /* Few sizes, so blocks are deferred and popped across
              * threads; now and then a large one, which needs a flush when
              * the heap is full. */
-            sizes[slot] = (state >> 4) % 64 == 0 ? 4000 : ((state >> 4) % 4) * 40;
+            sizes[slot] = (state >> 4) % 16 == 0 ? 8000 : ((state >> 4) % 4) * 40;
             blocks[slot] = brisk_heap_alloc(job->heap, sizes[slot]);
             if (blocks[slot] != NULL)
                 memset(blocks[slot], (char)(job->seed + slot), sizes[slot]);
+            else
+                job->failed++;
         }
     }
     for (int slot = 0; slot < 32; slot++)
@@ -598,18 +655,21 @@ static void *thread_churn(void *arg)
 static void test_threadsafe(void)
 {
     /* Small enough that the threads run it full and flush. */
-    brisk_heap *heap = brisk_heap_create_ex(NULL, 64 * 1024, DEFER | BRISK_HEAP_THREADSAFE);
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 24 * 1024, DEFER | BRISK_HEAP_THREADSAFE);
     REQUIRE(heap != NULL);
     pthread_t threads[4];
     thread_job jobs[4];
     for (unsigned t = 0; t < 4; t++) {
-        jobs[t] = (thread_job){heap, 17 + t * 40, 0};
+        jobs[t] = (thread_job){heap, 17 + t * 40, 0, 0};
         REQUIRE(pthread_create(&threads[t], NULL, thread_churn, &jobs[t]) == 0);
     }
+    unsigned failed = 0;
     for (unsigned t = 0; t < 4; t++) {
         pthread_join(threads[t], NULL);
         CHECK_EQ(jobs[t].bad, 0);
+        failed += jobs[t].failed;
     }
+    printf("threads: %u allocs refused on a full heap (each merged the deferred blocks first)\n", failed);
     brisk_heap_stats s = stats_of(heap);
     CHECK_EQ(s.used_chunks, 0);
     CHECK_EQ(s.free_bytes, s.capacity);
@@ -1026,6 +1086,7 @@ int main(void)
         test_exhaustion_then_whole(flags);
         test_flush_from_other_paths(flags);
         test_stats_and_walk(flags);
+        test_realloc_around_deferred(flags);
         test_misuse_aborts(flags);
         test_handler_returns(flags);
         test_forged_link_to_other_size(flags);
