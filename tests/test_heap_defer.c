@@ -618,7 +618,7 @@ typedef struct thread_job {
     brisk_heap *heap;
     unsigned seed;
     int bad;
-    unsigned failed; /* allocs refused (each merged every deferred block first) */
+    unsigned failed; /* allocs refused (each having merged whatever was deferred) */
 } thread_job;
 
 static void *thread_churn(void *arg)
@@ -669,7 +669,7 @@ static void test_threadsafe(void)
         CHECK_EQ(jobs[t].bad, 0);
         failed += jobs[t].failed;
     }
-    printf("threads: %u allocs refused on a full heap (each merged the deferred blocks first)\n", failed);
+    printf("threads: %u allocs refused on a full heap (each having merged whatever was deferred)\n", failed);
     brisk_heap_stats s = stats_of(heap);
     CHECK_EQ(s.used_chunks, 0);
     CHECK_EQ(s.free_bytes, s.capacity);
