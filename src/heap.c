@@ -282,11 +282,13 @@ static inline bool defer_push(brisk_heap *heap, heap_chunk *c, size_t size)
     if (!(heap->flags & BRISK_HEAP_DEFER_MERGE) || size >= SMALL_LIMIT)
         return false;
     size_t cls = size / GRANULE - 2;
-    if (heap->deferred_count[cls] >= DEFER_PER_CLASS)
+    heap_chunk **lists = heap_deferred_lists(heap);
+    uint8_t *counts = heap_deferred_counts(heap);
+    if (counts[cls] >= DEFER_PER_CLASS)
         return false;
-    c->next = heap->deferred[cls];
-    heap->deferred[cls] = c;
-    heap->deferred_count[cls]++;
+    c->next = lists[cls];
+    lists[cls] = c;
+    counts[cls]++;
     block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
     return true;
 }
@@ -307,16 +309,17 @@ BRISK_INLINE bool deferred_entry_sound(const brisk_heap *heap, const heap_chunk 
 
 /* Pops the deferred chunk of class `need` (an exact chunk size) and makes
  * it live again, unchanged: NULL when there is none. The first entry
- * comes from deferred[] (bookkeeping); its next link lies in the chunk,
- * where a write after free can reach it, so it is checked before it
- * becomes the list's first entry. It must not be the entry itself, and
- * once an entry is live again no later pop can take it through a forged
- * link. The entry's header is not read: the next free of the block checks
- * it, as it checks every block's. */
+ * comes from the deferred lists (bookkeeping); its next link lies in the
+ * chunk, where a write after free can reach it, so it is checked before
+ * it becomes the list's first entry. It must not be the entry itself,
+ * and once an entry is live again no later pop can take it through a
+ * forged link. The entry's header is not read: the next free of the
+ * block checks it, as it checks every block's. */
 BRISK_INLINE heap_chunk *deferred_take(brisk_heap *heap, size_t need, bool report)
 {
     size_t cls = need / GRANULE - 2;
-    heap_chunk *d = heap->deferred[cls];
+    heap_chunk **lists = heap_deferred_lists(heap);
+    heap_chunk *d = lists[cls];
     if (d == NULL)
         return NULL;
     heap_chunk *next = d->next;
@@ -326,8 +329,8 @@ BRISK_INLINE heap_chunk *deferred_take(brisk_heap *heap, size_t need, bool repor
                          chunk_payload(d));
         return TAKE_CORRUPT;
     }
-    heap->deferred[cls] = next;
-    heap->deferred_count[cls]--;
+    lists[cls] = next;
+    heap_deferred_counts(heap)[cls]--;
     block_map_toggle_freed(heap, chunk_granule(heap, d)); /* DEFERRED -> LIVE */
     return d;
 }
@@ -945,7 +948,7 @@ static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
 {
     bool released = false;
     for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
-        while (heap->deferred[cls] != NULL) {
+        while (heap_deferred_lists(heap)[cls] != NULL) {
             heap_chunk *d = deferred_take(heap, size_class_floor(cls), true);
             if (d == TAKE_CORRUPT)
                 break;

@@ -189,12 +189,15 @@ static int check_locked(const brisk_heap *heap)
      * found DEFERRED, and no further than their counts allow. */
     size_t deferred_seen = 0, deferred_seen_bytes = 0;
     uintptr_t deferred_seen_sum = 0;
-    for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
+    size_t deferring_classes = (heap->flags & BRISK_HEAP_DEFER_MERGE) ? SMALL_CLASSES : 0;
+    for (size_t cls = 0; cls < deferring_classes; cls++) {
         size_t size = size_class_floor(cls), n = 0;
-        if (heap->deferred_count[cls] > DEFER_PER_CLASS)
-            return check_fail(15, "deferred count above the per-class limit", heap->deferred[cls]);
-        for (const heap_chunk *e = heap->deferred[cls]; e != NULL; e = e->next) {
-            if (n++ >= heap->deferred_count[cls])
+        const heap_chunk *first = heap_deferred_lists(heap)[cls];
+        size_t count = heap_deferred_counts(heap)[cls];
+        if (count > DEFER_PER_CLASS)
+            return check_fail(15, "deferred count above the per-class limit", first);
+        for (const heap_chunk *e = first; e != NULL; e = e->next) {
+            if (n++ >= count)
                 return check_fail(15, "deferred list longer than its count", e);
             if (!chunk_address_plausible(heap, e) ||
                 block_map_get(heap, chunk_granule(heap, e)) != BLOCK_MAP_DEFERRED)
@@ -205,8 +208,8 @@ static int check_locked(const brisk_heap *heap)
             deferred_seen_bytes += size;
             deferred_seen_sum += (uintptr_t)e;
         }
-        if (n != heap->deferred_count[cls])
-            return check_fail(15, "deferred list shorter than its count", heap->deferred[cls]);
+        if (n != count)
+            return check_fail(15, "deferred list shorter than its count", first);
     }
     if (deferred_seen != deferred || deferred_seen_sum != deferred_sum || deferred_seen_bytes != deferred_bytes)
         return check_fail(15, "deferred lists and deferred blocks differ", base);

@@ -12,13 +12,15 @@
 /* Bytes of bookkeeping in front of the chunks. The list heads and the
  * granule maps are sized for the largest capacity the region could give
  * (the whole region), which overestimates by a few words at most. */
-size_t heap_bookkeeping_size(size_t region_size)
+size_t heap_bookkeeping_size(size_t region_size, unsigned flags)
 {
     size_t largest_chunk = region_size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : region_size & ~(GRANULE - 1);
     size_t classes = size_class_of(largest_chunk) + 1;
     size_t granules = region_size / GRANULE;
     size_t map_words = (granules + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD;
     size_t bytes = HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *) + map_words * sizeof(uint64_t);
+    if (flags & BRISK_HEAP_DEFER_MERGE)
+        bytes += DEFERRED_SIZE; /* at the end: heap_deferred_lists */
     return (bytes + GRANULE - 1) & ~(GRANULE - 1);
 }
 
@@ -26,7 +28,7 @@ size_t heap_bookkeeping_size(size_t region_size)
  * when there is no room for the bookkeeping and one minimal chunk. */
 static brisk_heap *heap_init(void *mem, size_t size, unsigned flags, void *map_base, size_t map_size)
 {
-    size_t bookkeeping = heap_bookkeeping_size(size);
+    size_t bookkeeping = heap_bookkeeping_size(size, flags);
     /* Chunks from region + bookkeeping + 8 (payloads 16-aligned) to the
      * sentinel in the region's last 8 bytes. */
     size_t usable_end = size & ~(GRANULE - 1);
@@ -82,11 +84,11 @@ static brisk_heap *heap_create_mapped(size_t capacity, unsigned flags)
     size_t slack = 2 * CHUNK_HEADER_SIZE + GRANULE;
     size_t region;
     if (capacity > SIZE_MAX / 2 ||
-        !align_up_checked(capacity + heap_bookkeeping_size(capacity) + slack, page, &region)) {
+        !align_up_checked(capacity + heap_bookkeeping_size(capacity, flags) + slack, page, &region)) {
         errno = ENOMEM;
         return NULL;
     }
-    while (region - heap_bookkeeping_size(region) - slack < capacity)
+    while (region - heap_bookkeeping_size(region, flags) - slack < capacity)
         region += page;
     void *mem = os_map(region);
     if (mem == NULL) {

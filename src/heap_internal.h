@@ -5,9 +5,13 @@
  *
  * The region:
  *
- *   region start (16-aligned)                                   region end
- *   | struct brisk_heap | list heads |   block map   |pad| chunks ...   |S|
- *                                                               ^base   ^end
+ *   region start (16-aligned)                                     region end
+ *   | struct brisk_heap | list heads | block map | deferred |pad| chunks |S|
+ *                                                                ^base  ^end
+ *
+ *   The deferred lists and counts (BRISK_HEAP_DEFER_MERGE only, so that
+ *   other heaps do not pay their 560 bytes) end where the chunks begin:
+ *   found from base, they need no field in the struct.
  *
  *   Chunks tile [base, end) exactly. base and end are 8 mod 16, so every
  *   payload (a chunk's start + 8) is 16-aligned. S is an 8-byte sentinel
@@ -165,12 +169,6 @@ struct brisk_heap {
     void *map_base;          /* the mapping to unmap, or NULL */
     size_t map_size;
     pthread_mutex_t lock;    /* taken when flags has BRISK_HEAP_THREADSAFE */
-    /* BRISK_HEAP_DEFER_MERGE: freed blocks of the exact classes kept aside
-     * unmerged (see "deferred merging" below). Last: the hot fields above
-     * stay together. */
-    heap_chunk *deferred[SMALL_CLASSES];   /* per class, linked through
-                                              each block's `next` */
-    uint8_t deferred_count[SMALL_CLASSES]; /* <= DEFER_PER_CLASS */
 };
 
 BRISK_INLINE void heap_lock(const brisk_heap *heap)
@@ -229,6 +227,19 @@ BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
  * forged link can only name another deferred block of the same size. */
 #define DEFER_PER_CLASS 7u
 
+/* The deferred lists and counts: SMALL_CLASSES list heads, then
+ * SMALL_CLASSES counts padded to 16 bytes, just below base's header. */
+#define DEFERRED_SIZE (SMALL_CLASSES * sizeof(heap_chunk *) + ((SMALL_CLASSES + GRANULE - 1) & ~(GRANULE - 1)))
+BRISK_INLINE heap_chunk **heap_deferred_lists(const brisk_heap *heap)
+{
+    return (heap_chunk **)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE);
+}
+BRISK_INLINE uint8_t *heap_deferred_counts(const brisk_heap *heap)
+{
+    return (uint8_t *)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE +
+                                  SMALL_CLASSES * sizeof(heap_chunk *));
+}
+
 /* Usable bytes of a used chunk of `size` bytes. */
 BRISK_INLINE size_t chunk_usable(const brisk_heap *heap, size_t size)
 {
@@ -269,9 +280,10 @@ BRISK_INLINE size_t heap_deferred(const brisk_heap *heap, size_t *bytes)
 {
     size_t count = 0, sum = 0;
     if (heap->flags & BRISK_HEAP_DEFER_MERGE) {
+        const uint8_t *counts = heap_deferred_counts(heap);
         for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
-            count += heap->deferred_count[cls];
-            sum += heap->deferred_count[cls] * size_class_floor(cls);
+            count += counts[cls];
+            sum += counts[cls] * size_class_floor(cls);
         }
     }
     *bytes = sum;
@@ -345,9 +357,9 @@ BRISK_INLINE size_t class_find_highest(const brisk_heap *heap)
     return word * 64 + 63u - (size_t)__builtin_clzll(heap->class_map[word]);
 }
 
-/* Bytes of bookkeeping (struct, list heads, the block map) that a
- * region of `region_size` bytes needs in front of its chunks. A multiple
- * of 16. */
-BRISK_HIDDEN size_t heap_bookkeeping_size(size_t region_size);
+/* Bytes of bookkeeping (struct, list heads, the block map, the deferred
+ * lists when `flags` has BRISK_HEAP_DEFER_MERGE) that a region of
+ * `region_size` bytes needs in front of its chunks. A multiple of 16. */
+BRISK_HIDDEN size_t heap_bookkeeping_size(size_t region_size, unsigned flags);
 
 #endif /* BRISK_HEAP_INTERNAL_H */
