@@ -1074,6 +1074,56 @@ static void test_flush_into_own_exact_class(unsigned flags)
     brisk_heap_destroy(heap);
 }
 
+/* Not deferral's: a heap in a region under about 1 KiB has fewer list
+ * heads than exact classes (heap_init sizes heads[] by the region's
+ * largest class), but take_exact reads heads[need / 16 - 2] for every
+ * exact request without checking it against class_count, so a request
+ * above the capacity reads past heads[] (into the block map, the chunks
+ * or past the region) and follows what it finds as a list entry, writing
+ * through its link. A heap without options in the smallest region it
+ * accepts crashes here (on main at bed1193 too); a deferring heap's
+ * larger bookkeeping makes its smallest region big enough to have every
+ * head, so it passes, and guards against that changing. Bytes past the
+ * region are 0x41, so a stray read is followed into an unmapped
+ * address. */
+static unsigned small_heap_flags;
+
+static void small_heap_large_requests(void *arg)
+{
+    (void)arg;
+    static _Alignas(16) unsigned char buffer[4096];
+    memset(buffer, 0x41, sizeof buffer);
+    brisk_heap *heap = NULL;
+    size_t region = 256;
+    while (heap == NULL && region < 4096) {
+        region += 16;
+        heap = brisk_heap_create_ex(buffer, region, small_heap_flags);
+    }
+    if (heap == NULL) {
+        fprintf(stderr, "no heap fits in 4 KiB\n");
+        return;
+    }
+    size_t capacity = stats_of(heap).capacity;
+    size_t handed = 0;
+    for (size_t n = capacity - 7; n <= 1000; n += 8) /* exact requests the capacity cannot hold */
+        handed += brisk_heap_alloc(heap, n) != NULL;
+    fprintf(stderr, "region %zu, capacity %zu: %zu requests above the capacity served, heap check %d\n", region,
+            capacity, handed, brisk_heap_check(heap));
+}
+
+static void test_small_region_large_request(void)
+{
+    static const unsigned flag_sets[] = {0, DEFER};
+    for (size_t f = 0; f < sizeof flag_sets / sizeof flag_sets[0]; f++) {
+        small_heap_flags = flag_sets[f];
+        child_result r = run_in_child(small_heap_large_requests, NULL);
+        CHECK_MSG(r.exited && r.exit_code == 0 && strstr(r.output, ": 0 requests above the capacity served, heap check 0"),
+                  "BUG: flags %#x: exact requests above a small heap's capacity read past its list heads: "
+                  "exited=%d code=%d signal=%d, stderr \"%s\"",
+                  flag_sets[f], r.exited, r.exit_code, r.signal, r.output);
+    }
+}
+
 int main(void)
 {
     test_create_flags();
@@ -1098,5 +1148,6 @@ int main(void)
     }
     test_threadsafe();
     test_overflow_into_header_then_free();
+    test_small_region_large_request();
     return check_finish("test_heap_defer");
 }
