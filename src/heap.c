@@ -293,13 +293,15 @@ static inline bool defer_push(brisk_heap *heap, heap_chunk *c, size_t size)
     return true;
 }
 
-/* Whether e, which a deferred list led to, is a deferred block: in the
- * heap on a chunk boundary and DEFERRED in the block map, which no write
- * into the chunks can change. (Its header is checked when it is taken in
- * turn: reading it here would touch one more cache line per pop.) */
-BRISK_INLINE bool deferred_entry_sound(const brisk_heap *heap, const heap_chunk *e)
+/* Whether e, which a deferred list led to, is a deferred block of `size`
+ * bytes: in the heap on a chunk boundary, DEFERRED in the block map (which
+ * no write into the chunks can change: a live block is refused) and with
+ * the used header of that size (a deferred block of another size is
+ * refused too). */
+BRISK_INLINE bool deferred_entry_sound(const brisk_heap *heap, const heap_chunk *e, size_t size)
 {
-    return heap_holds_chunk(heap, e) && block_map_get(heap, chunk_granule(heap, e)) == BLOCK_MAP_DEFERRED;
+    return heap_holds_chunk(heap, e) && block_map_get(heap, chunk_granule(heap, e)) == BLOCK_MAP_DEFERRED &&
+           (e->head & ~CHUNK_PREV_USED) == (size | CHUNK_USED);
 }
 
 /* What deferred_take and take_exact return when the entry they found
@@ -309,12 +311,14 @@ BRISK_INLINE bool deferred_entry_sound(const brisk_heap *heap, const heap_chunk 
 
 /* Pops the deferred chunk of class `need` (an exact chunk size) and makes
  * it live again, unchanged: NULL when there is none. The first entry
- * comes from the deferred lists (bookkeeping); its next link lies in the
- * chunk, where a write after free can reach it, so it is checked before
- * it becomes the list's first entry. It must not be the entry itself,
- * and once an entry is live again no later pop can take it through a
- * forged link. The entry's header is not read: the next free of the
- * block checks it, as it checks every block's. */
+ * comes from the deferred lists (bookkeeping), or was checked as the
+ * next link of the entry before it; its own next link lies in the chunk,
+ * where a write after free can reach it, so it is checked before it
+ * becomes the list's first entry: it must not be the entry itself, and
+ * must be a deferred block of this size. Once an entry is live again no
+ * later pop can take it through a forged link, so a forged link can only
+ * skip entries further down the list, never loop or reach another list;
+ * and a skip shows when the list ends before its count does. */
 BRISK_INLINE heap_chunk *deferred_take(brisk_heap *heap, size_t need, bool report)
 {
     size_t cls = need / GRANULE - 2;
@@ -323,14 +327,18 @@ BRISK_INLINE heap_chunk *deferred_take(brisk_heap *heap, size_t need, bool repor
     if (d == NULL)
         return NULL;
     heap_chunk *next = d->next;
-    if (brisk_unlikely(next == d || (next != NULL && !deferred_entry_sound(heap, next)))) {
+    uint8_t *counts = heap_deferred_counts(heap);
+    /* A list can only be cut short by a forged link (every entry it could
+     * name is further down the same list), which the count then shows when
+     * the list's end comes too early. */
+    if (brisk_unlikely(next == d || (next != NULL ? !deferred_entry_sound(heap, next, need) : counts[cls] != 1))) {
         if (report)
             report_error(BRISK_ERROR_CORRUPTION, "heap deferred list corrupted (a freed block was written to)",
                          chunk_payload(d));
         return TAKE_CORRUPT;
     }
     lists[cls] = next;
-    heap_deferred_counts(heap)[cls]--;
+    counts[cls]--;
     block_map_toggle_freed(heap, chunk_granule(heap, d)); /* DEFERRED -> LIVE */
     return d;
 }
@@ -521,9 +529,11 @@ BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, siz
             if (d != NULL)
                 return d == TAKE_CORRUPT ? NULL : chunk_payload(d);
         }
-        heap_chunk *c = take_exact(heap, need, true);
-        if (c != NULL)
-            return c == TAKE_CORRUPT ? NULL : hand_out(heap, c, need);
+        if (need - CHUNK_HEADER_SIZE <= heap->exact_request_max) {
+            heap_chunk *c = take_exact(heap, need, true);
+            if (c != NULL)
+                return c == TAKE_CORRUPT ? NULL : hand_out(heap, c, need);
+        }
     }
     return alloc_search(heap, need, search, alignment);
 }
@@ -615,8 +625,17 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
                                            : alloc_search_inline(heap, need, search, alignment);
     if (p == NULL && (heap->flags & BRISK_HEAP_DEFER_MERGE) && deferred_flush(heap)) {
         /* Deferral must never cost capacity: everything kept aside was
-         * merged; look again. */
-        p = alloc_search_inline(heap, need, search, alignment);
+         * merged; look again, from the request's own exact class (the
+         * merges may have made a chunk of exactly its size). */
+        heap_chunk *c = NULL;
+        if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT && need - CHUNK_HEADER_SIZE <= heap->exact_request_max)
+            c = take_exact(heap, need, true);
+        if (c == TAKE_CORRUPT)
+            p = NULL;
+        else if (c != NULL)
+            p = hand_out(heap, c, need);
+        else
+            p = alloc_search_inline(heap, need, search, alignment);
     }
     if (p == NULL)
         errno = ENOMEM;
@@ -657,9 +676,6 @@ static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
     return p;
 }
 
-/* The largest request an exact class serves: its chunk is below
- * SMALL_LIMIT. */
-#define EXACT_REQUEST_MAX (SMALL_LIMIT - GRANULE - CHUNK_HEADER_SIZE)
 
 /* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE).
  * Exact-class requests take their class's first chunk; everything else,
@@ -667,7 +683,7 @@ static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
  * so the fast path saves no registers. */
 BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
 {
-    if (brisk_likely(size <= EXACT_REQUEST_MAX)) {
+    if (brisk_likely(size <= heap->exact_request_max)) {
         size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
         if (need < CHUNK_MIN_SIZE)
             need = CHUNK_MIN_SIZE;
@@ -981,7 +997,7 @@ static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
  * inside the region); `next` is its right neighbour (or the sentinel)
  * with PREV_USED set. Checks and merges the free neighbours. */
 BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
-                                           size_t next_head)
+                                           size_t next_head, bool deferring)
 {
     size_t size = head & ~CHUNK_FLAGS;
     size_t offset = (size_t)((char *)c - heap->base);
@@ -1015,6 +1031,9 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             return false;
     }
 
+    /* Checked as for a merge; a block kept aside merges with nothing. */
+    if (deferring && defer_push(heap, c, size))
+        return true;
     block_map_set(heap, offset / GRANULE, BLOCK_MAP_FREED);
     heap->used_count--;
     if (prev != NULL) {
@@ -1041,9 +1060,9 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
 }
 
 static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
-                                            size_t next_head)
+                                            size_t next_head, bool deferring)
 {
-    if (!free_plain_merge_checked(heap, c, head, next, next_head))
+    if (!free_plain_merge_checked(heap, c, head, next, next_head, deferring))
         heap_free_general(heap, chunk_payload(c));
 }
 
@@ -1068,8 +1087,6 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
                        size > (size_t)(heap->end - (char *)c)))
         goto general;
-    if (deferring && defer_push(heap, c, size))
-        return;
     heap_chunk *next = chunk_at(c, size);
     size_t next_head = next->head;
     if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
@@ -1082,6 +1099,12 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
                        !(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE)))
         goto general;
+    /* Deferral comes after the same checks as a release: c's size is
+     * believed only once it is known to end where a chunk starts (an
+     * overflow into c's header would otherwise defer it, and hand it out
+     * later, at the wrong size). */
+    if (deferring && defer_push(heap, c, size))
+        return;
     size_t cls = size_class_of(size);
     heap_chunk *first = heap->heads[cls];
     if (brisk_unlikely(!bin_link_safe(heap, c, first)))
@@ -1095,7 +1118,7 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     bin_link(heap, c, size, cls, first, false);
     return;
 merge:
-    free_plain_merge(heap, c, head, next, next_head);
+    free_plain_merge(heap, c, head, next, next_head, deferring);
     return;
 general:
     heap_free_general(heap, chunk_payload(c));
@@ -1282,17 +1305,24 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
     size_t usable = chunk_usable(heap, chunk_size(c));
     size_t keep = usable < size ? usable : size;
     void *result = resize_in_place(heap, ptr, need, keep);
+    bool moved = false;
+    if (result == NULL) {
+        result = alloc_chunk(heap, need, need, BRISK_ALIGNMENT);
+        moved = result != NULL;
+        if (result == NULL && (heap->flags & BRISK_HEAP_DEFER_MERGE)) {
+            /* The failed alloc merged every deferred block first: a
+             * neighbour that was deferred may now leave room in place. */
+            result = resize_in_place(heap, ptr, need, keep);
+        }
+    }
     if (result == RESIZE_REFUSED) {
         result = NULL;
-    } else if (result == NULL) {
-        result = alloc_chunk(heap, need, need, BRISK_ALIGNMENT);
-        if (result != NULL) {
-            memcpy(result, ptr, keep);
-            size_t old_size = chunk_size(c);
-            mark_freed(heap, c);
-            release_chunk(heap, c, old_size);
-        }
-    } else if (heap->flags & BRISK_HEAP_CANARY) {
+    } else if (moved) {
+        memcpy(result, ptr, keep);
+        size_t old_size = chunk_size(c);
+        mark_freed(heap, c);
+        release_chunk(heap, c, old_size);
+    } else if (result != NULL && (heap->flags & BRISK_HEAP_CANARY)) {
         heap_canary_write(heap, chunk_of_payload(result)); /* resized in place */
     }
     heap_unlock(heap);

@@ -69,8 +69,11 @@ static int check_locked(const brisk_heap *heap)
         return check_fail(1, "wilderness start outside the region", top);
     if (heap->high_water > heap_capacity(heap))
         return check_fail(1, "high_water beyond the capacity", base);
+    size_t exact_max = heap->class_count >= SMALL_CLASSES
+                           ? EXACT_REQUEST_MAX
+                           : size_class_floor(heap->class_count - 1) - CHUNK_HEADER_SIZE;
     if (heap->class_count != size_class_of(heap_capacity(heap)) + 1 ||
-        heap->granule_count != heap_capacity(heap) / GRANULE)
+        heap->granule_count != heap_capacity(heap) / GRANULE || heap->exact_request_max != exact_max)
         return check_fail(1, "class or granule count inconsistent", base);
 
     /* 2-7, 10-12, 15: walk the chunks. */

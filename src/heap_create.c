@@ -49,6 +49,11 @@ static brisk_heap *heap_init(void *mem, size_t size, unsigned flags, void *map_b
     heap->end = region + usable_end - CHUNK_HEADER_SIZE;
     heap->top = heap->base;
     heap->class_count = size_class_of(heap_capacity(heap)) + 1;
+    /* A request above the capacity fails in the search; the exact-class
+     * path must not index list heads the heap does not have. */
+    heap->exact_request_max = (uint32_t)(heap->class_count >= SMALL_CLASSES
+                                             ? EXACT_REQUEST_MAX
+                                             : size_class_floor(heap->class_count - 1) - CHUNK_HEADER_SIZE);
     heap->granule_count = heap_capacity(heap) / GRANULE;
     heap->flags = flags;
     if (flags & BRISK_HEAP_CANARY)

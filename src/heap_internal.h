@@ -108,6 +108,9 @@ BRISK_INLINE bool chunk_size_for_request(size_t n, size_t *out)
 #define CLASS_COUNT_MAX (SMALL_CLASSES + (64 - SMALL_LIMIT_LOG2) * RANGE_SPLIT)
 #define CLASS_WORDS ((CLASS_COUNT_MAX + 63) / 64)
 #define CLASS_NONE ((size_t)-1)
+/* The largest request an exact class serves: its chunk is below
+ * SMALL_LIMIT. */
+#define EXACT_REQUEST_MAX (SMALL_LIMIT - GRANULE - CHUNK_HEADER_SIZE)
 
 /* How many entries of a ranged class (where a chunk may be too small) an
  * alloc looks at before moving to the next non-empty class. */
@@ -164,6 +167,11 @@ struct brisk_heap {
     size_t used_count;       /* used chunks: live blocks, and deferred
                                 ones (BRISK_HEAP_DEFER_MERGE) */
     unsigned flags;          /* BRISK_HEAP_* */
+    uint32_t exact_request_max; /* the largest request whose exact class
+                                   has a list head: EXACT_REQUEST_MAX, or
+                                   less in a heap too small for every
+                                   exact class (heads[] has class_count
+                                   entries) */
     uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
                                 derived from (heap_harden.c) */
     void *map_base;          /* the mapping to unmap, or NULL */

@@ -751,7 +751,7 @@ static void test_misuse_aborts(unsigned flags)
      * the class, and the pop that would follow it refuses. */
     static const char *const names[] = {"a live block",         "a free chunk",     "the block itself",
                                         "a stack address",      "an unaligned address", "outside the heap",
-                                        "a deferred block of another size (BUG: accepted)"};
+                                        "a deferred block of another size"};
     char local[64];
     void *targets[] = {live - 8, freed - 8, a - 8, local, b - 4, (void *)(uintptr_t)0x1000, other_size - 8};
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
@@ -896,15 +896,15 @@ static void test_handler_returns(unsigned flags)
     brisk_set_error_handler(NULL, NULL);
 }
 
-/* ---- defects found while writing these tests ------------------------------
+/* ---- regressions: defects these tests found, now fixed --------------------
  *
- * Each test below fails on the heap as this file was written (branch
- * defer at 644f8ec) and states what is wrong; see the commit message. */
+ * Each test below failed on the heap as this file was first written
+ * (branch defer at 644f8ec); the comments say what was wrong. */
 
-/* A forged link naming a deferred block of another size is accepted: the
- * pop checks only that the block map says DEFERRED, not the class, so
- * the other-size block becomes the head of this class's list while it
- * stays on its own, and is handed out twice. */
+/* A forged link naming a deferred block of another size was accepted:
+ * the pop checked only that the block map said DEFERRED, not the class,
+ * so the other-size block became the head of this class's list while it
+ * stayed on its own, and was handed out twice. */
 static void test_forged_link_to_other_size(unsigned flags)
 {
     report_log log;
@@ -923,7 +923,7 @@ static void test_forged_link_to_other_size(unsigned flags)
     memcpy(x, &forged, sizeof forged);
     char *p1 = brisk_heap_alloc(heap, 24);
     CHECK_MSG(p1 == NULL && log.count == 1,
-              "BUG: a link forged to a deferred block of another size (%p) was not refused: alloc returned %p, "
+              "a link forged to a deferred block of another size (%p) was not refused: alloc returned %p, "
               "%d reports",
               (void *)y, (void *)p1, log.count);
     if (p1 == NULL) {
@@ -934,19 +934,19 @@ static void test_forged_link_to_other_size(unsigned flags)
         char *p2 = brisk_heap_alloc(heap, 24);
         char *p3 = brisk_heap_alloc(heap, 1000);
         CHECK_MSG(p2 == NULL || p3 == NULL || p2 != p3,
-                  "BUG: after the forged link, %p was handed out twice (as 24 and as 1000 bytes)", (void *)p3);
+                  "after the forged link, %p was handed out twice (as 24 and as 1000 bytes)", (void *)p3);
         CHECK_MSG(brisk_heap_check(heap) == 0 || log.count > 0,
-                  "BUG: the heap fails its check and nothing was reported");
+                  "the heap fails its check and nothing was reported");
     }
     brisk_heap_destroy(heap);
     brisk_set_error_handler(NULL, NULL);
 }
 
 /* A forged link naming a deferred block of the same size further down
- * the list is accepted too: the entries it skips stay DEFERRED in the map
- * but are on no list, the class count no longer matches its list, and
- * brisk_heap_check fails from then on, with nothing reported; the
- * skipped block's memory is never handed out or merged again. */
+ * the list was accepted too: the entries it skipped stayed DEFERRED in
+ * the map but on no list, the class count no longer matched its list,
+ * and brisk_heap_check failed from then on, with nothing reported. The
+ * pop now reports it when the list ends before its count. */
 static void test_forged_link_skipping_entries(unsigned flags)
 {
     report_log log;
@@ -968,21 +968,22 @@ static void test_forged_link_skipping_entries(unsigned flags)
     char *p2 = p1 != NULL ? brisk_heap_alloc(heap, 100) : NULL;
     char *p3 = p2 != NULL ? brisk_heap_alloc(heap, 100) : NULL;
     CHECK_MSG(log.count > 0 || p3 == a,
-              "BUG: a link forged past a deferred block was not refused, and the skipped block %p is lost "
+              "a link forged past a deferred block was not refused, and the skipped block %p is lost "
               "(pops returned %p %p %p)",
               (void *)a, (void *)p1, (void *)p2, (void *)p3);
     CHECK_MSG(log.count > 0 || brisk_heap_check(heap) == 0,
-              "BUG: after a forged link that was never reported, brisk_heap_check fails");
+              "after a forged link that was never reported, brisk_heap_check fails");
     brisk_heap_destroy(heap);
     brisk_set_error_handler(NULL, NULL);
 }
 
-/* On the plain deferring heap the free fast path defers a block after
+/* On the plain deferring heap the free fast path deferred a block after
  * checking its header only (USED, a size inside the region), not its
- * neighbours' tags as every other free does. So an overflow that rewrites
- * the next block's size is not reported when that block is freed, as it
- * is on a default heap ("heap metadata corrupted"), and the next alloc of
- * the forged size hands out a block overlapping its neighbour. */
+ * neighbours' tags as every other free does. So an overflow that
+ * rewrote the next block's size was not reported when that block was
+ * freed, as it is on a default heap ("heap metadata corrupted"), and the
+ * next alloc of the forged size handed out a block overlapping its
+ * neighbour. */
 static brisk_heap *overflow_heap;
 
 static void overflow_then_free(void *arg)
@@ -1009,18 +1010,18 @@ static void test_overflow_into_header_then_free(void)
         REQUIRE(a && b == a + 32 && c == b + 32 && g);
         child_result r = run_in_child(overflow_then_free, a);
         CHECK_MSG(!r.exited && r.signal == SIGABRT && strstr(r.output, report_for("heap metadata corrupted", b)),
-                  "%sflags %#x: an overflow into the next block's header is not reported when that block is "
+                  "flags %#x: an overflow into the next block's header is not reported when that block is "
                   "freed: exited=%d signal=%d, stderr \"%s\"",
-                  flag_sets[f] == DEFER ? "BUG: " : "", flag_sets[f], r.exited, r.signal, r.output);
+                  flag_sets[f], r.exited, r.signal, r.output);
         brisk_heap_destroy(overflow_heap);
     }
 }
 
 /* A realloc that can grow in place only once a deferred right neighbour
- * is merged fails: resize_in_place sees the deferred block as used, the
- * move finds no room and flushes, and realloc does not try in place
- * again. The same call succeeds right after (the flush merged the
- * neighbour), so the failure is capacity lost to deferral. */
+ * is merged failed: resize_in_place saw the deferred block as used, the
+ * move found no room and flushed, and realloc did not try in place
+ * again. The same call succeeded right after (the flush had merged the
+ * neighbour): capacity lost to deferral. */
 static void test_realloc_into_deferred_neighbour(unsigned flags)
 {
     static _Alignas(16) char buffer[8192];
@@ -1034,7 +1035,7 @@ static void test_realloc_into_deferred_neighbour(unsigned flags)
     brisk_heap_free(heap, s);
     errno = 0;
     char *p = brisk_heap_realloc(heap, r, 200); /* 208 <= 112 + 112 */
-    CHECK_MSG(p == r, "BUG: realloc into a deferred neighbour failed (returned %p, errno %d)", (void *)p, errno);
+    CHECK_MSG(p == r, "realloc into a deferred neighbour failed (returned %p, errno %d)", (void *)p, errno);
     if (p == NULL) {
         p = brisk_heap_realloc(heap, r, 200);
         CHECK_MSG(p == r, "and again: %p", (void *)p);
@@ -1045,11 +1046,11 @@ static void test_realloc_into_deferred_neighbour(unsigned flags)
     brisk_heap_destroy(heap);
 }
 
-/* When the flush merges deferred blocks into a chunk of exactly the
- * request's own exact class, the search that runs again does not find
- * it: alloc_search_inline skips the request's own exact class (it
- * assumes take_exact just found it empty) and looks only above it. The
- * alloc fails with ENOMEM; the same alloc right after succeeds. */
+/* When the flush merged deferred blocks into a chunk of exactly the
+ * request's own exact class, the search that ran again did not find it:
+ * alloc_search_inline skips the request's own exact class (it assumes
+ * take_exact just found it empty) and looks only above it. The alloc
+ * failed with ENOMEM; the same alloc right after succeeded. */
 static void test_flush_into_own_exact_class(unsigned flags)
 {
     static _Alignas(16) char buffer[4096];
@@ -1064,7 +1065,7 @@ static void test_flush_into_own_exact_class(unsigned flags)
         brisk_heap_free(heap, blocks[i]); /* four deferred 32-byte blocks */
     errno = 0;
     char *p = brisk_heap_alloc(heap, 4 * 32 - 8); /* chunk 128, an exact class */
-    CHECK_MSG(p == blocks[0], "BUG: alloc(120) after a flush that made a 128-byte chunk returned %p (errno %d)",
+    CHECK_MSG(p == blocks[0], "alloc(120) after a flush that made a 128-byte chunk returned %p (errno %d)",
               (void *)p, errno);
     if (p == NULL) {
         p = brisk_heap_alloc(heap, 4 * 32 - 8);
@@ -1076,15 +1077,15 @@ static void test_flush_into_own_exact_class(unsigned flags)
 
 /* Not deferral's: a heap in a region under about 1 KiB has fewer list
  * heads than exact classes (heap_init sizes heads[] by the region's
- * largest class), but take_exact reads heads[need / 16 - 2] for every
+ * largest class), but take_exact read heads[need / 16 - 2] for every
  * exact request without checking it against class_count, so a request
- * above the capacity reads past heads[] (into the block map, the chunks
- * or past the region) and follows what it finds as a list entry, writing
- * through its link. A heap without options in the smallest region it
- * accepts crashes here (on main at bed1193 too); a deferring heap's
- * larger bookkeeping makes its smallest region big enough to have every
- * head, so it passes, and guards against that changing. Bytes past the
- * region are 0x41, so a stray read is followed into an unmapped
+ * above the capacity read past heads[] (into the block map, the chunks
+ * or past the region) and followed what it found as a list entry,
+ * writing through its link. A heap without options in the smallest
+ * region it accepts crashed here (on main at bed1193 too); the exact
+ * path now stops at the heap's exact_request_max. A deferring heap's
+ * larger bookkeeping gives it every head anyway. Bytes past the region
+ * are 0x41, so a stray read would be followed into an unmapped
  * address. */
 static unsigned small_heap_flags;
 
@@ -1118,7 +1119,7 @@ static void test_small_region_large_request(void)
         small_heap_flags = flag_sets[f];
         child_result r = run_in_child(small_heap_large_requests, NULL);
         CHECK_MSG(r.exited && r.exit_code == 0 && strstr(r.output, ": 0 requests above the capacity served, heap check 0"),
-                  "BUG: flags %#x: exact requests above a small heap's capacity read past its list heads: "
+                  "flags %#x: exact requests above a small heap's capacity read past its list heads: "
                   "exited=%d code=%d signal=%d, stderr \"%s\"",
                   flag_sets[f], r.exited, r.exit_code, r.signal, r.output);
     }
