@@ -272,73 +272,48 @@ static inline void block_map_toggle_freed(brisk_heap *heap, size_t g)
     heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)BLOCK_MAP_FREED << (2 * (g % BLOCK_MAP_PER_WORD));
 }
 
-/* Keeps the live chunk c of `size` bytes (validated as a live block, its
- * header sound) aside instead of releasing it, when the heap defers
- * merging, the chunk is of an exact class and its class has room.
- * Returns whether it did; the chunk's header, and its neighbours, are
- * left as they are. */
+/* Pushes the live chunk c of class cls on its deferred stack, which holds
+ * n < DEFER_PER_CLASS entries; its header, and its neighbours, are left
+ * as they are. */
+static inline void defer_push_at(brisk_heap *heap, heap_chunk *c, size_t cls, unsigned n)
+{
+    heap_deferred_slots(heap, cls)[n] = c;
+    heap_deferred_counts(heap)[cls] = (uint8_t)(n + 1);
+    block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
+}
+
+/* Keeps the live chunk c of `size` bytes (validated as a live block, with
+ * the neighbour checks of a free) aside instead of releasing it, when the
+ * heap defers merging, the chunk is of an exact class and its class has
+ * room. Returns whether it did. */
 static inline bool defer_push(brisk_heap *heap, heap_chunk *c, size_t size)
 {
     if (!(heap->flags & BRISK_HEAP_DEFER_MERGE) || size >= SMALL_LIMIT)
         return false;
     size_t cls = size / GRANULE - 2;
-    heap_chunk **lists = heap_deferred_lists(heap);
-    uint8_t *counts = heap_deferred_counts(heap);
-    if (counts[cls] >= DEFER_PER_CLASS)
+    unsigned n = heap_deferred_counts(heap)[cls];
+    if (n >= DEFER_PER_CLASS)
         return false;
-    c->next = lists[cls];
-    lists[cls] = c;
-    counts[cls]++;
-    block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
+    defer_push_at(heap, c, cls, n);
     return true;
 }
 
-/* Whether e, which a deferred list led to, is a deferred block of `size`
- * bytes: in the heap on a chunk boundary, DEFERRED in the block map (which
- * no write into the chunks can change: a live block is refused) and with
- * the used header of that size (a deferred block of another size is
- * refused too). */
-BRISK_INLINE bool deferred_entry_sound(const brisk_heap *heap, const heap_chunk *e, size_t size)
-{
-    return heap_holds_chunk(heap, e) && block_map_get(heap, chunk_granule(heap, e)) == BLOCK_MAP_DEFERRED &&
-           (e->head & ~CHUNK_PREV_USED) == (size | CHUNK_USED);
-}
-
-/* What deferred_take and take_exact return when the entry they found
- * failed its check (the corruption is reported; the caller returns
- * NULL). */
+/* What take_exact returns when the entry it found failed its check (the
+ * corruption is reported; the caller returns NULL). */
 #define TAKE_CORRUPT ((heap_chunk *)(uintptr_t)1)
 
-/* Pops the deferred chunk of class `need` (an exact chunk size) and makes
- * it live again, unchanged: NULL when there is none. The first entry
- * comes from the deferred lists (bookkeeping), or was checked as the
- * next link of the entry before it; its own next link lies in the chunk,
- * where a write after free can reach it, so it is checked before it
- * becomes the list's first entry: it must not be the entry itself, and
- * must be a deferred block of this size. Once an entry is live again no
- * later pop can take it through a forged link, so a forged link can only
- * skip entries further down the list, never loop or reach another list;
- * and a skip shows when the list ends before its count does. */
-BRISK_INLINE heap_chunk *deferred_take(brisk_heap *heap, size_t need, bool report)
+/* Pops the most recently deferred chunk of class `need` (an exact chunk
+ * size) and makes it live again, unchanged: NULL when there is none.
+ * Nothing is read from the chunk: the stack is bookkeeping. */
+BRISK_INLINE heap_chunk *deferred_take(brisk_heap *heap, size_t need)
 {
     size_t cls = need / GRANULE - 2;
-    heap_chunk **lists = heap_deferred_lists(heap);
-    heap_chunk *d = lists[cls];
-    if (d == NULL)
-        return NULL;
-    heap_chunk *next = d->next;
     uint8_t *counts = heap_deferred_counts(heap);
-    /* A list can only be cut short by a forged link (every entry it could
-     * name is further down the same list), which the count then shows when
-     * the list's end comes too early. */
-    if (brisk_unlikely(next == d || (next != NULL ? !deferred_entry_sound(heap, next, need) : counts[cls] != 1))) {
-        if (report)
-            report_error(BRISK_ERROR_CORRUPTION, "heap deferred list corrupted (a freed block was written to)",
-                         chunk_payload(d));
-        return TAKE_CORRUPT;
-    }
-    lists[cls] = next;
-    counts[cls]--;
+    unsigned n = counts[cls];
+    if (n == 0)
+        return NULL;
+    counts[cls] = (uint8_t)(n - 1);
+    heap_chunk *d = heap_deferred_slots(heap, cls)[n - 1];
     block_map_toggle_freed(heap, chunk_granule(heap, d)); /* DEFERRED -> LIVE */
     return d;
 }
@@ -525,9 +500,9 @@ BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, siz
 {
     if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT) {
         if (heap->flags & BRISK_HEAP_DEFER_MERGE) {
-            heap_chunk *d = deferred_take(heap, need, true);
+            heap_chunk *d = deferred_take(heap, need);
             if (d != NULL)
-                return d == TAKE_CORRUPT ? NULL : chunk_payload(d);
+                return chunk_payload(d);
         }
         if (need - CHUNK_HEADER_SIZE <= heap->exact_request_max) {
             heap_chunk *c = take_exact(heap, need, true);
@@ -714,11 +689,9 @@ static BRISK_NOINLINE void *alloc_deferring(brisk_heap *heap, size_t size)
         size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
         if (need < CHUNK_MIN_SIZE)
             need = CHUNK_MIN_SIZE;
-        heap_chunk *d = deferred_take(heap, need, false);
-        if (brisk_likely(d != NULL && d != TAKE_CORRUPT))
+        heap_chunk *d = deferred_take(heap, need);
+        if (brisk_likely(d != NULL))
             return chunk_payload(d);
-        if (d == TAKE_CORRUPT)
-            return heap_alloc_general(heap, size); /* finds and reports it */
     }
     return alloc_plain(heap, size);
 }
@@ -957,17 +930,14 @@ static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
 
 /* Releases every deferred chunk, merging it with its free neighbours, as
  * a free without deferral would have: each is made live again and freed
- * through the general path's checks. A damaged list is reported and the
- * rest of it left as it is (the error handler returned). Returns whether
- * it released anything. Under the heap's lock. */
+ * through the general path's checks. Returns whether it released
+ * anything. Under the heap's lock. */
 static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
 {
     bool released = false;
     for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
-        while (heap_deferred_lists(heap)[cls] != NULL) {
-            heap_chunk *d = deferred_take(heap, size_class_floor(cls), true);
-            if (d == TAKE_CORRUPT)
-                break;
+        heap_chunk *d;
+        while ((d = deferred_take(heap, size_class_floor(cls))) != NULL) {
             block_status status = heap_free_locked(heap, chunk_payload(d), false);
             if (status != BLOCK_LIVE) {
                 /* Its header or its neighbours' tags were damaged:
@@ -997,7 +967,7 @@ static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
  * inside the region); `next` is its right neighbour (or the sentinel)
  * with PREV_USED set. Checks and merges the free neighbours. */
 BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
-                                           size_t next_head, bool deferring)
+                                           size_t next_head)
 {
     size_t size = head & ~CHUNK_FLAGS;
     size_t offset = (size_t)((char *)c - heap->base);
@@ -1031,9 +1001,6 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             return false;
     }
 
-    /* Checked as for a merge; a block kept aside merges with nothing. */
-    if (deferring && defer_push(heap, c, size))
-        return true;
     block_map_set(heap, offset / GRANULE, BLOCK_MAP_FREED);
     heap->used_count--;
     if (prev != NULL) {
@@ -1060,10 +1027,32 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
 }
 
 static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
-                                            size_t next_head, bool deferring)
+                                            size_t next_head)
 {
-    if (!free_plain_merge_checked(heap, c, head, next, next_head, deferring))
+    if (!free_plain_merge_checked(heap, c, head, next, next_head))
         heap_free_general(heap, chunk_payload(c));
+}
+
+/* Whether a used chunk whose header says it ends at `next` (whose header
+ * reads next_head, with PREV_USED set) really ends there: next is the
+ * sentinel, the wilderness, a used chunk the block map knows (which no
+ * write into the chunks can fake), or a free chunk whose footer agrees.
+ * What a deferral must know before it believes a block's size: it
+ * touches neither neighbour, but an overflow into the block's header must
+ * not make it deferred, and handed out later, at a forged size. (The
+ * same evidence the release path accepts, less the free neighbour's
+ * links, which that path checks because it unlinks the neighbour.) */
+BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next, size_t next_head)
+{
+    if (next_head & CHUNK_USED) /* the map marks exactly the used chunks' starts */
+        return (const char *)next == heap->end ||
+               (block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE) != 0;
+    if ((const char *)next == heap->top)
+        return true;
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    return (next_head & CHUNK_UNKNOWN_FLAGS) == 0 && next_size >= CHUNK_MIN_SIZE &&
+           next_size <= (size_t)(heap->end - (const char *)next) &&
+           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size;
 }
 
 /* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
@@ -1091,6 +1080,17 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     size_t next_head = next->head;
     if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
         goto general;
+    if (deferring && size < SMALL_LIMIT) {
+        /* Room in the class first: when it is full (a program freeing
+         * many blocks of one size) the free goes on at the cost of two
+         * loads. */
+        size_t cls = size / GRANULE - 2;
+        unsigned n = heap_deferred_counts(heap)[cls];
+        if (n < DEFER_PER_CLASS && chunk_end_sound(heap, next, next_head)) {
+            defer_push_at(heap, c, cls, n);
+            return;
+        }
+    }
     if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
         goto merge;
     /* Both neighbours in use (next is a chunk, not the sentinel): it must
@@ -1099,12 +1099,6 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
                        !(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE)))
         goto general;
-    /* Deferral comes after the same checks as a release: c's size is
-     * believed only once it is known to end where a chunk starts (an
-     * overflow into c's header would otherwise defer it, and hand it out
-     * later, at the wrong size). */
-    if (deferring && defer_push(heap, c, size))
-        return;
     size_t cls = size_class_of(size);
     heap_chunk *first = heap->heads[cls];
     if (brisk_unlikely(!bin_link_safe(heap, c, first)))
@@ -1118,7 +1112,7 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     bin_link(heap, c, size, cls, first, false);
     return;
 merge:
-    free_plain_merge(heap, c, head, next, next_head, deferring);
+    free_plain_merge(heap, c, head, next, next_head);
     return;
 general:
     heap_free_general(heap, chunk_payload(c));

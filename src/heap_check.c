@@ -34,10 +34,10 @@
  *  12. high_water reaches at least the end of every used chunk.
  *  (13 and 14 belong to the hardening flags; see below.)
  *  15. Deferred blocks (BRISK_HEAP_DEFER_MERGE): every used chunk marked
- *      DEFERRED in the block map is in the deferred list of its exact
- *      class, and those lists hold nothing else, at most DEFER_PER_CLASS
- *      entries each, as many as deferred_count says; the totals agree;
- *      a heap without the flag has none.
+ *      DEFERRED in the block map is in the deferred stack of its exact
+ *      class, once, and those stacks hold nothing else, at most
+ *      DEFER_PER_CLASS entries each; the totals agree; a heap without the
+ *      flag has none.
  */
 #include "heap_internal.h"
 
@@ -188,34 +188,30 @@ static int check_locked(const brisk_heap *heap)
     if (heap->class_summary >> CLASS_WORDS != 0)
         return check_fail(9, "summary bit beyond the class words", base);
 
-    /* 15: the deferred lists, followed only through entries the walk
-     * found DEFERRED, and no further than their counts allow. */
+    /* 15: the deferred stacks. */
     size_t deferred_seen = 0, deferred_seen_bytes = 0;
     uintptr_t deferred_seen_sum = 0;
     size_t deferring_classes = (heap->flags & BRISK_HEAP_DEFER_MERGE) ? SMALL_CLASSES : 0;
     for (size_t cls = 0; cls < deferring_classes; cls++) {
-        size_t size = size_class_floor(cls), n = 0;
-        const heap_chunk *first = heap_deferred_lists(heap)[cls];
+        size_t size = size_class_floor(cls);
         size_t count = heap_deferred_counts(heap)[cls];
+        heap_chunk *const *slots = heap_deferred_slots(heap, cls);
         if (count > DEFER_PER_CLASS)
-            return check_fail(15, "deferred count above the per-class limit", first);
-        for (const heap_chunk *e = first; e != NULL; e = e->next) {
-            if (n++ >= count)
-                return check_fail(15, "deferred list longer than its count", e);
+            return check_fail(15, "deferred count above the per-class limit", slots);
+        for (size_t i = 0; i < count; i++) {
+            const heap_chunk *e = slots[i];
             if (!chunk_address_plausible(heap, e) ||
                 block_map_get(heap, chunk_granule(heap, e)) != BLOCK_MAP_DEFERRED)
-                return check_fail(15, "deferred list entry not a deferred block", e);
+                return check_fail(15, "deferred slot not a deferred block", e);
             if (chunk_size(e) != size)
                 return check_fail(15, "deferred block in the wrong class", e);
             deferred_seen++;
             deferred_seen_bytes += size;
             deferred_seen_sum += (uintptr_t)e;
         }
-        if (n != count)
-            return check_fail(15, "deferred list shorter than its count", first);
     }
     if (deferred_seen != deferred || deferred_seen_sum != deferred_sum || deferred_seen_bytes != deferred_bytes)
-        return check_fail(15, "deferred lists and deferred blocks differ", base);
+        return check_fail(15, "deferred stacks and deferred blocks differ", base);
     size_t counted_bytes;
     if (deferred != heap_deferred(heap, &counted_bytes) || deferred_bytes != counted_bytes)
         return check_fail(15, "deferred counts differ from a recount", base);

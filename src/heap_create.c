@@ -20,7 +20,7 @@ size_t heap_bookkeeping_size(size_t region_size, unsigned flags)
     size_t map_words = (granules + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD;
     size_t bytes = HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *) + map_words * sizeof(uint64_t);
     if (flags & BRISK_HEAP_DEFER_MERGE)
-        bytes += DEFERRED_SIZE; /* at the end: heap_deferred_lists */
+        bytes += DEFERRED_SIZE; /* at the end: heap_deferred_slots */
     return (bytes + GRANULE - 1) & ~(GRANULE - 1);
 }
 

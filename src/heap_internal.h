@@ -9,8 +9,8 @@
  *   | struct brisk_heap | list heads | block map | deferred |pad| chunks |S|
  *                                                                ^base  ^end
  *
- *   The deferred lists and counts (BRISK_HEAP_DEFER_MERGE only, so that
- *   other heaps do not pay their 560 bytes) end where the chunks begin:
+ *   The deferred stacks and counts (BRISK_HEAP_DEFER_MERGE only, so that
+ *   other heaps do not pay their 4 KiB) end where the chunks begin:
  *   found from base, they need no field in the struct.
  *
  *   Chunks tile [base, end) exactly. base and end are 8 mod 16, so every
@@ -221,31 +221,33 @@ BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
  *
  * A freed chunk of an exact class (under SMALL_LIMIT) is kept as it is,
  * its header still USED so that no neighbour merges with it, and pushed
- * on its class's deferred list (LIFO, through its `next` word) while the
- * list holds fewer than DEFER_PER_CLASS; the block map marks it DEFERRED.
- * An alloc of that exact size pops it. When an alloc finds no room, every
+ * on its class's stack of deferred chunks while the stack holds fewer
+ * than DEFER_PER_CLASS; the block map marks it DEFERRED. An alloc of that
+ * exact size pops the most recent one. When an alloc finds no room, every
  * deferred chunk is released (merged) and the search runs again.
  *
- *   deferred[cls] -> | head: size|USED | next -+-> | head | next=NULL |
- *                    (block map: DEFERRED)          (DEFERRED)
+ *   bookkeeping, just below base:
+ *   | slots[0][0..7] | slots[1][0..7] | ... | slots[61][0..7] | counts[62] |
+ *     chunk addresses, LIFO, counts[cls] of them valid
  *
- * The one word a program could forge is `next` (a write after free): an
- * entry is taken only when the map marks it DEFERRED (the map lies
- * outside the chunks) and its header is a used chunk of the class, so a
- * forged link can only name another deferred block of the same size. */
-#define DEFER_PER_CLASS 7u
+ * The stacks live in the bookkeeping, not in the chunks: nothing a
+ * program writes into a freed block can change which block an alloc gets
+ * (no link to forge, nothing to check on the way out). */
+#define DEFER_PER_CLASS 8u
 
-/* The deferred lists and counts: SMALL_CLASSES list heads, then
- * SMALL_CLASSES counts padded to 16 bytes, just below base's header. */
-#define DEFERRED_SIZE (SMALL_CLASSES * sizeof(heap_chunk *) + ((SMALL_CLASSES + GRANULE - 1) & ~(GRANULE - 1)))
-BRISK_INLINE heap_chunk **heap_deferred_lists(const brisk_heap *heap)
+/* The stacks and counts, just below base's header (heap_bookkeeping_size
+ * reserves them at the bookkeeping's end for a deferring heap only). */
+#define DEFERRED_SIZE (SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *) + \
+                       ((SMALL_CLASSES + GRANULE - 1) & ~(GRANULE - 1)))
+/* The DEFER_PER_CLASS slots of class cls. */
+BRISK_INLINE heap_chunk **heap_deferred_slots(const brisk_heap *heap, size_t cls)
 {
-    return (heap_chunk **)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE);
+    return (heap_chunk **)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE) + cls * DEFER_PER_CLASS;
 }
 BRISK_INLINE uint8_t *heap_deferred_counts(const brisk_heap *heap)
 {
     return (uint8_t *)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE +
-                                  SMALL_CLASSES * sizeof(heap_chunk *));
+                                  SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *));
 }
 
 /* Usable bytes of a used chunk of `size` bytes. */
