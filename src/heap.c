@@ -601,16 +601,9 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
     if (p == NULL && (heap->flags & BRISK_HEAP_DEFER_MERGE) && deferred_flush(heap)) {
         /* Deferral must never cost capacity: everything kept aside was
          * merged; look again, from the request's own exact class (the
-         * merges may have made a chunk of exactly its size). */
-        heap_chunk *c = NULL;
-        if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT && need - CHUNK_HEADER_SIZE <= heap->exact_request_max)
-            c = take_exact(heap, need, true);
-        if (c == TAKE_CORRUPT)
-            p = NULL;
-        else if (c != NULL)
-            p = hand_out(heap, c, need);
-        else
-            p = alloc_search_inline(heap, need, search, alignment);
+         * merges may have made a chunk of exactly its size). Nothing is
+         * left to flush, so this comes back here at most once. */
+        p = alloc_chunk(heap, need, search, alignment);
     }
     if (p == NULL)
         errno = ENOMEM;
@@ -650,7 +643,6 @@ static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
         errno = ENOMEM;
     return p;
 }
-
 
 /* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE).
  * Exact-class requests take their class's first chunk; everything else,
