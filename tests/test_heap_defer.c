@@ -1159,6 +1159,52 @@ static void test_overflow_into_header_then_free(void)
     }
 }
 
+/* The same overflow, where the forged size ends inside a live block whose
+ * contents look like a free chunk: a header (free, PREV_USED) and a
+ * footer that agrees, both written by the program into its own block.
+ * A heap without options reports the free ("heap metadata corrupted"):
+ * the release path also checks the free neighbour's list links. The
+ * deferring free path believes the size on chunk_end_sound's evidence,
+ * which for a free neighbour is the footer alone; so it defers b at the
+ * forged 48 bytes, and the next alloc(40) hands out b's 40 bytes, the
+ * last 16 of them over c's header and c's first 8 bytes (c still live). */
+static void overflow_onto_fake_free_chunk_then_free(void *arg)
+{
+    char *a = arg;
+    char *b = a + 32, *c = a + 64;
+    /* In c's payload: a free chunk of 32 at c + 8, its footer at c + 32. */
+    size_t fake_head = 32 | CHUNK_PREV_USED, fake_footer = 32;
+    memcpy(c + 8, &fake_head, sizeof fake_head);
+    memcpy(c + 32, &fake_footer, sizeof fake_footer);
+    size_t forged_head = 48 | CHUNK_USED | CHUNK_PREV_USED; /* b is 32 */
+    memcpy(a + 24, &forged_head, sizeof forged_head);      /* 8 bytes past a's usable end */
+    brisk_heap_free(overflow_heap, b);
+    int check = brisk_heap_check(overflow_heap);
+    char *p = brisk_heap_alloc(overflow_heap, 40);
+    fprintf(stderr, "not reported (heap check after the free: %d); alloc(40) returned %p (b is %p, c %p)%s\n", check,
+            (void *)p, (void *)b, (void *)c, p == b ? ": its 40 bytes cover c's header" : "");
+}
+
+static void test_overflow_onto_fake_free_chunk_then_free(void)
+{
+    static const unsigned flag_sets[] = {0, DEFER, DEFER | BRISK_HEAP_THREADSAFE};
+    for (size_t f = 0; f < sizeof flag_sets / sizeof flag_sets[0]; f++) {
+        overflow_heap = brisk_heap_create_ex(NULL, 1 << 16, flag_sets[f]);
+        REQUIRE(overflow_heap != NULL);
+        char *a = brisk_heap_alloc(overflow_heap, 24);
+        char *b = brisk_heap_alloc(overflow_heap, 24);
+        char *c = brisk_heap_calloc(overflow_heap, 1, 40); /* 48 */
+        char *g = brisk_heap_alloc(overflow_heap, 8);
+        REQUIRE(a && b == a + 32 && c == b + 32 && g);
+        child_result r = run_in_child(overflow_onto_fake_free_chunk_then_free, a);
+        CHECK_MSG(!r.exited && r.signal == SIGABRT && strstr(r.output, report_for("heap metadata corrupted", b)),
+                  "flags %#x: an overflow into the next block's header, its forged end on a fake free chunk in a "
+                  "live block, is not reported when that block is freed: exited=%d signal=%d, stderr \"%s\"",
+                  flag_sets[f], r.exited, r.signal, r.output);
+        brisk_heap_destroy(overflow_heap);
+    }
+}
+
 /* A realloc that can grow in place only once a deferred right neighbour
  * is merged failed: resize_in_place saw the deferred block as used, the
  * move found no room and flushed, and realloc did not try in place
@@ -1320,6 +1366,7 @@ int main(void)
     }
     test_threadsafe();
     test_overflow_into_header_then_free();
+    test_overflow_onto_fake_free_chunk_then_free();
     test_small_region_large_request();
     return check_finish("test_heap_defer");
 }
