@@ -18,6 +18,10 @@
  *                  interior one), with a handler that returns installed
  *               6  shrink-realloc slot, divisor
  *               7  usable_size of a bad pointer (handler installed)
+ *                  (5 and 7 on a deferring heap, when the freed block is
+ *                  still deferred: first 8 bytes and a fill byte written
+ *                  into it, a write after free the heap must not notice:
+ *                  it reads nothing from a deferred block)
  *   Every block is filled with a pattern derived from its id and checked
  *   when it is freed or resized, and brisk_heap_check runs after every
  *   op; a misuse must be reported and change nothing. Any disagreement
@@ -28,7 +32,7 @@
  *            ./build/tests/fuzz_heap -max_total_time=600
  */
 #include "brisk.h"
-#include "heap_internal.h" /* DEFERRED_SIZE */
+#include "heap_internal.h" /* DEFERRED_SIZE, the block map */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -209,6 +213,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             if (bad == NULL)
                 break;
+            if ((flags & BRISK_HEAP_DEFER_MERGE) && bad == freed_pointer &&
+                block_map_get(heap, chunk_granule(heap, chunk_of_payload(bad))) == BLOCK_MAP_DEFERRED) {
+                uint64_t word = 0;
+                for (unsigned i = 0; i < 8; i++)
+                    word |= (uint64_t)take(&r) << (8 * i);
+                memcpy(bad, &word, sizeof word);
+                memset(bad + 8, (int)take(&r), chunk_size(chunk_of_payload(bad)) - CHUNK_HEADER_SIZE - 8);
+            }
             brisk_heap_stats before, after;
             brisk_heap_get_stats(heap, &before);
             int seen = reports;
