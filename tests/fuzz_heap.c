@@ -1,7 +1,8 @@
 /* libFuzzer target for the region heap. The input is a program:
  *
  *   byte 0        heap options: bit 0 BRISK_HEAP_WIPE, bits 1-3 pick the
- *                 buffer size (2 KiB .. 256 KiB), bit 4
+ *                 buffer size (2 KiB .. 256 KiB, plus the deferred
+ *                 stacks' DEFERRED_SIZE for a deferring heap), bit 4
  *                 BRISK_HEAP_THREADSAFE (one thread: exercises the lock),
  *                 bit 5 BRISK_HEAP_CANARY, bit 6 BRISK_HEAP_WIPE_CHECK,
  *                 bit 7 BRISK_HEAP_DEFER_MERGE (bits 0, 5 and 6 are then
@@ -17,6 +18,10 @@
  *                  interior one), with a handler that returns installed
  *               6  shrink-realloc slot, divisor
  *               7  usable_size of a bad pointer (handler installed)
+ *                  (5 and 7 on a deferring heap, when the freed block is
+ *                  still deferred: first 8 bytes and a fill byte written
+ *                  into it, a write after free the heap must not notice:
+ *                  it reads nothing from a deferred block)
  *   Every block is filled with a pattern derived from its id and checked
  *   when it is freed or resized, and brisk_heap_check runs after every
  *   op; a misuse must be reported and change nothing. Any disagreement
@@ -27,6 +32,7 @@
  *            ./build/tests/fuzz_heap -max_total_time=600
  */
 #include "brisk.h"
+#include "heap_internal.h" /* DEFERRED_SIZE, the block map */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,7 +46,7 @@ typedef struct slot {
     unsigned id;
 } slot;
 
-static _Alignas(16) unsigned char buffer[256 * 1024];
+static _Alignas(16) unsigned char buffer[256 * 1024 + DEFERRED_SIZE];
 static int reports;
 
 static void count_report(brisk_error error, const char *message, const void *ptr, void *context)
@@ -98,8 +104,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t heap_size = (size_t)2048 << (options >> 1 & 7);
     unsigned flags = (options & 1 ? BRISK_HEAP_WIPE : 0) | (options & 16 ? BRISK_HEAP_THREADSAFE : 0) |
                      (options & 32 ? BRISK_HEAP_CANARY : 0) | (options & 64 ? BRISK_HEAP_WIPE_CHECK : 0);
-    if (options & 128)
+    if (options & 128) {
         flags = (flags & BRISK_HEAP_THREADSAFE) | BRISK_HEAP_DEFER_MERGE;
+        /* Its stacks take over 4 KiB of bookkeeping (a 2 KiB buffer could
+         * not hold them): added, so that a deferring heap gets about the
+         * capacities the others do, the smallest ones included, where
+         * flushes are frequent. */
+        heap_size += DEFERRED_SIZE;
+    }
     brisk_heap *heap = brisk_heap_create_ex(buffer, heap_size, flags);
     if (heap == NULL)
         __builtin_trap();
@@ -201,6 +213,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             if (bad == NULL)
                 break;
+            if ((flags & BRISK_HEAP_DEFER_MERGE) && bad == freed_pointer &&
+                block_map_get(heap, chunk_granule(heap, chunk_of_payload(bad))) == BLOCK_MAP_DEFERRED) {
+                uint64_t word = 0;
+                for (unsigned i = 0; i < 8; i++)
+                    word |= (uint64_t)take(&r) << (8 * i);
+                memcpy(bad, &word, sizeof word);
+                memset(bad + 8, (int)take(&r), chunk_size(chunk_of_payload(bad)) - CHUNK_HEADER_SIZE - 8);
+            }
             brisk_heap_stats before, after;
             brisk_heap_get_stats(heap, &before);
             int seen = reports;

@@ -6,6 +6,12 @@
  * the default handler in a child process, and with a handler that
  * returns). brisk_heap_check runs after every step.
  *
+ * Deferred blocks are kept on per-class stacks of DEFER_PER_CLASS slots
+ * in the bookkeeping (heap_internal.h), never linked through the blocks
+ * themselves: nothing written into a deferred block can change which
+ * block an alloc returns, and the tests of writes after free check
+ * exactly that.
+ *
  * Most tests run twice: on a plain deferring heap (its own fast paths)
  * and with BRISK_HEAP_THREADSAFE too (the general, locked paths).
  *
@@ -179,17 +185,18 @@ static void test_same_block_back(unsigned flags)
     CHECK_HEAP(heap);
 
     /* The same sizes come back at the same addresses, the most recently
-     * freed first (c, then a), contents as they were past the link. */
+     * freed first (c, then a), every byte as it was: deferral writes
+     * nothing into a block (its stack slot is in the bookkeeping). */
     CHECK(brisk_heap_alloc(heap, 100) == c);
     CHECK_LAYOUT(heap, -112, -48, 112, 32);
     char *p = brisk_heap_alloc(heap, 97); /* another request of chunk 112 */
     CHECK(p == a);
-    CHECK(filled_from(a, 8, 100, 1));
+    CHECK(filled(a, 100, 1));
     CHECK(map_state(heap, a) == BLOCK_MAP_LIVE);
     CHECK_EQ(brisk_heap_usable_size(heap, a), 104);
     p = brisk_heap_alloc(heap, 33); /* chunk 48 */
     CHECK(p == b);
-    CHECK(filled_from(b, 8, 40, 2));
+    CHECK(filled(b, 40, 2));
     CHECK_LAYOUT(heap, 112, 48, 112, 32);
     CHECK_HEAP(heap);
     brisk_heap_stats back = stats_of(heap);
@@ -207,7 +214,7 @@ static void test_same_block_back(unsigned flags)
     CHECK_LAYOUT(heap, 112, -48, 112, 32, 32);
     /* Neither does a calloc of the 112 class take b; it pops a deferred
      * 112 block and zeroes it all. */
-    fill(a, 100, 7); /* before the free: a deferred block's first word is its link */
+    fill(a, 100, 7); /* the calloc must clear all of it, the first word too */
     brisk_heap_free(heap, a);
     char *z = brisk_heap_calloc(heap, 4, 25);
     CHECK(z == a);
@@ -234,54 +241,81 @@ static void test_same_block_back(unsigned flags)
 
 /* ---- the per-class limit -------------------------------------------------- */
 
-static void test_eighth_free_merges(unsigned flags)
+/* Expected layout for the per-class limit test: DEFER_PER_CLASS chunks
+ * of 112 (free when `deferred`), each followed by a guard of 32, then
+ * `tail` (ending with 0). */
+static void check_limit_layout_at(int line, const brisk_heap *heap, int deferred, const long *tail)
 {
+    long expected[2 * DEFER_PER_CLASS + 8];
+    size_t n = 0;
+    for (unsigned i = 0; i < DEFER_PER_CLASS; i++) {
+        expected[n++] = deferred ? -112 : 112;
+        expected[n++] = 32;
+    }
+    for (size_t i = 0; tail[i] != 0; i++)
+        expected[n++] = tail[i];
+    expected[n] = 0;
+    check_layout_at(__FILE__, line, heap, expected);
+}
+
+#define CHECK_LIMIT_LAYOUT(heap, deferred, ...)                                                                    \
+    do {                                                                                                           \
+        const long tail_[] = {__VA_ARGS__, 0};                                                                     \
+        check_limit_layout_at(__LINE__, (heap), (deferred), tail_);                                                \
+    } while (0)
+
+static void test_free_past_class_limit_merges(unsigned flags)
+{
+    enum { N = DEFER_PER_CLASS };
     brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
     REQUIRE(heap != NULL);
-    /* Seven blocks of chunk 112, each followed by a guard, then an eighth
-     * followed by a truly free chunk (2016 bytes: never deferred). */
-    char *x[8], *guards[8];
-    for (int i = 0; i < 8; i++) {
+    /* DEFER_PER_CLASS blocks of chunk 112, each followed by a guard, then
+     * one more followed by a truly free chunk (2016 bytes: never
+     * deferred). */
+    char *x[N + 1];
+    for (int i = 0; i < N; i++) {
         x[i] = brisk_heap_alloc(heap, 100);
-        guards[i] = i < 7 ? brisk_heap_alloc(heap, 8) : NULL;
-        REQUIRE(x[i] != NULL && (i == 7 || guards[i] != NULL));
+        char *guard = brisk_heap_alloc(heap, 8);
+        REQUIRE(x[i] != NULL && guard != NULL);
     }
+    x[N] = brisk_heap_alloc(heap, 100);
+    REQUIRE(x[N] != NULL);
     char *free_right = brisk_heap_alloc(heap, 2000);
     char *end_guard = brisk_heap_alloc(heap, 8);
     REQUIRE(free_right && end_guard);
     brisk_heap_free(heap, free_right);
     CHECK(is_freed(heap, free_right));
-    CHECK_LAYOUT(heap, 112, 32, 112, 32, 112, 32, 112, 32, 112, 32, 112, 32, 112, 32, 112, -2016, 32);
+    CHECK_LIMIT_LAYOUT(heap, 0, 112, -2016, 32);
     CHECK_HEAP(heap);
 
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < N; i++) {
         brisk_heap_free(heap, x[i]);
         CHECK_MSG(is_deferred(heap, x[i]), "free %d not deferred", i + 1);
         CHECK_HEAP(heap);
     }
-    CHECK_LAYOUT(heap, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, 112, -2016, 32);
-    /* The eighth of the class is released at once: it merges with the
-     * free chunk on its right. */
-    brisk_heap_free(heap, x[7]);
-    CHECK(is_freed(heap, x[7]));
-    CHECK_LAYOUT(heap, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -2128, 32);
+    CHECK_LIMIT_LAYOUT(heap, 1, 112, -2016, 32);
+    /* One more of the class is released at once: it merges with the free
+     * chunk on its right. */
+    brisk_heap_free(heap, x[N]);
+    CHECK(is_freed(heap, x[N]));
+    CHECK_LIMIT_LAYOUT(heap, 1, -2128, 32);
     CHECK_HEAP(heap);
     /* The limit is per class: a block of another size is still kept. */
     char *other = brisk_heap_alloc(heap, 40);
     REQUIRE(other != NULL);
-    CHECK(other == x[7]); /* split from the merged chunk */
+    CHECK(other == x[N]); /* split from the merged chunk */
     brisk_heap_free(heap, other);
     CHECK(is_deferred(heap, other));
-    CHECK_LAYOUT(heap, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -112, 32, -48, -2080, 32);
+    CHECK_LIMIT_LAYOUT(heap, 1, -48, -2080, 32);
     CHECK_HEAP(heap);
 
-    /* The seven come back last freed first, then the class is empty and
-     * the next one is split off the free chunk. */
-    for (int i = 6; i >= 0; i--)
-        CHECK_MSG(brisk_heap_alloc(heap, 100) == x[i], "pop %d not x[%d]", 6 - i, i);
+    /* The DEFER_PER_CLASS come back last freed first, then the class is
+     * empty and the next one is split off the free chunk. */
+    for (int i = N - 1; i >= 0; i--)
+        CHECK_MSG(brisk_heap_alloc(heap, 100) == x[i], "pop %d not x[%d]", N - 1 - i, i);
     CHECK_HEAP(heap);
     char *next = brisk_heap_alloc(heap, 100);
-    CHECK(next == x[7] + 48);
+    CHECK(next == x[N] + 48);
     /* Once popped, a class has room again: a free is deferred. */
     brisk_heap_free(heap, x[3]);
     CHECK(is_deferred(heap, x[3]));
@@ -393,8 +427,8 @@ static void test_exhaustion_then_whole(unsigned flags)
     CHECK_EQ(full.free_bytes, 0);
     CHECK_HEAP(heap);
 
-    /* Free in an interleaved order: every class fills its seven, the rest
-     * merge around deferred blocks. */
+    /* Free in an interleaved order: every class fills its
+     * DEFER_PER_CLASS slots, the rest merge around deferred blocks. */
     for (size_t step = 0; step < 3; step++)
         for (size_t i = step; i < n; i += 3)
             brisk_heap_free(heap, blocks[i]);
@@ -432,13 +466,18 @@ static void test_flush_from_other_paths(unsigned flags)
     size_t n = 0;
     while (n < 600 && (blocks[n] = brisk_heap_alloc(heap, 40)) != NULL)
         n++;
-    REQUIRE(n > 8 && n < 600);
+    REQUIRE(n > DEFER_PER_CLASS + 1 && n < 600);
+    /* The last block took the heap's end; when the capacity is not a
+     * multiple of 48 it is a chunk of another class, deferred alone. */
+    size_t last_other_class = brisk_heap_usable_size(heap, blocks[n - 1]) != 40;
     for (size_t i = 0; i < n; i++)
         brisk_heap_free(heap, blocks[i]);
-    /* Seven deferred 48-byte blocks at the front; the rest merged. */
-    CHECK_EQ(stats_of(heap).free_chunks, 7 + 1);
-    CHECK(brisk_heap_alloc_aligned(heap, 64, 40) != blocks[6]); /* not a pop */
-    CHECK(is_deferred(heap, blocks[6]));
+    /* DEFER_PER_CLASS deferred 48-byte blocks at the front; the rest
+     * merged. */
+    CHECK_EQ(stats_of(heap).free_chunks, DEFER_PER_CLASS + 1 + last_other_class);
+    CHECK(is_deferred(heap, blocks[n - 1]) == (int)last_other_class);
+    CHECK(brisk_heap_alloc_aligned(heap, 64, 40) != blocks[DEFER_PER_CLASS - 1]); /* not a pop */
+    CHECK(is_deferred(heap, blocks[DEFER_PER_CLASS - 1]));
     CHECK_HEAP(heap);
 
     /* An aligned request of (nearly) everything. */
@@ -450,9 +489,10 @@ static void test_flush_from_other_paths(unsigned flags)
         n++;
     for (size_t i = 0; i < n; i++)
         brisk_heap_free(heap, blocks[i]);
-    /* Seven 48-byte blocks deferred at the front: the wilderness is
-     * capacity - 336, less than this request needs with any alignment
-     * gap, so only the flush makes room. */
+    /* DEFER_PER_CLASS 48-byte blocks deferred at the front: the
+     * wilderness is capacity - 48 * DEFER_PER_CLASS (capacity - 384), less
+     * than this request needs with any alignment gap, so only the flush
+     * makes room. */
     char *aligned = brisk_heap_alloc_aligned(heap, 64, capacity - 300);
     CHECK(aligned != NULL && (uintptr_t)aligned % 64 == 0);
     CHECK(stats_of(heap).free_chunks <= 2); /* the gap in front, the rest */
@@ -573,8 +613,9 @@ static void test_stats_and_walk(unsigned flags)
     CHECK(is_deferred(heap, b));
 
     /* largest_free is only a lower bound: it does not see deferred
-     * blocks, which a pop hands out and a flush merges. */
-    static _Alignas(16) char buffer[4096];
+     * blocks, which a pop hands out and a flush merges. (A deferring
+     * heap's bookkeeping takes over 4 KiB; this leaves it 2832 bytes.) */
+    static _Alignas(16) char buffer[8192];
     brisk_heap *tiny = brisk_heap_create_ex(buffer, sizeof buffer, flags);
     REQUIRE(tiny != NULL);
     size_t capacity = stats_of(tiny).capacity;
@@ -595,13 +636,15 @@ static void test_stats_and_walk(unsigned flags)
     CHECK(p == blocks[3]);
     brisk_heap_free(tiny, p);
     CHECK_EQ(stats_of(tiny).largest_free, 0);
-    /* Thirty-six more: three deferred (seven in all), thirty-three merge
-     * into one listed chunk of 1056 bytes. */
+    /* Thirty-six more: DEFER_PER_CLASS - 4 deferred (the class is then
+     * full), the other 40 - DEFER_PER_CLASS merge into one listed chunk. */
+    _Static_assert(DEFER_PER_CLASS > 4 && DEFER_PER_CLASS < 39, "the counts below assume it");
     for (size_t i = 4; i < 40; i++)
         brisk_heap_free(tiny, blocks[i]);
     s = stats_of(tiny);
-    CHECK_EQ(s.largest_free, 1048);
-    CHECK_EQ(s.free_chunks, 8);
+    CHECK_EQ(s.largest_free, (40 - DEFER_PER_CLASS) * 32 - 8);
+    CHECK_EQ(s.free_chunks, DEFER_PER_CLASS + 1);
+    CHECK(is_deferred(tiny, blocks[DEFER_PER_CLASS - 1]) && is_freed(tiny, blocks[DEFER_PER_CLASS]));
     CHECK_HEAP(tiny);
     /* 1272 bytes (chunk 1280) fit only once all forty have merged. */
     p = brisk_heap_alloc(tiny, 1272);
@@ -697,23 +740,134 @@ static void realloc_deferred(void *arg) { brisk_heap_realloc(misuse_heap, arg, 5
 static void realloc_deferred_grow(void *arg) { brisk_heap_realloc(misuse_heap, arg, 5000); }
 static void usable_size_deferred(void *arg) { brisk_heap_usable_size(misuse_heap, arg); }
 
-static void *forged_link;
+/* Where a write after free into a deferred block's first 8 bytes could
+ * point: the places a forged link through that word would once have
+ * led. The blocks are laid out by forge_targets_setup. */
+enum { FORGE_TARGETS = 7 };
+static const char *const forge_target_names[FORGE_TARGETS] = {
+    "a live block",    "a free chunk", "the block itself", "a stack address", "an unaligned address",
+    "outside the heap", "a deferred block of another size"};
 
-/* A write after free into the deferred block's first 8 bytes, then an
- * alloc of its size. */
-static void forge_then_alloc(void *arg)
+/* The heap the forged-write tests run on:
+ *
+ *   | a 112 | live 112 | b 112 | 32 | freed 3008 | 32 | other 48 | 32 | wilderness
+ *     deferred            deferred     free              deferred
+ *
+ * The 112 class's stack holds b, then a on top; live is filled with
+ * fill(live, 100, 5). */
+typedef struct forge_heap {
+    brisk_heap *heap;
+    char *a, *live, *b, *freed, *other;
+    char local[64];
+    void *targets[FORGE_TARGETS];
+} forge_heap;
+
+static void forge_targets_setup(forge_heap *f, unsigned flags)
 {
-    memcpy(arg, &forged_link, sizeof forged_link);
-    void *p = brisk_heap_alloc(misuse_heap, 100);
-    fprintf(stderr, "alloc returned %p\n", p);
+    f->heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(f->heap != NULL);
+    brisk_heap *heap = f->heap;
+    f->a = brisk_heap_alloc(heap, 100);
+    f->live = brisk_heap_alloc(heap, 100);
+    f->b = brisk_heap_alloc(heap, 100);
+    char *g = brisk_heap_alloc(heap, 8);
+    f->freed = brisk_heap_alloc(heap, 3000);
+    char *g2 = brisk_heap_alloc(heap, 8);
+    f->other = brisk_heap_alloc(heap, 40);
+    char *g3 = brisk_heap_alloc(heap, 8);
+    REQUIRE(f->a && f->live && f->b && g && f->freed && g2 && f->other && g3);
+    fill(f->a, 100, 4);
+    fill(f->live, 100, 5);
+    brisk_heap_free(heap, f->other); /* deferred, class 48 */
+    brisk_heap_free(heap, f->freed); /* a merged free chunk */
+    brisk_heap_free(heap, f->b);
+    brisk_heap_free(heap, f->a); /* the stack: b, then a on top */
+    REQUIRE(is_deferred(heap, f->a) && is_deferred(heap, f->b) && is_deferred(heap, f->other) &&
+            is_freed(heap, f->freed));
+    CHECK_LAYOUT(heap, -112, 112, -112, 32, -3008, 32, -48, 32);
+    void *targets[FORGE_TARGETS] = {f->live - 8, f->freed - 8, f->a - 8,           f->local,
+                                    f->b - 4,    (void *)(uintptr_t)0x1000, f->other - 8};
+    memcpy(f->targets, targets, sizeof targets);
 }
 
-/* The same, the alloc being the flush of a request that does not fit. */
-static void forge_then_flush(void *arg)
+/* What follows a write of `forged` into the first 8 bytes of the deferred
+ * block a: the next allocs of its size return a itself (the write still
+ * in it: the heap reads nothing from a deferred block), then b (the
+ * block deferred under it), then, the class empty, a block split from
+ * the free chunk as without the write; the other size's deferred block
+ * comes back once to an alloc of its own size; the live block keeps its
+ * contents; the heap passes its check. Returns a description of the
+ * first thing that went otherwise, NULL when none did. Changes the
+ * heap. */
+static const char *forge_then_allocs(forge_heap *f, void *forged)
 {
-    memcpy(arg, &forged_link, sizeof forged_link);
-    void *p = brisk_heap_alloc(misuse_heap, 1 << 20);
-    fprintf(stderr, "alloc returned %p\n", p);
+    static char why[200];
+    brisk_heap *heap = f->heap;
+    memcpy(f->a, &forged, sizeof forged);
+    char *p1 = brisk_heap_alloc(heap, 100);
+    if (p1 != f->a) {
+        snprintf(why, sizeof why, "alloc returned %p, not the deferred block %p", (void *)p1, (void *)f->a);
+        return why;
+    }
+    void *kept;
+    memcpy(&kept, p1, sizeof kept);
+    if (kept != forged || !filled_from(p1, 8, 100, 4))
+        return "the block came back changed";
+    if (map_state(heap, p1) != BLOCK_MAP_LIVE)
+        return "the block came back not LIVE in the block map";
+    char *p2 = brisk_heap_alloc(heap, 100);
+    if (p2 != f->b) {
+        snprintf(why, sizeof why, "the second alloc returned %p, not the block deferred under it %p", (void *)p2,
+                 (void *)f->b);
+        return why;
+    }
+    char *p3 = brisk_heap_alloc(heap, 100);
+    if (p3 != f->freed) {
+        snprintf(why, sizeof why, "with the class empty, alloc returned %p, not the free chunk's start %p",
+                 (void *)p3, (void *)f->freed);
+        return why;
+    }
+    char *p4 = brisk_heap_alloc(heap, 40);
+    char *p5 = brisk_heap_alloc(heap, 40);
+    if (p4 != f->other || p5 == NULL || p5 == f->other) {
+        snprintf(why, sizeof why, "allocs of 40 returned %p then %p; the deferred 48-byte block is %p",
+                 (void *)p4, (void *)p5, (void *)f->other);
+        return why;
+    }
+    if (!filled(f->live, 100, 5) || map_state(heap, f->live) != BLOCK_MAP_LIVE)
+        return "the live block changed";
+    if (brisk_heap_check(heap) != 0)
+        return "brisk_heap_check fails";
+    return NULL;
+}
+
+/* In a child, with the default handler (a report aborts it): arg is the
+ * forge_heap, forged_index which target to write. */
+static size_t forged_index;
+
+static void forge_then_alloc_child(void *arg)
+{
+    forge_heap *f = arg;
+    const char *wrong = forge_then_allocs(f, f->targets[forged_index]);
+    fprintf(stderr, "%s\n", wrong != NULL ? wrong : "as without the write");
+}
+
+/* The same, the next alloc being one that does not fit: the flush
+ * releases every deferred block, the forged one too, and reports
+ * nothing. */
+static void forge_then_flush_child(void *arg)
+{
+    forge_heap *f = arg;
+    memcpy(f->a, &f->targets[0], sizeof f->targets[0]);
+    errno = 0;
+    void *p = brisk_heap_alloc(f->heap, 1 << 20);
+    int errno_after = errno;
+    int sound = p == NULL && errno_after == ENOMEM && !is_deferred(f->heap, f->a) && !is_deferred(f->heap, f->b) &&
+                !is_deferred(f->heap, f->other) && filled(f->live, 100, 5) && brisk_heap_check(f->heap) == 0 &&
+                stats_of(f->heap).free_chunks == 5; /* a, b, freed, other, the wilderness: each between
+                                                       live blocks */
+    fprintf(stderr, "%s: alloc returned %p (errno %d), %zu free chunks\n", sound ? "flushed" : "WRONG", p,
+            errno_after, stats_of(f->heap).free_chunks);
 }
 
 static void test_misuse_aborts(unsigned flags)
@@ -724,21 +878,15 @@ static void test_misuse_aborts(unsigned flags)
     char *live = brisk_heap_alloc(misuse_heap, 100);
     char *b = brisk_heap_alloc(misuse_heap, 100);
     char *g = brisk_heap_alloc(misuse_heap, 8);
-    char *freed = brisk_heap_alloc(misuse_heap, 3000);
-    char *g2 = brisk_heap_alloc(misuse_heap, 8);
-    char *other_size = brisk_heap_alloc(misuse_heap, 40);
-    char *g3 = brisk_heap_alloc(misuse_heap, 8);
-    REQUIRE(a && live && b && g && freed && g2 && other_size && g3);
-    brisk_heap_free(misuse_heap, other_size); /* deferred, class 48 */
-    brisk_heap_free(misuse_heap, freed); /* a merged free chunk */
+    REQUIRE(a && live && b && g);
     brisk_heap_free(misuse_heap, b);
-    brisk_heap_free(misuse_heap, a); /* the list: a -> b */
+    brisk_heap_free(misuse_heap, a); /* the stack: b, then a on top */
     REQUIRE(is_deferred(misuse_heap, a) && is_deferred(misuse_heap, b));
     CHECK_HEAP(misuse_heap);
 
     child_result r = run_in_child(free_deferred_again, a);
     CHECK_ABORTS_WITH(r, report_for("double free", a));
-    r = run_in_child(free_deferred_again, b); /* not the list's first */
+    r = run_in_child(free_deferred_again, b); /* not the stack's top */
     CHECK_ABORTS_WITH(r, report_for("double free", b));
     r = run_in_child(realloc_deferred, a);
     CHECK_ABORTS_WITH(r, report_for("realloc of a freed block", a));
@@ -746,26 +894,6 @@ static void test_misuse_aborts(unsigned flags)
     CHECK_ABORTS_WITH(r, report_for("realloc of a freed block", b));
     r = run_in_child(usable_size_deferred, a);
     CHECK_ABORTS_WITH(r, report_for("usable_size of a freed block", a));
-
-    /* Forged links: each names something that is not a deferred block of
-     * the class, and the pop that would follow it refuses. */
-    static const char *const names[] = {"a live block",         "a free chunk",     "the block itself",
-                                        "a stack address",      "an unaligned address", "outside the heap",
-                                        "a deferred block of another size"};
-    char local[64];
-    void *targets[] = {live - 8, freed - 8, a - 8, local, b - 4, (void *)(uintptr_t)0x1000, other_size - 8};
-    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
-        forged_link = targets[i];
-        r = run_in_child(forge_then_alloc, a);
-        CHECK_MSG(!r.exited && r.signal == SIGABRT &&
-                      strstr(r.output, report_for("heap deferred list corrupted (a freed block was written to)",
-                                                  a)) != NULL,
-                  "link forged to %s: exited=%d signal=%d, stderr \"%s\"", names[i], r.exited, r.signal, r.output);
-    }
-    /* Found by the flush as well. */
-    forged_link = live - 8;
-    r = run_in_child(forge_then_flush, a);
-    CHECK_ABORTS_WITH(r, report_for("heap deferred list corrupted (a freed block was written to)", a));
 
     /* The parent's heap was never touched by the children. */
     CHECK(is_deferred(misuse_heap, a) && is_deferred(misuse_heap, b));
@@ -775,6 +903,27 @@ static void test_misuse_aborts(unsigned flags)
     CHECK_HEAP(misuse_heap);
     brisk_heap_destroy(misuse_heap);
     misuse_heap = NULL;
+
+    /* A write after free into a deferred block's first 8 bytes, where a
+     * link would once have been, of each target: with the default
+     * handler any report would abort the child; none does, and the allocs
+     * that follow are those a heap without the write would make. */
+    forge_heap f;
+    forge_targets_setup(&f, flags);
+    CHECK_HEAP(f.heap);
+    for (forged_index = 0; forged_index < FORGE_TARGETS; forged_index++) {
+        r = run_in_child(forge_then_alloc_child, &f);
+        CHECK_MSG(r.exited && r.exit_code == 0 && strstr(r.output, "as without the write\n") != NULL,
+                  "a pointer to %s written into a deferred block: exited=%d code=%d signal=%d, stderr \"%s\"",
+                  forge_target_names[forged_index], r.exited, r.exit_code, r.signal, r.output);
+    }
+    r = run_in_child(forge_then_flush_child, &f);
+    CHECK_MSG(r.exited && r.exit_code == 0 && strncmp(r.output, "flushed:", 8) == 0,
+              "a forged pointer in a deferred block met by a flush: exited=%d code=%d signal=%d, stderr \"%s\"",
+              r.exited, r.exit_code, r.signal, r.output);
+    CHECK(is_deferred(f.heap, f.a) && filled(f.a, 100, 4)); /* the parent's copy is untouched */
+    CHECK_HEAP(f.heap);
+    brisk_heap_destroy(f.heap);
 }
 
 /* ---- misuse with a handler that returns ---------------------------------- */
@@ -808,16 +957,10 @@ static void test_handler_returns(unsigned flags)
     report_log log;
     memset(&log, 0, sizeof log);
     brisk_set_error_handler(record_report, &log);
-    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
-    REQUIRE(heap != NULL);
-    char *a = brisk_heap_alloc(heap, 100);
-    char *live = brisk_heap_alloc(heap, 100);
-    char *b = brisk_heap_alloc(heap, 100);
-    char *g = brisk_heap_alloc(heap, 8);
-    REQUIRE(a && live && b && g);
-    fill(live, 100, 5);
-    brisk_heap_free(heap, b);
-    brisk_heap_free(heap, a);
+    forge_heap f;
+    forge_targets_setup(&f, flags);
+    brisk_heap *heap = f.heap;
+    char *a = f.a, *b = f.b;
     brisk_heap_stats before = stats_of(heap);
     layout lb = layout_of(heap);
 
@@ -844,53 +987,52 @@ static void test_handler_returns(unsigned flags)
     CHECK(is_deferred(heap, a) && is_deferred(heap, b));
     CHECK_HEAP(heap);
 
-    /* A forged link: the alloc of that size reports it and returns NULL,
-     * changing nothing; the check sees the damage until it is undone. */
-    void *saved;
-    memcpy(&saved, a, sizeof saved);
-    void *forged = live - 8;
-    memcpy(a, &forged, sizeof forged);
-    errno = 0;
-    CHECK(brisk_heap_alloc(heap, 100) == NULL);
-    CHECK_EQ(errno, ENOMEM);
-    CHECK_REPORT(log, 7, BRISK_ERROR_CORRUPTION, "heap deferred list corrupted (a freed block was written to)", a);
-    CHECK(brisk_heap_calloc(heap, 1, 100) == NULL);
-    CHECK_EQ(log.count, 8);
-    after = stats_of(heap);
-    CHECK(stats_equal(&before, &after));
-    CHECK(is_deferred(heap, a) && is_deferred(heap, b));
-    CHECK(map_state(heap, live) == BLOCK_MAP_LIVE);
-    CHECK(filled(live, 100, 5));
-    CHECK_EQ(brisk_heap_check(heap), -1); /* the forged link is still there */
-    /* Other sizes are served meanwhile. */
-    char *other = brisk_heap_alloc(heap, 40);
-    CHECK(other != NULL);
-    brisk_heap_free(heap, other);
-    CHECK_EQ(log.count, 8);
-    memcpy(a, &saved, sizeof saved);
-    CHECK_HEAP(heap);
-    CHECK(brisk_heap_alloc(heap, 100) == a);
+    /* A write after free of each target into a's first 8 bytes: the next
+     * alloc of its size returns a itself, with the write in it, and
+     * nothing is reported; freed again, a is deferred again on top. */
+    for (size_t i = 0; i < FORGE_TARGETS; i++) {
+        memcpy(a, &f.targets[i], sizeof f.targets[i]);
+        char *p = brisk_heap_alloc(heap, 100);
+        CHECK_MSG(p == a, "a pointer to %s written into a deferred block: alloc returned %p, not %p",
+                  forge_target_names[i], (void *)p, (void *)a);
+        CHECK_MSG(log.count == 6, "a pointer to %s written into a deferred block was reported: \"%s\"",
+                  forge_target_names[i], log.last_message);
+        if (p != a)
+            break;
+        CHECK(memcmp(a, &f.targets[i], sizeof f.targets[i]) == 0 && filled_from(a, 8, 100, 4));
+        CHECK(filled(f.live, 100, 5) && map_state(heap, f.live) == BLOCK_MAP_LIVE);
+        CHECK(is_deferred(heap, b) && is_deferred(heap, f.other) && is_freed(heap, f.freed));
+        CHECK_HEAP(heap);
+        fill(a, 100, 4);
+        brisk_heap_free(heap, a);
+        CHECK(is_deferred(heap, a));
+    }
+    /* Anywhere in it, all of it: a calloc pops it and clears it. */
+    memset(a, 0xff, 104);
+    char *z = brisk_heap_calloc(heap, 1, 100);
+    CHECK(z == a);
+    if (z == a) {
+        int zero = 1;
+        for (size_t i = 0; i < 104; i++)
+            zero &= z[i] == 0;
+        CHECK(zero);
+    }
+    CHECK_EQ(log.count, 6);
     CHECK(brisk_heap_alloc(heap, 100) == b);
-    CHECK_EQ(log.count, 8);
     CHECK_HEAP(heap);
 
-    /* A forged link met by a flush: the damaged class is reported and left
-     * as it is, every other class is released, and the alloc goes on. */
+    /* A forged pointer in a deferred block met by a flush: every class is
+     * released, nothing is reported, and the alloc fails cleanly. */
     brisk_heap_free(heap, b);
     brisk_heap_free(heap, a);
-    char *s1 = brisk_heap_alloc(heap, 40);
-    char *s2 = brisk_heap_alloc(heap, 40);
-    REQUIRE(s1 && s2);
-    brisk_heap_free(heap, s1);
-    brisk_heap_free(heap, s2);
-    memcpy(&saved, a, sizeof saved);
-    memcpy(a, &forged, sizeof forged);
+    memcpy(a, &f.targets[0], sizeof f.targets[0]);
+    errno = 0;
     char *huge = brisk_heap_alloc(heap, 1 << 20); /* flushes, and fails */
     CHECK(huge == NULL);
-    CHECK_REPORT(log, 9, BRISK_ERROR_CORRUPTION, "heap deferred list corrupted (a freed block was written to)", a);
-    CHECK(is_deferred(heap, a) && is_deferred(heap, b));
-    CHECK(!is_deferred(heap, s1) && !is_deferred(heap, s2));
-    memcpy(a, &saved, sizeof saved);
+    CHECK_EQ(errno, ENOMEM);
+    CHECK_EQ(log.count, 6);
+    CHECK(!is_deferred(heap, a) && !is_deferred(heap, b) && !is_deferred(heap, f.other));
+    CHECK(filled(f.live, 100, 5));
     CHECK_HEAP(heap);
     brisk_heap_destroy(heap);
     brisk_set_error_handler(NULL, NULL);
@@ -904,7 +1046,11 @@ static void test_handler_returns(unsigned flags)
 /* A forged link naming a deferred block of another size was accepted:
  * the pop checked only that the block map said DEFERRED, not the class,
  * so the other-size block became the head of this class's list while it
- * stayed on its own, and was handed out twice. */
+ * stayed on its own, and was handed out twice. Since the deferred blocks
+ * moved to per-class stacks in the bookkeeping (defer-stacks) this is
+ * impossible by construction: there is no link to forge. The test now
+ * checks that the same write leaves each block deferred in its own class
+ * and handed out once. */
 static void test_forged_link_to_other_size(unsigned flags)
 {
     report_log log;
@@ -922,22 +1068,15 @@ static void test_forged_link_to_other_size(unsigned flags)
     void *forged = y - 8;
     memcpy(x, &forged, sizeof forged);
     char *p1 = brisk_heap_alloc(heap, 24);
-    CHECK_MSG(p1 == NULL && log.count == 1,
-              "a link forged to a deferred block of another size (%p) was not refused: alloc returned %p, "
-              "%d reports",
-              (void *)y, (void *)p1, log.count);
-    if (p1 == NULL) {
-        memset(x, 0, sizeof forged); /* undo the damage: the list was x alone */
-        CHECK_HEAP(heap);
-    } else {
-        /* What it leads to: the same block handed out twice. */
-        char *p2 = brisk_heap_alloc(heap, 24);
-        char *p3 = brisk_heap_alloc(heap, 1000);
-        CHECK_MSG(p2 == NULL || p3 == NULL || p2 != p3,
-                  "after the forged link, %p was handed out twice (as 24 and as 1000 bytes)", (void *)p3);
-        CHECK_MSG(brisk_heap_check(heap) == 0 || log.count > 0,
-                  "the heap fails its check and nothing was reported");
-    }
+    char *p2 = brisk_heap_alloc(heap, 24);
+    char *p3 = brisk_heap_alloc(heap, 1000);
+    char *p4 = brisk_heap_alloc(heap, 1000);
+    CHECK_MSG(p1 == x && p2 != NULL && p2 != y && p3 == y && p4 != NULL && p4 != y && p4 != p2,
+              "after a pointer to a deferred block of another size (%p) was written into %p: allocs of 24 "
+              "returned %p %p, of 1000 %p %p",
+              (void *)y, (void *)x, (void *)p1, (void *)p2, (void *)p3, (void *)p4);
+    CHECK_EQ(log.count, 0);
+    CHECK_HEAP(heap);
     brisk_heap_destroy(heap);
     brisk_set_error_handler(NULL, NULL);
 }
@@ -945,8 +1084,10 @@ static void test_forged_link_to_other_size(unsigned flags)
 /* A forged link naming a deferred block of the same size further down
  * the list was accepted too: the entries it skipped stayed DEFERRED in
  * the map but on no list, the class count no longer matched its list,
- * and brisk_heap_check failed from then on, with nothing reported. The
- * pop now reports it when the list ends before its count. */
+ * and brisk_heap_check failed from then on, with nothing reported. With
+ * the stacks in the bookkeeping (defer-stacks) no entry can be skipped:
+ * there are no links. The test now checks that the same write changes
+ * neither the order of the pops nor the check. */
 static void test_forged_link_skipping_entries(unsigned flags)
 {
     report_log log;
@@ -961,18 +1102,19 @@ static void test_forged_link_skipping_entries(unsigned flags)
     REQUIRE(x && a && b && g);
     brisk_heap_free(heap, b);
     brisk_heap_free(heap, a);
-    brisk_heap_free(heap, x); /* the list: x -> a -> b */
-    void *forged = b - 8;      /* skips a */
+    brisk_heap_free(heap, x); /* the stack: b, a, then x on top */
+    void *forged = b - 8;      /* what once skipped a */
     memcpy(x, &forged, sizeof forged);
+    CHECK_HEAP(heap);
     char *p1 = brisk_heap_alloc(heap, 100);
-    char *p2 = p1 != NULL ? brisk_heap_alloc(heap, 100) : NULL;
-    char *p3 = p2 != NULL ? brisk_heap_alloc(heap, 100) : NULL;
-    CHECK_MSG(log.count > 0 || p3 == a,
-              "a link forged past a deferred block was not refused, and the skipped block %p is lost "
-              "(pops returned %p %p %p)",
-              (void *)a, (void *)p1, (void *)p2, (void *)p3);
-    CHECK_MSG(log.count > 0 || brisk_heap_check(heap) == 0,
-              "after a forged link that was never reported, brisk_heap_check fails");
+    char *p2 = brisk_heap_alloc(heap, 100);
+    char *p3 = brisk_heap_alloc(heap, 100);
+    CHECK_MSG(p1 == x && p2 == a && p3 == b,
+              "after a pointer past a deferred block was written into the top one, pops returned %p %p %p, "
+              "not %p %p %p",
+              (void *)p1, (void *)p2, (void *)p3, (void *)x, (void *)a, (void *)b);
+    CHECK_EQ(log.count, 0);
+    CHECK_HEAP(heap);
     brisk_heap_destroy(heap);
     brisk_set_error_handler(NULL, NULL);
 }
@@ -1017,6 +1159,52 @@ static void test_overflow_into_header_then_free(void)
     }
 }
 
+/* The same overflow, where the forged size ends inside a live block whose
+ * contents look like a free chunk: a header (free, PREV_USED) and a
+ * footer that agrees, both written by the program into its own block.
+ * A heap without options reports the free ("heap metadata corrupted"):
+ * the release path also checks the free neighbour's list links. The
+ * deferring free path believes the size on chunk_end_sound's evidence,
+ * which for a free neighbour is the footer alone; so it defers b at the
+ * forged 48 bytes, and the next alloc(40) hands out b's 40 bytes, the
+ * last 16 of them over c's header and c's first 8 bytes (c still live). */
+static void overflow_onto_fake_free_chunk_then_free(void *arg)
+{
+    char *a = arg;
+    char *b = a + 32, *c = a + 64;
+    /* In c's payload: a free chunk of 32 at c + 8, its footer at c + 32. */
+    size_t fake_head = 32 | CHUNK_PREV_USED, fake_footer = 32;
+    memcpy(c + 8, &fake_head, sizeof fake_head);
+    memcpy(c + 32, &fake_footer, sizeof fake_footer);
+    size_t forged_head = 48 | CHUNK_USED | CHUNK_PREV_USED; /* b is 32 */
+    memcpy(a + 24, &forged_head, sizeof forged_head);      /* 8 bytes past a's usable end */
+    brisk_heap_free(overflow_heap, b);
+    int check = brisk_heap_check(overflow_heap);
+    char *p = brisk_heap_alloc(overflow_heap, 40);
+    fprintf(stderr, "not reported (heap check after the free: %d); alloc(40) returned %p (b is %p, c %p)%s\n", check,
+            (void *)p, (void *)b, (void *)c, p == b ? ": its 40 bytes cover c's header" : "");
+}
+
+static void test_overflow_onto_fake_free_chunk_then_free(void)
+{
+    static const unsigned flag_sets[] = {0, DEFER, DEFER | BRISK_HEAP_THREADSAFE};
+    for (size_t f = 0; f < sizeof flag_sets / sizeof flag_sets[0]; f++) {
+        overflow_heap = brisk_heap_create_ex(NULL, 1 << 16, flag_sets[f]);
+        REQUIRE(overflow_heap != NULL);
+        char *a = brisk_heap_alloc(overflow_heap, 24);
+        char *b = brisk_heap_alloc(overflow_heap, 24);
+        char *c = brisk_heap_calloc(overflow_heap, 1, 40); /* 48 */
+        char *g = brisk_heap_alloc(overflow_heap, 8);
+        REQUIRE(a && b == a + 32 && c == b + 32 && g);
+        child_result r = run_in_child(overflow_onto_fake_free_chunk_then_free, a);
+        CHECK_MSG(!r.exited && r.signal == SIGABRT && strstr(r.output, report_for("heap metadata corrupted", b)),
+                  "flags %#x: an overflow into the next block's header, its forged end on a fake free chunk in a "
+                  "live block, is not reported when that block is freed: exited=%d signal=%d, stderr \"%s\"",
+                  flag_sets[f], r.exited, r.signal, r.output);
+        brisk_heap_destroy(overflow_heap);
+    }
+}
+
 /* A realloc that can grow in place only once a deferred right neighbour
  * is merged failed: resize_in_place saw the deferred block as used, the
  * move found no room and flushed, and realloc did not try in place
@@ -1053,14 +1241,14 @@ static void test_realloc_into_deferred_neighbour(unsigned flags)
  * failed with ENOMEM; the same alloc right after succeeded. */
 static void test_flush_into_own_exact_class(unsigned flags)
 {
-    static _Alignas(16) char buffer[4096];
+    static _Alignas(16) char buffer[8192]; /* a deferring heap's bookkeeping takes over 4 KiB */
     brisk_heap *heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
     REQUIRE(heap != NULL);
     char *blocks[256];
     size_t n = 0;
     while (n < 256 && (blocks[n] = brisk_heap_alloc(heap, 24)) != NULL)
         n++;
-    REQUIRE(n > 4);
+    REQUIRE(n > 4 && n < 256);
     for (size_t i = 0; i < 4; i++)
         brisk_heap_free(heap, blocks[i]); /* four deferred 32-byte blocks */
     errno = 0;
@@ -1086,22 +1274,27 @@ static void test_flush_into_own_exact_class(unsigned flags)
  * path now stops at the heap's exact_request_max. A deferring heap's
  * larger bookkeeping gives it every head anyway. Bytes past the region
  * are 0x41, so a stray read would be followed into an unmapped
- * address. */
+ * address.
+ *
+ * The smallest region is measured, not assumed: the child tries every
+ * size in granules up to the buffer's (a deferring heap's stacks alone
+ * take DEFERRED_SIZE, over 4 KiB), then checks that the one chunk the
+ * heap holds is served, and, deferred, comes back. */
 static unsigned small_heap_flags;
 
 static void small_heap_large_requests(void *arg)
 {
     (void)arg;
-    static _Alignas(16) unsigned char buffer[4096];
+    static _Alignas(16) unsigned char buffer[16 * 1024];
     memset(buffer, 0x41, sizeof buffer);
     brisk_heap *heap = NULL;
     size_t region = 256;
-    while (heap == NULL && region < 4096) {
+    while (heap == NULL && region < sizeof buffer) {
         region += 16;
         heap = brisk_heap_create_ex(buffer, region, small_heap_flags);
     }
     if (heap == NULL) {
-        fprintf(stderr, "no heap fits in 4 KiB\n");
+        fprintf(stderr, "no heap fits in %zu bytes\n", sizeof buffer);
         return;
     }
     size_t capacity = stats_of(heap).capacity;
@@ -1110,11 +1303,27 @@ static void small_heap_large_requests(void *arg)
         handed += brisk_heap_alloc(heap, n) != NULL;
     fprintf(stderr, "region %zu, capacity %zu: %zu requests above the capacity served, heap check %d\n", region,
             capacity, handed, brisk_heap_check(heap));
+    char *p = brisk_heap_alloc(heap, capacity - 8);
+    brisk_heap_free(heap, p);
+    char *again = brisk_heap_alloc(heap, capacity - 8);
+    fprintf(stderr, "whole capacity: %s, %s, heap check %d\n", p != NULL ? "served" : "refused",
+            again == p ? "served again" : "not served again", brisk_heap_check(heap));
+}
+
+/* The region the child found, from its report; 0 when there is none. */
+static size_t reported_region(const child_result *r)
+{
+    size_t region = 0;
+    const char *at = strstr(r->output, "region ");
+    if (at == NULL || sscanf(at, "region %zu", &region) != 1)
+        return 0;
+    return region;
 }
 
 static void test_small_region_large_request(void)
 {
     static const unsigned flag_sets[] = {0, DEFER};
+    size_t smallest[2] = {0, 0};
     for (size_t f = 0; f < sizeof flag_sets / sizeof flag_sets[0]; f++) {
         small_heap_flags = flag_sets[f];
         child_result r = run_in_child(small_heap_large_requests, NULL);
@@ -1122,7 +1331,15 @@ static void test_small_region_large_request(void)
                   "flags %#x: exact requests above a small heap's capacity read past its list heads: "
                   "exited=%d code=%d signal=%d, stderr \"%s\"",
                   flag_sets[f], r.exited, r.exit_code, r.signal, r.output);
+        CHECK_MSG(strstr(r.output, "whole capacity: served, served again, heap check 0") != NULL,
+                  "flags %#x: the smallest heap does not serve its one chunk: stderr \"%s\"", flag_sets[f], r.output);
+        smallest[f] = reported_region(&r);
+        printf("smallest buffer, flags %#x: %s", flag_sets[f], r.output);
     }
+    /* The stacks are reserved whole, and only for a deferring heap. */
+    CHECK_MSG(smallest[0] != 0 && smallest[1] >= smallest[0] + DEFERRED_SIZE,
+              "smallest regions: %zu bytes without options, %zu deferring (stacks: %zu bytes)", smallest[0],
+              smallest[1], (size_t)DEFERRED_SIZE);
 }
 
 int main(void)
@@ -1132,7 +1349,7 @@ int main(void)
         unsigned flags = defer_flag_sets[f];
         size_t failed = check_failed_count;
         test_same_block_back(flags);
-        test_eighth_free_merges(flags);
+        test_free_past_class_limit_merges(flags);
         test_flush_on_no_room(flags);
         test_exhaustion_then_whole(flags);
         test_flush_from_other_paths(flags);
@@ -1149,6 +1366,7 @@ int main(void)
     }
     test_threadsafe();
     test_overflow_into_header_then_free();
+    test_overflow_onto_fake_free_chunk_then_free();
     test_small_region_large_request();
     return check_finish("test_heap_defer");
 }
