@@ -1028,12 +1028,12 @@ static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, siz
 /* Whether a used chunk whose header says it ends at `next` (whose header
  * reads next_head, with PREV_USED set) really ends there: next is the
  * sentinel, the wilderness, a used chunk the block map knows (which no
- * write into the chunks can fake), or a free chunk whose footer agrees.
- * What a deferral must know before it believes a block's size: it
- * touches neither neighbour, but an overflow into the block's header must
- * not make it deferred, and handed out later, at a forged size. (The
- * same evidence the release path accepts, less the free neighbour's
- * links, which that path checks because it unlinks the neighbour.) */
+ * write into the chunks can fake), or a listed free chunk (footer and
+ * list links agree). What a deferral must know before it believes a
+ * block's size: it touches neither neighbour, but an overflow into the
+ * block's header must not make it deferred, and handed out later, at a
+ * forged size. The same evidence the release path accepts: a footer
+ * alone can be forged inside a live block. */
 BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next, size_t next_head)
 {
     if (next_head & CHUNK_USED) /* the map marks exactly the used chunks' starts */
@@ -1044,7 +1044,8 @@ BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next
     size_t next_size = next_head & ~CHUNK_FLAGS;
     return (next_head & CHUNK_UNKNOWN_FLAGS) == 0 && next_size >= CHUNK_MIN_SIZE &&
            next_size <= (size_t)(heap->end - (const char *)next) &&
-           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size;
+           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
+           neighbour_links_intact(heap, next, next_size);
 }
 
 /* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
