@@ -675,7 +675,7 @@ BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
 /* brisk_heap_alloc on a heap whose only flag is BRISK_HEAP_DEFER_MERGE:
  * a deferred block of the request's exact size first. Out of line, so
  * that a heap without options pays nothing for the option. */
-static BRISK_NOINLINE void *alloc_deferring(brisk_heap *heap, size_t size)
+static BRISK_NOINLINE BRISK_CACHE_ALIGNED void *alloc_deferring(brisk_heap *heap, size_t size)
 {
     if (size <= EXACT_REQUEST_MAX) {
         size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
@@ -1112,8 +1112,11 @@ general:
 }
 
 /* brisk_heap_free on a heap whose only flag is BRISK_HEAP_DEFER_MERGE.
- * Out of line, so that a heap without options pays nothing for it. */
-static BRISK_NOINLINE void free_deferring(brisk_heap *heap, void *ptr)
+ * Out of line, so that a heap without options pays nothing for it.
+ * Cache-aligned, as alloc_deferring: left where the linker put them, a
+ * one-line change elsewhere in this file moved the sqlite3 trace from
+ * 1.02x glibc's speed to 0.92x with the same instructions. */
+static BRISK_NOINLINE BRISK_CACHE_ALIGNED void free_deferring(brisk_heap *heap, void *ptr)
 {
     free_plain(heap, ptr, true);
 }
