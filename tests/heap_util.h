@@ -105,4 +105,22 @@ static inline int stats_equal(const brisk_heap_stats *a, const brisk_heap_stats 
            a->free_chunks == b->free_chunks;
 }
 
+/* An error handler that returns, recording the reports: install it with
+ * brisk_set_error_handler(record_report, &log). */
+typedef struct report_log {
+    int count;
+    brisk_error last_error;
+    const void *last_ptr;
+    char last_message[128];
+} report_log;
+
+static inline void record_report(brisk_error error, const char *message, const void *ptr, void *context)
+{
+    report_log *log = context;
+    log->count++;
+    log->last_error = error;
+    log->last_ptr = ptr;
+    snprintf(log->last_message, sizeof log->last_message, "%s", message);
+}
+
 #endif /* BRISK_TESTS_HEAP_UTIL_H */

@@ -928,21 +928,7 @@ static void test_misuse_aborts(unsigned flags)
 
 /* ---- misuse with a handler that returns ---------------------------------- */
 
-typedef struct report_log {
-    int count;
-    brisk_error last_error;
-    const void *last_ptr;
-    char last_message[128];
-} report_log;
-
-static void record_report(brisk_error error, const char *message, const void *ptr, void *context)
-{
-    report_log *log = context;
-    log->count++;
-    log->last_error = error;
-    log->last_ptr = ptr;
-    snprintf(log->last_message, sizeof log->last_message, "%s", message);
-}
+/* report_log and record_report: heap_util.h. */
 
 #define CHECK_REPORT(log, n, error, message, ptr)                                                                  \
     do {                                                                                                           \

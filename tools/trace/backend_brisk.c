@@ -80,28 +80,14 @@ static int heap_backend_walk(void *state, chunk_sink sink, void *context)
     return brisk_heap_walk(state, heap_backend_visit, &w);
 }
 
-const replay_allocator backend_brisk = {
-    .name = "brisk",
-    .create = heap_backend_create,
-    .destroy = heap_backend_destroy,
-    .alloc = heap_backend_alloc,
-    .realloc = heap_backend_realloc,
-    .free = heap_backend_free,
-    .check = heap_backend_check,
-    .high_water = heap_backend_high_water,
-    .walk = heap_backend_walk,
-    .free_leftovers = 0,
-};
+/* Both brisk backends differ only in how the heap is created. */
+#define HEAP_BACKEND(label, create_heap)                                                                    \
+    {                                                                                                        \
+        .name = label, .create = create_heap, .destroy = heap_backend_destroy, .alloc = heap_backend_alloc, \
+        .realloc = heap_backend_realloc, .free = heap_backend_free, .check = heap_backend_check,            \
+        .high_water = heap_backend_high_water, .walk = heap_backend_walk, .free_leftovers = 0,              \
+    }
 
-const replay_allocator backend_brisk_deferred = {
-    .name = "brisk (deferred merging)",
-    .create = heap_backend_create_deferred,
-    .destroy = heap_backend_destroy,
-    .alloc = heap_backend_alloc,
-    .realloc = heap_backend_realloc,
-    .free = heap_backend_free,
-    .check = heap_backend_check,
-    .high_water = heap_backend_high_water,
-    .walk = heap_backend_walk,
-    .free_leftovers = 0,
-};
+const replay_allocator backend_brisk = HEAP_BACKEND("brisk", heap_backend_create);
+const replay_allocator backend_brisk_deferred =
+    HEAP_BACKEND("brisk (deferred merging)", heap_backend_create_deferred);
