@@ -230,6 +230,8 @@ static int check_locked(const brisk_heap *heap)
     }
     if (live_bits != used)
         return check_fail(10, "block map marks LIVE a granule that is not a used chunk", base);
+    if (deferred_bits != 0 && !(heap->flags & BRISK_HEAP_DEFER_MERGE))
+        return check_fail(10, "granule both live and freed", base);
     if (deferred_bits != deferred)
         return check_fail(15, "block map marks DEFERRED a granule that is not a deferred block", base);
 

@@ -6,7 +6,7 @@
  * The region:
  *
  *   region start (16-aligned)                                     region end
- *   | struct brisk_heap | list heads | block map | deferred |pad| chunks |S|
+ *   | struct brisk_heap | list heads | block map |pad| deferred | chunks |S|
  *                                                                ^base  ^end
  *
  *   The deferred stacks and counts (BRISK_HEAP_DEFER_MERGE only, so that
