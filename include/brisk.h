@@ -255,8 +255,9 @@ typedef struct brisk_heap_stats {
                             that any chunk handed out has reached: the
                             footprint a heap growing on demand would need */
     size_t largest_free; /* largest request one alloc would satisfy now
-                            (exactly: one byte more fails; a lower bound
-                            under BRISK_HEAP_DEFER_MERGE) */
+                            (exactly: one byte more fails), or 0 when no
+                            request would, not even one of 0 bytes; a
+                            lower bound under BRISK_HEAP_DEFER_MERGE */
     size_t used_chunks;  /* number of live blocks */
     size_t free_chunks;  /* number of free chunks (deferred blocks
                             included) */
