@@ -224,14 +224,14 @@ typedef struct brisk_heap brisk_heap;
 #define BRISK_HEAP_HARDENED (BRISK_HEAP_WIPE | BRISK_HEAP_CANARY | BRISK_HEAP_WIPE_CHECK)
 /* Speed over immediate merging (docs/design.md, "Deferred merging"): a
  * freed block of under 1 KiB (chunk size) is not merged at once but kept
- * aside, up to 8 per size, and handed straight back to the next request
+ * aside, up to 12 per size, and handed straight back to the next request
  * of its size, as glibc's tcache does. Programs that free and allocate
  * the same small sizes in turn then skip a merge and a split each time
  * (the cc1 trace of bench/heap_traces.sh runs about 1.3x as fast as with
  * immediate merging, sqlite3 1.15x; the python3 trace, whose churn is of
  * blocks over 1 KiB, about 0.8x), at the price of a little
- * fragmentation: up to 8 blocks of each small size stay unmerged, and
- * 4 KiB more bookkeeping. A deferred block is free for every purpose but
+ * fragmentation: up to 12 blocks of each small size stay unmerged, and
+ * 6 KiB more bookkeeping. A deferred block is free for every purpose but
  * merging: a second free of it, realloc or usable_size of it are
  * reported as for any freed block; brisk_heap_walk reports it free; the
  * statistics count it as a free chunk. The heap keeps them in its own

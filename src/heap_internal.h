@@ -10,7 +10,7 @@
  *                                                                ^base  ^end
  *
  *   The deferred stacks and counts (BRISK_HEAP_DEFER_MERGE only, so that
- *   other heaps do not pay their 4 KiB) end where the chunks begin:
+ *   other heaps do not pay their 6 KiB) end where the chunks begin:
  *   found from base, they need no field in the struct.
  *
  *   Chunks tile [base, end) exactly. base and end are 8 mod 16, so every
@@ -227,13 +227,16 @@ BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
  * deferred chunk is released (merged) and the search runs again.
  *
  *   bookkeeping, just below base:
- *   | slots[0][0..7] | slots[1][0..7] | ... | slots[61][0..7] | counts[62] |
+ *   | slots[0][0..11] | slots[1][0..11] | ... | slots[61][0..11] | counts[62] |
  *     chunk addresses, LIFO, counts[cls] of them valid
  *
  * The stacks live in the bookkeeping, not in the chunks: nothing a
  * program writes into a freed block can change which block an alloc gets
  * (no link to forge, nothing to check on the way out). */
-#define DEFER_PER_CLASS 8u
+/* 12: measured against 8 and 16 (docs/benchmarks.md). 8 left perl's
+ * trace, which frees bursts of 10-byte blocks, at glibc's speed; 16 took
+ * python3's utilization below 90%. */
+#define DEFER_PER_CLASS 12u
 
 /* The stacks and counts, just below base's header (heap_bookkeeping_size
  * reserves them at the bookkeeping's end for a deferring heap only). */

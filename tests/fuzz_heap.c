@@ -106,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                      (options & 32 ? BRISK_HEAP_CANARY : 0) | (options & 64 ? BRISK_HEAP_WIPE_CHECK : 0);
     if (options & 128) {
         flags = (flags & BRISK_HEAP_THREADSAFE) | BRISK_HEAP_DEFER_MERGE;
-        /* Its stacks take over 4 KiB of bookkeeping (a 2 KiB buffer could
+        /* Its stacks take about 6 KiB of bookkeeping (a 2 KiB buffer could
          * not hold them): added, so that a deferring heap gets about the
          * capacities the others do, the smallest ones included, where
          * flushes are frequent. */

@@ -614,8 +614,9 @@ static void test_stats_and_walk(unsigned flags)
 
     /* largest_free is only a lower bound: it does not see deferred
      * blocks, which a pop hands out and a flush merges. (A deferring
-     * heap's bookkeeping takes over 4 KiB; this leaves it 2832 bytes.) */
-    static _Alignas(16) char buffer[8192];
+     * heap's bookkeeping takes DEFERRED_SIZE and about 1 KiB more: this
+     * leaves it under 3 KiB.) */
+    static _Alignas(16) char buffer[DEFERRED_SIZE + 4096];
     brisk_heap *tiny = brisk_heap_create_ex(buffer, sizeof buffer, flags);
     REQUIRE(tiny != NULL);
     size_t capacity = stats_of(tiny).capacity;
@@ -1227,7 +1228,7 @@ static void test_realloc_into_deferred_neighbour(unsigned flags)
  * failed with ENOMEM; the same alloc right after succeeded. */
 static void test_flush_into_own_exact_class(unsigned flags)
 {
-    static _Alignas(16) char buffer[8192]; /* a deferring heap's bookkeeping takes over 4 KiB */
+    static _Alignas(16) char buffer[DEFERRED_SIZE + 4096]; /* the stacks, and a small heap */
     brisk_heap *heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
     REQUIRE(heap != NULL);
     char *blocks[256];
@@ -1264,7 +1265,7 @@ static void test_flush_into_own_exact_class(unsigned flags)
  *
  * The smallest region is measured, not assumed: the child tries every
  * size in granules up to the buffer's (a deferring heap's stacks alone
- * take DEFERRED_SIZE, over 4 KiB), then checks that the one chunk the
+ * take DEFERRED_SIZE, about 6 KiB), then checks that the one chunk the
  * heap holds is served, and, deferred, comes back. */
 static unsigned small_heap_flags;
 
