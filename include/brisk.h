@@ -228,7 +228,7 @@ typedef struct brisk_heap brisk_heap;
  * of its size, as glibc's tcache does. Programs that free and allocate
  * the same small sizes in turn then skip a merge and a split each time
  * (the cc1 trace of bench/heap_traces.sh runs about 1.3x as fast as with
- * immediate merging, sqlite3 1.15x; the python3 trace, whose churn is of
+ * immediate merging, sqlite3 1.1x; the python3 trace, whose churn is of
  * blocks over 1 KiB, about 0.8x), at the price of a little
  * fragmentation: up to 12 blocks of each small size stay unmerged, and
  * 6 KiB more bookkeeping. A deferred block is free for every purpose but
