@@ -1113,8 +1113,8 @@ general:
 
 /* brisk_heap_free on a heap whose only flag is BRISK_HEAP_DEFER_MERGE.
  * Out of line, so that a heap without options pays nothing for it.
- * Cache-aligned, as alloc_deferring: left where the linker put them, a
- * one-line change elsewhere in this file moved the sqlite3 trace from
+ * Cache-aligned, as alloc_deferring: left where the linker put them, an
+ * unrelated change elsewhere in this file moved the sqlite3 trace from
  * 1.02x glibc's speed to 0.92x with the same instructions. */
 static BRISK_NOINLINE BRISK_CACHE_ALIGNED void free_deferring(brisk_heap *heap, void *ptr)
 {
