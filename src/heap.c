@@ -272,29 +272,51 @@ static inline void block_map_toggle_freed(brisk_heap *heap, size_t g)
     heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)BLOCK_MAP_FREED << (2 * (g % BLOCK_MAP_PER_WORD));
 }
 
-/* Pushes the live chunk c of class cls on its deferred stack, which holds
- * n < DEFER_PER_CLASS entries; its header, and its neighbours, are left
- * as they are. */
-static inline void defer_push_at(brisk_heap *heap, heap_chunk *c, size_t cls, unsigned n)
+/* Whether a used chunk whose header says it ends at `next` (whose header
+ * reads next_head, with PREV_USED set) really ends there: next is the
+ * sentinel, the wilderness, a used chunk the block map knows (which no
+ * write into the chunks can fake), or a listed free chunk (footer and
+ * list links agree). What a deferral must know before it believes a
+ * block's size: it touches neither neighbour, but an overflow into the
+ * block's header must not make it deferred, and handed out later, at a
+ * forged size. The same evidence the release path accepts: a footer
+ * alone can be forged inside a live block. */
+BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next, size_t next_head)
 {
-    heap_deferred_slots(heap, cls)[n] = c;
-    heap_deferred_counts(heap)[cls] = (uint8_t)(n + 1);
-    block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
+    if (next_head & CHUNK_USED) /* the map marks exactly the used chunks' starts */
+        return (const char *)next == heap->end ||
+               (block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE) != 0;
+    if ((const char *)next == heap->top)
+        return true;
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    return (next_head & CHUNK_UNKNOWN_FLAGS) == 0 && next_size >= CHUNK_MIN_SIZE &&
+           next_size <= (size_t)(heap->end - (const char *)next) &&
+           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
+           neighbour_links_intact(heap, next, next_size);
 }
 
-/* Keeps the live chunk c of `size` bytes (validated as a live block, with
- * the neighbour checks of a free) aside instead of releasing it, when the
- * heap defers merging, the chunk is of an exact class and its class has
- * room. Returns whether it did. */
-static inline bool defer_push(brisk_heap *heap, heap_chunk *c, size_t size)
+/* Keeps the live chunk c of `size` bytes aside instead of releasing it,
+ * when it is of an exact class and its class's stack has room: pushed,
+ * and DEFERRED in the block map; its header, and its neighbours, are left
+ * as they are. Returns whether it did. `next` and `next_head` are where
+ * c's header says it ends, to be checked (chunk_end_sound) before its
+ * size is believed; NULL when the caller has validated the block whole.
+ * The class's room is looked at first: when it is full (a program
+ * freeing many blocks of one size) the free goes on at the cost of two
+ * loads. */
+BRISK_INLINE bool defer_try(brisk_heap *heap, heap_chunk *c, size_t size, const heap_chunk *next,
+                            size_t next_head)
 {
-    if (!(heap->flags & BRISK_HEAP_DEFER_MERGE) || size >= SMALL_LIMIT)
+    if (size >= SMALL_LIMIT)
         return false;
     size_t cls = size / GRANULE - 2;
-    unsigned n = heap_deferred_counts(heap)[cls];
-    if (n >= DEFER_PER_CLASS)
+    uint8_t *counts = heap_deferred_counts(heap);
+    unsigned n = counts[cls];
+    if (n >= DEFER_PER_CLASS || (next != NULL && !chunk_end_sound(heap, next, next_head)))
         return false;
-    defer_push_at(heap, c, cls, n);
+    heap_deferred_slots(heap, cls)[n] = c;
+    counts[cls] = (uint8_t)(n + 1);
+    block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
     return true;
 }
 
@@ -651,9 +673,7 @@ static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
 BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
 {
     if (brisk_likely(size <= heap->exact_request_max)) {
-        size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
-        if (need < CHUNK_MIN_SIZE)
-            need = CHUNK_MIN_SIZE;
+        size_t need = chunk_size_for_small(size);
         heap_chunk *c = take_exact(heap, need, false);
         if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
             mark_live(heap, c);
@@ -678,9 +698,7 @@ BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
 static BRISK_NOINLINE BRISK_CACHE_ALIGNED void *alloc_deferring(brisk_heap *heap, size_t size)
 {
     if (size <= EXACT_REQUEST_MAX) {
-        size_t need = (size + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
-        if (need < CHUNK_MIN_SIZE)
-            need = CHUNK_MIN_SIZE;
+        size_t need = chunk_size_for_small(size);
         heap_chunk *d = deferred_take(heap, need);
         if (brisk_likely(d != NULL))
             return chunk_payload(d);
@@ -902,7 +920,7 @@ static block_status heap_free_locked(brisk_heap *heap, void *ptr, bool may_defer
     if (brisk_likely(status == BLOCK_LIVE)) {
         heap_chunk *c = chunk_of_payload(ptr);
         size_t size = chunk_size(c);
-        if (may_defer && defer_push(heap, c, size))
+        if (may_defer && (heap->flags & BRISK_HEAP_DEFER_MERGE) && defer_try(heap, c, size, NULL, 0))
             return status;
         mark_freed(heap, c);
         release_chunk(heap, c, size);
@@ -1025,29 +1043,6 @@ static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, siz
         heap_free_general(heap, chunk_payload(c));
 }
 
-/* Whether a used chunk whose header says it ends at `next` (whose header
- * reads next_head, with PREV_USED set) really ends there: next is the
- * sentinel, the wilderness, a used chunk the block map knows (which no
- * write into the chunks can fake), or a listed free chunk (footer and
- * list links agree). What a deferral must know before it believes a
- * block's size: it touches neither neighbour, but an overflow into the
- * block's header must not make it deferred, and handed out later, at a
- * forged size. The same evidence the release path accepts: a footer
- * alone can be forged inside a live block. */
-BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next, size_t next_head)
-{
-    if (next_head & CHUNK_USED) /* the map marks exactly the used chunks' starts */
-        return (const char *)next == heap->end ||
-               (block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE) != 0;
-    if ((const char *)next == heap->top)
-        return true;
-    size_t next_size = next_head & ~CHUNK_FLAGS;
-    return (next_head & CHUNK_UNKNOWN_FLAGS) == 0 && next_size >= CHUNK_MIN_SIZE &&
-           next_size <= (size_t)(heap->end - (const char *)next) &&
-           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
-           neighbour_links_intact(heap, next, next_size);
-}
-
 /* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
  * not NULL. Every way out other than success is a tail call: to
  * free_plain_merge, or, having changed nothing, to the general path,
@@ -1073,17 +1068,8 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     size_t next_head = next->head;
     if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
         goto general;
-    if (deferring && size < SMALL_LIMIT) {
-        /* Room in the class first: when it is full (a program freeing
-         * many blocks of one size) the free goes on at the cost of two
-         * loads. */
-        size_t cls = size / GRANULE - 2;
-        unsigned n = heap_deferred_counts(heap)[cls];
-        if (n < DEFER_PER_CLASS && chunk_end_sound(heap, next, next_head)) {
-            defer_push_at(heap, c, cls, n);
-            return;
-        }
-    }
+    if (deferring && defer_try(heap, c, size, next, next_head))
+        return;
     if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
         goto merge;
     /* Both neighbours in use (next is a chunk, not the sentinel): it must

@@ -83,6 +83,14 @@ BRISK_INLINE size_t *chunk_footer(heap_chunk *c, size_t size)
     return (size_t *)((char *)c + size - sizeof(size_t));
 }
 
+/* The chunk size serving a request of n bytes, n known not to overflow
+ * the arithmetic (the fast paths' requests, at most EXACT_REQUEST_MAX). */
+BRISK_INLINE size_t chunk_size_for_small(size_t n)
+{
+    size_t size = (n + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
+    return size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : size;
+}
+
 /* The chunk size serving a request of n bytes: header + n rounded up to
  * the granule, at least the minimum. false when n is too large to
  * represent. */
@@ -90,8 +98,7 @@ BRISK_INLINE bool chunk_size_for_request(size_t n, size_t *out)
 {
     if (n > SIZE_MAX - (CHUNK_HEADER_SIZE + GRANULE - 1))
         return false;
-    size_t size = (n + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
-    *out = size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : size;
+    *out = chunk_size_for_small(n);
     return true;
 }
 
