@@ -1030,6 +1030,17 @@ static void test_handler_returns(unsigned flags)
  * Each test below failed on the heap as this file was first written
  * (branch defer at 644f8ec); the comments say what was wrong. */
 
+/* A 64 KiB heap with `flags` whose misuse reports go to *log (the error
+ * handler returns); brisk_set_error_handler(NULL, NULL) undoes it. */
+static brisk_heap *heap_reporting_to(report_log *log, unsigned flags)
+{
+    memset(log, 0, sizeof *log);
+    brisk_set_error_handler(record_report, log);
+    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
+    REQUIRE(heap != NULL);
+    return heap;
+}
+
 /* A forged link naming a deferred block of another size was accepted:
  * the pop checked only that the block map said DEFERRED, not the class,
  * so the other-size block became the head of this class's list while it
@@ -1041,10 +1052,7 @@ static void test_handler_returns(unsigned flags)
 static void test_forged_link_to_other_size(unsigned flags)
 {
     report_log log;
-    memset(&log, 0, sizeof log);
-    brisk_set_error_handler(record_report, &log);
-    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
-    REQUIRE(heap != NULL);
+    brisk_heap *heap = heap_reporting_to(&log, flags);
     char *x = brisk_heap_alloc(heap, 24);   /* 32 */
     char *g = brisk_heap_alloc(heap, 8);
     char *y = brisk_heap_alloc(heap, 1000); /* 1008 */
@@ -1078,10 +1086,7 @@ static void test_forged_link_to_other_size(unsigned flags)
 static void test_forged_link_skipping_entries(unsigned flags)
 {
     report_log log;
-    memset(&log, 0, sizeof log);
-    brisk_set_error_handler(record_report, &log);
-    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 16, flags);
-    REQUIRE(heap != NULL);
+    brisk_heap *heap = heap_reporting_to(&log, flags);
     char *x = brisk_heap_alloc(heap, 100);
     char *a = brisk_heap_alloc(heap, 100);
     char *b = brisk_heap_alloc(heap, 100);
