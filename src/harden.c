@@ -282,6 +282,19 @@ BRISK_INLINE bool body_wiped(uintptr_t p, uintptr_t end)
     return chunks_zero(p, p + WIPE_SAMPLE_BYTES) && chunks_zero(last, end);
 }
 
+/* For large.c: a large block's wipe at free and its checks when handed
+ * out again, with the same loops as page blocks'. [from, to) is
+ * page-aligned there. */
+void harden_wipe_span(uintptr_t from, uintptr_t to)
+{
+    chunks_clear_dirty(from, to);
+}
+
+bool harden_span_zero(uintptr_t from, uintptr_t to)
+{
+    return chunks_zero(from, to);
+}
+
 /* ---- page hooks ------------------------------------------------------------ */
 
 void harden_page_setup(page *pg)

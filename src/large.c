@@ -13,6 +13,20 @@
  * Freed large blocks stay mapped in a cache (up to large_cache bytes) for
  * decay_ms, so a program that frees and reallocates big buffers in a loop
  * reuses them without new page faults; expired entries are unmapped.
+ *
+ * Hardened (docs/security.md):
+ *   wipe   a block that goes into the cache is wiped at free (a block
+ *          unmapped at free needs no wipe: its memory is gone, and a
+ *          later mapping at the same address comes zeroed from the
+ *          kernel). Taken from the cache, its first and last
+ *          LARGE_WIPE_SAMPLE bytes are checked to be still zero before it is
+ *          handed out (calloc: all of it), as page blocks over 1 KiB are.
+ *   delay  a cached block is not reusable until a random number (2 to 5)
+ *          of later large frees have happened, and among the reusable
+ *          mappings that fit a request one is picked at random. The
+ *          waiting blocks are in the cache, so they count against its
+ *          budget and its slots: a block the budget evicts while it waits
+ *          is unmapped, never reused.
  */
 #include "malloc_internal.h"
 
@@ -25,10 +39,23 @@ typedef struct cached_large {
     large_header *hdr;
     size_t map_size;
     uint64_t freed_at_ms;
+    uint64_t reusable_at;   /* reusable once large_free_count reaches this:
+                               the count at its free, plus the delay */
 } cached_large;
 static cached_large large_cache[LARGE_CACHE_SLOTS];
 static size_t large_cache_count;
 static size_t large_cache_total;
+static uint64_t large_free_count; /* large blocks freed so far */
+static uintptr_t large_rng;       /* delay's draws (global_lock) */
+
+/* Under delay, a freed large block waits LARGE_DELAY_MIN to
+ * LARGE_DELAY_MIN + LARGE_DELAY_SPAN - 1 later large frees before it can
+ * be reused (span a power of two). */
+#define LARGE_DELAY_MIN 2u
+#define LARGE_DELAY_SPAN 4u
+/* What the wipe checks of a block taken from the cache by malloc: its
+ * first and last bytes (harden.c's sample for blocks over 1 KiB). */
+#define LARGE_WIPE_SAMPLE ((size_t)128)
 static large_header *large_live;   /* live blocks */
 static size_t large_live_total;
 static size_t large_live_count;
@@ -101,18 +128,60 @@ static large_header *large_cache_take(size_t usable)
 {
     size_t page_bytes = os_page_size();
     size_t fit = SIZE_MAX, under = SIZE_MAX;
+    /* Under delay: the reusable mappings that fit without a refit, of
+     * which one is picked at random. */
+    size_t snug[LARGE_CACHE_SLOTS];
+    size_t snug_count = 0;
     for (size_t i = 0; i < large_cache_count; i++) {
+        if (large_cache[i].reusable_at > large_free_count)
+            continue; /* still waiting (delay) */
         size_t room = large_cache[i].map_size - page_bytes;
         if (room >= usable) {
             if (fit == SIZE_MAX || large_cache[i].map_size < large_cache[fit].map_size)
                 fit = i;
+            if (room / 4 <= usable)
+                snug[snug_count++] = i;
         } else if (room >= usable / 2) {
             if (under == SIZE_MAX || large_cache[i].map_size > large_cache[under].map_size)
                 under = i;
         }
     }
     size_t pick = fit != SIZE_MAX ? fit : under;
+    if ((harden_flags & HARDEN_DELAY) && snug_count > 1)
+        pick = snug[random_next(&large_rng) % snug_count];
     return pick == SIZE_MAX ? NULL : large_cache_remove(pick);
+}
+
+/* Wipes the freed block of hdr (kept mapped in the cache) under wipe. */
+static void large_wipe(const large_header *hdr)
+{
+    harden_wipe_span(hdr->block, hdr->block + hdr->usable);
+}
+
+/* Whether the wiped block of hdr, taken from the cache, still reads as
+ * zero where malloc checks it: its first and last LARGE_WIPE_SAMPLE
+ * bytes (usable is a whole number of pages). */
+static bool large_still_wiped(const large_header *hdr)
+{
+    uintptr_t end = hdr->block + hdr->usable;
+    return harden_span_zero(hdr->block, hdr->block + LARGE_WIPE_SAMPLE) &&
+           harden_span_zero(end - LARGE_WIPE_SAMPLE, end);
+}
+
+/* A block taken from the cache under wipe was written after its free:
+ * reported, then unmapped (never handed out). */
+static BRISK_NOINLINE void *large_report_unwiped(large_header *hdr)
+{
+    report_error(BRISK_ERROR_USE_AFTER_FREE,
+                 "use after free: a freed block was written to (found when handed out again)",
+                 (void *)hdr->block);
+    global_lock_take();
+    segmap_set((uintptr_t)hdr, SEGMAP_LARGE_FREED);
+    global_lock_drop();
+    hdr->next = NULL;
+    large_unmap_list(hdr);
+    errno = ENOMEM;
+    return NULL;
 }
 
 /* Fits a mapping taken from the cache to the request: grows it in place
@@ -191,9 +260,9 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
         return NULL;
     }
     /* Hardened: guard pages around the block (see the drawing below) and
-     * wiping (a cached block is zeroed whole, so no old bytes show). A
-     * guarded mapping is cached like any other; reused, its trailing guard
-     * moves to the new block's end (large_fit_guarded). */
+     * wiping (a cached block was wiped at free: checked here). A guarded
+     * mapping is cached like any other; reused, its trailing guard moves
+     * to the new block's end (large_fit_guarded). */
     size_t guard = (harden_flags & HARDEN_GUARD) ? page_bytes : 0;
     bool wipe = (harden_flags & HARDEN_WIPE) != 0;
     if (align <= page_bytes) {
@@ -201,6 +270,10 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
         global_lock_take();
         large_header *hdr = large_cache_take(want);
         global_lock_drop();
+        /* The old block's extent, checked before the fit moves its end. */
+        uintptr_t old_end = hdr == NULL ? 0 : (uintptr_t)hdr + hdr->map_size;
+        if (hdr != NULL && wipe && !large_still_wiped(hdr))
+            return large_report_unwiped(hdr);
         bool fits = hdr == NULL ||
                     (guard != 0 ? large_fit_guarded(hdr, usable, guard) : large_fit_mapping(hdr, want));
         if (!fits) {
@@ -217,11 +290,19 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
              * its guard. */
             hdr->usable = guard != 0 ? usable : hdr->map_size - page_bytes;
             hdr->block = (uintptr_t)hdr + page_bytes + guard;
+            if (wipe) {
+                /* Wiped at free. calloc reads all of what was mapped
+                 * before instead of zeroing it (what the mapping grew by
+                 * is fresh from the kernel). */
+                uintptr_t end = hdr->block + hdr->usable;
+                if (zero && !harden_span_zero(hdr->block, end < old_end ? end : old_end))
+                    return large_report_unwiped(hdr);
+            } else if (zero) {
+                memset((void *)hdr->block, 0, size);
+            }
             global_lock_take();
             live_link(hdr);
             global_lock_drop();
-            if (zero || wipe)
-                memset((void *)hdr->block, 0, wipe ? hdr->usable : size);
             return (void *)hdr->block;
         }
     }
@@ -290,11 +371,26 @@ void large_free(large_header *hdr, const void *p)
     list_unlink(&large_live, hdr);
     large_live_total -= hdr->map_size;
     large_live_count--;
+    large_free_count++;
     size_t guard = (harden_flags & HARDEN_GUARD) ? page_bytes : 0;
     bool cacheable = hdr->block == (uintptr_t)hdr + page_bytes + guard &&
                      malloc_options.decay_ms != 0 && hdr->map_size <= malloc_options.large_cache;
     if (cacheable) {
-        hdr->cached = 1;
+        hdr->cached = 1; /* from here a second free is a double free */
+        if (harden_flags & HARDEN_WIPE) {
+            /* Wiped without the lock: the block is on neither list, and
+             * `cached` already refuses it to free, realloc and
+             * usable_size. (Unmapped blocks, below, need no wipe.) */
+            global_lock_drop();
+            large_wipe(hdr);
+            global_lock_take();
+        }
+        uint64_t delay = 0;
+        if (harden_flags & HARDEN_DELAY) {
+            if (large_rng == 0)
+                large_rng = (uintptr_t)mix64((uint64_t)process_secret ^ (uint64_t)(uintptr_t)hdr);
+            delay = LARGE_DELAY_MIN + (random_next(&large_rng) & (LARGE_DELAY_SPAN - 1));
+        }
         /* over budget or out of slots: the oldest go */
         while (large_cache_count > 0 &&
                (large_cache_count == LARGE_CACHE_SLOTS ||
@@ -307,6 +403,7 @@ void large_free(large_header *hdr, const void *p)
         large_cache[large_cache_count].hdr = hdr;
         large_cache[large_cache_count].map_size = hdr->map_size;
         large_cache[large_cache_count].freed_at_ms = os_now_ms();
+        large_cache[large_cache_count].reusable_at = large_free_count + delay;
         large_cache_count++;
         large_cache_total += hdr->map_size;
     } else {
@@ -378,7 +475,9 @@ bool large_try_resize(large_header *hdr, size_t size)
 
 /* Large-block invariants, global_lock held: headers carry the magic,
  * blocks lie inside their mappings with (block - 1) in the header's 4 MiB
- * slot, the map says SEGMAP_LARGE, and the totals agree with the lists. */
+ * slot, the map says SEGMAP_LARGE, and the totals agree with the lists;
+ * a cached block waits at most the longest delay and, under wipe, still
+ * reads as zero where malloc will check it. */
 int large_check(void)
 {
     size_t live = 0, live_count = 0, cached = 0;
@@ -394,8 +493,13 @@ int large_check(void)
     for (size_t i = 0; i < large_cache_count; i++) {
         const large_header *hdr = large_cache[i].hdr;
         if (hdr->magic != LARGE_MAGIC || hdr->cached != 1 || hdr->map_size != large_cache[i].map_size ||
-            segment_map[(uintptr_t)hdr >> SEGMENT_SHIFT] != SEGMAP_LARGE)
+            segment_map[(uintptr_t)hdr >> SEGMENT_SHIFT] != SEGMAP_LARGE ||
+            large_cache[i].reusable_at > large_free_count + LARGE_DELAY_MIN + LARGE_DELAY_SPAN)
             return -2;
+        /* Under wipe a cached block was wiped whole at its free: what
+         * malloc will check of it must still be zero. */
+        if ((harden_flags & HARDEN_WIPE) && !large_still_wiped(hdr))
+            return -4;
         cached += hdr->map_size;
     }
     if (live != large_live_total || live_count != large_live_count || cached != large_cache_total)

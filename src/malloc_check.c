@@ -20,7 +20,9 @@
  *      the second word, where a free block keeps its free mark)
  *   P4 it is on exactly one of the heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
- * and for large blocks (large_check): magic, map entry, bounds, totals.
+ * and for large blocks (large_check): magic, map entry, bounds, totals,
+ * the delay of cached blocks, and under wipe that cached blocks still
+ * read as zero where malloc checks them.
  */
 #include "malloc_internal.h"
 
@@ -177,7 +179,10 @@ int brisk_malloc_check(void)
     }
     if (result == 0 && me != NULL)
         result = check_heap_lists(me);
-    if (result == 0 && large_check() != 0)
+    int large = result == 0 ? large_check() : 0;
+    if (large == -4)
+        result = check_fail("L: a cached large block was written after its free (wipe)", NULL);
+    else if (large != 0)
         result = check_fail("L: a large block header, its map entry or the totals are wrong", NULL);
     global_lock_drop();
     return result;

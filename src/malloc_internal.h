@@ -301,6 +301,10 @@ BRISK_HIDDEN size_t usable_raw(const void *p);
 BRISK_HIDDEN void harden_page_setup(page *pg);       /* segment.c: pad */
 BRISK_HIDDEN void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count);
 BRISK_HIDDEN void harden_thread_exit(void);          /* thread.c */
+/* large.c: zeroes [from, to) (writing only what is not zero already),
+ * and whether [from, to) is all zero; from 16-aligned, to 8-aligned. */
+BRISK_HIDDEN void harden_wipe_span(uintptr_t from, uintptr_t to);
+BRISK_HIDDEN bool harden_span_zero(uintptr_t from, uintptr_t to);
 /* malloc_check.c: every carved slot's canary (and the pad's) intact. */
 BRISK_HIDDEN int harden_check_page(const page *pg);
 

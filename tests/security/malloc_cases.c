@@ -618,6 +618,91 @@ static void case_wipe_uaf_write_calloc_middle(void)
     unnoticed("write into the middle of a freed block, handed out by calloc");
 }
 
+/* ---- hardened level: wipe of large blocks ------------------------------ *
+ *
+ * A freed large block goes to the cache of mappings (it stays mapped):
+ * under wipe it is wiped at free, and checked when handed out again. */
+
+/* A read after free of a cached large block sees zeros only. */
+static void case_wipe_large_read_after_free(void)
+{
+    static const size_t sizes[] = {LARGE, 3 << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        unsigned char *p = must_malloc(sizes[s]);
+        size_t usable = malloc_usable_size(p);
+        memset(p, OLD_BYTE, usable);
+        free(p);
+        volatile unsigned char *q = hide(p);
+        size_t seen = 0;
+        for (size_t i = 0; i < usable; i++)
+            seen += q[i] != 0;
+        if (seen != 0) {
+            printf("%zu of %zu bytes of a freed %zu-byte block are not zero\n", seen, usable, sizes[s]);
+            broken("a read after free saw a large block's old bytes");
+        }
+    }
+    printf("ok: freed large blocks read as zeros\n");
+}
+
+/* calloc and realloc of large blocks taken from the wiped cache: calloc's
+ * blocks are zero, realloc keeps the contents, nothing is reported. */
+static void case_wipe_large_calloc_realloc(void)
+{
+    static const size_t sizes[] = {LARGE, 2 * LARGE, LARGE + 5000, 5 * LARGE, 3 * LARGE, LARGE / 2 + 4096};
+    enum { ROUNDS = 60 };
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t n = sizes[(size_t)round % (sizeof sizes / sizeof *sizes)];
+        size_t grown = sizes[(size_t)(round + 1) % (sizeof sizes / sizeof *sizes)];
+        unsigned char *p = calloc(1, n);
+        if (p == NULL)
+            exit(5);
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != 0)
+                broken("calloc returned a large block that is not zero");
+        memset(p, OLD_BYTE, n);
+        unsigned char *r = realloc(p, grown);
+        if (r == NULL)
+            exit(5);
+        size_t kept = n < grown ? n : grown;
+        for (size_t i = 0; i < kept; i++)
+            if (r[i] != OLD_BYTE)
+                broken("realloc of a large block lost its contents");
+        memset(r, OLD_BYTE, malloc_usable_size(r));
+        free(r);
+    }
+    printf("ok: calloc zero, realloc kept, nothing reported\n");
+}
+
+/* A write into a freed large block, at `offset` (from its start, or from
+ * its end when negative), is reported when the block is handed out
+ * again: by malloc, or by calloc when `use_calloc`. Under delay the
+ * block comes back only after other large frees, so blocks of the same
+ * size are allocated and freed until it does. */
+static void large_uaf_write(long offset, int use_calloc)
+{
+    enum { ROUNDS = 400 };
+    unsigned char *p = must_malloc(LARGE);
+    size_t usable = malloc_usable_size(p);
+    memset(p, 1, usable);
+    free(p);
+    volatile unsigned char *v = hide(p);
+    v[offset >= 0 ? (size_t)offset : usable - (size_t)-offset] = 'X';
+    target(p);
+    for (int i = 0; i < ROUNDS; i++) {
+        unsigned char *q = use_calloc ? calloc(1, LARGE) : malloc(LARGE);
+        if (q == NULL)
+            exit(5);
+        if (q == p)
+            unnoticed("a large block written after free was handed out again");
+        free(q);
+    }
+    unnoticed("the large block written after free never came back");
+}
+
+static void case_wipe_large_uaf_write_first(void) { large_uaf_write(0, 0); }
+static void case_wipe_large_uaf_write_last(void) { large_uaf_write(-1, 0); }
+static void case_wipe_large_uaf_write_calloc_middle(void) { large_uaf_write(LARGE / 2, 1); }
+
 static void case_wipe_uaf_write_small(void) { uaf_write(SMALL, 1, 4000, 60000); }
 /* The middle of a block of 1 KiB: checked whole since the wipe got cheaper. */
 static void case_wipe_uaf_write_1k_middle(void) { uaf_write(1000, 500, 600, 4000); }
@@ -665,9 +750,19 @@ static void case_guard_realloc(void)
  * before and right after the new block. */
 static void guard_reused(int before)
 {
+    /* Under delay a freed mapping is reused only after a few more large
+     * frees: blocks too small to be picked for the request below are
+     * freed after it (allocated before, so that without delay they do not
+     * take it). */
+    enum { FLUSH = 8 };
+    char *flush[FLUSH];
+    for (int i = 0; i < FLUSH; i++)
+        flush[i] = must_malloc(LARGE / 2);
     char *p = must_malloc(4 * LARGE);
     memset(p, 1, malloc_usable_size(p));
     free(p);
+    for (int i = 0; i < FLUSH; i++)
+        free(flush[i]);
     char *q = must_malloc(3 * LARGE);
     if (q != p) {
         printf("set-up failed: the freed mapping was not reused (%p, then %p)\n", (void *)p,
@@ -735,6 +830,26 @@ static void case_reuse_delayed(void)
             free(keep[i]);
     }
     printf("ok: no immediate reuse\n");
+}
+
+/* A freed large block is not handed straight back either: its mapping
+ * waits in the cache for a few more large frees. */
+static void case_reuse_delayed_large(void)
+{
+    static const size_t sizes[] = {LARGE, 3 << 20};
+    static const int tries[] = {1000, 200};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        for (int i = 0; i < tries[s]; i++) {
+            char *p = must_malloc(sizes[s]);
+            p[0] = 1;
+            free(p);
+            char *q = must_malloc(sizes[s]);
+            if (q == p)
+                broken("a freed large block was handed straight back to the next request");
+            free(q);
+        }
+    }
+    printf("ok: no immediate reuse of large blocks\n");
 }
 
 /* Frees N blocks in order, then allocates until all N came back (or
@@ -995,6 +1110,21 @@ static void case_check_finds_overflow(void)
     printf("ok: brisk_malloc_check reported the overwritten canary\n");
 }
 
+/* The invariant check finds a write into a cached large block. */
+static void case_check_finds_large_write_after_free(void)
+{
+    unsigned char *p = must_malloc(LARGE);
+    memset(p, 1, LARGE);
+    free(p);
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed with a cleanly freed large block");
+    volatile unsigned char *v = hide(p);
+    v[7] = 'X';
+    if (malloc_check() == 0)
+        broken("brisk_malloc_check missed a write into a cached large block");
+    printf("ok: brisk_malloc_check reported the write after free\n");
+}
+
 /* ---- the case table --------------------------------------------------- */
 
 static const security_case cases[] = {
@@ -1052,6 +1182,12 @@ static const security_case cases[] = {
     CASE(wipe_uaf_write_medium),
     CASE(wipe_uaf_write_1k_middle),
     CASE(wipe_uaf_write_calloc_middle),
+    CASE(wipe_large_read_after_free),
+    CASE(wipe_large_calloc_realloc),
+    CASE(wipe_large_uaf_write_first),
+    CASE(wipe_large_uaf_write_last),
+    CASE(wipe_large_uaf_write_calloc_middle),
+    CASE(check_finds_large_write_after_free),
     CASE(guard_large_overflow),
     CASE(guard_large_underflow),
     CASE(guard_huge_overflow),
@@ -1061,6 +1197,7 @@ static const security_case cases[] = {
     CASE(guard_reused_underflow),
     CASE(guard_reused_resized),
     CASE(reuse_delayed),
+    CASE(reuse_delayed_large),
     CASE(reuse_randomized),
     CASE(reuse_order_child),
     CASE(valid_workload),
