@@ -21,7 +21,7 @@
  *          kernel). Taken from the cache, its first and last
  *          LARGE_WIPE_SAMPLE bytes are checked to be still zero before it is
  *          handed out (calloc: all of it), as page blocks over 1 KiB are.
- *   delay  a cached block is not reusable until a random number (2 to 5)
+ *   delay  a cached block is not reusable until a random number (1 to 4)
  *          of later large frees have happened, and among the reusable
  *          mappings that fit a request one is picked at random. The
  *          waiting blocks are in the cache, so they count against its
@@ -51,7 +51,7 @@ static uintptr_t large_rng;       /* delay's draws (global_lock) */
 /* Under delay, a freed large block waits LARGE_DELAY_MIN to
  * LARGE_DELAY_MIN + LARGE_DELAY_SPAN - 1 later large frees before it can
  * be reused (span a power of two). */
-#define LARGE_DELAY_MIN 2u
+#define LARGE_DELAY_MIN 1u
 #define LARGE_DELAY_SPAN 4u
 /* What the wipe checks of a block taken from the cache by malloc: its
  * first and last bytes (harden.c's sample for blocks over 1 KiB). */
@@ -128,8 +128,10 @@ static large_header *large_cache_take(size_t usable)
 {
     size_t page_bytes = os_page_size();
     size_t fit = SIZE_MAX, under = SIZE_MAX;
-    /* Under delay: the reusable mappings that fit without a refit, of
-     * which one is picked at random. */
+    /* Under delay: the reusable mappings that fit and are at most twice
+     * the room asked for, of which one is picked at random (a wider
+     * choice would refit mappings more often: each refit gives resident
+     * pages back or faults new ones in). */
     size_t snug[LARGE_CACHE_SLOTS];
     size_t snug_count = 0;
     for (size_t i = 0; i < large_cache_count; i++) {
@@ -139,7 +141,7 @@ static large_header *large_cache_take(size_t usable)
         if (room >= usable) {
             if (fit == SIZE_MAX || large_cache[i].map_size < large_cache[fit].map_size)
                 fit = i;
-            if (room / 4 <= usable)
+            if (room / 2 <= usable)
                 snug[snug_count++] = i;
         } else if (room >= usable / 2) {
             if (under == SIZE_MAX || large_cache[i].map_size > large_cache[under].map_size)
