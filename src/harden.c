@@ -39,7 +39,8 @@
  *           memory comes back, and no block shows a previous owner's
  *           bytes. Blocks carved from a slot that may hold old data are
  *           cleared as they are carved (a fresh slot is zero already);
- *           large blocks taken from the cache are zeroed whole (large.c).
+ *           large blocks kept in the cache are wiped at free and checked
+ *           when taken from it, with the same loops (large.c).
  *   guard   large blocks get an inaccessible page right before and right
  *           after them (large.c), so running off either end faults at once;
  *           a freed guarded block is cached, and reused, its trailing guard
@@ -54,6 +55,7 @@
  *           second free (from any thread) finds it and is reported at once,
  *           and a marker found overwritten at eviction is a write after
  *           free. A thread's quarantine is emptied when the thread exits.
+ *           Large blocks are delayed in large.c's cache instead.
  */
 #include "malloc_internal.h"
 
