@@ -63,7 +63,7 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
     unsigned cls = pg->size_class;
     size_t page_size = (size_t)1 << seg->page_shift;
     if (cls >= CLASS_COUNT || pg->block_size != class_block_size(cls) ||
-        pg->start != (uintptr_t)seg + ((uintptr_t)pg->slot << seg->page_shift) +
+        pg->start != segment_base(seg) + ((uintptr_t)pg->slot << seg->page_shift) +
                          harden_page_front(pg->block_size) ||
         pg->reserved != (page_size - harden_page_front(pg->block_size)) / pg->block_size ||
         pg->span != pg->reserved * pg->block_size || pg->capacity > pg->reserved ||
@@ -149,7 +149,8 @@ int brisk_malloc_check(void)
     for (segment *seg = segment_list_first(); seg != NULL && result == 0; seg = seg->all_next) {
         if (me == NULL || __atomic_load_n(&seg->owner, __ATOMIC_ACQUIRE) != me)
             continue;
-        if (segment_map[(uintptr_t)seg >> SEGMENT_SHIFT] != SEGMAP_PAGES ||
+        if (segment_map[segment_base(seg) >> SEGMENT_SHIFT] != SEGMAP_PAGES ||
+            (segment_base(seg) & SEGMENT_MASK) != 0 ||
             seg->magic != SEGMENT_MAGIC ||
             (seg->page_shift != SMALL_PAGE_SHIFT && seg->page_shift != MEDIUM_PAGE_SHIFT) ||
             seg->slot_count != 1u << (SEGMENT_SHIFT - seg->page_shift)) {
