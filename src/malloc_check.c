@@ -6,7 +6,8 @@
  *
  * Checked for every segment the calling thread owns (others' change under
  * their owners without locks):
- *   S1 its map entry is SEGMAP_PAGES and its magic and geometry are right
+ *   S1 its map entry is SEGMAP_PAGES, it lies META_GUARD past a 4 MiB
+ *      boundary, and its magic and geometry are right
  *   S2 free_slots has exactly the slots whose page is not in use
  *   S3 pages_in_use counts the pages in use
  * and for every page in use in them:
@@ -20,7 +21,8 @@
  *      the second word, where a free block keeps its free mark)
  *   P4 it is on exactly one of the heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
- * and for large blocks (large_check): magic, map entry, bounds, totals.
+ * and for large blocks (large_check): place past the guard, magic, seal,
+ * map entry, bounds, live-list links both ways, totals.
  */
 #include "malloc_internal.h"
 

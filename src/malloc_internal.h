@@ -46,7 +46,7 @@
  *
  * What the guard does not cover: an underflow from slot 1's first block
  * down through the unused end of slot 0 (64 KiB - META_GUARD -
- * sizeof(segment), about 35 KiB in a small segment) into the header, and
+ * sizeof(segment), about 36 KiB in a small segment) into the header, and
  * an underflow of a large block of up to one page (its header lies in the
  * page before the block): large_free checks the header's seal and list
  * links before trusting them (large.c).
