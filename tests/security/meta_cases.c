@@ -32,6 +32,11 @@
  *   large_size_forged        (abort) only the header's map size is
  *                            changed (a free would unmap memory not its
  *                            own), then the block is freed.
+ *   large_usable_forged      (abort) only its usable size is changed, then
+ *                            malloc_usable_size is asked.
+ *   large_cached_header_forged (abort) the header of a freed, cached large
+ *                            block is changed, then a malloc would reuse
+ *                            its mapping.
  *
  * Conventions (target, unnoticed, broken) are in cases.h. A case that
  * cannot be set up on this system (a page size that does not divide
@@ -336,6 +341,33 @@ static void case_large_size_forged(void)
     unnoticed("a large header's forged map size was believed");
 }
 
+/* The usable size is what a program trusts to bound its writes: a forged
+ * one would turn malloc_usable_size into an overflow. */
+static void case_large_usable_forged(void)
+{
+    char *p = large_with_neighbours();
+    header_of(p)->usable += SEGMENT_SIZE;
+    target(p);
+    size_t n = malloc_usable_size(hide(p));
+    printf("malloc_usable_size returned %zu\n", n);
+    unnoticed("a large header's forged usable size was believed");
+}
+
+/* A write after free reaching back from a freed (cached) large block into
+ * its header: reported when the cache would hand the mapping out again,
+ * rather than resized or unmapped by the forged size. */
+static void case_large_cached_header_forged(void)
+{
+    char *p = large_with_neighbours();
+    large_header *hdr = header_of(p);
+    free(p);
+    hdr->map_size += 16 * SEGMENT_SIZE;
+    target(p);
+    char *q = must_malloc(LARGE);
+    printf("malloc returned %p\n", (void *)q);
+    unnoticed("a cached large header's forged map size was believed");
+}
+
 static const security_case cases[] = {
     CASE(meta_guard_layout),
     CASE(meta_guard_read_small),
@@ -345,6 +377,8 @@ static const security_case cases[] = {
     CASE(large_unlink_forged),
     CASE(large_header_underflow),
     CASE(large_size_forged),
+    CASE(large_usable_forged),
+    CASE(large_cached_header_forged),
 };
 
 int main(int argc, char **argv)
