@@ -84,8 +84,12 @@ static brisk_heap *heap_create_mapped(size_t capacity, unsigned flags)
     }
     size_t page = os_page_size();
     /* Find a region size whose bookkeeping still leaves `capacity` bytes
-     * of chunks; the bookkeeping grows with the region, so step until it
-     * does (once or twice). */
+     * of chunks. The bookkeeping grows with the region (by about 1/64 of
+     * what is added, the block map), so grow the region by what is still
+     * missing until nothing is: each round's shortfall is about 1/64 of
+     * the last one's, so a few rounds whatever the capacity. (Stepping one
+     * page at a time took about capacity / 2^24 rounds: minutes for a
+     * capacity of 2^60, before the mapping failed anyway.) */
     size_t slack = 2 * CHUNK_HEADER_SIZE + GRANULE;
     size_t region;
     if (capacity > SIZE_MAX / 2 ||
@@ -93,8 +97,17 @@ static brisk_heap *heap_create_mapped(size_t capacity, unsigned flags)
         errno = ENOMEM;
         return NULL;
     }
-    while (region - heap_bookkeeping_size(region, flags) - slack < capacity)
-        region += page;
+    for (;;) {
+        size_t overhead = heap_bookkeeping_size(region, flags) + slack;
+        size_t chunks = region > overhead ? region - overhead : 0;
+        if (chunks >= capacity)
+            break;
+        if (region > SIZE_MAX - (capacity - chunks) ||
+            !align_up_checked(region + (capacity - chunks), page, &region)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
     void *mem = os_map(region);
     if (mem == NULL) {
         errno = ENOMEM;

@@ -504,6 +504,8 @@ static void test_wipe_and_calloc(void)
 static void test_create_edges(void)
 {
     alignas(16) static unsigned char buffer[1 << 14];
+    /* NULL is no heap: the check says so rather than crash. */
+    CHECK_EQ(brisk_heap_check(NULL), -1);
     errno = 0;
     CHECK(brisk_heap_create_in(NULL, 4096) == NULL);
     CHECK_EQ(errno, EINVAL);
@@ -522,6 +524,35 @@ static void test_create_edges(void)
     errno = 0;
     CHECK(brisk_heap_create(SIZE_MAX / 2 + 100) == NULL);
     CHECK_EQ(errno, ENOMEM);
+    /* Beyond any address space, but under the SIZE_MAX / 2 cut: sizing
+     * the region must not take time in proportion to the capacity (it once
+     * stepped a page at a time: 15 s for 2^56, half an hour for 2^62). */
+    for (unsigned shift = 48; shift < 63; shift += 7) {
+        errno = 0;
+        CHECK(brisk_heap_create((size_t)1 << shift) == NULL);
+        CHECK_EQ(errno, ENOMEM);
+        errno = 0;
+        CHECK(brisk_heap_create_ex(NULL, ((size_t)1 << shift) - 1, BRISK_HEAP_DEFER_MERGE) == NULL);
+        CHECK_EQ(errno, ENOMEM);
+    }
+    errno = 0;
+    CHECK(brisk_heap_create(SIZE_MAX / 2) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    /* A mapped heap holds at least the capacity asked for, and the region
+     * is the smallest whole number of pages that does. */
+    const size_t capacities[] = {1, 100, 4096, 65536 + 17, (size_t)1 << 20, ((size_t)3 << 20) + 5,
+                                 (size_t)1 << 26};
+    for (size_t i = 0; i < sizeof capacities / sizeof capacities[0]; i++) {
+        for (unsigned flags = 0; flags <= BRISK_HEAP_DEFER_MERGE; flags += BRISK_HEAP_DEFER_MERGE) {
+            brisk_heap *heap = brisk_heap_create_ex(NULL, capacities[i], flags);
+            REQUIRE(heap != NULL);
+            brisk_heap_stats stats;
+            brisk_heap_get_stats(heap, &stats);
+            CHECK(stats.capacity >= capacities[i]);
+            CHECK(stats.capacity < capacities[i] + 2 * 4096);
+            brisk_heap_destroy(heap);
+        }
+    }
     errno = 0;
     CHECK(brisk_heap_create_ex(NULL, 4096, 0x20) /* no such flag */ == NULL);
     CHECK_EQ(errno, EINVAL);
