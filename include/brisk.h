@@ -15,6 +15,11 @@
  *
  * Misuse (freeing a pointer that is not a live block, a corrupted header)
  * is never silent: it is reported through the error handler below.
+ *
+ * An arena or heap argument must be one its create function returned and
+ * that has not been destroyed since. NULL is accepted only where a
+ * contract says so: by the destroy functions (they do nothing) and the
+ * check functions (they report "no arena" / "no heap" and return -1).
  */
 #ifndef BRISK_H
 #define BRISK_H
@@ -303,11 +308,13 @@ void brisk_heap_destroy(brisk_heap *heap);
  * BRISK_ALIGNMENT; the block takes size + 8 bytes rounded up to 16, at
  * least 32. size 0 yields a unique minimal block. Returns NULL with errno
  * ENOMEM when no free chunk is large enough (or size is too large to
- * represent); the heap is then unchanged. To stay O(1) an alloc looks at
- * only the first 8 free chunks of the request's own size range (above
- * 1 KiB, where ranges hold several sizes), so a fitting chunk further down
- * that list may go unused; brisk_heap_stats.largest_free is exactly the
- * largest size that succeeds. Contents are unspecified (zero when
+ * represent); the heap is then unchanged, but for BRISK_HEAP_DEFER_MERGE:
+ * there a failing request no larger than the capacity first merges every
+ * kept block (the layout changes, no live block does). To stay O(1) an
+ * alloc looks at only the first 8 free chunks of the request's own size
+ * range (above 1 KiB, where ranges hold several sizes), so a fitting chunk
+ * further down that list may go unused; brisk_heap_stats.largest_free is
+ * exactly the largest size that succeeds. Contents are unspecified (zero when
  * BRISK_HEAP_WIPE is set). */
 void *brisk_heap_alloc(brisk_heap *heap, size_t size);
 
