@@ -300,6 +300,14 @@ brisk_heap *brisk_heap_create_in(void *mem, size_t size);
  * _WIPE_CHECK, give EINVAL. */
 brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags);
 
+/* The size of the smallest buffer (a multiple of 16) in which
+ * brisk_heap_create_ex(buffer, size, flags) builds a heap of at least
+ * `capacity` bytes of chunks: capacity plus the heap's bookkeeping (about
+ * 1/64 of it, and 6 KiB more with BRISK_HEAP_DEFER_MERGE). A capacity
+ * below one minimal chunk (32 bytes) counts as one. Returns 0 when no
+ * size is representable. Pure arithmetic: no system call, no heap. */
+size_t brisk_heap_region_size(size_t capacity, unsigned flags);
+
 /* Unmaps a mapped heap's region; for one built in a caller's buffer it
  * only forgets the heap. NULL does nothing. */
 void brisk_heap_destroy(brisk_heap *heap);

@@ -560,6 +560,30 @@ static void test_create_edges(void)
     CHECK(brisk_heap_create_ex(buffer, sizeof buffer, ~0u) == NULL);
     CHECK_EQ(errno, EINVAL);
 
+    /* brisk_heap_region_size is the smallest buffer that holds a
+     * capacity: it does, and 16 bytes less does not. */
+    static alignas(16) unsigned char sized[1 << 18];
+    for (size_t capacity = 1; capacity < sizeof sized / 2; capacity = capacity * 3 / 2 + 7) {
+        const unsigned flag_sets[] = {0, BRISK_HEAP_WIPE, BRISK_HEAP_DEFER_MERGE};
+        for (size_t f = 0; f < 3; f++) {
+            size_t region = brisk_heap_region_size(capacity, flag_sets[f]);
+            REQUIRE(region != 0 && region % 16 == 0 && region <= sizeof sized);
+            brisk_heap *heap = brisk_heap_create_ex(sized, region, flag_sets[f]);
+            REQUIRE(heap != NULL);
+            CHECK_MSG(stats_of(heap).capacity >= capacity, "capacity %zu flags %#x: region %zu holds %zu",
+                      capacity, flag_sets[f], region, stats_of(heap).capacity);
+            brisk_heap_destroy(heap);
+            heap = brisk_heap_create_ex(sized, region - 16, flag_sets[f]);
+            CHECK_MSG(heap == NULL || stats_of(heap).capacity < capacity,
+                      "capacity %zu flags %#x: region %zu is not the smallest", capacity, flag_sets[f], region);
+            if (heap != NULL)
+                brisk_heap_destroy(heap);
+        }
+    }
+    CHECK_EQ(brisk_heap_region_size(SIZE_MAX, 0), 0);
+    CHECK_EQ(brisk_heap_region_size(SIZE_MAX / 2 + 1, 0), 0);
+    CHECK(brisk_heap_region_size((size_t)1 << 40, 0) > (size_t)1 << 40);
+
     /* The smallest buffer that works holds one minimal chunk exactly. */
     size_t minimum = 0;
     for (size_t size = 0; size < sizeof buffer; size++) {
@@ -573,6 +597,7 @@ static void test_create_edges(void)
         CHECK_EQ(errno, EINVAL);
     }
     REQUIRE(minimum != 0);
+    CHECK_EQ(brisk_heap_region_size(0, 0), minimum);
     CHECK(minimum < 2048); /* bookkeeping stays small for a small heap */
     brisk_heap *heap = brisk_heap_create_in(buffer, minimum);
     REQUIRE(heap != NULL);
