@@ -258,7 +258,11 @@ typedef struct brisk_heap_stats {
                             (deferred blocks too) */
     size_t high_water;   /* furthest offset from the first chunk's start
                             that any chunk handed out has reached: the
-                            footprint a heap growing on demand would need */
+                            chunks a heap growing on demand would need.
+                            Its bookkeeping is not counted here (a heap's
+                            is sized for its whole region): with it, that
+                            heap's footprint is brisk_heap_region_size(
+                            high_water, flags) */
     size_t largest_free; /* largest request one alloc would satisfy now
                             (exactly: one byte more fails), or 0 when no
                             request would, not even one of 0 bytes; a
