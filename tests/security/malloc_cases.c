@@ -930,6 +930,40 @@ static void case_reuse_randomized(void)
     printf("ok: reuse order differs between runs\n");
 }
 
+/* Large blocks: frees N of the same size, then allocates as many again
+ * and prints which freed block each one reused (-1: a fresh mapping).
+ * Without delay the cache hands them back in a fixed order. */
+static void case_reuse_order_large_child(void)
+{
+    enum { N = 16 };
+    char *old[N];
+    for (int i = 0; i < N; i++)
+        old[i] = must_malloc(LARGE);
+    for (int i = 0; i < N; i++)
+        free(old[i]);
+    printf("large:");
+    for (int k = 0; k < N; k++) {
+        char *q = must_malloc(LARGE);
+        int found = -1;
+        for (int j = 0; j < N; j++)
+            if (old[j] == q)
+                found = j;
+        printf(" %d", found);
+    }
+    printf("\n");
+}
+
+static void case_reuse_randomized_large(void)
+{
+    static char first[4096], second[4096];
+    run_self("reuse_order_large_child", first, sizeof first);
+    run_self("reuse_order_large_child", second, sizeof second);
+    printf("first run:\n%ssecond run:\n%s", first, second);
+    if (strcmp(first, second) == 0)
+        broken("two runs reused freed large blocks in the same order: not randomized");
+    printf("ok: large reuse order differs between runs\n");
+}
+
 /* ---- a clean workload: hardening must not report valid programs ------- */
 
 static void case_valid_workload(void)
@@ -1200,6 +1234,8 @@ static const security_case cases[] = {
     CASE(reuse_delayed_large),
     CASE(reuse_randomized),
     CASE(reuse_order_child),
+    CASE(reuse_order_large_child),
+    CASE(reuse_randomized_large),
     CASE(valid_workload),
     CASE(threads_exit_clean),
     CASE(thread_first_alloc_near_page_max),
