@@ -626,7 +626,7 @@ int large_check(void)
         if ((base & SEGMENT_MASK) != 0 || !large_header_intact(hdr) || hdr->cached != 1 ||
             hdr->map_size != large_cache[i].map_size ||
             segment_map[base >> SEGMENT_SHIFT] != SEGMAP_LARGE ||
-            large_cache[i].reusable_at > large_free_count + LARGE_DELAY_MIN + LARGE_DELAY_SPAN)
+            large_cache[i].reusable_at > large_free_count + LARGE_DELAY_MIN + LARGE_DELAY_SPAN - 1)
             return -2;
         /* Under wipe a cached block was wiped whole at its free. */
         if ((harden_flags & HARDEN_WIPE) && !large_still_wiped(hdr))
