@@ -150,12 +150,22 @@ static void case_meta_guard_layout(void)
         broken("realloc failed");
     check_region(grown, LARGE_MAGIC, "large block after realloc");
 
-    /* Through the caches and back: the regions are reused as they are. */
+    /* Through the caches and back: the regions are reused as they are.
+     * Under delay a freed large mapping is reused only after up to four
+     * more large frees: blocks too small to be picked for LARGE (and
+     * allocated first, so that without delay they do not take it) are
+     * freed after it. */
+    enum { FLUSH = 4 };
+    char *flush[FLUSH];
+    for (int i = 0; i < FLUSH; i++)
+        flush[i] = must_malloc(260 * 1024);
     uintptr_t small_region = region_of(small), large_region = region_of(grown);
     free(small);
     free(medium);
     free(grown);
     free(aligned);
+    for (int i = 0; i < FLUSH; i++)
+        free(flush[i]);
     small = must_malloc(SMALL);
     large = must_malloc(LARGE);
     check_region(small, SEGMENT_MAGIC, "small block after the segment cache");
