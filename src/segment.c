@@ -111,8 +111,18 @@ static void segment_format(segment *seg, unsigned page_shift, bool fresh)
         dirty_slots_regeometry(old_returned, old_shift, page_shift) & seg->free_slots & ~seg->dirty_slots;
     for (unsigned i = 0; i < slots; i++) {
         page *pg = &seg->pages[i];
+        /* Under wipe a slot remembers its last page's layout, to name the
+         * block a write after free hit (harden.c); it still holds in the
+         * same geometry. */
+        uintptr_t emptied_start = pg->emptied_start;
+        uint32_t emptied_carved = pg->emptied_carved, emptied_block_size = pg->emptied_block_size;
         memset(pg, 0, sizeof *pg);
         pg->slot = i;
+        if (!fresh && old_shift == page_shift) {
+            pg->emptied_start = emptied_start;
+            pg->emptied_carved = emptied_carved;
+            pg->emptied_block_size = emptied_block_size;
+        }
     }
 }
 
