@@ -330,7 +330,10 @@ void harden_page_setup(page *pg)
  * (the slot remembers the layout of its last page), or the first written
  * byte when no remembered page covers it. If the handler returns, the
  * memory is zeroed and used: no block is handed out showing the written
- * bytes. */
+ * bytes. The call that found it does nothing more: a malloc that carved
+ * returns NULL (its blocks wait, zeroed, for the next call); a page
+ * emptied by a free, or by a malloc's slow path collecting pages, was
+ * freed as asked, as when damage is found in a free list (brisk.h). */
 
 /* The address of the first byte of [from, to) that is not zero (from
  * and to 8-aligned), or `to`. Run only after a check failed. */
@@ -432,16 +435,17 @@ static BRISK_NOINLINE void report_recycled_dirty(page *pg, uintptr_t pad, uintpt
     chunks_clear_dirty(first, end);
 }
 
-void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
+bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
 {
     size_t bsize = pg->block_size;
+    bool clean = true;
     if ((harden_flags & HARDEN_WIPE) && !pg->fresh) {
         /* Must read zero (see above); the pad's canary was written as the
          * page was set up. Reads what the wipe's clearing used to read,
          * and writes nothing. */
         uintptr_t end = first + (uintptr_t)count * bsize;
         uintptr_t pad = first;
-        bool clean = chunks_zero(first, end);
+        clean = chunks_zero(first, end);
         if ((harden_flags & HARDEN_CANARY) && pg->capacity == 0) {
             pad = first - bsize;
             clean &= chunks_zero(pad, first - HARDEN_CANARY_SIZE);
@@ -455,6 +459,7 @@ void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
             store_word(at, canary_at(at));
         }
     }
+    return clean;
 }
 
 int harden_check_free_slot(const segment *seg, unsigned slot)

@@ -314,7 +314,10 @@ BRISK_HIDDEN size_t usable_raw(const void *p);
 /* Hooks in the page and large-block code, each called only when its flag
  * is set. */
 BRISK_HIDDEN void harden_page_setup(page *pg);       /* segment.c: pad */
-BRISK_HIDDEN void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count);
+/* page.c: canaries of new blocks; under wipe, a slot used before checked
+ * to be zero. false: written after free, reported, zeroed (the handler
+ * returned), and the malloc that carved fails. */
+BRISK_HIDDEN bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count);
 /* segment.c, under wipe: a page that emptied is checked for writes after
  * free and left wholly zero before its slot goes back to its segment. */
 BRISK_HIDDEN void harden_page_emptied(page *pg);

@@ -1090,21 +1090,25 @@ static void case_wipe_uaf_write_recycled_small(void) { recycled_write(&recycle_s
 static void case_wipe_uaf_write_recycled_medium(void) { recycled_write(&recycle_medium); }
 
 /* The write lands while the page still has live blocks; found when the
- * page empties. */
-static void case_wipe_uaf_write_page_emptied(void)
+ * page empties. In a medium block, in its middle: the part malloc's
+ * sample does not read, but the page's check does. */
+static void page_emptied_write(const recycle_set *s, int middle)
 {
-    const recycle_set *s = &recycle_small;
     recycle_fill(s);
-    recycle_free(s, RECYCLE_TARGET, RECYCLE_TARGET + 1);
     char *p = recycle_blocks[RECYCLE_TARGET];
+    size_t offset = middle ? malloc_usable_size(p) / 2 : RECYCLE_OFFSET;
+    recycle_free(s, RECYCLE_TARGET, RECYCLE_TARGET + 1);
     char *q = hide(p);
-    q[RECYCLE_OFFSET] = 'X';
+    q[offset] = 'X';
     target(p);
     recycle_free(s, 0, RECYCLE_TARGET);
     recycle_free(s, RECYCLE_TARGET + 1, s->freed);
     quarantine_flush();
-    recycle_reuse(s, q + RECYCLE_OFFSET, "write into a freed block, then its page emptied");
+    recycle_reuse(s, q + offset, "write into a freed block, then its page emptied");
 }
+
+static void case_wipe_uaf_write_page_emptied(void) { page_emptied_write(&recycle_small, 0); }
+static void case_wipe_uaf_write_page_emptied_medium_middle(void) { page_emptied_write(&recycle_medium, 1); }
 
 /* The slot went back to the OS (malloc_trim purges at once) before the
  * write: the write makes it resident again, holding the byte. */
@@ -1200,6 +1204,95 @@ static void case_wipe_recycle_no_old_bytes(void)
     printf("ok: recycled slots showed no old bytes\n");
 }
 
+/* With an error handler that returns: the write found when its page
+ * empties is reported once, from the free that emptied it, which still
+ * frees; the write found when the slot is carved again is reported once,
+ * and the malloc that carved returns NULL (small pages, then medium). Either way the memory is
+ * zeroed: no block handed out afterwards holds the written byte, and the
+ * invariants hold. */
+typedef void (*error_handler)(int error, const char *message, const void *ptr, void *context);
+enum { ERROR_USE_AFTER_FREE = 5 }; /* BRISK_ERROR_USE_AFTER_FREE in brisk.h */
+
+static int handler_reports;
+static const void *handler_last;
+
+static void handler_record(int error, const char *message, const void *ptr, void *context)
+{
+    (void)message;
+    (void)context;
+    if (error != ERROR_USE_AFTER_FREE)
+        broken("a report of another kind than use after free");
+    handler_reports++;
+    handler_last = ptr;
+}
+
+/* Allocates the other class's blocks over the emptied slots; returns how
+ * many mallocs returned NULL, and fails if a block shows the written byte. */
+static size_t reuse_after_report(const recycle_set *s, const char *written)
+{
+    size_t failed = 0;
+    for (size_t k = 0; k < s->rounds; k++) {
+        char *q = malloc(s->other);
+        if (q == NULL) {
+            failed++;
+            continue;
+        }
+        if (q <= written && written < q + malloc_usable_size(q) && *written != 0)
+            broken("a block handed out after the report holds the byte written after free");
+    }
+    return failed;
+}
+
+static void case_wipe_recycled_handler_returns(void)
+{
+    void *set = dlsym(RTLD_DEFAULT, "brisk_set_error_handler");
+    if (set == NULL) {
+        printf("set-up failed: brisk_set_error_handler not found (not preloaded?)\n");
+        exit(5);
+    }
+    error_handler (*set_handler)(error_handler, void *);
+    memcpy(&set_handler, &set, sizeof set_handler);
+    set_handler(handler_record, NULL);
+    const recycle_set *s = &recycle_small;
+
+    /* Found when the page empties. */
+    recycle_fill(s);
+    char *p = recycle_blocks[RECYCLE_TARGET];
+    recycle_free(s, RECYCLE_TARGET, RECYCLE_TARGET + 1);
+    char *w = hide(p);
+    w[RECYCLE_OFFSET] = 'X';
+    recycle_free(s, 0, RECYCLE_TARGET);
+    recycle_free(s, RECYCLE_TARGET + 1, s->freed);
+    quarantine_flush();
+    if (handler_reports != 1 || handler_last != p)
+        broken("the write found when its page emptied was not reported once, naming its block");
+    if (reuse_after_report(s, w + RECYCLE_OFFSET) != 0)
+        broken("a malloc failed after the page's report");
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after the page's report");
+
+    /* Found when the slot is carved again: in medium pages, of which the
+     * first part left none behind (its small pages still hold live
+     * blocks, so the target's page might not empty). */
+    handler_reports = 0;
+    s = &recycle_medium;
+    recycle_fill(s);
+    p = recycle_blocks[RECYCLE_TARGET];
+    recycle_free(s, 0, s->freed);
+    quarantine_flush();
+    w = hide(p);
+    w[RECYCLE_OFFSET] = 'X';
+    size_t failed = reuse_after_report(s, w + RECYCLE_OFFSET);
+    if (handler_reports != 1 || handler_last != p)
+        broken("the write found when its slot was carved again was not reported once, naming its block");
+    if (failed != 1)
+        broken("the malloc that found the write did not fail, or others did");
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after the carving's report");
+    set_handler(NULL, NULL);
+    printf("ok: each write reported once, memory zeroed, invariants hold\n");
+}
+
 /* ---- the case table --------------------------------------------------- */
 
 static const security_case cases[] = {
@@ -1276,9 +1369,11 @@ static const security_case cases[] = {
     CASE(wipe_uaf_write_recycled_small),
     CASE(wipe_uaf_write_recycled_medium),
     CASE(wipe_uaf_write_page_emptied),
+    CASE(wipe_uaf_write_page_emptied_medium_middle),
     CASE(wipe_uaf_write_returned),
     CASE(check_finds_recycled_write),
     CASE(wipe_recycle_no_old_bytes),
+    CASE(wipe_recycled_handler_returns),
 };
 
 int main(int argc, char **argv)
