@@ -39,11 +39,11 @@
  *           memory comes back, and no block shows a previous owner's
  *           bytes. A page whose blocks are all free is checked whole
  *           (every byte but the allocator's own words) before its slot
- *           goes back to its segment, and left zero; blocks carved again from a slot used before are
- *           checked to be still zero (see "recycling a page's slot"), so
- *           a write after free is found whichever class the memory goes
- *           to next. Large blocks taken from the cache are zeroed whole
- *           (large.c).
+ *           goes back to its segment, and left zero; blocks carved again
+ *           from a slot used before are checked to be still zero (see
+ *           "recycling a page's slot"), so a write after free is found
+ *           whichever class the memory goes to next. Large blocks taken
+ *           from the cache are zeroed whole (large.c).
  *   guard   large blocks get an inaccessible page right before and right
  *           after them (large.c), so running off either end faults at once;
  *           a freed guarded block is cached, and reused, its trailing guard
