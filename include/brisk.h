@@ -15,6 +15,11 @@
  *
  * Misuse (freeing a pointer that is not a live block, a corrupted header)
  * is never silent: it is reported through the error handler below.
+ *
+ * An arena or heap argument must be one its create function returned and
+ * that has not been destroyed since. NULL is accepted only where a
+ * contract says so: by the destroy functions (they do nothing) and the
+ * check functions (they report "no arena" / "no heap" and return -1).
  */
 #ifndef BRISK_H
 #define BRISK_H
@@ -253,7 +258,11 @@ typedef struct brisk_heap_stats {
                             (deferred blocks too) */
     size_t high_water;   /* furthest offset from the first chunk's start
                             that any chunk handed out has reached: the
-                            footprint a heap growing on demand would need */
+                            chunks a heap growing on demand would need.
+                            Its bookkeeping is not counted here (a heap's
+                            is sized for its whole region): with it, that
+                            heap's footprint is brisk_heap_region_size(
+                            high_water, flags) */
     size_t largest_free; /* largest request one alloc would satisfy now
                             (exactly: one byte more fails), or 0 when no
                             request would, not even one of 0 bytes; a
@@ -295,6 +304,14 @@ brisk_heap *brisk_heap_create_in(void *mem, size_t size);
  * _WIPE_CHECK, give EINVAL. */
 brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags);
 
+/* The size of the smallest buffer (a multiple of 16) in which
+ * brisk_heap_create_ex(buffer, size, flags) builds a heap of at least
+ * `capacity` bytes of chunks: capacity plus the heap's bookkeeping (about
+ * 1/64 of it, and 6 KiB more with BRISK_HEAP_DEFER_MERGE). A capacity
+ * below one minimal chunk (32 bytes) counts as one. Returns 0 when no
+ * size is representable. Pure arithmetic: no system call, no heap. */
+size_t brisk_heap_region_size(size_t capacity, unsigned flags);
+
 /* Unmaps a mapped heap's region; for one built in a caller's buffer it
  * only forgets the heap. NULL does nothing. */
 void brisk_heap_destroy(brisk_heap *heap);
@@ -303,11 +320,13 @@ void brisk_heap_destroy(brisk_heap *heap);
  * BRISK_ALIGNMENT; the block takes size + 8 bytes rounded up to 16, at
  * least 32. size 0 yields a unique minimal block. Returns NULL with errno
  * ENOMEM when no free chunk is large enough (or size is too large to
- * represent); the heap is then unchanged. To stay O(1) an alloc looks at
- * only the first 8 free chunks of the request's own size range (above
- * 1 KiB, where ranges hold several sizes), so a fitting chunk further down
- * that list may go unused; brisk_heap_stats.largest_free is exactly the
- * largest size that succeeds. Contents are unspecified (zero when
+ * represent); the heap is then unchanged, but for BRISK_HEAP_DEFER_MERGE:
+ * there a failing request no larger than the capacity first merges every
+ * kept block (the layout changes, no live block does). To stay O(1) an
+ * alloc looks at only the first 8 free chunks of the request's own size
+ * range (above 1 KiB, where ranges hold several sizes), so a fitting chunk
+ * further down that list may go unused; brisk_heap_stats.largest_free is
+ * exactly the largest size that succeeds. Contents are unspecified (zero when
  * BRISK_HEAP_WIPE is set). */
 void *brisk_heap_alloc(brisk_heap *heap, size_t size);
 

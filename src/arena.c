@@ -287,6 +287,8 @@ static int arena_check_fail(unsigned invariant, const char *what, const void *wh
  *      older nor lower than them. */
 int brisk_arena_check(const brisk_arena *arena)
 {
+    if (arena == NULL)
+        return arena_check_fail(1, "no arena", NULL);
     if (((uintptr_t)arena->base & (BRISK_ALIGNMENT - 1)) != 0 ||
         arena->base < (const char *)(arena + 1))
         return arena_check_fail(1, "base is misaligned or overlaps the arena's bookkeeping",

@@ -464,7 +464,7 @@ bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
 
 int harden_check_free_slot(const segment *seg, unsigned slot)
 {
-    uintptr_t base = (uintptr_t)seg + ((uintptr_t)slot << seg->page_shift);
+    uintptr_t base = segment_base(seg) + ((uintptr_t)slot << seg->page_shift);
     return chunks_zero(base, base + ((uintptr_t)1 << seg->page_shift)) ? 0 : -1;
 }
 
@@ -493,7 +493,7 @@ BRISK_INLINE page *page_block_of(const void *p)
     uintptr_t meta = meta_of(p);
     if (brisk_unlikely(segmap_kind(meta) != SEGMAP_PAGES))
         return NULL;
-    page *pg = page_of((segment *)meta, p);
+    page *pg = page_of(segment_of_meta(meta), p);
     if (brisk_unlikely(!page_block_start(pg, (uintptr_t)p - pg->start)))
         return NULL;
     return pg;
@@ -604,7 +604,7 @@ BRISK_INLINE void quarantine_release(void *p)
     }
     store_word((uintptr_t)p, 0);
     /* Validated when it was freed, and live (off every list) since. */
-    free_validated(page_of((segment *)meta_of(p), p), p);
+    free_validated(page_of(segment_of_meta(meta_of(p)), p), p);
 }
 
 /* Puts the validated, wiped block p in a random slot of the thread's
@@ -640,7 +640,7 @@ void harden_thread_exit(void)
     /* The quarantine is a block of the allocator like any other: under
      * wipe it must go back wiped (it holds pointers), or the next malloc
      * of its size would find it "written after free". */
-    page *pg = page_of((segment *)meta_of(q), q);
+    page *pg = page_of(segment_of_meta(meta_of(q)), q);
     if (harden_flags & HARDEN_WIPE)
         body_wipe((uintptr_t)q, (uintptr_t)q + pg->block_size - tail_bytes());
     free_validated(pg, q);
@@ -870,7 +870,7 @@ void *harden_realloc(void *p, size_t size)
         /* A live large block: resized in place when its mapping allows
          * (not under guard, whose pages must stay at the block's ends). */
         if (size > MEDIUM_SIZE_MAX && !(harden_flags & HARDEN_GUARD) &&
-            large_try_resize((large_header *)meta_of(p), size))
+            large_try_resize(large_header_of_meta(meta_of(p)), size))
             return p;
     }
     /* As malloc.c's realloc: a block that must move to grow by a little

@@ -620,7 +620,10 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
     /* Two copies: unaligned requests (nearly all) need no gap arithmetic. */
     void *p = alignment <= BRISK_ALIGNMENT ? alloc_search_inline(heap, need, search, BRISK_ALIGNMENT)
                                            : alloc_search_inline(heap, need, search, alignment);
-    if (p == NULL && (heap->flags & BRISK_HEAP_DEFER_MERGE) && deferred_flush(heap)) {
+    /* A request larger than the whole chunk area fits nowhere, merged or
+     * not: no reason to give up the kept blocks for it. */
+    if (p == NULL && (heap->flags & BRISK_HEAP_DEFER_MERGE) && need <= heap_capacity(heap) &&
+        deferred_flush(heap)) {
         /* Deferral must never cost capacity: everything kept aside was
          * merged; look again, from the request's own exact class (the
          * merges may have made a chunk of exactly its size). Nothing is

@@ -76,25 +76,64 @@ static brisk_heap *heap_init(void *mem, size_t size, unsigned flags, void *map_b
     return heap;
 }
 
+/* The smallest multiple of `unit` (a power of two, at least GRANULE)
+ * whose region, with the bookkeeping it needs, holds `capacity` bytes of
+ * chunks; 0 when none is representable. The bookkeeping grows with the
+ * region (by about 1/64 of what is added, the block map), so the region
+ * grows by what is still missing until nothing is: each round's shortfall
+ * is about 1/64 of the last one's, so a few rounds whatever the capacity.
+ * (Stepping one unit at a time took about capacity / 2^24 rounds: minutes
+ * for a capacity of 2^60, before the mapping failed anyway.) Then it
+ * steps back while a smaller region still holds the capacity, since the
+ * last round may overshoot by a unit or two. */
+static size_t region_size_for(size_t capacity, unsigned flags, size_t unit)
+{
+    /* The header in front of the first chunk and the sentinel's header
+     * (heap_init: capacity = region - bookkeeping - 16 for a region that
+     * is a whole number of granules, as every region here is). */
+    size_t slack = 2 * CHUNK_HEADER_SIZE;
+    size_t region;
+    if (capacity > SIZE_MAX / 2 ||
+        !align_up_checked(capacity + heap_bookkeeping_size(capacity, flags) + slack, unit, &region))
+        return 0;
+    for (;;) {
+        size_t overhead = heap_bookkeeping_size(region, flags) + slack;
+        size_t chunks = region > overhead ? region - overhead : 0;
+        if (chunks >= capacity)
+            break;
+        if (region > SIZE_MAX - (capacity - chunks) ||
+            !align_up_checked(region + (capacity - chunks), unit, &region))
+            return 0;
+    }
+    while (region > unit) {
+        size_t smaller = region - unit, overhead = heap_bookkeeping_size(smaller, flags) + slack;
+        if (smaller < overhead || smaller - overhead < capacity)
+            break;
+        region = smaller;
+    }
+    return region;
+}
+
+size_t brisk_heap_region_size(size_t capacity, unsigned flags)
+{
+    if (flags & BRISK_HEAP_WIPE_CHECK)
+        flags |= BRISK_HEAP_WIPE;
+    if (capacity < CHUNK_MIN_SIZE)
+        capacity = CHUNK_MIN_SIZE; /* one minimal chunk, as heap_init needs */
+    return region_size_for(capacity, flags, GRANULE);
+}
+
 static brisk_heap *heap_create_mapped(size_t capacity, unsigned flags)
 {
     if (capacity == 0) {
         errno = EINVAL;
         return NULL;
     }
-    size_t page = os_page_size();
-    /* Find a region size whose bookkeeping still leaves `capacity` bytes
-     * of chunks; the bookkeeping grows with the region, so step until it
-     * does (once or twice). */
-    size_t slack = 2 * CHUNK_HEADER_SIZE + GRANULE;
-    size_t region;
-    if (capacity > SIZE_MAX / 2 ||
-        !align_up_checked(capacity + heap_bookkeeping_size(capacity, flags) + slack, page, &region)) {
+    size_t region = region_size_for(capacity, flags, os_page_size());
+    if (region == 0) {
         errno = ENOMEM;
         return NULL;
     }
-    while (region - heap_bookkeeping_size(region, flags) - slack < capacity)
-        region += page;
     void *mem = os_map(region);
     if (mem == NULL) {
         errno = ENOMEM;

@@ -16,9 +16,14 @@
 
 #include "brisk.h"
 
+#include <stdalign.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* brisk.h promises every block suits any object type. */
+_Static_assert(BRISK_ALIGNMENT >= alignof(max_align_t),
+               "BRISK_ALIGNMENT must be at least alignof(max_align_t) on this platform");
 
 #if defined(__GNUC__)
 #define BRISK_HIDDEN __attribute__((visibility("hidden")))

@@ -154,9 +154,8 @@ static BRISK_NOINLINE void free_remote(page *pg, block *b)
 /* Not a small or medium block: a large block, or not ours at all. */
 static BRISK_NOINLINE void free_other(void *p, unsigned kind)
 {
-    uintptr_t meta = meta_of(p);
-    if (kind == SEGMAP_LARGE && ((large_header *)meta)->magic == LARGE_MAGIC) {
-        large_free((large_header *)meta, p);
+    if (kind == SEGMAP_LARGE) {
+        large_free(large_header_of_meta(meta_of(p)), p); /* validates the header */
         return;
     }
     if (kind == SEGMAP_LARGE_FREED)
@@ -203,12 +202,12 @@ BRISK_INLINE void free_inline(void *p)
         return;
     }
 #else
-    if (brisk_unlikely(*(const uint32_t *)meta != SEGMENT_MAGIC)) {
+    if (brisk_unlikely(segment_of_meta(meta)->magic != SEGMENT_MAGIC)) {
         free_other(p, SEGMAP_LARGE);
         return;
     }
 #endif
-    segment *seg = (segment *)meta;
+    segment *seg = segment_of_meta(meta);
     page *pg = page_of(seg, p);
     block *b = p;
 #if BRISK_CHECKS
@@ -282,7 +281,7 @@ static size_t block_usable(const void *p, large_header **large_out)
     unsigned kind = segmap_kind(meta);
     *large_out = NULL;
     if (kind == SEGMAP_PAGES) {
-        segment *seg = (segment *)meta;
+        segment *seg = segment_of_meta(meta);
         page *pg = page_of(seg, p);
         uintptr_t off = (uintptr_t)p - pg->start;
         bool start = page_block_start(pg, off);
@@ -308,8 +307,12 @@ static size_t block_usable(const void *p, large_header **large_out)
         return 0;
     }
     if (kind == SEGMAP_LARGE) {
-        large_header *hdr = (large_header *)meta;
-        if (hdr->magic == LARGE_MAGIC && !hdr->cached && hdr->block == (uintptr_t)p) {
+        large_header *hdr = large_header_of_meta(meta);
+        if (!large_header_intact(hdr)) {
+            report_error(BRISK_ERROR_CORRUPTION, "large block header corrupted", p);
+            return 0;
+        }
+        if (!hdr->cached && hdr->block == (uintptr_t)p) {
             *large_out = hdr;
             return hdr->usable;
         }
@@ -360,7 +363,7 @@ void *brisk_realloc(void *ptr, size_t size)
     /* Fast path: a live small or medium block (checked as free checks). */
     uintptr_t meta = meta_of(ptr);
     if (brisk_likely(segmap_kind(meta) == SEGMAP_PAGES)) {
-        page *pg = page_of((segment *)meta, ptr);
+        page *pg = page_of(segment_of_meta(meta), ptr);
 #if BRISK_CHECKS
         bool live = page_block_start(pg, (uintptr_t)ptr - pg->start) &&
                     !block_looks_free(pg, (block *)ptr);

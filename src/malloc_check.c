@@ -6,7 +6,8 @@
  *
  * Checked for every segment the calling thread owns (others' change under
  * their owners without locks):
- *   S1 its map entry is SEGMAP_PAGES and its magic and geometry are right
+ *   S1 its map entry is SEGMAP_PAGES, it lies META_GUARD past a 4 MiB
+ *      boundary, and its magic and geometry are right
  *   S2 free_slots has exactly the slots whose page is not in use
  *   S3 pages_in_use counts the pages in use
  *   H3 under wipe, every free slot reads zero (harden.c, "recycling a
@@ -22,7 +23,8 @@
  *      the second word, where a free block keeps its free mark)
  *   P4 it is on exactly one of the heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
- * and for large blocks (large_check): magic, map entry, bounds, totals.
+ * and for large blocks (large_check): place past the guard, magic, seal,
+ * map entry, bounds, live-list links both ways, totals.
  */
 #include "malloc_internal.h"
 
@@ -65,7 +67,7 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
     unsigned cls = pg->size_class;
     size_t page_size = (size_t)1 << seg->page_shift;
     if (cls >= CLASS_COUNT || pg->block_size != class_block_size(cls) ||
-        pg->start != (uintptr_t)seg + ((uintptr_t)pg->slot << seg->page_shift) +
+        pg->start != segment_base(seg) + ((uintptr_t)pg->slot << seg->page_shift) +
                          harden_page_front(pg->block_size) ||
         pg->reserved != (page_size - harden_page_front(pg->block_size)) / pg->block_size ||
         pg->span != pg->reserved * pg->block_size || pg->capacity > pg->reserved ||
@@ -151,7 +153,8 @@ int brisk_malloc_check(void)
     for (segment *seg = segment_list_first(); seg != NULL && result == 0; seg = seg->all_next) {
         if (me == NULL || __atomic_load_n(&seg->owner, __ATOMIC_ACQUIRE) != me)
             continue;
-        if (segment_map[(uintptr_t)seg >> SEGMENT_SHIFT] != SEGMAP_PAGES ||
+        if (segment_map[segment_base(seg) >> SEGMENT_SHIFT] != SEGMAP_PAGES ||
+            (segment_base(seg) & SEGMENT_MASK) != 0 ||
             seg->magic != SEGMENT_MAGIC ||
             (seg->page_shift != SMALL_PAGE_SHIFT && seg->page_shift != MEDIUM_PAGE_SHIFT) ||
             seg->slot_count != 1u << (SEGMENT_SHIFT - seg->page_shift)) {

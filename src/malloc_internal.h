@@ -9,30 +9,53 @@
  *
  *   small segment (blocks <= 8 KiB): 64 slots of 64 KiB
  *
- *   0        64K       128K      192K                       4M
- *   +---------+---------+---------+-----------  ...  --------+
- *   | segment | page 1  | page 2  | page 3          page 63  |
- *   | header  | blocks  | blocks  |                          |
- *   +---------+---------+---------+-----------  ...  --------+
- *     |
- *     +-- struct segment: owner heap, free slot mask and the page
- *         descriptors (struct page) of every slot (about 12 KiB; the rest
- *         of slot 0 is never touched).
+ *   B (4 MiB aligned)
+ *   0     16K       ~28K        64K       128K                       4M
+ *   +------+---------+-----------+---------+-----------  ...  --------+
+ *   |guard | segment | (unused)  | page 1  | page 2          page 63  |
+ *   |NONE  | header  |           | blocks  | blocks                   |
+ *   +------+---------+-----------+---------+-----------  ...  --------+
+ *   \________ slot 0 ___________/
+ *            |
+ *            +-- struct segment at B + META_GUARD: owner heap, free slot
+ *                mask and the page descriptors (struct page) of every
+ *                slot (about 12 KiB; the rest of slot 0 is never touched).
  *
  *   medium segment (8 KiB < blocks <= 256 KiB): 8 slots of 512 KiB, same
- *   header layout.
+ *   slot-0 layout (guard, then the header).
  *
  *   large block (> 256 KiB, or an alignment the pages cannot give): its
- *   own mapping whose first 4 MiB-aligned page holds a large_header:
+ *   own mapping, starting at a 4 MiB boundary B, with the same guard and
+ *   a large_header right after it:
  *
- *   H (4 MiB aligned)  H + offset                       H + map_size
- *   +----------------+--------------------------------------------+
- *   | large_header   | the block (offset >= one page, aligned)    |
- *   +----------------+--------------------------------------------+
+ *   B (4 MiB aligned)                    B + offset          B + map_size
+ *   +-------+--------------+------------+------------------------------+
+ *   | guard | large_header | (rest of   | the block (offset >= front,  |
+ *   | NONE  | at B + GUARD |  its page) |  aligned), up to the end     |
+ *   +-------+--------------+------------+------------------------------+
  *
- * A block start p always has its metadata at (p - 1) rounded down to
- * 4 MiB: for pages that is the segment, for large blocks the header (a
- * large block aligned to >= 4 MiB starts exactly one segment past H).
+ * Why the guard: whatever lies just below a 4 MiB boundary belongs to
+ * someone else, and may be a block of ours (a large block whose mapping
+ * ends there, or the last page of another segment). An overflow running
+ * up from there faults on the guard's first byte instead of rewriting
+ * page descriptors (free-list heads, link keys, free marks) or a large
+ * header. META_GUARD is 16 KiB so that it is whole pages with 4 KiB and
+ * 16 KiB pages; with larger pages (64 KiB) it cannot be protected alone,
+ * and is left accessible and unused (meta_guard_bytes is 0; the layout
+ * stays the same, so the fast paths do not depend on the page size).
+ *
+ * What the guard does not cover: an underflow from slot 1's first block
+ * down through the unused end of slot 0 (64 KiB - META_GUARD -
+ * sizeof(segment), about 36 KiB in a small segment) into the header, and
+ * an underflow of a large block of up to one page (its header lies in the
+ * page before the block): large_free checks the header's seal and list
+ * links before trusting them (large.c).
+ *
+ * A block start p always has its metadata region B at (p - 1) rounded
+ * down to 4 MiB: for pages the segment at B + META_GUARD, for large
+ * blocks the header at B + META_GUARD (a large block aligned to >= 4 MiB
+ * starts exactly one segment past B). Code never casts B itself:
+ * segment_of_meta, large_header_of_meta and segment_base convert.
  *
  * The segment map is one byte per 4 MiB of the 48-bit address space
  * (64 MiB reserved, touched only where we own memory), saying what, if
@@ -102,6 +125,14 @@
 #define SEGMENT_SLOTS_MAX 64
 #define ADDRESS_BITS 48
 #define SEGMAP_ENTRIES ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
+
+/* Inaccessible bytes at the start of every 4 MiB metadata region (see
+ * the top); the segment or large header follows them. A compile-time
+ * constant, so the fast paths fold it into their addressing. */
+#ifndef META_GUARD
+#define META_GUARD ((size_t)16384)
+#endif
+_Static_assert(META_GUARD % 64 == 0, "the segment header must stay cache-line aligned");
 
 /* Size classes: 16..128 by 16, then 8 classes per doubling up to 256 KiB,
  * so no class is more than 12.5% larger than the one below it (above
@@ -202,18 +233,27 @@ typedef struct segment {
     page pages[SEGMENT_SLOTS_MAX];
 } segment;
 
-/* The header must fit in slot 0 of a small segment. */
-_Static_assert(sizeof(segment) <= ((size_t)1 << SMALL_PAGE_SHIFT), "segment header too big");
+/* The guard and the header must fit in slot 0 of a small segment (the
+ * smallest slot 0), and slot 1 must start on a page boundary past them. */
+_Static_assert(META_GUARD + sizeof(segment) <= ((size_t)1 << SMALL_PAGE_SHIFT),
+               "segment guard and header do not fit in slot 0");
 
 typedef struct large_header {
     uint32_t magic;
     uint32_t cached;        /* 1 while in the cache, 0 while live */
     uintptr_t block;        /* what malloc returned */
-    size_t map_size;        /* bytes mapped from the header on */
-    size_t usable;          /* map end - block */
-    uint64_t freed_at_ms;
-    struct large_header *next, *prev; /* cache or live list */
+    size_t map_size;        /* bytes mapped from the region's base (the
+                               guard) on */
+    size_t usable;          /* bytes the program may use from block on */
+    uint64_t seal;          /* large_seal_of: magic..usable and the
+                               header's address, keyed by the process
+                               secret; checked before any of them is
+                               trusted (an underflow can reach them) */
+    struct large_header *next, *prev; /* live list (safe-unlinked) */
 } large_header;
+
+_Static_assert(offsetof(segment, magic) == offsetof(large_header, magic),
+               "the magic is read before the kind of header is known");
 
 #define LARGE_MAGIC 0x6c617267u
 #define SEGMENT_MAGIC 0x7365676du
@@ -428,11 +468,41 @@ static inline block *list_decode(const page *pg, uintptr_t stored)
 
 /* ---- segments and pages ------------------------------------------------- */
 
-/* Where the metadata of a block starting at p lives (see the top). */
+/* The base B of the metadata region of a block starting at p (see the
+ * top): 4 MiB aligned, its first META_GUARD bytes the guard. */
 static inline uintptr_t meta_of(const void *p)
 {
     return ((uintptr_t)p - 1) & ~(uintptr_t)SEGMENT_MASK;
 }
+
+/* The segment header, or the large header, of the region based at meta:
+ * past the guard. */
+static inline segment *segment_of_meta(uintptr_t meta)
+{
+    return (segment *)(meta + META_GUARD);
+}
+
+static inline large_header *large_header_of_meta(uintptr_t meta)
+{
+    return (large_header *)(meta + META_GUARD);
+}
+
+/* The region's base (the guard's start, what is mapped and unmapped, and
+ * what slot offsets count from) of a segment or large header. */
+static inline uintptr_t segment_base(const segment *seg)
+{
+    return (uintptr_t)seg - META_GUARD;
+}
+
+static inline uintptr_t large_base(const large_header *hdr)
+{
+    return (uintptr_t)hdr - META_GUARD;
+}
+
+/* META_GUARD when the page size divides it and the guard is protected,
+ * else 0 (the guard bytes are then ordinary accessible memory no one
+ * uses): set once at start-up, before the first segment (thread.c). */
+BRISK_HIDDEN extern size_t meta_guard_bytes;
 
 /* segmap_entries is 0 until the map exists (thread.c), then
  * SEGMAP_ENTRIES: one compare rejects both an address above the 48-bit
@@ -446,9 +516,11 @@ static inline unsigned segmap_kind(uintptr_t meta)
     return __atomic_load_n(&segment_map[index], __ATOMIC_RELAXED);
 }
 
+/* The page descriptor of the slot holding p: slots count from the
+ * region's base, not from the header past the guard. */
 static inline page *page_of(segment *seg, const void *p)
 {
-    size_t slot = ((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift;
+    size_t slot = ((uintptr_t)p - segment_base(seg)) >> seg->page_shift;
     return &seg->pages[slot];
 }
 
@@ -503,9 +575,11 @@ static inline bool block_looks_free(const page *pg, const block *b)
     return __atomic_load_n(&b->free_mark, __ATOMIC_RELAXED) == pg->free_mark;
 }
 
+/* Page descriptors lie inside their segment's header, in the region's
+ * first 64 KiB: masking finds the base. */
 static inline segment *page_segment(const page *pg)
 {
-    return (segment *)((uintptr_t)pg & ~(uintptr_t)SEGMENT_MASK);
+    return segment_of_meta((uintptr_t)pg & ~(uintptr_t)SEGMENT_MASK);
 }
 
 /* page.c */
@@ -533,6 +607,10 @@ BRISK_HIDDEN size_t segment_mapped_bytes(void);
 /* large.c */
 BRISK_HIDDEN void *large_alloc(size_t size, size_t alignment, bool zero);
 BRISK_HIDDEN void large_free(large_header *hdr, const void *p);
+/* The header's magic and seal are right: none of its fields was written
+ * by anyone but large.c (global_lock held, or the block live and owned
+ * by the caller). */
+BRISK_HIDDEN bool large_header_intact(const large_header *hdr);
 BRISK_HIDDEN bool large_cache_purge(uint64_t now, bool force);
 BRISK_HIDDEN bool large_try_resize(large_header *hdr, size_t size);
 BRISK_HIDDEN size_t large_live_stats(size_t *count);

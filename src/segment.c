@@ -40,19 +40,26 @@ static void segmap_set(uintptr_t base, uint8_t kind)
     __atomic_store_n(&segment_map[base >> SEGMENT_SHIFT], kind, __ATOMIC_RELAXED);
 }
 
+/* A new segment's memory, its guard protected (malloc_internal.h). The
+ * guard stays for the segment's whole life: the cache keeps segments
+ * mapped as they are, a purge decommits slots 1.. only (slot 0 is never
+ * free), and reformatting writes the header past the guard. A guard that
+ * cannot be protected (the kernel's mapping count exhausted) fails the
+ * allocation rather than hand out an unguarded header. */
 static segment *segment_map_fresh(void)
 {
     char *start = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
     if (start == NULL)
         return NULL;
-    if (((uintptr_t)start >> ADDRESS_BITS) != 0) {
+    if (((uintptr_t)start >> ADDRESS_BITS) != 0 ||
+        (meta_guard_bytes != 0 && os_protect_none(start, meta_guard_bytes) != 0)) {
         os_unmap(start, SEGMENT_SIZE);
         errno = ENOMEM;
         return NULL;
     }
     stats_note_mapped(SEGMENT_SIZE, true);
     verbose_note("mapped a segment", SEGMENT_SIZE);
-    return (segment *)(void *)start;
+    return segment_of_meta((uintptr_t)start);
 }
 
 static void segment_unmap(segment *seg)
@@ -64,7 +71,7 @@ static void segment_unmap(segment *seg)
         all_segments = seg->all_next;
     if (seg->all_next != NULL)
         seg->all_next->all_prev = seg->all_prev;
-    segmap_set((uintptr_t)seg, SEGMAP_NONE);
+    segmap_set(segment_base(seg), SEGMAP_NONE);
     segments_mapped--;
 }
 
@@ -156,7 +163,7 @@ static segment *segment_acquire(heap *h, unsigned page_shift)
     if (h->segments != NULL)
         h->segments->prev = seg;
     h->segments = seg;
-    segmap_set((uintptr_t)seg, SEGMAP_PAGES);
+    segmap_set(segment_base(seg), SEGMAP_PAGES);
     return seg;
 }
 
@@ -206,7 +213,7 @@ bool segment_cache_purge(uint64_t now, bool force)
     bool any = victims != NULL;
     while (victims != NULL) {
         segment *next = victims->next;
-        os_unmap(victims, SEGMENT_SIZE);
+        os_unmap((void *)segment_base(victims), SEGMENT_SIZE);
         stats_note_mapped(SEGMENT_SIZE, false);
         verbose_note("unmapped a cached segment", SEGMENT_SIZE);
         victims = next;
@@ -234,7 +241,7 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     pg->free = NULL;
     pg->local_free = NULL;
     __atomic_store_n(&pg->thread_free, 0, __ATOMIC_RELAXED);
-    pg->start = (uintptr_t)seg + ((uintptr_t)slot << seg->page_shift);
+    pg->start = segment_base(seg) + ((uintptr_t)slot << seg->page_shift);
     pg->block_size = (uint32_t)bsize;
     pg->block_mul = block_mul_of(bsize);
     pg->block_limit = 0;
@@ -383,7 +390,7 @@ bool heap_purge(heap *h, bool force)
             /* A slot not dirty reads as zero (the wipe checks it, as
              * returned, when it is carved again), so it stays dirty if
              * the OS refused. */
-            if (os_decommit((char *)seg + ((size_t)slot << seg->page_shift), size) != 0)
+            if (os_decommit((void *)(segment_base(seg) + ((uintptr_t)slot << seg->page_shift)), size) != 0)
                 continue;
             seg->dirty_slots &= ~((uint64_t)1 << slot);
             seg->returned_slots |= (uint64_t)1 << slot;

@@ -17,6 +17,7 @@ uint8_t *segment_map;
 uintptr_t segmap_entries;
 pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
 uintptr_t process_secret;
+size_t meta_guard_bytes;
 page empty_page; /* no free blocks: a fresh heap's malloc falls through to
                     malloc_generic, which installs a real page */
 _Thread_local heap *tls_heap __attribute__((tls_model("initial-exec")));
@@ -82,6 +83,16 @@ static void exit_print_stats(void)
 static void process_init(void)
 {
     options_read();
+    /* The metadata guard (malloc_internal.h) can be protected only in
+     * whole pages. With a page size that does not divide META_GUARD (64
+     * KiB pages), protecting it would take the header's page too: it is
+     * left accessible instead. The layout does not change, only the
+     * protection from overflows below the region's base is lost; the
+     * header checks (large.c) still apply. */
+    if (META_GUARD % os_page_size() == 0)
+        meta_guard_bytes = META_GUARD;
+    else
+        verbose_note("page size does not divide META_GUARD: metadata guard off", os_page_size());
     segment_map = os_map(SEGMAP_ENTRIES);
     if (segment_map == NULL) {
         static const char msg[] = "brisk: cannot reserve the segment map\n";

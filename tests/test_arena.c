@@ -22,6 +22,8 @@ static int aligned_to(const void *p, size_t alignment)
 
 static void test_basic_alignment(void)
 {
+    /* NULL is no arena: the check says so rather than crash. */
+    CHECK_EQ(brisk_arena_check(NULL), -1);
     brisk_arena *arena = brisk_arena_create(4096);
     REQUIRE(arena != NULL);
     CHECK(brisk_arena_capacity(arena) >= 4096);

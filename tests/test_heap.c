@@ -504,6 +504,8 @@ static void test_wipe_and_calloc(void)
 static void test_create_edges(void)
 {
     alignas(16) static unsigned char buffer[1 << 14];
+    /* NULL is no heap: the check says so rather than crash. */
+    CHECK_EQ(brisk_heap_check(NULL), -1);
     errno = 0;
     CHECK(brisk_heap_create_in(NULL, 4096) == NULL);
     CHECK_EQ(errno, EINVAL);
@@ -522,12 +524,65 @@ static void test_create_edges(void)
     errno = 0;
     CHECK(brisk_heap_create(SIZE_MAX / 2 + 100) == NULL);
     CHECK_EQ(errno, ENOMEM);
+    /* Beyond any address space, but under the SIZE_MAX / 2 cut: sizing
+     * the region must not take time in proportion to the capacity (it once
+     * stepped a page at a time: 15 s for 2^56, half an hour for 2^62). */
+    for (unsigned shift = 48; shift < 63; shift += 7) {
+        errno = 0;
+        CHECK(brisk_heap_create((size_t)1 << shift) == NULL);
+        CHECK_EQ(errno, ENOMEM);
+        errno = 0;
+        CHECK(brisk_heap_create_ex(NULL, ((size_t)1 << shift) - 1, BRISK_HEAP_DEFER_MERGE) == NULL);
+        CHECK_EQ(errno, ENOMEM);
+    }
+    errno = 0;
+    CHECK(brisk_heap_create(SIZE_MAX / 2) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    /* A mapped heap holds at least the capacity asked for, and the region
+     * is the smallest whole number of pages that does. */
+    const size_t capacities[] = {1, 100, 4096, 65536 + 17, (size_t)1 << 20, ((size_t)3 << 20) + 5,
+                                 (size_t)1 << 26};
+    for (size_t i = 0; i < sizeof capacities / sizeof capacities[0]; i++) {
+        for (unsigned flags = 0; flags <= BRISK_HEAP_DEFER_MERGE; flags += BRISK_HEAP_DEFER_MERGE) {
+            brisk_heap *heap = brisk_heap_create_ex(NULL, capacities[i], flags);
+            REQUIRE(heap != NULL);
+            brisk_heap_stats stats;
+            brisk_heap_get_stats(heap, &stats);
+            CHECK(stats.capacity >= capacities[i]);
+            CHECK(stats.capacity < capacities[i] + 2 * 4096);
+            brisk_heap_destroy(heap);
+        }
+    }
     errno = 0;
     CHECK(brisk_heap_create_ex(NULL, 4096, 0x20) /* no such flag */ == NULL);
     CHECK_EQ(errno, EINVAL);
     errno = 0;
     CHECK(brisk_heap_create_ex(buffer, sizeof buffer, ~0u) == NULL);
     CHECK_EQ(errno, EINVAL);
+
+    /* brisk_heap_region_size is the smallest buffer that holds a
+     * capacity: it does, and 16 bytes less does not. */
+    static alignas(16) unsigned char sized[1 << 18];
+    for (size_t capacity = 1; capacity < sizeof sized / 2; capacity = capacity * 3 / 2 + 7) {
+        const unsigned flag_sets[] = {0, BRISK_HEAP_WIPE, BRISK_HEAP_DEFER_MERGE};
+        for (size_t f = 0; f < 3; f++) {
+            size_t region = brisk_heap_region_size(capacity, flag_sets[f]);
+            REQUIRE(region != 0 && region % 16 == 0 && region <= sizeof sized);
+            brisk_heap *heap = brisk_heap_create_ex(sized, region, flag_sets[f]);
+            REQUIRE(heap != NULL);
+            CHECK_MSG(stats_of(heap).capacity >= capacity, "capacity %zu flags %#x: region %zu holds %zu",
+                      capacity, flag_sets[f], region, stats_of(heap).capacity);
+            brisk_heap_destroy(heap);
+            heap = brisk_heap_create_ex(sized, region - 16, flag_sets[f]);
+            CHECK_MSG(heap == NULL || stats_of(heap).capacity < capacity,
+                      "capacity %zu flags %#x: region %zu is not the smallest", capacity, flag_sets[f], region);
+            if (heap != NULL)
+                brisk_heap_destroy(heap);
+        }
+    }
+    CHECK_EQ(brisk_heap_region_size(SIZE_MAX, 0), 0);
+    CHECK_EQ(brisk_heap_region_size(SIZE_MAX / 2 + 1, 0), 0);
+    CHECK(brisk_heap_region_size((size_t)1 << 40, 0) > (size_t)1 << 40);
 
     /* The smallest buffer that works holds one minimal chunk exactly. */
     size_t minimum = 0;
@@ -542,6 +597,7 @@ static void test_create_edges(void)
         CHECK_EQ(errno, EINVAL);
     }
     REQUIRE(minimum != 0);
+    CHECK_EQ(brisk_heap_region_size(0, 0), minimum);
     CHECK(minimum < 2048); /* bookkeeping stays small for a small heap */
     brisk_heap *heap = brisk_heap_create_in(buffer, minimum);
     REQUIRE(heap != NULL);

@@ -384,6 +384,13 @@ static void test_flush_on_no_room(unsigned flags)
     brisk_heap_free(heap, g);
     brisk_heap_free(heap, g2);
     CHECK(is_deferred(heap, g) && is_deferred(heap, g2));
+    /* One larger than the whole heap fits nowhere, merged or not: it
+     * fails without giving up the kept blocks. */
+    errno = 0;
+    CHECK(brisk_heap_alloc(heap, stats_of(heap).capacity) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    CHECK(is_deferred(heap, g) && is_deferred(heap, g2));
+    CHECK_LAYOUT(heap, -2128, -32, -96, -32, (long)rest_size);
     errno = 0;
     CHECK(brisk_heap_alloc(heap, 4000) == NULL);
     CHECK_EQ(errno, ENOMEM);
@@ -861,7 +868,9 @@ static void forge_then_flush_child(void *arg)
     forge_heap *f = arg;
     memcpy(f->a, &f->targets[0], sizeof f->targets[0]);
     errno = 0;
-    void *p = brisk_heap_alloc(f->heap, 1 << 20);
+    /* As large as the heap (so the kept blocks are merged first), and
+     * bound to fail: live blocks are in it. */
+    void *p = brisk_heap_alloc(f->heap, stats_of(f->heap).capacity - 8);
     int errno_after = errno;
     int sound = p == NULL && errno_after == ENOMEM && !is_deferred(f->heap, f->a) && !is_deferred(f->heap, f->b) &&
                 !is_deferred(f->heap, f->other) && filled(f->live, 100, 5) && brisk_heap_check(f->heap) == 0 &&
@@ -1014,7 +1023,8 @@ static void test_handler_returns(unsigned flags)
     brisk_heap_free(heap, a);
     memcpy(a, &f.targets[0], sizeof f.targets[0]);
     errno = 0;
-    char *huge = brisk_heap_alloc(heap, 1 << 20); /* flushes, and fails */
+    /* The whole capacity: flushes, and fails (live blocks are in it). */
+    char *huge = brisk_heap_alloc(heap, stats_of(heap).capacity - 8);
     CHECK(huge == NULL);
     CHECK_EQ(errno, ENOMEM);
     CHECK_EQ(log.count, 6);

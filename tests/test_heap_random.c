@@ -30,6 +30,11 @@ typedef struct slot {
     unsigned char *ptr;
     size_t size;      /* bytes asked for, all filled with the pattern */
     unsigned id;
+    unsigned char *shadow; /* what ptr's `size` bytes must hold, kept
+                              outside the heap (system malloc), so that
+                              checking every live block after every step
+                              is one memcmp per block */
+    size_t shadow_capacity;
 } slot;
 
 static uint64_t rng_state;
@@ -84,9 +89,26 @@ typedef struct model {
     unsigned above_bound; /* allocs above largest_free that succeeded */
 } model;
 
+/* Fills the block p of slot s (now `size` bytes for id s->id) with its
+ * pattern, and the slot's shadow with the same bytes. */
+static void slot_fill(slot *s, unsigned char *p, size_t size)
+{
+    if (s->shadow_capacity < size) {
+        unsigned char *grown = realloc(s->shadow, size);
+        REQUIRE(grown != NULL);
+        s->shadow = grown;
+        s->shadow_capacity = size;
+    }
+    fill_pattern(s->shadow, size, s->id);
+    if (size != 0)
+        memcpy(p, s->shadow, size);
+}
+
 static int check_slot(const brisk_heap *heap, const slot *s, size_t step)
 {
-    size_t bad = pattern_mismatch(s->ptr, s->size, s->id);
+    size_t bad = s->size == 0 || memcmp(s->ptr, s->shadow, s->size) == 0
+                     ? 0
+                     : pattern_mismatch(s->ptr, s->size, s->id); /* where */
     CHECK_MSG(bad == 0, "step %zu: block %u (size %zu) damaged at byte %zu", step, s->id, s->size, bad - 1);
     CHECK_MSG(brisk_heap_usable_size(heap, s->ptr) >= s->size, "step %zu: usable size shrank", step);
     return bad == 0;
@@ -170,7 +192,7 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
                 m.usable_sum = m.usable_sum - old_usable + brisk_heap_usable_size(heap, p);
                 s->ptr = p;
                 s->size = size;
-                fill_pattern(p, size, s->id);
+                slot_fill(s, p, size);
             }
         } else {
             size_t size = random_size();
@@ -235,7 +257,7 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
                 s->ptr = p;
                 s->size = size;
                 s->id = ++m.next_id;
-                fill_pattern(p, size, s->id);
+                slot_fill(s, p, size);
                 m.usable_sum += brisk_heap_usable_size(heap, p);
                 m.live++;
             }
@@ -248,10 +270,12 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
                   "step %zu: stats %zu blocks %zu bytes, model %zu blocks %zu bytes", step, now.used_chunks,
                   now.allocated, m.live, m.usable_sum);
         CHECK(now.allocated + now.free_bytes + 8 * now.used_chunks == now.capacity);
+        /* Every live block's contents, after every step: a write that
+         * lands in the wrong block shows at the step that made it. */
+        for (size_t i = 0; i < SLOTS; i++)
+            if (m.slots[i].ptr != NULL)
+                check_slot(heap, &m.slots[i], step);
         if (step % 16 == 0) {
-            for (size_t i = 0; i < SLOTS; i++)
-                if (m.slots[i].ptr != NULL)
-                    check_slot(heap, &m.slots[i], step);
             walk_match w = {&m, 0, 0};
             brisk_heap_walk(heap, match_visit, &w);
             CHECK_EQ(w.used_seen, m.live);
@@ -263,6 +287,7 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
             check_slot(heap, &m.slots[i], STEPS);
             brisk_heap_free(heap, m.slots[i].ptr);
         }
+        free(m.slots[i].shadow);
     }
     brisk_heap_stats end = stats_of(heap);
     CHECK_EQ(end.used_chunks, 0);

@@ -80,14 +80,27 @@ static int heap_backend_walk(void *state, chunk_sink sink, void *context)
     return brisk_heap_walk(state, heap_backend_visit, &w);
 }
 
+/* A heap grown on demand to chunks reaching high_water would have needed
+ * its bookkeeping too (brisk_heap_stats.high_water counts chunks only). */
+static uint64_t heap_backend_footprint(uint64_t high_water)
+{
+    return brisk_heap_region_size((size_t)high_water, 0);
+}
+
+static uint64_t heap_backend_footprint_deferred(uint64_t high_water)
+{
+    return brisk_heap_region_size((size_t)high_water, BRISK_HEAP_DEFER_MERGE);
+}
+
 /* Both brisk backends differ only in how the heap is created. */
-#define HEAP_BACKEND(label, create_heap)                                                                    \
+#define HEAP_BACKEND(label, create_heap, footprint_of)                                                      \
     {                                                                                                        \
         .name = label, .create = create_heap, .destroy = heap_backend_destroy, .alloc = heap_backend_alloc, \
         .realloc = heap_backend_realloc, .free = heap_backend_free, .check = heap_backend_check,            \
-        .high_water = heap_backend_high_water, .walk = heap_backend_walk, .free_leftovers = 0,              \
+        .high_water = heap_backend_high_water, .footprint = footprint_of, .walk = heap_backend_walk,        \
+        .free_leftovers = 0,                                                                                 \
     }
 
-const replay_allocator backend_brisk = HEAP_BACKEND("brisk", heap_backend_create);
+const replay_allocator backend_brisk = HEAP_BACKEND("brisk", heap_backend_create, heap_backend_footprint);
 const replay_allocator backend_brisk_deferred =
-    HEAP_BACKEND("brisk (deferred merging)", heap_backend_create_deferred);
+    HEAP_BACKEND("brisk (deferred merging)", heap_backend_create_deferred, heap_backend_footprint_deferred);

@@ -636,6 +636,7 @@ int replay_checked(const trace *t, const replay_allocator *a, const replay_optio
             goto done;
     }
     out->high_water = a->high_water ? a->high_water(st.heap) : 0;
+    out->footprint = a->footprint && out->high_water ? a->footprint(out->high_water) : 0;
     rc = 0;
 
 done:

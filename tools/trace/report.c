@@ -116,8 +116,8 @@ static void json_string(FILE *out, const char *s)
 void report_write(FILE *out, report_format format, const trace_report *reports, size_t count,
                   size_t capacity)
 {
-    double util_sum = 0, log_ratio_sum = 0;
-    size_t util_n = 0, ratio_n = 0;
+    double util_sum = 0, log_ratio_sum = 0, footprint_util_sum = 0;
+    size_t util_n = 0, ratio_n = 0, footprint_n = 0;
     char a[32], b[32], c[32], d[32];
 
     if (format == REPORT_TABLE) {
@@ -138,6 +138,13 @@ void report_write(FILE *out, report_format format, const trace_report *reports, 
         rate rs = r->ok ? rate_of(t, r->system_seconds, r->reps) : (rate){0, 0, 0, 0};
         double util = utilization_of(r);
         double ratio = rs.median > 0 ? rb.median / rs.median : 0.0;
+        double footprint_util = r->ok && r->result.footprint > 0
+                                    ? (double)r->result.peak_live_payload / (double)r->result.footprint
+                                    : 0.0;
+        if (footprint_util > 0) {
+            footprint_util_sum += footprint_util;
+            footprint_n++;
+        }
         if (r->ok) {
             util_sum += util;
             util_n++;
@@ -184,11 +191,13 @@ void report_write(FILE *out, report_format format, const trace_report *reports, 
             }
             fprintf(out,
                     ", \"peak_live_bytes\": %llu, \"high_water_bytes\": %llu, "
-                    "\"utilization\": %.6f, \"checks_run\": %zu,\n     \"brisk\": "
+                    "\"utilization\": %.6f, \"footprint_bytes\": %llu, "
+                    "\"checks_run\": %zu,\n     \"brisk\": "
                     "{\"ops_per_s_median\": %.0f, \"spread\": %.4f, \"seconds\": [",
                     (unsigned long long)r->result.peak_live_payload,
-                    (unsigned long long)r->result.high_water, util, r->result.checks_run,
-                    rb.median, rb.spread);
+                    (unsigned long long)r->result.high_water, util,
+                    (unsigned long long)r->result.footprint, r->result.checks_run, rb.median,
+                    rb.spread);
             for (size_t k = 0; k < r->reps; k++)
                 fprintf(out, "%s%.9f", k ? ", " : "", r->brisk_seconds[k]);
             fprintf(out, "]},\n     \"system\": {\"ops_per_s_median\": %.0f, \"spread\": "
@@ -214,12 +223,18 @@ void report_write(FILE *out, report_format format, const trace_report *reports, 
                      "brisk / system median ops/s (geometric mean over traces); ±: half the "
                      "range over %zu timed runs\n",
                 count ? reports[0].reps : 0);
+        if (footprint_n > 0)
+            fprintf(out, "counting the heap's own bookkeeping too (a heap grown on demand to that "
+                         "high water, brisk_heap_region_size): mean util %.1f%% over %zu traces\n",
+                    footprint_util_sum / (double)footprint_n * 100, footprint_n);
     } else if (format == REPORT_CSV) {
         fprintf(out, "summary,,,,%.4f,,,,,%.4f,,%zu_of_%zu\n", mean_util, geo_ratio, util_n,
                 count);
     } else {
         fprintf(out, "\n  ],\n  \"summary\": {\"traces_ok\": %zu, \"traces\": %zu, "
-                     "\"mean_utilization\": %.6f, \"geomean_ratio\": %.4f}\n}\n",
-                util_n, count, mean_util, geo_ratio);
+                     "\"mean_utilization\": %.6f, \"mean_footprint_utilization\": %.6f, "
+                     "\"geomean_ratio\": %.4f}\n}\n",
+                util_n, count, mean_util,
+                footprint_n ? footprint_util_sum / (double)footprint_n : 0.0, geo_ratio);
     }
 }

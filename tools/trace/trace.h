@@ -108,6 +108,10 @@ typedef struct replay_allocator {
     int (*check)(void *state);
     /* the furthest extent of the region used so far (bytes); */
     uint64_t (*high_water)(void *state);
+    /* what a region reaching that far needs with the allocator's own
+     * bookkeeping (bytes): the footprint a heap grown on demand would
+     * have had; */
+    uint64_t (*footprint)(uint64_t high_water);
     /* and a walk of every chunk in address order. */
     int (*walk)(void *state, chunk_sink sink, void *context);
     /* Blocks this allocator leaves allocated at the end of a replay must
@@ -151,6 +155,7 @@ typedef struct replay_result {
     uint64_t peak_live_payload;  /* most requested bytes live at once */
     size_t peak_op_index;        /* the op after which it was reached */
     uint64_t high_water;         /* allocator's high water at the end */
+    uint64_t footprint;          /* and with its bookkeeping (0: unknown) */
     size_t checks_run;
     size_t num_snapshots;
     heap_snapshot *snapshots;    /* in op order; one is at the peak */

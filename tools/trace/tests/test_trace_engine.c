@@ -8,6 +8,7 @@
 #include "../../../tests/check.h"
 
 #include "trace.h"
+#include "brisk.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,9 @@ static void test_replay_brisk_and_system(void)
         CHECK_EQ(r.peak_live_payload, 3058);
         CHECK_EQ(r.peak_op_index, 5);
         CHECK(r.high_water >= 3058);
+        /* The footprint adds the bookkeeping a heap of that reach needs. */
+        CHECK_EQ(r.footprint, brisk_heap_region_size((size_t)r.high_water, 0));
+        CHECK(r.footprint > r.high_water);
         CHECK(r.checks_run >= 9);
         CHECK(r.num_snapshots >= 5);
         CHECK_EQ(r.snapshots[r.peak_snapshot].op_index, 5);
