@@ -1120,6 +1120,11 @@ static void case_wipe_uaf_write_returned(void)
     quarantine_flush();
     malloc_trim(0);
     char *p = recycle_blocks[RECYCLE_TARGET];
+    /* Or this case would test a slot still resident, as the one above. */
+    size_t os_page = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char resident = 1;
+    if (mincore((void *)((uintptr_t)p & ~(uintptr_t)(os_page - 1)), 1, &resident) != 0 || (resident & 1))
+        broken("malloc_trim did not return the emptied page's memory to the OS");
     char *q = hide(p);
     q[RECYCLE_OFFSET] = 'X';
     target(p);
@@ -1133,6 +1138,8 @@ static void case_check_finds_recycled_write(void)
     recycle_fill(s);
     recycle_free(s, 0, s->freed);
     quarantine_flush();
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed before the write");
     char *q = hide(recycle_blocks[RECYCLE_TARGET]);
     q[RECYCLE_OFFSET] = 'X';
     if (malloc_check() == 0)
