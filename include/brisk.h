@@ -66,10 +66,12 @@ typedef enum brisk_error {
  * detected the misuse does nothing more: it frees nothing, returns what
  * its contract gives for failure (NULL, 0, or -1 for
  * brisk_arena_restore), and leaves the allocator consistent.
- * One exception: damage found in a free list while a valid block is being
- * freed (a write after free into another free block) is reported after
- * the block is freed, so no memory is lost; the damaged entry is reported
- * again when it is next used.
+ * Two exceptions, where the damage is found in other memory while a
+ * valid block is being freed, which is then freed all the same, so no
+ * memory is lost: damage in a free list (a write after free into another
+ * free block; the damaged entry is reported again when it is next used),
+ * and, under BRISK_OPTIONS=wipe, a write after free into another block of
+ * a page the free empties (the written bytes are zeroed).
  * The handler must not call back into the allocator that reported. */
 typedef void (*brisk_error_handler)(brisk_error error, const char *message,
                                     const void *ptr, void *context);

@@ -37,10 +37,14 @@
  *           bytes, above that its first and last WIPE_SAMPLE_BYTES;
  *           calloc checks the whole block. So a write into freed memory is reported when the
  *           memory comes back, and no block shows a previous owner's
- *           bytes. Blocks carved from a slot that may hold old data are
- *           cleared as they are carved (a fresh slot is zero already);
- *           large blocks kept in the cache are wiped at free and checked
- *           when taken from it, with the same loops (large.c).
+ *           bytes. A page whose blocks are all free is checked whole
+ *           (every byte but the allocator's own words) before its slot
+ *           goes back to its segment, and left zero; blocks carved again
+ *           from a slot used before are checked to be still zero (see
+ *           "recycling a page's slot"), so a write after free is found
+ *           whichever class the memory goes to next. Large blocks kept in
+ *           the cache are wiped at free and checked when taken from it,
+ *           with the same loops (large.c).
  *   guard   large blocks get an inaccessible page right before and right
  *           after them (large.c), so running off either end faults at once;
  *           a freed guarded block is cached, and reused, its trailing guard
@@ -312,16 +316,157 @@ void harden_page_setup(page *pg)
     store_word(pg->start - HARDEN_CANARY_SIZE, canary_at(pg->start - HARDEN_CANARY_SIZE));
 }
 
-void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
+/* ---- recycling a page's slot under wipe ------------------------------------ *
+ *
+ * A page's slot outlives the page: when every block is free the slot goes
+ * back to its segment and may be carved again for any class, so a write
+ * after free into a block of a page that emptied would be handed out in
+ * another class's block, at any offset. The wipe keeps one invariant for
+ * this: every free slot (and the part of a slot in use not yet carved)
+ * reads zero. It is established when a page empties, whose blocks are
+ * all free and whose layout is known:
+ *
+ *   pad (canary only)     block 0                         block 1
+ *   | 0 ...          |C|  |link|mark| 0 ...          |C|  |link|mark| 0 ...
+ *                         <----------- block_size ------->
+ *
+ * the words the allocator wrote into free blocks (link, free mark,
+ * canaries) must read as the allocator left them, every other byte must
+ * still be zero; then those words are zeroed, so the slot reads zero
+ * whole. When a slot is carved again, the carved blocks (and, with the
+ * first blocks, the pad) must read zero: whatever is not was written
+ * after free, after the page emptied, through a dangling pointer. Only a
+ * slot never used since it was mapped (`fresh`) is carved without a
+ * look; a slot the purge returned to the OS reads zero too, but a write
+ * after free would have made it resident with the byte in it, so it is
+ * checked like the others (segment.c's returned_slots).
+ *
+ * Either check reports the first misused block: the old block's start
+ * (the slot remembers the layout of its last page), or the first written
+ * byte when no remembered page covers it. If the handler returns, the
+ * memory is zeroed and used: no block is handed out showing the written
+ * bytes. The call that found it does nothing more: a malloc that carved
+ * returns NULL (its blocks wait, zeroed, for the next call); a page
+ * emptied by a free, or by a malloc's slow path collecting pages, was
+ * freed as asked, as when damage is found in a free list (brisk.h). */
+
+/* The address of the first byte of [from, to) that is not zero (from
+ * and to 8-aligned), or `to`. Run only after a check failed. */
+static uintptr_t first_nonzero(uintptr_t from, uintptr_t to)
+{
+    for (uintptr_t at = from; at < to; at += 8) {
+        if (load_word(at) == 0)
+            continue;
+        for (unsigned i = 0;; i++) {
+            if (((const volatile unsigned char *)at)[i] != 0)
+                return at + i;
+        }
+    }
+    return to;
+}
+
+/* Whether the words the allocator wrote into the free block b of pg
+ * read as it wrote them: a link of the page's lists (NULL, or 16-byte
+ * aligned in the carved part), the free mark (with checks), the canary
+ * (under canary). */
+static inline bool free_words_intact(const page *pg, uintptr_t b, uintptr_t canary)
+{
+    block *next = list_decode(pg, load_word(b));
+    bool intact = next == NULL || page_link_in_range(pg, (uintptr_t)next - pg->start);
+#if BRISK_CHECKS
+    intact &= load_word(b + 8) == pg->free_mark;
+#endif
+    if (canary != 0)
+        intact &= load_word(canary) == canary_at(canary);
+    return intact;
+}
+
+void harden_page_emptied(page *pg)
 {
     size_t bsize = pg->block_size;
+    uintptr_t start = pg->start;
+    uintptr_t end = start + pg->carved;
+    uintptr_t from = start;
+    bool canary = (harden_flags & HARDEN_CANARY) != 0;
+    uintptr_t bad = 0;
+    if (canary) {
+        from = start - bsize; /* the pad */
+        uintptr_t at = start - HARDEN_CANARY_SIZE;
+        if (load_word(at) != canary_at(at))
+            bad = at;
+        store_word(at, 0);
+    }
+    for (uintptr_t b = start; b < end; b += bsize) {
+        uintptr_t at = canary ? b + bsize - HARDEN_CANARY_SIZE : 0;
+        if (brisk_unlikely(!free_words_intact(pg, b, at)) && bad == 0)
+            bad = b;
+        store_word(b, 0);
+#if BRISK_CHECKS
+        store_word(b + 8, 0); /* the unchecked build leaves it zero */
+#endif
+        if (canary)
+            store_word(at, 0);
+    }
+    if (bad == 0 && brisk_unlikely(!chunks_zero(from, end))) {
+        bad = first_nonzero(from, end);
+        if (bad >= start)
+            bad -= (bad - start) % bsize;
+    }
+    pg->emptied_start = start;
+    pg->emptied_carved = pg->carved;
+    pg->emptied_block_size = (uint32_t)bsize;
+    if (brisk_likely(bad == 0))
+        return;
+    report_error(BRISK_ERROR_USE_AFTER_FREE,
+                 "use after free: a freed block was written to (found when its page was emptied)",
+                 (void *)bad);
+    chunks_clear_dirty(from, end); /* a handler returned: the slot is zero again */
+}
+
+/* The start of the block of the slot's last page that held `at`, or at
+ * itself when no remembered page covers it. */
+static uintptr_t emptied_block_of(const page *pg, uintptr_t at)
+{
+    uintptr_t off = at - pg->emptied_start;
+    if (pg->emptied_block_size == 0 || at < pg->emptied_start || off >= pg->emptied_carved)
+        return at;
+    return at - off % pg->emptied_block_size;
+}
+
+/* Blocks [first, end) about to be carved from a slot used before (and
+ * [pad, first - canary) with the page's first blocks under canary) were
+ * found not zero: written after free. Reports the first such block and,
+ * if the handler returns, zeroes them. */
+static BRISK_NOINLINE void report_recycled_dirty(page *pg, uintptr_t pad, uintptr_t first, uintptr_t end)
+{
+    uintptr_t pad_end = pad == first ? first : first - HARDEN_CANARY_SIZE;
+    uintptr_t at = first_nonzero(pad, pad_end);
+    if (at == pad_end)
+        at = first_nonzero(first, end);
+    report_error(BRISK_ERROR_USE_AFTER_FREE,
+                 "use after free: a freed block was written to (found when its page was reused)",
+                 (void *)emptied_block_of(pg, at));
+    chunks_clear_dirty(pad, pad_end);
+    chunks_clear_dirty(first, end);
+}
+
+bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
+{
+    size_t bsize = pg->block_size;
+    bool clean = true;
     if ((harden_flags & HARDEN_WIPE) && !pg->fresh) {
-        /* A slot used before by another class may hold its old links and
-         * canaries; freshly carved blocks must read as wiped. A fresh
-         * slot (mapped or decommitted since last used, and never carved
-         * beyond `first` since) is zero already: clearing it again would
-         * only touch its memory early. */
-        chunks_clear_dirty(first, first + (uintptr_t)count * bsize);
+        /* Must read zero (see above); the pad's canary was written as the
+         * page was set up. Reads what the wipe's clearing used to read,
+         * and writes nothing. */
+        uintptr_t end = first + (uintptr_t)count * bsize;
+        uintptr_t pad = first;
+        clean = chunks_zero(first, end);
+        if ((harden_flags & HARDEN_CANARY) && pg->capacity == 0) {
+            pad = first - bsize;
+            clean &= chunks_zero(pad, first - HARDEN_CANARY_SIZE);
+        }
+        if (brisk_unlikely(!clean))
+            report_recycled_dirty(pg, pad, first, end);
     }
     if (harden_flags & HARDEN_CANARY) {
         for (uint32_t i = 0; i < count; i++) {
@@ -329,6 +474,13 @@ void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
             store_word(at, canary_at(at));
         }
     }
+    return clean;
+}
+
+int harden_check_free_slot(const segment *seg, unsigned slot)
+{
+    uintptr_t base = segment_base(seg) + ((uintptr_t)slot << seg->page_shift);
+    return chunks_zero(base, base + ((uintptr_t)1 << seg->page_shift)) ? 0 : -1;
 }
 
 int harden_check_page(const page *pg)

@@ -10,6 +10,8 @@
  *      boundary, and its magic and geometry are right
  *   S2 free_slots has exactly the slots whose page is not in use
  *   S3 pages_in_use counts the pages in use
+ *   H3 under wipe, every free slot reads zero (harden.c, "recycling a
+ *      page's slot"): a byte that is not was written after free
  * and for every page in use in them:
  *   P1 start, block size, reserved blocks and span agree with its class
  *   P2 free and local_free hold carved block starts of the page, each
@@ -173,6 +175,9 @@ int brisk_malloc_check(void)
                 in_use++;
                 if ((result = check_page(me, seg, pg)) != 0)
                     break;
+            } else if ((harden_flags & HARDEN_WIPE) && harden_check_free_slot(seg, i) != 0) {
+                result = check_fail("H3: a free slot was written to (after free)", pg);
+                break;
             }
         }
         if (result == 0 && (seg->free_slots & 1) != 0)

@@ -176,10 +176,13 @@ typedef struct page {
     uint32_t block_size;
     uint16_t size_class;
     uint8_t in_use;         /* slot holds a page of blocks */
-    uint8_t fresh;          /* the slot's memory was known zero when the
-                               page was set up (mapped or decommitted
-                               since its last use): blocks carved from it
-                               need no wiping */
+    uint8_t fresh;          /* the slot's memory was never used since
+                               it was mapped when the page was set up:
+                               blocks carved from it are zero without a
+                               look. Under wipe every other slot is
+                               checked to be zero as it is carved (a
+                               slot returned to the OS reads zero too,
+                               unless written after free since) */
     uint32_t slot;          /* index in its segment */
     /* line 2: written by the owner thread only */
     block *free __attribute__((aligned(64)));
@@ -197,6 +200,14 @@ typedef struct page {
      * holds the list's head (48 bits) and its length (16 bits): the owner
      * takes the list with one exchange and never walks it. */
     uintptr_t thread_free __attribute__((aligned(64)));
+    /* Under wipe, the layout of the slot's last page when it emptied
+     * (harden.c): a write after free found when the slot is carved again
+     * is reported with the start of the block it hit. Written and read
+     * only then; kept across uses of the slot, lost when its segment is
+     * formatted again. */
+    uintptr_t emptied_start;      /* its first block */
+    uint32_t emptied_carved;      /* bytes carved from emptied_start */
+    uint32_t emptied_block_size;  /* 0: nothing known */
 } __attribute__((aligned(64))) page; /* three whole cache lines */
 
 _Static_assert(offsetof(page, free) == 64, "page line 1 outgrew its cache line");
@@ -211,6 +222,10 @@ typedef struct segment {
     uint64_t free_slots;    /* bit i: slot i is free (bit 0 never) */
     uint64_t dirty_slots;   /* free slots whose memory may be resident
                                (not yet returned by a purge) */
+    uint64_t returned_slots; /* free slots returned by a purge since
+                               they were last used: they read zero, but
+                               a write after free can make them resident
+                               again, so the wipe checks them too */
     struct segment *next, *prev;         /* owner's list, abandoned list
                                             or the segment cache */
     struct segment *all_next, *all_prev; /* every live segment */
@@ -339,7 +354,13 @@ BRISK_HIDDEN size_t usable_raw(const void *p);
 /* Hooks in the page and large-block code, each called only when its flag
  * is set. */
 BRISK_HIDDEN void harden_page_setup(page *pg);       /* segment.c: pad */
-BRISK_HIDDEN void harden_blocks_carved(page *pg, uintptr_t first, uint32_t count);
+/* page.c: canaries of new blocks; under wipe, a slot used before checked
+ * to be zero. false: written after free, reported, zeroed (the handler
+ * returned), and the malloc that carved fails. */
+BRISK_HIDDEN bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count);
+/* segment.c, under wipe: a page that emptied is checked for writes after
+ * free and left wholly zero before its slot goes back to its segment. */
+BRISK_HIDDEN void harden_page_emptied(page *pg);
 BRISK_HIDDEN void harden_thread_exit(void);          /* thread.c */
 /* large.c: zeroes [from, to) (writing only what is not zero already),
  * and whether [from, to) is all zero; from 16-aligned, to 8-aligned. */
@@ -347,6 +368,8 @@ BRISK_HIDDEN void harden_wipe_span(uintptr_t from, uintptr_t to);
 BRISK_HIDDEN bool harden_span_zero(uintptr_t from, uintptr_t to);
 /* malloc_check.c: every carved slot's canary (and the pad's) intact. */
 BRISK_HIDDEN int harden_check_page(const page *pg);
+/* malloc_check.c, under wipe: the free slot `slot` of seg reads zero. */
+BRISK_HIDDEN int harden_check_free_slot(const segment *seg, unsigned slot);
 
 /* Bytes at the front of a page's slot left unused (the canary pad). */
 static inline size_t harden_page_front(size_t block_size)

@@ -23,9 +23,11 @@
 
 /* Carves up to PAGE_EXTEND_BYTES worth of new blocks (at least one) onto
  * the free list, in address order, so a page touches memory gradually: a
- * thread using a class a little holds at most that much unused. */
+ * thread using a class a little holds at most that much unused. Returns
+ * false when, under wipe, the memory was found written after free and
+ * reported (a handler returned; the blocks are carved, zeroed). */
 #define PAGE_EXTEND_BYTES 4096
-static void page_extend(page *pg)
+static bool page_extend(page *pg)
 {
     uint32_t room = pg->reserved - pg->capacity;
     uint32_t count = (uint32_t)((size_t)PAGE_EXTEND_BYTES / pg->block_size);
@@ -34,8 +36,9 @@ static void page_extend(page *pg)
     if (count > room)
         count = room;
     uintptr_t first = pg->start + (uintptr_t)pg->capacity * pg->block_size;
+    bool clean = true;
     if (brisk_unlikely(harden_flags & (HARDEN_CANARY | HARDEN_WIPE)))
-        harden_blocks_carved(pg, first, count); /* canaries, wiped contents */
+        clean = harden_blocks_carved(pg, first, count); /* canaries, wiped contents */
     uintptr_t b = first;
     for (uint32_t i = 0; i + 1 < count; i++) {
         uintptr_t next = b + pg->block_size;
@@ -54,6 +57,16 @@ static void page_extend(page *pg)
     pg->carved = pg->capacity * pg->block_size;
     pg->carved_units = pg->carved >> 4;
     pg->block_limit = block_limit_of(pg->block_mul, pg->block_size, pg->capacity);
+    return clean;
+}
+
+/* A carve found written memory and reported it, and the handler returned:
+ * the malloc that carved does nothing more (the page is in place, its new
+ * blocks zeroed and listed for the next call). */
+static BRISK_NOINLINE void *carve_reported(void)
+{
+    errno = ENOMEM;
+    return NULL;
 }
 
 void block_report_bad_free(page *pg, const void *p)
@@ -335,21 +348,21 @@ void *malloc_generic(heap *h, unsigned cls)
             break;
     }
     if (extendable != NULL) {
-        page_extend(extendable);
+        bool clean = page_extend(extendable);
         if (extendable != q->first) {
             page_queue_remove(q, extendable);
             page_queue_push_front(q, extendable);
         }
         heap_direct_set(h, cls, extendable);
-        return page_pop(extendable);
+        return brisk_likely(clean) ? page_pop(extendable) : carve_reported();
     }
     page *pg = segment_page_alloc(h, cls);
     if (pg == NULL)
         return NULL;
-    page_extend(pg);
+    bool clean = page_extend(pg);
     page_queue_push_front(q, pg);
     heap_direct_set(h, cls, pg);
-    return page_pop(pg);
+    return brisk_likely(clean) ? page_pop(pg) : carve_reported();
 }
 
 /* The local free that emptied a page, or freed into a page on the full

@@ -98,6 +98,7 @@ static uint64_t dirty_slots_regeometry(uint64_t old_dirty, unsigned old_shift, u
 static void segment_format(segment *seg, unsigned page_shift, bool fresh)
 {
     uint64_t old_dirty = fresh ? 0 : seg->dirty_slots & seg->free_slots;
+    uint64_t old_returned = fresh ? 0 : seg->returned_slots & seg->free_slots;
     unsigned old_shift = fresh ? page_shift : seg->page_shift;
     /* Slot 0 holds the header and is never free, so its bit is masked
      * above; but when pages shrink, the old slot 0's page area becomes
@@ -113,10 +114,22 @@ static void segment_format(segment *seg, unsigned page_shift, bool fresh)
     uint64_t all = slots == 64 ? ~(uint64_t)0 : (((uint64_t)1 << slots) - 1);
     seg->free_slots = all & ~(uint64_t)1;
     seg->dirty_slots = dirty_slots_regeometry(old_dirty, old_shift, page_shift) & seg->free_slots;
+    seg->returned_slots =
+        dirty_slots_regeometry(old_returned, old_shift, page_shift) & seg->free_slots & ~seg->dirty_slots;
     for (unsigned i = 0; i < slots; i++) {
         page *pg = &seg->pages[i];
+        /* Under wipe a slot remembers its last page's layout, to name the
+         * block a write after free hit (harden.c); it still holds in the
+         * same geometry. */
+        uintptr_t emptied_start = pg->emptied_start;
+        uint32_t emptied_carved = pg->emptied_carved, emptied_block_size = pg->emptied_block_size;
         memset(pg, 0, sizeof *pg);
         pg->slot = i;
+        if (!fresh && old_shift == page_shift) {
+            pg->emptied_start = emptied_start;
+            pg->emptied_carved = emptied_carved;
+            pg->emptied_block_size = emptied_block_size;
+        }
     }
 }
 
@@ -216,8 +229,10 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     unsigned slot = (unsigned)__builtin_ctzll(candidates);
     uint64_t bit = (uint64_t)1 << slot;
     bool dirty = (seg->dirty_slots & bit) != 0;
+    bool used_before = dirty || (seg->returned_slots & bit) != 0;
     seg->free_slots &= ~bit;
     seg->dirty_slots &= ~bit;
+    seg->returned_slots &= ~bit;
     seg->pages_in_use++;
 
     page *pg = &seg->pages[slot];
@@ -242,7 +257,7 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
     pg->link_key = random_next(&h->rng);
     pg->free_mark = random_next(&h->rng) | 1u; /* never 0: a live block's */
     pg->in_full = 0;
-    pg->fresh = dirty ? 0 : 1;
+    pg->fresh = used_before ? 0 : 1;
     pg->next = pg->prev = NULL;
     __atomic_store_n(&pg->in_use, 1, __ATOMIC_RELEASE);
     return pg;
@@ -307,6 +322,8 @@ void segment_page_free(heap *h, page *pg)
 {
     segment *seg = page_segment(pg);
     uint64_t bit = (uint64_t)1 << pg->slot;
+    if (brisk_unlikely(harden_flags & HARDEN_WIPE))
+        harden_page_emptied(pg); /* checked for writes after free, left zero */
     __atomic_store_n(&pg->in_use, 0, __ATOMIC_RELEASE);
     pg->free = NULL;
     pg->local_free = NULL;
@@ -370,11 +387,13 @@ bool heap_purge(heap *h, bool force)
             if (!force && now - pg->freed_at_ms < malloc_options.decay_ms)
                 continue;
             size_t size = (size_t)1 << seg->page_shift;
-            /* A slot not dirty reads as zero (the wipe relies on it), so
-             * it stays dirty if the OS refused. */
+            /* A slot not dirty reads as zero (the wipe checks it, as
+             * returned, when it is carved again), so it stays dirty if
+             * the OS refused. */
             if (os_decommit((void *)(segment_base(seg) + ((uintptr_t)slot << seg->page_shift)), size) != 0)
                 continue;
             seg->dirty_slots &= ~((uint64_t)1 << slot);
+            seg->returned_slots |= (uint64_t)1 << slot;
             any = true;
             verbose_note("returned a free page to the OS", size);
         }

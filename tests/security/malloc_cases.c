@@ -1159,6 +1159,311 @@ static void case_check_finds_large_write_after_free(void)
     printf("ok: brisk_malloc_check reported the write after free\n");
 }
 
+/* ---- hardened level: wipe, a page's slot carved again ------------------- *
+ *
+ * Pages of SMALL blocks (or MEDIUM ones) are emptied by freeing most of
+ * RECYCLE_COUNT blocks; their slots go back to their segment and are
+ * carved again for another class. A write after free into one of the
+ * emptied blocks must be reported (naming that block), whether it
+ * happened before its page emptied, after, or after the slot went back to
+ * the OS; and with no write after free the other class's blocks must show
+ * none of the old bytes. */
+
+enum { RECYCLE_COUNT = 4000, RECYCLE_FREED = 3900, RECYCLE_TARGET = 101, RECYCLE_OFFSET = 20 };
+
+typedef struct recycle_set {
+    size_t size;        /* of the blocks whose pages empty */
+    size_t count, freed; /* allocated; the first `freed` are freed */
+    size_t other;       /* the size allocated afterwards, another class */
+    size_t rounds;      /* blocks of `other` to allocate: enough to carve
+                           every emptied slot again */
+} recycle_set;
+
+static const recycle_set recycle_small = {SMALL, RECYCLE_COUNT, RECYCLE_FREED, 64, 20000};
+static const recycle_set recycle_medium = {MEDIUM, 200, 190, 40 * 1024, 300};
+
+static char *recycle_blocks[RECYCLE_COUNT];
+
+/* Under delay freed blocks wait in a quarantine of 64 and their pages
+ * empty only when they leave it: enough frees of another size push every
+ * one out (each stays with probability (63/64)^4096, about 1e-28). The
+ * blocks freed are allocated beforehand (flush_prepare): allocating them
+ * in between would carve the emptied slots. */
+enum { FLUSH_BLOCKS = 4096 };
+static char *flush_blocks[FLUSH_BLOCKS];
+
+static void flush_prepare(void)
+{
+    for (int i = 0; i < FLUSH_BLOCKS; i++)
+        flush_blocks[i] = must_malloc(16);
+}
+
+static void quarantine_flush(void)
+{
+    for (int i = 0; i < FLUSH_BLOCKS; i++)
+        free(flush_blocks[i]);
+}
+
+/* Allocates the set's blocks (stdout's buffer first, so no printf
+ * allocates between the frees and the checks). */
+static void recycle_fill(const recycle_set *s)
+{
+    printf("blocks of %zu bytes, then of %zu\n", s->size, s->other);
+    fflush(stdout);
+    flush_prepare();
+    for (size_t i = 0; i < s->count; i++)
+        recycle_blocks[i] = must_malloc(s->size);
+}
+
+static void recycle_free(const recycle_set *s, size_t from, size_t to)
+{
+    for (size_t i = from; i < to && i < s->freed; i++)
+        free(recycle_blocks[i]);
+}
+
+/* Allocates the other class's blocks over the emptied slots: a block
+ * covering the byte written at `written` is handed out unreported. */
+static _Noreturn void recycle_reuse(const recycle_set *s, const char *written, const char *what)
+{
+    for (size_t k = 0; k < s->rounds; k++) {
+        char *q = must_malloc(s->other);
+        if (q <= written && written < q + malloc_usable_size(q)) {
+            printf("block %p covers the byte written at %p, reading %#x\n", (void *)q,
+                   (const void *)written, (unsigned)(unsigned char)*written);
+            unnoticed(what);
+        }
+    }
+    unnoticed(what);
+}
+
+/* The audit's reproducer: the write lands after the page emptied; found
+ * when its slot is carved again for the other class. */
+static void recycled_write(const recycle_set *s)
+{
+    recycle_fill(s);
+    recycle_free(s, 0, s->freed);
+    quarantine_flush();
+    char *p = recycle_blocks[RECYCLE_TARGET];
+    char *q = hide(p);
+    q[RECYCLE_OFFSET] = 'X';
+    target(p);
+    recycle_reuse(s, q + RECYCLE_OFFSET, "write into a block of a page that emptied, slot carved again");
+}
+
+static void case_wipe_uaf_write_recycled_small(void) { recycled_write(&recycle_small); }
+static void case_wipe_uaf_write_recycled_medium(void) { recycled_write(&recycle_medium); }
+
+/* The write lands while the page still has live blocks; found when the
+ * page empties. In a medium block, in its middle: the part malloc's
+ * sample does not read, but the page's check does. */
+static void page_emptied_write(const recycle_set *s, int middle)
+{
+    recycle_fill(s);
+    char *p = recycle_blocks[RECYCLE_TARGET];
+    size_t offset = middle ? malloc_usable_size(p) / 2 : RECYCLE_OFFSET;
+    recycle_free(s, RECYCLE_TARGET, RECYCLE_TARGET + 1);
+    char *q = hide(p);
+    q[offset] = 'X';
+    target(p);
+    recycle_free(s, 0, RECYCLE_TARGET);
+    recycle_free(s, RECYCLE_TARGET + 1, s->freed);
+    quarantine_flush();
+    recycle_reuse(s, q + offset, "write into a freed block, then its page emptied");
+}
+
+static void case_wipe_uaf_write_page_emptied(void) { page_emptied_write(&recycle_small, 0); }
+static void case_wipe_uaf_write_page_emptied_medium_middle(void) { page_emptied_write(&recycle_medium, 1); }
+
+/* The slot went back to the OS (malloc_trim purges at once) before the
+ * write: the write makes it resident again, holding the byte. */
+static void case_wipe_uaf_write_returned(void)
+{
+    const recycle_set *s = &recycle_small;
+    recycle_fill(s);
+    recycle_free(s, 0, s->freed);
+    quarantine_flush();
+    malloc_trim(0);
+    char *p = recycle_blocks[RECYCLE_TARGET];
+    /* Or this case would test a slot still resident, as the one above. */
+    size_t os_page = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char resident = 1;
+    if (mincore((void *)((uintptr_t)p & ~(uintptr_t)(os_page - 1)), 1, &resident) != 0 || (resident & 1))
+        broken("malloc_trim did not return the emptied page's memory to the OS");
+    char *q = hide(p);
+    q[RECYCLE_OFFSET] = 'X';
+    target(p);
+    recycle_reuse(s, q + RECYCLE_OFFSET, "write into a block of a page returned to the OS");
+}
+
+/* brisk_malloc_check finds the write in the free slot before any reuse. */
+static void case_check_finds_recycled_write(void)
+{
+    const recycle_set *s = &recycle_small;
+    recycle_fill(s);
+    recycle_free(s, 0, s->freed);
+    quarantine_flush();
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed before the write");
+    char *q = hide(recycle_blocks[RECYCLE_TARGET]);
+    q[RECYCLE_OFFSET] = 'X';
+    if (malloc_check() == 0)
+        broken("brisk_malloc_check missed a write into a free slot");
+    printf("ok: brisk_malloc_check reported the write into a free slot\n");
+}
+
+/* No write after free: pages of one class filled with old bytes, emptied,
+ * their slots carved for another class, in both directions and in both
+ * page sizes. The new blocks must show no old byte, nothing may be
+ * reported, the invariants (free slots read zero) must hold, and the
+ * memory must really have been reused, or the test proves nothing. */
+static void recycle_clean(size_t size, size_t other, size_t count)
+{
+    enum { MAX = 20000 };
+    static char *blocks[MAX];
+    if (count > MAX)
+        count = MAX;
+    uintptr_t low = UINTPTR_MAX, high = 0;
+    flush_prepare();
+    for (size_t i = 0; i < count; i++) {
+        blocks[i] = must_malloc(size);
+        memset(blocks[i], OLD_BYTE, malloc_usable_size(blocks[i]));
+        if ((uintptr_t)blocks[i] < low)
+            low = (uintptr_t)blocks[i];
+        if ((uintptr_t)blocks[i] + size > high)
+            high = (uintptr_t)blocks[i] + size;
+    }
+    for (size_t i = 0; i < count; i++)
+        free(blocks[i]);
+    quarantine_flush();
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after pages emptied");
+    size_t reused = 0;
+    size_t other_count = count * size / other;
+    if (other_count > MAX)
+        other_count = MAX;
+    for (size_t i = 0; i < other_count; i++) {
+        blocks[i] = must_malloc(other);
+        size_t usable = malloc_usable_size(blocks[i]);
+        if (shows_old_bytes((unsigned char *)blocks[i], usable))
+            broken("a block carved from a recycled slot shows a previous owner's bytes");
+        if ((uintptr_t)blocks[i] < high && (uintptr_t)blocks[i] + usable > low)
+            reused++;
+        memset(blocks[i], OLD_BYTE, usable);
+    }
+    if (reused == 0)
+        broken("no block of the other class reused the emptied pages' memory");
+    flush_prepare();
+    for (size_t i = 0; i < other_count; i++)
+        free(blocks[i]);
+    quarantine_flush();
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after the other class's pages emptied");
+    printf("%zu -> %zu: %zu of %zu blocks in recycled memory, no old bytes\n", size, other, reused,
+           other_count);
+}
+
+static void case_wipe_recycle_no_old_bytes(void)
+{
+    recycle_clean(48, 64, 8000);
+    recycle_clean(64, 48, 8000);
+    recycle_clean(16, 1000, 20000);
+    recycle_clean(1000, 24, 400);
+    recycle_clean(MEDIUM, 40 * 1024, 200);
+    recycle_clean(40 * 1024, 9000, 120);
+    malloc_trim(0); /* free slots back to the OS: checked as carved again too */
+    recycle_clean(48, 80, 8000);
+    printf("ok: recycled slots showed no old bytes\n");
+}
+
+/* With an error handler that returns: the write found when its page
+ * empties is reported once, from the free that emptied it, which still
+ * frees; the write found when the slot is carved again is reported once,
+ * and the malloc that carved returns NULL (small pages, then medium). Either way the memory is
+ * zeroed: no block handed out afterwards holds the written byte, and the
+ * invariants hold. */
+typedef void (*error_handler)(int error, const char *message, const void *ptr, void *context);
+enum { ERROR_USE_AFTER_FREE = 5 }; /* BRISK_ERROR_USE_AFTER_FREE in brisk.h */
+
+static int handler_reports;
+static const void *handler_last;
+
+static void handler_record(int error, const char *message, const void *ptr, void *context)
+{
+    (void)message;
+    (void)context;
+    if (error != ERROR_USE_AFTER_FREE)
+        broken("a report of another kind than use after free");
+    handler_reports++;
+    handler_last = ptr;
+}
+
+/* Allocates the other class's blocks over the emptied slots; returns how
+ * many mallocs returned NULL, and fails if a block shows the written byte. */
+static size_t reuse_after_report(const recycle_set *s, const char *written)
+{
+    size_t failed = 0;
+    for (size_t k = 0; k < s->rounds; k++) {
+        char *q = malloc(s->other);
+        if (q == NULL) {
+            failed++;
+            continue;
+        }
+        if (q <= written && written < q + malloc_usable_size(q) && *written != 0)
+            broken("a block handed out after the report holds the byte written after free");
+    }
+    return failed;
+}
+
+static void case_wipe_recycled_handler_returns(void)
+{
+    void *set = dlsym(RTLD_DEFAULT, "brisk_set_error_handler");
+    if (set == NULL) {
+        printf("set-up failed: brisk_set_error_handler not found (not preloaded?)\n");
+        exit(5);
+    }
+    error_handler (*set_handler)(error_handler, void *);
+    memcpy(&set_handler, &set, sizeof set_handler);
+    set_handler(handler_record, NULL);
+    const recycle_set *s = &recycle_small;
+
+    /* Found when the page empties. */
+    recycle_fill(s);
+    char *p = recycle_blocks[RECYCLE_TARGET];
+    recycle_free(s, RECYCLE_TARGET, RECYCLE_TARGET + 1);
+    char *w = hide(p);
+    w[RECYCLE_OFFSET] = 'X';
+    recycle_free(s, 0, RECYCLE_TARGET);
+    recycle_free(s, RECYCLE_TARGET + 1, s->freed);
+    quarantine_flush();
+    if (handler_reports != 1 || handler_last != p)
+        broken("the write found when its page emptied was not reported once, naming its block");
+    if (reuse_after_report(s, w + RECYCLE_OFFSET) != 0)
+        broken("a malloc failed after the page's report");
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after the page's report");
+
+    /* Found when the slot is carved again: in medium pages, of which the
+     * first part left none behind (its small pages still hold live
+     * blocks, so the target's page might not empty). */
+    handler_reports = 0;
+    s = &recycle_medium;
+    recycle_fill(s);
+    p = recycle_blocks[RECYCLE_TARGET];
+    recycle_free(s, 0, s->freed);
+    quarantine_flush();
+    w = hide(p);
+    w[RECYCLE_OFFSET] = 'X';
+    size_t failed = reuse_after_report(s, w + RECYCLE_OFFSET);
+    if (handler_reports != 1 || handler_last != p)
+        broken("the write found when its slot was carved again was not reported once, naming its block");
+    if (failed != 1)
+        broken("the malloc that found the write did not fail, or others did");
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after the carving's report");
+    set_handler(NULL, NULL);
+    printf("ok: each write reported once, memory zeroed, invariants hold\n");
+}
+
 /* ---- the case table --------------------------------------------------- */
 
 static const security_case cases[] = {
@@ -1241,6 +1546,14 @@ static const security_case cases[] = {
     CASE(thread_first_alloc_near_page_max),
     CASE(check_after_workload),
     CASE(check_finds_overflow),
+    CASE(wipe_uaf_write_recycled_small),
+    CASE(wipe_uaf_write_recycled_medium),
+    CASE(wipe_uaf_write_page_emptied),
+    CASE(wipe_uaf_write_page_emptied_medium_middle),
+    CASE(wipe_uaf_write_returned),
+    CASE(check_finds_recycled_write),
+    CASE(wipe_recycle_no_old_bytes),
+    CASE(wipe_recycled_handler_returns),
 };
 
 int main(int argc, char **argv)
