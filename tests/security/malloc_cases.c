@@ -644,6 +644,21 @@ static void case_wipe_large_read_after_free(void)
     printf("ok: freed large blocks read as zeros\n");
 }
 
+/* A large block too big for the cache (over its 64 MiB budget) is
+ * unmapped at free: a read after free faults. */
+static void case_wipe_large_read_after_unmap(void)
+{
+    enum { SIZE = 80 << 20 };
+    unsigned char *p = must_malloc(SIZE);
+    memset(p, OLD_BYTE, 1 << 20);
+    free(p);
+    volatile unsigned char *q = hide(p);
+    target(p);
+    if (q[4096] == OLD_BYTE)
+        broken("a read after free saw an unmapped large block's old bytes");
+    unnoticed("a read after free of an unmapped large block did not fault");
+}
+
 /* calloc and realloc of large blocks taken from the wiped cache: calloc's
  * blocks are zero, realloc keeps the contents, nothing is reported. */
 static void case_wipe_large_calloc_realloc(void)
@@ -1522,6 +1537,7 @@ static const security_case cases[] = {
     CASE(wipe_uaf_write_1k_middle),
     CASE(wipe_uaf_write_calloc_middle),
     CASE(wipe_large_read_after_free),
+    CASE(wipe_large_read_after_unmap),
     CASE(wipe_large_calloc_realloc),
     CASE(wipe_large_uaf_write_first),
     CASE(wipe_large_uaf_write_last),
