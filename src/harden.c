@@ -477,10 +477,11 @@ bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
     return clean;
 }
 
-int harden_check_free_slot(const segment *seg, unsigned slot)
+uintptr_t harden_free_slot_dirty(const segment *seg, unsigned slot)
 {
     uintptr_t base = segment_base(seg) + ((uintptr_t)slot << seg->page_shift);
-    return chunks_zero(base, base + ((uintptr_t)1 << seg->page_shift)) ? 0 : -1;
+    uintptr_t end = base + ((uintptr_t)1 << seg->page_shift);
+    return chunks_zero(base, end) ? 0 : first_nonzero(base, end);
 }
 
 int harden_check_page(const page *pg)

@@ -175,9 +175,12 @@ int brisk_malloc_check(void)
                 in_use++;
                 if ((result = check_page(me, seg, pg)) != 0)
                     break;
-            } else if ((harden_flags & HARDEN_WIPE) && harden_check_free_slot(seg, i) != 0) {
-                result = check_fail("H3: a free slot was written to (after free)", pg);
-                break;
+            } else if (harden_flags & HARDEN_WIPE) {
+                uintptr_t dirty = harden_free_slot_dirty(seg, i);
+                if (dirty != 0) {
+                    result = check_fail("H3: a free slot was written to (after free)", (const void *)dirty);
+                    break;
+                }
             }
         }
         if (result == 0 && (seg->free_slots & 1) != 0)

@@ -368,8 +368,10 @@ BRISK_HIDDEN void harden_wipe_span(uintptr_t from, uintptr_t to);
 BRISK_HIDDEN bool harden_span_zero(uintptr_t from, uintptr_t to);
 /* malloc_check.c: every carved slot's canary (and the pad's) intact. */
 BRISK_HIDDEN int harden_check_page(const page *pg);
-/* malloc_check.c, under wipe: the free slot `slot` of seg reads zero. */
-BRISK_HIDDEN int harden_check_free_slot(const segment *seg, unsigned slot);
+/* malloc_check.c, under wipe: 0 when the free slot `slot` of seg reads
+ * zero, else the address of its first byte that does not (for the
+ * report: the program's stale pointer is near it). */
+BRISK_HIDDEN uintptr_t harden_free_slot_dirty(const segment *seg, unsigned slot);
 
 /* Bytes at the front of a page's slot left unused (the canary pad). */
 static inline size_t harden_page_front(size_t block_size)
