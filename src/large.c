@@ -471,6 +471,16 @@ void large_free(large_header *hdr, const void *p)
     size_t front = large_front(os_page_size());
     large_header *victims = NULL;
     global_lock_take();
+    /* The caller read the segment map without the lock. Another thread
+     * freeing the same block may have unmapped it since: the map says
+     * LARGE_FREED (or, remapped, something else) before any unmap, under
+     * this lock, so look again before reading the header, which may be
+     * gone. */
+    if (brisk_unlikely(segmap_kind(large_base(hdr)) != SEGMAP_LARGE)) {
+        global_lock_drop();
+        report_error(BRISK_ERROR_DOUBLE_FREE, "double free (of a large block already unmapped)", p);
+        return;
+    }
     bool intact = large_header_intact(hdr);
     if (!intact || hdr->cached || hdr->block != (uintptr_t)p) {
         bool cached = intact && hdr->cached != 0;
