@@ -100,6 +100,11 @@ BRISK_HIDDEN int os_unmap(void *addr, size_t size);
  * memory is returned and they read as zero when next touched. */
 BRISK_HIDDEN int os_decommit(void *addr, size_t size);
 
+/* Replaces the mapping [addr, addr + size) with an inaccessible
+ * reservation holding no memory: its pages are given back, and the range
+ * stays ours (no other mapping can land there) until os_unmap. */
+BRISK_HIDDEN int os_release_keep_range(void *addr, size_t size);
+
 /* Makes [addr, addr + size) inaccessible (guard pages) or accessible. */
 BRISK_HIDDEN int os_protect_none(void *addr, size_t size);
 BRISK_HIDDEN int os_protect_rw(void *addr, size_t size);

@@ -179,10 +179,42 @@ static large_header *large_cache_remove(size_t index)
     return hdr;
 }
 
-/* Unmaps every mapping on the list (linked through `next`). A header
- * whose seal broke while it was cached (a write after free reaching back
- * from its block) is reported and its mapping left alone: its size is
- * not to be believed. */
+/* Under delay, the address ranges of the last LARGE_HOLD_SLOTS large
+ * mappings given up are held: their memory goes back to the kernel, but
+ * the range stays reserved and inaccessible, so the next large mapping
+ * cannot land on a block just freed (the kernel would otherwise hand the
+ * same range straight back), and any access through a dangling pointer
+ * faults at once. The oldest range is unmapped when a newer one needs its
+ * slot. A FIFO ring, under global_lock. */
+#define LARGE_HOLD_SLOTS 8
+static struct held_range {
+    uintptr_t base;
+    size_t size;
+} large_held[LARGE_HOLD_SLOTS];
+static unsigned large_held_next;
+
+/* Gives up the mapping [base, base + size): unmapped, or held (see
+ * above) under delay. */
+static void large_give_back(uintptr_t base, size_t size)
+{
+    if ((harden_flags & HARDEN_DELAY) && os_release_keep_range((void *)base, size) == 0) {
+        global_lock_take();
+        struct held_range oldest = large_held[large_held_next];
+        large_held[large_held_next].base = base;
+        large_held[large_held_next].size = size;
+        large_held_next = (large_held_next + 1) % LARGE_HOLD_SLOTS;
+        global_lock_drop();
+        if (oldest.size != 0)
+            os_unmap((void *)oldest.base, oldest.size);
+        return;
+    }
+    os_unmap((void *)base, size);
+}
+
+/* Unmaps (or, under delay, holds) every mapping on the list (linked
+ * through `next`). A header whose seal broke while it was cached (a write
+ * after free reaching back from its block) is reported and its mapping
+ * left alone: its size is not to be believed. */
 static void large_unmap_list(large_header *victims)
 {
     while (victims != NULL) {
@@ -193,7 +225,7 @@ static void large_unmap_list(large_header *victims)
             continue;
         }
         size_t size = victims->map_size;
-        os_unmap((void *)large_base(victims), size);
+        large_give_back(large_base(victims), size);
         stats_note_mapped(size, false);
         verbose_note("unmapped a large block", size);
         victims = next;

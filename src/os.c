@@ -67,6 +67,12 @@ int os_decommit(void *addr, size_t size)
     return madvise(addr, size, MADV_DONTNEED);
 }
 
+int os_release_keep_range(void *addr, size_t size)
+{
+    void *p = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return p == MAP_FAILED ? -1 : 0;
+}
+
 int os_protect_none(void *addr, size_t size)
 {
     return mprotect(addr, size, PROT_NONE);

@@ -864,6 +864,28 @@ static void case_reuse_delayed_large(void)
             free(q);
         }
     }
+    /* Blocks not kept in the cache (over its 64 MiB budget, or aligned
+     * beyond a page) are given back to the kernel at free, which would
+     * map the same range again for the next request of the size: their
+     * range is held for a while instead. */
+    for (int i = 0; i < 40; i++) {
+        char *p = must_malloc((size_t)100 << 20);
+        p[0] = 1;
+        free(p);
+        char *q = must_malloc((size_t)100 << 20);
+        if (q == p)
+            broken("a freed 100 MiB block (unmapped at free) was handed straight back");
+        free(q);
+        void *a = NULL, *b = NULL;
+        if (posix_memalign(&a, (size_t)1 << 20, (size_t)1 << 20) != 0)
+            broken("posix_memalign failed");
+        free(a);
+        if (posix_memalign(&b, (size_t)1 << 20, (size_t)1 << 20) != 0)
+            broken("posix_memalign failed");
+        if (a == b)
+            broken("a freed 1 MiB-aligned block was handed straight back");
+        free(b);
+    }
     printf("ok: no immediate reuse of large blocks\n");
 }
 
