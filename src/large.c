@@ -515,7 +515,10 @@ void large_free(large_header *hdr, const void *p)
     }
     bool intact = large_header_intact(hdr);
     if (!intact || hdr->cached || hdr->block != (uintptr_t)p) {
-        bool cached = intact && hdr->cached != 0;
+        /* Only the block's own start is a double free: any other pointer
+         * into its 4 MiB span (the span past a smaller mapping may hold
+         * someone else's) is not a block of ours. */
+        bool cached = intact && hdr->cached != 0 && hdr->block == (uintptr_t)p;
         global_lock_drop();
         if (!intact)
             report_error(BRISK_ERROR_CORRUPTION, "large block header corrupted", p);

@@ -255,6 +255,31 @@ static void case_free_foreign_mmap_aligned(void)
     misuse(CALL_FREE, aligned + 4096 + 64);
 }
 
+/* Memory mapped by someone else inside the 4 MiB span of a freed large
+ * block of ours that is kept in the cache: the span past a mapping
+ * smaller than 4 MiB is anyone's. Not a block of ours, not a double free
+ * (it was reported as one). */
+static void case_free_foreign_mmap_in_cached_span(void)
+{
+    char *p = malloc((size_t)1 << 20);
+    if (p == NULL)
+        exit(5);
+    uintptr_t span = ((uintptr_t)p - 1) & ~(uintptr_t)(((size_t)4 << 20) - 1);
+    free(p); /* cached: the span still says "large" */
+    char *q = NULL;
+    for (uintptr_t off = (uintptr_t)3 << 20; off >= (uintptr_t)3 << 19 && q == NULL; off -= 4096) {
+        void *m = mmap((void *)(span + off), 4096, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        if (m != MAP_FAILED && m == (void *)(span + off))
+            q = m;
+        else if (m != MAP_FAILED)
+            munmap(m, 4096); /* an old kernel placed it elsewhere */
+    }
+    if (q == NULL)
+        exit(5); /* nothing free in the span: cannot set up */
+    misuse(CALL_FREE, q);
+}
+
 /* A fake chunk forged inside user memory: words that look like a size
  * field with in-use bits, for every plausible header layout, around the
  * pointer freed ("house of spirit"). Out-of-line metadata means there is
@@ -1605,6 +1630,7 @@ static const security_case cases[] = {
     CASE(usable_size_wild),
     CASE(free_foreign_mmap),
     CASE(free_foreign_mmap_aligned),
+    CASE(free_foreign_mmap_in_cached_span),
     CASE(free_forged_header_small),
     CASE(free_forged_header_large),
     CASE(free_forged_header_stack),
