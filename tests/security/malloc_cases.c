@@ -1446,6 +1446,21 @@ static void case_wipe_recycle_no_old_bytes(void)
 typedef void (*error_handler)(int error, const char *message, const void *ptr, void *context);
 enum { ERROR_USE_AFTER_FREE = 5 }; /* BRISK_ERROR_USE_AFTER_FREE in brisk.h */
 
+/* Installs handler through the preloaded library's
+ * brisk_set_error_handler (looked up: this program is not linked with
+ * brisk). */
+static void install_handler(error_handler handler)
+{
+    void *set = dlsym(RTLD_DEFAULT, "brisk_set_error_handler");
+    if (set == NULL) {
+        printf("set-up failed: brisk_set_error_handler not found (not preloaded?)\n");
+        exit(5);
+    }
+    error_handler (*set_handler)(error_handler, void *);
+    memcpy(&set_handler, &set, sizeof set_handler);
+    set_handler(handler, NULL);
+}
+
 static int handler_reports;
 static const void *handler_last;
 
@@ -1478,14 +1493,7 @@ static size_t reuse_after_report(const recycle_set *s, const char *written)
 
 static void case_wipe_recycled_handler_returns(void)
 {
-    void *set = dlsym(RTLD_DEFAULT, "brisk_set_error_handler");
-    if (set == NULL) {
-        printf("set-up failed: brisk_set_error_handler not found (not preloaded?)\n");
-        exit(5);
-    }
-    error_handler (*set_handler)(error_handler, void *);
-    memcpy(&set_handler, &set, sizeof set_handler);
-    set_handler(handler_record, NULL);
+    install_handler(handler_record);
     const recycle_set *s = &recycle_small;
 
     /* Found when the page empties. */
@@ -1522,11 +1530,9 @@ static void case_wipe_recycled_handler_returns(void)
         broken("the malloc that found the write did not fail, or others did");
     if (malloc_check() != 0)
         broken("brisk_malloc_check failed after the carving's report");
-    set_handler(NULL, NULL);
+    install_handler(NULL);
     printf("ok: each write reported once, memory zeroed, invariants hold\n");
 }
-
-/* ---- the case table --------------------------------------------------- */
 
 /* Two threads free the same large block at once, with a handler that
  * returns: one free frees it, the other is a double free and must be
@@ -1564,14 +1570,7 @@ static void *race_partner(void *arg)
 
 static void case_large_double_free_race(void)
 {
-    void *set = dlsym(RTLD_DEFAULT, "brisk_set_error_handler");
-    if (set == NULL) {
-        printf("set-up failed: brisk_set_error_handler not found (not preloaded?)\n");
-        exit(5);
-    }
-    error_handler (*set_handler)(error_handler, void *);
-    memcpy(&set_handler, &set, sizeof set_handler);
-    set_handler(handler_race, NULL);
+    install_handler(handler_race);
     pthread_barrier_init(&race_start, NULL, 2);
     pthread_barrier_init(&race_done, NULL, 2);
     pthread_t partner;
@@ -1595,6 +1594,8 @@ static void case_large_double_free_race(void)
         broken("brisk_malloc_check failed after the races");
     printf("ok: %d racing double frees, each reported once\n", race_reports);
 }
+
+/* ---- the case table --------------------------------------------------- */
 
 static const security_case cases[] = {
     CASE(double_free_small),
