@@ -709,7 +709,7 @@ static BRISK_NOINLINE BRISK_CACHE_ALIGNED void *alloc_deferring(brisk_heap *heap
     return alloc_plain(heap, size);
 }
 
-void *brisk_heap_alloc(brisk_heap *heap, size_t size)
+BRISK_CACHE_ALIGNED void *brisk_heap_alloc(brisk_heap *heap, size_t size)
 {
     /* One test of the flags word picks the fast path of a heap without
      * options (no lock, wipe, hardening or deferral). */
@@ -1110,7 +1110,7 @@ static BRISK_NOINLINE BRISK_CACHE_ALIGNED void free_deferring(brisk_heap *heap, 
     free_plain(heap, ptr, true);
 }
 
-void brisk_heap_free(brisk_heap *heap, void *ptr)
+BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
 {
     if (ptr == NULL)
         return;
