@@ -92,4 +92,15 @@ static inline int run_case(const security_case *cases, size_t count, const char 
     return 2;
 }
 
+/* main() of a case program that takes one argument, the case's name (or
+ * "--list"). */
+static inline int case_main(const security_case *cases, size_t count, int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CASE (or --list)\n", argv[0]);
+        return 2;
+    }
+    return run_case(cases, count, argv[0], argv[1]);
+}
+
 #endif /* BRISK_TESTS_SECURITY_CASES_H */

@@ -981,16 +981,22 @@ static void run_self(const char *case_name, char *out, size_t size)
     }
 }
 
-static void case_reuse_randomized(void)
+/* Runs the case `child` twice (each a process of its own, so each gets
+ * its own secrets) and fails if both printed the same reuse order. */
+static void reuse_orders_differ(const char *child, const char *what)
 {
     static char first[8192], second[8192];
-    run_self("reuse_order_child", first, sizeof first);
-    run_self("reuse_order_child", second, sizeof second);
+    run_self(child, first, sizeof first);
+    run_self(child, second, sizeof second);
     printf("first run:\n%ssecond run:\n%s", first, second);
-    if (strcmp(first, second) == 0)
-        broken("two runs reused freed blocks in the same order: not randomized");
-    printf("ok: reuse order differs between runs\n");
+    if (strcmp(first, second) == 0) {
+        printf("two runs reused freed %s in the same order\n", what);
+        broken("not randomized");
+    }
+    printf("ok: %s reuse order differs between runs\n", what);
 }
+
+static void case_reuse_randomized(void) { reuse_orders_differ("reuse_order_child", "blocks"); }
 
 /* Large blocks: frees N of the same size, then allocates as many again
  * and prints which freed block each one reused (-1: a fresh mapping).
@@ -1017,13 +1023,7 @@ static void case_reuse_order_large_child(void)
 
 static void case_reuse_randomized_large(void)
 {
-    static char first[4096], second[4096];
-    run_self("reuse_order_large_child", first, sizeof first);
-    run_self("reuse_order_large_child", second, sizeof second);
-    printf("first run:\n%ssecond run:\n%s", first, second);
-    if (strcmp(first, second) == 0)
-        broken("two runs reused freed large blocks in the same order: not randomized");
-    printf("ok: large reuse order differs between runs\n");
+    reuse_orders_differ("reuse_order_large_child", "large blocks");
 }
 
 /* ---- a clean workload: hardening must not report valid programs ------- */
@@ -1690,11 +1690,4 @@ static const security_case cases[] = {
     CASE(large_double_free_race),
 };
 
-int main(int argc, char **argv)
-{
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s CASE (or --list)\n", argv[0]);
-        return 2;
-    }
-    return run_case(cases, sizeof cases / sizeof *cases, argv[0], argv[1]);
-}
+int main(int argc, char **argv) { return case_main(cases, sizeof cases / sizeof *cases, argc, argv); }

@@ -401,10 +401,6 @@ static const security_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s CASE (or --list)\n", argv[0]);
-        return 2;
-    }
     saved_argv = argv;
-    return run_case(cases, sizeof cases / sizeof *cases, argv[0], argv[1]);
+    return case_main(cases, sizeof cases / sizeof *cases, argc, argv);
 }
