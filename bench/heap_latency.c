@@ -23,7 +23,8 @@
  * first) and times that one call on the monotonic clock. Printed: the
  * median, minimum and maximum of each, over all runs, in microseconds,
  * and for scale the median time of an alloc that succeeds from an exact
- * class in each heap.
+ * class in each heap, and of timing nothing at all (the clock's own
+ * cost, which that small figure mostly is).
  *
  *   usage: heap_latency [runs]   (default 201)
  */
@@ -167,6 +168,13 @@ int main(int argc, char **argv)
             fail_default[r] = time_failing_alloc(0, &exact_default[r]);
         }
     }
+    double *empty = calloc(runs, sizeof(double));
+    if (empty == NULL)
+        fail("out of memory");
+    for (size_t r = 0; r < runs; r++) {
+        double t0 = now_us();
+        empty[r] = now_us() - t0;
+    }
     printf("region heap, the alloc that finds no room (%d sizes x %d kept blocks when deferring), "
            "%zu runs, microseconds\n",
            CLASSES, KEPT_PER_CLASS, runs);
@@ -181,6 +189,8 @@ int main(int argc, char **argv)
         printf("%-28s %10.2f %10.2f %10.2f %16.3f\n", rows[i].name, med, rows[i].fails[0],
                rows[i].fails[runs - 1], median_of(rows[i].exact, runs));
     }
+    printf("the clock timing nothing: median %.3f us\n", median_of(empty, runs));
+    free(empty);
     free(fail_default);
     free(fail_defer);
     free(exact_default);
