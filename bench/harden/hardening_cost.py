@@ -82,7 +82,7 @@ def real_programs(root, scale):
     reps = lambda n: max(1, round(n * scale))
     sql = open(os.path.join(here, "sqlite_session.sql")).read()
     sources = [os.path.join(root, f) for f in
-               ("src/heap.c", "src/malloc.c", "src/page.c", "tools/trace/replay.c")]
+               ("src/heap/heap.c", "src/malloc/malloc.c", "src/malloc/page.c", "tools/trace/replay.c")]
     includes = [f"-I{os.path.join(root, d)}" for d in ("include", "src", "tools/trace")]
     return {
         "python3": (["python3", "-c",

@@ -47,7 +47,7 @@
 #define _GNU_SOURCE
 #include "cases.h"
 
-#include "malloc_internal.h"
+#include "malloc/internal.h"
 
 #include <malloc.h>
 #include <stdint.h>

@@ -1,0 +1,1311 @@
+/*
+ * The region heap's hot path: alloc, free, realloc and the free lists.
+ * Layout and invariants: heap_internal.h and docs/design.md.
+ *
+ * Every operation here is O(1): finding a chunk looks at one class list's
+ * first few entries and then at most two bitmap words; freeing merges
+ * with at most two neighbours found through boundary tags. Nothing walks
+ * a list or the chunks.
+ */
+#include "heap/heap.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* ---- free lists -------------------------------------------------------- */
+
+static inline void class_mark_nonempty(brisk_heap *heap, size_t cls)
+{
+    /* The summary changes only when the word was empty (rarely: word 0
+     * holds all the exact classes). */
+    uint64_t word = heap->class_map[cls / 64];
+    heap->class_map[cls / 64] = word | (uint64_t)1 << (cls % 64);
+    if (word == 0)
+        heap->class_summary |= (uint64_t)1 << (cls / 64);
+}
+
+static inline void class_mark_empty(brisk_heap *heap, size_t cls)
+{
+    heap->class_map[cls / 64] &= ~((uint64_t)1 << (cls % 64));
+    if (heap->class_map[cls / 64] == 0)
+        heap->class_summary &= ~((uint64_t)1 << (cls / 64));
+}
+
+/* Free-list protection (always on): a free chunk's links live in its
+ * payload, where a write after free can reach them, and unlinking through
+ * forged links writes wherever they point. So a listed chunk is checked
+ * against what its list claims before it is taken off or linked next to:
+ * inside the heap below the wilderness, on a chunk boundary, free (no
+ * unknown header bits), of a size in its class, with a matching footer,
+ * and with links that point back at it (safe unlinking). */
+BRISK_INLINE bool heap_holds_chunk(const brisk_heap *heap, const heap_chunk *c)
+{
+    /* One compare covers both bounds: below base wraps to a huge offset. */
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
+    return offset < (size_t)(heap->top - heap->base) && offset % GRANULE == 0;
+}
+
+/* c is listed in class cls: its links must point back at it, and a chunk
+ * without a prev must be its list's first entry. */
+BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t cls)
+{
+    const heap_chunk *next = c->next, *prev = c->prev;
+    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+        return false;
+    if (prev == NULL)
+        return heap->heads[cls] == c;
+    return heap_holds_chunk(heap, prev) && prev->next == c;
+}
+
+/* free_links_intact for a merge neighbour of `size` bytes: its class is
+ * only worked out when it is needed (c has no prev, so it must be its
+ * list's head). */
+BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    const heap_chunk *next = c->next, *prev = c->prev;
+    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+        return false;
+    if (prev == NULL)
+        return heap->heads[size_class_of(size)] == c;
+    return heap_holds_chunk(heap, prev) && prev->next == c;
+}
+
+/* The whole check of a list entry c that class cls's list led to. Its
+ * header must read `size | PREV_USED` for a size of the class (a listed
+ * chunk's left neighbour is always in use), which rules out a used chunk
+ * and damaged flag bits in one compare per class shape. */
+BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls)
+{
+    if (!heap_holds_chunk(heap, c))
+        return false;
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size > (size_t)(heap->top - (const char *)c))
+        return false;
+    if (cls < SMALL_CLASSES ? size != size_class_floor(cls)
+                            : size < SMALL_LIMIT || size_class_of(size) != cls)
+        return false;
+    if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
+        return false;
+    return free_links_intact(heap, c, cls);
+}
+
+/* The part of listed_chunk_sound that walking a list needs before it
+ * reads an entry's size and next link: inside the heap below the
+ * wilderness, on a chunk boundary, and a free header of class cls. */
+BRISK_INLINE bool listed_entry_plausible(const brisk_heap *heap, const heap_chunk *c, size_t floor,
+                                         size_t ceiling)
+{
+    if (!heap_holds_chunk(heap, c))
+        return false;
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    /* [floor, ceiling): the sizes of the class. */
+    return (head & CHUNK_FLAGS) == CHUNK_PREV_USED && size <= (size_t)(heap->top - (const char *)c) &&
+           size >= floor && size < ceiling;
+}
+
+/* listed_chunk_sound for the first entry of a list, which heads[] led to:
+ * it must have no prev. For an exact class the caller passes the class's
+ * chunk size and the header must read exactly `exact | PREV_USED`; for a
+ * ranged class `exact` is 0 and the size must fall in class cls. */
+BRISK_INLINE bool list_head_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls, size_t exact)
+{
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
+    size_t reach = (size_t)(heap->top - heap->base);
+    if (offset >= reach || offset % GRANULE != 0)
+        return false;
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if (exact != 0) {
+        if (head != (exact | CHUNK_PREV_USED))
+            return false;
+    } else if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size < SMALL_LIMIT || size_class_of(size) != cls) {
+        return false;
+    }
+    if (size > reach - offset || *chunk_footer((heap_chunk *)(uintptr_t)c, size) != size ||
+        c->prev != NULL)
+        return false;
+    const heap_chunk *next = c->next;
+    return next == NULL || (heap_holds_chunk(heap, next) && next->prev == c);
+}
+
+/* Reported under the heap's lock: the handler must not call back into the
+ * heap, and the caller then returns without using the list. */
+static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
+{
+    report_error(BRISK_ERROR_CORRUPTION, "heap free list corrupted (a freed block was written to)",
+                 (const char *)c + CHUNK_HEADER_SIZE);
+}
+
+/* Adds the free chunk c of class cls (header already written) to its list
+ * and writes its footer. Allocation takes the first entry, so a chunk
+ * lower than the first goes in front and a higher one right behind it:
+ * O(1), and the lowest of the recently freed chunks of a class is reused
+ * first, which keeps the heap's reach (high_water) down.
+ *
+ * Linking writes through at most one pointer a program could have
+ * forged: the first entry's address comes from heads[] (bookkeeping, not
+ * user memory), but its `next` lies in its payload, where a use after
+ * free can write. So that one is checked (inside the heap, and pointing
+ * back) before c is linked in front of it; the rest of the first entry
+ * (header, footer) is checked when it is taken or merged with. */
+/* Whether c can be linked into class cls's list, whose first entry is
+ * `first`: true when c goes in front (or the list is empty), or when
+ * first's next link, which c would be linked through, is sound. */
+BRISK_INLINE bool bin_link_safe(const brisk_heap *heap, const heap_chunk *c, const heap_chunk *first)
+{
+    if (first == NULL || first > c)
+        return true;
+    const heap_chunk *second = first->next;
+    return second == NULL || (heap_holds_chunk(heap, second) && second->prev == first);
+}
+
+/* The linking itself, once bin_link_safe said yes, or with `front` set
+ * when it said no: c then goes in front of first whatever their
+ * addresses, which writes only into c and into first itself (whose
+ * address comes from heads[], not from user memory), never through
+ * first's links. */
+BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls, heap_chunk *first,
+                           bool front)
+{
+    *chunk_footer(c, size) = size;
+    heap->binned_count++;
+    heap->binned_bytes += size;
+    if (first == NULL) {
+        c->next = NULL;
+        c->prev = NULL;
+        class_mark_nonempty(heap, cls);
+        heap->heads[cls] = c;
+    } else if (front || first > c) {
+        c->next = first;
+        c->prev = NULL;
+        first->prev = c;
+        heap->heads[cls] = c;
+    } else {
+        heap_chunk *second = first->next;
+        c->prev = first;
+        c->next = second;
+        if (second != NULL)
+            second->prev = c;
+        first->next = c;
+    }
+}
+
+BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
+{
+    heap_chunk *first = heap->heads[cls];
+    if (brisk_unlikely(!bin_link_safe(heap, c, first))) {
+        /* first's next link was overwritten (a write after free). c goes
+         * in front instead, which writes nothing through that link, so c
+         * is never lost and the heap stays whole around the damage; then
+         * the damage is reported. An error handler that returns finds
+         * every chunk listed, and the damaged entry is reported again
+         * when it is taken (and by brisk_heap_check). */
+        bin_link(heap, c, size, cls, first, true);
+        report_list_corrupted(first);
+        return;
+    }
+    bin_link(heap, c, size, cls, first, false);
+}
+
+BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    bin_insert_class(heap, c, size, size_class_of(size));
+}
+
+/* Takes c (of `size` bytes, already checked) off its list. The class is
+ * only needed when c is the first entry. */
+BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    heap_chunk *next = c->next, *prev = c->prev;
+    if (prev != NULL) {
+        prev->next = next;
+    } else {
+        size_t cls = size_class_of(size);
+        heap->heads[cls] = next;
+        if (next == NULL)
+            class_mark_empty(heap, cls);
+    }
+    if (next != NULL)
+        next->prev = prev;
+    heap->binned_count--;
+    heap->binned_bytes -= size;
+}
+
+/* Under BRISK_HEAP_WIPE every byte of a free chunk other than its own
+ * header, links and footer is zero. When a listed chunk is absorbed into
+ * another free chunk its metadata words become interior bytes, so they
+ * are zeroed here. */
+static inline void wipe_chunk_metadata(const brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    if (heap->flags & BRISK_HEAP_WIPE) {
+        memset(c, 0, sizeof(heap_chunk));
+        *chunk_footer(c, size) = 0;
+    }
+}
+
+/* ---- the block map ------------------------------------------------------ */
+
+static inline void mark_live(brisk_heap *heap, heap_chunk *c)
+{
+    block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_LIVE);
+    heap->used_count++;
+}
+
+static inline void mark_freed(brisk_heap *heap, heap_chunk *c)
+{
+    block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_FREED);
+    heap->used_count--;
+}
+
+static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
+{
+    size_t reach = (size_t)(chunk_end - heap->base);
+    if (reach > heap->high_water)
+        heap->high_water = reach;
+}
+
+/* ---- deferred merging (heap_internal.h) ---------------------------------- */
+
+/* Sets the two-bit state of granule g from LIVE to DEFERRED or back: both
+ * differ in the FREED bit only. */
+static inline void block_map_toggle_freed(brisk_heap *heap, size_t g)
+{
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)BLOCK_MAP_FREED << (2 * (g % BLOCK_MAP_PER_WORD));
+}
+
+/* Whether a used chunk whose header says it ends at `next` (whose header
+ * reads next_head, with PREV_USED set) really ends there: next is the
+ * sentinel, the wilderness, a used chunk the block map knows (which no
+ * write into the chunks can fake), or a listed free chunk (footer and
+ * list links agree). What a deferral must know before it believes a
+ * block's size: it touches neither neighbour, but an overflow into the
+ * block's header must not make it deferred, and handed out later, at a
+ * forged size. The same evidence the release path accepts: a footer
+ * alone can be forged inside a live block. */
+BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next, size_t next_head)
+{
+    if (next_head & CHUNK_USED) /* the map marks exactly the used chunks' starts */
+        return (const char *)next == heap->end ||
+               (block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE) != 0;
+    if ((const char *)next == heap->top)
+        return true;
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    return (next_head & CHUNK_UNKNOWN_FLAGS) == 0 && next_size >= CHUNK_MIN_SIZE &&
+           next_size <= (size_t)(heap->end - (const char *)next) &&
+           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
+           neighbour_links_intact(heap, next, next_size);
+}
+
+/* Keeps the live chunk c of `size` bytes aside instead of releasing it,
+ * when it is of an exact class and its class's stack has room: pushed,
+ * and DEFERRED in the block map; its header, and its neighbours, are left
+ * as they are. Returns whether it did. `next` and `next_head` are where
+ * c's header says it ends, to be checked (chunk_end_sound) before its
+ * size is believed; NULL when the caller has validated the block whole.
+ * The class's room is looked at first: when it is full (a program
+ * freeing many blocks of one size) the free goes on at the cost of two
+ * loads. */
+BRISK_INLINE bool defer_try(brisk_heap *heap, heap_chunk *c, size_t size, const heap_chunk *next,
+                            size_t next_head)
+{
+    if (size >= SMALL_LIMIT)
+        return false;
+    size_t cls = size / GRANULE - 2;
+    uint8_t *counts = heap_deferred_counts(heap);
+    unsigned n = counts[cls];
+    if (n >= DEFER_PER_CLASS || (next != NULL && !chunk_end_sound(heap, next, next_head)))
+        return false;
+    heap_deferred_slots(heap, cls)[n] = c;
+    counts[cls] = (uint8_t)(n + 1);
+    block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
+    return true;
+}
+
+/* What take_exact returns when the entry it found failed its check (the
+ * corruption is reported; the caller returns NULL). */
+#define TAKE_CORRUPT ((heap_chunk *)(uintptr_t)1)
+
+/* Pops the most recently deferred chunk of class `need` (an exact chunk
+ * size) and makes it live again, unchanged: NULL when there is none.
+ * Nothing is read from the chunk: the stack is bookkeeping. */
+BRISK_INLINE heap_chunk *deferred_take(brisk_heap *heap, size_t need)
+{
+    size_t cls = need / GRANULE - 2;
+    uint8_t *counts = heap_deferred_counts(heap);
+    unsigned n = counts[cls];
+    if (n == 0)
+        return NULL;
+    counts[cls] = (uint8_t)(n - 1);
+    heap_chunk *d = heap_deferred_slots(heap, cls)[n - 1];
+    block_map_toggle_freed(heap, chunk_granule(heap, d)); /* DEFERRED -> LIVE */
+    return d;
+}
+
+/* Makes [r, r + size) a free chunk: the rest of a free chunk that was
+ * split, so its left neighbour is live and its right neighbour already
+ * has PREV_USED clear (it followed a free chunk; nothing to write there).
+ * When `wild` it becomes the wilderness instead of being listed. */
+static inline void place_remainder(brisk_heap *heap, heap_chunk *r, size_t size, bool wild)
+{
+    r->head = size | CHUNK_PREV_USED;
+    if (wild)
+        heap->top = (char *)r;
+    else
+        bin_insert(heap, r, size);
+}
+
+/* ---- allocation -------------------------------------------------------- */
+
+/* Bytes between the free chunk c and the chunk an allocation of `need`
+ * bytes aligned to `alignment` would start at inside it, or SIZE_MAX when
+ * it does not fit in c's `size` bytes. The gap is 0 or at least a minimal
+ * chunk (it goes back to the lists as a free chunk of its own). */
+static inline size_t fit_lead(const heap_chunk *c, size_t size, size_t need, size_t alignment)
+{
+    size_t lead = 0;
+    if (alignment > BRISK_ALIGNMENT) {
+        uintptr_t payload = (uintptr_t)c + CHUNK_HEADER_SIZE;
+        lead = (size_t)(-payload & (alignment - 1));
+        if (lead != 0 && lead < CHUNK_MIN_SIZE) {
+            if (lead > SIZE_MAX - alignment)
+                return SIZE_MAX;
+            lead += alignment;
+        }
+    }
+    if (lead > size || need > size - lead)
+        return SIZE_MAX;
+    return lead;
+}
+
+/* Finishes handing out the chunk c of `size` bytes (its header and its
+ * right neighbour's PREV_USED already written): wiping, the block map,
+ * the hardening options. Returns the payload, or NULL when WIPE_CHECK
+ * found the memory written after it was freed. */
+static inline void *hand_out(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    if (heap->flags & BRISK_HEAP_WIPE) {
+        /* Links and footer were the only non-zero bytes (see
+         * wipe_chunk_metadata). */
+        memset(chunk_payload(c), 0, 2 * sizeof(void *));
+        *chunk_footer(c, size) = 0;
+    }
+    mark_live(heap, c);
+    if (brisk_unlikely(heap->flags & (BRISK_HEAP_WIPE_CHECK | BRISK_HEAP_CANARY))) {
+        /* Every byte handed out must still be wiped (the metadata words
+         * were just zeroed above; they are guarded by the list checks). */
+        bool dirty = (heap->flags & BRISK_HEAP_WIPE_CHECK) &&
+                     heap_wipe_first_dirty(chunk_payload(c), size - CHUNK_HEADER_SIZE) != NULL;
+        /* Written before a report too: a chunk kept out of use is still a
+         * live block, whose canary brisk_heap_check verifies. */
+        if (heap->flags & BRISK_HEAP_CANARY)
+            heap_canary_write(heap, c);
+        if (dirty) {
+            /* The chunk stays live and is never handed out: memory a
+             * stray pointer still writes to is retired, not reused. */
+            heap_report_write_after_free(chunk_payload(c));
+            return NULL;
+        }
+    }
+    return chunk_payload(c);
+}
+
+/* Hands out the front of the free chunk c (already off its list, or the
+ * wilderness when `wild`), `lead` bytes in: returns the payload. */
+static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, size_t lead, bool wild)
+{
+    size_t prev_used = c->head & CHUNK_PREV_USED;
+    if (lead != 0) {
+        /* The skipped front: its left neighbour is live (no two free
+         * chunks touch), so it is listed without merging. */
+        c->head = lead | prev_used;
+        bin_insert(heap, c, lead);
+        c = chunk_at(c, lead);
+        size -= lead;
+        prev_used = 0;
+    }
+    size_t rest = size - need;
+    if (rest >= CHUNK_MIN_SIZE) {
+        place_remainder(heap, chunk_at(c, need), rest, wild);
+        size = need;
+    } else {
+        chunk_at(c, size)->head |= CHUNK_PREV_USED;
+        if (wild)
+            heap->top = heap->end;
+    }
+    c->head = size | CHUNK_USED | prev_used;
+    note_high_water(heap, (char *)c + size);
+    return hand_out(heap, c, size);
+}
+
+/* The common case: the request's exact class (need < SMALL_LIMIT) has a
+ * chunk of exactly `need` bytes. Unlinks the first entry and writes it as
+ * used (header and the next chunk's PREV_USED), ready for hand_out; it is
+ * handed out whole and lies below the wilderness, so high_water cannot
+ * move. NULL when the class is empty.
+ *
+ * What is checked is what a program could have forged (as harden's heap
+ * does): c itself comes from heads[] (bookkeeping, only ever set to
+ * checked chunks), but its next link lies in its payload, where a use
+ * after free can write, and it is about to be written through and become
+ * the list's head. So it must point into the heap, at a chunk start,
+ * and back at c. */
+BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
+{
+    size_t cls = need / GRANULE - 2;
+    heap_chunk *c = heap->heads[cls];
+    if (c == NULL)
+        return NULL;
+    heap_chunk *next = c->next;
+    if (brisk_unlikely(next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))) {
+        if (report)
+            report_list_corrupted(c);
+        return TAKE_CORRUPT;
+    }
+    heap->heads[cls] = next;
+    if (next != NULL)
+        next->prev = NULL;
+    else
+        class_mark_empty(heap, cls);
+    heap->binned_count--;
+    heap->binned_bytes -= need;
+    c->head = need | CHUNK_USED | CHUNK_PREV_USED;
+    chunk_at(c, need)->head |= CHUNK_PREV_USED;
+    return c;
+}
+
+/* The common way a chunk is split (most of a compiler's allocations): the
+ * first entry of the larger class `cls`, which fits whatever its size,
+ * for an unaligned chunk of `need` bytes. Checked like every list head,
+ * unlinked, and its front handed out; a rest of a chunk's size goes to
+ * its own list. The chunk lies below the wilderness, so high_water cannot
+ * move, and its left neighbour is in use (it was free). `plain`: the
+ * heap has no options (no wipe or hardening to apply on the way out). */
+BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool plain)
+{
+    heap_chunk *c = heap->heads[cls];
+    if (brisk_unlikely(!list_head_sound(heap, c, cls, cls < SMALL_CLASSES ? size_class_floor(cls) : 0))) {
+        report_list_corrupted(c);
+        return NULL;
+    }
+    size_t size = chunk_size(c);
+    heap_chunk *second = c->next;
+    heap->heads[cls] = second;
+    if (second != NULL)
+        second->prev = NULL;
+    else
+        class_mark_empty(heap, cls);
+    heap->binned_count--;
+    heap->binned_bytes -= size;
+    size_t rest = size - need;
+    if (rest >= CHUNK_MIN_SIZE) {
+        heap_chunk *r = chunk_at(c, need);
+        r->head = rest | CHUNK_PREV_USED;
+        bin_insert(heap, r, rest);
+        size = need;
+    } else {
+        chunk_at(c, size)->head |= CHUNK_PREV_USED;
+    }
+    c->head = size | CHUNK_USED | CHUNK_PREV_USED;
+    if (plain) { /* a heap without options: nothing to wipe or check */
+        mark_live(heap, c);
+        return chunk_payload(c);
+    }
+    return hand_out(heap, c, size);
+}
+
+static void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment);
+
+/* Finds and carves a chunk of `need` bytes (a chunk size) aligned to
+ * `alignment`; `search` bytes is a size every chunk of a larger class is
+ * sure to fit (need, plus room for the alignment gap). NULL when nothing
+ * fits. */
+BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+{
+    if (need < SMALL_LIMIT && alignment <= BRISK_ALIGNMENT) {
+        if (heap->flags & BRISK_HEAP_DEFER_MERGE) {
+            heap_chunk *d = deferred_take(heap, need);
+            if (d != NULL)
+                return chunk_payload(d);
+        }
+        if (need - CHUNK_HEADER_SIZE <= heap->exact_request_max) {
+            heap_chunk *c = take_exact(heap, need, true);
+            if (c != NULL)
+                return c == TAKE_CORRUPT ? NULL : hand_out(heap, c, need);
+        }
+    }
+    return alloc_search(heap, need, search, alignment);
+}
+
+/* alloc_chunk past the exact-class fast path (which found nothing, or did
+ * not apply): the own class when it may hold a fit, the next non-empty
+ * class, the wilderness. Out of line: the fast paths inline the rest.
+ * Sets errno to ENOMEM when it returns NULL. */
+BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+{
+    if (search <= heap_capacity(heap)) {
+        size_t cls = size_class_of(search);
+        heap_chunk *found = NULL;
+        size_t found_size = 0, found_lead = 0;
+        /* An unaligned request of an exact class found it empty above.
+         * Otherwise the own class may hold chunks too small for the
+         * request (a ranged class holds sizes on both sides of it; an
+         * aligned request may need a gap): look at a few entries for the
+         * tightest fit, lowest address on ties. TLSF would skip this
+         * class entirely. */
+        if (cls >= SMALL_CLASSES || alignment > BRISK_ALIGNMENT) {
+            /* Walking the list reads each entry's header and next link, so
+             * an entry must lie in the heap and carry a free header of
+             * this class before it is read further; the entry chosen gets
+             * the whole check (footer, both links) before it is unlinked. */
+            heap_chunk *c = heap->heads[cls];
+            size_t floor = size_class_floor(cls);
+            size_t ceiling = cls + 1 < CLASS_COUNT_MAX ? size_class_floor(cls + 1) : SIZE_MAX;
+            for (unsigned probes = 0; c != NULL && probes < RANGED_CLASS_PROBES; probes++, c = c->next) {
+                if (brisk_unlikely(!listed_entry_plausible(heap, c, floor, ceiling))) {
+                    report_list_corrupted(c);
+                    return NULL;
+                }
+                size_t size = chunk_size(c);
+                size_t lead = fit_lead(c, size, need, alignment);
+                if (lead == SIZE_MAX)
+                    continue;
+                if (found == NULL || size < found_size || (size == found_size && c < found)) {
+                    found = c;
+                    found_size = size;
+                    found_lead = lead;
+                }
+            }
+        }
+        if (found == NULL) {
+            /* Every chunk of a larger class fits: the smallest such class
+             * is the good fit. */
+            size_t next = class_find_from(heap, cls + 1);
+            if (next != CLASS_NONE && alignment <= BRISK_ALIGNMENT)
+                return take_split(heap, next, need, false);
+            if (next != CLASS_NONE) {
+                found = heap->heads[next];
+                if (brisk_unlikely(!list_head_sound(heap, found, next,
+                                                    next < SMALL_CLASSES ? size_class_floor(next) : 0))) {
+                    report_list_corrupted(found);
+                    return NULL;
+                }
+                found_size = chunk_size(found);
+                found_lead = fit_lead(found, found_size, need, alignment);
+            }
+        }
+        if (found != NULL) {
+            if (brisk_unlikely(!listed_chunk_sound(heap, found, size_class_of(found_size)))) {
+                report_list_corrupted(found);
+                return NULL;
+            }
+            bin_remove(heap, found, found_size);
+            return carve(heap, found, found_size, need, found_lead, false);
+        }
+    }
+    /* Last resort: the wilderness, so the heap's reach grows only when it
+     * must. */
+    size_t wild_size = heap_wild_size(heap);
+    if (wild_size != 0) {
+        heap_chunk *wild = (heap_chunk *)heap->top;
+        size_t lead = fit_lead(wild, wild_size, need, alignment);
+        if (lead != SIZE_MAX)
+            return carve(heap, wild, wild_size, need, lead, true);
+    }
+    return NULL;
+}
+
+static bool deferred_flush(brisk_heap *heap);
+
+static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment)
+{
+    /* Two copies: unaligned requests (nearly all) need no gap arithmetic. */
+    void *p = alignment <= BRISK_ALIGNMENT ? alloc_search_inline(heap, need, search, BRISK_ALIGNMENT)
+                                           : alloc_search_inline(heap, need, search, alignment);
+    /* A request larger than the whole chunk area fits nowhere, merged or
+     * not: no reason to give up the kept blocks for it. */
+    if (p == NULL && (heap->flags & BRISK_HEAP_DEFER_MERGE) && need <= heap_capacity(heap) &&
+        deferred_flush(heap)) {
+        /* Deferral must never cost capacity: everything kept aside was
+         * merged; look again, from the request's own exact class (the
+         * merges may have made a chunk of exactly its size). Nothing is
+         * left to flush, so this comes back here at most once. */
+        p = alloc_chunk(heap, need, search, alignment);
+    }
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+/* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE) when
+ * the exact class (need < SMALL_LIMIT) is empty: the next non-empty class
+ * is split, as alloc_search would, without its generic preamble. */
+static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
+{
+    size_t next = class_find_from(heap, need / GRANULE - 1);
+    if (next == CLASS_NONE)
+        return alloc_search(heap, need, need, BRISK_ALIGNMENT); /* sets errno */
+    void *p = take_split(heap, next, need, true);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+static void *heap_alloc_locked(brisk_heap *heap, size_t size)
+{
+    size_t need;
+    if (!heap_chunk_size_for(heap, size, &need))
+        return NULL;
+    return alloc_chunk(heap, need, need, BRISK_ALIGNMENT);
+}
+
+/* brisk_heap_alloc for a heap with flags, or a request the exact classes
+ * do not serve. */
+static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
+{
+    heap_lock(heap);
+    void *p = heap_alloc_locked(heap, size);
+    heap_unlock(heap);
+    if (brisk_unlikely(p == NULL))
+        errno = ENOMEM;
+    return p;
+}
+
+/* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE).
+ * Exact-class requests take their class's first chunk; everything else,
+ * and every rare case, is out of line. Every call below is a tail call,
+ * so the fast path saves no registers. */
+BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
+{
+    if (brisk_likely(size <= heap->exact_request_max)) {
+        size_t need = chunk_size_for_small(size);
+        heap_chunk *c = take_exact(heap, need, false);
+        if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
+            mark_live(heap, c);
+            return chunk_payload(c);
+        }
+        /* A damaged entry goes the general way, which finds and reports
+         * it. */
+        if (c == NULL)
+            return alloc_plain_miss(heap, need);
+        return heap_alloc_general(heap, size);
+    }
+    /* A ranged request: straight to the search (which sets errno). */
+    size_t need;
+    if (chunk_size_for_request(size, &need))
+        return alloc_search(heap, need, need, BRISK_ALIGNMENT);
+    return heap_alloc_general(heap, size);
+}
+
+/* brisk_heap_alloc on a heap whose only flag is BRISK_HEAP_DEFER_MERGE:
+ * a deferred block of the request's exact size first. Out of line, so
+ * that a heap without options pays nothing for the option. */
+static BRISK_NOINLINE BRISK_CACHE_ALIGNED void *alloc_deferring(brisk_heap *heap, size_t size)
+{
+    if (size <= EXACT_REQUEST_MAX) {
+        size_t need = chunk_size_for_small(size);
+        heap_chunk *d = deferred_take(heap, need);
+        if (brisk_likely(d != NULL))
+            return chunk_payload(d);
+    }
+    return alloc_plain(heap, size);
+}
+
+BRISK_CACHE_ALIGNED void *brisk_heap_alloc(brisk_heap *heap, size_t size)
+{
+    /* One test of the flags word picks the fast path of a heap without
+     * options (no lock, wipe, hardening or deferral). */
+    if (brisk_likely(heap->flags == 0))
+        return alloc_plain(heap, size);
+    if (heap->flags == BRISK_HEAP_DEFER_MERGE)
+        return alloc_deferring(heap, size);
+    return heap_alloc_general(heap, size);
+}
+
+void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    heap_lock(heap);
+    void *p = heap_alloc_locked(heap, total);
+    /* Read under the lock: a neighbour's free may be rewriting the
+     * header's PREV_USED bit in another thread. */
+    size_t usable = p != NULL ? chunk_usable(heap, chunk_size(chunk_of_payload(p))) : 0;
+    heap_unlock(heap);
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* The whole usable size, not just count * size: usable_size promises
+     * those bytes to the caller, and they must not show old data. A wiped
+     * heap hands out zeroed chunks already. */
+    if (!(heap->flags & BRISK_HEAP_WIPE))
+        memset(p, 0, usable);
+    return p;
+}
+
+void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment, size_t size)
+{
+    if (!is_power_of_two(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (alignment <= BRISK_ALIGNMENT)
+        return brisk_heap_alloc(heap, size);
+    size_t need;
+    if (!heap_chunk_size_for(heap, size, &need) || need > SIZE_MAX - alignment - CHUNK_MIN_SIZE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    heap_lock(heap);
+    void *p = alloc_chunk(heap, need, need + alignment + CHUNK_MIN_SIZE, alignment);
+    heap_unlock(heap);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+/* ---- validation -------------------------------------------------------- */
+
+typedef enum block_status {
+    BLOCK_LIVE = 0,
+    BLOCK_FREED,     /* was handed out and freed since */
+    BLOCK_INVALID,   /* never a block start of this heap */
+    BLOCK_CORRUPT,   /* a live block whose tags do not add up */
+    BLOCK_OVERFLOW   /* a live block whose canary or header was
+                        overwritten (BRISK_HEAP_CANARY) */
+} block_status;
+
+/* Decides whether p is a live block of this heap without trusting any
+ * byte a program could have written: the block map, kept outside the
+ * chunks, says whether a live block starts there; only then are its
+ * header and its neighbours' tags read, and checked against each other. */
+BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const void *p, bool canary)
+{
+    uintptr_t addr = (uintptr_t)p;
+    uintptr_t first = (uintptr_t)heap->base + CHUNK_HEADER_SIZE;
+    if (addr < first || addr >= (uintptr_t)heap->end || (addr - first) % GRANULE != 0)
+        return BLOCK_INVALID;
+    heap_chunk *c = chunk_of_payload(p);
+    unsigned state = block_map_get(heap, chunk_granule(heap, c));
+    if (state != BLOCK_MAP_LIVE) /* FREED or DEFERRED: freed */
+        return (state & BLOCK_MAP_FREED) ? BLOCK_FREED : BLOCK_INVALID;
+
+    size_t size = chunk_size(c);
+    size_t room = (size_t)(heap->end - (char *)c);
+    if (!chunk_is_used(c) || (c->head & CHUNK_UNKNOWN_FLAGS) != 0 || size < CHUNK_MIN_SIZE || size > room)
+        return BLOCK_CORRUPT;
+    heap_chunk *next = chunk_at(c, size);
+    if (!chunk_prev_used(next))
+        return BLOCK_CORRUPT;
+    if ((char *)next != heap->end) {
+        size_t next_size = chunk_size(next);
+        if (next_size < CHUNK_MIN_SIZE || next_size > room - size)
+            return BLOCK_CORRUPT;
+        if (chunk_is_used(next)) { /* LIVE, or DEFERRED (a used chunk kept aside) */
+            if (!(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE))
+                return BLOCK_CORRUPT;
+        } else if ((char *)next != heap->top &&
+                   (*chunk_footer(next, next_size) != next_size ||
+                    !neighbour_links_intact(heap, next, next_size))) {
+            return BLOCK_CORRUPT;
+        }
+    }
+    if (!chunk_prev_used(c)) {
+        size_t prev_size = *(const size_t *)((const char *)c - sizeof(size_t));
+        if (prev_size < CHUNK_MIN_SIZE || prev_size % GRANULE != 0 ||
+            prev_size > (size_t)((char *)c - heap->base))
+            return BLOCK_CORRUPT;
+        const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
+        if (prev->head != (prev_size | CHUNK_PREV_USED) || !neighbour_links_intact(heap, prev, prev_size))
+            return BLOCK_CORRUPT;
+    }
+    if (canary && !heap_canary_intact(heap, c))
+        return BLOCK_OVERFLOW;
+    return BLOCK_LIVE;
+}
+
+static BRISK_NOINLINE block_status block_validate(const brisk_heap *heap, const void *p)
+{
+    return block_validate_inline(heap, p, (heap->flags & BRISK_HEAP_CANARY) != 0);
+}
+
+/* Which call found the bad pointer, for the message. */
+typedef enum block_call { CALL_FREE, CALL_REALLOC, CALL_USABLE_SIZE } block_call;
+
+/* Reports a failed validation of p. Fixed messages (no formatting: a
+ * report may come from inside an allocator), one per call and status. */
+static BRISK_NOINLINE void report_block(block_status status, block_call call, const void *p)
+{
+    static const char *const freed_messages[] = {
+        "double free", "realloc of a freed block", "usable_size of a freed block"};
+    static const char *const invalid_messages[] = {
+        "free of a pointer that is not a live block",
+        "realloc of a pointer that is not a live block",
+        "usable_size of a pointer that is not a live block"};
+    switch (status) {
+    case BLOCK_FREED:
+        report_error(call == CALL_FREE ? BRISK_ERROR_DOUBLE_FREE : BRISK_ERROR_INVALID_POINTER,
+                     freed_messages[call], p);
+        break;
+    case BLOCK_INVALID:
+        report_error(BRISK_ERROR_INVALID_POINTER, invalid_messages[call], p);
+        break;
+    case BLOCK_CORRUPT:
+        report_error(BRISK_ERROR_CORRUPTION, "heap metadata corrupted", p);
+        break;
+    case BLOCK_OVERFLOW:
+        report_error(BRISK_ERROR_OVERFLOW,
+                     "heap buffer overflow: the canary after the block or its header was overwritten", p);
+        break;
+    case BLOCK_LIVE:
+        break;
+    }
+}
+
+/* ---- freeing ----------------------------------------------------------- */
+
+/* Returns [c, c + size) to the heap: c's header is valid except for its
+ * size and USED bit, its body held user data. Merges with free
+ * neighbours, then lists the result or makes it the wilderness. */
+BRISK_INLINE void release_chunk_inline(brisk_heap *heap, heap_chunk *c, size_t size, bool wipe)
+{
+    if (wipe)
+        memset(chunk_payload(c), 0, size - CHUNK_HEADER_SIZE);
+    if (!chunk_prev_used(c)) {
+        size_t prev_size = *(size_t *)((char *)c - sizeof(size_t));
+        heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
+        bin_remove(heap, prev, prev_size);
+        if (wipe) {
+            memset(chunk_payload(prev), 0, 2 * sizeof(void *));
+            *chunk_footer(prev, prev_size) = 0;
+            c->head = 0;
+        }
+        c = prev;
+        size += prev_size;
+    }
+    heap_chunk *next = chunk_at(c, size);
+    if ((char *)next == heap->top) {
+        /* Merging into the wilderness (or becoming it when it is empty:
+         * then next is the sentinel). */
+        if (wipe && heap->top != heap->end)
+            next->head = 0;
+        heap->top = (char *)c;
+        c->head = heap_wild_size(heap) | CHUNK_PREV_USED;
+        ((heap_chunk *)heap->end)->head &= ~CHUNK_PREV_USED;
+        return;
+    }
+    if (!chunk_is_used(next)) {
+        size_t next_size = chunk_size(next);
+        bin_remove(heap, next, next_size);
+        if (wipe)
+            wipe_chunk_metadata(heap, next, next_size);
+        size += next_size;
+        next = chunk_at(c, size);
+    }
+    c->head = size | CHUNK_PREV_USED;
+    next->head &= ~CHUNK_PREV_USED;
+    bin_insert(heap, c, size);
+}
+
+static BRISK_NOINLINE void release_chunk(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    release_chunk_inline(heap, c, size, (heap->flags & BRISK_HEAP_WIPE) != 0);
+}
+
+/* Validates ptr as a live block and frees it (deferring it when
+ * `may_defer` and the heap defers merging), under the heap's lock.
+ * Returns what the validation found. */
+static block_status heap_free_locked(brisk_heap *heap, void *ptr, bool may_defer)
+{
+    block_status status = block_validate(heap, ptr);
+    if (brisk_likely(status == BLOCK_LIVE)) {
+        heap_chunk *c = chunk_of_payload(ptr);
+        size_t size = chunk_size(c);
+        if (may_defer && (heap->flags & BRISK_HEAP_DEFER_MERGE) && defer_try(heap, c, size, NULL, 0))
+            return status;
+        mark_freed(heap, c);
+        release_chunk(heap, c, size);
+    }
+    return status;
+}
+
+/* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
+static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
+{
+    heap_lock(heap);
+    block_status status = heap_free_locked(heap, ptr, true);
+    heap_unlock(heap);
+    if (status != BLOCK_LIVE)
+        report_block(status, CALL_FREE, ptr);
+}
+
+/* Releases every deferred chunk, merging it with its free neighbours, as
+ * a free without deferral would have: each is made live again and freed
+ * through the general path's checks. Returns whether it released
+ * anything. Under the heap's lock. */
+static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
+{
+    bool released = false;
+    for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
+        heap_chunk *d;
+        while ((d = deferred_take(heap, size_class_floor(cls))) != NULL) {
+            block_status status = heap_free_locked(heap, chunk_payload(d), false);
+            if (status != BLOCK_LIVE) {
+                /* Its header or its neighbours' tags were damaged:
+                 * reported, and the block stays live (held by no one)
+                 * rather than merge across the damage. */
+                report_block(status, CALL_FREE, chunk_payload(d));
+                break;
+            }
+            released = true;
+        }
+    }
+    return released;
+}
+
+/* brisk_heap_free on a plain heap (no lock, wipe or hardening), done in
+ * one pass that shares what the checks read (the block-map word, the
+ * offsets, both headers) with the release. The same checks as
+ * block_validate and the same release as release_chunk; it returns
+ * false, having changed nothing, as soon as anything is not as it is for
+ * a live block, and the general path then validates again and reports.
+ *
+ * Split in two: free_plain_unmerged, inlined, takes the most common case
+ * (both neighbours in use: nothing merges) and checks what every free
+ * needs; free_plain_merge, out of line, the rest. */
+
+/* c is LIVE in the map and its header is sound (USED, known bits, a size
+ * inside the region); `next` is its right neighbour (or the sentinel)
+ * with PREV_USED set. Checks and merges the free neighbours. */
+BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                           size_t next_head)
+{
+    size_t size = head & ~CHUNK_FLAGS;
+    size_t offset = (size_t)((char *)c - heap->base);
+    size_t room = heap_capacity(heap) - offset;
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    char *top = heap->top;
+    bool merge_next = false;
+    if (size != room) { /* next is a chunk, not the sentinel */
+        if (next_size < CHUNK_MIN_SIZE || next_size > room - size)
+            return false;
+        if (next_head & CHUNK_USED) {
+            size_t next_g = (offset + size) / GRANULE;
+            if (!(block_map_get(heap, next_g) & BLOCK_MAP_LIVE)) /* LIVE or DEFERRED */
+                return false;
+        } else if ((char *)next != top) {
+            if (*chunk_footer(next, next_size) != next_size ||
+                !neighbour_links_intact(heap, next, next_size))
+                return false;
+            merge_next = true;
+        }
+    }
+    heap_chunk *prev = NULL;
+    size_t prev_size = 0;
+    if (!(head & CHUNK_PREV_USED)) {
+        prev_size = *(const size_t *)((const char *)c - sizeof(size_t));
+        if (prev_size < CHUNK_MIN_SIZE || prev_size % GRANULE != 0 || prev_size > offset)
+            return false;
+        prev = (heap_chunk *)((char *)c - prev_size);
+        if (prev->head != (prev_size | CHUNK_PREV_USED) ||
+            !neighbour_links_intact(heap, prev, prev_size))
+            return false;
+    }
+
+    block_map_set(heap, offset / GRANULE, BLOCK_MAP_FREED);
+    heap->used_count--;
+    if (prev != NULL) {
+        bin_remove(heap, prev, prev_size);
+        c = prev;
+        size += prev_size;
+    }
+    if ((char *)next == top) {
+        /* Into the wilderness (or c becomes it: next is the sentinel). */
+        heap->top = (char *)c;
+        c->head = heap_wild_size(heap) | CHUNK_PREV_USED;
+        ((heap_chunk *)heap->end)->head &= ~CHUNK_PREV_USED;
+        return true;
+    }
+    if (merge_next) {
+        bin_remove(heap, next, next_size);
+        size += next_size;
+        next = chunk_at(c, size);
+    }
+    c->head = size | CHUNK_PREV_USED;
+    next->head &= ~CHUNK_PREV_USED;
+    bin_insert(heap, c, size);
+    return true;
+}
+
+static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                            size_t next_head)
+{
+    if (!free_plain_merge_checked(heap, c, head, next, next_head))
+        heap_free_general(heap, chunk_payload(c));
+}
+
+/* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
+ * not NULL. Every way out other than success is a tail call: to
+ * free_plain_merge, or, having changed nothing, to the general path,
+ * which validates again and reports what it finds. Few values are kept
+ * across the checks (offsets are worked out again from the chunk
+ * addresses), which spares the registers. `deferring`: the heap has
+ * BRISK_HEAP_DEFER_MERGE, and a block found live is kept aside when its
+ * class has room. */
+BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
+{
+    heap_chunk *c = chunk_of_payload(ptr);
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
+    if (brisk_unlikely(offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
+                       block_map_get(heap, offset / GRANULE) != BLOCK_MAP_LIVE))
+        goto general;
+    /* c lies in the chunk area, so its header can be read; it is believed
+     * only because the map says a live block starts here. */
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
+                       size > (size_t)(heap->end - (char *)c)))
+        goto general;
+    heap_chunk *next = chunk_at(c, size);
+    size_t next_head = next->head;
+    if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
+        goto general;
+    if (deferring && defer_try(heap, c, size, next, next_head))
+        return;
+    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
+        goto merge;
+    /* Both neighbours in use (next is a chunk, not the sentinel): it must
+     * be LIVE in the map too, and then nothing merges. */
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
+                       !(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE)))
+        goto general;
+    size_t cls = size_class_of(size);
+    heap_chunk *first = heap->heads[cls];
+    if (brisk_unlikely(!bin_link_safe(heap, c, first)))
+        goto general;
+    /* LIVE -> FREED (01 -> 10): one xor. */
+    size_t g = chunk_granule(heap, c);
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (g % BLOCK_MAP_PER_WORD));
+    heap->used_count--;
+    c->head = size | CHUNK_PREV_USED;
+    next->head = next_head & ~CHUNK_PREV_USED;
+    bin_link(heap, c, size, cls, first, false);
+    return;
+merge:
+    free_plain_merge(heap, c, head, next, next_head);
+    return;
+general:
+    heap_free_general(heap, chunk_payload(c));
+}
+
+/* brisk_heap_free on a heap whose only flag is BRISK_HEAP_DEFER_MERGE.
+ * Out of line, so that a heap without options pays nothing for it.
+ * Cache-aligned, as alloc_deferring: left where the linker put them, an
+ * unrelated change elsewhere in this file moved the sqlite3 trace from
+ * 1.02x glibc's speed to 0.92x with the same instructions. */
+static BRISK_NOINLINE BRISK_CACHE_ALIGNED void free_deferring(brisk_heap *heap, void *ptr)
+{
+    free_plain(heap, ptr, true);
+}
+
+BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    /* One test of the flags word picks the fast path of a heap without
+     * options. */
+    if (brisk_likely(heap->flags == 0)) {
+        free_plain(heap, ptr, false);
+        return;
+    }
+    if (heap->flags == BRISK_HEAP_DEFER_MERGE) {
+        free_deferring(heap, ptr);
+        return;
+    }
+    heap_free_general(heap, ptr);
+}
+
+size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
+{
+    if (ptr == NULL)
+        return 0;
+    heap_lock(heap);
+    block_status status = block_validate(heap, ptr);
+    size_t usable = status == BLOCK_LIVE ? chunk_usable(heap, chunk_size(chunk_of_payload(ptr))) : 0;
+    heap_unlock(heap);
+    if (status != BLOCK_LIVE)
+        report_block(status, CALL_USABLE_SIZE, ptr);
+    return usable;
+}
+
+/* ---- realloc ----------------------------------------------------------- */
+
+/* Cuts the live chunk c (of `size` bytes) down to `need` bytes when the
+ * rest can be a chunk of its own, and frees the rest. */
+static void shrink_live_chunk(brisk_heap *heap, heap_chunk *c, size_t size, size_t need)
+{
+    size_t rest = size - need;
+    if (rest < CHUNK_MIN_SIZE)
+        return;
+    c->head = need | (c->head & CHUNK_FLAGS);
+    heap_chunk *tail = chunk_at(c, need);
+    tail->head = rest | CHUNK_PREV_USED;
+    release_chunk(heap, tail, rest);
+}
+
+/* Under BRISK_HEAP_WIPE_CHECK: whether the first `len` bytes of the free
+ * chunk f (of `size` bytes; the wilderness when `wild`) hold a non-zero
+ * byte other than f's own metadata (header, and for a listed chunk its
+ * links and footer): something written after that memory was freed.
+ * Reads only; called before a resize changes anything. */
+static bool free_chunk_dirty(const heap_chunk *f, size_t size, size_t len, bool wild)
+{
+    const char *from = (const char *)f + (wild ? CHUNK_HEADER_SIZE : sizeof(heap_chunk));
+    const char *end = (const char *)f + len;
+    const char *footer = (const char *)f + size - sizeof(size_t);
+    if (!wild && footer < end) {
+        if (from < footer && heap_wipe_first_dirty(from, (size_t)(footer - from)) != NULL)
+            return true;
+        from = footer + sizeof(size_t);
+    }
+    return from < end && heap_wipe_first_dirty(from, (size_t)(end - from)) != NULL;
+}
+
+/* What resize_in_place returns when WIPE_CHECK found the memory the block
+ * would take over written after it was freed, and the error handler
+ * returned: the realloc fails and nothing has changed. */
+#define RESIZE_REFUSED ((void *)(uintptr_t)1)
+
+/* Tries to resize the live block at ptr without moving it, or by sliding
+ * it down into a free left neighbour. Returns the new payload, NULL when
+ * the neighbours leave no room (the caller moves the block), or
+ * RESIZE_REFUSED. */
+static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t keep)
+{
+    heap_chunk *c = chunk_of_payload(ptr);
+    size_t size = chunk_size(c);
+    if (need <= size) {
+        shrink_live_chunk(heap, c, size, need);
+        return ptr;
+    }
+    heap_chunk *next = chunk_at(c, size);
+    bool next_is_wild = (char *)next == heap->top && heap->top != heap->end;
+    size_t next_free = 0;
+    if (next_is_wild)
+        next_free = heap_wild_size(heap);
+    else if ((char *)next != heap->end && !chunk_is_used(next))
+        next_free = chunk_size(next);
+    bool wipe_check = (heap->flags & BRISK_HEAP_WIPE_CHECK) != 0;
+
+    if (next_free != 0 && next_free >= need - size) {
+        /* Grow into the right neighbour, once it is known to be clean. */
+        if (brisk_unlikely(wipe_check && free_chunk_dirty(next, next_free, need - size, next_is_wild))) {
+            heap_report_write_after_free(ptr);
+            return RESIZE_REFUSED;
+        }
+        size_t rest = size + next_free - need;
+        if (next_is_wild) {
+            if (heap->flags & BRISK_HEAP_WIPE)
+                next->head = 0;
+        } else {
+            bin_remove(heap, next, next_free);
+            wipe_chunk_metadata(heap, next, next_free);
+        }
+        size_t grown = need;
+        if (rest >= CHUNK_MIN_SIZE) {
+            place_remainder(heap, chunk_at(c, need), rest, next_is_wild);
+        } else {
+            grown = size + next_free;
+            chunk_at(c, grown)->head |= CHUNK_PREV_USED;
+            if (next_is_wild)
+                heap->top = heap->end;
+        }
+        c->head = grown | (c->head & CHUNK_FLAGS);
+        note_high_water(heap, (char *)c + grown);
+        return ptr;
+    }
+
+    if (!chunk_prev_used(c)) {
+        /* Slide down into the free left neighbour (with a listed right
+         * neighbour too if needed): the block moves, but to lower
+         * addresses, and no other chunk is needed. TLSF moves such a block
+         * elsewhere and leaves the hole behind. */
+        size_t prev_size = *(size_t *)((char *)c - sizeof(size_t));
+        size_t right = next_is_wild ? 0 : next_free;
+        if (prev_size + size + right >= need) {
+            heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
+            if (brisk_unlikely(wipe_check && (free_chunk_dirty(prev, prev_size, prev_size, false) ||
+                                              (right != 0 && free_chunk_dirty(next, right, right, false))))) {
+                heap_report_write_after_free(ptr);
+                return RESIZE_REFUSED;
+            }
+            bin_remove(heap, prev, prev_size);
+            if (right != 0) {
+                bin_remove(heap, next, right);
+                wipe_chunk_metadata(heap, next, right);
+            }
+            mark_freed(heap, c);
+            size_t total = prev_size + size + right;
+            prev->head = total | CHUNK_USED | (prev->head & CHUNK_PREV_USED);
+            chunk_at(prev, total)->head |= CHUNK_PREV_USED;
+            memmove(chunk_payload(prev), ptr, keep);
+            mark_live(heap, prev);
+            shrink_live_chunk(heap, prev, total, need);
+            return chunk_payload(prev);
+        }
+    }
+    return NULL;
+}
+
+void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
+{
+    if (ptr == NULL)
+        return brisk_heap_alloc(heap, size);
+    if (size == 0) {
+        brisk_heap_free(heap, ptr);
+        return NULL;
+    }
+    heap_lock(heap);
+    block_status status = block_validate(heap, ptr);
+    if (status != BLOCK_LIVE) {
+        heap_unlock(heap);
+        report_block(status, CALL_REALLOC, ptr);
+        return NULL;
+    }
+    size_t need;
+    if (!heap_chunk_size_for(heap, size, &need)) {
+        heap_unlock(heap);
+        errno = ENOMEM;
+        return NULL;
+    }
+    heap_chunk *c = chunk_of_payload(ptr);
+    size_t usable = chunk_usable(heap, chunk_size(c));
+    size_t keep = usable < size ? usable : size;
+    void *result = resize_in_place(heap, ptr, need, keep);
+    bool moved = false;
+    if (result == NULL) {
+        result = alloc_chunk(heap, need, need, BRISK_ALIGNMENT);
+        moved = result != NULL;
+        if (result == NULL && (heap->flags & BRISK_HEAP_DEFER_MERGE)) {
+            /* The failed alloc merged every deferred block first: a
+             * neighbour that was deferred may now leave room in place. */
+            result = resize_in_place(heap, ptr, need, keep);
+        }
+    }
+    if (result == RESIZE_REFUSED) {
+        result = NULL;
+    } else if (moved) {
+        memcpy(result, ptr, keep);
+        size_t old_size = chunk_size(c);
+        mark_freed(heap, c);
+        release_chunk(heap, c, old_size);
+    } else if (result != NULL && (heap->flags & BRISK_HEAP_CANARY)) {
+        heap_canary_write(heap, chunk_of_payload(result)); /* resized in place */
+    }
+    heap_unlock(heap);
+    if (result == NULL)
+        errno = ENOMEM;
+    return result;
+}

@@ -1,0 +1,385 @@
+/*
+ * Internals of the region heap, shared by heap.c (alloc, free, realloc:
+ * the hot path), heap_create.c (building and destroying heaps) and
+ * heap_check.c (the self-check, walk and statistics). See docs/design.md.
+ *
+ * The region:
+ *
+ *   region start (16-aligned)                                     region end
+ *   | struct brisk_heap | list heads | block map |pad| deferred | chunks |S|
+ *                                                                ^base  ^end
+ *
+ *   The deferred stacks and counts (BRISK_HEAP_DEFER_MERGE only, so that
+ *   other heaps do not pay their 6 KiB) end where the chunks begin:
+ *   found from base, they need no field in the struct.
+ *
+ *   Chunks tile [base, end) exactly. base and end are 8 mod 16, so every
+ *   payload (a chunk's start + 8) is 16-aligned. S is an 8-byte sentinel
+ *   header at `end`: marked USED, its PREV_USED bit tells whether the last
+ *   chunk is in use, so the last chunk needs no special case.
+ *
+ * A chunk (sizes are multiples of 16, at least 32):
+ *
+ *   used chunk                         free chunk
+ *   +---------------------------+      +---------------------------+
+ *   | size | PREV_USED | USED=1 |  8   | size | PREV_USED | USED=0 |  8
+ *   +---------------------------+ <-p  +---------------------------+
+ *   |                           |      | next in its size class    |  8
+ *   | payload: size - 8 usable  |      | prev in its size class    |  8
+ *   | bytes, running up to the  |      | (unused)                  |
+ *   | next chunk's header       |      +---------------------------+
+ *   |                           |      | footer: size              |  8
+ *   +---------------------------+      +---------------------------+
+ *
+ *   A used chunk has no footer: its neighbour's PREV_USED bit says it is
+ *   in use, and only free chunks are ever looked up from their right
+ *   neighbour (to merge), through their footer.
+ *
+ * The wilderness: the free chunk that ends at `end` (the untouched rest of
+ * the region) is not kept in any list. It starts at `top` (top == end when
+ * it is empty), has a header but no links and no footer, and is carved
+ * only when no listed chunk fits, so the heap stays packed towards low
+ * addresses.
+ */
+#ifndef BRISK_HEAP_INTERNAL_H
+#define BRISK_HEAP_INTERNAL_H
+
+#include "common/internal.h"
+
+#include <pthread.h>
+
+/* ---- chunk layout ------------------------------------------------------ */
+
+#define CHUNK_USED ((size_t)1)      /* this chunk is a live block */
+#define CHUNK_PREV_USED ((size_t)2) /* the chunk before this one is live
+                                       (or this is the first chunk) */
+#define CHUNK_FLAGS ((size_t)15)    /* sizes are multiples of 16 */
+#define CHUNK_UNKNOWN_FLAGS ((size_t)12) /* always clear; set means damage */
+#define CHUNK_HEADER_SIZE ((size_t)8)
+#define CHUNK_MIN_SIZE ((size_t)32) /* header + two links + footer */
+#define GRANULE ((size_t)16)
+
+typedef struct heap_chunk {
+    size_t head;             /* size | CHUNK_PREV_USED | CHUNK_USED */
+    struct heap_chunk *next; /* free chunks only: list links */
+    struct heap_chunk *prev;
+} heap_chunk;
+
+BRISK_INLINE size_t chunk_size(const heap_chunk *c) { return c->head & ~CHUNK_FLAGS; }
+BRISK_INLINE bool chunk_is_used(const heap_chunk *c) { return (c->head & CHUNK_USED) != 0; }
+BRISK_INLINE bool chunk_prev_used(const heap_chunk *c) { return (c->head & CHUNK_PREV_USED) != 0; }
+BRISK_INLINE heap_chunk *chunk_at(const void *p, size_t offset)
+{
+    return (heap_chunk *)((char *)(uintptr_t)p + offset);
+}
+BRISK_INLINE heap_chunk *chunk_of_payload(const void *p)
+{
+    return (heap_chunk *)((char *)(uintptr_t)p - CHUNK_HEADER_SIZE);
+}
+BRISK_INLINE void *chunk_payload(heap_chunk *c) { return (char *)c + CHUNK_HEADER_SIZE; }
+/* The footer of a free chunk of `size` bytes: its last word. */
+BRISK_INLINE size_t *chunk_footer(heap_chunk *c, size_t size)
+{
+    return (size_t *)((char *)c + size - sizeof(size_t));
+}
+
+/* The chunk size serving a request of n bytes, n known not to overflow
+ * the arithmetic (the fast paths' requests, at most EXACT_REQUEST_MAX). */
+BRISK_INLINE size_t chunk_size_for_small(size_t n)
+{
+    size_t size = (n + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
+    return size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : size;
+}
+
+/* The chunk size serving a request of n bytes: header + n rounded up to
+ * the granule, at least the minimum. false when n is too large to
+ * represent. */
+BRISK_INLINE bool chunk_size_for_request(size_t n, size_t *out)
+{
+    if (n > SIZE_MAX - (CHUNK_HEADER_SIZE + GRANULE - 1))
+        return false;
+    *out = chunk_size_for_small(n);
+    return true;
+}
+
+/* ---- size classes ------------------------------------------------------ */
+
+/* Sizes below SMALL_LIMIT have one exact class per 16 bytes: any chunk in
+ * the request's own class fits. From SMALL_LIMIT up, each power of two is
+ * split into 16 ranges (TLSF's two-level scheme). */
+#define SMALL_LIMIT ((size_t)1024)
+#define SMALL_CLASSES (SMALL_LIMIT / GRANULE - 2) /* 32 .. 1008: 62 classes */
+#define RANGE_SPLIT_BITS 4
+#define RANGE_SPLIT (1u << RANGE_SPLIT_BITS)
+#define SMALL_LIMIT_LOG2 10
+#define CLASS_COUNT_MAX (SMALL_CLASSES + (64 - SMALL_LIMIT_LOG2) * RANGE_SPLIT)
+#define CLASS_WORDS ((CLASS_COUNT_MAX + 63) / 64)
+#define CLASS_NONE ((size_t)-1)
+/* The largest request an exact class serves: its chunk is below
+ * SMALL_LIMIT. */
+#define EXACT_REQUEST_MAX (SMALL_LIMIT - GRANULE - CHUNK_HEADER_SIZE)
+
+/* How many entries of a ranged class (where a chunk may be too small) an
+ * alloc looks at before moving to the next non-empty class. */
+#define RANGED_CLASS_PROBES 8
+
+BRISK_INLINE unsigned log2_floor(size_t x) { return 63u - (unsigned)__builtin_clzll((unsigned long long)x); }
+
+/* The class of a chunk of `size` bytes (a multiple of 16, >= 32). */
+BRISK_INLINE size_t size_class_of(size_t size)
+{
+    if (size < SMALL_LIMIT)
+        return size / GRANULE - 2;
+    unsigned level = log2_floor(size);
+    size_t sub = (size >> (level - RANGE_SPLIT_BITS)) & (RANGE_SPLIT - 1);
+    return SMALL_CLASSES + (size_t)(level - SMALL_LIMIT_LOG2) * RANGE_SPLIT + sub;
+}
+
+/* The smallest chunk size in class `cls`. */
+BRISK_INLINE size_t size_class_floor(size_t cls)
+{
+    if (cls < SMALL_CLASSES)
+        return (cls + 2) * GRANULE;
+    size_t ranged = cls - SMALL_CLASSES;
+    unsigned level = (unsigned)(ranged / RANGE_SPLIT) + SMALL_LIMIT_LOG2;
+    size_t sub = ranged % RANGE_SPLIT;
+    return (RANGE_SPLIT + sub) << (level - RANGE_SPLIT_BITS);
+}
+
+/* ---- the heap ---------------------------------------------------------- */
+
+struct brisk_heap {
+    char *base;              /* first chunk; 8 mod 16 */
+    char *end;               /* the sentinel header; chunks tile [base, end) */
+    char *top;               /* the wilderness chunk, or end when empty */
+    heap_chunk **heads;      /* class_count list heads (in the bookkeeping) */
+    uint64_t *block_map;     /* 2 bits per granule g, the payload address
+                                base + 8 + 16 g: BLOCK_MAP_LIVE when a live
+                                block starts there, BLOCK_MAP_FREED when a
+                                block handed out there was freed and not
+                                handed out again (tells a double free from
+                                a wild pointer), else 0. Both in one word
+                                so a free touches one cache line. */
+    size_t class_count;      /* classes a chunk of this heap can fall in */
+    uint64_t class_map[CLASS_WORDS]; /* bit c: list c is non-empty */
+    uint64_t class_summary;  /* bit w: class_map[w] != 0 */
+    /* The three counters the hot path updates are kept apart (not
+     * adjacent): side by side, gcc turns their updates into vector
+     * loads, shuffles and stores, several instructions more than plain
+     * adds. */
+    size_t binned_count;     /* free chunks in lists (the wilderness is not) */
+    size_t high_water;       /* furthest chunk end handed out, from base */
+    size_t binned_bytes;
+    size_t granule_count;    /* (end - base) / 16 */
+    size_t used_count;       /* used chunks: live blocks, and deferred
+                                ones (BRISK_HEAP_DEFER_MERGE) */
+    unsigned flags;          /* BRISK_HEAP_* */
+    uint32_t exact_request_max; /* the largest request whose exact class
+                                   has a list head: EXACT_REQUEST_MAX, or
+                                   less in a heap too small for every
+                                   exact class (heads[] has class_count
+                                   entries) */
+    uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
+                                derived from (heap_harden.c) */
+    void *map_base;          /* the mapping to unmap, or NULL */
+    size_t map_size;
+    pthread_mutex_t lock;    /* taken when flags has BRISK_HEAP_THREADSAFE */
+};
+
+BRISK_INLINE void heap_lock(const brisk_heap *heap)
+{
+    if (heap->flags & BRISK_HEAP_THREADSAFE)
+        pthread_mutex_lock((pthread_mutex_t *)(uintptr_t)&heap->lock);
+}
+
+BRISK_INLINE void heap_unlock(const brisk_heap *heap)
+{
+    if (heap->flags & BRISK_HEAP_THREADSAFE)
+        pthread_mutex_unlock((pthread_mutex_t *)(uintptr_t)&heap->lock);
+}
+
+/* ---- hardening (heap_harden.c, docs/security.md) ------------------------
+ *
+ * Under BRISK_HEAP_CANARY a used chunk ends in an 8-byte canary that is
+ * not the caller's:
+ *
+ *   | head | payload: usable bytes ...          | canary |
+ *   ^c     ^p                                   ^c + size - 8
+ *
+ * The canary is derived from the heap's secret, the chunk's address and
+ * its header's size, so a write past the usable bytes (overflow) and a
+ * write into the header in front of p (underflow) both make it disagree.
+ * It is written whenever a chunk is handed out or resized and checked on
+ * free and realloc (and by brisk_heap_check for every live block).
+ *
+ * Under BRISK_HEAP_WIPE_CHECK (which implies BRISK_HEAP_WIPE) the bytes of
+ * a free chunk other than its header, links and footer are zero, and every
+ * byte handed out again is checked to still be zero: a write into freed
+ * memory is reported when that memory is next handed out. */
+#define CHUNK_CANARY_SIZE ((size_t)8)
+
+/* Bytes at the end of a used chunk that are not the caller's. */
+BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
+{
+    return (heap->flags & BRISK_HEAP_CANARY) ? CHUNK_CANARY_SIZE : 0;
+}
+
+/* ---- deferred merging (BRISK_HEAP_DEFER_MERGE) ---------------------------
+ *
+ * A freed chunk of an exact class (under SMALL_LIMIT) is kept as it is,
+ * its header still USED so that no neighbour merges with it, and pushed
+ * on its class's stack of deferred chunks while the stack holds fewer
+ * than DEFER_PER_CLASS; the block map marks it DEFERRED. An alloc of that
+ * exact size pops the most recent one. When an alloc finds no room, every
+ * deferred chunk is released (merged) and the search runs again.
+ *
+ *   bookkeeping, just below base:
+ *   | slots[0][0..11] | slots[1][0..11] | ... | slots[61][0..11] | counts[62] |
+ *     chunk addresses, LIFO, counts[cls] of them valid
+ *
+ * The stacks live in the bookkeeping, not in the chunks: nothing a
+ * program writes into a freed block can change which block an alloc gets
+ * (no link to forge, nothing to check on the way out). */
+/* 12: measured against 8 and 16 (docs/benchmarks.md). 8 left perl's
+ * trace, which frees bursts of 10-byte blocks, at glibc's speed; 16 took
+ * python3's utilization below 90%. */
+#define DEFER_PER_CLASS 12u
+
+/* The stacks and counts, just below base's header (heap_bookkeeping_size
+ * reserves them at the bookkeeping's end for a deferring heap only). */
+#define DEFERRED_SIZE (SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *) + \
+                       ((SMALL_CLASSES + GRANULE - 1) & ~(GRANULE - 1)))
+/* The DEFER_PER_CLASS slots of class cls. */
+BRISK_INLINE heap_chunk **heap_deferred_slots(const brisk_heap *heap, size_t cls)
+{
+    return (heap_chunk **)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE) + cls * DEFER_PER_CLASS;
+}
+BRISK_INLINE uint8_t *heap_deferred_counts(const brisk_heap *heap)
+{
+    return (uint8_t *)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE +
+                                  SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *));
+}
+
+/* Usable bytes of a used chunk of `size` bytes. */
+BRISK_INLINE size_t chunk_usable(const brisk_heap *heap, size_t size)
+{
+    return size - CHUNK_HEADER_SIZE - chunk_tail(heap);
+}
+
+/* The chunk size serving a request of n bytes in this heap (room for the
+ * canary included); false when it cannot be represented. */
+BRISK_INLINE bool heap_chunk_size_for(const brisk_heap *heap, size_t n, size_t *out)
+{
+    size_t tail = chunk_tail(heap);
+    if (n > SIZE_MAX - tail)
+        return false;
+    return chunk_size_for_request(n + tail, out);
+}
+
+/* Writes the canary of the used chunk c (its header already final). */
+BRISK_HIDDEN void heap_canary_write(const brisk_heap *heap, heap_chunk *c);
+/* Whether the used chunk c's canary still matches its header. */
+BRISK_HIDDEN bool heap_canary_intact(const brisk_heap *heap, const heap_chunk *c);
+/* The first non-zero byte in [from, from + len), or NULL when all are
+ * zero. */
+BRISK_HIDDEN const void *heap_wipe_first_dirty(const void *from, size_t len);
+/* Reports a write into freed memory found when handing out the block at
+ * payload (under the heap's lock: the handler must not call back into the
+ * heap anyway). */
+BRISK_HIDDEN void heap_report_write_after_free(const void *payload);
+/* A fresh canary secret for a heap. */
+BRISK_HIDDEN uint64_t heap_canary_key_new(const void *heap);
+
+BRISK_INLINE size_t heap_capacity(const brisk_heap *heap) { return (size_t)(heap->end - heap->base); }
+BRISK_INLINE size_t heap_wild_size(const brisk_heap *heap) { return (size_t)(heap->end - heap->top); }
+
+/* The number of deferred blocks, and their bytes in *bytes. Summed over
+ * the classes when asked (statistics, the self-check): the hot paths keep
+ * only the per-class counts. */
+BRISK_INLINE size_t heap_deferred(const brisk_heap *heap, size_t *bytes)
+{
+    size_t count = 0, sum = 0;
+    if (heap->flags & BRISK_HEAP_DEFER_MERGE) {
+        const uint8_t *counts = heap_deferred_counts(heap);
+        for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
+            count += counts[cls];
+            sum += counts[cls] * size_class_floor(cls);
+        }
+    }
+    *bytes = sum;
+    return count;
+}
+
+/* Usable bytes of the live blocks. Not a counter the hot path keeps up:
+ * every byte of [base, end) lies in a used chunk, a listed free chunk or
+ * the wilderness, and a used chunk's usable bytes are its size less the
+ * header (and the canary). */
+BRISK_INLINE size_t heap_allocated(const brisk_heap *heap)
+{
+    size_t deferred_bytes;
+    size_t live = heap->used_count - heap_deferred(heap, &deferred_bytes);
+    return heap_capacity(heap) - heap_wild_size(heap) - heap->binned_bytes - deferred_bytes -
+           live * (CHUNK_HEADER_SIZE + chunk_tail(heap));
+}
+
+/* The granule index of the block whose chunk starts at c. */
+BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
+{
+    return (size_t)((const char *)c - heap->base) / GRANULE;
+}
+
+#define BLOCK_MAP_LIVE 1u
+#define BLOCK_MAP_FREED 2u
+/* Freed, and kept aside unmerged (BRISK_HEAP_DEFER_MERGE). Both bits:
+ * the LIVE bit says "a used chunk starts here" to the neighbours' checks
+ * (its header keeps USED), the FREED bit says "not the caller's" to
+ * free, realloc and usable_size. */
+#define BLOCK_MAP_DEFERRED 3u
+#define BLOCK_MAP_PER_WORD 32u
+/* The live bits of a block-map word. */
+#define BLOCK_MAP_LIVE_MASK UINT64_C(0x5555555555555555)
+
+BRISK_INLINE unsigned block_map_get(const brisk_heap *heap, size_t g)
+{
+    return (unsigned)(heap->block_map[g / BLOCK_MAP_PER_WORD] >> (2 * (g % BLOCK_MAP_PER_WORD))) & 3u;
+}
+
+BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
+{
+    uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
+    unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
+    *word = (*word & ~((uint64_t)3 << shift)) | ((uint64_t)state << shift);
+}
+
+/* The first non-empty class at or above cls, or CLASS_NONE. O(1): one
+ * word of the class map, then the summary word. */
+BRISK_INLINE size_t class_find_from(const brisk_heap *heap, size_t cls)
+{
+    if (cls >= CLASS_COUNT_MAX)
+        return CLASS_NONE;
+    size_t word = cls / 64;
+    uint64_t bits = heap->class_map[word] & (~(uint64_t)0 << (cls % 64));
+    if (bits != 0)
+        return word * 64 + (size_t)__builtin_ctzll(bits);
+    uint64_t words = word + 1 < 64 ? heap->class_summary & (~(uint64_t)0 << (word + 1)) : 0;
+    if (words == 0)
+        return CLASS_NONE;
+    word = (size_t)__builtin_ctzll(words);
+    return word * 64 + (size_t)__builtin_ctzll(heap->class_map[word]);
+}
+
+/* The highest non-empty class, or CLASS_NONE. */
+BRISK_INLINE size_t class_find_highest(const brisk_heap *heap)
+{
+    if (heap->class_summary == 0)
+        return CLASS_NONE;
+    size_t word = 63u - (size_t)__builtin_clzll(heap->class_summary);
+    return word * 64 + 63u - (size_t)__builtin_clzll(heap->class_map[word]);
+}
+
+/* Bytes of bookkeeping (struct, list heads, the block map, the deferred
+ * lists when `flags` has BRISK_HEAP_DEFER_MERGE) that a region of
+ * `region_size` bytes needs in front of its chunks. A multiple of 16. */
+BRISK_HIDDEN size_t heap_bookkeeping_size(size_t region_size, unsigned flags);
+
+#endif /* BRISK_HEAP_INTERNAL_H */

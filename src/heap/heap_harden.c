@@ -1,0 +1,78 @@
+/*
+ * The region heap's optional hardening (BRISK_HEAP_CANARY,
+ * BRISK_HEAP_WIPE_CHECK): canaries after blocks and the check that freed
+ * memory stays wiped until it is handed out again. The layout and the
+ * rules are in heap_internal.h; what each option catches, and what it does
+ * not, is in docs/security.md.
+ *
+ * None of this runs unless a heap was created with the flag: heap.c calls
+ * in here only behind a test of heap->flags.
+ */
+#include "heap/heap.h"
+
+#include <string.h>
+
+/* The canary of a used chunk at c whose header says `size`. The flag bits
+ * are left out: PREV_USED changes when the left neighbour is freed. */
+static inline uint64_t canary_value(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    return mix64(heap->canary_key ^ (uint64_t)(uintptr_t)c ^ ((uint64_t)size << 1));
+}
+
+void heap_canary_write(const brisk_heap *heap, heap_chunk *c)
+{
+    size_t size = chunk_size(c);
+    uint64_t value = canary_value(heap, c, size);
+    memcpy((char *)c + size - CHUNK_CANARY_SIZE, &value, sizeof value);
+}
+
+bool heap_canary_intact(const brisk_heap *heap, const heap_chunk *c)
+{
+    size_t size = chunk_size(c);
+    uint64_t stored;
+    memcpy(&stored, (const char *)c + size - CHUNK_CANARY_SIZE, sizeof stored);
+    return stored == canary_value(heap, c, size);
+}
+
+const void *heap_wipe_first_dirty(const void *from, size_t len)
+{
+    /* Word at a time over the aligned middle; bytes at the edges. */
+    const unsigned char *p = from;
+    const unsigned char *end = p + len;
+    while (p < end && ((uintptr_t)p & (sizeof(uint64_t) - 1)) != 0) {
+        if (*p != 0)
+            return p;
+        p++;
+    }
+    while ((size_t)(end - p) >= 4 * sizeof(uint64_t)) {
+        uint64_t w[4];
+        memcpy(w, p, sizeof w);
+        if ((w[0] | w[1] | w[2] | w[3]) != 0)
+            break;
+        p += sizeof w;
+    }
+    for (; p < end; p++)
+        if (*p != 0)
+            return p;
+    return NULL;
+}
+
+void heap_report_write_after_free(const void *payload)
+{
+    report_error(BRISK_ERROR_USE_AFTER_FREE,
+                 "use after free: memory written after it was freed (found when handed out again)",
+                 payload);
+}
+
+uint64_t heap_canary_key_new(const void *heap)
+{
+    uint64_t key = 0;
+    if (!os_random(&key, sizeof key)) {
+        /* No kernel randomness (very early boot, seccomp): mix what
+         * differs between processes and heaps. Weaker, never constant. */
+        uint64_t local = 0;
+        key = (uint64_t)(uintptr_t)heap ^ ((uint64_t)(uintptr_t)&local << 17) ^
+              (uint64_t)(uintptr_t)&heap_canary_key_new;
+    }
+    return mix64(key) | 1u;
+}

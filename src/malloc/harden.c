@@ -1,0 +1,907 @@
+/*
+ * The process allocator's hardened level (BRISK_OPTIONS=hardened, or any
+ * of canary, wipe, guard, delay): checks layered around the unhardened
+ * allocator. The default level (pointer validation through the segment
+ * map, block-start checks, double-free detection, checked free lists) is
+ * built into the allocator itself; this file adds what costs time on
+ * every call and so is opt-in.
+ * docs/security.md says what each part catches and what it does not, and
+ * what it costs.
+ *
+ * The public functions divert here with one test of harden_flags (for the
+ * parts that work on every block: canary, wipe, delay), which is written
+ * once when the options are read (before the first block is handed out)
+ * and never again, so every block a hardened process sees was made under
+ * the same rules.
+ *
+ * harden_alloc and harden_free are fast paths of their own, not wrappers:
+ * malloc pops from the class's current page itself (so it knows the page
+ * without looking it up again), free looks the page up once and does every
+ * part's work on it before handing the block to the page's lists.
+ *
+ *   canary  every slot of a page ends in a secret-derived canary word, and
+ *           each page leaves its first slot unused so its first block has
+ *           a canary in front too (layout in malloc_internal.h). free and
+ *           realloc check the canary after the block (overflow) and the
+ *           one before it (underflow), in one test. usable size is the
+ *           slot less 8.
+ *   wipe    free zeroes the block but for its canary (the free-list link or
+ *           the quarantine marker is written into its first word next, and
+ *           the page's free mark into its second when it is listed):
+ *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
+ *           reading it and writing only the 64-byte chunks that are not
+ *           zero already (a part the program never touched stays
+ *           untouched: not written, not made resident). malloc checks that
+ *           a block it hands out (page_pop has zeroed the list's words)
+ *           is still zero: the whole block up to WIPE_FULL_CHECK_MAX
+ *           bytes, above that its first and last WIPE_SAMPLE_BYTES;
+ *           calloc checks the whole block. So a write into freed memory is reported when the
+ *           memory comes back, and no block shows a previous owner's
+ *           bytes. A page whose blocks are all free is checked whole
+ *           (every byte but the allocator's own words) before its slot
+ *           goes back to its segment, and left zero; blocks carved again
+ *           from a slot used before are checked to be still zero (see
+ *           "recycling a page's slot"), so a write after free is found
+ *           whichever class the memory goes to next. Large blocks kept in
+ *           the cache are wiped at free and checked when taken from it,
+ *           with the same loops (large.c).
+ *   guard   large blocks get an inaccessible page right before and right
+ *           after them (large.c), so running off either end faults at once;
+ *           a freed guarded block is cached, and reused, its trailing guard
+ *           moves to the new block's end.
+ *   delay   a freed block goes into a random slot of its thread's
+ *           quarantine of QUARANTINE_SLOTS blocks, evicting the previous
+ *           occupant to the real free; so a freed block is never handed
+ *           straight back, and reuse order is random. (A block freed by a
+ *           thread other than its page's owner skips the quarantine: it
+ *           waits on the page's cross-thread list anyway.) A quarantined
+ *           block carries a secret-derived marker in its first word: a
+ *           second free (from any thread) finds it and is reported at once,
+ *           and a marker found overwritten at eviction is a write after
+ *           free. A thread's quarantine is emptied when the thread exits.
+ *           Large blocks are delayed in large.c's cache instead.
+ */
+#include "malloc/internal.h"
+
+#include <errno.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+unsigned harden_flags;
+
+#define QUARANTINE_SLOTS 64u
+
+typedef struct quarantine {
+    void *slots[QUARANTINE_SLOTS];
+    uint64_t rng;
+} quarantine;
+
+static _Thread_local quarantine *tls_quarantine __attribute__((tls_model("initial-exec")));
+
+/* ---- options -------------------------------------------------------------- */
+
+bool harden_option(const char *name, size_t len)
+{
+    static const struct {
+        const char *name;
+        unsigned flags;
+    } parts[] = {
+        {"hardened", HARDEN_ALL}, {"canary", HARDEN_CANARY}, {"wipe", HARDEN_WIPE},
+        {"guard", HARDEN_GUARD},  {"delay", HARDEN_DELAY},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (strlen(parts[i].name) == len && memcmp(parts[i].name, name, len) == 0) {
+            harden_flags |= parts[i].flags;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- secrets ---------------------------------------------------------------- */
+
+/* The canary stored at address `at` (the last word of a slot, or of a
+ * page's pad): the address xor the kernel-random process secret, one
+ * operation, as these run on every malloc and free. An overflow that
+ * does not know the secret rewrites it intact with probability 2^-64 (a
+ * partial overwrite of n bytes: 2^-8n). A program that can read one
+ * canary and knows its address learns the secret, and so every canary;
+ * canaries are against blind overflows, not against an attacker who
+ * already reads the heap (docs/security.md). */
+static inline uint64_t canary_at(uintptr_t at)
+{
+    return (uint64_t)at ^ (uint64_t)process_secret;
+}
+
+/* The marker a quarantined block at p carries in its first word: the
+ * address xor the secret turned half way round, so it is not the canary
+ * the same address would have. A live block's first word equals it only
+ * if the program wrote that value, which it cannot compute without the
+ * secret. */
+static inline uint64_t quarantine_marker(const void *p)
+{
+    return (uint64_t)(uintptr_t)p ^ (uint64_t)rotl_word(process_secret, 32);
+}
+
+/* The process allocator is built with -fno-builtin (it defines malloc),
+ * so plain memcpy would be a call: the builtin is named. */
+static inline uint64_t load_word(uintptr_t at)
+{
+    uint64_t w;
+    __builtin_memcpy(&w, (const void *)at, sizeof w);
+    return w;
+}
+
+static inline void store_word(uintptr_t at, uint64_t w)
+{
+    __builtin_memcpy((void *)at, &w, sizeof w);
+}
+
+static inline size_t tail_bytes(void)
+{
+    return (harden_flags & HARDEN_CANARY) ? HARDEN_CANARY_SIZE : 0;
+}
+
+/* ---- clearing and checking memory ----------------------------------------- *
+ *
+ * What the wipe clears and checks is a block's body, [p, end): the block
+ * but its canary (end = p + block size - canary). p is 16-aligned and
+ * block sizes are multiples of 16, so end is 16-aligned without a canary
+ * and 8 past a multiple of 16 with one:
+ *
+ *   p                                     end&~15  end
+ *   | 16-byte chunks ...                  | word?  |C|
+ *
+ * The words the free lists use are cleared with the rest on free (the
+ * free-list link or the quarantine marker is written right after) and are
+ * zero when page_pop hands the block out, so they are checked with the
+ * rest.
+ *
+ * Chunks are SSE2 loads and stores on x86-64 (where SSE2 is always
+ * there), two words elsewhere. The allocator is built with -fno-builtin,
+ * and these loops must not turn into calls to memset: CHUNK_OPAQUE hides
+ * the address from the loop pattern matcher (it costs no instruction). */
+#define CHUNK_OPAQUE(at) __asm__("" : "+r"(at))
+
+#if defined(__SSE2__)
+typedef __m128i chunk_acc;
+static inline chunk_acc acc_empty(void) { return _mm_setzero_si128(); }
+static inline chunk_acc acc_add(chunk_acc acc, uintptr_t at)
+{
+    return _mm_or_si128(acc, _mm_load_si128((const __m128i *)at));
+}
+static inline bool acc_is_zero(chunk_acc acc)
+{
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) == 0xffff;
+}
+static inline void chunk_clear(uintptr_t at) { _mm_store_si128((__m128i *)at, _mm_setzero_si128()); }
+#else
+typedef uint64_t chunk_acc;
+static inline chunk_acc acc_empty(void) { return 0; }
+static inline chunk_acc acc_add(chunk_acc acc, uintptr_t at)
+{
+    return acc | load_word(at) | load_word(at + 8);
+}
+static inline bool acc_is_zero(chunk_acc acc) { return acc == 0; }
+static inline void chunk_clear(uintptr_t at)
+{
+    store_word(at, 0);
+    store_word(at + 8, 0);
+}
+#endif
+
+/* Whether [from, to) is all zero: from 16-aligned, to 8-aligned. */
+BRISK_INLINE bool chunks_zero(uintptr_t from, uintptr_t to)
+{
+    uintptr_t stop = to & ~(uintptr_t)15;
+    uint64_t word = (to & 8) ? load_word(stop) : 0;
+    chunk_acc acc = acc_empty();
+    uintptr_t at = from;
+    for (; at + 32 <= stop; at += 32) {
+        CHUNK_OPAQUE(at);
+        acc = acc_add(acc_add(acc, at), at + 16);
+    }
+    if (at < stop)
+        acc = acc_add(acc, at);
+    return word == 0 && acc_is_zero(acc);
+}
+
+/* Zeroes [from, to) with stores: from 16-aligned, to 8-aligned. For
+ * blocks of up to WIPE_STORE_MAX bytes, which the program has usually
+ * just used (so they are in the cache and mostly written). */
+BRISK_INLINE void chunks_clear(uintptr_t from, uintptr_t to)
+{
+    uintptr_t stop = to & ~(uintptr_t)15;
+    if (to & 8)
+        store_word(stop, 0);
+    uintptr_t at = from;
+    for (; at + 32 <= stop; at += 32) {
+        CHUNK_OPAQUE(at);
+        chunk_clear(at);
+        chunk_clear(at + 16);
+    }
+    if (at < stop)
+        chunk_clear(at);
+}
+
+/* Zeroes [from, to) (from 16-aligned, to 8-aligned) by reading it and
+ * writing only the 64-byte stretches that are not zero: for larger
+ * blocks, of which programs often touch a part. What was never written
+ * since it was last cleared (or since the OS gave it) is only read: it is
+ * not dirtied in the cache, and pages never touched map the kernel's
+ * shared zero page instead of taking memory of their own. */
+static void chunks_clear_dirty(uintptr_t from, uintptr_t to)
+{
+    uintptr_t stop = to & ~(uintptr_t)15;
+    if (to & 8)
+        store_word(stop, 0);
+    uintptr_t at = from;
+    for (; at + 64 <= stop; at += 64) {
+        CHUNK_OPAQUE(at);
+        chunk_acc acc = acc_add(acc_add(acc_add(acc_add(acc_empty(), at), at + 16), at + 32), at + 48);
+        if (!acc_is_zero(acc)) {
+            chunk_clear(at);
+            chunk_clear(at + 16);
+            chunk_clear(at + 32);
+            chunk_clear(at + 48);
+        }
+    }
+    for (; at < stop; at += 16) {
+        CHUNK_OPAQUE(at);
+        chunk_clear(at);
+    }
+}
+
+/* Blocks whose body is up to this many bytes are wiped with plain
+ * stores; larger ones by chunks_clear_dirty. */
+#define WIPE_STORE_MAX ((size_t)1024)
+
+/* Wipes the body [p, end) of the block p. */
+BRISK_INLINE void body_wipe(uintptr_t p, uintptr_t end)
+{
+    if (brisk_likely(end - p <= WIPE_STORE_MAX))
+        chunks_clear(p, end);
+    else
+        chunks_clear_dirty(p, end);
+}
+
+/* A block handed out under wipe is checked to be still zero whole up to
+ * WIPE_FULL_CHECK_MAX bytes, above that in a sample: its first and its
+ * last WIPE_SAMPLE_BYTES before the canary. Two cache lines at each end:
+ * a write after free usually lands on an object's header or on its last
+ * fields (a length, a pointer, a vtable, a reference count). The free
+ * still wipes every byte, so a block shows a previous owner's bytes only
+ * where a write after free put them outside the sample
+ * (docs/security.md). */
+#define WIPE_FULL_CHECK_MAX ((size_t)1024)
+#define WIPE_SAMPLE_BYTES ((size_t)128)
+
+/* Whether the checked part of the body [p, end) of the block p is zero. */
+BRISK_INLINE bool body_wiped(uintptr_t p, uintptr_t end)
+{
+    if (brisk_likely(end - p <= WIPE_FULL_CHECK_MAX))
+        return chunks_zero(p, end);
+    /* end - 128 is 8 past a multiple of 16 when end is: one more word. */
+    uintptr_t last = (end - WIPE_SAMPLE_BYTES) & ~(uintptr_t)15;
+    return chunks_zero(p, p + WIPE_SAMPLE_BYTES) && chunks_zero(last, end);
+}
+
+/* For large.c: a large block's wipe at free and its checks when handed
+ * out again, with the same loops as page blocks'. [from, to) is
+ * page-aligned there. */
+void harden_wipe_span(uintptr_t from, uintptr_t to)
+{
+    chunks_clear_dirty(from, to);
+}
+
+bool harden_span_zero(uintptr_t from, uintptr_t to)
+{
+    return chunks_zero(from, to);
+}
+
+/* ---- page hooks ------------------------------------------------------------ */
+
+void harden_page_setup(page *pg)
+{
+    /* Slot 0 of the page becomes the pad; its last word guards the front
+     * of the first block. Every class leaves at least one block (the
+     * largest medium class fits twice in a medium page). */
+    size_t bsize = pg->block_size;
+    size_t page_size = (size_t)1 << page_segment(pg)->page_shift;
+    pg->start += bsize;
+    pg->reserved = (uint32_t)((page_size - bsize) / bsize);
+    pg->span = (uint32_t)(pg->reserved * bsize);
+    store_word(pg->start - HARDEN_CANARY_SIZE, canary_at(pg->start - HARDEN_CANARY_SIZE));
+}
+
+/* ---- recycling a page's slot under wipe ------------------------------------ *
+ *
+ * A page's slot outlives the page: when every block is free the slot goes
+ * back to its segment and may be carved again for any class, so a write
+ * after free into a block of a page that emptied would be handed out in
+ * another class's block, at any offset. The wipe keeps one invariant for
+ * this: every free slot (and the part of a slot in use not yet carved)
+ * reads zero. It is established when a page empties, whose blocks are
+ * all free and whose layout is known:
+ *
+ *   pad (canary only)     block 0                         block 1
+ *   | 0 ...          |C|  |link|mark| 0 ...          |C|  |link|mark| 0 ...
+ *                         <----------- block_size ------->
+ *
+ * the words the allocator wrote into free blocks (link, free mark,
+ * canaries) must read as the allocator left them, every other byte must
+ * still be zero; then those words are zeroed, so the slot reads zero
+ * whole. When a slot is carved again, the carved blocks (and, with the
+ * first blocks, the pad) must read zero: whatever is not was written
+ * after free, after the page emptied, through a dangling pointer. Only a
+ * slot never used since it was mapped (`fresh`) is carved without a
+ * look; a slot the purge returned to the OS reads zero too, but a write
+ * after free would have made it resident with the byte in it, so it is
+ * checked like the others (segment.c's returned_slots).
+ *
+ * Either check reports the first misused block: the old block's start
+ * (the slot remembers the layout of its last page), or the first written
+ * byte when no remembered page covers it. If the handler returns, the
+ * memory is zeroed and used: no block is handed out showing the written
+ * bytes. The call that found it does nothing more: a malloc that carved
+ * returns NULL (its blocks wait, zeroed, for the next call); a page
+ * emptied by a free, or by a malloc's slow path collecting pages, was
+ * freed as asked, as when damage is found in a free list (brisk.h). */
+
+/* The address of the first byte of [from, to) that is not zero (from
+ * and to 8-aligned), or `to`. Run only after a check failed. */
+static uintptr_t first_nonzero(uintptr_t from, uintptr_t to)
+{
+    for (uintptr_t at = from; at < to; at += 8) {
+        if (load_word(at) == 0)
+            continue;
+        for (unsigned i = 0;; i++) {
+            if (((const volatile unsigned char *)at)[i] != 0)
+                return at + i;
+        }
+    }
+    return to;
+}
+
+/* Whether the words the allocator wrote into the free block b of pg
+ * read as it wrote them: a link of the page's lists (NULL, or 16-byte
+ * aligned in the carved part), the free mark (with checks), the canary
+ * (under canary). */
+static inline bool free_words_intact(const page *pg, uintptr_t b, uintptr_t canary)
+{
+    block *next = list_decode(pg, load_word(b));
+    bool intact = next == NULL || page_link_in_range(pg, (uintptr_t)next - pg->start);
+#if BRISK_CHECKS
+    intact &= load_word(b + 8) == pg->free_mark;
+#endif
+    if (canary != 0)
+        intact &= load_word(canary) == canary_at(canary);
+    return intact;
+}
+
+void harden_page_emptied(page *pg)
+{
+    size_t bsize = pg->block_size;
+    uintptr_t start = pg->start;
+    uintptr_t end = start + pg->carved;
+    uintptr_t from = start;
+    bool canary = (harden_flags & HARDEN_CANARY) != 0;
+    uintptr_t bad = 0;
+    if (canary) {
+        from = start - bsize; /* the pad */
+        uintptr_t at = start - HARDEN_CANARY_SIZE;
+        if (load_word(at) != canary_at(at))
+            bad = at;
+        store_word(at, 0);
+    }
+    for (uintptr_t b = start; b < end; b += bsize) {
+        uintptr_t at = canary ? b + bsize - HARDEN_CANARY_SIZE : 0;
+        if (brisk_unlikely(!free_words_intact(pg, b, at)) && bad == 0)
+            bad = b;
+        store_word(b, 0);
+#if BRISK_CHECKS
+        store_word(b + 8, 0); /* the unchecked build leaves it zero */
+#endif
+        if (canary)
+            store_word(at, 0);
+    }
+    if (bad == 0 && brisk_unlikely(!chunks_zero(from, end))) {
+        bad = first_nonzero(from, end);
+        if (bad >= start)
+            bad -= (bad - start) % bsize;
+    }
+    pg->emptied_start = start;
+    pg->emptied_carved = pg->carved;
+    pg->emptied_block_size = (uint32_t)bsize;
+    if (brisk_likely(bad == 0))
+        return;
+    report_error(BRISK_ERROR_USE_AFTER_FREE,
+                 "use after free: a freed block was written to (found when its page was emptied)",
+                 (void *)bad);
+    chunks_clear_dirty(from, end); /* a handler returned: the slot is zero again */
+}
+
+/* The start of the block of the slot's last page that held `at`, or at
+ * itself when no remembered page covers it. */
+static uintptr_t emptied_block_of(const page *pg, uintptr_t at)
+{
+    uintptr_t off = at - pg->emptied_start;
+    if (pg->emptied_block_size == 0 || at < pg->emptied_start || off >= pg->emptied_carved)
+        return at;
+    return at - off % pg->emptied_block_size;
+}
+
+/* Blocks [first, end) about to be carved from a slot used before (and
+ * [pad, first - canary) with the page's first blocks under canary) were
+ * found not zero: written after free. Reports the first such block and,
+ * if the handler returns, zeroes them. */
+static BRISK_NOINLINE void report_recycled_dirty(page *pg, uintptr_t pad, uintptr_t first, uintptr_t end)
+{
+    uintptr_t pad_end = pad == first ? first : first - HARDEN_CANARY_SIZE;
+    uintptr_t at = first_nonzero(pad, pad_end);
+    if (at == pad_end)
+        at = first_nonzero(first, end);
+    report_error(BRISK_ERROR_USE_AFTER_FREE,
+                 "use after free: a freed block was written to (found when its page was reused)",
+                 (void *)emptied_block_of(pg, at));
+    chunks_clear_dirty(pad, pad_end);
+    chunks_clear_dirty(first, end);
+}
+
+bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
+{
+    size_t bsize = pg->block_size;
+    bool clean = true;
+    if ((harden_flags & HARDEN_WIPE) && !pg->fresh) {
+        /* Must read zero (see above); the pad's canary was written as the
+         * page was set up. Reads what the wipe's clearing used to read,
+         * and writes nothing. */
+        uintptr_t end = first + (uintptr_t)count * bsize;
+        uintptr_t pad = first;
+        clean = chunks_zero(first, end);
+        if ((harden_flags & HARDEN_CANARY) && pg->capacity == 0) {
+            pad = first - bsize;
+            clean &= chunks_zero(pad, first - HARDEN_CANARY_SIZE);
+        }
+        if (brisk_unlikely(!clean))
+            report_recycled_dirty(pg, pad, first, end);
+    }
+    if (harden_flags & HARDEN_CANARY) {
+        for (uint32_t i = 0; i < count; i++) {
+            uintptr_t at = first + (uintptr_t)(i + 1) * bsize - HARDEN_CANARY_SIZE;
+            store_word(at, canary_at(at));
+        }
+    }
+    return clean;
+}
+
+uintptr_t harden_free_slot_dirty(const segment *seg, unsigned slot)
+{
+    uintptr_t base = segment_base(seg) + ((uintptr_t)slot << seg->page_shift);
+    uintptr_t end = base + ((uintptr_t)1 << seg->page_shift);
+    return chunks_zero(base, end) ? 0 : first_nonzero(base, end);
+}
+
+int harden_check_page(const page *pg)
+{
+    if (!(harden_flags & HARDEN_CANARY))
+        return 0;
+    uintptr_t at = pg->start - HARDEN_CANARY_SIZE;
+    if (load_word(at) != canary_at(at))
+        return -1;
+    for (uint32_t i = 0; i < pg->capacity; i++) {
+        at = pg->start + (uintptr_t)(i + 1) * pg->block_size - HARDEN_CANARY_SIZE;
+        if (load_word(at) != canary_at(at))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- looking blocks up -------------------------------------------------- */
+
+/* The page of p when p is the start of a carved block of a page in use,
+ * else NULL (NULL itself, a large block, or a pointer the unhardened code
+ * reports). */
+BRISK_INLINE page *page_block_of(const void *p)
+{
+    uintptr_t meta = meta_of(p);
+    if (brisk_unlikely(segmap_kind(meta) != SEGMAP_PAGES))
+        return NULL;
+    page *pg = page_of(segment_of_meta(meta), p);
+    if (brisk_unlikely(!page_block_start(pg, (uintptr_t)p - pg->start)))
+        return NULL;
+    return pg;
+}
+
+static inline bool is_quarantined(const void *p)
+{
+    return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == quarantine_marker(p);
+}
+
+/* The block start p of pg reads as free: to the default level's test, or
+ * by the quarantine marker. Both hardened free and the lookups of
+ * realloc and usable_size start from this test. */
+static inline bool block_reads_free(const page *pg, const void *p)
+{
+    return block_looks_free(pg, p) || is_quarantined(p);
+}
+
+static inline bool page_is_local(const page *pg)
+{
+    heap *h = tls_heap;
+    return h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
+}
+
+/* The block start p of pg reads as free (to the default level's test,
+ * block_looks_free, or it carries the quarantine marker): reports the
+ * double free (use) and returns false, or returns true when it is live
+ * after all (a live block whose data happen to read as free; only the
+ * page's owner can tell, by walking the page's lists). */
+static BRISK_NOINLINE bool suspect_is_live(page *pg, void *p, const char *what)
+{
+    if (!is_quarantined(p) && page_is_local(pg) && !page_has_free_block(pg, p))
+        return true;
+    report_error(BRISK_ERROR_DOUBLE_FREE, what, p);
+    return false;
+}
+
+/* The page of p when p is a live block of a page (checked as the default
+ * level checks it, and not quarantined), or NULL when it is not a page
+ * block at all (NULL, a large block, a pointer the unhardened code
+ * reports). *reported is set when p is a page block found freed and
+ * reported (a returning handler leaves the call with no effect). */
+BRISK_INLINE page *live_page_block(void *p, const char *what, bool *reported)
+{
+    page *pg = page_block_of(p);
+    if (pg == NULL)
+        return NULL;
+    if (brisk_unlikely(block_reads_free(pg, p)) && !suspect_is_live(pg, p, what)) {
+        *reported = true;
+        return NULL;
+    }
+    return pg;
+}
+
+/* Reports which canary of the live block p of pg was overwritten. */
+static BRISK_NOINLINE void report_canary(const page *pg, const void *p)
+{
+    uintptr_t after = (uintptr_t)p + pg->block_size - HARDEN_CANARY_SIZE;
+    if (load_word(after) != canary_at(after))
+        report_error(BRISK_ERROR_OVERFLOW,
+                     "heap buffer overflow: the canary after the block was overwritten", p);
+    else
+        report_error(BRISK_ERROR_OVERFLOW,
+                     "heap buffer underflow: the canary before the block was overwritten "
+                     "(or the block before it overflowed)",
+                     p);
+}
+
+/* Whether the canaries after and before the live block p of pg are
+ * intact, in one test (both are the address xor the secret). */
+BRISK_INLINE bool canaries_intact(const page *pg, const void *p)
+{
+    uintptr_t after = (uintptr_t)p + pg->block_size - HARDEN_CANARY_SIZE;
+    uintptr_t before = (uintptr_t)p - HARDEN_CANARY_SIZE;
+    uint64_t secret = (uint64_t)process_secret;
+    return ((load_word(after) ^ after ^ secret) | (load_word(before) ^ before ^ secret)) == 0;
+}
+
+/* ---- delayed reuse ------------------------------------------------------- */
+
+static BRISK_NOINLINE quarantine *quarantine_create(void)
+{
+    quarantine *q = malloc_raw(sizeof *q, 0, true);
+    if (q == NULL)
+        return NULL;
+    q->rng = mix64((uint64_t)process_secret ^ (uint64_t)(uintptr_t)q ^ os_now_ms());
+    tls_quarantine = q;
+    return q;
+}
+
+/* A slot index from the quarantine's generator: a 64-bit LCG, whose top
+ * bits are the good ones. Seeded from the secret: enough to make reuse
+ * order unpredictable to a program that cannot read the heap. */
+static inline uint32_t quarantine_slot(quarantine *q)
+{
+    q->rng = q->rng * 0x5851f42d4c957f2du + 0x14057b7ef767814fu;
+    return (uint32_t)(q->rng >> 58) & (QUARANTINE_SLOTS - 1);
+}
+
+/* Hands a block leaving the quarantine to the real free, after checking
+ * its marker: anything else in its first word was written after free. */
+BRISK_INLINE void quarantine_release(void *p)
+{
+    if (brisk_unlikely(load_word((uintptr_t)p) != quarantine_marker(p))) {
+        report_error(BRISK_ERROR_USE_AFTER_FREE,
+                     "use after free: a freed block was written to (found leaving the quarantine)", p);
+        return; /* the block stays out of reach: lost, never reused */
+    }
+    store_word((uintptr_t)p, 0);
+    /* Validated when it was freed, and live (off every list) since. */
+    free_validated(page_of(segment_of_meta(meta_of(p)), p), p);
+}
+
+/* Puts the validated, wiped block p in a random slot of the thread's
+ * quarantine and frees the block that was there. */
+BRISK_INLINE void quarantine_put(page *pg, void *p)
+{
+    quarantine *q = tls_quarantine;
+    if (brisk_unlikely(q == NULL)) {
+        q = quarantine_create();
+        if (q == NULL) {
+            free_validated(pg, p); /* no memory for a quarantine: free at once */
+            return;
+        }
+    }
+    store_word((uintptr_t)p, quarantine_marker(p));
+    uint32_t slot = quarantine_slot(q);
+    void *evicted = q->slots[slot];
+    q->slots[slot] = p;
+    if (evicted != NULL)
+        quarantine_release(evicted);
+}
+
+void harden_thread_exit(void)
+{
+    quarantine *q = tls_quarantine;
+    if (q == NULL)
+        return;
+    tls_quarantine = NULL;
+    for (uint32_t i = 0; i < QUARANTINE_SLOTS; i++) {
+        if (q->slots[i] != NULL)
+            quarantine_release(q->slots[i]);
+    }
+    /* The quarantine is a block of the allocator like any other: under
+     * wipe it must go back wiped (it holds pointers), or the next malloc
+     * of its size would find it "written after free". */
+    page *pg = page_of(segment_of_meta(meta_of(q)), q);
+    if (harden_flags & HARDEN_WIPE)
+        body_wipe((uintptr_t)q, (uintptr_t)q + pg->block_size - tail_bytes());
+    free_validated(pg, q);
+}
+
+/* ---- the hardened entry points --------------------------------------------- *
+ *
+ * The fast paths below end in tail calls only (the slow cases, the
+ * reports, the page's own free), so they save no registers. */
+
+/* A block found not wiped when handed out (or a pop that found its list
+ * corrupted: p NULL, reported already). */
+static BRISK_NOINLINE void *hand_out_unwiped(void *p)
+{
+    if (p != NULL)
+        report_error(BRISK_ERROR_USE_AFTER_FREE,
+                     "use after free: a freed block was written to (found when handed out again)", p);
+    errno = ENOMEM;
+    return NULL; /* the block stays live: lost, never reused */
+}
+
+/* The checks on a page block p of pg on its way out (p NULL: its pop
+ * found the list corrupted, reported): under wipe, that it is still zero
+ * (all of it for calloc, `zero`), else, for calloc, zeroing it. Returns
+ * p, or NULL (errno ENOMEM) after reporting. */
+BRISK_INLINE void *hand_out(page *pg, void *p, size_t size, bool zero)
+{
+    unsigned flags = harden_flags;
+    if (brisk_unlikely(p == NULL))
+        return NULL;
+    uintptr_t end = (uintptr_t)p + pg->block_size - tail_bytes();
+    if (flags & HARDEN_WIPE) {
+        /* Wiped on free, and the words the free lists use zeroed by
+         * page_pop. calloc reads the whole body instead of zeroing it:
+         * the same cost, and a full check. */
+#if !BRISK_CHECKS
+        store_word((uintptr_t)p, 0);
+#endif
+        bool clean = zero ? chunks_zero((uintptr_t)p, end) : body_wiped((uintptr_t)p, end);
+        if (brisk_unlikely(!clean))
+            return hand_out_unwiped(p);
+    } else if (zero) {
+        memset(p, 0, size); /* size <= the usable size: the canary stays */
+    }
+    return p;
+}
+
+/* The bytes to ask of the pages for a request of `size`: the canary
+ * added. The canary must not be a block's second word, which the free
+ * lists may use while the block is free (a free block's mark, on the
+ * default level's side): canaried requests get 32-byte blocks at least. */
+static inline size_t block_request(size_t size)
+{
+    if (!(harden_flags & HARDEN_CANARY))
+        return size;
+    return size + HARDEN_CANARY_SIZE <= 16 ? 17 : size + HARDEN_CANARY_SIZE;
+}
+
+/* The current page of the class serving `want` bytes (block_request's),
+ * for sizes up to MEDIUM_SIZE_MAX. */
+BRISK_INLINE page *current_page(heap *h, size_t want)
+{
+    return want <= DIRECT_SMALL_MAX ? h->direct_small[(want + 15) >> 4] : h->direct[size_class_of(want)];
+}
+
+/* Everything but a malloc the current page of its class can serve at
+ * once: a thread's first allocation, an empty current page, large and
+ * aligned blocks, calloc. */
+static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, bool zero)
+{
+    if (size > REQUEST_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* A thread's first allocation: set its heap up here, or the raw call
+     * below would do it and divert into harden_alloc a second time, adding
+     * a second tail (and for sizes just under MEDIUM_SIZE_MAX turning the
+     * block into a large one that the page lookup below would misread). */
+    heap *h = tls_heap;
+    if (brisk_unlikely(h == NULL)) {
+        h = heap_init_slow();
+        if (h == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    size_t want = block_request(size);
+    if (alignment == 0 && want <= MEDIUM_SIZE_MAX) {
+        page *pg = current_page(h, want);
+        if (pg->free != NULL) {
+            h->class_requests[pg->size_class]++;
+            return hand_out(pg, page_pop(pg), size, zero);
+        }
+    }
+    /* calloc (zero) never asks for an alignment. A page block is zeroed
+     * (or checked) by hand_out: malloc_raw's zeroing would also clear its
+     * canary. A large block is zeroed by large_alloc, which knows whether
+     * its mapping is fresh. */
+    void *p;
+    if (alignment != 0)
+        p = malloc_raw(want, alignment, false);
+    else if (zero && want > MEDIUM_SIZE_MAX)
+        p = malloc_raw(want, 0, true);
+    else
+        p = malloc_fast_raw(want);
+    if (p == NULL)
+        return NULL;
+    page *pg = page_block_of(p);
+    if (pg == NULL)
+        return p; /* a large block: guard pages and wiping are large.c's */
+    return hand_out(pg, p, size, zero);
+}
+
+void *harden_alloc(size_t size, size_t alignment, bool zero)
+{
+    heap *h = tls_heap;
+    if (brisk_likely((alignment | (size_t)zero) == 0 && h != NULL &&
+                     size <= MEDIUM_SIZE_MAX - HARDEN_CANARY_SIZE)) {
+        page *pg = current_page(h, block_request(size));
+        if (brisk_likely(pg->free != NULL)) {
+            h->class_requests[pg->size_class]++;
+            void *p = page_pop(pg);
+            if (!(harden_flags & HARDEN_WIPE))
+                return p;
+#if !BRISK_CHECKS
+            if (p != NULL)
+                store_word((uintptr_t)p, 0); /* page_pop zeroes it only with checks */
+#endif
+            if (brisk_likely(p != NULL && body_wiped((uintptr_t)p, (uintptr_t)p + pg->block_size - tail_bytes())))
+                return p;
+            return hand_out_unwiped(p);
+        }
+    }
+    return harden_alloc_slow(size, alignment, zero);
+}
+
+/* The local free of the validated, checked and wiped block p of pg under
+ * delay: into the quarantine. */
+static BRISK_NOINLINE void harden_free_delayed(page *pg, void *p)
+{
+    quarantine_put(pg, p);
+}
+
+/* harden_free's work on the live block p of pg: canaries checked, body
+ * wiped, then the quarantine or the page's lists. */
+BRISK_INLINE void harden_free_live(page *pg, void *p)
+{
+    unsigned flags = harden_flags;
+    uintptr_t end = (uintptr_t)p + pg->block_size;
+    if (flags & HARDEN_CANARY) {
+        if (brisk_unlikely(!canaries_intact(pg, p))) {
+            report_canary(pg, p);
+            return;
+        }
+        end -= HARDEN_CANARY_SIZE;
+    }
+    /* The words the free lists use are wiped too: the free-list link (or
+     * the quarantine marker) is written next. */
+    if (flags & HARDEN_WIPE)
+        body_wipe((uintptr_t)p, end);
+    /* Cross-thread frees skip the quarantine: they wait on the page's
+     * cross-thread list until the owner collects them anyway. */
+    if ((flags & HARDEN_DELAY) && page_is_local(pg)) {
+        harden_free_delayed(pg, p);
+        return;
+    }
+    free_validated(pg, p);
+}
+
+/* A free whose block reads as free (see suspect_is_live). */
+static BRISK_NOINLINE void harden_free_suspect(page *pg, void *p)
+{
+    if (suspect_is_live(pg, p, "double free"))
+        harden_free_live(pg, p);
+}
+
+void harden_free(void *p)
+{
+    page *pg = page_block_of(p);
+    if (brisk_unlikely(pg == NULL)) {
+        free_raw(p); /* NULL, a large block, or misuse the unhardened code reports */
+        return;
+    }
+    if (brisk_unlikely(block_reads_free(pg, p))) {
+        harden_free_suspect(pg, p);
+        return;
+    }
+    harden_free_live(pg, p);
+}
+
+size_t harden_usable_size(const void *p)
+{
+    if (p == NULL)
+        return 0;
+    bool reported = false;
+    page *pg = live_page_block((void *)p, "use of a freed block", &reported);
+    if (pg == NULL)
+        return reported ? 0 : usable_raw(p);
+    return pg->block_size - tail_bytes();
+}
+
+void *harden_realloc(void *p, size_t size)
+{
+    if (p == NULL)
+        return harden_alloc(size, 0, false);
+    if (size == 0) {
+        harden_free(p);
+        return NULL;
+    }
+    size_t old;
+    bool reported = false;
+    page *pg = live_page_block(p, "realloc of a freed block", &reported);
+    if (pg != NULL) {
+        if ((harden_flags & HARDEN_CANARY) && !canaries_intact(pg, p)) {
+            report_canary(pg, p);
+            return NULL;
+        }
+        old = pg->block_size - tail_bytes();
+        if (size <= old && (size >= old / 2 || old <= 128))
+            return p; /* same block, same canaries */
+    } else {
+        if (reported)
+            return NULL;
+        old = usable_raw(p); /* reports misuse; 0 when a handler returned */
+        if (old == 0)
+            return NULL;
+        /* A live large block: resized in place when its mapping allows
+         * (not under guard, whose pages must stay at the block's ends). */
+        if (size > MEDIUM_SIZE_MAX && !(harden_flags & HARDEN_GUARD) &&
+            large_try_resize(large_header_of_meta(meta_of(p)), size))
+            return p;
+    }
+    /* As malloc.c's realloc: a block that must move to grow by a little
+     * gets half as much again, so growing in small steps copies O(log n)
+     * times. */
+    size_t target = size;
+    if (size > old && size - old < old / 2 && old <= MEDIUM_SIZE_MAX / 2)
+        target = old + old / 2;
+    void *fresh = harden_alloc(target, 0, false);
+    if (fresh == NULL)
+        return NULL; /* errno is ENOMEM; the old block is untouched */
+    memcpy(fresh, p, size < old ? size : old);
+    if (pg != NULL)
+        harden_free_live(pg, p); /* validated above */
+    else
+        harden_free(p);
+    return fresh;
+}

@@ -1,0 +1,540 @@
+/*
+ * The process allocator's entry points: brisk_malloc and friends, also
+ * defined under the standard names (malloc, free, ...) so that linking
+ * libbrisk.a or preloading libbrisk.so replaces the system allocator.
+ * Every standard name is an alias in this one object file, so a static
+ * link that needs one of them gets all of them.
+ *
+ * Fast paths (all inline here):
+ *   malloc  TLS heap -> size class -> the class's current page -> pop its
+ *           free list (the popped block checked to be a block of the page).
+ *   free    segment map says the 4 MiB span is ours -> page from the
+ *           address -> block start and free mark checked -> owner thread:
+ *           push on local_free, else one CAS onto the page's thread_free.
+ *
+ * This file deliberately includes neither <stdlib.h> nor <malloc.h>: it
+ * defines those names, and is built with -fno-builtin so the compiler
+ * does not turn malloc + memset into a call to calloc.
+ */
+#include "malloc/internal.h"
+
+#include <errno.h>
+
+/* ---- allocation ------------------------------------------------------- */
+
+static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero);
+
+/* Counting requests per class costs one increment on a line the heap
+ * owns; malloc_generic counts the requests that reach it. */
+BRISK_INLINE void *malloc_class(heap *h, unsigned cls)
+{
+    page *pg = h->direct[cls];
+    if (brisk_likely(pg->free != NULL)) {
+        h->class_requests[cls]++;
+        return page_pop(pg);
+    }
+    return malloc_generic(h, cls);
+}
+
+BRISK_INLINE void *malloc_inline(size_t size)
+{
+    heap *h = tls_heap;
+    if (brisk_likely(h != NULL && size <= DIRECT_SMALL_MAX)) {
+        page *pg = h->direct_small[(size + 15) >> 4];
+        if (brisk_likely(pg->free != NULL)) {
+            h->class_requests[pg->size_class]++;
+            return page_pop(pg);
+        }
+        return malloc_generic(h, size_class_of(size));
+    }
+    if (brisk_likely(h != NULL && size <= MEDIUM_SIZE_MAX))
+        return malloc_class(h, size_class_of(size));
+    return malloc_slow(size, 0, false);
+}
+
+/* First allocation of a thread, large blocks, aligned blocks, calloc. */
+static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero)
+{
+    heap *h = tls_heap;
+    if (h == NULL) {
+        h = heap_init_slow();
+        if (h == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        /* The options were just read: a hardened process hands out no
+         * block that was not made under its rules. */
+        if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+            return harden_alloc(size, alignment, zero);
+    }
+    void *p;
+    if (alignment <= BRISK_ALIGNMENT) {
+        if (size <= MEDIUM_SIZE_MAX) {
+            p = malloc_class(h, size_class_of(size));
+            if (zero && p != NULL)
+                memset(p, 0, size);
+            return p;
+        }
+    } else if (size <= MEDIUM_SIZE_MAX && alignment <= MEDIUM_SIZE_MAX) {
+        /* A class whose block size is a multiple of the alignment, in
+         * pages aligned to at least 64 KiB, gives aligned blocks: the
+         * rounded size is on the class grid, so its class has exactly
+         * that block size (see size_class_of). */
+        size_t rounded = size <= alignment ? alignment : (size + alignment - 1) & ~(alignment - 1);
+        if (rounded <= MEDIUM_SIZE_MAX) {
+            p = malloc_class(h, size_class_of(rounded));
+            if (zero && p != NULL)
+                memset(p, 0, size);
+            return p;
+        }
+    }
+    h->large_requests++;
+    h->large_bytes_requested += size;
+    heap_purge_tick(h);
+    return large_alloc(size, alignment, zero);
+}
+
+void *brisk_malloc(size_t size)
+{
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_alloc(size, 0, false);
+    return malloc_inline(size);
+}
+
+/* Under canaries every block ends in its canary: a 16-byte block's would
+ * be its second word, where a free block keeps its free mark (see
+ * malloc_internal.h). Hardened requests (which include the canary) get
+ * 32-byte blocks at least. */
+static inline size_t harden_request(size_t size)
+{
+    return size <= 16 && (harden_flags & HARDEN_CANARY) ? 17 : size;
+}
+
+/* The unhardened allocator, for harden.c. */
+void *malloc_raw(size_t size, size_t alignment, bool zero)
+{
+    return malloc_slow(harden_request(size), alignment, zero);
+}
+
+void *malloc_fast_raw(size_t size)
+{
+    return malloc_inline(harden_request(size));
+}
+
+void *brisk_calloc(size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_alloc(total, 0, true);
+    return malloc_slow(total, 0, true);
+}
+
+/* ---- freeing --------------------------------------------------------------- */
+
+/* One CAS (retried only under contention) pushes b and bumps the count. */
+static BRISK_NOINLINE void free_remote(page *pg, block *b)
+{
+    uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
+    uintptr_t next;
+#if BRISK_CHECKS
+    b->free_mark = pg->free_mark;
+#endif
+    do {
+        b->next_encoded = list_encode(pg, thread_free_head(word));
+        next = (uintptr_t)b |
+               ((uintptr_t)(thread_free_count(word) + 1) << THREAD_FREE_COUNT_SHIFT);
+    } while (!__atomic_compare_exchange_n(&pg->thread_free, &word, next, true,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+/* Not a small or medium block: a large block, or not ours at all. */
+static BRISK_NOINLINE void free_other(void *p, unsigned kind)
+{
+    if (kind == SEGMAP_LARGE) {
+        large_free(large_header_of_meta(meta_of(p)), p); /* validates the header */
+        return;
+    }
+    if (kind == SEGMAP_LARGE_FREED)
+        report_error(BRISK_ERROR_DOUBLE_FREE, "double free (of a large block already unmapped)", p);
+    else
+        report_error(BRISK_ERROR_INVALID_POINTER,
+                     "free of a pointer that is not a block of this allocator", p);
+}
+
+#if BRISK_CHECKS
+static BRISK_NOINLINE void free_invalid(page *pg, void *p)
+{
+    block_report_bad_free(pg, p);
+}
+#endif
+
+/* Puts the validated block b on its page's lists: the owner's local
+ * list, or the page's cross-thread list. */
+BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
+{
+    heap *h = tls_heap;
+    if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
+        b->next_encoded = list_encode(pg, pg->local_free);
+#if BRISK_CHECKS
+        b->free_mark = pg->free_mark;
+#endif
+        pg->local_free = b;
+        if (brisk_unlikely(--pg->used == 0 || pg->in_full))
+            page_free_slow(pg, h);
+        return;
+    }
+    free_remote(pg, b);
+}
+
+BRISK_INLINE void free_inline(void *p)
+{
+    if (brisk_unlikely(p == NULL))
+        return;
+    uintptr_t meta = meta_of(p);
+#if BRISK_CHECKS
+    unsigned kind = segmap_kind(meta);
+    if (brisk_unlikely(kind != SEGMAP_PAGES)) {
+        free_other(p, kind);
+        return;
+    }
+#else
+    if (brisk_unlikely(segment_of_meta(meta)->magic != SEGMENT_MAGIC)) {
+        free_other(p, SEGMAP_LARGE);
+        return;
+    }
+#endif
+    segment *seg = segment_of_meta(meta);
+    page *pg = page_of(seg, p);
+    block *b = p;
+#if BRISK_CHECKS
+    /* A carved block start of a page in use (carved is 0 otherwise; the
+     * header slot's page is never in use)... */
+    if (brisk_unlikely(!page_block_start(pg, (uintptr_t)p - pg->start))) {
+        free_invalid(pg, p);
+        return;
+    }
+    /* ...that does not already look free (see malloc_internal.h). */
+    if (brisk_unlikely(block_looks_free(pg, b))) {
+        free_suspect(pg, b);
+        return;
+    }
+#endif
+    free_to_page(seg, pg, b);
+}
+
+void brisk_free(void *ptr)
+{
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS)) {
+        harden_free(ptr);
+        return;
+    }
+    free_inline(ptr);
+}
+
+void free_raw(void *p)
+{
+    free_inline(p);
+}
+
+/* Under wipe a block freed through here (leaving the quarantine, or a
+ * thread's quarantine itself) was zeroed past its first word when it was
+ * freed, so its second word must still be zero: the free mark is about to
+ * be written there, and would hide a write after free from the hand-out
+ * check that looks for it. */
+void free_validated(page *pg, void *p)
+{
+#if BRISK_CHECKS
+    if ((harden_flags & HARDEN_WIPE) && ((const block *)p)->free_mark != 0) {
+        report_error(BRISK_ERROR_USE_AFTER_FREE,
+                     "use after free: a freed block was written to (found leaving the quarantine)", p);
+        return; /* the block stays out of reach: lost, never reused */
+    }
+#endif
+    free_to_page(page_segment(pg), pg, p);
+}
+
+void brisk_free_sized(void *ptr, size_t size)
+{
+    (void)size;
+    brisk_free(ptr);
+}
+
+void brisk_free_aligned_sized(void *ptr, size_t alignment, size_t size)
+{
+    (void)alignment;
+    (void)size;
+    brisk_free(ptr);
+}
+
+/* ---- looking blocks up ------------------------------------------------- */
+
+/* The usable size of the live block at p, or 0 after reporting p as not
+ * one (when an error handler returns). *large_out is set for large
+ * blocks. */
+static size_t block_usable(const void *p, large_header **large_out)
+{
+    uintptr_t meta = meta_of(p);
+    unsigned kind = segmap_kind(meta);
+    *large_out = NULL;
+    if (kind == SEGMAP_PAGES) {
+        segment *seg = segment_of_meta(meta);
+        page *pg = page_of(seg, p);
+        uintptr_t off = (uintptr_t)p - pg->start;
+        bool start = page_block_start(pg, off);
+#if BRISK_CHECKS
+        bool looks_free = start && block_looks_free(pg, p);
+        /* Only the owner may walk the page's lists to clear a suspect; a
+         * thread with no heap must not claim an abandoned segment's pages,
+         * which another thread may be adopting. */
+        if (looks_free && tls_heap != NULL &&
+            __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == tls_heap &&
+            !page_has_free_block(pg, p))
+            looks_free = false;
+#else
+        bool looks_free = false;
+#endif
+        if (start && !looks_free)
+            return pg->block_size;
+        if (looks_free || (!pg->in_use && pg->block_size != 0 && off < pg->span &&
+                           (off % pg->block_size) == 0))
+            report_error(BRISK_ERROR_DOUBLE_FREE, "use of a freed block", p);
+        else
+            report_error(BRISK_ERROR_INVALID_POINTER, "pointer is not the start of a live block", p);
+        return 0;
+    }
+    if (kind == SEGMAP_LARGE) {
+        large_header *hdr = large_header_of_meta(meta);
+        if (!large_header_intact(hdr)) {
+            report_error(BRISK_ERROR_CORRUPTION, "large block header corrupted", p);
+            return 0;
+        }
+        if (!hdr->cached && hdr->block == (uintptr_t)p) {
+            *large_out = hdr;
+            return hdr->usable;
+        }
+    }
+    report_error(BRISK_ERROR_INVALID_POINTER, "pointer is not a live block of this allocator", p);
+    return 0;
+}
+
+size_t brisk_malloc_usable_size(const void *ptr)
+{
+    if (ptr == NULL)
+        return 0;
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_usable_size(ptr);
+    large_header *hdr;
+    return block_usable(ptr, &hdr);
+}
+
+size_t usable_raw(const void *p)
+{
+    large_header *hdr;
+    return block_usable(p, &hdr);
+}
+
+/* A block that must move to grow by a little gets half as much again, so
+ * a buffer grown in small steps is copied O(log n) times, not once per
+ * size class (8 per doubling). */
+static size_t realloc_target(size_t old, size_t size)
+{
+    if (size > old && size - old < old / 2 && old <= MEDIUM_SIZE_MAX / 2)
+        return old + old / 2;
+    return size;
+}
+
+static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size);
+
+void *brisk_realloc(void *ptr, size_t size)
+{
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_realloc(ptr, size);
+    if (ptr == NULL)
+        return malloc_inline(size);
+    if (size == 0) {
+        /* glibc's behaviour, which Linux programs rely on */
+        free_inline(ptr);
+        return NULL;
+    }
+    /* Fast path: a live small or medium block (checked as free checks). */
+    uintptr_t meta = meta_of(ptr);
+    if (brisk_likely(segmap_kind(meta) == SEGMAP_PAGES)) {
+        page *pg = page_of(segment_of_meta(meta), ptr);
+#if BRISK_CHECKS
+        bool live = page_block_start(pg, (uintptr_t)ptr - pg->start) &&
+                    !block_looks_free(pg, (block *)ptr);
+#else
+        bool live = true;
+#endif
+        if (brisk_likely(live)) {
+            size_t old = pg->block_size;
+            if (size <= old && (size >= old / 2 || old <= 128))
+                return ptr;
+            void *fresh = malloc_inline(realloc_target(old, size));
+            if (fresh == NULL)
+                return NULL; /* errno is ENOMEM; the old block is untouched */
+            memcpy(fresh, ptr, size < old ? size : old);
+            free_inline(ptr);
+            return fresh;
+        }
+    }
+    return realloc_slow(ptr, size);
+}
+
+/* Large blocks, and pointers the fast path doubts (reported here). */
+static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size)
+{
+    large_header *hdr;
+    size_t old = block_usable(ptr, &hdr);
+    if (old == 0)
+        return NULL; /* reported; the handler returned */
+    if (hdr != NULL) {
+        if (large_try_resize(hdr, size))
+            return ptr;
+    } else if (size <= old && (size >= old / 2 || old <= 128)) {
+        return ptr;
+    }
+    void *fresh = malloc_inline(size);
+    if (fresh == NULL)
+        return NULL; /* errno is ENOMEM; the old block is untouched */
+    memcpy(fresh, ptr, size < old ? size : old);
+    free_inline(ptr);
+    return fresh;
+}
+
+void *brisk_reallocarray(void *ptr, size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return brisk_realloc(ptr, total);
+}
+
+/* ---- aligned allocation ------------------------------------------------------ */
+
+static void *aligned_alloc_checked(size_t alignment, size_t size)
+{
+    if (size > REQUEST_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
+        return harden_alloc(size, alignment, false);
+    return malloc_slow(size, alignment, false);
+}
+
+int brisk_posix_memalign(void **out, size_t alignment, size_t size)
+{
+    if (!is_power_of_two(alignment) || alignment < sizeof(void *))
+        return EINVAL;
+    int saved = errno;
+    void *p = aligned_alloc_checked(alignment, size);
+    if (p == NULL) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+void *brisk_aligned_alloc(size_t alignment, size_t size)
+{
+    if (!is_power_of_two(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return aligned_alloc_checked(alignment, size);
+}
+
+/* glibc's memalign rounds an alignment that is not a power of two up to
+ * one, and refuses only alignments too large to round. */
+void *brisk_memalign(size_t alignment, size_t size)
+{
+    if (alignment > REQUEST_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t a = BRISK_ALIGNMENT;
+    while (a < alignment)
+        a <<= 1;
+    return aligned_alloc_checked(a, size);
+}
+
+void *brisk_valloc(size_t size)
+{
+    return aligned_alloc_checked(os_page_size(), size);
+}
+
+void *brisk_pvalloc(size_t size)
+{
+    size_t page_bytes = os_page_size();
+    size_t rounded;
+    if (!align_up_checked(size == 0 ? 1 : size, page_bytes, &rounded)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return aligned_alloc_checked(page_bytes, rounded);
+}
+
+/* ---- glibc extras -------------------------------------------------------- */
+
+int malloc_trim(size_t pad);
+int malloc_trim(size_t pad)
+{
+    (void)pad;
+    heap *h = tls_heap;
+    if (h != NULL)
+        return heap_purge(h, true) ? 1 : 0;
+    uint64_t now = os_now_ms();
+    bool any = segment_cache_purge(now, true);
+    any |= large_cache_purge(now, true);
+    return any ? 1 : 0;
+}
+
+/* Accepts glibc's tuning parameters (returning 1, success, as glibc
+ * does) without acting on them: brisk's own settings come from
+ * BRISK_OPTIONS. Unknown parameters return 0. */
+int mallopt(int param, int value);
+int mallopt(int param, int value)
+{
+    (void)value;
+    switch (param) {
+    case 1:  /* M_MXFAST */
+    case -1: /* M_TRIM_THRESHOLD */
+    case -2: /* M_TOP_PAD */
+    case -3: /* M_MMAP_THRESHOLD */
+    case -4: /* M_MMAP_MAX */
+    case -5: /* M_CHECK_ACTION */
+    case -6: /* M_PERTURB */
+    case -7: /* M_ARENA_TEST */
+    case -8: /* M_ARENA_MAX */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* ---- the standard names ---------------------------------------------------- */
+
+#define BRISK_ALIAS(name) __attribute__((alias(#name), used))
+
+void *malloc(size_t size) BRISK_ALIAS(brisk_malloc);
+void *calloc(size_t count, size_t size) BRISK_ALIAS(brisk_calloc);
+void *realloc(void *ptr, size_t size) BRISK_ALIAS(brisk_realloc);
+void *reallocarray(void *ptr, size_t count, size_t size) BRISK_ALIAS(brisk_reallocarray);
+void free(void *ptr) BRISK_ALIAS(brisk_free);
+void free_sized(void *ptr, size_t size) BRISK_ALIAS(brisk_free_sized);
+void free_aligned_sized(void *ptr, size_t alignment, size_t size)
+    BRISK_ALIAS(brisk_free_aligned_sized);
+int posix_memalign(void **out, size_t alignment, size_t size) BRISK_ALIAS(brisk_posix_memalign);
+void *aligned_alloc(size_t alignment, size_t size) BRISK_ALIAS(brisk_aligned_alloc);
+void *memalign(size_t alignment, size_t size) BRISK_ALIAS(brisk_memalign);
+void *valloc(size_t size) BRISK_ALIAS(brisk_valloc);
+void *pvalloc(size_t size) BRISK_ALIAS(brisk_pvalloc);
+size_t malloc_usable_size(void *ptr) BRISK_ALIAS(brisk_malloc_usable_size);

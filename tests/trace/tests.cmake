@@ -1,0 +1,60 @@
+# Tests of brisk-trace, included from tools/CMakeLists.txt (which defines
+# the tool's targets).
+find_package(Python3 COMPONENTS Interpreter)
+
+# The engine, directly: parser, checked replay, checks against a broken
+# allocator; also under ASan+UBSan against brisk_core_asan.
+add_executable(test_trace_engine ${PROJECT_SOURCE_DIR}/tests/trace/test_trace_engine.c)
+target_include_directories(test_trace_engine PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
+target_link_libraries(test_trace_engine PRIVATE brisk_trace_engine)
+target_compile_options(test_trace_engine PRIVATE ${BRISK_WARNINGS})
+add_test(NAME test_trace_engine COMMAND test_trace_engine)
+
+if(BRISK_SANITIZE)
+  brisk_trace_engine(brisk_trace_engine_asan brisk_core_asan)
+  add_executable(test_trace_engine_asan ${PROJECT_SOURCE_DIR}/tests/trace/test_trace_engine.c)
+  target_include_directories(test_trace_engine_asan PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
+  target_link_libraries(test_trace_engine_asan PRIVATE brisk_trace_engine_asan)
+  target_compile_options(test_trace_engine_asan PRIVATE ${BRISK_WARNINGS})
+  add_test(NAME test_trace_engine_asan COMMAND test_trace_engine_asan)
+  # The whole tool under sanitizers, for the malformed-input test: bad
+  # input must never crash it.
+  add_executable(brisk-trace-asan trace/main.c trace/record.c)
+  target_link_libraries(brisk-trace-asan PRIVATE brisk_trace_engine_asan)
+  target_compile_options(brisk-trace-asan PRIVATE ${BRISK_WARNINGS})
+  set(TRACE_ASAN_ENV "ASAN_OPTIONS=abort_on_error=0:detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  set_tests_properties(test_trace_engine_asan PROPERTIES ENVIRONMENT "${TRACE_ASAN_ENV}")
+endif()
+
+# A program that allocates in a known pattern, in threads and in a forked
+# child, for the recorder test.
+add_executable(trace_test_program ${PROJECT_SOURCE_DIR}/tests/trace/trace_test_program.c)
+# -fno-builtin: the compiler must not elide the allocations it can see are
+# unused (clang does), they are the point.
+target_compile_options(trace_test_program PRIVATE ${BRISK_WARNINGS} -fno-builtin)
+target_link_libraries(trace_test_program PRIVATE Threads::Threads)
+
+if(Python3_FOUND)
+  set(TRACE_TESTS ${PROJECT_SOURCE_DIR}/tests/trace)
+  add_test(NAME test_trace_errors
+    COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_errors.py $<TARGET_FILE:brisk-trace>)
+  if(BRISK_SANITIZE)
+    add_test(NAME test_trace_errors_asan
+      COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_errors.py $<TARGET_FILE:brisk-trace-asan>)
+    set_tests_properties(test_trace_errors_asan PROPERTIES ENVIRONMENT "${TRACE_ASAN_ENV}")
+  endif()
+  add_test(NAME test_trace_record
+    COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_record.py $<TARGET_FILE:brisk-trace>
+            $<TARGET_FILE:trace_test_program>)
+  add_test(NAME test_trace_svg
+    COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_svg.py $<TARGET_FILE:brisk-trace>
+            ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py)
+  # The heap map page in a real browser (headless Chromium over the
+  # DevTools protocol). Skipped, visibly, where Chromium is missing.
+  add_test(NAME test_trace_html
+    COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_html.py $<TARGET_FILE:brisk-trace>
+            ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py)
+  set_tests_properties(test_trace_html PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
+else()
+  message(WARNING "python3 not found: the brisk-trace command-line tests are not registered")
+endif()
