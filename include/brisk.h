@@ -401,7 +401,7 @@ void *brisk_pvalloc(size_t size);
 size_t brisk_malloc_usable_size(const void *ptr);
 
 /* Checks the process allocator's structural invariants (listed in
- * src/malloc_check.c and docs/process.md) over the memory the calling
+ * src/malloc/check.c and docs/process.md) over the memory the calling
  * thread owns: segment headers and slot accounting, every page's free
  * lists, counts and list membership; and the large blocks.
  * Returns 0 when all hold; otherwise writes the first broken invariant to

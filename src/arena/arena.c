@@ -13,7 +13,7 @@
  *
  * Marks. A mark is valid until the arena is reset or moved back below the
  * mark's position. The positions of valid marks are the arena's open
- * levels (arena_internal.h): marks saved at the same position share one
+ * levels (arena/arena.h): marks saved at the same position share one
  * level and its stamp. Restoring a mark closes the levels above it and
  * keeps its own; reset closes all. A mark whose level is in the ring is
  * checked exactly, in O(1): its slot must be within the ring's open part

@@ -4,12 +4,15 @@
  * here has hidden visibility in libbrisk.so.
  *
  * Layering:
- *   os.c      the only code that makes system calls (map, unmap, advise,
- *             protect, write to stderr, abort).
- *   error.c   reporting of detected misuse through the error handler.
- *   arena.c   the bump arena.
- *   heap*.c   the region heap (see heap_internal.h).
- *   the process-wide allocator (see its own internal header).
+ *   common/os.c      the only code that makes system calls (map, unmap,
+ *                    advise, protect, write to stderr, abort).
+ *   common/error.c   reporting of detected misuse through the error handler.
+ *   common/random.c  secrets for keys, marks, canaries and seals.
+ *   arena/           the bump arena (arena/arena.h).
+ *   heap/            the region heap (heap/heap.h).
+ *   malloc/          the process-wide allocator (malloc/types.h, malloc/internal.h).
+ * arena/, heap/ and malloc/ each stand on this folder alone: none includes
+ * or calls another.
  */
 #ifndef BRISK_INTERNAL_H
 #define BRISK_INTERNAL_H
@@ -77,6 +80,20 @@ static inline uint64_t mix64(uint64_t x)
     x ^= x >> 31;
     return x;
 }
+
+/* splitmix64's step: a cheap generator whose state is seeded from a
+ * secret (random_secret); it only spreads the seed, the secrecy is the
+ * seed's. */
+static inline uint64_t random_next(uint64_t *state)
+{
+    return mix64(*state += 0x9e3779b97f4a7c15ull);
+}
+
+/* ---- secrets (random.c) ------------------------------------------------- */
+
+/* A nonzero 64-bit secret from the kernel's randomness; without it (very
+ * early boot, seccomp), a mix of what differs between runs and of salt. */
+BRISK_HIDDEN uint64_t random_secret(const void *salt);
 
 /* ---- the OS layer (os.c): the only code that makes system calls -------- */
 

@@ -1,6 +1,6 @@
 /*
  * The region heap's hot path: alloc, free, realloc and the free lists.
- * Layout and invariants: heap_internal.h and docs/design.md.
+ * Layout and invariants: heap/heap.h and docs/design.md.
  *
  * Every operation here is O(1): finding a chunk looks at one class list's
  * first few entries and then at most two bitmap words; freeing merges
@@ -66,7 +66,7 @@ BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chun
     if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
         return false;
     if (prev == NULL)
-        return heap->heads[size_class_of(size)] == c;
+        return heap->heads[chunk_class_of(size)] == c;
     return heap_holds_chunk(heap, prev) && prev->next == c;
 }
 
@@ -81,8 +81,8 @@ BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c
     size_t head = c->head, size = head & ~CHUNK_FLAGS;
     if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size > (size_t)(heap->top - (const char *)c))
         return false;
-    if (cls < SMALL_CLASSES ? size != size_class_floor(cls)
-                            : size < SMALL_LIMIT || size_class_of(size) != cls)
+    if (cls < SMALL_CLASSES ? size != chunk_class_floor(cls)
+                            : size < SMALL_LIMIT || chunk_class_of(size) != cls)
         return false;
     if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
         return false;
@@ -117,7 +117,7 @@ BRISK_INLINE bool list_head_sound(const brisk_heap *heap, const heap_chunk *c, s
     if (exact != 0) {
         if (head != (exact | CHUNK_PREV_USED))
             return false;
-    } else if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size < SMALL_LIMIT || size_class_of(size) != cls) {
+    } else if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size < SMALL_LIMIT || chunk_class_of(size) != cls) {
         return false;
     }
     if (size > reach - offset || *chunk_footer((heap_chunk *)(uintptr_t)c, size) != size ||
@@ -208,7 +208,7 @@ BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size,
 
 BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
 {
-    bin_insert_class(heap, c, size, size_class_of(size));
+    bin_insert_class(heap, c, size, chunk_class_of(size));
 }
 
 /* Takes c (of `size` bytes, already checked) off its list. The class is
@@ -219,7 +219,7 @@ BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
     if (prev != NULL) {
         prev->next = next;
     } else {
-        size_t cls = size_class_of(size);
+        size_t cls = chunk_class_of(size);
         heap->heads[cls] = next;
         if (next == NULL)
             class_mark_empty(heap, cls);
@@ -263,7 +263,7 @@ static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
         heap->high_water = reach;
 }
 
-/* ---- deferred merging (heap_internal.h) ---------------------------------- */
+/* ---- deferred merging (heap/heap.h) ---------------------------------- */
 
 /* Sets the two-bit state of granule g from LIVE to DEFERRED or back: both
  * differ in the FREED bit only. */
@@ -482,7 +482,7 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
 BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool plain)
 {
     heap_chunk *c = heap->heads[cls];
-    if (brisk_unlikely(!list_head_sound(heap, c, cls, cls < SMALL_CLASSES ? size_class_floor(cls) : 0))) {
+    if (brisk_unlikely(!list_head_sound(heap, c, cls, cls < SMALL_CLASSES ? chunk_class_floor(cls) : 0))) {
         report_list_corrupted(c);
         return NULL;
     }
@@ -542,7 +542,7 @@ BRISK_INLINE void *alloc_chunk(brisk_heap *heap, size_t need, size_t search, siz
 BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t search, size_t alignment)
 {
     if (search <= heap_capacity(heap)) {
-        size_t cls = size_class_of(search);
+        size_t cls = chunk_class_of(search);
         heap_chunk *found = NULL;
         size_t found_size = 0, found_lead = 0;
         /* An unaligned request of an exact class found it empty above.
@@ -557,8 +557,8 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
              * this class before it is read further; the entry chosen gets
              * the whole check (footer, both links) before it is unlinked. */
             heap_chunk *c = heap->heads[cls];
-            size_t floor = size_class_floor(cls);
-            size_t ceiling = cls + 1 < CLASS_COUNT_MAX ? size_class_floor(cls + 1) : SIZE_MAX;
+            size_t floor = chunk_class_floor(cls);
+            size_t ceiling = cls + 1 < CLASS_COUNT_MAX ? chunk_class_floor(cls + 1) : SIZE_MAX;
             for (unsigned probes = 0; c != NULL && probes < RANGED_CLASS_PROBES; probes++, c = c->next) {
                 if (brisk_unlikely(!listed_entry_plausible(heap, c, floor, ceiling))) {
                     report_list_corrupted(c);
@@ -584,7 +584,7 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
             if (next != CLASS_NONE) {
                 found = heap->heads[next];
                 if (brisk_unlikely(!list_head_sound(heap, found, next,
-                                                    next < SMALL_CLASSES ? size_class_floor(next) : 0))) {
+                                                    next < SMALL_CLASSES ? chunk_class_floor(next) : 0))) {
                     report_list_corrupted(found);
                     return NULL;
                 }
@@ -593,7 +593,7 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
             }
         }
         if (found != NULL) {
-            if (brisk_unlikely(!listed_chunk_sound(heap, found, size_class_of(found_size)))) {
+            if (brisk_unlikely(!listed_chunk_sound(heap, found, chunk_class_of(found_size)))) {
                 report_list_corrupted(found);
                 return NULL;
             }
@@ -950,7 +950,7 @@ static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
     bool released = false;
     for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
         heap_chunk *d;
-        while ((d = deferred_take(heap, size_class_floor(cls))) != NULL) {
+        while ((d = deferred_take(heap, chunk_class_floor(cls))) != NULL) {
             block_status status = heap_free_locked(heap, chunk_payload(d), false);
             if (status != BLOCK_LIVE) {
                 /* Its header or its neighbours' tags were damaged:
@@ -1081,7 +1081,7 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
                        !(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE)))
         goto general;
-    size_t cls = size_class_of(size);
+    size_t cls = chunk_class_of(size);
     heap_chunk *first = heap->heads[cls];
     if (brisk_unlikely(!bin_link_safe(heap, c, first)))
         goto general;

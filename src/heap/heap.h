@@ -126,7 +126,7 @@ BRISK_INLINE bool chunk_size_for_request(size_t n, size_t *out)
 BRISK_INLINE unsigned log2_floor(size_t x) { return 63u - (unsigned)__builtin_clzll((unsigned long long)x); }
 
 /* The class of a chunk of `size` bytes (a multiple of 16, >= 32). */
-BRISK_INLINE size_t size_class_of(size_t size)
+BRISK_INLINE size_t chunk_class_of(size_t size)
 {
     if (size < SMALL_LIMIT)
         return size / GRANULE - 2;
@@ -136,7 +136,7 @@ BRISK_INLINE size_t size_class_of(size_t size)
 }
 
 /* The smallest chunk size in class `cls`. */
-BRISK_INLINE size_t size_class_floor(size_t cls)
+BRISK_INLINE size_t chunk_class_floor(size_t cls)
 {
     if (cls < SMALL_CLASSES)
         return (cls + 2) * GRANULE;
@@ -303,7 +303,7 @@ BRISK_INLINE size_t heap_deferred(const brisk_heap *heap, size_t *bytes)
         const uint8_t *counts = heap_deferred_counts(heap);
         for (size_t cls = 0; cls < SMALL_CLASSES; cls++) {
             count += counts[cls];
-            sum += counts[cls] * size_class_floor(cls);
+            sum += counts[cls] * chunk_class_floor(cls);
         }
     }
     *bytes = sum;

@@ -44,7 +44,7 @@
 #include <string.h>
 
 /* Writes "brisk_heap_check: invariant <n>: <what> (at <address>)". */
-static int check_fail(unsigned invariant, const char *what, const void *where)
+static int heap_check_fail(unsigned invariant, const char *what, const void *where)
 {
     return check_report("brisk_heap_check", invariant, what, where);
 }
@@ -64,17 +64,17 @@ static int check_locked(const brisk_heap *heap)
     /* 1 */
     if (((uintptr_t)base % GRANULE) != CHUNK_HEADER_SIZE || ((uintptr_t)end % GRANULE) != CHUNK_HEADER_SIZE ||
         base >= end)
-        return check_fail(1, "region bounds misaligned or empty", base);
+        return heap_check_fail(1, "region bounds misaligned or empty", base);
     if (top < base || top > end || ((uintptr_t)top % GRANULE) != CHUNK_HEADER_SIZE)
-        return check_fail(1, "wilderness start outside the region", top);
+        return heap_check_fail(1, "wilderness start outside the region", top);
     if (heap->high_water > heap_capacity(heap))
-        return check_fail(1, "high_water beyond the capacity", base);
+        return heap_check_fail(1, "high_water beyond the capacity", base);
     size_t exact_max = heap->class_count >= SMALL_CLASSES
                            ? EXACT_REQUEST_MAX
-                           : size_class_floor(heap->class_count - 1) - CHUNK_HEADER_SIZE;
-    if (heap->class_count != size_class_of(heap_capacity(heap)) + 1 ||
+                           : chunk_class_floor(heap->class_count - 1) - CHUNK_HEADER_SIZE;
+    if (heap->class_count != chunk_class_of(heap_capacity(heap)) + 1 ||
         heap->granule_count != heap_capacity(heap) / GRANULE || heap->exact_request_max != exact_max)
-        return check_fail(1, "class or granule count inconsistent", base);
+        return heap_check_fail(1, "class or granule count inconsistent", base);
 
     /* 2-7, 10-12, 15: walk the chunks. */
     size_t used = 0, allocated = 0, listed = 0, listed_bytes = 0;
@@ -87,19 +87,19 @@ static int check_locked(const brisk_heap *heap)
         size_t size = chunk_size(c);
         size_t room = (size_t)(end - (const char *)c);
         if ((c->head & CHUNK_UNKNOWN_FLAGS) != 0 || size < CHUNK_MIN_SIZE)
-            return check_fail(3, "chunk size not a multiple of 16 of at least 32", c);
+            return heap_check_fail(3, "chunk size not a multiple of 16 of at least 32", c);
         if (size > room)
-            return check_fail(2, "chunk runs past the region's end", c);
+            return heap_check_fail(2, "chunk runs past the region's end", c);
         if (chunk_prev_used(c) != prev_used)
-            return check_fail(4, "PREV_USED bit disagrees with the previous chunk", c);
+            return heap_check_fail(4, "PREV_USED bit disagrees with the previous chunk", c);
         size_t g = chunk_granule(heap, c);
         unsigned state = block_map_get(heap, g);
         bool live = state == BLOCK_MAP_LIVE;
         if (chunk_is_used(c) && state == BLOCK_MAP_DEFERRED) {
             if (!(heap->flags & BRISK_HEAP_DEFER_MERGE))
-                return check_fail(10, "granule both live and freed", c);
+                return heap_check_fail(10, "granule both live and freed", c);
             if (size >= SMALL_LIMIT)
-                return check_fail(15, "deferred block too large to be deferred", c);
+                return heap_check_fail(15, "deferred block too large to be deferred", c);
             deferred++;
             deferred_bytes += size;
             deferred_sum += (uintptr_t)c;
@@ -107,40 +107,40 @@ static int check_locked(const brisk_heap *heap)
             prev_used = true;
         } else if (chunk_is_used(c)) {
             if (!live)
-                return check_fail(10, "used chunk not LIVE in the block map", c);
+                return heap_check_fail(10, "used chunk not LIVE in the block map", c);
             if ((heap->flags & BRISK_HEAP_CANARY) && !heap_canary_intact(heap, c))
-                return check_fail(13, "live block's canary overwritten (buffer overflow)", c);
+                return heap_check_fail(13, "live block's canary overwritten (buffer overflow)", c);
             used++;
             allocated += chunk_usable(heap, size);
             last_used_end = (const char *)c + size;
             prev_used = true;
         } else {
             if (!prev_used)
-                return check_fail(5, "two free chunks are adjacent", c);
+                return heap_check_fail(5, "two free chunks are adjacent", c);
             if (state & BLOCK_MAP_LIVE)
-                return check_fail(10, "free chunk LIVE in the block map", c);
+                return heap_check_fail(10, "free chunk LIVE in the block map", c);
             bool ends_region = size == room;
             if (ends_region != ((const char *)c == top))
-                return check_fail(6, "the chunk at the region's end and the wilderness disagree", c);
+                return heap_check_fail(6, "the chunk at the region's end and the wilderness disagree", c);
             if (!ends_region) {
                 if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
-                    return check_fail(7, "free chunk's footer differs from its size", c);
+                    return heap_check_fail(7, "free chunk's footer differs from its size", c);
                 /* 8: linked into the list of its class. */
-                size_t cls = size_class_of(size);
+                size_t cls = chunk_class_of(size);
                 if (cls >= heap->class_count)
-                    return check_fail(8, "free chunk's class beyond the heap's classes", c);
+                    return heap_check_fail(8, "free chunk's class beyond the heap's classes", c);
                 if ((c->prev != NULL && !chunk_address_plausible(heap, c->prev)) ||
                     (c->next != NULL && !chunk_address_plausible(heap, c->next)))
-                    return check_fail(8, "free chunk's list link points outside the chunks", c);
+                    return heap_check_fail(8, "free chunk's list link points outside the chunks", c);
                 if (c->prev == NULL ? heap->heads[cls] != c : c->prev->next != c)
-                    return check_fail(8, "free chunk not linked from its class list", c);
+                    return heap_check_fail(8, "free chunk not linked from its class list", c);
                 if (c->next != NULL && c->next->prev != c)
-                    return check_fail(8, "free chunk's next does not link back", c);
+                    return heap_check_fail(8, "free chunk's next does not link back", c);
                 /* 14: a wiped free chunk is zero but for its metadata. */
                 if ((heap->flags & BRISK_HEAP_WIPE_CHECK) &&
                     heap_wipe_first_dirty((const char *)c + sizeof(heap_chunk),
                                           size - sizeof(heap_chunk) - sizeof(size_t)) != NULL)
-                    return check_fail(14, "freed memory written after free (not wiped)", c);
+                    return heap_check_fail(14, "freed memory written after free (not wiped)", c);
                 listed++;
                 listed_bytes += size;
                 listed_sum += (uintptr_t)c;
@@ -150,12 +150,12 @@ static int check_locked(const brisk_heap *heap)
         c = chunk_at(c, size);
     }
     if ((const char *)c != end)
-        return check_fail(2, "chunks do not end at the region's end", c);
+        return heap_check_fail(2, "chunks do not end at the region's end", c);
     const heap_chunk *sentinel = (const heap_chunk *)end;
     if (!chunk_is_used(sentinel) || chunk_prev_used(sentinel) != prev_used)
-        return check_fail(4, "sentinel's bits disagree with the last chunk", end);
+        return heap_check_fail(4, "sentinel's bits disagree with the last chunk", end);
     if (prev_used != (top == end))
-        return check_fail(6, "wilderness empty but the last chunk is free", top);
+        return heap_check_fail(6, "wilderness empty but the last chunk is free", top);
 
     /* 8, 9: the lists themselves. */
     size_t seen = 0, seen_bytes = 0;
@@ -164,57 +164,57 @@ static int check_locked(const brisk_heap *heap)
         bool bit = (heap->class_map[cls / 64] >> (cls % 64)) & 1u;
         const heap_chunk *first = cls < heap->class_count ? heap->heads[cls] : NULL;
         if (bit != (first != NULL))
-            return check_fail(9, "class bit disagrees with its list", first);
+            return heap_check_fail(9, "class bit disagrees with its list", first);
         for (const heap_chunk *e = first; e != NULL; e = e->next) {
             if (seen++ >= listed)
-                return check_fail(8, "lists hold more entries than there are free chunks", e);
+                return heap_check_fail(8, "lists hold more entries than there are free chunks", e);
             if (!chunk_address_plausible(heap, e))
-                return check_fail(8, "list entry outside the chunks", e);
+                return heap_check_fail(8, "list entry outside the chunks", e);
             if (e == first && first->prev != NULL)
-                return check_fail(8, "list's first entry has a prev link", first);
-            if (chunk_is_used(e) || size_class_of(chunk_size(e)) != cls)
-                return check_fail(8, "list entry is used or in the wrong class", e);
+                return heap_check_fail(8, "list's first entry has a prev link", first);
+            if (chunk_is_used(e) || chunk_class_of(chunk_size(e)) != cls)
+                return heap_check_fail(8, "list entry is used or in the wrong class", e);
             seen_bytes += chunk_size(e);
             seen_sum += (uintptr_t)e;
         }
     }
     if (seen != listed || seen_sum != listed_sum || seen_bytes != listed_bytes)
-        return check_fail(8, "lists and free chunks differ", base);
+        return heap_check_fail(8, "lists and free chunks differ", base);
     for (size_t word = 0; word < CLASS_WORDS; word++) {
         bool bit = (heap->class_summary >> word) & 1u;
         if (bit != (heap->class_map[word] != 0))
-            return check_fail(9, "summary bit disagrees with its class word", base);
+            return heap_check_fail(9, "summary bit disagrees with its class word", base);
     }
     if (heap->class_summary >> CLASS_WORDS != 0)
-        return check_fail(9, "summary bit beyond the class words", base);
+        return heap_check_fail(9, "summary bit beyond the class words", base);
 
     /* 15: the deferred stacks. */
     size_t deferred_seen = 0, deferred_seen_bytes = 0;
     uintptr_t deferred_seen_sum = 0;
     size_t deferring_classes = (heap->flags & BRISK_HEAP_DEFER_MERGE) ? SMALL_CLASSES : 0;
     for (size_t cls = 0; cls < deferring_classes; cls++) {
-        size_t size = size_class_floor(cls);
+        size_t size = chunk_class_floor(cls);
         size_t count = heap_deferred_counts(heap)[cls];
         heap_chunk *const *slots = heap_deferred_slots(heap, cls);
         if (count > DEFER_PER_CLASS)
-            return check_fail(15, "deferred count above the per-class limit", slots);
+            return heap_check_fail(15, "deferred count above the per-class limit", slots);
         for (size_t i = 0; i < count; i++) {
             const heap_chunk *e = slots[i];
             if (!chunk_address_plausible(heap, e) ||
                 block_map_get(heap, chunk_granule(heap, e)) != BLOCK_MAP_DEFERRED)
-                return check_fail(15, "deferred slot not a deferred block", e);
+                return heap_check_fail(15, "deferred slot not a deferred block", e);
             if (chunk_size(e) != size)
-                return check_fail(15, "deferred block in the wrong class", e);
+                return heap_check_fail(15, "deferred block in the wrong class", e);
             deferred_seen++;
             deferred_seen_bytes += size;
             deferred_seen_sum += (uintptr_t)e;
         }
     }
     if (deferred_seen != deferred || deferred_seen_sum != deferred_sum || deferred_seen_bytes != deferred_bytes)
-        return check_fail(15, "deferred stacks and deferred blocks differ", base);
+        return heap_check_fail(15, "deferred stacks and deferred blocks differ", base);
     size_t counted_bytes;
     if (deferred != heap_deferred(heap, &counted_bytes) || deferred_bytes != counted_bytes)
-        return check_fail(15, "deferred counts differ from a recount", base);
+        return heap_check_fail(15, "deferred counts differ from a recount", base);
 
     /* 10, 15: as many LIVE granules as used chunks, and as many DEFERRED
      * (both bits) as deferred blocks. */
@@ -229,28 +229,28 @@ static int check_locked(const brisk_heap *heap)
         deferred_bits += (size_t)__builtin_popcountll(both);
     }
     if (live_bits != used)
-        return check_fail(10, "block map marks LIVE a granule that is not a used chunk", base);
+        return heap_check_fail(10, "block map marks LIVE a granule that is not a used chunk", base);
     if (deferred_bits != 0 && !(heap->flags & BRISK_HEAP_DEFER_MERGE))
-        return check_fail(10, "granule both live and freed", base);
+        return heap_check_fail(10, "granule both live and freed", base);
     if (deferred_bits != deferred)
-        return check_fail(15, "block map marks DEFERRED a granule that is not a deferred block", base);
+        return heap_check_fail(15, "block map marks DEFERRED a granule that is not a deferred block", base);
 
     /* 11 */
     if (used + deferred != heap->used_count || allocated != heap_allocated(heap))
-        return check_fail(11, "used-chunk counters differ from a recount", base);
+        return heap_check_fail(11, "used-chunk counters differ from a recount", base);
     if (listed != heap->binned_count || listed_bytes != heap->binned_bytes)
-        return check_fail(11, "free-chunk counters differ from a recount", base);
+        return heap_check_fail(11, "free-chunk counters differ from a recount", base);
 
     /* 12 */
     if ((size_t)(last_used_end - base) > heap->high_water)
-        return check_fail(12, "a used chunk lies beyond high_water", last_used_end);
+        return heap_check_fail(12, "a used chunk lies beyond high_water", last_used_end);
     return 0;
 }
 
 int brisk_heap_check(const brisk_heap *heap)
 {
     if (heap == NULL)
-        return check_fail(1, "no heap", NULL);
+        return heap_check_fail(1, "no heap", NULL);
     heap_lock(heap);
     int result = check_locked(heap);
     heap_unlock(heap);

@@ -15,7 +15,7 @@
 size_t heap_bookkeeping_size(size_t region_size, unsigned flags)
 {
     size_t largest_chunk = region_size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : region_size & ~(GRANULE - 1);
-    size_t classes = size_class_of(largest_chunk) + 1;
+    size_t classes = chunk_class_of(largest_chunk) + 1;
     size_t granules = region_size / GRANULE;
     size_t map_words = (granules + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD;
     size_t bytes = HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *) + map_words * sizeof(uint64_t);
@@ -42,18 +42,18 @@ static brisk_heap *heap_init(void *mem, size_t size, unsigned flags, void *map_b
      * pages here would only fault them in (4 MiB for a 256 MiB heap). */
     if (map_base == NULL)
         memset(heap, 0, bookkeeping);
-    size_t classes = size_class_of(usable_end & ~(GRANULE - 1)) + 1;
+    size_t classes = chunk_class_of(usable_end & ~(GRANULE - 1)) + 1;
     heap->heads = (heap_chunk **)(region + HEAP_STRUCT_SIZE);
     heap->block_map = (uint64_t *)(region + HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *));
     heap->base = region + bookkeeping + CHUNK_HEADER_SIZE;
     heap->end = region + usable_end - CHUNK_HEADER_SIZE;
     heap->top = heap->base;
-    heap->class_count = size_class_of(heap_capacity(heap)) + 1;
+    heap->class_count = chunk_class_of(heap_capacity(heap)) + 1;
     /* A request above the capacity fails in the search; the exact-class
      * path must not index list heads the heap does not have. */
     heap->exact_request_max = (uint32_t)(heap->class_count >= SMALL_CLASSES
                                              ? EXACT_REQUEST_MAX
-                                             : size_class_floor(heap->class_count - 1) - CHUNK_HEADER_SIZE);
+                                             : chunk_class_floor(heap->class_count - 1) - CHUNK_HEADER_SIZE);
     heap->granule_count = heap_capacity(heap) / GRANULE;
     heap->flags = flags;
     if (flags & BRISK_HEAP_CANARY)

@@ -2,7 +2,7 @@
  * The region heap's optional hardening (BRISK_HEAP_CANARY,
  * BRISK_HEAP_WIPE_CHECK): canaries after blocks and the check that freed
  * memory stays wiped until it is handed out again. The layout and the
- * rules are in heap_internal.h; what each option catches, and what it does
+ * rules are in heap/heap.h; what each option catches, and what it does
  * not, is in docs/security.md.
  *
  * None of this runs unless a heap was created with the flag: heap.c calls
@@ -66,13 +66,5 @@ void heap_report_write_after_free(const void *payload)
 
 uint64_t heap_canary_key_new(const void *heap)
 {
-    uint64_t key = 0;
-    if (!os_random(&key, sizeof key)) {
-        /* No kernel randomness (very early boot, seccomp): mix what
-         * differs between processes and heaps. Weaker, never constant. */
-        uint64_t local = 0;
-        key = (uint64_t)(uintptr_t)heap ^ ((uint64_t)(uintptr_t)&local << 17) ^
-              (uint64_t)(uintptr_t)&heap_canary_key_new;
-    }
-    return mix64(key) | 1u;
+    return random_secret(heap) | 1u;
 }

@@ -21,7 +21,7 @@
  *      follow carved
  *   H2 under canaries no page has 16-byte blocks (their canary would be
  *      the second word, where a free block keeps its free mark)
- *   P4 it is on exactly one of the heap's lists: its class queue or
+ *   P4 it is on exactly one of the thread heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
  * and for large blocks (large_check): place past the guard, magic, seal,
  * map entry, bounds, live-list links both ways, totals, the delay of
@@ -30,7 +30,7 @@
  */
 #include "malloc/internal.h"
 
-static int check_fail(const char *what, const void *where)
+static int malloc_check_fail(const char *what, const void *where)
 {
     text_line line = {.len = 0};
     line_add_str(&line, "brisk_malloc_check: ");
@@ -49,14 +49,14 @@ static long check_free_list(const page *pg, const block *b, uint64_t *seen)
     while (b != NULL) {
         uintptr_t off = (uintptr_t)b - pg->start;
         if (off >= pg->carved || !page_block_start(pg, off))
-            return check_fail("P2: a free list leaves its page or misses a block start", b), -1;
+            return malloc_check_fail("P2: a free list leaves its page or misses a block start", b), -1;
         size_t index = off / pg->block_size;
         if ((seen[index / 64] >> (index % 64)) & 1)
-            return check_fail("P2: a block is on the free lists twice (or a list has a cycle)", b), -1;
+            return malloc_check_fail("P2: a block is on the free lists twice (or a list has a cycle)", b), -1;
         seen[index / 64] |= (uint64_t)1 << (index % 64);
 #if BRISK_CHECKS
         if (!block_looks_free(pg, b))
-            return check_fail("P2: a listed block lost its free mark (written after free)", b), -1;
+            return malloc_check_fail("P2: a listed block lost its free mark (written after free)", b), -1;
 #endif
         count++;
         b = list_decode(pg, b->next_encoded);
@@ -64,7 +64,7 @@ static long check_free_list(const page *pg, const block *b, uint64_t *seen)
     return count;
 }
 
-static int check_page(const heap *h, const segment *seg, const page *pg)
+static int check_page(const thread_heap *h, const segment *seg, const page *pg)
 {
     unsigned cls = pg->size_class;
     size_t page_size = (size_t)1 << seg->page_shift;
@@ -77,11 +77,11 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
         pg->carved_units != pg->carved >> 4 || pg->block_mul != block_mul_of(pg->block_size) ||
         pg->block_limit != block_limit_of(pg->block_mul, pg->block_size, pg->capacity) ||
         (cls <= SMALL_CLASS_LAST) != (seg->page_shift == SMALL_PAGE_SHIFT))
-        return check_fail("P1/P3: page geometry disagrees with its size class", pg);
+        return malloc_check_fail("P1/P3: page geometry disagrees with its size class", pg);
     if ((harden_flags & HARDEN_CANARY) && pg->block_size < 32)
-        return check_fail("H2: a page of 16-byte blocks under canaries", pg);
+        return malloc_check_fail("H2: a page of 16-byte blocks under canaries", pg);
     if (harden_check_page(pg) != 0)
-        return check_fail("H1: a canary of a carved block (or the page's pad) was overwritten", pg);
+        return malloc_check_fail("H1: a canary of a carved block (or the page's pad) was overwritten", pg);
     uint64_t seen[65536 / 16 / 64];
     memset(seen, 0, sizeof seen);
     long nfree = check_free_list(pg, pg->free, seen);
@@ -91,7 +91,7 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
     if (nlocal < 0)
         return -1;
     if ((uint64_t)nfree + (uint64_t)nlocal + pg->used != pg->capacity)
-        return check_fail("P3: free + local_free + used != capacity", pg);
+        return malloc_check_fail("P3: free + local_free + used != capacity", pg);
     /* P4: on exactly the list in_full names */
     const page_queue *q = pg->in_full ? &h->full[cls] : &h->queues[cls];
     bool found = false;
@@ -102,52 +102,52 @@ static int check_page(const heap *h, const segment *seg, const page *pg)
         }
     }
     if (!found)
-        return check_fail("P4: a page in use is not on the list in_full names", pg);
+        return malloc_check_fail("P4: a page in use is not on the list in_full names", pg);
     return 0;
 }
 
-static int check_heap_lists(const heap *h)
+static int check_heap_lists(const thread_heap *h)
 {
     size_t pages = 0;
     for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         const page_queue *q = &h->queues[cls];
         const page *expected_direct = q->first != NULL ? q->first : &empty_page;
         if (h->direct[cls] != expected_direct)
-            return check_fail("P4: direct page is not its queue's first", h->direct[cls]);
+            return malloc_check_fail("P4: direct page is not its queue's first", h->direct[cls]);
         const page *prev = NULL;
         for (const page *pg = q->first; pg != NULL; pg = pg->next) {
             if (pg->prev != prev || !pg->in_use || pg->in_full || pg->size_class != cls ||
                 page_segment(pg)->owner != h)
-                return check_fail("P4: a class queue holds a page that does not belong", pg);
+                return malloc_check_fail("P4: a class queue holds a page that does not belong", pg);
             prev = pg;
             pages++;
         }
         if (q->last != prev)
-            return check_fail("P4: a class queue's last link is wrong", q);
+            return malloc_check_fail("P4: a class queue's last link is wrong", q);
     }
     for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         const page *prev = NULL;
         for (const page *pg = h->full[cls].first; pg != NULL; pg = pg->next) {
             if (pg->prev != prev || !pg->in_use || !pg->in_full || pg->size_class != cls ||
                 page_segment(pg)->owner != h)
-                return check_fail("P4: a full list holds a page that does not belong", pg);
+                return malloc_check_fail("P4: a full list holds a page that does not belong", pg);
             prev = pg;
             pages++;
         }
         if (h->full[cls].last != prev)
-            return check_fail("P4: a full list's last link is wrong", &h->full[cls]);
+            return malloc_check_fail("P4: a full list's last link is wrong", &h->full[cls]);
     }
     size_t in_use = 0;
     for (const segment *seg = h->segments; seg != NULL; seg = seg->next)
         in_use += seg->pages_in_use;
     if (pages != in_use)
-        return check_fail("P4: pages on the heap's lists != its pages in use", h);
+        return malloc_check_fail("P4: pages on the thread heap's lists != its pages in use", h);
     return 0;
 }
 
 int brisk_malloc_check(void)
 {
-    heap *me = tls_heap;
+    thread_heap *me = tls_thread_heap;
     if (segment_map == NULL)
         return 0; /* nothing allocated yet */
     int result = 0;
@@ -160,7 +160,7 @@ int brisk_malloc_check(void)
             seg->magic != SEGMENT_MAGIC ||
             (seg->page_shift != SMALL_PAGE_SHIFT && seg->page_shift != MEDIUM_PAGE_SHIFT) ||
             seg->slot_count != 1u << (SEGMENT_SHIFT - seg->page_shift)) {
-            result = check_fail("S1: segment header or map entry is wrong", seg);
+            result = malloc_check_fail("S1: segment header or map entry is wrong", seg);
             break;
         }
         uint32_t in_use = 0;
@@ -168,7 +168,7 @@ int brisk_malloc_check(void)
             const page *pg = &seg->pages[i];
             bool slot_free = (seg->free_slots >> i) & 1;
             if (slot_free == (pg->in_use != 0)) {
-                result = check_fail("S2: free slot mask disagrees with a page", pg);
+                result = malloc_check_fail("S2: free slot mask disagrees with a page", pg);
                 break;
             }
             if (pg->in_use) {
@@ -178,23 +178,23 @@ int brisk_malloc_check(void)
             } else if (harden_flags & HARDEN_WIPE) {
                 uintptr_t dirty = harden_free_slot_dirty(seg, i);
                 if (dirty != 0) {
-                    result = check_fail("H3: a free slot was written to (after free)", (const void *)dirty);
+                    result = malloc_check_fail("H3: a free slot was written to (after free)", (const void *)dirty);
                     break;
                 }
             }
         }
         if (result == 0 && (seg->free_slots & 1) != 0)
-            result = check_fail("S2: the header slot is marked free", seg);
+            result = malloc_check_fail("S2: the header slot is marked free", seg);
         if (result == 0 && in_use != seg->pages_in_use)
-            result = check_fail("S3: pages_in_use is wrong", seg);
+            result = malloc_check_fail("S3: pages_in_use is wrong", seg);
     }
     if (result == 0 && me != NULL)
         result = check_heap_lists(me);
     int large = result == 0 ? large_check() : 0;
     if (large == -4)
-        result = check_fail("L: a cached large block was written after its free (wipe)", NULL);
+        result = malloc_check_fail("L: a cached large block was written after its free (wipe)", NULL);
     else if (large != 0)
-        result = check_fail("L: a large block header, its map entry or the totals are wrong", NULL);
+        result = malloc_check_fail("L: a large block header, its map entry or the totals are wrong", NULL);
     global_lock_drop();
     return result;
 }

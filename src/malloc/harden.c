@@ -21,7 +21,7 @@
  *
  *   canary  every slot of a page ends in a secret-derived canary word, and
  *           each page leaves its first slot unused so its first block has
- *           a canary in front too (layout in malloc_internal.h). free and
+ *           a canary in front too (layout in malloc/types.h). free and
  *           realloc check the canary after the block (overflow) and the
  *           one before it (underflow), in one test. usable size is the
  *           slot less 8.
@@ -109,7 +109,7 @@ bool harden_option(const char *name, size_t len)
  * partial overwrite of n bytes: 2^-8n). A program that can read one
  * canary and knows its address learns the secret, and so every canary;
  * canaries are against blind overflows, not against an attacker who
- * already reads the heap (docs/security.md). */
+ * already reads the thread heap (docs/security.md). */
 static inline uint64_t canary_at(uintptr_t at)
 {
     return (uint64_t)at ^ (uint64_t)process_secret;
@@ -530,7 +530,7 @@ static inline bool block_reads_free(const page *pg, const void *p)
 
 static inline bool page_is_local(const page *pg)
 {
-    heap *h = tls_heap;
+    thread_heap *h = tls_thread_heap;
     return h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
 }
 
@@ -602,7 +602,7 @@ static BRISK_NOINLINE quarantine *quarantine_create(void)
 
 /* A slot index from the quarantine's generator: a 64-bit LCG, whose top
  * bits are the good ones. Seeded from the secret: enough to make reuse
- * order unpredictable to a program that cannot read the heap. */
+ * order unpredictable to a program that cannot read the thread heap. */
 static inline uint32_t quarantine_slot(quarantine *q)
 {
     q->rng = q->rng * 0x5851f42d4c957f2du + 0x14057b7ef767814fu;
@@ -682,7 +682,7 @@ static BRISK_NOINLINE void *hand_out_unwiped(void *p)
  * found the list corrupted, reported): under wipe, that it is still zero
  * (all of it for calloc, `zero`), else, for calloc, zeroing it. Returns
  * p, or NULL (errno ENOMEM) after reporting. */
-BRISK_INLINE void *hand_out(page *pg, void *p, size_t size, bool zero)
+BRISK_INLINE void *harden_hand_out(page *pg, void *p, size_t size, bool zero)
 {
     unsigned flags = harden_flags;
     if (brisk_unlikely(p == NULL))
@@ -717,7 +717,7 @@ static inline size_t block_request(size_t size)
 
 /* The current page of the class serving `want` bytes (block_request's),
  * for sizes up to MEDIUM_SIZE_MAX. */
-BRISK_INLINE page *current_page(heap *h, size_t want)
+BRISK_INLINE page *current_page(thread_heap *h, size_t want)
 {
     return want <= DIRECT_SMALL_MAX ? h->direct_small[(want + 15) >> 4] : h->direct[size_class_of(want)];
 }
@@ -731,13 +731,13 @@ static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, boo
         errno = ENOMEM;
         return NULL;
     }
-    /* A thread's first allocation: set its heap up here, or the raw call
+    /* A thread's first allocation: set its thread heap up here, or the raw call
      * below would do it and divert into harden_alloc a second time, adding
      * a second tail (and for sizes just under MEDIUM_SIZE_MAX turning the
      * block into a large one that the page lookup below would misread). */
-    heap *h = tls_heap;
+    thread_heap *h = tls_thread_heap;
     if (brisk_unlikely(h == NULL)) {
-        h = heap_init_slow();
+        h = thread_heap_init_slow();
         if (h == NULL) {
             errno = ENOMEM;
             return NULL;
@@ -748,11 +748,11 @@ static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, boo
         page *pg = current_page(h, want);
         if (pg->free != NULL) {
             h->class_requests[pg->size_class]++;
-            return hand_out(pg, page_pop(pg), size, zero);
+            return harden_hand_out(pg, page_pop(pg), size, zero);
         }
     }
     /* calloc (zero) never asks for an alignment. A page block is zeroed
-     * (or checked) by hand_out: malloc_raw's zeroing would also clear its
+     * (or checked) by harden_hand_out: malloc_raw's zeroing would also clear its
      * canary. A large block is zeroed by large_alloc, which knows whether
      * its mapping is fresh. */
     void *p;
@@ -767,12 +767,12 @@ static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, boo
     page *pg = page_block_of(p);
     if (pg == NULL)
         return p; /* a large block: guard pages and wiping are large.c's */
-    return hand_out(pg, p, size, zero);
+    return harden_hand_out(pg, p, size, zero);
 }
 
 void *harden_alloc(size_t size, size_t alignment, bool zero)
 {
-    heap *h = tls_heap;
+    thread_heap *h = tls_thread_heap;
     if (brisk_likely((alignment | (size_t)zero) == 0 && h != NULL &&
                      size <= MEDIUM_SIZE_MAX - HARDEN_CANARY_SIZE)) {
         page *pg = current_page(h, block_request(size));

@@ -1,7 +1,7 @@
 /*
  * Large blocks (over 256 KiB, or aligned beyond what pages give): each is
  * its own mapping, starting at a 4 MiB boundary so that free finds and
- * validates it like a segment (see malloc_internal.h):
+ * validates it like a segment (see malloc/types.h):
  *
  *   H = 4 MiB aligned                       B = block               end
  *   +-------+------------------------------+------------------------+
@@ -54,7 +54,7 @@ static cached_large large_cache[LARGE_CACHE_SLOTS];
 static size_t large_cache_count;
 static size_t large_cache_total;
 static uint64_t large_free_count; /* large blocks freed so far */
-static uintptr_t large_rng;       /* delay's draws (global_lock) */
+static uint64_t large_rng;       /* delay's draws (global_lock) */
 
 /* Under delay, a freed large block waits LARGE_DELAY_MIN to
  * LARGE_DELAY_MIN + LARGE_DELAY_SPAN - 1 later large frees before it can
@@ -67,11 +67,6 @@ static uintptr_t large_rng;       /* delay's draws (global_lock) */
 static large_header *large_live;   /* live blocks */
 static size_t large_live_total;
 static size_t large_live_count;
-
-static void segmap_set(uintptr_t base, uint8_t kind)
-{
-    __atomic_store_n(&segment_map[base >> SEGMENT_SHIFT], kind, __ATOMIC_RELAXED);
-}
 
 /* Bytes from a mapping's base H to the first place a block can start:
  * the guard and the header, rounded up to whole pages (20 KiB with 4 KiB

@@ -6,7 +6,7 @@
  * link that needs one of them gets all of them.
  *
  * Fast paths (all inline here):
- *   malloc  TLS heap -> size class -> the class's current page -> pop its
+ *   malloc  TLS thread heap -> size class -> the class's current page -> pop its
  *           free list (the popped block checked to be a block of the page).
  *   free    segment map says the 4 MiB span is ours -> page from the
  *           address -> block start and free mark checked -> owner thread:
@@ -24,9 +24,9 @@
 
 static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero);
 
-/* Counting requests per class costs one increment on a line the heap
+/* Counting requests per class costs one increment on a line the thread heap
  * owns; malloc_generic counts the requests that reach it. */
-BRISK_INLINE void *malloc_class(heap *h, unsigned cls)
+BRISK_INLINE void *malloc_class(thread_heap *h, unsigned cls)
 {
     page *pg = h->direct[cls];
     if (brisk_likely(pg->free != NULL)) {
@@ -38,7 +38,7 @@ BRISK_INLINE void *malloc_class(heap *h, unsigned cls)
 
 BRISK_INLINE void *malloc_inline(size_t size)
 {
-    heap *h = tls_heap;
+    thread_heap *h = tls_thread_heap;
     if (brisk_likely(h != NULL && size <= DIRECT_SMALL_MAX)) {
         page *pg = h->direct_small[(size + 15) >> 4];
         if (brisk_likely(pg->free != NULL)) {
@@ -55,9 +55,9 @@ BRISK_INLINE void *malloc_inline(size_t size)
 /* First allocation of a thread, large blocks, aligned blocks, calloc. */
 static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero)
 {
-    heap *h = tls_heap;
+    thread_heap *h = tls_thread_heap;
     if (h == NULL) {
-        h = heap_init_slow();
+        h = thread_heap_init_slow();
         if (h == NULL) {
             errno = ENOMEM;
             return NULL;
@@ -90,7 +90,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
     }
     h->large_requests++;
     h->large_bytes_requested += size;
-    heap_purge_tick(h);
+    thread_heap_purge_tick(h);
     return large_alloc(size, alignment, zero);
 }
 
@@ -103,7 +103,7 @@ void *brisk_malloc(size_t size)
 
 /* Under canaries every block ends in its canary: a 16-byte block's would
  * be its second word, where a free block keeps its free mark (see
- * malloc_internal.h). Hardened requests (which include the canary) get
+ * malloc/types.h). Hardened requests (which include the canary) get
  * 32-byte blocks at least. */
 static inline size_t harden_request(size_t size)
 {
@@ -176,7 +176,7 @@ static BRISK_NOINLINE void free_invalid(page *pg, void *p)
  * list, or the page's cross-thread list. */
 BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
 {
-    heap *h = tls_heap;
+    thread_heap *h = tls_thread_heap;
     if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
         b->next_encoded = list_encode(pg, pg->local_free);
 #if BRISK_CHECKS
@@ -217,7 +217,7 @@ BRISK_INLINE void free_inline(void *p)
         free_invalid(pg, p);
         return;
     }
-    /* ...that does not already look free (see malloc_internal.h). */
+    /* ...that does not already look free (block_looks_free). */
     if (brisk_unlikely(block_looks_free(pg, b))) {
         free_suspect(pg, b);
         return;
@@ -288,10 +288,10 @@ static size_t block_usable(const void *p, large_header **large_out)
 #if BRISK_CHECKS
         bool looks_free = start && block_looks_free(pg, p);
         /* Only the owner may walk the page's lists to clear a suspect; a
-         * thread with no heap must not claim an abandoned segment's pages,
+         * thread with no thread heap must not claim an abandoned segment's pages,
          * which another thread may be adopting. */
-        if (looks_free && tls_heap != NULL &&
-            __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == tls_heap &&
+        if (looks_free && tls_thread_heap != NULL &&
+            __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == tls_thread_heap &&
             !page_has_free_block(pg, p))
             looks_free = false;
 #else
@@ -488,9 +488,9 @@ int malloc_trim(size_t pad);
 int malloc_trim(size_t pad)
 {
     (void)pad;
-    heap *h = tls_heap;
+    thread_heap *h = tls_thread_heap;
     if (h != NULL)
-        return heap_purge(h, true) ? 1 : 0;
+        return thread_heap_purge(h, true) ? 1 : 0;
     uint64_t now = os_now_ms();
     bool any = segment_cache_purge(now, true);
     any |= large_cache_purge(now, true);

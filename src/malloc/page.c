@@ -1,8 +1,8 @@
 /*
  * Pages: carving blocks, collecting the local and cross-thread free lists,
- * the heap's page queues, and the malloc slow path.
+ * the thread heap's page queues, and the malloc slow path.
  *
- * A heap keeps, per size class, a queue of pages that may have free
+ * A thread heap keeps, per size class, a queue of pages that may have free
  * blocks; its first page is the "direct" page the fast path pops from.
  * Pages found with nothing free move to the class's full list; a local
  * free into a full page moves it back, and pages on the full list with
@@ -112,7 +112,7 @@ bool page_has_free_block(page *pg, const block *b)
  * wrote a value it cannot compute without the page's secrets). */
 void free_suspect(page *pg, block *b)
 {
-    heap *h = tls_heap;
+    thread_heap *h = tls_thread_heap;
     bool local = h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
     if (!local || page_has_free_block(pg, b)) {
         report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
@@ -215,15 +215,15 @@ static void page_queue_push_front(page_queue *q, page *pg)
     q->first = pg;
 }
 
-static void heap_direct_update(heap *h, unsigned cls)
+static void thread_heap_update_direct(thread_heap *h, unsigned cls)
 {
     page *first = h->queues[cls].first;
-    heap_direct_set(h, cls, first != NULL ? first : &empty_page);
+    thread_heap_set_direct(h, cls, first != NULL ? first : &empty_page);
 }
 
 /* Adoption of an abandoned segment: every page in use is collected; empty
  * ones are freed, the others join h's queues. */
-void heap_adopt_pages(heap *h, segment *seg)
+void thread_heap_adopt_pages(thread_heap *h, segment *seg)
 {
     for (unsigned i = 1; i < seg->slot_count; i++) {
         page *pg = &seg->pages[i];
@@ -240,7 +240,7 @@ void heap_adopt_pages(heap *h, segment *seg)
             continue;
         }
         page_queue_push_back(&h->queues[pg->size_class], pg);
-        heap_direct_update(h, pg->size_class);
+        thread_heap_update_direct(h, pg->size_class);
     }
 }
 
@@ -259,7 +259,7 @@ void *page_pop_corrupt(page *pg, block *b)
  * freed). The pages looked at and kept are rotated to the list's end in
  * O(1), so successive rescues go round the whole list. Returns whether
  * any page came back. */
-static bool heap_rescue_full(heap *h, unsigned cls, int limit)
+static bool thread_heap_rescue_full(thread_heap *h, unsigned cls, int limit)
 {
     page_queue *full = &h->full[cls];
     page *pg = full->first;
@@ -292,7 +292,7 @@ static bool heap_rescue_full(heap *h, unsigned cls, int limit)
         last_kept->next = NULL;
         full->last = last_kept;
     }
-    heap_direct_update(h, cls);
+    thread_heap_update_direct(h, cls);
     return rescued;
 }
 
@@ -301,17 +301,17 @@ static bool heap_rescue_full(heap *h, unsigned cls, int limit)
  * new memory): first any page of the queue with blocks freed since (local
  * or remote), then pages rescued from the full list, then carving more of
  * a page that has room, and only then a fresh page. */
-void *malloc_generic(heap *h, unsigned cls)
+void *malloc_generic(thread_heap *h, unsigned cls)
 {
     h->class_requests[cls]++;
-    heap_purge_tick(h);
+    thread_heap_purge_tick(h);
     page_queue *q = &h->queues[cls];
     page *extendable = NULL;
     /* A few full pages every time: the current page alone receives only
      * its share of other threads' frees, and without this the others'
      * would wait until it received none at all. */
     if (h->full[cls].first != NULL)
-        heap_rescue_full(h, cls, 8);
+        thread_heap_rescue_full(h, cls, 8);
     /* Round robin over the queue: the page that just ran dry goes to the
      * back, so every page's returned blocks get collected in turn (the
      * dry page alone would keep collecting its own trickle while the
@@ -330,7 +330,7 @@ void *malloc_generic(heap *h, unsigned cls)
                     page_queue_remove(q, pg);
                     page_queue_push_front(q, pg);
                 }
-                heap_direct_set(h, cls, pg);
+                thread_heap_set_direct(h, cls, pg);
                 return page_pop(pg);
             }
             if (pg->capacity < pg->reserved) {
@@ -343,8 +343,8 @@ void *malloc_generic(heap *h, unsigned cls)
             }
             pg = next;
         }
-        heap_direct_update(h, cls);
-        if (pass != 0 || h->full[cls].first == NULL || !heap_rescue_full(h, cls, 64))
+        thread_heap_update_direct(h, cls);
+        if (pass != 0 || h->full[cls].first == NULL || !thread_heap_rescue_full(h, cls, 64))
             break;
     }
     if (extendable != NULL) {
@@ -353,7 +353,7 @@ void *malloc_generic(heap *h, unsigned cls)
             page_queue_remove(q, extendable);
             page_queue_push_front(q, extendable);
         }
-        heap_direct_set(h, cls, extendable);
+        thread_heap_set_direct(h, cls, extendable);
         return brisk_likely(clean) ? page_pop(extendable) : carve_reported();
     }
     page *pg = segment_page_alloc(h, cls);
@@ -361,7 +361,7 @@ void *malloc_generic(heap *h, unsigned cls)
         return NULL;
     bool clean = page_extend(pg);
     page_queue_push_front(q, pg);
-    heap_direct_set(h, cls, pg);
+    thread_heap_set_direct(h, cls, pg);
     return brisk_likely(clean) ? page_pop(pg) : carve_reported();
 }
 
@@ -369,7 +369,7 @@ void *malloc_generic(heap *h, unsigned cls)
  * list. A full page goes back to its queue; an empty page is kept if it
  * is the class's current page (so a loop freeing and allocating one block
  * does not churn pages) and otherwise goes back to its segment. */
-void page_free_slow(page *pg, heap *h)
+void page_free_slow(page *pg, thread_heap *h)
 {
     unsigned cls = pg->size_class;
     page_queue *q = &h->queues[cls];
@@ -377,11 +377,11 @@ void page_free_slow(page *pg, heap *h)
         page_queue_remove(&h->full[cls], pg);
         pg->in_full = 0;
         page_queue_push_back(q, pg);
-        heap_direct_update(h, cls);
+        thread_heap_update_direct(h, cls);
     }
     if (pg->used == 0 && q->first != pg) {
         page_queue_remove(q, pg);
         segment_page_free(h, pg);
-        heap_purge_tick(h);
+        thread_heap_purge_tick(h);
     }
 }

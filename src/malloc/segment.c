@@ -1,6 +1,6 @@
 /*
  * Segments: 4 MiB-aligned spans of OS memory cut into pages (see the
- * layout in malloc_internal.h), the segment map that says which spans are
+ * layout in malloc/types.h), the segment map that says which spans are
  * ours, the cache of empty segments, abandoned segments of exited
  * threads, and the decay that returns unused memory to the OS.
  *
@@ -35,12 +35,7 @@ size_t segment_mapped_bytes(void)
     return __atomic_load_n(&segments_mapped, __ATOMIC_RELAXED) * SEGMENT_SIZE;
 }
 
-static void segmap_set(uintptr_t base, uint8_t kind)
-{
-    __atomic_store_n(&segment_map[base >> SEGMENT_SHIFT], kind, __ATOMIC_RELAXED);
-}
-
-/* A new segment's memory, its guard protected (malloc_internal.h). The
+/* A new segment's memory, its guard protected (malloc/types.h). The
  * guard stays for the segment's whole life: the cache keeps segments
  * mapped as they are, a purge decommits slots 1.. only (slot 0 is never
  * free), and reformatting writes the header past the guard. A guard that
@@ -134,7 +129,7 @@ static void segment_format(segment *seg, unsigned page_shift, bool fresh)
 }
 
 /* An empty segment from the cache or the OS, formatted and owned by h. */
-static segment *segment_acquire(heap *h, unsigned page_shift)
+static segment *segment_acquire(thread_heap *h, unsigned page_shift)
 {
     global_lock_take();
     segment *seg = segment_cache;
@@ -167,7 +162,7 @@ static segment *segment_acquire(heap *h, unsigned page_shift)
     return seg;
 }
 
-static void heap_segment_unlink(heap *h, segment *seg)
+static void thread_heap_segment_unlink(thread_heap *h, segment *seg)
 {
     if (seg->prev != NULL)
         seg->prev->next = seg->next;
@@ -180,9 +175,9 @@ static void heap_segment_unlink(heap *h, segment *seg)
 
 /* An empty segment goes to the cache (still mapped, its map entry still
  * SEGMAP_PAGES so a stale free is recognised) until decay unmaps it. */
-static void segment_release(heap *h, segment *seg)
+static void segment_release(thread_heap *h, segment *seg)
 {
-    heap_segment_unlink(h, seg);
+    thread_heap_segment_unlink(h, seg);
     __atomic_store_n(&seg->owner, NULL, __ATOMIC_RELEASE);
     uint64_t now = os_now_ms();
     seg->freed_at_ms = now;
@@ -221,7 +216,7 @@ bool segment_cache_purge(uint64_t now, bool force)
     return any;
 }
 
-static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
+static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
 {
     uint64_t candidates = seg->free_slots & seg->dirty_slots;
     if (candidates == 0)
@@ -264,7 +259,7 @@ static page *segment_take_slot(heap *h, segment *seg, unsigned cls)
 }
 
 /* Takes one abandoned segment, if any, and adopts its pages into h. */
-static bool heap_adopt_one(heap *h)
+static bool thread_heap_adopt_one(thread_heap *h)
 {
     if (__atomic_load_n(&abandoned, __ATOMIC_RELAXED) == NULL)
         return false;
@@ -281,11 +276,11 @@ static bool heap_adopt_one(heap *h)
     if (h->segments != NULL)
         h->segments->prev = seg;
     h->segments = seg;
-    heap_adopt_pages(h, seg);
+    thread_heap_adopt_pages(h, seg);
     return true;
 }
 
-page *segment_page_alloc(heap *h, unsigned cls)
+page *segment_page_alloc(thread_heap *h, unsigned cls)
 {
     unsigned shift = cls <= SMALL_CLASS_LAST ? SMALL_PAGE_SHIFT : MEDIUM_PAGE_SHIFT;
     for (int attempt = 0; attempt < 4; attempt++) {
@@ -305,7 +300,7 @@ page *segment_page_alloc(heap *h, unsigned cls)
         if (fallback != NULL)
             return segment_take_slot(h, fallback, cls);
         /* Before mapping more, take over what exited threads left. */
-        if (!heap_adopt_one(h))
+        if (!thread_heap_adopt_one(h))
             break;
     }
     segment *seg = segment_acquire(h, shift);
@@ -317,8 +312,8 @@ page *segment_page_alloc(heap *h, unsigned cls)
 }
 
 /* Returns an empty page's slot to its segment; the memory stays resident
- * until decay. The caller has taken the page off every heap list. */
-void segment_page_free(heap *h, page *pg)
+ * until decay. The caller has taken the page off every thread heap list. */
+void segment_page_free(thread_heap *h, page *pg)
 {
     segment *seg = page_segment(pg);
     uint64_t bit = (uint64_t)1 << pg->slot;
@@ -342,7 +337,7 @@ void segment_page_free(heap *h, page *pg)
 /* Collects every page of q from `from` on and gives back those that turn
  * out empty. With remote_only, pages no other thread freed into are
  * skipped: their count of live blocks cannot have dropped. */
-static void queue_release_empty(heap *h, page_queue *q, page *from, bool remote_only)
+static void queue_release_empty(thread_heap *h, page_queue *q, page *from, bool remote_only)
 {
     page *pg = from;
     while (pg != NULL) {
@@ -361,7 +356,7 @@ static void queue_release_empty(heap *h, page_queue *q, page *from, bool remote_
 
 /* Pages that other threads emptied are only noticed when collected: give
  * back every such page except each class's current one. */
-static void heap_retire_empty_pages(heap *h)
+static void thread_heap_retire_empty_pages(thread_heap *h)
 {
     for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         page_queue *q = &h->queues[cls];
@@ -372,10 +367,10 @@ static void heap_retire_empty_pages(heap *h)
 
 /* Returns the memory of free slots unused for decay_ms (all of them when
  * forced), and the caches' expired entries. */
-bool heap_purge(heap *h, bool force)
+bool thread_heap_purge(thread_heap *h, bool force)
 {
     bool any = false;
-    heap_retire_empty_pages(h);
+    thread_heap_retire_empty_pages(h);
     uint64_t now = os_now_ms();
     h->last_purge_ms = now;
     for (segment *seg = h->segments; seg != NULL; seg = seg->next) {
@@ -407,31 +402,31 @@ bool heap_purge(heap *h, bool force)
  * segment if there is any (so memory of exited threads, freed by others
  * since, is reclaimed even by a thread that never runs out of pages),
  * and looks at the clock, purging at most four times per decay period. */
-void heap_purge_tick(heap *h)
+void thread_heap_purge_tick(thread_heap *h)
 {
     if ((++h->purge_tick & 63u) != 0)
         return;
-    heap_adopt_one(h);
+    thread_heap_adopt_one(h);
     uint64_t now = os_now_ms();
     uint64_t period = malloc_options.decay_ms / 4;
     if (now - h->last_purge_ms >= period)
-        heap_purge(h, false);
+        thread_heap_purge(h, false);
 }
 
 /* Thread exit: pages are collected and empty ones returned; segments that
  * still hold live blocks are abandoned (owner NULL, so every free into
  * them takes the thread_free path) until another thread adopts them. */
-void heap_abandon_segments(heap *h)
+void thread_heap_abandon_segments(thread_heap *h)
 {
     for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         queue_release_empty(h, &h->queues[cls], h->queues[cls].first, false);
-        heap_direct_set(h, cls, &empty_page);
+        thread_heap_set_direct(h, cls, &empty_page);
         queue_release_empty(h, &h->full[cls], h->full[cls].first, false);
     }
-    heap_purge(h, false);
+    thread_heap_purge(h, false);
     while (h->segments != NULL) {
         segment *seg = h->segments;
-        heap_segment_unlink(h, seg);
+        thread_heap_segment_unlink(h, seg);
         for (unsigned i = 1; i < seg->slot_count; i++) {
             seg->pages[i].next = seg->pages[i].prev = NULL;
             seg->pages[i].in_full = 0;

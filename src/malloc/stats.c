@@ -4,7 +4,7 @@
  * mallinfo2. Everything is formatted by hand and written with
  * os_write_stderr: stdio may allocate, and this runs inside malloc.
  *
- * Request counters live in each heap (owner-only, so the fast path pays
+ * Request counters live in each thread heap (owner-only, so the fast path pays
  * one increment and no atomic) and are merged into the totals here when a
  * thread exits; a summary adds the live heaps' counters (read without
  * synchronisation: a summary is a snapshot).
@@ -19,7 +19,7 @@ static uint64_t merged_bytes_requested;
 static uint64_t merged_large_requests;
 static size_t mapped_now, mapped_peak;
 
-void stats_merge_heap(const heap *h)
+void stats_merge_thread_heap(const thread_heap *h)
 {
     for (unsigned i = 0; i < CLASS_COUNT; i++)
         merged_class_requests[i] += h->class_requests[i];
@@ -104,7 +104,7 @@ void stats_print(void)
     uint64_t large = merged_large_requests;
     for (unsigned i = 0; i < CLASS_COUNT; i++)
         requests[i] = merged_class_requests[i];
-    for (heap *h = heap_list_first(); h != NULL; h = h->all_next) {
+    for (thread_heap *h = thread_heap_list_first(); h != NULL; h = h->all_next) {
         for (unsigned i = 0; i < CLASS_COUNT; i++)
             requests[i] += h->class_requests[i];
         bytes += h->large_bytes_requested;
@@ -222,7 +222,7 @@ struct mallinfo mallinfo(void)
 /* glibc prints its statistics to stderr; so do we. */
 void malloc_stats(void)
 {
-    if (tls_heap == NULL)
-        heap_init_slow();
+    if (tls_thread_heap == NULL)
+        thread_heap_init_slow();
     stats_print();
 }

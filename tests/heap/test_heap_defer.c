@@ -7,7 +7,7 @@
  * returns). brisk_heap_check runs after every step.
  *
  * Deferred blocks are kept on per-class stacks of DEFER_PER_CLASS slots
- * in the bookkeeping (heap_internal.h), never linked through the blocks
+ * in the bookkeeping (heap/heap.h), never linked through the blocks
  * themselves: nothing written into a deferred block can change which
  * block an alloc returns, and the tests of writes after free check
  * exactly that.
@@ -18,7 +18,7 @@
  * A deferred block reads free in the walk (used 0), so a layout alone
  * cannot tell it from a merged free chunk except by what touches it: two
  * "free" chunks side by side mean one of them is deferred. Where the
- * difference matters the tests also read the block map (heap_internal.h),
+ * difference matters the tests also read the block map (heap/heap.h),
  * which is where the heap itself keeps the distinction. */
 #include "heap_util.h"
 

@@ -367,7 +367,7 @@ static void corrupt_high_water(sample *s) { s->heap->high_water = 16; }
 static void corrupt_wilderness(sample *s) { s->heap->top += 16; }
 static void corrupt_list_head(sample *s)
 {
-    size_t cls = size_class_of(208);
+    size_t cls = chunk_class_of(208);
     s->heap->heads[cls] = NULL;
 }
 /* Links overwritten with addresses outside the heap (a use after free):
@@ -376,7 +376,7 @@ static void corrupt_free_next_wild(sample *s) { *(uintptr_t *)(void *)s->d = (ui
 static void corrupt_free_prev_wild(sample *s) { *(uintptr_t *)(void *)(s->b + 8) = (uintptr_t)0x10; }
 static void corrupt_list_head_wild(sample *s)
 {
-    s->heap->heads[size_class_of(1040)] = (heap_chunk *)(uintptr_t)0xdead0008;
+    s->heap->heads[chunk_class_of(1040)] = (heap_chunk *)(uintptr_t)0xdead0008;
 }
 
 static const struct {

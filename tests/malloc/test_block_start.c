@@ -1,6 +1,6 @@
 /*
  * The process allocator's block-start test (page_block_start in
- * src/malloc_internal.h: one multiply and one compare instead of a
+ * src/malloc/internal.h: one multiply and one compare instead of a
  * division) against plain division, for every size class, every offset
  * of its page and around it, every 32-bit offset a pointer below the
  * page's start can give, and capacities from 0 to full.

@@ -1,0 +1,28 @@
+/*
+ * The segment map: one byte per 4 MiB of the 48-bit address space saying
+ * what of ours, if anything, starts there (SEGMAP_* in malloc/types.h).
+ * free() validates every pointer against it before reading any metadata.
+ * Reserved once at start-up (64 MiB of address space, touched only where
+ * we own memory) and never unmapped.
+ */
+#include "malloc/internal.h"
+
+uint8_t *segment_map;
+uintptr_t segmap_entries;
+
+void segmap_init(void)
+{
+    segment_map = os_map(SEGMAP_ENTRIES);
+    if (segment_map == NULL) {
+        static const char msg[] = "brisk: cannot reserve the segment map\n";
+        os_write_stderr(msg, sizeof msg - 1);
+        os_abort();
+    }
+    /* After the map: a free that sees the entries sees the map. */
+    __atomic_store_n(&segmap_entries, SEGMAP_ENTRIES, __ATOMIC_RELEASE);
+}
+
+void segmap_set(uintptr_t base, uint8_t kind)
+{
+    __atomic_store_n(&segment_map[base >> SEGMENT_SHIFT], kind, __ATOMIC_RELAXED);
+}
