@@ -34,6 +34,49 @@ extern "C" {
 #define BRISK_VERSION_MINOR 1
 #define BRISK_VERSION_PATCH 0
 
+/* Function attributes a compiler uses to check callers and to reason
+ * about the memory returned: BRISK_ALLOCATOR marks a function returning a
+ * new block no other pointer aliases, BRISK_ALLOC_SIZE(i) / (i, j) names
+ * the parameter(s) whose value (or product) is the block's size, and
+ * BRISK_ALLOC_ALIGN(i) the parameter giving its alignment (the compiler
+ * then knows the usable bytes for its bounds warnings and
+ * __builtin_object_size). BRISK_NODISCARD warns when a result that must
+ * be kept (a block, a heap, a status) is dropped. Empty on compilers
+ * without them.
+ *
+ * The usable_size functions let a program use every usable byte of a
+ * block, which may be more than it asked for; a compiler that trusts
+ * alloc_size (-fsanitize=object-size, _FORTIFY_SOURCE=3) reports such a
+ * use as out of bounds. A program that relies on the usable size defines
+ * BRISK_NO_ALLOC_SIZE before including this header. BRISK_NO_ALLOC_ALIGN
+ * drops alloc_align likewise, for code that passes constant alignments no
+ * block can have (clang 14 crashes compiling a call with 1 << 62). */
+#if defined(__has_attribute)
+#define BRISK_HAS_ATTRIBUTE_(name) __has_attribute(name)
+#else
+#define BRISK_HAS_ATTRIBUTE_(name) 0
+#endif
+#if BRISK_HAS_ATTRIBUTE_(malloc)
+#define BRISK_ALLOCATOR __attribute__((malloc))
+#else
+#define BRISK_ALLOCATOR
+#endif
+#if BRISK_HAS_ATTRIBUTE_(alloc_size) && !defined(BRISK_NO_ALLOC_SIZE)
+#define BRISK_ALLOC_SIZE(...) __attribute__((alloc_size(__VA_ARGS__)))
+#else
+#define BRISK_ALLOC_SIZE(...)
+#endif
+#if BRISK_HAS_ATTRIBUTE_(alloc_align) && !defined(BRISK_NO_ALLOC_ALIGN)
+#define BRISK_ALLOC_ALIGN(i) __attribute__((alloc_align(i)))
+#else
+#define BRISK_ALLOC_ALIGN(i)
+#endif
+#if BRISK_HAS_ATTRIBUTE_(warn_unused_result)
+#define BRISK_NODISCARD __attribute__((warn_unused_result))
+#else
+#define BRISK_NODISCARD
+#endif
+
 /* Every block any brisk allocator hands out is aligned to at least this
  * many bytes, which equals alignof(max_align_t) on the platforms we build
  * for (x86-64, AArch64). */
@@ -109,13 +152,13 @@ typedef struct brisk_arena_mark {
 /* Maps a fresh region with room for at least `capacity` bytes of blocks.
  * Returns NULL with errno EINVAL when capacity is 0, ENOMEM when the
  * region cannot be mapped or capacity overflows. */
-brisk_arena *brisk_arena_create(size_t capacity);
+BRISK_NODISCARD brisk_arena *brisk_arena_create(size_t capacity);
 
 /* Builds an arena inside the caller's buffer [mem, mem + size); makes no
  * system call and never frees the buffer. Returns NULL with errno EINVAL
  * when mem is NULL or size leaves no room for the bookkeeping and at least
  * one aligned byte. */
-brisk_arena *brisk_arena_create_in(void *mem, size_t size);
+BRISK_NODISCARD brisk_arena *brisk_arena_create_in(void *mem, size_t size);
 
 /* Unmaps an arena made by brisk_arena_create; for one made by
  * brisk_arena_create_in it only forgets the arena (the buffer is the
@@ -126,11 +169,15 @@ void brisk_arena_destroy(brisk_arena *arena);
  * valid pointer (1 byte is reserved). Returns NULL with errno ENOMEM when
  * the rest of the arena is too small; the arena is unchanged and stays
  * usable. Sizes near SIZE_MAX never wrap. */
+/* Not BRISK_NODISCARD: a dropped arena block leaks nothing (reset and
+ * restore take it back), and advancing the arena is a use. */
+BRISK_ALLOCATOR BRISK_ALLOC_SIZE(2)
 void *brisk_arena_alloc(brisk_arena *arena, size_t size);
 
 /* As brisk_arena_alloc, aligned to `alignment` (a power of two; values
  * below BRISK_ALIGNMENT are raised to it). Returns NULL with errno EINVAL
  * when alignment is not a power of two, ENOMEM when there is no room. */
+BRISK_ALLOCATOR BRISK_ALLOC_ALIGN(2) BRISK_ALLOC_SIZE(3)
 void *brisk_arena_alloc_aligned(brisk_arena *arena, size_t alignment,
                                 size_t size);
 
@@ -233,11 +280,11 @@ typedef struct brisk_heap brisk_heap;
  * freed block of under 1 KiB (chunk size) is not merged at once but kept
  * aside, up to 12 per size, and handed straight back to the next request
  * of its size, as glibc's tcache does. Programs that free and allocate
- * the same small sizes in turn then skip a merge and a split each time
- * (the cc1 trace of bench/heap_traces.sh runs about 1.3x as fast as with
- * immediate merging, sqlite3 1.1x; the python3 trace, whose churn is of
- * blocks over 1 KiB, about 0.8x), at the price of a little
- * fragmentation: up to 12 blocks of each small size stay unmerged, and
+ * the same small sizes in turn then skip a merge and a split each time,
+ * so they run faster; programs whose churn is of blocks over 1 KiB may
+ * run slower, as the kept blocks change where those land
+ * (docs/benchmarks.md measures both on recorded traces). The price is a
+ * little fragmentation: up to 12 blocks of each small size stay unmerged, and
  * 6 KiB more bookkeeping. A deferred block is free for every purpose but
  * merging: a second free of it, realloc or usable_size of it are
  * reported as for any freed block; brisk_heap_walk reports it free; the
@@ -291,20 +338,20 @@ typedef int (*brisk_heap_visitor)(const brisk_heap_chunk *chunk,
 /* Maps a region and builds a heap able to hold at least `capacity` bytes
  * of chunks. Returns NULL with errno EINVAL when capacity is 0, ENOMEM
  * when it cannot be mapped or is too large. */
-brisk_heap *brisk_heap_create(size_t capacity);
+BRISK_NODISCARD brisk_heap *brisk_heap_create(size_t capacity);
 
 /* Builds a heap inside the caller's buffer [mem, mem + size); makes no
  * system call. Returns NULL with errno EINVAL when mem is NULL, not
  * aligned to BRISK_ALIGNMENT, or size is too small for the bookkeeping
  * and one minimal chunk. */
-brisk_heap *brisk_heap_create_in(void *mem, size_t size);
+BRISK_NODISCARD brisk_heap *brisk_heap_create_in(void *mem, size_t size);
 
 /* Either of the above with options: mem NULL maps a region of `size`
  * bytes of capacity, otherwise the heap is built in [mem, mem + size).
  * flags is a combination of BRISK_HEAP_*; unknown bits, and
  * BRISK_HEAP_DEFER_MERGE with any of BRISK_HEAP_WIPE, _CANARY or
  * _WIPE_CHECK, give EINVAL. */
-brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags);
+BRISK_NODISCARD brisk_heap *brisk_heap_create_ex(void *mem, size_t size, unsigned flags);
 
 /* The size of the smallest buffer (a multiple of 16) in which
  * brisk_heap_create_ex(buffer, size, flags) builds a heap of at least
@@ -330,10 +377,12 @@ void brisk_heap_destroy(brisk_heap *heap);
  * further down that list may go unused; brisk_heap_stats.largest_free is
  * exactly the largest size that succeeds. Contents are unspecified (zero when
  * BRISK_HEAP_WIPE is set). */
+BRISK_NODISCARD BRISK_ALLOCATOR BRISK_ALLOC_SIZE(2)
 void *brisk_heap_alloc(brisk_heap *heap, size_t size);
 
 /* A zeroed block of count * size bytes. Returns NULL with errno ENOMEM
  * when the product overflows or there is no room. */
+BRISK_NODISCARD BRISK_ALLOCATOR BRISK_ALLOC_SIZE(2, 3)
 void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size);
 
 /* Resizes the block at ptr to `size` bytes, keeping its contents up to
@@ -341,11 +390,13 @@ void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size);
  * chunk allows, otherwise moves. ptr NULL acts as alloc; size 0 frees ptr
  * and returns NULL. On failure returns NULL with errno ENOMEM and the old
  * block is untouched. An invalid ptr is reported as misuse. */
+BRISK_NODISCARD BRISK_ALLOC_SIZE(3)
 void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size);
 
 /* As brisk_heap_alloc, aligned to `alignment`, a power of two (values
  * below BRISK_ALIGNMENT are raised to it). Returns NULL with errno EINVAL
  * when alignment is not a power of two, ENOMEM when there is no room. */
+BRISK_NODISCARD BRISK_ALLOCATOR BRISK_ALLOC_ALIGN(2) BRISK_ALLOC_SIZE(3)
 void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment,
                                size_t size);
 
@@ -386,18 +437,21 @@ int brisk_heap_walk(const brisk_heap *heap, brisk_heap_visitor visitor,
  * after; libbrisk.so (and libbrisk.a, when linked ahead of libc) also
  * provides them under the standard names. See README.md for the
  * BRISK_OPTIONS environment variable. */
-void *brisk_malloc(size_t size);
-void *brisk_calloc(size_t count, size_t size);
-void *brisk_realloc(void *ptr, size_t size);
-void *brisk_reallocarray(void *ptr, size_t count, size_t size);
+BRISK_NODISCARD BRISK_ALLOCATOR BRISK_ALLOC_SIZE(1) void *brisk_malloc(size_t size);
+BRISK_NODISCARD BRISK_ALLOCATOR BRISK_ALLOC_SIZE(1, 2) void *brisk_calloc(size_t count, size_t size);
+/* realloc may return ptr itself: not BRISK_ALLOCATOR. */
+BRISK_NODISCARD BRISK_ALLOC_SIZE(2) void *brisk_realloc(void *ptr, size_t size);
+BRISK_NODISCARD BRISK_ALLOC_SIZE(2, 3) void *brisk_reallocarray(void *ptr, size_t count, size_t size);
 void brisk_free(void *ptr);
 void brisk_free_sized(void *ptr, size_t size);
 void brisk_free_aligned_sized(void *ptr, size_t alignment, size_t size);
-int brisk_posix_memalign(void **out, size_t alignment, size_t size);
+BRISK_NODISCARD int brisk_posix_memalign(void **out, size_t alignment, size_t size);
+BRISK_NODISCARD BRISK_ALLOCATOR BRISK_ALLOC_ALIGN(1) BRISK_ALLOC_SIZE(2)
 void *brisk_aligned_alloc(size_t alignment, size_t size);
+BRISK_NODISCARD BRISK_ALLOCATOR BRISK_ALLOC_ALIGN(1) BRISK_ALLOC_SIZE(2)
 void *brisk_memalign(size_t alignment, size_t size);
-void *brisk_valloc(size_t size);
-void *brisk_pvalloc(size_t size);
+BRISK_NODISCARD BRISK_ALLOCATOR BRISK_ALLOC_SIZE(1) void *brisk_valloc(size_t size);
+BRISK_NODISCARD BRISK_ALLOCATOR void *brisk_pvalloc(size_t size);
 size_t brisk_malloc_usable_size(const void *ptr);
 
 /* Checks the process allocator's structural invariants (listed in

@@ -136,3 +136,18 @@ void report_error(brisk_error error, const char *message, const void *ptr)
     line_write(&line);
     os_abort();
 }
+
+void assert_fail(const char *message, const char *condition, const char *file, unsigned line)
+{
+    text_line out = {.len = 0};
+    line_add_str(&out, "brisk: internal assertion failed: ");
+    line_add_str(&out, message);
+    line_add_str(&out, " (");
+    line_add_str(&out, condition);
+    line_add_str(&out, ") at ");
+    line_add_str(&out, file);
+    line_add_str(&out, ":");
+    line_add_decimal(&out, line);
+    line_write(&out);
+    os_abort();
+}

@@ -48,6 +48,24 @@ _Static_assert(BRISK_ALIGNMENT >= alignof(max_align_t),
 #define BRISK_CACHE_ALIGNED
 #endif
 
+/* ---- debug assertions --------------------------------------------------- */
+
+/* brisk_assert(cond, "message") states a precondition or an internal
+ * invariant the code relies on: in a BRISK_DEBUG build (the CMake option of
+ * that name) a false one writes "brisk: internal assertion failed:
+ * <message> (<cond>) at <file>:<line>" and aborts; otherwise it costs
+ * nothing and cond is not evaluated. It is for brisk's own mistakes, never
+ * for a program's misuse, which is reported (report_error) in every build. */
+#ifndef BRISK_DEBUG
+#define BRISK_DEBUG 0
+#endif
+#if BRISK_DEBUG
+#define brisk_assert(cond, message) \
+    (brisk_likely(cond) ? (void)0 : assert_fail(message, #cond, __FILE__, __LINE__))
+#else
+#define brisk_assert(cond, message) ((void)sizeof(!(cond)))
+#endif
+
 /* ---- arithmetic helpers ------------------------------------------------ */
 
 static inline bool is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
@@ -155,6 +173,10 @@ BRISK_HIDDEN int os_remap_in_place(void *addr, size_t old_size, size_t new_size)
  * and return without further effect. */
 BRISK_HIDDEN void report_error(brisk_error error, const char *message,
                                const void *ptr);
+
+/* brisk_assert's failure: writes the line and aborts (error.c). */
+BRISK_HIDDEN _Noreturn void assert_fail(const char *message, const char *condition,
+                                        const char *file, unsigned line);
 
 /* Formats value as 0x-prefixed lower-case hex into buf (at least 19
  * bytes); returns the length written, without a terminator. */

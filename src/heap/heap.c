@@ -215,6 +215,10 @@ BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
  * only needed when c is the first entry. */
 BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
 {
+    brisk_assert(!chunk_is_used(c) && chunk_size(c) == size,
+                 "bin_remove: only a free chunk of this size is on a list");
+    brisk_assert(heap->binned_count > 0 && heap->binned_bytes >= size,
+                 "bin_remove: the list counts miss this chunk");
     heap_chunk *next = c->next, *prev = c->prev;
     if (prev != NULL) {
         prev->next = next;
@@ -246,12 +250,16 @@ static inline void wipe_chunk_metadata(const brisk_heap *heap, heap_chunk *c, si
 
 static inline void mark_live(brisk_heap *heap, heap_chunk *c)
 {
+    brisk_assert(block_map_get(heap, chunk_granule(heap, c)) != BLOCK_MAP_LIVE,
+                 "mark_live: the chunk is already live");
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_LIVE);
     heap->used_count++;
 }
 
 static inline void mark_freed(brisk_heap *heap, heap_chunk *c)
 {
+    brisk_assert(block_map_get(heap, chunk_granule(heap, c)) == BLOCK_MAP_LIVE && heap->used_count > 0,
+                 "mark_freed: only a live chunk is freed");
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_FREED);
     heap->used_count--;
 }

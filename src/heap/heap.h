@@ -87,6 +87,8 @@ BRISK_INLINE size_t *chunk_footer(heap_chunk *c, size_t size)
  * the arithmetic (the fast paths' requests, at most EXACT_REQUEST_MAX). */
 BRISK_INLINE size_t chunk_size_for_small(size_t n)
 {
+    brisk_assert(n <= SIZE_MAX - (CHUNK_HEADER_SIZE + GRANULE - 1),
+                 "chunk_size_for_small: the request overflows the rounding");
     size_t size = (n + CHUNK_HEADER_SIZE + GRANULE - 1) & ~(GRANULE - 1);
     return size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : size;
 }
@@ -128,6 +130,8 @@ BRISK_INLINE unsigned log2_floor(size_t x) { return 63u - (unsigned)__builtin_cl
 /* The class of a chunk of `size` bytes (a multiple of 16, >= 32). */
 BRISK_INLINE size_t chunk_class_of(size_t size)
 {
+    brisk_assert(size >= CHUNK_MIN_SIZE && size % GRANULE == 0,
+                 "chunk_class_of: not a chunk size (a multiple of 16, at least the minimum)");
     if (size < SMALL_LIMIT)
         return size / GRANULE - 2;
     unsigned level = log2_floor(size);
@@ -346,6 +350,8 @@ BRISK_INLINE unsigned block_map_get(const brisk_heap *heap, size_t g)
 
 BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
 {
+    brisk_assert(g < (size_t)(heap->end - heap->base) / GRANULE,
+                 "block_map_set: granule outside the region");
     uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
     unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
     *word = (*word & ~((uint64_t)3 << shift)) | ((uint64_t)state << shift);

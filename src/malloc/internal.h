@@ -117,6 +117,7 @@ BRISK_HIDDEN thread_heap *thread_heap_list_first(void);
 
 static inline unsigned size_class_of(size_t size)
 {
+    brisk_assert(size <= MEDIUM_SIZE_MAX, "size_class_of: a large request has no class");
     if (size <= 128)
         return size == 0 ? 0 : (unsigned)((size - 1) >> 4);
     size_t s = size - 1;
@@ -126,6 +127,7 @@ static inline unsigned size_class_of(size_t size)
 
 static inline size_t class_block_size(unsigned cls)
 {
+    brisk_assert(cls < CLASS_COUNT, "class_block_size: no such class");
     if (cls < 8)
         return ((size_t)cls + 1) * 16;
     unsigned k = 7u + (cls - 8u) / 8u;
@@ -381,6 +383,7 @@ BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
 BRISK_INLINE void *page_pop(page *pg)
 {
     block *b = pg->free;
+    brisk_assert(b != NULL && pg->in_use, "page_pop: the page has no free block");
 #if BRISK_CHECKS
     block *next = list_decode(pg, b->next_encoded);
     /* In range first: the end of a list (NULL) is the rare case. */

@@ -522,19 +522,24 @@ int mallopt(int param, int value)
 
 /* ---- the standard names ---------------------------------------------------- */
 
+/* Each standard name is an alias of its brisk_ function and carries the
+ * same attributes (brisk.h): the compiler checks that they agree. */
 #define BRISK_ALIAS(name) __attribute__((alias(#name), used))
 
-void *malloc(size_t size) BRISK_ALIAS(brisk_malloc);
-void *calloc(size_t count, size_t size) BRISK_ALIAS(brisk_calloc);
-void *realloc(void *ptr, size_t size) BRISK_ALIAS(brisk_realloc);
+BRISK_ALLOCATOR BRISK_ALLOC_SIZE(1) void *malloc(size_t size) BRISK_ALIAS(brisk_malloc);
+BRISK_ALLOCATOR BRISK_ALLOC_SIZE(1, 2) void *calloc(size_t count, size_t size) BRISK_ALIAS(brisk_calloc);
+BRISK_ALLOC_SIZE(2) void *realloc(void *ptr, size_t size) BRISK_ALIAS(brisk_realloc);
+BRISK_ALLOC_SIZE(2, 3)
 void *reallocarray(void *ptr, size_t count, size_t size) BRISK_ALIAS(brisk_reallocarray);
 void free(void *ptr) BRISK_ALIAS(brisk_free);
 void free_sized(void *ptr, size_t size) BRISK_ALIAS(brisk_free_sized);
 void free_aligned_sized(void *ptr, size_t alignment, size_t size)
     BRISK_ALIAS(brisk_free_aligned_sized);
 int posix_memalign(void **out, size_t alignment, size_t size) BRISK_ALIAS(brisk_posix_memalign);
+BRISK_ALLOCATOR BRISK_ALLOC_ALIGN(1) BRISK_ALLOC_SIZE(2)
 void *aligned_alloc(size_t alignment, size_t size) BRISK_ALIAS(brisk_aligned_alloc);
+BRISK_ALLOCATOR BRISK_ALLOC_ALIGN(1) BRISK_ALLOC_SIZE(2)
 void *memalign(size_t alignment, size_t size) BRISK_ALIAS(brisk_memalign);
-void *valloc(size_t size) BRISK_ALIAS(brisk_valloc);
-void *pvalloc(size_t size) BRISK_ALIAS(brisk_pvalloc);
+BRISK_ALLOCATOR BRISK_ALLOC_SIZE(1) void *valloc(size_t size) BRISK_ALIAS(brisk_valloc);
+BRISK_ALLOCATOR void *pvalloc(size_t size) BRISK_ALIAS(brisk_pvalloc);
 size_t malloc_usable_size(void *ptr) BRISK_ALIAS(brisk_malloc_usable_size);

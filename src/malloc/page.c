@@ -182,6 +182,8 @@ bool page_collect(page *pg)
 
 void page_queue_remove(page_queue *q, page *pg)
 {
+    brisk_assert(pg->prev != NULL ? pg->prev->next == pg : q->first == pg,
+                 "page_queue_remove: the page is not on this queue");
     if (pg->prev != NULL)
         pg->prev->next = pg->next;
     else
@@ -195,6 +197,8 @@ void page_queue_remove(page_queue *q, page *pg)
 
 void page_queue_push_back(page_queue *q, page *pg)
 {
+    brisk_assert(q->first != pg && q->last != pg,
+                 "page_queue_push_back: the page is already at an end of this queue");
     pg->next = NULL;
     pg->prev = q->last;
     if (q->last != NULL)

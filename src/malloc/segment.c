@@ -315,6 +315,7 @@ page *segment_page_alloc(thread_heap *h, unsigned cls)
  * until decay. The caller has taken the page off every thread heap list. */
 void segment_page_free(thread_heap *h, page *pg)
 {
+    brisk_assert(pg->in_use && pg->used == 0, "segment_page_free: the page still holds live blocks");
     segment *seg = page_segment(pg);
     uint64_t bit = (uint64_t)1 << pg->slot;
     if (brisk_unlikely(harden_flags & HARDEN_WIPE))

@@ -7,7 +7,7 @@ find_package(Python3 COMPONENTS Interpreter)
 add_executable(test_trace_engine ${PROJECT_SOURCE_DIR}/tests/trace/test_trace_engine.c)
 target_include_directories(test_trace_engine PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
 target_link_libraries(test_trace_engine PRIVATE brisk_trace_engine)
-target_compile_options(test_trace_engine PRIVATE ${BRISK_WARNINGS})
+target_compile_options(test_trace_engine PRIVATE ${BRISK_TEST_WARNINGS})
 add_test(NAME test_trace_engine COMMAND test_trace_engine)
 
 if(BRISK_SANITIZE)
@@ -15,7 +15,7 @@ if(BRISK_SANITIZE)
   add_executable(test_trace_engine_asan ${PROJECT_SOURCE_DIR}/tests/trace/test_trace_engine.c)
   target_include_directories(test_trace_engine_asan PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
   target_link_libraries(test_trace_engine_asan PRIVATE brisk_trace_engine_asan)
-  target_compile_options(test_trace_engine_asan PRIVATE ${BRISK_WARNINGS})
+  target_compile_options(test_trace_engine_asan PRIVATE ${BRISK_TEST_WARNINGS})
   add_test(NAME test_trace_engine_asan COMMAND test_trace_engine_asan)
   # The whole tool under sanitizers, for the malformed-input test: bad
   # input must never crash it.
@@ -31,7 +31,7 @@ endif()
 add_executable(trace_test_program ${PROJECT_SOURCE_DIR}/tests/trace/trace_test_program.c)
 # -fno-builtin: the compiler must not elide the allocations it can see are
 # unused (clang does), they are the point.
-target_compile_options(trace_test_program PRIVATE ${BRISK_WARNINGS} -fno-builtin)
+target_compile_options(trace_test_program PRIVATE ${BRISK_TEST_WARNINGS} -fno-builtin)
 target_link_libraries(trace_test_program PRIVATE Threads::Threads)
 
 if(Python3_FOUND)
