@@ -1,5 +1,5 @@
 /*
- * The bump arena's bookkeeping, shared by src/arena.c and the tests that
+ * The bump arena's bookkeeping, shared by src/arena/arena.c and the tests that
  * damage it on purpose to see brisk_arena_check notice. Nothing here is
  * public; docs/design.md ("The bump arena") explains the scheme.
  *

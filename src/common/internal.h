@@ -35,9 +35,9 @@ _Static_assert(BRISK_ALIGNMENT >= alignof(max_align_t),
 #define BRISK_NOINLINE __attribute__((noinline))
 #define BRISK_INLINE static inline __attribute__((always_inline))
 /* A hot out-of-line function starting on a cache line: where the linker
- * happens to place a small hot function can move its speed by several
- * percent (docs/benchmarks.md has a case), so the ones measured to care
- * are pinned. */
+ * happens to place a small hot function can change its speed with the
+ * same instructions (docs/benchmarks.md has a case), so the ones measured
+ * to care are pinned. */
 #define BRISK_CACHE_ALIGNED __attribute__((aligned(64)))
 #else
 #define BRISK_HIDDEN

@@ -45,7 +45,7 @@
 #define DEFAULT_ALIGNMENT 16
 
 /* ---- the recorder's OS section ------------------------------------------
- * The project keeps system calls in src/os.c, but the recorder is not part
+ * The project keeps system calls in src/common/os.c, but the recorder is not part
  * of the library: it is a separate shared object that wraps another
  * library's allocator from inside an arbitrary program, and must not
  * depend on libbrisk. Its system calls (map, unmap, open, write, close,

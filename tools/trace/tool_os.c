@@ -1,5 +1,5 @@
 /*
- * The tool's own system calls (the library keeps its in src/os.c; the
+ * The tool's own system calls (the library keeps its in src/common/os.c; the
  * tool is a separate program and keeps its here, in one place).
  */
 #define _GNU_SOURCE
