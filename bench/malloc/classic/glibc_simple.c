@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     }
     static const size_t sizes[] = {16, 32, 64, 128, 256, 1024};
     static const size_t counts[] = {25, 100, 400, 1600};
-    size_t blocks_per_pair = classic_scaled(touch ? 1.2e6 : 3e6);
+    size_t blocks_per_pair = classic_scaled(touch ? 4e5 : 8e5);
     unsigned char **block = xcalloc(1600, sizeof *block);
     uint64_t result = 0;
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
