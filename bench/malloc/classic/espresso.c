@@ -78,10 +78,11 @@ static uint64_t minimise(uint64_t *rng)
     cover f = {0};
     for (size_t i = 0; i < k; i++) {
         cube *c = cube_new(words);
-        memset(c->bit, 0, words * sizeof(uint32_t));
+        memset(c->bit, 0xff, words * sizeof(uint32_t)); /* unused pairs: don't care */
         for (unsigned v = 0; v < vars; v++) {
             uint64_t r = rng_next(rng) % 8;
             uint32_t lit = r == 0 ? 1u : r == 1 ? 2u : 3u;
+            c->bit[v / 16] &= ~(3u << (2 * (v % 16)));
             c->bit[v / 16] |= lit << (2 * (v % 16));
         }
         cover_add(&f, c);
@@ -110,17 +111,19 @@ static uint64_t minimise(uint64_t *rng)
                 }
             }
         /* drop every cube another contains (of equal ones, keep the first) */
+        unsigned char *dropped = xcalloc(g.n, 1);
+        for (size_t i = 0; i < g.n; i++)
+            for (size_t j = 0; j < g.n && !dropped[i]; j++)
+                if (j != i && contains(g.c[j], g.c[i]) && (j < i || !contains(g.c[i], g.c[j])))
+                    dropped[i] = 1;
         cover h = {0};
         for (size_t i = 0; i < g.n; i++) {
-            int dropped = 0;
-            for (size_t j = 0; j < g.n && !dropped; j++)
-                if (j != i && contains(g.c[j], g.c[i]) && (j < i || !contains(g.c[i], g.c[j])))
-                    dropped = 1;
-            if (dropped)
+            if (dropped[i])
                 free(g.c[i]);
             else
                 cover_add(&h, g.c[i]);
         }
+        free(dropped);
         free(g.c);
         free(f.c);
         f = h;
@@ -138,7 +141,7 @@ static uint64_t minimise(uint64_t *rng)
 int main(int argc, char **argv)
 {
     classic_args(argc, argv, "espresso", "");
-    size_t functions = classic_scaled(3000);
+    size_t functions = classic_scaled(1500);
     uint64_t rng = 0xe5b7e550ULL, result = 0;
     for (size_t i = 0; i < functions; i++)
         result = result * 31 + minimise(&rng);

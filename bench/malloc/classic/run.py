@@ -11,8 +11,9 @@ LD_PRELOAD (glibc: no preload; brisk hardened: libbrisk.so with
 BRISK_OPTIONS=hardened). In every round each program runs once under
 every allocator, in an order that rotates from program to program and
 round to round, so drift in the machine's load falls on all of them
-alike. The runner measures the wall time of the process, from start to
-exit, and its peak RSS (ru_maxrss from wait4), and reads the result value
+alike. The launcher bench/malloc/classic/measure.c measures the wall time
+of the process, from fork to exit, its CPU time and its peak RSS
+(ru_maxrss from wait4); the runner reads the result value
 the program prints: it must be the same under every allocator and in every
 run, or the runner says so and exits with status 1.
 
@@ -31,13 +32,9 @@ import glob
 import math
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
-import time
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 PEERS = {  # name: (library, Debian package)
@@ -109,39 +106,35 @@ def configurations(build, wanted):
     return configs, notes
 
 
-def run_once(binary, args, preload, options, scale):
-    """(wall seconds, peak RSS KiB, CPU seconds, result or None, error or None)."""
+def run_once(measure, binary, args, preload, options, scale):
+    """(wall seconds, peak RSS KiB, CPU seconds, result or None, error or None).
+    The program runs under the launcher `measure` (measure.c says why)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "BRISK_OPTIONS")}
-    if preload:
-        env["LD_PRELOAD"] = preload
     if options:
         env["BRISK_OPTIONS"] = options
-    argv = [binary, str(scale)] + args
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.monotonic()
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
-        timer = threading.Timer(TIMEOUT, lambda: os.kill(proc.pid, signal.SIGKILL))
-        timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - start
-        timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode(errors="replace")
-        stderr = err.read().decode(errors="replace")
-    cpu = usage.ru_utime + usage.ru_stime
+    argv = [measure, "-t", str(TIMEOUT)] + (["-p", preload] if preload else []) + ["--", binary, str(scale)] + args
+    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout = proc.stdout.decode(errors="replace")
+    stderr = proc.stderr.decode(errors="replace").strip().splitlines()
+    measured = {}
+    if proc.returncode == 0 and stderr and stderr[-1].startswith("measure: "):
+        measured = dict(f.split("=", 1) for f in stderr[-1].split()[1:])
+        stderr = stderr[:-1]
+    if not measured:
+        return 0.0, 0, 0.0, None, "measure failed: " + " | ".join(stderr[-3:])
+    wall, cpu, maxrss, status = (float(measured["wall_seconds"]), float(measured["cpu_seconds"]),
+                                 int(measured["maxrss_kib"]), int(measured["status"]))
     result = None
     for line in stdout.splitlines():
         fields = line.split()
         if len(fields) == 2 and fields[1].startswith("result="):
             result = fields[1][len("result="):]
-    if proc.returncode != 0 or result is None:
-        why = (f"exit status {proc.returncode}" if proc.returncode >= 0
-               else f"killed by signal {-proc.returncode}" + (" (timeout)" if wall >= TIMEOUT else ""))
-        tail = " | ".join((stderr.strip().splitlines() or ["(no output)"])[-3:])
-        return wall, usage.ru_maxrss, cpu, None, f"{why}: {tail}"
-    return wall, usage.ru_maxrss, cpu, result, None
+    if status != 0 or result is None:
+        why = (f"exit status {status}" if status >= 0
+               else f"killed by signal {-status}" + (" (timeout)" if wall >= TIMEOUT else ""))
+        tail = " | ".join((stderr or ["(no output)"])[-3:])
+        return wall, maxrss, cpu, None, f"{why}: {tail}"
+    return wall, maxrss, cpu, result, None
 
 
 def median(v):
@@ -179,7 +172,8 @@ def main():
             sys.exit(f"run.py: --only: no program named {', '.join(unknown)} "
                      f"(there are: {', '.join(p[0] for p in table)})")
         table = [p for p in table if p[0] in wanted]
-    for _, binary, _, _ in table:
+    measure = os.path.join(bindir, "measure")
+    for binary in ["measure"] + [p[1] for p in table]:
         path = os.path.join(bindir, binary)
         if not os.access(path, os.X_OK):
             sys.exit(f"run.py: {path} is missing: build the classic_programs target first")
@@ -217,7 +211,8 @@ def main():
             for k in range(n):
                 a = allocators[(k + i + r) % n]
                 preload, options = configs[a]
-                w, m, c, result, error = run_once(os.path.join(bindir, binary), args, preload, options, scale)
+                w, m, c, result, error = run_once(measure, os.path.join(bindir, binary), args,
+                                                  preload, options, scale)
                 if raw:
                     print(name, a, r, f"{w:.4f}", m, f"{c:.4f}", result or "FAILED", file=raw, flush=True)
                 if error:
