@@ -17,7 +17,7 @@ of the process, from fork to exit, its CPU time and its peak RSS
 the program prints: it must be the same under every allocator and in every
 run, or the runner says so and exits with status 1.
 
-It prints per program the median wall time and median peak RSS of the runs
+It prints per program the median wall time, CPU time and peak RSS of the runs
 with their spread (± half the range, in percent of the median), the ratios
 of medians to mimalloc's and to brisk's default level, the geometric means
 over the programs that write their memory, a separate line for the
@@ -259,6 +259,11 @@ def report(table, allocators, wall, rss, cpu):
     row("program", allocators)
     for name in names:
         row(name, [cell(wall, (name, a), "{:.3f}") for a in allocators])
+    print("\nCPU time (user + system, all threads), seconds: median ± half the range"
+          " (less disturbed than wall time when other jobs share the cores)")
+    row("program", allocators)
+    for name in names:
+        row(name, [cell(cpu, (name, a), "{:.3f}") for a in allocators])
     print("\nPeak RSS, MiB: median ± half the range")
     row("program", allocators)
     for name in names:
