@@ -17,6 +17,27 @@ static pthread_key_t thread_heap_key;
 static thread_heap *thread_heap_pool; /* thread heaps of exited threads, for reuse */
 static thread_heap *thread_heap_all;  /* every live thread heap */
 static char *thread_heap_chunk_next, *thread_heap_chunk_end;
+static uint64_t thread_heaps_exited;
+
+uint64_t thread_heap_exited_count(void)
+{
+    return thread_heaps_exited;
+}
+
+/* global_lock held: h leaves the list of live heaps for the pool. */
+static void thread_heap_retire(thread_heap *h)
+{
+    stats_merge_thread_heap(h);
+    if (h->all_prev != NULL)
+        h->all_prev->all_next = h->all_next;
+    else
+        thread_heap_all = h->all_next;
+    if (h->all_next != NULL)
+        h->all_next->all_prev = h->all_prev;
+    h->pool_next = thread_heap_pool;
+    thread_heap_pool = h;
+    thread_heaps_exited++;
+}
 
 thread_heap *thread_heap_list_first(void)
 {
@@ -95,14 +116,26 @@ static void thread_heap_exit(void *arg)
     tls_thread_heap = NULL;
     thread_heap_abandon_segments(h);
     global_lock_take();
-    stats_merge_thread_heap(h);
-    if (h->all_prev != NULL)
-        h->all_prev->all_next = h->all_next;
-    else
-        thread_heap_all = h->all_next;
-    if (h->all_next != NULL)
-        h->all_next->all_prev = h->all_prev;
-    h->pool_next = thread_heap_pool;
-    thread_heap_pool = h;
+    thread_heap_retire(h);
     global_lock_drop();
+}
+
+/* The forked child has one thread, the one that forked (its heap, if it
+ * has one, is intact: it was inside fork). Every other live heap belonged
+ * to a thread the fork left behind: its segments are abandoned for the
+ * child's threads to adopt (segment_fork_child: their pages are rebuilt
+ * first, since the lost thread may have been changing them), and the heap
+ * goes back to the pool. Its lists are not read: they may be
+ * half-written. */
+void thread_heap_fork_child(void)
+{
+    thread_heap *me = tls_thread_heap;
+    segment_fork_child(me);
+    thread_heap *h = thread_heap_all;
+    while (h != NULL) {
+        thread_heap *next = h->all_next;
+        if (h != me)
+            thread_heap_retire(h);
+        h = next;
+    }
 }
