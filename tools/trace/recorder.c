@@ -412,7 +412,7 @@ static void write_text_chunk(unsigned kind, const char *text, size_t len)
     rec_unmap(chunk, mapped);
 }
 
-/* The executable file mappings of /proc/self/maps, for the symbols. */
+/* The file mappings of /proc/self/maps, for the symbols. */
 static void write_maps(void)
 {
     size_t size = (size_t)8 << 20;
@@ -420,14 +420,13 @@ static void write_maps(void)
     if (maps == NULL)
         return;
     size_t len = rec_read_file("/proc/self/maps", maps, size);
-    /* Keep the lines of executable mappings with a path. */
+    /* Keep the lines of mappings with a path (the whole file's, for its
+     * load address, not only its code's). */
     size_t kept = 0;
     for (size_t at = 0; at < len;) {
         char *nl = memchr(maps + at, '\n', len - at);
         size_t end = nl ? (size_t)(nl - maps) + 1 : len;
-        char *perm = memchr(maps + at, ' ', end - at);
-        if (perm != NULL && perm + 3 < maps + end && perm[3] == 'x' &&
-            memchr(maps + at, '/', end - at) != NULL) {
+        if (memchr(maps + at, '/', end - at) != NULL) {
             memmove(maps + kept, maps + at, end - at);
             kept += end - at;
         }

@@ -59,7 +59,7 @@ enum tf_kind {
      * event: no stack). A stack is defined before the end record, not
      * necessarily before the events using it (threads flush apart). */
     TF_STACK = 0x40,
-    /* bytes text: lines of /proc/self/maps (executable file mappings),
+    /* bytes text: lines of /proc/self/maps (the mappings of files),
      * written at exit and before each dlclose */
     TF_MAPS = 0x41,
     /* bytes text: the command line, arguments separated by NUL */
