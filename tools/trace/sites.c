@@ -1,8 +1,9 @@
 /*
  * Allocation sites: each block (blocks.c) counted at the stack of the call
  * that made it, and stacks merged by the function that called the
- * allocator, the first frame that is not operator new or another
- * allocation wrapper.
+ * allocator: the first frame that is neither operator new nor the C++
+ * library's own code (std:: and __gnu_cxx::, its containers and
+ * allocators), so a vector's growth counts at the code that grew it.
  */
 #define _GNU_SOURCE
 #include "sites.h"
@@ -10,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const wrappers[] = {"operator new", "operator delete", "__gnu_cxx::new_allocator",
-                                       "std::allocator", "std::__new_allocator", "_Znwm", "_Znam",
-                                       "_ZnwmSt11align_val_t", "_ZnamSt11align_val_t", NULL};
+static const char *const wrappers[] = {"operator new", "operator delete", "std::", "__gnu_cxx::",
+                                       "_Znwm", "_Znam", "_ZNSt", "_ZNKSt", "_ZSt", "_ZN9__gnu_cxx",
+                                       NULL};
 
 int sites_is_wrapper(const char *function)
 {

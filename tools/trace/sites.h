@@ -40,8 +40,8 @@ void sites_free(site_analysis *a);
 /* The frames of stack s, innermost first, resolved. */
 const frame_info *sites_frame(site_analysis *a, uint32_t stack, uint32_t k);
 
-/* Whether a function name is an allocation wrapper (operator new and
- * friends): sites are named by the first frame that is not. */
+/* Whether a function name is an allocation wrapper (operator new, the
+ * C++ library): sites are named by the first frame that is not. */
 int sites_is_wrapper(const char *function);
 
 #endif /* BRISK_TRACE_SITES_H */
