@@ -127,7 +127,7 @@ with tempfile.TemporaryDirectory() as tmp:
         (["report", "--top", "x", "r.btr"], "brisk-trace: report: --top needs a number"),
         (["report", "a.btr", "b.btr"], "brisk-trace: report: one recording at a time"),
         (["convert", "a.btr"], "brisk-trace: convert: needs IN and OUT"),
-        (["convert", "--to", "pdf", "a", "b"], "brisk-trace: convert: --to needs 'text' or 'recording'"),
+        (["convert", "--to", "pdf", "a", "b"], "brisk-trace: convert: --to needs 'text', 'recording' or 'raw'"),
         (["frob"], "brisk-trace: unknown subcommand 'frob'"),
         ([], "brisk-trace: record any program's allocations"),
     ]:

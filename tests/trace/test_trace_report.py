@@ -158,11 +158,21 @@ with tempfile.TemporaryDirectory() as tmp:
               "the text round trip keeps peak and leaks",
               f"{a['peak']['bytes']} {b['peak']['bytes']} {orig['peak']['bytes']}")
 
-    # ---- bad files ----
+    # ---- bad files: packed (what record keeps) and raw (--raw) ----
     data = open(rec, "rb").read()
-    cases = [("truncated.btr", data[: len(data) // 2], "truncated"),
+    raw_rec = os.path.join(tmp, "raw.btr")
+    p = run([tool, "record", "--raw", "-o", raw_rec, "--", program])
+    check(p.returncode == 0, "record --raw", p.stderr)
+    raw = open(raw_rec, "rb").read()
+    check(raw[:8] == b"BRISKTRC" and data[:8] == b"BRISKPAK", "record packs unless --raw")
+    rr = report(raw_rec)
+    check(rr is not None and rr["leaks"]["count"] > 0, "a raw recording reports too")
+    cases = [("truncated.btr", data[: len(data) // 2], "truncated: the compressed data ends early"),
+             ("truncated-raw.btr", raw[: len(raw) // 2], "truncated"),
              ("headless.btr", data[:20], "truncated: the file ends inside its 32-byte header"),
-             ("noend.btr", data[: data.rfind(b"CHNK")], "no end record"),
+             ("noend.btr", raw[: raw.rfind(b"CHNK")], "no end record"),
+             ("future-raw.btr", raw[:8] + bytes([9, 0, 0, 0]) + raw[12:],
+              "recording format version 9; this brisk-trace reads version 1"),
              ("future.btr", data[:8] + bytes([9, 0, 0, 0]) + data[12:],
               "recording format version 9; this brisk-trace reads version 1"),
              ("foreign.btr", open(sys.executable, "rb").read(4096),

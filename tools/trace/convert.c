@@ -168,11 +168,12 @@ int trace_write_text(FILE *out, const trace *t)
 }
 
 static const char convert_usage[] =
-    "usage: brisk-trace convert [--to text | --to recording] IN OUT\n"
+    "usage: brisk-trace convert [--to text | recording | raw] IN OUT\n"
     "\n"
-    "Converts a recording (the binary format `record` writes) to a malloc-lab\n"
-    "text trace, or a text trace to a recording (without stacks or threads).\n"
-    "Without --to, IN is converted to the other format.\n";
+    "Converts a recording (what `record` writes) to a malloc-lab text trace,\n"
+    "or a text trace to a recording (without stacks or threads); `raw` writes\n"
+    "a recording unpacked, as the recorder streams it. Without --to, IN is\n"
+    "converted to the other format (text or recording).\n";
 
 int convert_main(int argc, char **argv)
 {
@@ -183,8 +184,9 @@ int convert_main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--to") == 0) {
             if (i + 1 >= argc || (strcmp(argv[i + 1], "text") != 0 &&
-                                  strcmp(argv[i + 1], "recording") != 0)) {
-                fprintf(stderr, "brisk-trace: convert: --to needs 'text' or 'recording'\n\n%s",
+                                  strcmp(argv[i + 1], "recording") != 0 &&
+                                  strcmp(argv[i + 1], "raw") != 0)) {
+                fprintf(stderr, "brisk-trace: convert: --to needs 'text', 'recording' or 'raw'\n\n%s",
                         convert_usage);
                 return 2;
             }
@@ -218,7 +220,7 @@ int convert_main(int argc, char **argv)
     size_t got = probe ? fread(magic, 1, sizeof magic, probe) : 0;
     if (probe)
         fclose(probe);
-    int in_binary = recording_is_binary(magic, got);
+    int in_binary = recording_is_binary(magic, got) || recording_is_packed(magic, got);
     int to_text = to ? strcmp(to, "text") == 0 : in_binary;
     FILE *out = fopen(outp, "wb");
     if (out == NULL) {
@@ -239,8 +241,13 @@ int convert_main(int argc, char **argv)
                         t.num_ids, outp);
             trace_free(&t);
         }
-    } else {
+    } else if (to != NULL && strcmp(to, "raw") == 0) {
         rc = recording_write(out, &r) != 0;
+        if (rc == 0)
+            fprintf(stderr, "brisk-trace: wrote a raw recording of %zu events to %s\n",
+                    r.num_events, outp);
+    } else {
+        rc = recording_pack(out, &r, err, sizeof err) != 0;
         if (rc == 0)
             fprintf(stderr, "brisk-trace: wrote a recording of %zu events to %s\n",
                     r.num_events, outp);

@@ -24,9 +24,9 @@ static const char main_usage[] =
     "region heap and the system malloc, and see the heap.\n"
     "\n"
     "usage:\n"
-    "  brisk-trace record -o FILE.btr [--no-free-stacks] -- COMMAND [ARGS...]\n"
+    "  brisk-trace record -o FILE.btr [--no-free-stacks] [--raw] -- COMMAND [ARGS...]\n"
     "  brisk-trace report [--json] [--top N] [--frames N] FILE.btr\n"
-    "  brisk-trace convert [--to text | --to recording] IN OUT\n"
+    "  brisk-trace convert [--to text | recording | raw] IN OUT\n"
     "  brisk-trace replay [options] TRACE...\n"
     "  brisk-trace help [record | report | convert | replay]\n"
     "\n"
@@ -60,7 +60,7 @@ static const char replay_usage[] =
     "  -h, --help        show this help\n";
 
 static const char record_usage[] =
-    "usage: brisk-trace record -o FILE.btr [--no-free-stacks] -- COMMAND [ARGS...]\n"
+    "usage: brisk-trace record -o FILE.btr [--no-free-stacks] [--raw] -- COMMAND [ARGS...]\n"
     "\n"
     "Runs COMMAND with libbrisk-record.so preloaded and records every malloc,\n"
     "calloc, realloc, reallocarray, free, free_sized, free_aligned_sized,\n"
@@ -75,6 +75,7 @@ static const char record_usage[] =
     "options:\n"
     "  -o FILE            the recording of the command's own process (required)\n"
     "  --no-free-stacks   record frees without their call stacks (cheaper)\n"
+    "  --raw              keep the recorder's stream as it is, unpacked (bigger)\n"
     "  -h, --help         show this help\n"
     "\n"
     "The recorder, libbrisk-record.so, is found at $BRISK_RECORD_LIB when set,\n"

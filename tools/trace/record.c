@@ -6,7 +6,6 @@
  */
 #define _GNU_SOURCE
 #include "trace.h"
-#include "trace_format.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -62,38 +61,33 @@ static int find_recorder(char *buf, size_t size)
     return -1;
 }
 
-/* Reads a recording's end record: its event and stack counts. -1 when the
- * file is no complete recording. */
-static int read_counts(const char *path, unsigned long long *events, unsigned long long *stacks)
+/* Packs the raw recording at path in place (pack.c), unless `raw`, and
+ * gives its event and stack counts. -1 (with a message printed) when it is
+ * no complete recording. */
+static int finish_recording(const char *path, int raw, unsigned long long *events,
+                            unsigned long long *stacks)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    char err[1024];
+    recording r;
+    if (recording_load(path, &r, err, sizeof err) != 0) {
+        fprintf(stderr, "brisk-trace record: %s\n", err);
         return -1;
-    unsigned char header[TF_HEADER_BYTES];
-    int rc = -1;
-    if (fread(header, 1, sizeof header, f) == sizeof header &&
-        recording_is_binary(header, sizeof header)) {
-        long at = (long)tf_get_u32(header + 12);
-        unsigned char chunk[TF_CHUNK_HEADER_BYTES], body[64];
-        while (fseek(f, at, SEEK_SET) == 0 && fread(chunk, 1, sizeof chunk, f) == sizeof chunk &&
-               tf_get_u32(chunk) == TF_CHUNK_MAGIC) {
-            uint32_t payload = tf_get_u32(chunk + 4);
-            if (payload < sizeof body && fread(body, 1, payload, f) == payload && payload > 0 &&
-                body[0] == TF_END) {
-                const unsigned char *p = body + 1;
-                uint64_t e, st;
-                if (tf_get_varint(&p, body + payload, &e) == 0 &&
-                    tf_get_varint(&p, body + payload, &st) == 0) {
-                    *events = e;
-                    *stacks = st;
-                    rc = 0;
-                }
-                break;
-            }
-            at += (long)TF_CHUNK_HEADER_BYTES + (long)payload;
+    }
+    *events = r.num_events;
+    *stacks = r.num_stacks ? r.num_stacks - 1 : 0;
+    int rc = 0;
+    if (!raw) {
+        char temp[4200];
+        snprintf(temp, sizeof temp, "%s.pack", path);
+        FILE *f = fopen(temp, "wb");
+        if (f == NULL || recording_pack(f, &r, err, sizeof err) != 0 || fclose(f) != 0 ||
+            rename(temp, path) != 0) {
+            fprintf(stderr, "brisk-trace record: cannot pack %s (kept as recorded): %s\n", path,
+                    f == NULL ? strerror(errno) : err);
+            unlink(temp);
         }
     }
-    fclose(f);
+    recording_free(&r);
     return rc;
 }
 
@@ -116,7 +110,7 @@ static int is_digits(const char *s, size_t n)
 
 /* Prints the recordings children left: files named STEM.PID.EXT next to
  * the main one, written since `started`. */
-static void list_child_traces(const char *out, const struct timespec *started)
+static void list_child_traces(const char *out, const struct timespec *started, int raw)
 {
     char dir[4096], stem[4096], ext[4096];
     const char *slash = strrchr(out, '/');
@@ -152,14 +146,10 @@ static void list_child_traces(const char *out, const struct timespec *started)
             (st.st_mtim.tv_sec == started->tv_sec && st.st_mtim.tv_nsec < started->tv_nsec))
             continue;
         unsigned long long events = 0, stacks = 0;
-        int counted = read_counts(path, &events, &stacks) == 0;
-        fprintf(stderr, "brisk-trace: child process %.*s: %s", (int)(n - stem_len - 1 - ext_len),
-                e->d_name + stem_len + 1, path);
-        if (counted)
-            fprintf(stderr, " (%llu events, %llu stacks)", events, stacks);
-        else
-            fprintf(stderr, " (incomplete: the process did not finish it)");
-        fputc('\n', stderr);
+        if (finish_recording(path, raw, &events, &stacks) == 0)
+            fprintf(stderr, "brisk-trace: child process %.*s: %s (%llu events, %llu stacks)\n",
+                    (int)(n - stem_len - 1 - ext_len), e->d_name + stem_len + 1, path, events,
+                    stacks);
     }
     closedir(d);
 }
@@ -167,7 +157,7 @@ static void list_child_traces(const char *out, const struct timespec *started)
 int record_main(int argc, char **argv)
 {
     const char *out = NULL;
-    int free_stacks = 1;
+    int free_stacks = 1, raw = 0;
     int i = 0;
     for (; i < argc; i++) {
         const char *arg = argv[i];
@@ -190,6 +180,10 @@ int record_main(int argc, char **argv)
         }
         if (strcmp(arg, "--no-free-stacks") == 0) {
             free_stacks = 0;
+            continue;
+        }
+        if (strcmp(arg, "--raw") == 0) {
+            raw = 1;
             continue;
         }
         if (arg[0] == '-') {
@@ -286,13 +280,13 @@ int record_main(int argc, char **argv)
         return code; /* it never ran; the child said why */
 
     unsigned long long events = 0, stacks = 0;
-    if (read_counts(out, &events, &stacks) == 0)
+    if (finish_recording(out, raw, &events, &stacks) == 0)
         fprintf(stderr, "brisk-trace: recorded %llu events (%llu stacks) of %s (pid %ld) in %s\n",
                 events, stacks, argv[i], (long)pid, out);
     else
         fprintf(stderr, "brisk-trace: %s (pid %ld) left no complete recording in %s (it may "
                         "have been killed, or replaced itself with exec; see docs/trace.md)\n",
                 argv[i], (long)pid, out);
-    list_child_traces(out, &started);
+    list_child_traces(out, &started, raw);
     return code;
 }

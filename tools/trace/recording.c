@@ -98,9 +98,21 @@ static int cmp_step_seq(const void *a, const void *b)
  * recording_finish. */
 int recording_finish(recording *r, char *err, size_t err_size);
 
+/* Whether items of `size` bytes at a are in order (they usually are: one
+ * thread's events come in order, and so do a single-threaded program's). */
+static int sorted(const void *a, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    const char *p = a;
+    for (size_t i = 1; i < n; i++)
+        if (cmp(p + (i - 1) * size, p + i * size) > 0)
+            return 0;
+    return 1;
+}
+
 int recording_finish(recording *r, char *err, size_t err_size)
 {
-    qsort(r->events, r->num_events, sizeof *r->events, cmp_event_seq);
+    if (!sorted(r->events, r->num_events, sizeof *r->events, cmp_event_seq))
+        qsort(r->events, r->num_events, sizeof *r->events, cmp_event_seq);
     size_t steps = 0;
     for (size_t i = 0; i < r->num_events; i++) {
         const rec_event *e = &r->events[i];
@@ -122,7 +134,8 @@ int recording_finish(recording *r, char *err, size_t err_size)
         r->steps[n++] = (rec_step){e->seq, (uint32_t)i, 1};
     }
     r->num_steps = n;
-    qsort(r->steps, n, sizeof *r->steps, cmp_step_seq);
+    if (!sorted(r->steps, n, sizeof *r->steps, cmp_step_seq))
+        qsort(r->steps, n, sizeof *r->steps, cmp_step_seq);
     for (size_t i = 1; i < n; i++)
         if (r->steps[i].seq == r->steps[i - 1].seq)
             return fail(err, err_size,
@@ -282,7 +295,7 @@ int recording_parse(const char *path, const unsigned char *data, size_t len, rec
                      data[i]);
         return fail(err, err_size,
                     "%s: not a brisk-trace recording: it starts with bytes %s, a recording "
-                    "with \"" TF_MAGIC "\"",
+                    "with \"" TF_MAGIC "\" or \"BRISKPAK\"",
                     path, len ? got : "(none: the file is empty)");
     }
     if (len < TF_HEADER_BYTES)
@@ -308,6 +321,11 @@ int recording_parse(const char *path, const unsigned char *data, size_t len, rec
     parse_state s;
     memset(&s, 0, sizeof s);
     s.r = r;
+    /* An event takes 6 bytes or more: room for them all at once. */
+    if (grow(&r->events, &s.events_cap, len / 6 + 1, sizeof *r->events) != 0) {
+        free(r->path);
+        return fail(err, err_size, "%s: out of memory for %zu bytes of events", path, len);
+    }
     int ended = 0, rc = 0;
     uint64_t end_counts[3] = {0, 0, 0};
     size_t at = header_bytes;
@@ -465,18 +483,24 @@ int recording_load(const char *path, recording *out, char *err, size_t err_size)
     unsigned char *data = read_all(path, &len, err, err_size);
     if (data == NULL)
         return -1;
-    int rc;
-    if (recording_is_binary(data, len) || memchr(data, '\0', len) != NULL) {
-        rc = recording_parse(path, data, len, out, err, err_size);
-    } else {
-        trace t;
-        rc = trace_parse_text(path, (const char *)data, len, &t, err, err_size);
-        if (rc == 0) {
-            rc = recording_from_trace(&t, out, err, err_size);
-            trace_free(&t);
-        }
-    }
+    int rc = recording_parse_any(path, data, len, out, err, err_size);
     free(data);
+    return rc;
+}
+
+int recording_parse_any(const char *path, const unsigned char *data, size_t len,
+                        recording *out, char *err, size_t err_size)
+{
+    if (recording_is_packed(data, len))
+        return recording_unpack(path, data, len, out, err, err_size);
+    if (recording_is_binary(data, len) || memchr(data, '\0', len) != NULL)
+        return recording_parse(path, data, len, out, err, err_size);
+    trace t;
+    int rc = trace_parse_text(path, (const char *)data, len, &t, err, err_size);
+    if (rc == 0) {
+        rc = recording_from_trace(&t, out, err, err_size);
+        trace_free(&t);
+    }
     return rc;
 }
 

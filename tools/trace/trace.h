@@ -264,6 +264,16 @@ typedef struct recording {
 
 /* Whether data starts like a recording (its magic). */
 int recording_is_binary(const unsigned char *data, size_t len);
+/* Whether data starts like a packed recording (pack.c). */
+int recording_is_packed(const unsigned char *data, size_t len);
+/* Writes r packed (pack.c). Returns 0, or -1 with a message in err. */
+int recording_pack(FILE *out, const recording *r, char *err, size_t err_size);
+/* Reads a packed recording. Returns 0, or -1 with a message in err. */
+int recording_unpack(const char *path, const unsigned char *data, size_t len, recording *out,
+                     char *err, size_t err_size);
+/* A recording, packed or not, or a malloc-lab text trace, from memory. */
+int recording_parse_any(const char *path, const unsigned char *data, size_t len,
+                        recording *out, char *err, size_t err_size);
 /* Reads a recording or, for a text file, a malloc-lab trace (converted as
  * convert.c does). Returns 0, or -1 with "PATH: what was wrong" in err. */
 int recording_load(const char *path, recording *out, char *err, size_t err_size);

@@ -348,9 +348,10 @@ int trace_load(const char *path, trace *out, char *err, size_t err_size)
         return -1;
     }
     int rc;
-    if (recording_is_binary((const unsigned char *)text, len)) {
+    if (recording_is_binary((const unsigned char *)text, len) ||
+        recording_is_packed((const unsigned char *)text, len)) {
         recording r;
-        rc = recording_parse(path, (const unsigned char *)text, len, &r, err, err_size);
+        rc = recording_parse_any(path, (const unsigned char *)text, len, &r, err, err_size);
         if (rc == 0) {
             rc = recording_to_trace(&r, out, err, err_size);
             recording_free(&r);
