@@ -42,6 +42,7 @@
 
 #define PACK_MAGIC "BRISKPAK"
 #define PACK_TICK_NS 100000u /* 0.1 ms */
+#define PACK_LEVEL 9
 
 int recording_finish(recording *r, char *err, size_t err_size);
 
@@ -162,167 +163,314 @@ static long info_intern(info_table *t, const info_key *k)
     return 0;
 }
 
-static uint64_t block_ref(uint32_t block, uint64_t made, int unknown_if_none)
+/* Block ordinals by address (the recording's addresses, followed as
+ * blocks.c does). */
+typedef struct live_map {
+    uint64_t *keys; /* 0: empty */
+    uint64_t *values;
+    size_t size, used;
+} live_map;
+
+static size_t live_slot(const live_map *m, uint64_t key)
 {
-    if (block == REC_NONE)
-        return unknown_if_none ? 1 : 0;
-    return made - 1 - block + 2;
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (m->size - 1);
 }
 
-int recording_pack(FILE *out, const recording *r, char *err, size_t err_size)
+static int live_init(live_map *m, size_t size)
 {
-    rec_blocks b;
-    if (recording_blocks(r, &b, err, err_size) != 0)
-        return -1;
-    /* Per event, the step where its block was ended and made. */
-    uint32_t *ended = malloc((r->num_events ? r->num_events : 1) * sizeof *ended);
-    uint32_t *made = malloc((r->num_events ? r->num_events : 1) * sizeof *made);
-    uint32_t *replaces = malloc((r->num_events ? r->num_events : 1) * sizeof *replaces);
-    packer p = {out, ZSTD_createCCtx(), 0, malloc(1 << 17), 0, 1 << 17, NULL, 0};
-    p.zcap = ZSTD_CStreamOutSize();
-    p.zbuf = malloc(p.zcap);
-    info_table infos = {calloc(1024, sizeof(info_key)), calloc(1024, sizeof(uint32_t)), 1024, 0};
-    int rc = -1;
-    if (!ended || !made || !replaces || !p.z || !p.buf || !p.zbuf || !infos.keys || !infos.index) {
-        snprintf(err, err_size, "%s: out of memory packing", r->path);
-        goto out;
+    m->keys = calloc(size, sizeof *m->keys);
+    m->values = malloc(size * sizeof *m->values);
+    m->size = size;
+    m->used = 0;
+    return m->keys && m->values ? 0 : -1;
+}
+
+static void live_free(live_map *m)
+{
+    free(m->keys);
+    free(m->values);
+}
+
+static int live_put(live_map *m, uint64_t key, uint64_t value)
+{
+    if ((m->used + 1) * 2 > m->size) {
+        live_map bigger;
+        if (live_init(&bigger, m->size * 2) != 0) {
+            live_free(&bigger);
+            return -1;
+        }
+        for (size_t i = 0; i < m->size; i++)
+            if (m->keys[i] != 0)
+                live_put(&bigger, m->keys[i], m->values[i]);
+        live_free(m);
+        *m = bigger;
     }
-    for (size_t i = 0; i < r->num_events; i++)
-        ended[i] = made[i] = replaces[i] = REC_NONE;
-    for (size_t i = 0; i < r->num_steps; i++) {
-        uint32_t e = r->steps[i].event;
-        unsigned kind = r->events[e].kind;
-        int is_alloc = kind <= TF_MEMALIGN || r->steps[i].role == 1;
-        if (b.step_made[i] != REC_NONE)
-            made[e] = b.step_made[i];
-        if (b.step_ended[i] != REC_NONE) {
-            if (is_alloc && b.step_made[i] != REC_NONE)
-                replaces[e] = b.step_ended[i]; /* its free went unrecorded */
-            else
-                ended[e] = b.step_ended[i];
+    size_t i = live_slot(m, key);
+    while (m->keys[i] != 0)
+        i = (i + 1) & (m->size - 1);
+    m->keys[i] = key;
+    m->values[i] = value;
+    m->used++;
+    return 0;
+}
+
+/* Removes key, giving its value; -1 when it is not live. */
+static int64_t live_take(live_map *m, uint64_t key)
+{
+    size_t hole = live_slot(m, key);
+    while (m->keys[hole] != key) {
+        if (m->keys[hole] == 0)
+            return -1;
+        hole = (hole + 1) & (m->size - 1);
+    }
+    int64_t value = (int64_t)m->values[hole];
+    for (size_t i = hole;;) {
+        i = (i + 1) & (m->size - 1);
+        if (m->keys[i] == 0)
+            break;
+        size_t home = live_slot(m, m->keys[i]);
+        int between = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
+        if (!between) {
+            m->keys[hole] = m->keys[i];
+            m->values[hole] = m->values[i];
+            hole = i;
         }
     }
-    ZSTD_CCtx_setParameter(p.z, ZSTD_c_compressionLevel, 9);
+    m->keys[hole] = 0;
+    m->used--;
+    return value;
+}
+
+#define REF_NONE 0u
+#define REF_UNKNOWN 1u
+#define PENDING_BLOCK (1ull << 63) /* a pending realloc's old block ordinal */
+
+typedef struct pack_state {
+    packer p;
+    info_table infos;
+    live_map live;
+    uint64_t blocks_made, last_tick, *pending; /* per thread: a realloc's old ref */
+    uint32_t thread;
+    size_t events;
+    const char *path;
+} pack_state;
+
+static uint64_t ref_of(const pack_state *s, int64_t block)
+{
+    return block < 0 ? REF_UNKNOWN : s->blocks_made - 1 - (uint64_t)block + 2;
+}
+
+/* Writes everything but the events: the header, command, maps, threads
+ * and stacks. */
+static int pack_begin(void *context, const recording *r)
+{
+    pack_state *s = context;
+    packer *p = &s->p;
+    s->pending = calloc(r->num_threads ? r->num_threads : 1, sizeof *s->pending);
+    if (s->pending == NULL)
+        return -1;
     unsigned char header[TF_HEADER_BYTES];
     memcpy(header, PACK_MAGIC, 8);
     tf_put_u32(header + 8, TF_VERSION);
     tf_put_u32(header + 12, TF_HEADER_BYTES);
     tf_put_u64(header + 16, r->pid);
     tf_put_u64(header + 24, 0);
-    if (fwrite(header, 1, sizeof header, out) != sizeof header)
-        p.failed = 1;
+    if (fwrite(header, 1, sizeof header, p->out) != sizeof header)
+        p->failed = 1;
     /* The command with NULs between its arguments again. */
-    char *cmd = strdup(r->command);
-    if (cmd == NULL) {
-        snprintf(err, err_size, "%s: out of memory packing", r->path);
-        goto out;
-    }
+    char *cmd = strdup(r->command ? r->command : "");
+    if (cmd == NULL)
+        return -1;
+    size_t cmd_len = strlen(cmd);
     for (char *c = cmd; *c; c++)
         if (*c == ' ')
             *c = '\0';
-    pack_text(&p, 'C', cmd, strlen(r->command));
+    pack_text(p, 'C', cmd, cmd_len);
     free(cmd);
-    pack_text(&p, 'M', r->maps, strlen(r->maps));
-    unsigned char *q = pack_room(&p, 16 + 5 * r->num_threads);
+    pack_text(p, 'M', r->maps ? r->maps : "", r->maps ? strlen(r->maps) : 0);
+    unsigned char *q = pack_room(p, 16);
     *q++ = 'H';
-    q = tf_put_varint(q, r->num_threads);
-    pack_done(&p, q);
+    pack_done(p, tf_put_varint(q, r->num_threads));
     for (size_t t = 0; t < r->num_threads; t++) {
-        q = pack_room(&p, 10);
-        pack_done(&p, tf_put_varint(q, r->thread_tids[t]));
+        q = pack_room(p, 10);
+        pack_done(p, tf_put_varint(q, r->thread_tids[t]));
     }
-    for (size_t s = 1; s < r->num_stacks; s++) {
-        q = pack_room(&p, 32 + 10 * (size_t)r->stack_depth[s]);
+    for (size_t st = 1; st < r->num_stacks; st++) {
+        q = pack_room(p, 32 + 10 * (size_t)r->stack_depth[st]);
         *q++ = 'S';
-        q = tf_put_varint(q, s);
-        q = tf_put_varint(q, r->stack_depth[s]);
-        for (uint32_t k = 0; k < r->stack_depth[s]; k++)
-            q = tf_put_varint(q, r->frames[r->stack_first[s] + k]);
-        pack_done(&p, q);
+        q = tf_put_varint(q, st);
+        q = tf_put_varint(q, r->stack_depth[st]);
+        for (uint32_t k = 0; k < r->stack_depth[st]; k++)
+            q = tf_put_varint(q, r->frames[r->stack_first[st] + k]);
+        pack_done(p, q);
     }
-    uint64_t blocks_made = 0, last_tick = 0;
-    uint32_t thread = REC_NONE;
-    for (size_t i = 0; i < r->num_events; i++) {
-        const rec_event *e = &r->events[i];
-        q = pack_room(&p, 128);
-        if (e->thread != thread) {
-            *q++ = 'T';
-            q = tf_put_varint(q, e->thread);
-            thread = e->thread;
-        }
-        if (replaces[i] != REC_NONE) {
-            *q++ = 'X';
-            q = tf_put_varint(q, block_ref(replaces[i], blocks_made, 0));
-        }
-        uint64_t tick = e->time_ns / PACK_TICK_NS;
-        if (tick > last_tick) {
-            *q++ = 'K';
-            q = tf_put_varint(q, tick - last_tick);
-            last_tick = tick;
-        }
-        int is_realloc = e->kind == TF_REALLOC || e->kind == TF_REALLOCARRAY;
-        int is_free = e->kind >= TF_FREE && e->kind <= TF_FREE_ALIGNED_SIZED;
-        int failed = !is_realloc && !is_free && e->addr == 0;
-        *q++ = (unsigned char)(e->kind | (failed ? 0x80 : 0));
-        if (is_free) {
-            q = tf_put_varint(q, block_ref(ended[i], blocks_made, 1));
-            if (e->kind != TF_FREE)
-                q = tf_put_varint(q, e->size);
-            if (tf_kind_has_alignment(e->kind))
-                q = tf_put_varint(q, e->alignment);
-            q = tf_put_varint(q, e->stack);
+    s->thread = REC_NONE;
+    return p->failed ? -1 : 0;
+}
+
+/* One step of the heap (a realloc is two: role 0 lets go of the old
+ * block, role 1 makes the new one and writes the record). */
+static int pack_step(pack_state *s, const rec_event *e, uint32_t role)
+{
+    int is_realloc = e->kind == TF_REALLOC || e->kind == TF_REALLOCARRAY;
+    int is_free = e->kind >= TF_FREE && e->kind <= TF_FREE_ALIGNED_SIZED;
+    if (is_realloc && role == 0) {
+        uint64_t *pending = &s->pending[e->thread];
+        if (e->old_addr == 0) {
+            *pending = REF_NONE;
         } else {
-            if (is_realloc)
-                q = tf_put_varint(q, e->old_addr == 0 ? 0 : block_ref(ended[i], blocks_made, 1));
-            info_key k = {e->size, e->alignment, e->stack, e->kind};
-            long index = 0;
-            if (!is_realloc || e->addr != 0) {
-                index = info_intern(&infos, &k);
-                if (index < 0) {
-                    snprintf(err, err_size, "%s: out of memory packing", r->path);
-                    goto out;
-                }
-            }
-            if (is_realloc && e->addr == 0) {
-                q = tf_put_varint(q, e->size == 0 ? 0 : 1);
-                if (e->size != 0)
-                    q = tf_put_varint(q, e->size);
-            } else {
-                q = tf_put_varint(q, index == 0 ? (is_realloc ? 2 : 0)
-                                                : (uint64_t)index + (is_realloc ? 2 : 0));
-                if (index == 0) {
-                    q = tf_put_varint(q, e->size);
-                    if (tf_kind_has_alignment(e->kind))
-                        q = tf_put_varint(q, e->alignment);
-                    q = tf_put_varint(q, e->stack);
-                }
-            }
-            if (made[i] != REC_NONE)
-                blocks_made++;
+            int64_t b = live_take(&s->live, e->old_addr);
+            /* A failed realloc keeps its block. */
+            if (b >= 0 && e->addr == 0 && e->size != 0 &&
+                live_put(&s->live, e->old_addr, (uint64_t)b) != 0)
+                return -1;
+            *pending = b < 0 ? REF_UNKNOWN : (uint64_t)b | PENDING_BLOCK;
         }
-        pack_done(&p, q);
+        return 0;
     }
-    q = pack_room(&p, 32);
+    packer *p = &s->p;
+    unsigned char *q = pack_room(p, 128);
+    if (e->thread != s->thread) {
+        *q++ = 'T';
+        q = tf_put_varint(q, e->thread);
+        s->thread = e->thread;
+    }
+    uint64_t tick = e->time_ns / PACK_TICK_NS;
+    if (tick > s->last_tick) {
+        *q++ = 'K';
+        q = tf_put_varint(q, tick - s->last_tick);
+        s->last_tick = tick;
+    }
+    int makes = !is_free && e->addr != 0;
+    if (makes) {
+        int64_t stale = live_take(&s->live, e->addr);
+        if (stale >= 0) { /* its free went unrecorded */
+            *q++ = 'X';
+            q = tf_put_varint(q, ref_of(s, stale));
+        }
+    }
+    int failed = !is_realloc && !is_free && e->addr == 0;
+    *q++ = (unsigned char)(e->kind | (failed ? 0x80 : 0));
+    if (is_free) {
+        q = tf_put_varint(q, ref_of(s, live_take(&s->live, e->addr)));
+        if (e->kind != TF_FREE)
+            q = tf_put_varint(q, e->size);
+        if (tf_kind_has_alignment(e->kind))
+            q = tf_put_varint(q, e->alignment);
+        q = tf_put_varint(q, e->stack);
+    } else {
+        if (is_realloc) {
+            /* The old block, let go of at the release step. */
+            uint64_t pending = s->pending[e->thread];
+            if (pending & PENDING_BLOCK)
+                pending = ref_of(s, (int64_t)(pending & ~PENDING_BLOCK));
+            q = tf_put_varint(q, pending);
+        }
+        if (is_realloc && e->addr == 0) {
+            q = tf_put_varint(q, e->size == 0 ? 0 : 1);
+            if (e->size != 0)
+                q = tf_put_varint(q, e->size);
+        } else {
+            info_key k = {e->size, e->alignment, e->stack, e->kind};
+            long index = info_intern(&s->infos, &k);
+            if (index < 0)
+                return -1;
+            q = tf_put_varint(q, (uint64_t)index + (is_realloc ? 2 : 0));
+            if (index == 0) {
+                q = tf_put_varint(q, e->size);
+                if (tf_kind_has_alignment(e->kind))
+                    q = tf_put_varint(q, e->alignment);
+                q = tf_put_varint(q, e->stack);
+            }
+        }
+    }
+    pack_done(p, q);
+    if (makes && live_put(&s->live, e->addr, s->blocks_made++) != 0)
+        return -1;
+    s->events++;
+    return 0;
+}
+
+static int pack_sink(void *context, rec_event *e)
+{
+    pack_state *s = context;
+    if ((e->kind == TF_REALLOC || e->kind == TF_REALLOCARRAY) && pack_step(s, e, 0) != 0)
+        return -1;
+    return pack_step(s, e, 1);
+}
+
+static int pack_end(pack_state *s, const recording *r)
+{
+    unsigned char *q = pack_room(&s->p, 32);
     *q++ = 'E';
-    q = tf_put_varint(q, r->num_events);
+    q = tf_put_varint(q, s->events);
     q = tf_put_varint(q, r->flags);
-    pack_done(&p, q);
-    pack_drain(&p, ZSTD_e_end);
-    if (p.failed) {
-        snprintf(err, err_size, "%s: cannot write the packed recording", r->path);
-        goto out;
+    pack_done(&s->p, q);
+    pack_drain(&s->p, ZSTD_e_end);
+    return s->p.failed ? -1 : 0;
+}
+
+static int pack_init(pack_state *s, FILE *out, const char *path)
+{
+    memset(s, 0, sizeof *s);
+    s->path = path;
+    s->p = (packer){out, ZSTD_createCCtx(), 0, malloc(1 << 17), 0, 1 << 17, NULL, 0};
+    s->p.zcap = ZSTD_CStreamOutSize();
+    s->p.zbuf = malloc(s->p.zcap);
+    s->infos = (info_table){calloc(1024, sizeof(info_key)), calloc(1024, sizeof(uint32_t)), 1024, 0};
+    if (!s->p.z || !s->p.buf || !s->p.zbuf || !s->infos.keys || !s->infos.index ||
+        live_init(&s->live, 1024) != 0)
+        return -1;
+    ZSTD_CCtx_setParameter(s->p.z, ZSTD_c_compressionLevel, PACK_LEVEL);
+    return 0;
+}
+
+static void pack_fini(pack_state *s)
+{
+    ZSTD_freeCCtx(s->p.z);
+    free(s->p.buf);
+    free(s->p.zbuf);
+    free(s->infos.keys);
+    free(s->infos.index);
+    live_free(&s->live);
+    free(s->pending);
+}
+
+int recording_pack(FILE *out, const recording *r, char *err, size_t err_size)
+{
+    pack_state s;
+    int rc = pack_init(&s, out, r->path) == 0 && pack_begin(&s, r) == 0 ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < r->num_steps; i++)
+        rc = pack_step(&s, &r->events[r->steps[i].event], r->steps[i].role);
+    if (rc == 0)
+        rc = pack_end(&s, r);
+    pack_fini(&s);
+    if (rc != 0)
+        snprintf(err, err_size, "%s: cannot write the packed recording (out of memory or a write "
+                                "error)", r->path);
+    return rc;
+}
+
+int recording_pack_raw(FILE *out, const char *path, const unsigned char *data, size_t len,
+                       size_t counts[2], char *err, size_t err_size)
+{
+    pack_state s;
+    recording meta;
+    memset(&meta, 0, sizeof meta);
+    if (pack_init(&s, out, path) != 0) {
+        pack_fini(&s);
+        snprintf(err, err_size, "%s: out of memory packing", path);
+        return -1;
     }
-    rc = 0;
-out:
-    free(ended);
-    free(made);
-    free(replaces);
-    ZSTD_freeCCtx(p.z);
-    free(p.buf);
-    free(p.zbuf);
-    free(infos.keys);
-    free(infos.index);
-    rec_blocks_free(&b);
+    int rc = recording_stream(path, data, len, &meta, pack_sink, pack_begin, &s, err, err_size);
+    if (rc == 0 && pack_end(&s, &meta) != 0) {
+        snprintf(err, err_size, "%s: cannot write the packed recording", path);
+        rc = -1;
+    }
+    counts[0] = meta.num_events;
+    counts[1] = meta.num_stacks ? meta.num_stacks - 1 : 0;
+    pack_fini(&s);
+    recording_free(&meta);
     return rc;
 }
 

@@ -67,28 +67,46 @@ static int find_recorder(char *buf, size_t size)
 static int finish_recording(const char *path, int raw, unsigned long long *events,
                             unsigned long long *stacks)
 {
-    char err[1024];
-    recording r;
-    if (recording_load(path, &r, err, sizeof err) != 0) {
+    char err[8600], temp[4200];
+    size_t len, counts[2] = {0, 0};
+    unsigned char *data = trace_read_file(path, &len, err, sizeof err);
+    if (data == NULL) {
         fprintf(stderr, "brisk-trace record: %s\n", err);
         return -1;
     }
-    *events = r.num_events;
-    *stacks = r.num_stacks ? r.num_stacks - 1 : 0;
-    int rc = 0;
-    if (!raw) {
-        char temp[4200];
-        snprintf(temp, sizeof temp, "%s.pack", path);
-        FILE *f = fopen(temp, "wb");
-        if (f == NULL || recording_pack(f, &r, err, sizeof err) != 0 || fclose(f) != 0 ||
-            rename(temp, path) != 0) {
-            fprintf(stderr, "brisk-trace record: cannot pack %s (kept as recorded): %s\n", path,
-                    f == NULL ? strerror(errno) : err);
-            unlink(temp);
+    snprintf(temp, sizeof temp, "%s.pack", path);
+    FILE *f = raw ? NULL : fopen(temp, "wb");
+    int rc = f == NULL ? 1 : recording_pack_raw(f, path, data, len, counts, err, sizeof err);
+    if (rc == 1) {
+        /* Several threads (or --raw): load it whole. */
+        recording r;
+        if (recording_parse(path, data, len, &r, err, sizeof err) != 0) {
+            rc = -1;
+        } else {
+            counts[0] = r.num_events;
+            counts[1] = r.num_stacks ? r.num_stacks - 1 : 0;
+            rc = f == NULL ? 0 : recording_pack(f, &r, err, sizeof err);
+            recording_free(&r);
         }
     }
-    recording_free(&r);
-    return rc;
+    free(data);
+    if (f != NULL && fclose(f) != 0 && rc == 0) {
+        snprintf(err, sizeof err, "%s: %s", temp, strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0 && f != NULL && rename(temp, path) != 0) {
+        snprintf(err, sizeof err, "rename %s: %s", temp, strerror(errno));
+        rc = -1;
+    }
+    if (f != NULL && rc != 0)
+        unlink(temp);
+    if (rc != 0) {
+        fprintf(stderr, "brisk-trace record: %s\n", err);
+        return -1;
+    }
+    *events = counts[0];
+    *stacks = counts[1];
+    return 0;
 }
 
 /* The length of the stem of a file name: up to its extension. */

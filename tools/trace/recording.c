@@ -59,7 +59,30 @@ typedef struct parse_state {
     const unsigned char **maps_text;
     size_t *maps_len;
     size_t num_maps, maps_list_cap, maps_len_cap;
+    /* Streaming (recording_stream): pass 1 counts events, pass 2 hands
+     * them to the sink; nothing is stored. */
+    int mode;
+    rec_event_sink sink;
+    void *sink_context;
+    uint32_t event_thread; /* a thread with events; REC_NONE when several */
+    int have_event_thread;
 } parse_state;
+
+enum { MODE_STORE, MODE_COUNT, MODE_STREAM };
+
+/* The dense index of raw stack id (stacks sorted), or 0 when undefined. */
+static uint32_t dense_stack(const parse_state *s, uint64_t id)
+{
+    size_t lo = 0, hi = s->num_raw_stacks;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->stacks[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->num_raw_stacks && s->stacks[lo].id == id ? (uint32_t)lo + 1 : 0;
+}
 
 static int thread_index(parse_state *s, uint32_t tid, uint32_t *out)
 {
@@ -214,6 +237,25 @@ static int parse_chunk(parse_state *s, const unsigned char *base, size_t chunk_a
                 return fail(err, err_size, "%s: byte %zu: stack id %llu out of range", r->path, at,
                             (unsigned long long)stack);
             e.stack = (uint32_t)stack;
+            if (s->mode == MODE_COUNT) {
+                if (!s->have_event_thread)
+                    s->event_thread = thread, s->have_event_thread = 1;
+                else if (s->event_thread != thread)
+                    s->event_thread = REC_NONE;
+                r->num_events++;
+                continue;
+            }
+            if (s->mode == MODE_STREAM) {
+                if (stack != 0 && (e.stack = dense_stack(s, stack)) == 0)
+                    return fail(err, err_size,
+                                "%s: byte %zu: the event uses stack id %llu, which no stack "
+                                "record defines",
+                                r->path, at, (unsigned long long)stack);
+                if (s->sink(s->sink_context, &e) != 0)
+                    return fail(err, err_size, "%s: out of memory at byte %zu", r->path, at);
+                r->num_events++;
+                continue;
+            }
             if (grow(&r->events, &s->events_cap, r->num_events + 1, sizeof *r->events))
                 return fail(err, err_size, "%s: out of memory after %zu events", r->path,
                             r->num_events);
@@ -226,6 +268,12 @@ static int parse_chunk(parse_state *s, const unsigned char *base, size_t chunk_a
                             "%s: byte %zu: bad stack record (id %llu, %llu frames; at most %d)",
                             r->path, at, bad ? 0ull : (unsigned long long)v[0],
                             bad ? 0ull : (unsigned long long)v[1], TF_MAX_FRAMES);
+            if (s->mode == MODE_STREAM) { /* defined in pass 1 */
+                for (uint64_t i = 0; i < v[1]; i++)
+                    if (tf_get_varint(&p, end, &v[2]) != 0)
+                        return fail(err, err_size, "%s: byte %zu: bad stack record", r->path, at);
+                continue;
+            }
             size_t first = s->num_frames;
             if (grow(&r->frames, &s->frames_cap, first + v[1], sizeof *r->frames) ||
                 grow(&s->stacks, &s->stacks_cap, s->num_raw_stacks + 1, sizeof *s->stacks))
@@ -256,7 +304,7 @@ static int parse_chunk(parse_state *s, const unsigned char *base, size_t chunk_a
                         r->command[i] = ' ';
                 for (size_t n = (size_t)v[0]; n > 0 && r->command[n - 1] == ' '; n--)
                     r->command[n - 1] = '\0';
-            } else {
+            } else if (s->mode != MODE_STREAM) {
                 if (grow(&s->maps_text, &s->maps_list_cap, s->num_maps + 1, sizeof *s->maps_text) ||
                     grow(&s->maps_len, &s->maps_len_cap, s->num_maps + 1, sizeof *s->maps_len))
                     return fail(err, err_size, "%s: out of memory", r->path);
@@ -285,8 +333,11 @@ static int parse_chunk(parse_state *s, const unsigned char *base, size_t chunk_a
     return 0;
 }
 
-int recording_parse(const char *path, const unsigned char *data, size_t len, recording *out,
-                    char *err, size_t err_size)
+/* Reads the chunks: all of a recording (MODE_STORE), or its stacks, maps
+ * and command with the events counted (MODE_COUNT) and then handed to a
+ * sink (MODE_STREAM, the same parse_state again). */
+static int scan(const char *path, const unsigned char *data, size_t len, recording *out,
+                parse_state *sp, char *err, size_t err_size)
 {
     if (!recording_is_binary(data, len)) {
         char got[40] = "";
@@ -312,17 +363,20 @@ int recording_parse(const char *path, const unsigned char *data, size_t len, rec
                     path, header_bytes, len);
 
     recording *r = out;
-    memset(r, 0, sizeof *r);
-    r->path = strdup(path);
-    if (r->path == NULL)
-        return fail(err, err_size, "%s: out of memory", path);
+    parse_state s_, *s = sp;
+    if (s->mode != MODE_STREAM) {
+        memset(r, 0, sizeof *r);
+        r->path = strdup(path);
+        if (r->path == NULL)
+            return fail(err, err_size, "%s: out of memory", path);
+    }
+    r->num_events = 0;
     r->pid = tf_get_u64(data + 16);
     uint64_t start_ns = tf_get_u64(data + 24);
-    parse_state s;
-    memset(&s, 0, sizeof s);
-    s.r = r;
+    (void)s_;
     /* An event takes 6 bytes or more: room for them all at once. */
-    if (grow(&r->events, &s.events_cap, len / 6 + 1, sizeof *r->events) != 0) {
+    if (s->mode == MODE_STORE &&
+        grow(&r->events, &s->events_cap, len / 6 + 1, sizeof *r->events) != 0) {
         free(r->path);
         return fail(err, err_size, "%s: out of memory for %zu bytes of events", path, len);
     }
@@ -349,12 +403,12 @@ int recording_parse(const char *path, const unsigned char *data, size_t len, rec
             break;
         }
         uint32_t thread;
-        if (thread_index(&s, tf_get_u32(data + at + 8), &thread) != 0) {
+        if (thread_index(s, tf_get_u32(data + at + 8), &thread) != 0) {
             rc = fail(err, err_size, "%s: out of memory", path);
             break;
         }
         const unsigned char *p = data + at + TF_CHUNK_HEADER_BYTES;
-        rc = parse_chunk(&s, data, at, p, p + payload, thread, start_ns, &ended, end_counts, err,
+        rc = parse_chunk(s, data, at, p, p + payload, thread, start_ns, &ended, end_counts, err,
                          err_size);
         at += TF_CHUNK_HEADER_BYTES + payload;
     }
@@ -363,61 +417,55 @@ int recording_parse(const char *path, const unsigned char *data, size_t len, rec
                   "%s: truncated: no end record after %zu bytes (was the recorded process "
                   "killed, or is it still running?)",
                   path, len);
-    if (rc == 0 && (end_counts[0] != r->num_events || end_counts[1] != s.num_raw_stacks))
+    if (rc == 0 && (end_counts[0] != r->num_events || end_counts[1] != s->num_raw_stacks))
         rc = fail(err, err_size,
                   "%s: incomplete: the end record counts %llu events and %llu stacks, the file "
                   "holds %zu and %zu (a thread's log was lost)",
                   path, (unsigned long long)end_counts[0], (unsigned long long)end_counts[1],
-                  r->num_events, s.num_raw_stacks);
+                  r->num_events, s->num_raw_stacks);
     r->flags = (unsigned)end_counts[2];
+    if (s->mode == MODE_STREAM)
+        return rc;
     /* Dense stack indices: 1 + position in id order. */
     if (rc == 0) {
-        qsort(s.stacks, s.num_raw_stacks, sizeof *s.stacks, cmp_raw_stack);
-        r->num_stacks = s.num_raw_stacks + 1;
+        qsort(s->stacks, s->num_raw_stacks, sizeof *s->stacks, cmp_raw_stack);
+        r->num_stacks = s->num_raw_stacks + 1;
         r->stack_first = calloc(r->num_stacks, sizeof *r->stack_first);
         r->stack_depth = calloc(r->num_stacks, sizeof *r->stack_depth);
         if (r->stack_first == NULL || r->stack_depth == NULL)
             rc = fail(err, err_size, "%s: out of memory", path);
-        for (size_t i = 0; rc == 0 && i < s.num_raw_stacks; i++) {
-            if (i > 0 && s.stacks[i].id == s.stacks[i - 1].id)
+        for (size_t i = 0; rc == 0 && i < s->num_raw_stacks; i++) {
+            if (i > 0 && s->stacks[i].id == s->stacks[i - 1].id)
                 rc = fail(err, err_size, "%s: stack id %llu is defined twice", path,
-                          (unsigned long long)s.stacks[i].id);
-            r->stack_first[i + 1] = s.stacks[i].first;
-            r->stack_depth[i + 1] = s.stacks[i].depth;
+                          (unsigned long long)s->stacks[i].id);
+            r->stack_first[i + 1] = s->stacks[i].first;
+            r->stack_depth[i + 1] = s->stacks[i].depth;
         }
-        for (size_t i = 0; rc == 0 && i < r->num_events; i++) {
+        for (size_t i = 0; rc == 0 && i < r->num_events && s->mode == MODE_STORE; i++) {
             rec_event *e = &r->events[i];
             if (e->stack == 0)
                 continue;
-            size_t lo = 0, hi = s.num_raw_stacks;
-            while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (s.stacks[mid].id < e->stack)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            if (lo == s.num_raw_stacks || s.stacks[lo].id != e->stack)
+            uint32_t dense = dense_stack(s, e->stack);
+            if (dense == 0)
                 rc = fail(err, err_size,
                           "%s: an event (number %llu) uses stack id %u, which no stack record "
                           "defines",
                           path, (unsigned long long)e->seq, e->stack);
-            else
-                e->stack = (uint32_t)lo + 1;
+            e->stack = dense;
         }
     }
     /* The maps, latest first: a later record describes the address space
      * last seen. */
     size_t maps_total = 1;
-    for (size_t i = 0; i < s.num_maps; i++)
-        maps_total += s.maps_len[i] + 1;
+    for (size_t i = 0; i < s->num_maps; i++)
+        maps_total += s->maps_len[i] + 1;
     if (rc == 0 && (r->maps = malloc(maps_total)) == NULL)
         rc = fail(err, err_size, "%s: out of memory", path);
     if (rc == 0) {
         size_t n = 0;
-        for (size_t i = s.num_maps; i-- > 0;) {
-            memcpy(r->maps + n, s.maps_text[i], s.maps_len[i]);
-            n += s.maps_len[i];
+        for (size_t i = s->num_maps; i-- > 0;) {
+            memcpy(r->maps + n, s->maps_text[i], s->maps_len[i]);
+            n += s->maps_len[i];
             if (n > 0 && r->maps[n - 1] != '\n')
                 r->maps[n++] = '\n';
         }
@@ -425,18 +473,63 @@ int recording_parse(const char *path, const unsigned char *data, size_t len, rec
     }
     if (rc == 0 && r->command == NULL)
         r->command = strdup("");
-    if (rc == 0)
+    if (rc == 0 && s->mode == MODE_STORE)
         rc = recording_finish(r, err, err_size);
-    free(s.stacks);
-    free(s.maps_text);
-    free(s.maps_len);
+    free(s->maps_text);
+    free(s->maps_len);
+    s->maps_text = NULL;
+    s->maps_len = NULL;
+    if (rc != 0 || s->mode == MODE_STORE) {
+        free(s->stacks);
+        s->stacks = NULL;
+    }
     if (rc != 0)
         recording_free(r);
     return rc;
 }
 
+int recording_parse(const char *path, const unsigned char *data, size_t len, recording *out,
+                    char *err, size_t err_size)
+{
+    parse_state s;
+    memset(&s, 0, sizeof s);
+    s.r = out;
+    s.mode = MODE_STORE;
+    return scan(path, data, len, out, &s, err, err_size);
+}
+
+int recording_stream(const char *path, const unsigned char *data, size_t len, recording *meta,
+                     rec_event_sink sink, int (*begin)(void *context, const recording *meta),
+                     void *context, char *err, size_t err_size)
+{
+    parse_state s;
+    memset(&s, 0, sizeof s);
+    s.r = meta;
+    s.mode = MODE_COUNT;
+    int rc = scan(path, data, len, meta, &s, err, err_size);
+    if (rc != 0)
+        return -1;
+    if (s.have_event_thread && s.event_thread == REC_NONE) {
+        free(s.stacks);
+        return 1; /* several threads: their events need sorting */
+    }
+    rc = begin(context, meta);
+    if (rc == 0) {
+        s.mode = MODE_STREAM;
+        s.sink = sink;
+        s.sink_context = context;
+        s.r = meta;
+        rc = scan(path, data, len, meta, &s, err, err_size);
+    } else {
+        snprintf(err, err_size, "%s: cannot write the packed recording", path);
+        rc = -1;
+    }
+    free(s.stacks);
+    return rc;
+}
+
 /* Reads a whole file. */
-static unsigned char *read_all(const char *path, size_t *len, char *err, size_t err_size)
+unsigned char *trace_read_file(const char *path, size_t *len, char *err, size_t err_size)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -480,7 +573,7 @@ static unsigned char *read_all(const char *path, size_t *len, char *err, size_t 
 int recording_load(const char *path, recording *out, char *err, size_t err_size)
 {
     size_t len;
-    unsigned char *data = read_all(path, &len, err, err_size);
+    unsigned char *data = trace_read_file(path, &len, err, err_size);
     if (data == NULL)
         return -1;
     int rc = recording_parse_any(path, data, len, out, err, err_size);
