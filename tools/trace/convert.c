@@ -168,16 +168,18 @@ int trace_write_text(FILE *out, const trace *t)
 }
 
 static const char convert_usage[] =
-    "usage: brisk-trace convert [--to text | recording | raw] IN OUT\n"
+    "usage: brisk-trace convert [--to text | recording | raw] [--max-ops N] IN OUT\n"
     "\n"
     "Converts a recording (what `record` writes) to a malloc-lab text trace,\n"
     "or a text trace to a recording (without stacks or threads); `raw` writes\n"
     "a recording unpacked, as the recorder streams it. Without --to, IN is\n"
-    "converted to the other format (text or recording).\n";
+    "converted to the other format (text or recording). --max-ops N keeps the\n"
+    "first N ops of a text trace written (a prefix is a valid trace).\n";
 
 int convert_main(int argc, char **argv)
 {
     const char *to = NULL, *in = NULL, *outp = NULL;
+    unsigned long long max_ops = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             fputs(convert_usage, stdout);
@@ -191,6 +193,16 @@ int convert_main(int argc, char **argv)
                 return 2;
             }
             to = argv[++i];
+        } else if (strcmp(argv[i], "--max-ops") == 0) {
+            char *end;
+            const char *v = i + 1 < argc ? argv[i + 1] : "";
+            max_ops = strtoull(v, &end, 10);
+            if (*v < '1' || *v > '9' || *end != '\0') {
+                fprintf(stderr, "brisk-trace: convert: --max-ops needs a positive number, got '%s'\n\n%s",
+                        v, convert_usage);
+                return 2;
+            }
+            i++;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "brisk-trace: convert: unknown option '%s'\n\n%s", argv[i],
                     convert_usage);
@@ -235,6 +247,16 @@ int convert_main(int argc, char **argv)
             fprintf(stderr, "%s\n", err);
             rc = 1;
         } else {
+            if (max_ops != 0 && t.num_ops > max_ops) {
+                /* A prefix: ids run in allocation order, so the ids it
+                 * uses are those below the first one it does not. */
+                t.num_ops = (size_t)max_ops;
+                uint32_t ids = 0;
+                for (size_t i = 0; i < t.num_ops; i++)
+                    if (t.ops[i].kind == OP_ALLOC && t.ops[i].id + 1 > ids)
+                        ids = t.ops[i].id + 1;
+                t.num_ids = ids;
+            }
             rc = trace_write_text(out, &t) != 0;
             if (rc == 0)
                 fprintf(stderr, "brisk-trace: wrote %zu ops (%u ids) to %s\n", t.num_ops,

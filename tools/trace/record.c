@@ -77,8 +77,11 @@ static int finish_recording(const char *path, int raw, unsigned long long *event
     snprintf(temp, sizeof temp, "%s.pack", path);
     FILE *f = raw ? NULL : fopen(temp, "wb");
     int rc = f == NULL ? 1 : recording_pack_raw(f, path, data, len, counts, err, sizeof err);
-    if (rc == 1) {
-        /* Several threads (or --raw): load it whole. */
+    if (rc == 1 && f == NULL) {
+        /* --raw: the end record has the counts. */
+        rc = recording_counts(path, data, len, counts, err, sizeof err);
+    } else if (rc == 1) {
+        /* Several threads: load it whole. */
         recording r;
         if (recording_parse(path, data, len, &r, err, sizeof err) != 0) {
             rc = -1;

@@ -1,18 +1,20 @@
 /*
- * Call stacks for the recorder: unwound with the unwinder of the C
- * runtime (_Unwind_Backtrace, libgcc's, which reads the .eh_frame unwind
- * tables every object has), and interned in one lock-free table, so each
- * distinct stack is written once.
+ * Call stacks for the recorder: unwound with libunwind's unw_backtrace
+ * (which reads the .eh_frame unwind tables every object has, and caches
+ * what it learned per thread), and interned in one lock-free table, so
+ * each distinct stack is written once.
  *
  * Why not a frame-pointer walk: Debian and most distributions build
  * glibc, libstdc++ and their packages without frame pointers, so a walk
  * through a libc frame (qsort's comparator, a C++ allocation) or through
  * any program built with plain -O2 would follow a register holding data,
  * giving wrong stacks. The unwind tables are always there (C++ exceptions
- * need them). With glibc 2.35 or later libgcc finds an address's tables
- * with _dl_find_object, which takes no lock and allocates nothing, so
- * unwinding is safe from a signal handler and while another thread is in
- * dlopen.
+ * need them). Why not libgcc's _Unwind_Backtrace: it interprets the
+ * tables afresh for every frame of every call, many times slower than
+ * libunwind with its cache (the measurement is in CHANGELOG.md).
+ * libunwind allocates nothing through malloc (its caches are mmap'd) and
+ * the recorder's guard passes through whatever a signal handler
+ * allocates while it unwinds.
  *
  * The table: open addressing over 64-bit slots, each (hash << 32 | the
  * stack's offset in the frame arena). A new stack reserves room in the

@@ -132,10 +132,90 @@ static int sorted(const void *a, size_t n, size_t size, int (*cmp)(const void *,
     return 1;
 }
 
+/* Puts the events in seq order by merging each thread's (already in
+ * order: a thread's chunks come in order, and its events in each).
+ * Returns -1 when out of memory. */
+static int merge_threads(recording *r)
+{
+    size_t n = r->num_events, threads = r->num_threads ? r->num_threads : 1;
+    rec_event *by_thread = malloc(n * sizeof *by_thread);
+    size_t *start = calloc(threads + 1, sizeof *start), *next = calloc(threads, sizeof *next);
+    size_t *heap = malloc(threads * sizeof *heap);
+    if (by_thread == NULL || start == NULL || next == NULL || heap == NULL) {
+        free(by_thread);
+        free(start);
+        free(next);
+        free(heap);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        start[r->events[i].thread + 1]++;
+    for (size_t t = 0; t < threads; t++)
+        start[t + 1] += start[t];
+    for (size_t t = 0; t < threads; t++)
+        next[t] = start[t];
+    for (size_t i = 0; i < n; i++)
+        by_thread[next[r->events[i].thread]++] = r->events[i];
+    /* A min-heap of threads by their next event's seq. */
+    size_t h = 0;
+    for (size_t t = 0; t < threads; t++) {
+        next[t] = start[t];
+        if (start[t] < start[t + 1])
+            heap[h++] = t;
+    }
+#define KEY(t) (by_thread[next[t]].seq)
+    for (size_t i = h / 2; i-- > 0;) {
+        for (size_t k = i;;) {
+            size_t c = 2 * k + 1;
+            if (c >= h)
+                break;
+            if (c + 1 < h && KEY(heap[c + 1]) < KEY(heap[c]))
+                c++;
+            if (KEY(heap[k]) <= KEY(heap[c]))
+                break;
+            size_t x = heap[k];
+            heap[k] = heap[c];
+            heap[c] = x;
+            k = c;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t t = heap[0];
+        r->events[i] = by_thread[next[t]++];
+        if (next[t] == start[t + 1])
+            heap[0] = heap[--h];
+        for (size_t k = 0;;) {
+            size_t c = 2 * k + 1;
+            if (c >= h)
+                break;
+            if (c + 1 < h && KEY(heap[c + 1]) < KEY(heap[c]))
+                c++;
+            if (KEY(heap[k]) <= KEY(heap[c]))
+                break;
+            size_t x = heap[k];
+            heap[k] = heap[c];
+            heap[c] = x;
+            k = c;
+        }
+    }
+#undef KEY
+    free(by_thread);
+    free(start);
+    free(next);
+    free(heap);
+    return 0;
+}
+
 int recording_finish(recording *r, char *err, size_t err_size)
 {
-    if (!sorted(r->events, r->num_events, sizeof *r->events, cmp_event_seq))
-        qsort(r->events, r->num_events, sizeof *r->events, cmp_event_seq);
+    if (!sorted(r->events, r->num_events, sizeof *r->events, cmp_event_seq)) {
+        if (merge_threads(r) != 0)
+            return fail(err, err_size, "%s: out of memory ordering %zu events", r->path,
+                        r->num_events);
+        /* A thread whose own events were out of order (a damaged file). */
+        if (!sorted(r->events, r->num_events, sizeof *r->events, cmp_event_seq))
+            qsort(r->events, r->num_events, sizeof *r->events, cmp_event_seq);
+    }
     size_t steps = 0;
     for (size_t i = 0; i < r->num_events; i++) {
         const rec_event *e = &r->events[i];
@@ -526,6 +606,23 @@ int recording_stream(const char *path, const unsigned char *data, size_t len, re
     }
     free(s.stacks);
     return rc;
+}
+
+int recording_counts(const char *path, const unsigned char *data, size_t len, size_t counts[2],
+                     char *err, size_t err_size)
+{
+    parse_state s;
+    recording meta;
+    memset(&s, 0, sizeof s);
+    s.r = &meta;
+    s.mode = MODE_COUNT;
+    if (scan(path, data, len, &meta, &s, err, err_size) != 0)
+        return -1;
+    counts[0] = meta.num_events;
+    counts[1] = meta.num_stacks ? meta.num_stacks - 1 : 0;
+    free(s.stacks);
+    recording_free(&meta);
+    return 0;
 }
 
 /* Reads a whole file. */

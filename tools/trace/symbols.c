@@ -34,6 +34,7 @@ char *__cxa_demangle(const char *name, char *out, size_t *length, int *status);
 typedef struct mapping {
     uint64_t start, end, offset;
     char *path;
+    int exec; /* an executable mapping */
 } mapping;
 
 typedef struct cached_frame {
@@ -96,7 +97,7 @@ static int parse_maps(symbolizer *s, const char *text)
                     char *deleted = strstr(path, " (deleted)");
                     if (deleted != NULL)
                         *deleted = '\0';
-                    s->maps[s->num_maps++] = (mapping){start, end, offset, path};
+                    s->maps[s->num_maps++] = (mapping){start, end, offset, path, perms[2] == 'x'};
                 }
             }
         }
@@ -170,11 +171,13 @@ static void report_modules(symbolizer *s)
     size_t missing = 0;
     for (size_t i = 0; i < s->num_maps; i++) {
         const mapping *m = &s->maps[i];
-        int seen = 0;
+        int seen = 0, code = 0;
         for (size_t k = 0; k < i && !seen; k++)
             seen = strcmp(s->maps[k].path, m->path) == 0;
-        if (seen)
-            continue;
+        for (size_t k = i; k < s->num_maps && !code; k++)
+            code = s->maps[k].exec && strcmp(s->maps[k].path, m->path) == 0;
+        if (seen || !code)
+            continue; /* data files (locales, caches) have no frames */
         uint64_t bias;
         if (load_bias(m, &bias) != 0) {
             missing++;

@@ -287,6 +287,10 @@ typedef int (*rec_event_sink)(void *context, rec_event *e);
 int recording_stream(const char *path, const unsigned char *data, size_t len, recording *meta,
                      rec_event_sink sink, int (*begin)(void *context, const recording *meta),
                      void *context, char *err, size_t err_size);
+/* Checks a raw recording and counts its events and stacks. Returns 0, or
+ * -1 with a message. */
+int recording_counts(const char *path, const unsigned char *data, size_t len, size_t counts[2],
+                     char *err, size_t err_size);
 /* A recording, packed or not, or a malloc-lab text trace, from memory. */
 int recording_parse_any(const char *path, const unsigned char *data, size_t len,
                         recording *out, char *err, size_t err_size);
