@@ -37,6 +37,12 @@
  *   large_cached_header_forged (abort) the header of a freed, cached large
  *                            block is changed, then a malloc would reuse
  *                            its mapping.
+ *   large_header_replayed    (abort) a copy of a live large block's header
+ *                            (and of its list neighbours' links to it),
+ *                            taken before its free, is written back after
+ *                            it, then the block is freed again: the second
+ *                            free must be reported, and two live mallocs
+ *                            must never return the same address.
  *
  * Conventions (target, unnoticed, broken) are in cases.h. A case that
  * cannot be set up on this system (a page size that does not divide
@@ -386,6 +392,44 @@ static void case_large_cached_header_forged(void)
     unnoticed("a cached large header's forged map size was believed");
 }
 
+/* A header replayed: everything large.c seals and links, as it was while
+ * the block was live, written back after its free (an attacker who reads
+ * and writes the heap at will could; one who only copies a header back is
+ * the case here). */
+static void case_large_header_replayed(void)
+{
+    enum { FLUSH = 8, TAKEN = 16 };
+    char *flush[FLUSH];
+    for (int i = 0; i < FLUSH; i++)
+        flush[i] = must_malloc(2 * LARGE);
+    char *p = large_with_neighbours();
+    large_header *hdr = header_of(p);
+    large_header copy = *hdr;
+    if (copy.prev == NULL || copy.next == NULL)
+        broken("a large block allocated between two others has no list neighbours");
+    free(p);
+    *hdr = copy;
+    copy.prev->next = hdr;
+    copy.next->prev = hdr;
+    target(p);
+    free(hide(p));
+    /* Under delay a cached mapping is reused only after a few more large
+     * frees; then every cached mapping is taken, and kept live. */
+    for (int i = 0; i < FLUSH; i++)
+        free(flush[i]);
+    char *taken[TAKEN];
+    for (int i = 0; i < TAKEN; i++) {
+        taken[i] = must_malloc(LARGE);
+        for (int j = 0; j < i; j++) {
+            if (taken[j] == taken[i]) {
+                printf("malloc returned %p twice\n", (void *)taken[i]);
+                unnoticed("two live mallocs returned the same large block");
+            }
+        }
+    }
+    unnoticed("the second free of a large block whose header was replayed was accepted");
+}
+
 static const security_case cases[] = {
     CASE(meta_guard_layout),
     CASE(meta_guard_read_small),
@@ -397,6 +441,7 @@ static const security_case cases[] = {
     CASE(large_size_forged),
     CASE(large_usable_forged),
     CASE(large_cached_header_forged),
+    CASE(large_header_replayed),
 };
 
 int main(int argc, char **argv)
