@@ -267,7 +267,10 @@ static void case_free_foreign_mmap_in_cached_span(void)
     uintptr_t span = ((uintptr_t)p - 1) & ~(uintptr_t)(((size_t)4 << 20) - 1);
     free(p); /* cached: the span still says "large" */
     char *q = NULL;
-    for (uintptr_t off = (uintptr_t)3 << 20; off >= (uintptr_t)3 << 19 && q == NULL; off -= 4096) {
+    /* Any free page of the span past the block's end will do (other
+     * mappings, brisk's guarded metadata among them, may take part of it). */
+    uintptr_t past_block = (uintptr_t)p + ((size_t)1 << 20) - span;
+    for (uintptr_t off = ((uintptr_t)4 << 20) - 4096; off >= past_block && q == NULL; off -= 4096) {
         void *m = mmap((void *)(span + off), 4096, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
         if (m != MAP_FAILED && m == (void *)(span + off))
