@@ -15,9 +15,10 @@
  *
  * Each returns what the real call returned. When the check fails the test
  * stops at once (abort: a broken heap makes every later result
- * meaningless, and libFuzzer records the input) with one line naming
- * where the call was made, the test's step (checked_step, which a test
- * with a loop sets to its own step number), the thread's call count, the
+ * meaningless, and libFuzzer records the input) with one line, after the
+ * check's own, naming where the call was made, the test's step
+ * (checked_step: the step number a test with a loop last set), the
+ * thread's count of checked calls, the
  * call with its arguments and result, the test's note (checked_note, for
  * example how to rerun it) and brisk_heap_check's own report:
  *
