@@ -28,16 +28,6 @@
 #define LARGE (600 * 1024)
 #define HUGE (48 * 1024 * 1024)
 
-static void *must_malloc(size_t size)
-{
-    void *p = malloc(size);
-    if (p == NULL) {
-        printf("set-up failed: malloc(%zu) returned NULL\n", size);
-        exit(5);
-    }
-    return p;
-}
-
 /* ---- double free ------------------------------------------------------ */
 
 static void double_free_plain(size_t size)
@@ -322,26 +312,7 @@ static void case_free_forged_header_stack(void)
  * aligned base of a pointer accepts it; a check against brisk's own
  * record of its regions does not. The alignment used is the largest power
  * of two from 64 KiB to 64 MiB whose region is readable up to the block
- * (for brisk: at least the whole segment). */
-/* True when every page of [p, p + len) can be read: write() into a pipe
- * fails with EFAULT instead of faulting when the source is unreadable. */
-static int readable(const char *p, size_t len)
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        exit(5);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    const char *start = (const char *)((uintptr_t)p & ~(uintptr_t)(page - 1));
-    int ok = 1;
-    for (const char *at = start; at < p + len && ok; at += page) {
-        char byte;
-        if (write(fds[1], at, 1) != 1 || read(fds[0], &byte, 1) != 1)
-            ok = 0;
-    }
-    close(fds[0]);
-    close(fds[1]);
-    return ok;
-}
+ * (for brisk: at least the whole segment), as cases.h's readable says. */
 
 static void case_free_forged_region_copy(void)
 {
