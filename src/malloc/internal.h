@@ -235,6 +235,14 @@ static inline uintptr_t large_base(const large_header *hdr)
  * uses): set once at start-up, before the first segment (process.c). */
 BRISK_HIDDEN extern size_t meta_guard_bytes;
 
+/* The guards on each side of the metadata that lives in mappings of its
+ * own (the segment map, the thread heaps' chunks): META_GUARD in whole
+ * pages, so one page at least where pages are larger. */
+static inline size_t metadata_guard_size(void)
+{
+    return align_up_ptr(META_GUARD, os_page_size());
+}
+
 /* segmap_entries is 0 until the map exists (segmap.c), then
  * SEGMAP_ENTRIES: one compare rejects both an address above the 48-bit
  * space and any free before the first allocation (of a foreign pointer,

@@ -159,7 +159,7 @@ static BRISK_NOINLINE void free_remote(page *pg, block *b)
 /* Not a small or medium block: a large block, or not ours at all. */
 static BRISK_NOINLINE void free_other(void *p, unsigned kind)
 {
-    if (kind == SEGMAP_LARGE) {
+    if (kind == SEGMAP_LARGE || kind == SEGMAP_LARGE_CACHED) {
         large_free(large_header_of_meta(meta_of(p)), p); /* validates the header */
         return;
     }

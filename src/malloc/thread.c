@@ -6,6 +6,9 @@
  * Thread heaps are carved from memory mapped here (never from malloc),
  * and reached through one initial-exec thread-local pointer, so the
  * fast paths load it with a single instruction and never allocate TLS.
+ * Each chunk of them lies between two guards (os_map_guarded): a heap's
+ * current pages are where malloc pops from, so an overflow from a mapping
+ * next to a chunk must fault before it can rewrite them.
  */
 #include "malloc/internal.h"
 
@@ -62,7 +65,7 @@ static thread_heap *thread_heap_new(void)
         size_t need = (sizeof(thread_heap) + 63) & ~(size_t)63;
         if (thread_heap_chunk_next == NULL || (size_t)(thread_heap_chunk_end - thread_heap_chunk_next) < need) {
             size_t chunk = (size_t)64 << 10;
-            char *mem = os_map(chunk);
+            char *mem = os_map_guarded(chunk, metadata_guard_size());
             if (mem == NULL) {
                 global_lock_drop();
                 return NULL;

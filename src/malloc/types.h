@@ -99,8 +99,12 @@ _Static_assert(META_GUARD % 64 == 0, "the segment header must stay cache-line al
 enum {
     SEGMAP_NONE = 0,
     SEGMAP_PAGES = 1,       /* a small or medium segment starts here */
-    SEGMAP_LARGE = 2,       /* the header of a live or cached large block */
-    SEGMAP_LARGE_FREED = 3  /* a large block we freed and unmapped */
+    SEGMAP_LARGE = 2,       /* the header of a live large block */
+    SEGMAP_LARGE_FREED = 3, /* a large block we freed and unmapped */
+    SEGMAP_LARGE_CACHED = 4 /* a freed large block kept mapped in the cache:
+                               the state free trusts, out of line, where
+                               a copy of the header written back after
+                               the free cannot change it */
 };
 
 typedef struct block {
@@ -209,7 +213,9 @@ _Static_assert(META_GUARD + sizeof(segment) <= ((size_t)1 << SMALL_PAGE_SHIFT),
 
 typedef struct large_header {
     uint32_t magic;
-    uint32_t cached;        /* 1 while in the cache, 0 while live */
+    uint32_t cached;        /* 1 while in the cache, 0 while live (the
+                               segment map says the same, out of line:
+                               free believes the map) */
     uintptr_t block;        /* what malloc returned */
     size_t map_size;        /* bytes mapped from the region's base (the
                                guard) on */
