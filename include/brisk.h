@@ -463,6 +463,64 @@ size_t brisk_malloc_usable_size(const void *ptr);
  * and O(memory the thread owns) time. */
 int brisk_malloc_check(void);
 
+/* Statistics of the process allocator, as BRISK_OPTIONS=stats prints
+ * them at exit. Every field is an unsigned long long; fields are only
+ * ever added at the end, so the struct's size is its version. Figures
+ * marked "now" are a snapshot (other threads allocate and free as they
+ * are read); the others count since start-up. */
+typedef struct brisk_malloc_stats {
+    unsigned long long size;          /* set by brisk_malloc_get_stats:
+                                         the bytes of this struct the
+                                         library knows and filled */
+    unsigned long long requests;      /* malloc-family requests, all sizes */
+    unsigned long long large_requests; /* of them, over 256 KiB (or an
+                                         alignment pages cannot give) */
+    unsigned long long mapped_bytes;  /* now: segments and large mappings */
+    unsigned long long mapped_peak_bytes;
+    unsigned long long peak_resident_bytes; /* the whole process's peak
+                                         resident set (not only brisk's) */
+    unsigned long long large_live_blocks;  /* now */
+    unsigned long long large_live_bytes;   /* now */
+    unsigned long long large_cached_bytes; /* now: freed, kept mapped */
+    unsigned long long segments;       /* now: 4 MiB segments mapped */
+    unsigned long long segments_cached; /* now: of them, empty and kept
+                                         until decay_ms passes */
+    unsigned long long threads_live;   /* now: threads with a thread heap */
+    unsigned long long threads_exited; /* thread heaps retired: by thread
+                                         exits, and in a forked child the
+                                         threads the fork left behind */
+    /* Memory of exited threads. A thread that exits while blocks of its
+     * pages are still live abandons the segments holding them; a living
+     * thread adopts an abandoned segment (becoming its owner and reusing
+     * its free blocks), or a free by another thread that empties one of
+     * its pages sweeps it (its empty pages go back at once). */
+    unsigned long long segments_abandoned; /* by thread exits and forks */
+    unsigned long long pages_abandoned;    /* pages in use in them */
+    unsigned long long segments_adopted;
+    unsigned long long pages_adopted;      /* pages in use in them */
+    unsigned long long pages_swept;        /* emptied pages a sweep gave back */
+    unsigned long long segments_swept_empty; /* segments a sweep emptied
+                                         (sent to the segment cache) */
+    unsigned long long fork_orphans;   /* segments abandoned in a forked
+                                         child: their threads did not
+                                         survive the fork */
+    unsigned long long abandoned_segments;   /* now: waiting for adoption */
+    unsigned long long abandoned_pages;      /* now: pages in use in them */
+    unsigned long long abandoned_page_bytes; /* now: those pages' bytes, the
+                                         memory exited threads hold */
+    unsigned long long abandoned_live_bytes; /* now: the bytes of their live
+                                         blocks (at block size) */
+} brisk_malloc_stats;
+
+/* Fills *out with the statistics above. size is sizeof(*out) as the
+ * caller was compiled: a multiple of 8 and at least 8. The first size
+ * bytes are written: fields this library does not know read 0, and
+ * out->size says how many bytes it knows (at most size). Returns 0, or
+ * -1 with errno EINVAL (nothing written) when out is NULL or size is not
+ * a whole number of fields. Takes the allocator's global lock; walks
+ * every segment (O(memory mapped)). */
+int brisk_malloc_get_stats(struct brisk_malloc_stats *out, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,7 @@ build of the process allocator, the default level and the hardened level.
 The programs: the malloc benchmark suite of bench/malloc (malloc_bench:
 small_churn, mixed_sizes, realloc_growth, large_blocks, producer_consumer,
 many_threads, larson, binary_trees, string_hash) and the workloads of
-bench/harden/workloads.c (small, mixed, fifo, threads, realloc). Each
+bench/harden/workloads.c (small, mixed, fifo, threads, realloc, sparse). Each
 benchmark runs as its own process with LD_PRELOAD of the library under
 test and BRISK_OPTIONS set for the level.
 
@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 
-WORKLOADS = ["small", "mixed", "fifo", "threads", "realloc"]
+WORKLOADS = ["small", "mixed", "fifo", "threads", "realloc", "sparse"]
 METRIC = "cpu"
 
 

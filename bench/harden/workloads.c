@@ -15,11 +15,15 @@
  *   fifo     100,000 blocks of 64 B allocated, then freed oldest first
  *   threads  two threads, each allocating blocks the other frees
  *   realloc  4,000 buffers grown by realloc from 1 B to 16 KiB
+ *   sparse   blocks of 64 KiB to 4 MiB, log-distributed, over 4 live
+ *            slots, of which one byte per 64 KiB is written (buffers
+ *            sized for the worst case and partly used)
  *
- * Every block is filled when allocated, as a program initializes what it
- * asks for, and its first and last bytes are read before the free, so the
- * allocator's placement and cache behaviour count, not just its
- * bookkeeping. A checksum is printed so the work cannot be dropped.
+ * Every block but sparse's is filled when allocated, as a program
+ * initializes what it asks for, and its first and last bytes are read
+ * before the free, so the allocator's placement and cache behaviour
+ * count, not just its bookkeeping. A checksum is printed so the work
+ * cannot be dropped.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -210,6 +214,42 @@ static void run_realloc(double scale)
     }
 }
 
+/* One byte written per 64 KiB, and the last: what a program that sizes
+ * its buffers for the worst case touches of them. */
+static void run_sparse(double scale)
+{
+    enum { SLOTS = 4, STRIDE = 64 * 1024 };
+    static char *live[SLOTS];
+    static size_t sizes[SLOTS];
+    uint64_t s = 0x5eed5eed1234u;
+    uint64_t ops = (uint64_t)(20000 * scale);
+    for (uint64_t i = 0; i < ops + SLOTS; i++) {
+        size_t slot = (size_t)(i % SLOTS);
+        if (live[slot] != NULL) {
+            checksum += (unsigned char)live[slot][0] + (unsigned char)live[slot][sizes[slot] - 1];
+            free(live[slot]);
+            live[slot] = NULL;
+        }
+        if (i >= ops)
+            continue;
+        uint64_t r = rng_next(&s);
+        unsigned bits = 16 + (unsigned)(r % 6); /* 64 KiB .. 4 MiB */
+        size_t size = ((size_t)1 << bits) + (size_t)((r >> 8) % ((size_t)1 << bits));
+        if (size > ((size_t)4 << 20))
+            size = (size_t)4 << 20;
+        char *p = malloc(size);
+        if (p == NULL) {
+            fprintf(stderr, "malloc(%zu) failed\n", size);
+            exit(1);
+        }
+        for (size_t at = 0; at < size; at += STRIDE)
+            p[at] = (char)(r >> (at % 61));
+        p[size - 1] = (char)r;
+        live[slot] = p;
+        sizes[slot] = size;
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -217,10 +257,10 @@ int main(int argc, char **argv)
         void (*run)(double);
     } workloads[] = {
         {"small", run_small}, {"mixed", run_mixed},     {"fifo", run_fifo},
-        {"threads", run_threads}, {"realloc", run_realloc},
+        {"threads", run_threads}, {"realloc", run_realloc}, {"sparse", run_sparse},
     };
     if (argc < 2) {
-        fprintf(stderr, "usage: %s small|mixed|fifo|threads|realloc [scale]\n", argv[0]);
+        fprintf(stderr, "usage: %s small|mixed|fifo|threads|realloc|sparse [scale]\n", argv[0]);
         return 2;
     }
     double scale = argc > 2 ? strtod(argv[2], NULL) : 1.0;

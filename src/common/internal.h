@@ -128,6 +128,13 @@ BRISK_HIDDEN void *os_map(size_t size);
  * nothing else is left mapped. */
 BRISK_HIDDEN void *os_map_aligned(size_t size, size_t alignment);
 
+/* As os_map, between two inaccessible guards of `guard` bytes each (a
+ * multiple of the page size), reserved with it as one range: no other
+ * mapping can be placed, or grown in place, right before or after it, and
+ * a linear overflow from a neighbour faults on the guard. Returns the
+ * start of the accessible part, or NULL with errno set. Never unmapped. */
+BRISK_HIDDEN void *os_map_guarded(size_t size, size_t guard);
+
 /* Unmaps [addr, addr + size). Returns 0, or -1 with errno set. */
 BRISK_HIDDEN int os_unmap(void *addr, size_t size);
 

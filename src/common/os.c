@@ -57,6 +57,26 @@ void *os_map_aligned(size_t size, size_t alignment)
     return start;
 }
 
+void *os_map_guarded(size_t size, size_t guard)
+{
+    if (size > SIZE_MAX - 2 * guard || guard > SIZE_MAX / 4) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* Reserved inaccessible whole, then the middle opened: two calls,
+     * where mapping it accessible and closing both guards would be three. */
+    char *p = mmap(NULL, size + 2 * guard, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (mprotect(p + guard, size, PROT_READ | PROT_WRITE) != 0) {
+        int saved = errno;
+        munmap(p, size + 2 * guard);
+        errno = saved;
+        return NULL;
+    }
+    return p + guard;
+}
+
 int os_unmap(void *addr, size_t size)
 {
     return munmap(addr, size);

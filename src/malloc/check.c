@@ -23,6 +23,14 @@
  *      the second word, where a free block keeps its free mark)
  *   P4 it is on exactly one of the thread heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
+ * and for abandonment (segment.c, "Abandonment"), over every segment:
+ *   A1 a segment abandoned, swept or cached has no owner, and a cached
+ *      one no page in use; the cache holds as many as are counted
+ *   A2 the abandoned list links agree both ways and hold exactly the
+ *      segments whose state is SEGMENT_ABANDONED
+ *   A3 an abandoned segment (no thread writes it while it is on the
+ *      list) passes S1-S3 and P1-P3, and its pages are on no list; a
+ *      fork_orphan is exempt until it is rebuilt
  * and for large blocks (large_check): place past the guard, magic, seal,
  * map entry, bounds, live-list links both ways, totals, the delay of
  * cached blocks, and under wipe that cached blocks still read as zero
@@ -64,6 +72,7 @@ static long check_free_list(const page *pg, const block *b, uint64_t *seen)
     return count;
 }
 
+/* h: the page's owner, or NULL when its segment is abandoned. */
 static int check_page(const thread_heap *h, const segment *seg, const page *pg)
 {
     unsigned cls = pg->size_class;
@@ -92,6 +101,12 @@ static int check_page(const thread_heap *h, const segment *seg, const page *pg)
         return -1;
     if ((uint64_t)nfree + (uint64_t)nlocal + pg->used != pg->capacity)
         return malloc_check_fail("P3: free + local_free + used != capacity", pg);
+    if (h == NULL) {
+        /* abandoned (A3): on no thread heap's list */
+        if (pg->next != NULL || pg->prev != NULL || pg->in_full)
+            return malloc_check_fail("A3: a page of an abandoned segment is still on a list", pg);
+        return 0;
+    }
     /* P4: on exactly the list in_full names */
     const page_queue *q = pg->in_full ? &h->full[cls] : &h->queues[cls];
     bool found = false;
@@ -145,6 +160,72 @@ static int check_heap_lists(const thread_heap *h)
     return 0;
 }
 
+/* S1-S3 (and H3) for seg, and check_page for its pages; h is its owner,
+ * or NULL for an abandoned segment. */
+static int check_segment(const thread_heap *h, const segment *seg)
+{
+    if (segment_map[segment_base(seg) >> SEGMENT_SHIFT] != SEGMAP_PAGES ||
+        (segment_base(seg) & SEGMENT_MASK) != 0 ||
+        seg->magic != SEGMENT_MAGIC ||
+        (seg->page_shift != SMALL_PAGE_SHIFT && seg->page_shift != MEDIUM_PAGE_SHIFT) ||
+        seg->slot_count != 1u << (SEGMENT_SHIFT - seg->page_shift))
+        return malloc_check_fail("S1: segment header or map entry is wrong", seg);
+    uint32_t in_use = 0;
+    for (unsigned i = 1; i < seg->slot_count; i++) {
+        const page *pg = &seg->pages[i];
+        bool slot_free = (seg->free_slots >> i) & 1;
+        if (slot_free == (pg->in_use != 0))
+            return malloc_check_fail("S2: free slot mask disagrees with a page", pg);
+        if (pg->in_use) {
+            in_use++;
+            if (check_page(h, seg, pg) != 0)
+                return -1;
+        } else if (harden_flags & HARDEN_WIPE) {
+            uintptr_t dirty = harden_free_slot_dirty(seg, i);
+            if (dirty != 0)
+                return malloc_check_fail("H3: a free slot was written to (after free)", (const void *)dirty);
+        }
+    }
+    if ((seg->free_slots & 1) != 0)
+        return malloc_check_fail("S2: the header slot is marked free", seg);
+    if (in_use != seg->pages_in_use)
+        return malloc_check_fail("S3: pages_in_use is wrong", seg);
+    return 0;
+}
+
+/* A1, A2 (global_lock held). */
+static int check_abandonment(void)
+{
+    size_t abandoned_states = 0, cached_states = 0;
+    for (const segment *seg = segment_list_first(); seg != NULL; seg = seg->all_next) {
+        unsigned state = seg->state;
+        if (state > SEGMENT_CACHED)
+            return malloc_check_fail("A1: a segment's state is not one of its four", seg);
+        if (state != SEGMENT_OWNED && __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) != NULL)
+            return malloc_check_fail("A1: an abandoned, swept or cached segment has an owner", seg);
+        if (state == SEGMENT_CACHED && seg->pages_in_use != 0)
+            return malloc_check_fail("A1: a cached segment has pages in use", seg);
+        abandoned_states += state == SEGMENT_ABANDONED;
+        cached_states += state == SEGMENT_CACHED;
+    }
+    size_t listed = 0;
+    const segment *prev = NULL;
+    for (const segment *seg = abandoned_list_first(); seg != NULL; seg = seg->next) {
+        if (seg->state != SEGMENT_ABANDONED || seg->prev != prev)
+            return malloc_check_fail("A2: the abandoned list holds a segment not abandoned, or its links disagree", seg);
+        if (++listed > abandoned_states)
+            return malloc_check_fail("A2: the abandoned list is longer than the abandoned segments (a cycle?)", seg);
+        prev = seg;
+    }
+    if (listed != abandoned_states)
+        return malloc_check_fail("A2: an abandoned segment is not on the abandoned list", NULL);
+    abandon_stats st;
+    segment_abandon_stats(&st);
+    if (st.segments_cached_now != cached_states)
+        return malloc_check_fail("A1: the cache count disagrees with the cached segments", NULL);
+    return 0;
+}
+
 int brisk_malloc_check(void)
 {
     thread_heap *me = tls_thread_heap;
@@ -153,41 +234,13 @@ int brisk_malloc_check(void)
     int result = 0;
     global_lock_take();
     for (segment *seg = segment_list_first(); seg != NULL && result == 0; seg = seg->all_next) {
-        if (me == NULL || __atomic_load_n(&seg->owner, __ATOMIC_ACQUIRE) != me)
-            continue;
-        if (segment_map[segment_base(seg) >> SEGMENT_SHIFT] != SEGMAP_PAGES ||
-            (segment_base(seg) & SEGMENT_MASK) != 0 ||
-            seg->magic != SEGMENT_MAGIC ||
-            (seg->page_shift != SMALL_PAGE_SHIFT && seg->page_shift != MEDIUM_PAGE_SHIFT) ||
-            seg->slot_count != 1u << (SEGMENT_SHIFT - seg->page_shift)) {
-            result = malloc_check_fail("S1: segment header or map entry is wrong", seg);
-            break;
-        }
-        uint32_t in_use = 0;
-        for (unsigned i = 1; i < seg->slot_count; i++) {
-            const page *pg = &seg->pages[i];
-            bool slot_free = (seg->free_slots >> i) & 1;
-            if (slot_free == (pg->in_use != 0)) {
-                result = malloc_check_fail("S2: free slot mask disagrees with a page", pg);
-                break;
-            }
-            if (pg->in_use) {
-                in_use++;
-                if ((result = check_page(me, seg, pg)) != 0)
-                    break;
-            } else if (harden_flags & HARDEN_WIPE) {
-                uintptr_t dirty = harden_free_slot_dirty(seg, i);
-                if (dirty != 0) {
-                    result = malloc_check_fail("H3: a free slot was written to (after free)", (const void *)dirty);
-                    break;
-                }
-            }
-        }
-        if (result == 0 && (seg->free_slots & 1) != 0)
-            result = malloc_check_fail("S2: the header slot is marked free", seg);
-        if (result == 0 && in_use != seg->pages_in_use)
-            result = malloc_check_fail("S3: pages_in_use is wrong", seg);
+        if (me != NULL && __atomic_load_n(&seg->owner, __ATOMIC_ACQUIRE) == me)
+            result = check_segment(me, seg);
+        else if (seg->state == SEGMENT_ABANDONED && !seg->fork_orphan)
+            result = check_segment(NULL, seg); /* A3 */
     }
+    if (result == 0)
+        result = check_abandonment();
     if (result == 0 && me != NULL)
         result = check_heap_lists(me);
     int large = result == 0 ? large_check() : 0;

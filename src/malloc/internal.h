@@ -112,6 +112,12 @@ BRISK_HIDDEN thread_heap *thread_heap_init_slow(void);
 BRISK_HIDDEN void thread_heap_key_init(void);
 /* Every live thread heap (under global_lock), for statistics and checking. */
 BRISK_HIDDEN thread_heap *thread_heap_list_first(void);
+/* process.c's fork child handler, global_lock held: the thread heaps of
+ * the threads that did not survive go back to the pool, their segments
+ * are abandoned. */
+BRISK_HIDDEN void thread_heap_fork_child(void);
+/* Threads whose heaps exited (thread exits and fork), under global_lock. */
+BRISK_HIDDEN uint64_t thread_heap_exited_count(void);
 
 /* ---- size classes ------------------------------------------------------ */
 
@@ -229,6 +235,14 @@ static inline uintptr_t large_base(const large_header *hdr)
  * uses): set once at start-up, before the first segment (process.c). */
 BRISK_HIDDEN extern size_t meta_guard_bytes;
 
+/* The guards on each side of the metadata that lives in mappings of its
+ * own (the segment map, the thread heaps' chunks): META_GUARD in whole
+ * pages, so one page at least where pages are larger. */
+static inline size_t metadata_guard_size(void)
+{
+    return align_up_ptr(META_GUARD, os_page_size());
+}
+
 /* segmap_entries is 0 until the map exists (segmap.c), then
  * SEGMAP_ENTRIES: one compare rejects both an address above the 48-bit
  * space and any free before the first allocation (of a foreign pointer,
@@ -339,6 +353,32 @@ BRISK_HIDDEN void segment_page_free(thread_heap *h, page *pg);
 BRISK_HIDDEN bool thread_heap_purge(thread_heap *h, bool force);
 BRISK_HIDDEN void thread_heap_purge_tick(thread_heap *h);
 BRISK_HIDDEN void thread_heap_abandon_segments(thread_heap *h);
+/* An abandoned segment's page of class cls with a free block or room,
+ * adopted into h (on its class queue), or NULL. */
+BRISK_HIDDEN page *thread_heap_adopt_page(thread_heap *h, unsigned cls);
+/* malloc.c's cross-thread free, when the segment's owner reads NULL:
+ * true when it took b (the segment swept), false to push b as usual. */
+BRISK_HIDDEN bool segment_abandoned_free(page *pg, block *b);
+/* process.c's fork child handler, global_lock held. */
+BRISK_HIDDEN void segment_fork_child(const thread_heap *me);
+BRISK_HIDDEN segment *abandoned_list_first(void);
+
+/* Abandonment figures (segment.c; stats.c and brisk_malloc_get_stats). */
+typedef struct abandon_stats {
+    uint64_t segments_abandoned;   /* totals since start: by thread exits */
+    uint64_t pages_abandoned;      /*   and forks, pages in use in them */
+    uint64_t segments_adopted;     /* taken over by a living thread */
+    uint64_t pages_adopted;
+    uint64_t pages_swept;          /* given back by a cross-thread free's sweep */
+    uint64_t segments_swept_empty; /* sent to the cache by a sweep */
+    uint64_t fork_orphans;         /* segments of threads a fork left behind */
+    uint64_t abandoned_segments_now;
+    uint64_t abandoned_pages_now;
+    uint64_t abandoned_page_bytes_now;
+    uint64_t abandoned_live_bytes_now;
+    uint64_t segments_cached_now;
+} abandon_stats;
+BRISK_HIDDEN void segment_abandon_stats(abandon_stats *out); /* global_lock held */
 BRISK_HIDDEN bool segment_cache_purge(uint64_t now, bool force);
 BRISK_HIDDEN segment *segment_list_first(void);
 BRISK_HIDDEN size_t segment_mapped_bytes(void);

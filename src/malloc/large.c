@@ -20,6 +20,11 @@
  * Freed large blocks stay mapped in a cache (up to large_cache bytes) for
  * decay_ms, so a program that frees and reallocates big buffers in a loop
  * reuses them without new page faults; expired entries are unmapped.
+ * Whether a mapping is live or cached is kept out of line too, in the
+ * segment map (SEGMAP_LARGE, SEGMAP_LARGE_CACHED), changed under
+ * global_lock: the sealed header says the same, but a copy of the live
+ * header written back after the free would verify, and the map is what
+ * free, realloc and malloc_usable_size believe.
  *
  * Hardened (docs/security.md):
  *   wipe   a block that goes into the cache is wiped at free (a block
@@ -436,6 +441,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
             }
             global_lock_take();
             live_link(hdr);
+            segmap_set(large_base(hdr), SEGMAP_LARGE);
             global_lock_drop();
             return (void *)hdr->block;
         }
@@ -490,7 +496,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
 }
 
 /* Frees the large block p whose region's header is hdr (the segment map
- * says SEGMAP_LARGE). Nothing in the header is believed before its seal
+ * says SEGMAP_LARGE, or SEGMAP_LARGE_CACHED: a double free, or a pointer
+ * into a cached block's span). Nothing in the header is believed before its seal
  * is checked, and no link is written through before it is checked: a
  * header the program overwrote is reported, and nothing is changed. */
 void large_free(large_header *hdr, const void *p)
@@ -503,7 +510,22 @@ void large_free(large_header *hdr, const void *p)
      * LARGE_FREED (or, remapped, something else) before any unmap, under
      * this lock, so look again before reading the header, which may be
      * gone. */
-    if (brisk_unlikely(segmap_kind(large_base(hdr)) != SEGMAP_LARGE)) {
+    unsigned kind = segmap_kind(large_base(hdr));
+    if (brisk_unlikely(kind == SEGMAP_LARGE_CACHED)) {
+        /* In the cache, whatever its header says (a copy of the live one
+         * may have been written back): mapped while the map says so, so
+         * the header can be read, under the lock, to tell the block's own
+         * start from any other pointer into its span. */
+        bool own = large_header_intact(hdr) && hdr->block == (uintptr_t)p;
+        global_lock_drop();
+        if (own)
+            report_error(BRISK_ERROR_DOUBLE_FREE, "double free (of a large block in the cache)", p);
+        else
+            report_error(BRISK_ERROR_INVALID_POINTER,
+                         "free of a pointer that is not the start of a live block", p);
+        return;
+    }
+    if (brisk_unlikely(kind != SEGMAP_LARGE)) {
         global_lock_drop();
         report_error(BRISK_ERROR_DOUBLE_FREE, "double free (of a large block already unmapped)", p);
         return;
@@ -538,6 +560,7 @@ void large_free(large_header *hdr, const void *p)
     if (cacheable) {
         hdr->cached = 1; /* from here a second free is a double free */
         large_seal(hdr);
+        segmap_set(large_base(hdr), SEGMAP_LARGE_CACHED);
         if (harden_flags & HARDEN_WIPE) {
             /* Wiped without the lock: the block is on neither list, and
              * `cached` already refuses it to free, realloc and
@@ -639,7 +662,8 @@ bool large_try_resize(large_header *hdr, size_t size)
 /* Large-block invariants, global_lock held: every header lies META_GUARD
  * past its 4 MiB boundary with its magic and seal right, its block past
  * the front and inside its mapping with (block - 1) in the header's 4 MiB
- * slot, its map entry SEGMAP_LARGE; the live list's links agree both ways;
+ * slot, its map entry SEGMAP_LARGE (SEGMAP_LARGE_CACHED in the cache); the
+ * live list's links agree both ways;
  * the totals agree with the lists; a cached block waits at most the
  * longest delay and, under wipe, still reads as zero where malloc will
  * check it (-4). */
@@ -665,7 +689,7 @@ int large_check(void)
         uintptr_t base = large_base(hdr);
         if ((base & SEGMENT_MASK) != 0 || !large_header_intact(hdr) || hdr->cached != 1 ||
             hdr->map_size != large_cache[i].map_size ||
-            segment_map[base >> SEGMENT_SHIFT] != SEGMAP_LARGE ||
+            segment_map[base >> SEGMENT_SHIFT] != SEGMAP_LARGE_CACHED ||
             large_cache[i].reusable_at > large_free_count + LARGE_DELAY_MIN + LARGE_DELAY_SPAN - 1)
             return -2;
         /* Under wipe a cached block was wiped whole at its free. */

@@ -135,9 +135,14 @@ void *brisk_calloc(size_t count, size_t size)
 
 /* ---- freeing --------------------------------------------------------------- */
 
-/* One CAS (retried only under contention) pushes b and bumps the count. */
+/* One CAS (retried only under contention) pushes b and bumps the count.
+ * Into a segment whose thread exited, the free that empties a page sweeps
+ * the segment instead (segment.c, "Abandonment"). */
 static BRISK_NOINLINE void free_remote(page *pg, block *b)
 {
+    if (brisk_unlikely(__atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == NULL) &&
+        segment_abandoned_free(pg, b))
+        return;
     uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
     uintptr_t next;
 #if BRISK_CHECKS
@@ -154,7 +159,7 @@ static BRISK_NOINLINE void free_remote(page *pg, block *b)
 /* Not a small or medium block: a large block, or not ours at all. */
 static BRISK_NOINLINE void free_other(void *p, unsigned kind)
 {
-    if (kind == SEGMAP_LARGE) {
+    if (kind == SEGMAP_LARGE || kind == SEGMAP_LARGE_CACHED) {
         large_free(large_header_of_meta(meta_of(p)), p); /* validates the header */
         return;
     }

@@ -351,6 +351,19 @@ void *malloc_generic(thread_heap *h, unsigned cls)
         if (pass != 0 || h->full[cls].first == NULL || !thread_heap_rescue_full(h, cls, 64))
             break;
     }
+    /* What exited threads left (segment.c) before carving new memory. */
+    page *adopted = thread_heap_adopt_page(h, cls);
+    if (adopted != NULL) {
+        if (page_collect(adopted)) {
+            if (adopted != q->first) {
+                page_queue_remove(q, adopted);
+                page_queue_push_front(q, adopted);
+            }
+            thread_heap_set_direct(h, cls, adopted);
+            return page_pop(adopted);
+        }
+        extendable = adopted;
+    }
     if (extendable != NULL) {
         bool clean = page_extend(extendable);
         if (extendable != q->first) {

@@ -39,11 +39,14 @@ static void fork_parent(void)
 }
 
 /* The child has only the thread that forked; the lock it holds from
- * fork_prepare is released so the child can allocate. Thread heaps of
- * threads that do not exist in the child keep their memory (their blocks
- * can still be freed: those frees take the cross-thread path). */
+ * fork_prepare is released so the child can allocate. The segments of
+ * threads that do not exist in the child are abandoned, so the child's
+ * threads reuse them (thread_heap_fork_child); their blocks can still be
+ * freed. (The handlers are installed at the end of start-up, so
+ * start-up is done when they run.) */
 static void fork_child(void)
 {
+    thread_heap_fork_child();
     global_lock_drop();
 }
 

@@ -15,15 +15,88 @@
  * Locking: a segment is touched only by its owner thread, except its
  * pages' thread_free lists (atomic). The cache, the abandoned list and the
  * list of all segments are under global_lock.
+ *
+ * Abandonment. A thread that exits gives its empty pages back and hands
+ * the segments still holding live blocks to the others: their owner
+ * becomes NULL and they go on the abandoned list. From there a segment is
+ *   - adopted by a thread that needs a page (of the class it is after,
+ *     first: thread_heap_adopt_page; or any slot: segment_page_alloc;
+ *     and one every 64 slow-path calls), which becomes its owner;
+ *   - swept by a thread whose cross-thread free is the last live block of
+ *     a page (segment_abandoned_free): it collects every page, gives the
+ *     empty ones back, and puts the segment back on the list, or in the
+ *     cache once it is empty, without becoming its owner;
+ *   - in a forked child, every segment of a thread that did not survive
+ *     the fork is abandoned too (segment_fork_child), marked fork_orphan:
+ *     its pages are rebuilt from what can be proved before use.
+ *
+ * The protocol, and why a cross-thread free racing with an adopter or a
+ * sweeper is safe:
+ *   1. Whoever holds a segment (its owner, or the one thread that took
+ *      it off the abandoned list under global_lock, its state saying
+ *      which) is the only writer of its header and of its pages' owner
+ *      lines (free, local_free, used, queue links). An abandoned segment
+ *      on the list has no writer but the thread_free CASes.
+ *   2. owner is written only by the thread it names or names no more:
+ *      set by a thread acquiring or adopting for itself, cleared by the
+ *      owner abandoning or releasing; so a thread that reads owner == its
+ *      own heap is right, and any other thread takes the thread_free path
+ *      (a heap reused from the pool is handed over under global_lock,
+ *      after its old thread's last store to owner).
+ *   3. A block is live until its free's CAS onto thread_free succeeds,
+ *      and `used` counts it until a holder takes that list: so its page
+ *      stays in use, and its segment out of the cache, until then. A
+ *      cross-thread free reads the page and the segment only before its
+ *      CAS, never after.
+ *   4. Taking a page's thread_free is one exchange; a free that lands
+ *      after it is on the list for the next holder's collection.
+ * Invariant: every carved block of a page in use is exactly one of
+ * handed out (counted in used), on free or local_free, or on thread_free
+ * (still counted in used, and in the list word's count); a segment is on
+ * the abandoned list exactly when its state is SEGMENT_ABANDONED, and
+ * then its owner is NULL and its pages are on no thread heap's list
+ * (brisk_malloc_check, A1-A3).
  */
 #include "malloc/internal.h"
 
 #include <errno.h>
 
 static segment *segment_cache;  /* empty segments, newest first */
-static segment *abandoned;      /* segments of exited threads */
+static segment *abandoned;      /* segments of exited threads, newest
+                                   first, linked both ways by next/prev */
 static segment *all_segments;   /* every mapped segment */
 static size_t segments_mapped;  /* count, for statistics */
+static size_t segments_cached;  /* in segment_cache */
+static abandon_stats abandon_totals; /* the totals; the "now" figures are
+                                        counted when asked */
+
+segment *abandoned_list_first(void)
+{
+    return abandoned;
+}
+
+/* global_lock held: the abandoned list's head and both-way links. */
+static void abandoned_push(segment *seg)
+{
+    seg->prev = NULL;
+    seg->next = abandoned;
+    if (abandoned != NULL)
+        abandoned->prev = seg;
+    abandoned = seg;
+    seg->state = SEGMENT_ABANDONED;
+}
+
+static void abandoned_unlink(segment *seg)
+{
+    brisk_assert(seg->state == SEGMENT_ABANDONED, "abandoned_unlink: the segment is not abandoned");
+    if (seg->prev != NULL)
+        seg->prev->next = seg->next;
+    else
+        abandoned = seg->next;
+    if (seg->next != NULL)
+        seg->next->prev = seg->prev;
+    seg->next = seg->prev = NULL;
+}
 
 segment *segment_list_first(void)
 {
@@ -133,8 +206,11 @@ static segment *segment_acquire(thread_heap *h, unsigned page_shift)
 {
     global_lock_take();
     segment *seg = segment_cache;
-    if (seg != NULL)
+    if (seg != NULL) {
         segment_cache = seg->next;
+        segments_cached--;
+        seg->state = SEGMENT_OWNED;
+    }
     global_lock_drop();
     bool fresh = false;
     if (seg == NULL) {
@@ -152,6 +228,8 @@ static segment *segment_acquire(thread_heap *h, unsigned page_shift)
         global_lock_drop();
     }
     segment_format(seg, page_shift, fresh);
+    seg->state = SEGMENT_OWNED;
+    seg->fork_orphan = 0;
     __atomic_store_n(&seg->owner, h, __ATOMIC_RELEASE);
     seg->prev = NULL;
     seg->next = h->segments;
@@ -175,17 +253,25 @@ static void thread_heap_segment_unlink(thread_heap *h, segment *seg)
 
 /* An empty segment goes to the cache (still mapped, its map entry still
  * SEGMAP_PAGES so a stale free is recognised) until decay unmaps it. */
-static void segment_release(thread_heap *h, segment *seg)
+static void segment_to_cache(segment *seg)
 {
-    thread_heap_segment_unlink(h, seg);
-    __atomic_store_n(&seg->owner, NULL, __ATOMIC_RELEASE);
     uint64_t now = os_now_ms();
     seg->freed_at_ms = now;
     global_lock_take();
     seg->next = segment_cache;
+    seg->prev = NULL;
     segment_cache = seg;
+    segments_cached++;
+    seg->state = SEGMENT_CACHED;
     global_lock_drop();
     segment_cache_purge(now, false);
+}
+
+static void segment_release(thread_heap *h, segment *seg)
+{
+    thread_heap_segment_unlink(h, seg);
+    __atomic_store_n(&seg->owner, NULL, __ATOMIC_RELEASE);
+    segment_to_cache(seg);
 }
 
 bool segment_cache_purge(uint64_t now, bool force)
@@ -197,6 +283,7 @@ bool segment_cache_purge(uint64_t now, bool force)
         segment *seg = *link;
         if (force || now - seg->freed_at_ms >= malloc_options.decay_ms) {
             *link = seg->next;
+            segments_cached--;
             segment_unmap(seg);
             seg->next = victims;
             victims = seg;
@@ -258,18 +345,109 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     return pg;
 }
 
-/* Takes one abandoned segment, if any, and adopts its pages into h. */
-static bool thread_heap_adopt_one(thread_heap *h)
+/* A fork_orphan's pages (segment_fork_child) were last written by a
+ * thread that the fork left behind, possibly in the middle of an update:
+ * only what can be proved is kept. Geometry is recomputed from the class;
+ * a page's free and local_free lists are kept when every link is a
+ * carved block start carrying the free mark, no block twice, and its
+ * live count is then what is on neither list (its thread_free list, one
+ * atomic word, is intact and stays counted); otherwise every carved block
+ * counts as live: a block half-freed or half-handed out by the lost
+ * thread is leaked, never handed out twice. Free slots count as dirty (a
+ * slot half given back may hold old data). The segment is held (taken
+ * off the abandoned list) by the caller. */
+static void segment_rebuild_orphan(segment *seg)
 {
-    if (__atomic_load_n(&abandoned, __ATOMIC_RELAXED) == NULL)
-        return false;
-    global_lock_take();
-    segment *seg = abandoned;
-    if (seg != NULL)
-        abandoned = seg->next;
-    global_lock_drop();
-    if (seg == NULL)
-        return false;
+    bool geometry = seg->magic == SEGMENT_MAGIC &&
+                    (seg->page_shift == SMALL_PAGE_SHIFT || seg->page_shift == MEDIUM_PAGE_SHIFT) &&
+                    seg->slot_count == 1u << (SEGMENT_SHIFT - seg->page_shift);
+    /* A segment a lost thread had just mapped may lack its map entry. */
+    segmap_set(segment_base(seg), SEGMAP_PAGES);
+    if (!geometry) {
+        /* Half-formatted: it held no live block yet. */
+        seg->magic = SEGMENT_MAGIC;
+        seg->page_shift = SMALL_PAGE_SHIFT;
+        seg->slot_count = 1u << (SEGMENT_SHIFT - SMALL_PAGE_SHIFT);
+        for (unsigned i = 0; i < seg->slot_count; i++) {
+            memset(&seg->pages[i], 0, sizeof seg->pages[i]);
+            seg->pages[i].slot = i;
+        }
+    }
+    uint64_t free_slots = 0;
+    uint32_t in_use = 0;
+    size_t page_size = (size_t)1 << seg->page_shift;
+    for (unsigned i = 1; i < seg->slot_count; i++) {
+        page *pg = &seg->pages[i];
+        unsigned cls = pg->size_class;
+        bool small = cls <= SMALL_CLASS_LAST;
+        pg->slot = i;
+        pg->next = pg->prev = NULL;
+        pg->in_full = 0;
+        if (pg->in_use && (cls >= CLASS_COUNT || small != (seg->page_shift == SMALL_PAGE_SHIFT)))
+            pg->in_use = 0; /* cannot be: the class is set before in_use */
+        if (!pg->in_use) {
+            pg->free = pg->local_free = NULL;
+            pg->carved = pg->carved_units = 0;
+            pg->capacity = 0;
+            pg->block_limit = 0;
+            pg->emptied_block_size = 0;
+            free_slots |= (uint64_t)1 << i;
+            continue;
+        }
+        in_use++;
+        size_t bsize = class_block_size(cls);
+        size_t front = harden_page_front(bsize);
+        pg->block_size = (uint32_t)bsize;
+        pg->block_mul = block_mul_of(bsize);
+        pg->start = segment_base(seg) + ((uintptr_t)i << seg->page_shift) + front;
+        pg->reserved = (uint32_t)((page_size - front) / bsize);
+        pg->span = (uint32_t)(pg->reserved * bsize);
+        if (pg->capacity > pg->reserved)
+            pg->capacity = pg->reserved;
+        pg->carved = (uint32_t)(pg->capacity * bsize);
+        pg->carved_units = pg->carved >> 4;
+        pg->block_limit = block_limit_of(pg->block_mul, bsize, pg->capacity);
+        uint64_t seen[65536 / 16 / 64];
+        memset(seen, 0, sizeof seen);
+        uint32_t listed = 0;
+        bool intact = true;
+        block *lists[2] = {pg->free, pg->local_free};
+        for (int l = 0; l < 2 && intact; l++) {
+            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b->next_encoded)) {
+                uintptr_t off = (uintptr_t)b - pg->start;
+                size_t index = off / bsize;
+                if (off >= pg->carved || !page_block_start(pg, off) ||
+                    ((seen[index / 64] >> (index % 64)) & 1) != 0
+#if BRISK_CHECKS
+                    || !block_looks_free(pg, b)
+#endif
+                ) {
+                    intact = false;
+                    break;
+                }
+                seen[index / 64] |= (uint64_t)1 << (index % 64);
+                listed++;
+            }
+        }
+        if (!intact) {
+            pg->free = pg->local_free = NULL;
+            listed = 0;
+        }
+        pg->used = pg->capacity - listed;
+    }
+    seg->free_slots = free_slots;
+    seg->dirty_slots = free_slots;
+    seg->returned_slots = 0;
+    seg->pages_in_use = in_use;
+    seg->fork_orphan = 0;
+}
+
+/* Makes seg, just taken off the abandoned list by this thread, h's. */
+static void segment_adopt(thread_heap *h, segment *seg)
+{
+    if (seg->fork_orphan)
+        segment_rebuild_orphan(seg);
+    seg->state = SEGMENT_OWNED;
     __atomic_store_n(&seg->owner, h, __ATOMIC_RELEASE);
     seg->prev = NULL;
     seg->next = h->segments;
@@ -277,7 +455,61 @@ static bool thread_heap_adopt_one(thread_heap *h)
         h->segments->prev = seg;
     h->segments = seg;
     thread_heap_adopt_pages(h, seg);
-    return true;
+}
+
+/* Takes the newest abandoned segment off the list (NULL if there is
+ * none); the caller holds it. */
+static segment *abandoned_take(void)
+{
+    if (__atomic_load_n(&abandoned, __ATOMIC_RELAXED) == NULL)
+        return NULL;
+    global_lock_take();
+    segment *seg = abandoned;
+    if (seg != NULL) {
+        abandoned_unlink(seg);
+        seg->state = SEGMENT_OWNED;
+        abandon_totals.segments_adopted++;
+        abandon_totals.pages_adopted += seg->pages_in_use;
+    }
+    global_lock_drop();
+    return seg;
+}
+
+/* Takes one abandoned segment, if any, and adopts its pages into h.
+ * Returns the segment, or NULL when there was none or it turned out
+ * empty (and went to the cache). */
+static segment *thread_heap_adopt_one(thread_heap *h)
+{
+    segment *seg = abandoned_take();
+    if (seg == NULL)
+        return NULL;
+    segment_adopt(h, seg);
+    /* Emptied by the adoption, it went to the cache, where it may have
+     * been unmapped already: it is not read again. The adoption put it
+     * first on h's list and can only have taken it off. */
+    return h->segments == seg ? seg : NULL;
+}
+
+/* How many abandoned segments one malloc slow path may adopt looking for
+ * a page of its class. */
+#define ADOPT_FOR_CLASS_MAX 4
+
+page *thread_heap_adopt_page(thread_heap *h, unsigned cls)
+{
+    for (int i = 0; i < ADOPT_FOR_CLASS_MAX; i++) {
+        if (__atomic_load_n(&abandoned, __ATOMIC_RELAXED) == NULL)
+            return NULL;
+        segment *seg = thread_heap_adopt_one(h);
+        if (seg == NULL)
+            continue;
+        for (unsigned s = 1; s < seg->slot_count; s++) {
+            page *pg = &seg->pages[s];
+            if (pg->in_use && pg->size_class == cls &&
+                (pg->free != NULL || pg->local_free != NULL || pg->capacity < pg->reserved))
+                return pg;
+        }
+    }
+    return NULL;
 }
 
 page *segment_page_alloc(thread_heap *h, unsigned cls)
@@ -300,8 +532,9 @@ page *segment_page_alloc(thread_heap *h, unsigned cls)
         if (fallback != NULL)
             return segment_take_slot(h, fallback, cls);
         /* Before mapping more, take over what exited threads left. */
-        if (!thread_heap_adopt_one(h))
+        if (__atomic_load_n(&abandoned, __ATOMIC_RELAXED) == NULL)
             break;
+        thread_heap_adopt_one(h);
     }
     segment *seg = segment_acquire(h, shift);
     if (seg == NULL) {
@@ -313,9 +546,9 @@ page *segment_page_alloc(thread_heap *h, unsigned cls)
 
 /* Returns an empty page's slot to its segment; the memory stays resident
  * until decay. The caller has taken the page off every thread heap list. */
-void segment_page_free(thread_heap *h, page *pg)
+static void slot_free(page *pg)
 {
-    brisk_assert(pg->in_use && pg->used == 0, "segment_page_free: the page still holds live blocks");
+    brisk_assert(pg->in_use && pg->used == 0, "slot_free: the page still holds live blocks");
     segment *seg = page_segment(pg);
     uint64_t bit = (uint64_t)1 << pg->slot;
     if (brisk_unlikely(harden_flags & HARDEN_WIPE))
@@ -331,6 +564,12 @@ void segment_page_free(thread_heap *h, page *pg)
     seg->free_slots |= bit;
     seg->dirty_slots |= bit;
     seg->pages_in_use--;
+}
+
+void segment_page_free(thread_heap *h, page *pg)
+{
+    slot_free(pg);
+    segment *seg = page_segment(pg);
     if (seg->pages_in_use == 0)
         segment_release(h, seg);
 }
@@ -366,6 +605,32 @@ static void thread_heap_retire_empty_pages(thread_heap *h)
     }
 }
 
+/* Returns the memory of seg's free slots unused for decay_ms (all of
+ * them when forced); the caller holds seg. */
+static bool segment_purge_slots(segment *seg, uint64_t now, bool force)
+{
+    bool any = false;
+    uint64_t dirty = seg->dirty_slots & seg->free_slots;
+    while (dirty != 0) {
+        unsigned slot = (unsigned)__builtin_ctzll(dirty);
+        dirty &= dirty - 1;
+        page *pg = &seg->pages[slot];
+        if (!force && now - pg->freed_at_ms < malloc_options.decay_ms)
+            continue;
+        size_t size = (size_t)1 << seg->page_shift;
+        /* A slot not dirty reads as zero (the wipe checks it, as
+         * returned, when it is carved again), so it stays dirty if
+         * the OS refused. */
+        if (os_decommit((void *)(segment_base(seg) + ((uintptr_t)slot << seg->page_shift)), size) != 0)
+            continue;
+        seg->dirty_slots &= ~((uint64_t)1 << slot);
+        seg->returned_slots |= (uint64_t)1 << slot;
+        any = true;
+        verbose_note("returned a free page to the OS", size);
+    }
+    return any;
+}
+
 /* Returns the memory of free slots unused for decay_ms (all of them when
  * forced), and the caches' expired entries. */
 bool thread_heap_purge(thread_heap *h, bool force)
@@ -374,26 +639,8 @@ bool thread_heap_purge(thread_heap *h, bool force)
     thread_heap_retire_empty_pages(h);
     uint64_t now = os_now_ms();
     h->last_purge_ms = now;
-    for (segment *seg = h->segments; seg != NULL; seg = seg->next) {
-        uint64_t dirty = seg->dirty_slots & seg->free_slots;
-        while (dirty != 0) {
-            unsigned slot = (unsigned)__builtin_ctzll(dirty);
-            dirty &= dirty - 1;
-            page *pg = &seg->pages[slot];
-            if (!force && now - pg->freed_at_ms < malloc_options.decay_ms)
-                continue;
-            size_t size = (size_t)1 << seg->page_shift;
-            /* A slot not dirty reads as zero (the wipe checks it, as
-             * returned, when it is carved again), so it stays dirty if
-             * the OS refused. */
-            if (os_decommit((void *)(segment_base(seg) + ((uintptr_t)slot << seg->page_shift)), size) != 0)
-                continue;
-            seg->dirty_slots &= ~((uint64_t)1 << slot);
-            seg->returned_slots |= (uint64_t)1 << slot;
-            any = true;
-            verbose_note("returned a free page to the OS", size);
-        }
-    }
+    for (segment *seg = h->segments; seg != NULL; seg = seg->next)
+        any |= segment_purge_slots(seg, now, force);
     any |= segment_cache_purge(now, force);
     any |= large_cache_purge(now, force);
     return any;
@@ -434,12 +681,124 @@ void thread_heap_abandon_segments(thread_heap *h)
         }
         __atomic_store_n(&seg->owner, NULL, __ATOMIC_RELEASE);
         global_lock_take();
-        seg->next = abandoned;
-        abandoned = seg;
+        abandoned_push(seg);
+        abandon_totals.segments_abandoned++;
+        abandon_totals.pages_abandoned += seg->pages_in_use;
         global_lock_drop();
     }
     for (unsigned cls = 0; cls < CLASS_COUNT; cls++) {
         h->queues[cls].first = h->queues[cls].last = NULL;
         h->full[cls].first = h->full[cls].last = NULL;
+    }
+}
+
+/* A cross-thread free of b into pg, whose segment's owner was read as
+ * NULL. When b is, as far as can be seen, the last live block of its page
+ * (the count of live blocks, which no one writes while the segment is
+ * abandoned, is one more than what waits on thread_free), the freeing
+ * thread sweeps the segment: it takes it off the abandoned list, frees b
+ * into the page, collects every page, gives the empty ones back, and
+ * returns the segment to the list, or to the cache once empty. Memory of
+ * exited threads thus comes back as soon as others free it, without
+ * waiting for a thread to adopt it. Returns false, having done nothing,
+ * when b is not the last or the segment is not on the list (adopted,
+ * swept, or still being abandoned: rule 3 above keeps the plain
+ * thread_free push right then). Never reads the segment after pushing b
+ * anywhere but into a page it holds. */
+bool segment_abandoned_free(page *pg, block *b)
+{
+    segment *seg = page_segment(pg);
+    uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&pg->used, __ATOMIC_RELAXED) != thread_free_count(word) + 1)
+        return false;
+    global_lock_take();
+    if (seg->state != SEGMENT_ABANDONED) {
+        global_lock_drop();
+        return false;
+    }
+    abandoned_unlink(seg);
+    seg->state = SEGMENT_SWEEPING;
+    global_lock_drop();
+    if (seg->fork_orphan)
+        segment_rebuild_orphan(seg);
+    /* seg is held: b goes on its page as the owner's free would. */
+    b->next_encoded = list_encode(pg, pg->local_free);
+#if BRISK_CHECKS
+    b->free_mark = pg->free_mark;
+#endif
+    pg->local_free = b;
+    pg->used--;
+    uint32_t freed = 0;
+    for (unsigned i = 1; i < seg->slot_count; i++) {
+        page *p = &seg->pages[i];
+        if (!p->in_use)
+            continue;
+        page_collect(p);
+        if (p->used == 0) {
+            slot_free(p);
+            freed++;
+        }
+    }
+    if (seg->pages_in_use == 0) {
+        global_lock_take();
+        abandon_totals.segments_swept_empty++;
+        abandon_totals.pages_swept += freed;
+        global_lock_drop();
+        segment_to_cache(seg);
+        return true;
+    }
+    segment_purge_slots(seg, os_now_ms(), false);
+    global_lock_take();
+    abandoned_push(seg);
+    abandon_totals.pages_swept += freed;
+    global_lock_drop();
+    return true;
+}
+
+/* In a forked child (global_lock held, one thread): every segment not
+ * owned by the surviving thread heap `me`, not cached and not abandoned
+ * already, belonged to a thread that did not survive the fork, and is
+ * abandoned as a fork_orphan. The list of every segment is intact (it is
+ * only changed under the lock, which the fork held). */
+void segment_fork_child(const thread_heap *me)
+{
+    for (segment *seg = all_segments; seg != NULL; seg = seg->all_next) {
+        if (seg->state == SEGMENT_CACHED || seg->state == SEGMENT_ABANDONED)
+            continue;
+        if (seg->state == SEGMENT_OWNED && me != NULL &&
+            __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == me)
+            continue;
+        /* Owned by a lost thread, or held by one (adopting, sweeping,
+         * acquiring): its header may be half-written. */
+        __atomic_store_n(&seg->owner, NULL, __ATOMIC_RELAXED);
+        seg->fork_orphan = 1;
+        abandoned_push(seg);
+        abandon_totals.segments_abandoned++;
+        abandon_totals.fork_orphans++;
+        abandon_totals.pages_abandoned += seg->pages_in_use;
+    }
+}
+
+/* global_lock held. The live figures walk the abandoned list; a page's
+ * live bytes are its count of live blocks less those waiting on its
+ * thread_free list (a snapshot: other threads free as it is read). */
+void segment_abandon_stats(abandon_stats *out)
+{
+    *out = abandon_totals;
+    out->segments_cached_now = segments_cached;
+    for (segment *seg = abandoned; seg != NULL; seg = seg->next) {
+        out->abandoned_segments_now++;
+        if (seg->fork_orphan)
+            continue; /* its pages are not trusted until rebuilt */
+        for (unsigned i = 1; i < seg->slot_count; i++) {
+            const page *pg = &seg->pages[i];
+            if (!pg->in_use)
+                continue;
+            uint32_t waiting = thread_free_count(__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED));
+            uint32_t live = pg->used > waiting ? pg->used - waiting : 0;
+            out->abandoned_pages_now++;
+            out->abandoned_page_bytes_now += (uint64_t)1 << seg->page_shift;
+            out->abandoned_live_bytes_now += (uint64_t)live * pg->block_size;
+        }
     }
 }

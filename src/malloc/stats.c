@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "malloc/internal.h"
 
+#include <errno.h>
 #include <malloc.h>
 
 static uint64_t merged_class_requests[CLASS_COUNT];
@@ -92,43 +93,104 @@ void verbose_note(const char *what, size_t bytes)
     out_flush(&out);
 }
 
-void stats_print(void)
-{
+/* One snapshot of everything the summary and brisk_malloc_get_stats
+ * report. */
+typedef struct stats_snapshot {
     uint64_t requests[CLASS_COUNT];
     uint32_t pages[CLASS_COUNT];
     uint64_t live_blocks[CLASS_COUNT];
-    memset(pages, 0, sizeof pages);
-    memset(live_blocks, 0, sizeof live_blocks);
+    uint64_t total, bytes, large;
+    size_t large_count, large_bytes, cached;
+    uint64_t segments, threads_live, threads_exited;
+    abandon_stats abandon;
+} stats_snapshot;
+
+static void stats_take(stats_snapshot *st)
+{
+    memset(st, 0, sizeof *st);
     global_lock_take();
-    uint64_t bytes = merged_bytes_requested;
-    uint64_t large = merged_large_requests;
+    st->bytes = merged_bytes_requested;
+    st->large = merged_large_requests;
     for (unsigned i = 0; i < CLASS_COUNT; i++)
-        requests[i] = merged_class_requests[i];
+        st->requests[i] = merged_class_requests[i];
     for (thread_heap *h = thread_heap_list_first(); h != NULL; h = h->all_next) {
         for (unsigned i = 0; i < CLASS_COUNT; i++)
-            requests[i] += h->class_requests[i];
-        bytes += h->large_bytes_requested;
-        large += h->large_requests;
+            st->requests[i] += h->class_requests[i];
+        st->bytes += h->large_bytes_requested;
+        st->large += h->large_requests;
+        st->threads_live++;
     }
+    st->threads_exited = thread_heap_exited_count();
     for (segment *seg = segment_list_first(); seg != NULL; seg = seg->all_next) {
+        st->segments++;
+        if (seg->fork_orphan)
+            continue; /* not trusted until rebuilt (segment.c) */
         for (unsigned i = 1; i < seg->slot_count; i++) {
             page *pg = &seg->pages[i];
             if (__atomic_load_n(&pg->in_use, __ATOMIC_RELAXED)) {
-                pages[pg->size_class]++;
-                live_blocks[pg->size_class] += pg->used;
+                st->pages[pg->size_class]++;
+                st->live_blocks[pg->size_class] += pg->used;
             }
         }
     }
-    size_t large_count;
-    size_t large_bytes = large_live_stats(&large_count);
-    size_t cached = large_cached_bytes();
+    st->large_bytes = large_live_stats(&st->large_count);
+    st->cached = large_cached_bytes();
+    segment_abandon_stats(&st->abandon);
     global_lock_drop();
-
-    uint64_t total = large;
+    st->total = st->large;
     for (unsigned i = 0; i < CLASS_COUNT; i++) {
-        total += requests[i];
-        bytes += requests[i] * class_block_size(i);
+        st->total += st->requests[i];
+        st->bytes += st->requests[i] * class_block_size(i);
     }
+}
+
+int brisk_malloc_get_stats(struct brisk_malloc_stats *out, size_t size)
+{
+    if (out == NULL || size < sizeof(unsigned long long) || size % sizeof(unsigned long long) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    stats_snapshot st;
+    stats_take(&st);
+    brisk_malloc_stats all;
+    memset(&all, 0, sizeof all);
+    all.size = size < sizeof all ? size : sizeof all;
+    all.requests = st.total;
+    all.large_requests = st.large;
+    all.mapped_bytes = __atomic_load_n(&mapped_now, __ATOMIC_RELAXED);
+    all.mapped_peak_bytes = __atomic_load_n(&mapped_peak, __ATOMIC_RELAXED);
+    all.peak_resident_bytes = os_peak_rss();
+    all.large_live_blocks = st.large_count;
+    all.large_live_bytes = st.large_bytes;
+    all.large_cached_bytes = st.cached;
+    all.segments = st.segments;
+    all.segments_cached = st.abandon.segments_cached_now;
+    all.threads_live = st.threads_live;
+    all.threads_exited = st.threads_exited;
+    all.segments_abandoned = st.abandon.segments_abandoned;
+    all.pages_abandoned = st.abandon.pages_abandoned;
+    all.segments_adopted = st.abandon.segments_adopted;
+    all.pages_adopted = st.abandon.pages_adopted;
+    all.pages_swept = st.abandon.pages_swept;
+    all.segments_swept_empty = st.abandon.segments_swept_empty;
+    all.fork_orphans = st.abandon.fork_orphans;
+    all.abandoned_segments = st.abandon.abandoned_segments_now;
+    all.abandoned_pages = st.abandon.abandoned_pages_now;
+    all.abandoned_page_bytes = st.abandon.abandoned_page_bytes_now;
+    all.abandoned_live_bytes = st.abandon.abandoned_live_bytes_now;
+    memset(out, 0, size);
+    memcpy(out, &all, all.size);
+    return 0;
+}
+
+void stats_print(void)
+{
+    stats_snapshot snapshot;
+    stats_snapshot *st = &snapshot;
+    stats_take(st);
+    const uint64_t *requests = st->requests;
+    uint64_t total = st->total, bytes = st->bytes, large = st->large;
+    size_t large_count = st->large_count, large_bytes = st->large_bytes, cached = st->cached;
     out_buffer out = {.len = 0};
     out_str(&out, "brisk: statistics\n  requests        ");
     out_num(&out, total, 14);
@@ -148,15 +210,45 @@ void stats_print(void)
     out_num(&out, large_bytes, 0);
     out_str(&out, " bytes; cached ");
     out_num(&out, cached, 0);
-    out_str(&out, " bytes\n  class  block size      requests  pages  live blocks\n");
+    out_str(&out, " bytes\n  segments        ");
+    out_num(&out, st->segments, 14);
+    out_str(&out, " mapped, ");
+    out_num(&out, st->abandon.segments_cached_now, 0);
+    out_str(&out, " cached\n  threads         ");
+    out_num(&out, st->threads_live, 14);
+    out_str(&out, " live, ");
+    out_num(&out, st->threads_exited, 0);
+    out_str(&out, " exited\n  abandoned       ");
+    out_num(&out, st->abandon.segments_abandoned, 14);
+    out_str(&out, " segments (");
+    out_num(&out, st->abandon.pages_abandoned, 0);
+    out_str(&out, " pages), of them by fork ");
+    out_num(&out, st->abandon.fork_orphans, 0);
+    out_str(&out, "\n  adopted         ");
+    out_num(&out, st->abandon.segments_adopted, 14);
+    out_str(&out, " segments (");
+    out_num(&out, st->abandon.pages_adopted, 0);
+    out_str(&out, " pages)\n  swept           ");
+    out_num(&out, st->abandon.pages_swept, 14);
+    out_str(&out, " pages given back, ");
+    out_num(&out, st->abandon.segments_swept_empty, 0);
+    out_str(&out, " segments emptied\n  exited threads' ");
+    out_num(&out, st->abandon.abandoned_page_bytes_now, 14);
+    out_str(&out, " bytes in ");
+    out_num(&out, st->abandon.abandoned_pages_now, 0);
+    out_str(&out, " pages of ");
+    out_num(&out, st->abandon.abandoned_segments_now, 0);
+    out_str(&out, " segments, ");
+    out_num(&out, st->abandon.abandoned_live_bytes_now, 0);
+    out_str(&out, " bytes live\n  class  block size      requests  pages  live blocks\n");
     for (unsigned i = 0; i < CLASS_COUNT; i++) {
-        if (requests[i] == 0 && pages[i] == 0)
+        if (requests[i] == 0 && st->pages[i] == 0)
             continue;
         out_num(&out, i, 7);
         out_num(&out, class_block_size(i), 12);
         out_num(&out, requests[i], 14);
-        out_num(&out, pages[i], 7);
-        out_num(&out, live_blocks[i], 13);
+        out_num(&out, st->pages[i], 7);
+        out_num(&out, st->live_blocks[i], 13);
         out_str(&out, "\n");
     }
     out_flush(&out);

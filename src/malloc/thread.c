@@ -6,6 +6,9 @@
  * Thread heaps are carved from memory mapped here (never from malloc),
  * and reached through one initial-exec thread-local pointer, so the
  * fast paths load it with a single instruction and never allocate TLS.
+ * Each chunk of them lies between two guards (os_map_guarded): a heap's
+ * current pages are where malloc pops from, so an overflow from a mapping
+ * next to a chunk must fault before it can rewrite them.
  */
 #include "malloc/internal.h"
 
@@ -17,6 +20,27 @@ static pthread_key_t thread_heap_key;
 static thread_heap *thread_heap_pool; /* thread heaps of exited threads, for reuse */
 static thread_heap *thread_heap_all;  /* every live thread heap */
 static char *thread_heap_chunk_next, *thread_heap_chunk_end;
+static uint64_t thread_heaps_exited;
+
+uint64_t thread_heap_exited_count(void)
+{
+    return thread_heaps_exited;
+}
+
+/* global_lock held: h leaves the list of live heaps for the pool. */
+static void thread_heap_retire(thread_heap *h)
+{
+    stats_merge_thread_heap(h);
+    if (h->all_prev != NULL)
+        h->all_prev->all_next = h->all_next;
+    else
+        thread_heap_all = h->all_next;
+    if (h->all_next != NULL)
+        h->all_next->all_prev = h->all_prev;
+    h->pool_next = thread_heap_pool;
+    thread_heap_pool = h;
+    thread_heaps_exited++;
+}
 
 thread_heap *thread_heap_list_first(void)
 {
@@ -41,7 +65,7 @@ static thread_heap *thread_heap_new(void)
         size_t need = (sizeof(thread_heap) + 63) & ~(size_t)63;
         if (thread_heap_chunk_next == NULL || (size_t)(thread_heap_chunk_end - thread_heap_chunk_next) < need) {
             size_t chunk = (size_t)64 << 10;
-            char *mem = os_map(chunk);
+            char *mem = os_map_guarded(chunk, metadata_guard_size());
             if (mem == NULL) {
                 global_lock_drop();
                 return NULL;
@@ -95,14 +119,26 @@ static void thread_heap_exit(void *arg)
     tls_thread_heap = NULL;
     thread_heap_abandon_segments(h);
     global_lock_take();
-    stats_merge_thread_heap(h);
-    if (h->all_prev != NULL)
-        h->all_prev->all_next = h->all_next;
-    else
-        thread_heap_all = h->all_next;
-    if (h->all_next != NULL)
-        h->all_next->all_prev = h->all_prev;
-    h->pool_next = thread_heap_pool;
-    thread_heap_pool = h;
+    thread_heap_retire(h);
     global_lock_drop();
+}
+
+/* The forked child has one thread, the one that forked (its heap, if it
+ * has one, is intact: it was inside fork). Every other live heap belonged
+ * to a thread the fork left behind: its segments are abandoned for the
+ * child's threads to adopt (segment_fork_child: their pages are rebuilt
+ * first, since the lost thread may have been changing them), and the heap
+ * goes back to the pool. Its lists are not read: they may be
+ * half-written. */
+void thread_heap_fork_child(void)
+{
+    thread_heap *me = tls_thread_heap;
+    segment_fork_child(me);
+    thread_heap *h = thread_heap_all;
+    while (h != NULL) {
+        thread_heap *next = h->all_next;
+        if (h != me)
+            thread_heap_retire(h);
+        h = next;
+    }
 }

@@ -99,8 +99,12 @@ _Static_assert(META_GUARD % 64 == 0, "the segment header must stay cache-line al
 enum {
     SEGMAP_NONE = 0,
     SEGMAP_PAGES = 1,       /* a small or medium segment starts here */
-    SEGMAP_LARGE = 2,       /* the header of a live or cached large block */
-    SEGMAP_LARGE_FREED = 3  /* a large block we freed and unmapped */
+    SEGMAP_LARGE = 2,       /* the header of a live large block */
+    SEGMAP_LARGE_FREED = 3, /* a large block we freed and unmapped */
+    SEGMAP_LARGE_CACHED = 4 /* a freed large block kept mapped in the cache:
+                               the state free trusts, out of line, where
+                               a copy of the header written back after
+                               the free cannot change it */
 };
 
 typedef struct block {
@@ -180,8 +184,27 @@ typedef struct segment {
                                             or the segment cache */
     struct segment *all_next, *all_prev; /* every live segment */
     uint64_t freed_at_ms;   /* when it entered the cache */
+    uint8_t state;          /* SEGMENT_OWNED, _ABANDONED, _SWEEPING or
+                               _CACHED: written under global_lock, except
+                               by an owner that holds it (segment.c) */
+    uint8_t fork_orphan;    /* abandoned in a forked child by a thread that
+                               did not survive the fork: its pages' owner
+                               lines may be half-written, and are rebuilt
+                               before anyone uses them (segment.c) */
     page pages[SEGMENT_SLOTS_MAX];
 } segment;
+
+/* The life of a segment (segment.c, "Abandonment"). */
+enum {
+    SEGMENT_OWNED = 0,     /* owner is its thread heap (or it is being
+                              acquired or adopted by one) */
+    SEGMENT_ABANDONED = 1, /* owner NULL, on the abandoned list: its
+                              thread exited with blocks still live */
+    SEGMENT_SWEEPING = 2,  /* owner NULL, taken off the abandoned list by
+                              a thread that collects its pages and puts
+                              it back (or in the cache once empty) */
+    SEGMENT_CACHED = 3     /* owner NULL, empty, in the segment cache */
+};
 
 /* The guard and the header must fit in slot 0 of a small segment (the
  * smallest slot 0), and slot 1 must start on a page boundary past them. */
@@ -190,7 +213,9 @@ _Static_assert(META_GUARD + sizeof(segment) <= ((size_t)1 << SMALL_PAGE_SHIFT),
 
 typedef struct large_header {
     uint32_t magic;
-    uint32_t cached;        /* 1 while in the cache, 0 while live */
+    uint32_t cached;        /* 1 while in the cache, 0 while live (the
+                               segment map says the same, out of line:
+                               free believes the map) */
     uintptr_t block;        /* what malloc returned */
     size_t map_size;        /* bytes mapped from the region's base (the
                                guard) on */

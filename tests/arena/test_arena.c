@@ -6,19 +6,15 @@
  * ring of open positions overflowing, and a random run against a model of
  * the rules, with brisk_arena_check after every step. */
 #include "check.h"
+#include "report.h"
+#include "xorshift.h"
 
 #include "arena/arena.h"
 #include "brisk.h"
-#include "xorshift.h"
 
 #include <errno.h>
 #include <stdalign.h>
 #include <stddef.h>
-
-static int aligned_to(const void *p, size_t alignment)
-{
-    return ((uintptr_t)p & (alignment - 1)) == 0;
-}
 
 static void test_basic_alignment(void)
 {
@@ -119,23 +115,7 @@ static void test_exhaustion_and_overflow(void)
 #define MSG_FOREIGN "restore of an arena mark that this arena never saved (from another arena, or garbage)"
 #define MSG_ALTERED "restore of an arena mark whose offset was changed after it was saved"
 
-/* ---- an error handler that returns -------------------------------------- */
-
-typedef struct report_log {
-    int count;
-    brisk_error error;
-    const char *message;
-    const void *ptr;
-} report_log;
-
-static void record_report(brisk_error error, const char *message, const void *ptr, void *context)
-{
-    report_log *log = context;
-    log->count++;
-    log->error = error;
-    log->message = message;
-    log->ptr = ptr;
-}
+/* ---- an error handler that returns (report.h's record_report) --------- */
 
 /* Restores `mark` under a returning handler and checks that it is refused
  * with `message`, errno EINVAL, and that the arena's bookkeeping is byte
@@ -153,12 +133,12 @@ static void check_refused_at(int line, brisk_arena *arena, brisk_arena_mark mark
     brisk_set_error_handler(NULL, NULL);
     CHECK_MSG(result == -1 && saved_errno == EINVAL, "line %d: restore gave %d, errno %d",
               line, result, saved_errno);
-    CHECK_MSG(log.count == 1 && log.error == BRISK_ERROR_INVALID_ARGUMENT && log.ptr == arena,
-              "line %d: %d reports, error %d, pointer %p", line, log.count, (int)log.error,
-              log.ptr);
-    CHECK_MSG(log.count == 1 && strcmp(log.message, message) == 0,
+    CHECK_MSG(log.count == 1 && log.last_error == BRISK_ERROR_INVALID_ARGUMENT && log.last_ptr == arena,
+              "line %d: %d reports, error %d, pointer %p", line, log.count, (int)log.last_error,
+              log.last_ptr);
+    CHECK_MSG(log.count == 1 && strcmp(log.last_message, message) == 0,
               "line %d: reported \"%s\", expected \"%s\"", line,
-              log.count ? log.message : "(nothing)", message);
+              log.count ? log.last_message : "(nothing)", message);
     CHECK_MSG(memcmp(&before, arena, sizeof before) == 0,
               "line %d: a refused restore changed the arena", line);
     CHECK_EQ(brisk_arena_check(arena), 0);
@@ -585,7 +565,7 @@ static void run_model(uint64_t seed, bool exact)
                 refused++;
                 CHECK_EQ(log.count, reports + 1);
                 CHECK_MSG(!m.valid[i], "seed %llu step %d: a valid mark (offset %zu) was refused: %s",
-                          (unsigned long long)seed, step, m.marks[i].offset, log.message);
+                          (unsigned long long)seed, step, m.marks[i].offset, log.last_message);
                 CHECK(memcmp(&before, arena, sizeof before) == 0);
             }
         } else {
@@ -636,14 +616,6 @@ static void restore_misuse_mark(void *arg)
 {
     (void)arg;
     brisk_arena_restore(misuse_arena, misuse_mark);
-}
-
-static char expected_line[256];
-
-static const char *report_for(const char *message, const void *p)
-{
-    snprintf(expected_line, sizeof expected_line, "brisk: %s (pointer %p)", message, p);
-    return expected_line;
 }
 
 static void check_aborts_at(int line, brisk_arena *arena, brisk_arena_mark mark,

@@ -23,14 +23,19 @@
  *                  into it, a write after free the heap must not notice:
  *                  it reads nothing from a deferred block)
  *   Every block is filled with a pattern derived from its id and checked
- *   when it is freed or resized, and brisk_heap_check runs after every
- *   op; a misuse must be reported and change nothing. Any disagreement
- *   traps.
+ *   when it is freed or resized; every call that may change the heap goes
+ *   through heap_checked.h, which runs brisk_heap_check after it and
+ *   aborts naming the call when the heap is broken; a misuse must be
+ *   reported and change nothing. Any other disagreement traps.
  *
  * Short run (registered with ctest):  fuzz_heap -runs=20000 -seed=1
  * Long run:  cmake --build build --target fuzz_heap &&
  *            ./build/tests/heap/fuzz_heap -max_total_time=600
  */
+#include "heap_checked.h"
+#include "pattern.h"
+#include "report.h"
+
 #include "brisk.h"
 #include "heap/heap.h" /* DEFERRED_SIZE, the block map */
 
@@ -47,30 +52,12 @@ typedef struct slot {
 } slot;
 
 static _Alignas(16) unsigned char buffer[256 * 1024 + DEFERRED_SIZE];
-static int reports;
-
-static void count_report(brisk_error error, const char *message, const void *ptr, void *context)
-{
-    (void)error;
-    (void)message;
-    (void)ptr;
-    (void)context;
-    reports++;
-}
-
-static unsigned char pattern(unsigned id, size_t i) { return (unsigned char)(id * 29u + i * 13u + 1); }
-
-static void fill(slot *s)
-{
-    for (size_t i = 0; i < s->size; i++)
-        s->ptr[i] = pattern(s->id, i);
-}
+static report_log reports;
 
 static void verify(const slot *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (s->ptr[i] != pattern(s->id, i))
-            __builtin_trap();
+    if (!filled(s->ptr, n, s->id))
+        __builtin_trap();
 }
 
 typedef struct reader {
@@ -112,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * flushes are frequent. */
         heap_size += DEFERRED_SIZE;
     }
-    brisk_heap *heap = brisk_heap_create_ex(buffer, heap_size, flags);
+    brisk_heap *heap = checked_create_ex(buffer, heap_size, flags);
     if (heap == NULL)
         __builtin_trap();
     slot slots[SLOTS];
@@ -131,17 +118,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 3:
             if (s->ptr != NULL) {
                 verify(s, s->size);
-                brisk_heap_free(heap, s->ptr);
+                checked_free(heap, s->ptr);
                 freed_pointer = s->ptr;
                 s->ptr = NULL;
             }
             if (op == 0) {
                 n = take_size(&r);
-                p = brisk_heap_alloc(heap, n);
+                p = checked_alloc(heap, n);
             } else if (op == 1) {
                 size_t count = take(&r), each = take(&r);
                 n = count * each;
-                p = brisk_heap_calloc(heap, count, each);
+                p = checked_calloc(heap, count, each);
                 if (p != NULL)
                     for (size_t i = 0; i < n; i++)
                         if (p[i] != 0)
@@ -149,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             } else {
                 size_t alignment = (size_t)1 << (take(&r) % 13);
                 n = take_size(&r);
-                p = brisk_heap_alloc_aligned(heap, alignment, n);
+                p = checked_alloc_aligned(heap, alignment, n);
                 if (p != NULL && ((uintptr_t)p & (alignment - 1)) != 0)
                     __builtin_trap();
             }
@@ -164,7 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 s->ptr = p;
                 s->size = n;
                 s->id = ++next_id;
-                fill(s);
+                fill(s->ptr, s->size, s->id);
             }
             break;
         case 2:
@@ -173,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             verify(s, s->size);
             n = op == 2 ? take_size(&r) : s->size / (take(&r) % 4 + 1);
-            p = brisk_heap_realloc(heap, s->ptr, n);
+            p = checked_realloc(heap, s->ptr, n);
             if (n == 0) {
                 if (p != NULL)
                     __builtin_trap();
@@ -185,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     freed_pointer = s->ptr;
                 s->ptr = p;
                 s->size = n;
-                fill(s);
+                fill(s->ptr, s->size, s->id);
             } else {
                 verify(s, s->size);
             }
@@ -193,7 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 4:
             if (s->ptr != NULL) {
                 verify(s, s->size);
-                brisk_heap_free(heap, s->ptr);
+                checked_free(heap, s->ptr);
                 freed_pointer = s->ptr;
                 s->ptr = NULL;
             }
@@ -223,26 +210,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             brisk_heap_stats before, after;
             brisk_heap_get_stats(heap, &before);
-            int seen = reports;
-            brisk_set_error_handler(count_report, NULL);
+            int seen = reports.count;
+            brisk_set_error_handler(record_report, &reports);
             if (op == 5)
-                brisk_heap_free(heap, bad);
-            else if (brisk_heap_usable_size(heap, bad) != 0)
+                checked_free(heap, bad);
+            else if (checked_usable_size(heap, bad) != 0)
                 __builtin_trap();
             brisk_set_error_handler(NULL, NULL);
             brisk_heap_get_stats(heap, &after);
-            if (reports != seen + 1 || memcmp(&before, &after, sizeof before) != 0)
+            if (reports.count != seen + 1 || memcmp(&before, &after, sizeof before) != 0)
                 __builtin_trap();
             break;
         }
         }
-        if (brisk_heap_check(heap) != 0)
-            __builtin_trap();
     }
     for (int i = 0; i < SLOTS; i++) {
         if (slots[i].ptr != NULL) {
             verify(&slots[i], slots[i].size);
-            brisk_heap_free(heap, slots[i].ptr);
+            checked_free(heap, slots[i].ptr);
         }
     }
     brisk_heap_stats end;
@@ -252,13 +237,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (flags & BRISK_HEAP_DEFER_MERGE) {
         /* Deferred blocks may remain: one request of the whole capacity
          * must merge them all and succeed. */
-        void *whole = brisk_heap_alloc(heap, end.capacity - 8);
+        void *whole = checked_alloc(heap, end.capacity - 8);
         if (whole == NULL)
             __builtin_trap();
-        brisk_heap_free(heap, whole);
+        checked_free(heap, whole);
         brisk_heap_get_stats(heap, &end);
     }
-    if (end.used_chunks != 0 || end.free_chunks != 1 || brisk_heap_check(heap) != 0)
+    if (end.used_chunks != 0 || end.free_chunks != 1)
         __builtin_trap();
     brisk_heap_destroy(heap);
     return 0;

@@ -1,11 +1,17 @@
 /* Helpers shared by the region heap's tests: the chunk list as an array
- * (through brisk_heap_walk) and comparisons of layouts. */
+ * (through brisk_heap_walk), comparisons of layouts and statistics, and
+ * threads churning one heap. */
 #ifndef BRISK_TESTS_HEAP_UTIL_H
 #define BRISK_TESTS_HEAP_UTIL_H
 
 #include "check.h"
+#include "heap_checked.h"
+#include "pattern.h"
+#include "xorshift.h"
 
 #include "brisk.h"
+
+#include <pthread.h>
 
 #define LAYOUT_MAX 64
 
@@ -105,22 +111,65 @@ static inline int stats_equal(const brisk_heap_stats *a, const brisk_heap_stats 
            a->free_chunks == b->free_chunks;
 }
 
-/* An error handler that returns, recording the reports: install it with
- * brisk_set_error_handler(record_report, &log). */
-typedef struct report_log {
-    int count;
-    brisk_error last_error;
-    const void *last_ptr;
-    char last_message[128];
-} report_log;
+/* ---- threads sharing one BRISK_HEAP_THREADSAFE heap -------------------- */
 
-static inline void record_report(brisk_error error, const char *message, const void *ptr, void *context)
+typedef struct churn_job {
+    brisk_heap *heap;
+    uint64_t seed;
+    size_t (*size_of)(uint64_t *rng); /* the size of each request */
+    size_t bad;                       /* blocks found changed */
+    unsigned failed;                  /* allocs refused */
+} churn_job;
+
+/* One thread's churn: 20000 random steps over 32 slots, each freeing a
+ * slot's block (after checking its pattern) or allocating one of
+ * size_of's size and filling it; every call through heap_checked.h. */
+static inline void *churn_thread(void *arg)
 {
-    report_log *log = context;
-    log->count++;
-    log->last_error = error;
-    log->last_ptr = ptr;
-    snprintf(log->last_message, sizeof log->last_message, "%s", message);
+    churn_job *job = arg;
+    char *blocks[32] = {0};
+    size_t sizes[32] = {0};
+    uint64_t rng = rng_seed(job->seed);
+    for (size_t step = 0; step < 20000; step++) {
+        checked_step = step;
+        size_t slot = rng_range(&rng, 0, 31);
+        unsigned id = (unsigned)(job->seed * 32 + slot);
+        if (blocks[slot] != NULL) {
+            job->bad += !filled(blocks[slot], sizes[slot], id);
+            checked_free(job->heap, blocks[slot]);
+            blocks[slot] = NULL;
+        } else {
+            sizes[slot] = job->size_of(&rng);
+            blocks[slot] = checked_alloc(job->heap, sizes[slot]);
+            if (blocks[slot] != NULL)
+                fill(blocks[slot], sizes[slot], id);
+            else
+                job->failed++;
+        }
+    }
+    for (size_t slot = 0; slot < 32; slot++)
+        checked_free(job->heap, blocks[slot]);
+    return NULL;
+}
+
+/* Runs churn_thread in four threads on heap (BRISK_HEAP_THREADSAFE),
+ * checks that no block was changed by another thread, and returns how
+ * many allocs were refused in all. */
+static inline unsigned heap_churn_threads(brisk_heap *heap, size_t (*size_of)(uint64_t *rng))
+{
+    pthread_t threads[4];
+    churn_job jobs[4];
+    for (unsigned t = 0; t < 4; t++) {
+        jobs[t] = (churn_job){heap, 17 + t * 40, size_of, 0, 0};
+        REQUIRE(pthread_create(&threads[t], NULL, churn_thread, &jobs[t]) == 0);
+    }
+    unsigned failed = 0;
+    for (unsigned t = 0; t < 4; t++) {
+        pthread_join(threads[t], NULL);
+        CHECK_MSG(jobs[t].bad == 0, "thread %u: %zu blocks changed while live", t, jobs[t].bad);
+        failed += jobs[t].failed;
+    }
+    return failed;
 }
 
 #endif /* BRISK_TESTS_HEAP_UTIL_H */

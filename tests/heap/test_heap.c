@@ -1,17 +1,16 @@
 /* Unit tests of the region heap: chunk layouts after splits and merges,
  * alignment, realloc in place and moving, exhaustion, wiping, creation
  * edge cases, overflow, statistics and a heap shared by threads. Every
- * test ends with brisk_heap_check. */
+ * test ends with brisk_heap_check; the random ones (largest_free against
+ * random holes, the wiped heap's churn, the threads) make every call
+ * through heap_checked.h, which checks the heap after each. */
+#include "heap_checked.h"
 #include "heap_util.h"
+#include "pattern.h"
+#include "xorshift.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdalign.h>
-
-static int aligned_to(const void *p, size_t alignment)
-{
-    return ((uintptr_t)p & (alignment - 1)) == 0;
-}
 
 static void test_create_and_first_chunk(void)
 {
@@ -238,20 +237,6 @@ static void test_alignment(void)
     brisk_heap_destroy(heap);
 }
 
-static void fill(char *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (char)(seed * 31 + i * 7);
-}
-
-static int filled(const char *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != (char)(seed * 31 + i * 7))
-            return 0;
-    return 1;
-}
-
 static void test_realloc(void)
 {
     brisk_heap *heap = brisk_heap_create(1 << 16);
@@ -396,38 +381,28 @@ static void test_exhaustion_and_recovery(void)
 /* largest_free is exactly the largest request an alloc satisfies. */
 static void test_largest_free(void)
 {
-    brisk_heap *heap = brisk_heap_create(1 << 20);
+    brisk_heap *heap = checked_create_ex(NULL, 1 << 20, 0);
     REQUIRE(heap != NULL);
     void *blocks[200];
-    unsigned state = 12345;
+    uint64_t rng = rng_seed(12345);
     for (int i = 0; i < 200; i++) {
-        state = state * 1103515245u + 12345u;
-        blocks[i] = brisk_heap_alloc(heap, (state >> 8) % 3000);
+        blocks[i] = checked_alloc(heap, rng_range(&rng, 0, 2999));
         REQUIRE(blocks[i] != NULL);
     }
     for (int round = 0; round < 4; round++) {
         for (int i = round; i < 200; i += 3) {
-            brisk_heap_free(heap, blocks[i]);
+            checked_free(heap, blocks[i]);
             blocks[i] = NULL;
         }
         brisk_heap_stats s = stats_of(heap);
         errno = 0;
-        CHECK(brisk_heap_alloc(heap, s.largest_free + 1) == NULL);
+        CHECK(checked_alloc(heap, s.largest_free + 1) == NULL);
         CHECK_EQ(errno, ENOMEM);
-        void *p = brisk_heap_alloc(heap, s.largest_free);
+        void *p = checked_alloc(heap, s.largest_free);
         CHECK(p != NULL);
-        brisk_heap_free(heap, p);
-        CHECK_EQ(brisk_heap_check(heap), 0);
+        checked_free(heap, p);
     }
     brisk_heap_destroy(heap);
-}
-
-static int all_zero(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != 0)
-            return 0;
-    return 1;
 }
 
 static void test_wipe_and_calloc(void)
@@ -468,21 +443,21 @@ static void test_wipe_and_calloc(void)
     CHECK(all_zero(a + 16, 504 - 16 - 8));
     /* Random churn: every block handed out is all zero. */
     void *live[64] = {0};
-    unsigned state = 99;
+    uint64_t rng = rng_seed(99);
     int nonzero = 0;
     for (int i = 0; i < 5000; i++) {
-        state = state * 1103515245u + 12345u;
-        unsigned slot = (state >> 16) % 64;
+        checked_step = (size_t)i;
+        size_t slot = rng_range(&rng, 0, 63);
         if (live[slot] != NULL) {
-            brisk_heap_free(heap, live[slot]);
+            checked_free(heap, live[slot]);
             live[slot] = NULL;
         } else {
-            size_t size = (state >> 4) % 700;
+            size_t size = rng_range(&rng, 0, 699);
             char *r;
             switch (i % 3) {
-            case 0: r = brisk_heap_alloc(heap, size); break;
-            case 1: r = brisk_heap_alloc_aligned(heap, 64, size); break;
-            default: r = brisk_heap_realloc(heap, brisk_heap_alloc(heap, size / 2 + 1), size + 1); break;
+            case 0: r = checked_alloc(heap, size); break;
+            case 1: r = checked_alloc_aligned(heap, 64, size); break;
+            default: r = checked_realloc(heap, checked_alloc(heap, size / 2 + 1), size + 1); break;
             }
             if (r == NULL)
                 continue;
@@ -496,8 +471,7 @@ static void test_wipe_and_calloc(void)
         }
     }
     CHECK_EQ(nonzero, 0);
-    CHECK_EQ(brisk_heap_check(heap), 0);
-    brisk_heap_free(heap, b);
+    checked_free(heap, b);
     brisk_heap_destroy(heap);
 }
 
@@ -664,52 +638,15 @@ static void test_overflow_leaves_heap_unchanged(void)
 
 /* ---- threads ----------------------------------------------------------- */
 
-typedef struct thread_job {
-    brisk_heap *heap;
-    unsigned seed;
-    int bad;
-} thread_job;
-
-static void *thread_churn(void *arg)
-{
-    thread_job *job = arg;
-    char *blocks[32] = {0};
-    size_t sizes[32] = {0};
-    unsigned state = job->seed;
-    for (int i = 0; i < 20000; i++) {
-        state = state * 1103515245u + 12345u;
-        unsigned slot = (state >> 16) % 32;
-        if (blocks[slot] != NULL) {
-            for (size_t k = 0; k < sizes[slot]; k++)
-                job->bad += blocks[slot][k] != (char)(job->seed + slot);
-            brisk_heap_free(job->heap, blocks[slot]);
-            blocks[slot] = NULL;
-        } else {
-            sizes[slot] = (state >> 4) % 200;
-            blocks[slot] = brisk_heap_alloc(job->heap, sizes[slot]);
-            if (blocks[slot] != NULL)
-                memset(blocks[slot], (char)(job->seed + slot), sizes[slot]);
-        }
-    }
-    for (int slot = 0; slot < 32; slot++)
-        brisk_heap_free(job->heap, blocks[slot]);
-    return NULL;
-}
+/* Sizes up to 200 bytes: the threads' blocks merge and split all the
+ * time. */
+static size_t churn_small_size(uint64_t *rng) { return rng_range(rng, 0, 199); }
 
 static void test_threadsafe(void)
 {
-    brisk_heap *heap = brisk_heap_create_ex(NULL, 1 << 20, BRISK_HEAP_THREADSAFE);
+    brisk_heap *heap = checked_create_ex(NULL, 1 << 20, BRISK_HEAP_THREADSAFE);
     REQUIRE(heap != NULL);
-    pthread_t threads[4];
-    thread_job jobs[4];
-    for (unsigned t = 0; t < 4; t++) {
-        jobs[t] = (thread_job){heap, 17 + t * 40, 0};
-        REQUIRE(pthread_create(&threads[t], NULL, thread_churn, &jobs[t]) == 0);
-    }
-    for (unsigned t = 0; t < 4; t++) {
-        pthread_join(threads[t], NULL);
-        CHECK_EQ(jobs[t].bad, 0);
-    }
+    CHECK_EQ(heap_churn_threads(heap, churn_small_size), 0); /* the heap is never full */
     brisk_heap_stats s = stats_of(heap);
     CHECK_EQ(s.used_chunks, 0);
     CHECK_EQ(s.free_chunks, 1);

@@ -4,7 +4,9 @@
  * no room, statistics and the walk, the flag combinations refused at
  * creation, a heap shared by threads, and misuse of deferred blocks (with
  * the default handler in a child process, and with a handler that
- * returns). brisk_heap_check runs after every step.
+ * returns). brisk_heap_check runs after every step: placed by hand in
+ * the tests of exact layouts, through heap_checked.h (after every call)
+ * in the random ones (the exhaustion by random sizes, the threads).
  *
  * Deferred blocks are kept on per-class stacks of DEFER_PER_CLASS slots
  * in the bookkeeping (heap/heap.h), never linked through the blocks
@@ -20,7 +22,11 @@
  * "free" chunks side by side mean one of them is deferred. Where the
  * difference matters the tests also read the block map (heap/heap.h),
  * which is where the heap itself keeps the distinction. */
+#include "heap_checked.h"
 #include "heap_util.h"
+#include "pattern.h"
+#include "report.h"
+#include "xorshift.h"
 
 #include "heap/heap.h"
 
@@ -40,23 +46,6 @@ static unsigned map_state(const brisk_heap *heap, const void *p)
 
 static int is_deferred(const brisk_heap *heap, const void *p) { return map_state(heap, p) == BLOCK_MAP_DEFERRED; }
 static int is_freed(const brisk_heap *heap, const void *p) { return map_state(heap, p) == BLOCK_MAP_FREED; }
-
-static void fill(char *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (char)(seed * 31 + i * 7);
-}
-
-/* Whether p[from, n) still holds what fill(p, n, seed) wrote there. */
-static int filled_from(const char *p, size_t from, size_t n, unsigned seed)
-{
-    for (size_t i = from; i < n; i++)
-        if (p[i] != (char)(seed * 31 + i * 7))
-            return 0;
-    return 1;
-}
-
-static int filled(const char *p, size_t n, unsigned seed) { return filled_from(p, 0, n, seed); }
 
 /* What the walk says, summed: the statistics must agree with it (a
  * deferred block is a free chunk to both). */
@@ -82,13 +71,11 @@ static int sum_visit(const brisk_heap_chunk *chunk, void *context)
     return 0;
 }
 
-/* brisk_heap_check passes, and the statistics agree with the walk. */
-#define CHECK_HEAP(heap) check_heap_at(__LINE__, (heap))
+/* The statistics agree with the walk. */
+#define CHECK_STATS(heap) check_stats_at(__LINE__, (heap))
 
-static void check_heap_at(int line, const brisk_heap *heap)
+static void check_stats_at(int line, const brisk_heap *heap)
 {
-    int result = brisk_heap_check(heap);
-    CHECK_MSG(result == 0, "line %d: brisk_heap_check returned %d", line, result);
     walk_sums w;
     memset(&w, 0, sizeof w);
     CHECK_EQ(brisk_heap_walk(heap, sum_visit, &w), 0);
@@ -101,6 +88,16 @@ static void check_heap_at(int line, const brisk_heap *heap)
               s.free_bytes, s.allocated, s.capacity);
     CHECK_MSG(s.allocated + s.free_bytes + 8 * s.used_chunks == s.capacity, "line %d: stats do not add up",
               line);
+}
+
+/* brisk_heap_check passes, and the statistics agree with the walk. */
+#define CHECK_HEAP(heap) check_heap_at(__LINE__, (heap))
+
+static void check_heap_at(int line, const brisk_heap *heap)
+{
+    int result = brisk_heap_check(heap);
+    CHECK_MSG(result == 0, "line %d: brisk_heap_check returned %d", line, result);
+    check_stats_at(line, heap);
 }
 
 /* ---- creation ----------------------------------------------------------- */
@@ -218,10 +215,7 @@ static void test_same_block_back(unsigned flags)
     brisk_heap_free(heap, a);
     char *z = brisk_heap_calloc(heap, 4, 25);
     CHECK(z == a);
-    int zero = 1;
-    for (size_t i = 0; i < 104; i++)
-        zero &= z[i] == 0;
-    CHECK(zero);
+    CHECK(all_zero(z, 104));
     CHECK_HEAP(heap);
 
     /* Large chunks (1 KiB and up) are never deferred; 1008, the last
@@ -406,23 +400,23 @@ static void test_flush_on_no_room(unsigned flags)
 static void test_exhaustion_then_whole(unsigned flags)
 {
     static _Alignas(16) char buffer[48 * 1024];
-    brisk_heap *heap = brisk_heap_create_ex(buffer, sizeof buffer, flags);
+    brisk_heap *heap = checked_create_ex(buffer, sizeof buffer, flags);
     REQUIRE(heap != NULL);
     size_t capacity = stats_of(heap).capacity;
     enum { MAX_BLOCKS = 4096 };
     static char *blocks[MAX_BLOCKS];
     size_t n = 0;
-    unsigned state = 99;
+    uint64_t rng = rng_seed(99);
     for (;;) {
-        state = state * 1103515245u + 12345u;
-        size_t size = (state >> 8) % 300; /* chunks 32 .. 304: exact classes */
+        checked_step = n;
+        size_t size = rng_range(&rng, 0, 299); /* chunks 32 .. 304: exact classes */
         errno = 0;
-        char *p = brisk_heap_alloc(heap, size);
+        char *p = checked_alloc(heap, size);
         if (p == NULL) {
             CHECK_EQ(errno, ENOMEM);
             /* Full only when even the smallest size does not fit
              * (nothing was freed yet, so nothing could merge). */
-            p = brisk_heap_alloc(heap, 0);
+            p = checked_alloc(heap, 0);
             if (p == NULL)
                 break;
         }
@@ -432,32 +426,32 @@ static void test_exhaustion_then_whole(unsigned flags)
     brisk_heap_stats full = stats_of(heap);
     CHECK_EQ(full.used_chunks, n);
     CHECK_EQ(full.free_bytes, 0);
-    CHECK_HEAP(heap);
+    CHECK_STATS(heap);
 
     /* Free in an interleaved order: every class fills its
      * DEFER_PER_CLASS slots, the rest merge around deferred blocks. */
     for (size_t step = 0; step < 3; step++)
         for (size_t i = step; i < n; i += 3)
-            brisk_heap_free(heap, blocks[i]);
+            checked_free(heap, blocks[i]);
     brisk_heap_stats empty = stats_of(heap);
     CHECK_EQ(empty.used_chunks, 0);
     CHECK_EQ(empty.allocated, 0);
     CHECK_EQ(empty.free_bytes, capacity);
     CHECK(empty.free_chunks > 1); /* deferred blocks among them */
     CHECK(empty.largest_free < capacity - 8);
-    CHECK_HEAP(heap);
+    CHECK_STATS(heap);
 
     /* The whole capacity in one block: the alloc flushes and finds it. */
-    char *whole = brisk_heap_alloc(heap, capacity - 8);
+    char *whole = checked_alloc(heap, capacity - 8);
     REQUIRE(whole != NULL);
     memset(whole, 0xab, capacity - 8);
     CHECK_LAYOUT(heap, (long)capacity);
     CHECK_EQ(stats_of(heap).free_chunks, 0);
-    CHECK_HEAP(heap);
-    brisk_heap_free(heap, whole);
+    CHECK_STATS(heap);
+    checked_free(heap, whole);
     CHECK_EQ(stats_of(heap).free_chunks, 1);
     CHECK_EQ(stats_of(heap).largest_free, capacity - 8);
-    CHECK_HEAP(heap);
+    CHECK_STATS(heap);
     brisk_heap_destroy(heap);
 }
 
@@ -665,80 +659,31 @@ static void test_stats_and_walk(unsigned flags)
 
 /* ---- threads ------------------------------------------------------------- */
 
-typedef struct thread_job {
-    brisk_heap *heap;
-    unsigned seed;
-    int bad;
-    unsigned failed; /* allocs refused (each having merged whatever was deferred) */
-} thread_job;
-
-static void *thread_churn(void *arg)
+/* Few sizes, so blocks are deferred and popped across threads; now and
+ * then a large one, which needs a flush when the heap is full. */
+static size_t churn_deferring_size(uint64_t *rng)
 {
-    thread_job *job = arg;
-    char *blocks[32] = {0};
-    size_t sizes[32] = {0};
-    unsigned state = job->seed;
-    for (int i = 0; i < 20000; i++) {
-        state = state * 1103515245u + 12345u;
-        unsigned slot = (state >> 16) % 32;
-        if (blocks[slot] != NULL) {
-            for (size_t k = 0; k < sizes[slot]; k++)
-                job->bad += blocks[slot][k] != (char)(job->seed + slot);
-            brisk_heap_free(job->heap, blocks[slot]);
-            blocks[slot] = NULL;
-        } else {
-            /* Few sizes, so blocks are deferred and popped across
-             * threads; now and then a large one, which needs a flush when
-             * the heap is full. */
-            sizes[slot] = (state >> 4) % 16 == 0 ? 8000 : ((state >> 4) % 4) * 40;
-            blocks[slot] = brisk_heap_alloc(job->heap, sizes[slot]);
-            if (blocks[slot] != NULL)
-                memset(blocks[slot], (char)(job->seed + slot), sizes[slot]);
-            else
-                job->failed++;
-        }
-    }
-    for (int slot = 0; slot < 32; slot++)
-        brisk_heap_free(job->heap, blocks[slot]);
-    return NULL;
+    uint64_t r = rng_next(rng);
+    return r % 16 == 0 ? 8000 : (size_t)(r % 4) * 40;
 }
 
 static void test_threadsafe(void)
 {
     /* Small enough that the threads run it full and flush. */
-    brisk_heap *heap = brisk_heap_create_ex(NULL, 24 * 1024, DEFER | BRISK_HEAP_THREADSAFE);
+    brisk_heap *heap = checked_create_ex(NULL, 24 * 1024, DEFER | BRISK_HEAP_THREADSAFE);
     REQUIRE(heap != NULL);
-    pthread_t threads[4];
-    thread_job jobs[4];
-    for (unsigned t = 0; t < 4; t++) {
-        jobs[t] = (thread_job){heap, 17 + t * 40, 0, 0};
-        REQUIRE(pthread_create(&threads[t], NULL, thread_churn, &jobs[t]) == 0);
-    }
-    unsigned failed = 0;
-    for (unsigned t = 0; t < 4; t++) {
-        pthread_join(threads[t], NULL);
-        CHECK_EQ(jobs[t].bad, 0);
-        failed += jobs[t].failed;
-    }
+    unsigned failed = heap_churn_threads(heap, churn_deferring_size);
     printf("threads: %u allocs refused on a full heap (each having merged whatever was deferred)\n", failed);
     brisk_heap_stats s = stats_of(heap);
     CHECK_EQ(s.used_chunks, 0);
     CHECK_EQ(s.free_bytes, s.capacity);
-    CHECK_HEAP(heap);
-    CHECK(brisk_heap_alloc(heap, s.capacity - 8) != NULL);
-    CHECK_HEAP(heap);
+    CHECK_STATS(heap);
+    CHECK(checked_alloc(heap, s.capacity - 8) != NULL);
+    CHECK_STATS(heap);
     brisk_heap_destroy(heap);
 }
 
 /* ---- misuse with the default handler (aborts, in a child) ---------------- */
-
-static char expected_line[160];
-
-static const char *report_for(const char *message, const void *p)
-{
-    snprintf(expected_line, sizeof expected_line, "brisk: %s (pointer %p)", message, p);
-    return expected_line;
-}
 
 static brisk_heap *misuse_heap;
 
@@ -938,15 +883,7 @@ static void test_misuse_aborts(unsigned flags)
 
 /* ---- misuse with a handler that returns ---------------------------------- */
 
-/* report_log and record_report: heap_util.h. */
-
-#define CHECK_REPORT(log, n, error, message, ptr)                                                                  \
-    do {                                                                                                           \
-        CHECK_EQ((log).count, (n));                                                                                \
-        CHECK_EQ((log).last_error, (error));                                                                       \
-        CHECK_MSG(strcmp((log).last_message, (message)) == 0, "message \"%s\"", (log).last_message);               \
-        CHECK((log).last_ptr == (ptr));                                                                            \
-    } while (0)
+/* report_log, record_report and CHECK_REPORT: tests/support/report.h. */
 
 static void test_handler_returns(unsigned flags)
 {
@@ -1007,12 +944,8 @@ static void test_handler_returns(unsigned flags)
     memset(a, 0xff, 104);
     char *z = brisk_heap_calloc(heap, 1, 100);
     CHECK(z == a);
-    if (z == a) {
-        int zero = 1;
-        for (size_t i = 0; i < 104; i++)
-            zero &= z[i] == 0;
-        CHECK(zero);
-    }
+    if (z == a)
+        CHECK(all_zero(z, 104));
     CHECK_EQ(log.count, 6);
     CHECK(brisk_heap_alloc(heap, 100) == b);
     CHECK_HEAP(heap);

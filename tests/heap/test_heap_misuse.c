@@ -7,19 +7,11 @@
  *   - brisk_heap_check finds each kind of deliberate corruption and names
  *     the broken invariant. */
 #include "heap_util.h"
+#include "report.h"
 
 #include "heap/heap.h"
 
 #include <errno.h>
-
-static char expected_line[128];
-
-/* "<message> (pointer 0x...)" for p, as report_error prints it. */
-static const char *report_for(const char *message, const void *p)
-{
-    snprintf(expected_line, sizeof expected_line, "brisk: %s (pointer %p)", message, p);
-    return expected_line;
-}
 
 /* ---- misuse that must abort -------------------------------------------- */
 

@@ -1,8 +1,8 @@
 /* A randomized differential test of the region heap against a model of
  * what it should hold: thousands of alloc, calloc, realloc, aligned alloc
- * and free operations, each followed by brisk_heap_check, a check of the
- * touched block's contents and of the statistics against the model; every
- * live block's contents are checked every few steps and at the end.
+ * and free operations, each made through heap_checked.h (brisk_heap_check
+ * of the whole heap after every call), followed by a check of every live
+ * block's contents and of the statistics against the model.
  *
  * The model predicts exactly when a plain alloc fails: iff the request is
  * larger than stats.largest_free. Under BRISK_HEAP_DEFER_MERGE
@@ -17,7 +17,10 @@
  * Reproduce a failure with its seed:
  *     ./test_heap_random SEED        or    BRISK_SEED=SEED ./test_heap_random
  * Without one the fixed seed runs, then one from the clock. */
+#include "heap_checked.h"
 #include "heap_util.h"
+#include "pattern.h"
+#include "xorshift.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -39,16 +42,7 @@ typedef struct slot {
 
 static uint64_t rng_state;
 
-static uint64_t rng_next(void)
-{
-    /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static size_t rng_below(size_t n) { return (size_t)(rng_next() % n); }
+static size_t rng_below(size_t n) { return (size_t)(rng_next(&rng_state) % n); }
 
 /* Mostly small sizes, some medium, a few large (as programs allocate). */
 static size_t random_size(void)
@@ -61,22 +55,6 @@ static size_t random_size(void)
     if (kind < 99)
         return rng_below(32768);
     return rng_below(200000);
-}
-
-static unsigned char pattern(unsigned id, size_t i) { return (unsigned char)(id * 131u + i * 7u + (i >> 8)); }
-
-static void fill_pattern(unsigned char *p, size_t n, unsigned id)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = pattern(id, i);
-}
-
-static size_t pattern_mismatch(const unsigned char *p, size_t n, unsigned id)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != pattern(id, i))
-            return i + 1;
-    return 0;
 }
 
 typedef struct model {
@@ -99,7 +77,7 @@ static void slot_fill(slot *s, unsigned char *p, size_t size)
         s->shadow = grown;
         s->shadow_capacity = size;
     }
-    fill_pattern(s->shadow, size, s->id);
+    fill(s->shadow, size, s->id);
     if (size != 0)
         memcpy(p, s->shadow, size);
 }
@@ -150,14 +128,20 @@ static bool failure_kept_heap(const brisk_heap_stats *before, const brisk_heap_s
 
 static void run(uint64_t seed, unsigned flags, size_t heap_size)
 {
-    rng_state = seed;
-    brisk_heap *heap = brisk_heap_create_ex(NULL, heap_size, flags);
+    rng_state = rng_seed(seed);
+    char note[96];
+    snprintf(note, sizeof note, "seed %llu flags %#x heap %zu: rerun with ./test_heap_random %llu",
+             (unsigned long long)seed, flags, heap_size, (unsigned long long)seed);
+    checked_note = note;
+    unsigned long calls_before = checked_calls;
+    brisk_heap *heap = checked_create_ex(NULL, heap_size, flags);
     REQUIRE(heap != NULL);
     static model m;
     memset(&m, 0, sizeof m);
     size_t failed_before = check_failed_count;
 
     for (size_t step = 0; step < STEPS && check_failed_count == failed_before; step++) {
+        checked_step = step;
         slot *s = &m.slots[rng_below(SLOTS)];
         size_t op = rng_below(10);
         brisk_heap_stats before = stats_of(heap);
@@ -165,7 +149,7 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
             /* free */
             check_slot(heap, s, step);
             m.usable_sum -= brisk_heap_usable_size(heap, s->ptr);
-            brisk_heap_free(heap, s->ptr);
+            checked_free(heap, s->ptr);
             s->ptr = NULL;
             m.live--;
         } else if (s->ptr != NULL) {
@@ -174,7 +158,7 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
             size_t size = random_size();
             size_t old_usable = brisk_heap_usable_size(heap, s->ptr);
             errno = 0;
-            unsigned char *p = brisk_heap_realloc(heap, s->ptr, size);
+            unsigned char *p = checked_realloc(heap, s->ptr, size);
             if (size == 0) {
                 CHECK(p == NULL);
                 m.usable_sum -= old_usable;
@@ -200,7 +184,7 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
             unsigned char *p;
             errno = 0;
             if (op < 5) {
-                p = brisk_heap_calloc(heap, 1, size);
+                p = checked_calloc(heap, 1, size);
                 if (p != NULL) {
                     size_t usable = brisk_heap_usable_size(heap, p);
                     for (size_t i = 0; i < usable; i++)
@@ -211,9 +195,9 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
                 }
             } else if (op < 7) {
                 alignment = (size_t)1 << (4 + rng_below(9)); /* 16 .. 4096 */
-                p = brisk_heap_alloc_aligned(heap, alignment, size);
+                p = checked_alloc_aligned(heap, alignment, size);
             } else {
-                p = brisk_heap_alloc(heap, size);
+                p = checked_alloc(heap, size);
                 /* The model: a plain alloc fails exactly when the request
                  * exceeds largest_free (a lower bound when deferring:
                  * then it must succeed at or below it, and if it fails,
@@ -263,8 +247,6 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
             }
         }
 
-        CHECK_MSG(brisk_heap_check(heap) == 0, "step %zu: heap check failed (seed %llu)", step,
-                  (unsigned long long)seed);
         brisk_heap_stats now = stats_of(heap);
         CHECK_MSG(now.used_chunks == m.live && now.allocated == m.usable_sum,
                   "step %zu: stats %zu blocks %zu bytes, model %zu blocks %zu bytes", step, now.used_chunks,
@@ -282,10 +264,11 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
             CHECK_EQ(w.unmatched, 0);
         }
     }
+    checked_step = STEPS;
     for (size_t i = 0; i < SLOTS; i++) {
         if (m.slots[i].ptr != NULL) {
             check_slot(heap, &m.slots[i], STEPS);
-            brisk_heap_free(heap, m.slots[i].ptr);
+            checked_free(heap, m.slots[i].ptr);
         }
         free(m.slots[i].shadow);
     }
@@ -295,18 +278,18 @@ static void run(uint64_t seed, unsigned flags, size_t heap_size)
     if (flags & BRISK_HEAP_DEFER_MERGE) {
         /* Freed small blocks may still be deferred: one request of the
          * whole capacity merges them all. */
-        void *whole = brisk_heap_alloc(heap, end.capacity - 8);
+        void *whole = checked_alloc(heap, end.capacity - 8);
         CHECK_MSG(whole != NULL, "seed %llu: the whole capacity not served after freeing everything",
                   (unsigned long long)seed);
-        brisk_heap_free(heap, whole);
+        checked_free(heap, whole);
         end = stats_of(heap);
     }
     CHECK_EQ(end.free_chunks, 1);
-    CHECK_EQ(brisk_heap_check(heap), 0);
     printf("seed %llu flags %u heap %zu: %u allocation failures (%u predicted by largest_free, %u allocs above it "
-           "succeeded), high_water %zu\n",
+           "succeeded), high_water %zu, %lu calls each followed by brisk_heap_check\n",
            (unsigned long long)seed, flags, heap_size, m.failures_seen, m.failures_predicted, m.above_bound,
-           end.high_water);
+           end.high_water, checked_calls - calls_before);
+    checked_note = NULL;
     if (check_failed_count != failed_before)
         printf("FAILED with seed %llu: rerun with ./test_heap_random %llu\n", (unsigned long long)seed,
                (unsigned long long)seed);

@@ -11,6 +11,7 @@
  * read once, at the first allocation): `test_malloc_api mode NAME`.
  */
 #include "check.h"
+#include "report.h"
 
 #include "brisk.h"
 
@@ -46,11 +47,6 @@ void free_sized(void *ptr, size_t size);
 void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 
 static const char *self_path;
-
-static bool aligned_to(const void *p, size_t alignment)
-{
-    return ((uintptr_t)p & (alignment - 1)) == 0;
-}
 
 /* Every usable byte is writable and keeps what was written. */
 static bool usable_bytes_writable(unsigned char *p, size_t request)
@@ -544,33 +540,24 @@ static void test_misuse(void)
     }
 }
 
-/* An installed handler that returns: the call does nothing more. */
-static int handler_calls;
-static brisk_error handler_last;
-static void counting_handler(brisk_error error, const char *message, const void *ptr, void *context)
-{
-    (void)message;
-    (void)ptr;
-    (void)context;
-    handler_calls++;
-    handler_last = error;
-}
-
+/* An installed handler that returns (report.h's record_report): the call
+ * does nothing more. */
 static void test_handler_returns(void)
 {
-    brisk_set_error_handler(counting_handler, NULL);
+    report_log log = {0};
+    brisk_set_error_handler(record_report, &log);
     char *p = malloc(64);
     free(p + 16);
-    CHECK_EQ(handler_calls, 1);
-    CHECK_EQ(handler_last, BRISK_ERROR_INVALID_POINTER);
+    CHECK_EQ(log.count, 1);
+    CHECK_EQ(log.last_error, BRISK_ERROR_INVALID_POINTER);
     free(p);
     free(p);
-    CHECK_EQ(handler_calls, 2);
-    CHECK_EQ(handler_last, BRISK_ERROR_DOUBLE_FREE);
+    CHECK_EQ(log.count, 2);
+    CHECK_EQ(log.last_error, BRISK_ERROR_DOUBLE_FREE);
     CHECK(realloc(p, 10) == NULL);
-    CHECK_EQ(handler_calls, 3);
+    CHECK_EQ(log.count, 3);
     CHECK_EQ(malloc_usable_size(p), 0);
-    CHECK_EQ(handler_calls, 4);
+    CHECK_EQ(log.count, 4);
     brisk_set_error_handler(NULL, NULL);
     CHECK_EQ(brisk_malloc_check(), 0);
 }

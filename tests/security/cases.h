@@ -16,9 +16,11 @@
 #ifndef BRISK_TESTS_SECURITY_CASES_H
 #define BRISK_TESTS_SECURITY_CASES_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* An opaque identity: the compiler cannot know what comes back. */
 static inline void *hide(void *p)
@@ -45,6 +47,37 @@ static inline _Noreturn void broken(const char *what)
     printf("rule broken: %s\n", what);
     fflush(stdout);
     exit(4);
+}
+
+/* malloc(size), or the set-up failure (exit 5) when it returns NULL. */
+static inline void *must_malloc(size_t size)
+{
+    void *p = malloc(size);
+    if (p == NULL) {
+        printf("set-up failed: malloc(%zu) returned NULL\n", size);
+        exit(5);
+    }
+    return p;
+}
+
+/* True when every page of [p, p + len) can be read: write() into a pipe
+ * fails with EFAULT instead of faulting when the source is unreadable. */
+static inline int readable(const void *p, size_t len)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        exit(5);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const char *start = (const char *)((uintptr_t)p & ~(uintptr_t)(page - 1));
+    int ok = 1;
+    for (const char *at = start; at < (const char *)p + len && ok; at += page) {
+        char byte;
+        if (write(fds[1], at, 1) != 1 || read(fds[0], &byte, 1) != 1)
+            ok = 0;
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return ok;
 }
 
 /* Wipe cases fill a block with OLD_BYTE before freeing it, then look for

@@ -28,16 +28,6 @@
 #define LARGE (600 * 1024)
 #define HUGE (48 * 1024 * 1024)
 
-static void *must_malloc(size_t size)
-{
-    void *p = malloc(size);
-    if (p == NULL) {
-        printf("set-up failed: malloc(%zu) returned NULL\n", size);
-        exit(5);
-    }
-    return p;
-}
-
 /* ---- double free ------------------------------------------------------ */
 
 static void double_free_plain(size_t size)
@@ -267,7 +257,10 @@ static void case_free_foreign_mmap_in_cached_span(void)
     uintptr_t span = ((uintptr_t)p - 1) & ~(uintptr_t)(((size_t)4 << 20) - 1);
     free(p); /* cached: the span still says "large" */
     char *q = NULL;
-    for (uintptr_t off = (uintptr_t)3 << 20; off >= (uintptr_t)3 << 19 && q == NULL; off -= 4096) {
+    /* Any free page of the span past the block's end will do (other
+     * mappings, brisk's guarded metadata among them, may take part of it). */
+    uintptr_t past_block = (uintptr_t)p + ((size_t)1 << 20) - span;
+    for (uintptr_t off = ((uintptr_t)4 << 20) - 4096; off >= past_block && q == NULL; off -= 4096) {
         void *m = mmap((void *)(span + off), 4096, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
         if (m != MAP_FAILED && m == (void *)(span + off))
@@ -319,26 +312,7 @@ static void case_free_forged_header_stack(void)
  * aligned base of a pointer accepts it; a check against brisk's own
  * record of its regions does not. The alignment used is the largest power
  * of two from 64 KiB to 64 MiB whose region is readable up to the block
- * (for brisk: at least the whole segment). */
-/* True when every page of [p, p + len) can be read: write() into a pipe
- * fails with EFAULT instead of faulting when the source is unreadable. */
-static int readable(const char *p, size_t len)
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        exit(5);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    const char *start = (const char *)((uintptr_t)p & ~(uintptr_t)(page - 1));
-    int ok = 1;
-    for (const char *at = start; at < p + len && ok; at += page) {
-        char byte;
-        if (write(fds[1], at, 1) != 1 || read(fds[0], &byte, 1) != 1)
-            ok = 0;
-    }
-    close(fds[0]);
-    close(fds[1]);
-    return ok;
-}
+ * (for brisk: at least the whole segment), as cases.h's readable says. */
 
 static void case_free_forged_region_copy(void)
 {

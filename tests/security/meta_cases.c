@@ -37,6 +37,21 @@
  *   large_cached_header_forged (abort) the header of a freed, cached large
  *                            block is changed, then a malloc would reuse
  *                            its mapping.
+ *   meta_map_guarded         (exit) the segment map and the chunk holding
+ *                            the thread's heap each lie between two
+ *                            inaccessible mappings of brisk's own, so
+ *                            nothing can be mapped or grown next to them.
+ *   meta_map_overflow        (fault) a large block below the segment map is
+ *                            grown in place by realloc as far as it goes
+ *                            towards the map, then overflowed linearly up
+ *                            to the map entry of a span the attacker
+ *                            mapped, to mark it as a segment.
+ *   large_header_replayed    (abort) a copy of a live large block's header
+ *                            (and of its list neighbours' links to it),
+ *                            taken before its free, is written back after
+ *                            it, then the block is freed again: the second
+ *                            free must be reported, and two live mallocs
+ *                            must never return the same address.
  *
  * Conventions (target, unnoticed, broken) are in cases.h. A case that
  * cannot be set up on this system (a page size that does not divide
@@ -51,6 +66,7 @@
 
 #include <malloc.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
 #include <unistd.h>
 
@@ -61,16 +77,6 @@
 #define LARGE (600 * 1024)
 
 static char **saved_argv;
-
-static void *must_malloc(size_t size)
-{
-    void *p = malloc(size);
-    if (p == NULL) {
-        printf("set-up failed: malloc(%zu) returned NULL\n", size);
-        exit(5);
-    }
-    return p;
-}
 
 static _Noreturn void skip(const char *why)
 {
@@ -91,20 +97,6 @@ static uintptr_t region_of(const void *p)
     return ((uintptr_t)p - 1) & ~(uintptr_t)SEGMENT_MASK;
 }
 
-/* True when the byte at p can be read: write() into a pipe fails with
- * EFAULT instead of faulting when the source is unreadable. */
-static int readable(const void *p)
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        exit(5);
-    char byte;
-    int ok = write(fds[1], p, 1) == 1 && read(fds[0], &byte, 1) == 1;
-    close(fds[0]);
-    close(fds[1]);
-    return ok;
-}
-
 /* The region of p has its guard (every page unreadable) and a readable
  * header carrying `magic` right after it. */
 static void check_region(const void *p, uint32_t magic, const char *what)
@@ -112,13 +104,13 @@ static void check_region(const void *p, uint32_t magic, const char *what)
     uintptr_t base = region_of(p);
     size_t page_bytes = (size_t)sysconf(_SC_PAGESIZE);
     for (uintptr_t at = base; at < base + META_GUARD; at += page_bytes) {
-        if (readable((const void *)at)) {
+        if (readable((const void *)at, 1)) {
             printf("%s: guard byte %#lx (region %#lx) is readable\n", what, (unsigned long)at,
                    (unsigned long)base);
             broken("the metadata guard is not inaccessible");
         }
     }
-    if (!readable((const void *)(base + META_GUARD)) ||
+    if (!readable((const void *)(base + META_GUARD), 1) ||
         *(const volatile uint32_t *)(base + META_GUARD) != magic) {
         printf("%s: no header with magic %#x at %#lx\n", what, magic, (unsigned long)(base + META_GUARD));
         broken("the header does not lie right after the guard");
@@ -296,6 +288,148 @@ static void case_meta_adjacent_overflow(void)
                                           : "an overflow rewrote a segment's page descriptor");
 }
 
+/* ---- the segment map and the thread heaps (issue 14, class 5) ------------ */
+
+/* A line of /proc/self/maps: [start, end) and its permissions. */
+typedef struct mapping {
+    uintptr_t start, end;
+    char perms[5];
+} mapping;
+
+/* Every mapping of the process, in address order; the count. */
+static size_t read_mappings(mapping *out, size_t max)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL)
+        skip("cannot read /proc/self/maps");
+    char line[512];
+    size_t n = 0;
+    while (n < max && fgets(line, sizeof line, f) != NULL) {
+        unsigned long start, end;
+        char perms[5];
+        if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3) {
+            out[n].start = start;
+            out[n].end = end;
+            memcpy(out[n].perms, perms, 5);
+            n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static mapping maps[4096];
+
+/* The index of the mapping holding `at`, or -1. */
+static long mapping_of(size_t n, uintptr_t at)
+{
+    for (size_t i = 0; i < n; i++)
+        if (maps[i].start <= at && at < maps[i].end)
+            return (long)i;
+    return -1;
+}
+
+/* The segment map: the one readable and writable mapping of exactly
+ * SEGMAP_ENTRIES bytes (one byte per 4 MiB of the address space). */
+static long segmap_mapping(size_t n)
+{
+    long found = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (maps[i].end - maps[i].start == SEGMAP_ENTRIES && strncmp(maps[i].perms, "rw", 2) == 0) {
+            if (found != -1)
+                skip("two mappings of the segment map's size: cannot tell which is the map");
+            found = (long)i;
+        }
+    }
+    if (found == -1)
+        broken("no mapping of the segment map's size");
+    return found;
+}
+
+/* Mapping i has an inaccessible mapping right below and right above it. */
+static void check_guarded(size_t n, long i, const char *what)
+{
+    bool below = i > 0 && maps[i - 1].end == maps[i].start && strncmp(maps[i - 1].perms, "---", 3) == 0;
+    bool above = (size_t)i + 1 < n && maps[i + 1].start == maps[i].end &&
+                 strncmp(maps[i + 1].perms, "---", 3) == 0;
+    printf("%s: %#lx-%#lx, guard below %s, above %s\n", what, (unsigned long)maps[i].start,
+           (unsigned long)maps[i].end, below ? "yes" : "no", above ? "yes" : "no");
+    if (!below || !above)
+        broken("metadata in a mapping of its own has no guard on each side");
+}
+
+static void case_meta_map_guarded(void)
+{
+    char *small = must_malloc(SMALL);
+    thread_heap *h = ((segment *)(region_of(small) + META_GUARD))->owner;
+    size_t n = read_mappings(maps, sizeof maps / sizeof *maps);
+    check_guarded(n, segmap_mapping(n), "segment map");
+    long heap = mapping_of(n, (uintptr_t)h);
+    if (heap == -1)
+        broken("the thread heap named by its segment is not mapped");
+    check_guarded(n, heap, "thread heap chunk");
+    printf("ok: the segment map and the thread heaps are guarded\n");
+}
+
+static void case_meta_map_overflow(void)
+{
+    /* A large block whose mapping lies below the map with only brisk's
+     * metadata in between, all of it contiguous: guards, the thread heap
+     * chunk, the map (the kernel's top-down layout places later mappings
+     * right below earlier ones, so the first large blocks land there). */
+    uintptr_t heap = 0;
+    char *p = NULL;
+    uintptr_t limit = 0, map_start = 0;
+    for (int attempt = 0; attempt < 8 && p == NULL; attempt++) {
+        char *candidate = must_malloc(LARGE);
+        if (heap == 0) {
+            /* After the first large block, whose place it would take. */
+            char *small = must_malloc(SMALL);
+            heap = (uintptr_t)((segment *)(region_of(small) + META_GUARD))->owner;
+        }
+        size_t n = read_mappings(maps, sizeof maps / sizeof *maps);
+        long map = segmap_mapping(n);
+        long own = mapping_of(n, (uintptr_t)candidate);
+        if (own == -1)
+            broken("a large block is not mapped");
+        map_start = maps[map].start;
+        bool metadata_only = own < map && maps[own + 1].start > maps[own].end &&
+                             maps[own + 1].start - maps[own].end <= 64 * SEGMENT_SIZE;
+        for (long k = own + 1; metadata_only && k < map; k++) {
+            bool guard = strncmp(maps[k].perms, "---", 3) == 0;
+            bool chunk = maps[k].start <= heap && heap < maps[k].end;
+            metadata_only = (guard || chunk) && maps[k].end == maps[k + 1].start;
+        }
+        if (metadata_only) {
+            p = candidate;
+            limit = maps[own + 1].start; /* growth in place stops there */
+        }
+    }
+    if (p == NULL)
+        skip("no large block was mapped right below the segment map");
+    char *q = realloc(p, (size_t)(limit - (uintptr_t)p));
+    if (q != p) {
+        printf("set-up failed: realloc did not grow %p in place up to %#lx\n", (void *)p, (unsigned long)limit);
+        exit(5);
+    }
+    unsigned char *over = (unsigned char *)q + malloc_usable_size(q);
+    printf("large block %p grown to end at %p; the segment map starts at %#lx\n", (void *)q, (void *)over,
+           (unsigned long)map_start);
+    /* The attacker's span: a 4 MiB-aligned range of its own mapping. */
+    char *raw = mmap(NULL, 2 * SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        exit(5);
+    uintptr_t span = ((uintptr_t)raw + SEGMENT_MASK) & ~(uintptr_t)SEGMENT_MASK;
+    unsigned char *entry = (unsigned char *)(map_start + (span >> SEGMENT_SHIFT));
+    target(over);
+    /* A runaway copy: every byte rewritten as it was, up to the entry. */
+    for (volatile unsigned char *at = over; at < entry; at++)
+        *at = *at;
+    *(volatile unsigned char *)entry = SEGMAP_PAGES;
+    printf("the map entry of %#lx now says %u\n", (unsigned long)span, *entry);
+    unnoticed("a linear overflow from a large block marked the attacker's span as a segment");
+}
+
 /* ---- large headers ------------------------------------------------------- */
 
 /* Two more large blocks around it, so its header has list neighbours. */
@@ -386,6 +520,44 @@ static void case_large_cached_header_forged(void)
     unnoticed("a cached large header's forged map size was believed");
 }
 
+/* A header replayed: everything large.c seals and links, as it was while
+ * the block was live, written back after its free (an attacker who reads
+ * and writes the heap at will could; one who only copies a header back is
+ * the case here). */
+static void case_large_header_replayed(void)
+{
+    enum { FLUSH = 8, TAKEN = 16 };
+    char *flush[FLUSH];
+    for (int i = 0; i < FLUSH; i++)
+        flush[i] = must_malloc(2 * LARGE);
+    char *p = large_with_neighbours();
+    large_header *hdr = header_of(p);
+    large_header copy = *hdr;
+    if (copy.prev == NULL || copy.next == NULL)
+        broken("a large block allocated between two others has no list neighbours");
+    free(p);
+    *hdr = copy;
+    copy.prev->next = hdr;
+    copy.next->prev = hdr;
+    target(p);
+    free(hide(p));
+    /* Under delay a cached mapping is reused only after a few more large
+     * frees; then every cached mapping is taken, and kept live. */
+    for (int i = 0; i < FLUSH; i++)
+        free(flush[i]);
+    char *taken[TAKEN];
+    for (int i = 0; i < TAKEN; i++) {
+        taken[i] = must_malloc(LARGE);
+        for (int j = 0; j < i; j++) {
+            if (taken[j] == taken[i]) {
+                printf("malloc returned %p twice\n", (void *)taken[i]);
+                unnoticed("two live mallocs returned the same large block");
+            }
+        }
+    }
+    unnoticed("the second free of a large block whose header was replayed was accepted");
+}
+
 static const security_case cases[] = {
     CASE(meta_guard_layout),
     CASE(meta_guard_read_small),
@@ -397,6 +569,9 @@ static const security_case cases[] = {
     CASE(large_size_forged),
     CASE(large_usable_forged),
     CASE(large_cached_header_forged),
+    CASE(large_header_replayed),
+    CASE(meta_map_guarded),
+    CASE(meta_map_overflow),
 };
 
 int main(int argc, char **argv)

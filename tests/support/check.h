@@ -9,6 +9,8 @@
  *   return check_finish("name");   prints "name: N passed, N failed" and
  *                                  returns the exit status for ctest
  *
+ *   aligned_to(p, alignment)   whether p is a multiple of alignment
+ *
  * run_in_child runs a function in a forked child and reports how it ended
  * (exit status or signal) and what it wrote to stderr, for testing misuse
  * that must abort.
@@ -69,6 +71,12 @@ static inline int check_finish(const char *name)
         return 1;
     }
     return check_failed_count == 0 ? 0 : 1;
+}
+
+/* Whether p is a multiple of alignment (a power of two). */
+static inline int aligned_to(const void *p, size_t alignment)
+{
+    return ((uintptr_t)p & (alignment - 1)) == 0;
 }
 
 /* How a child run ended. */

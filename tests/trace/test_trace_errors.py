@@ -121,8 +121,13 @@ with tempfile.TemporaryDirectory() as tmp:
         (["replay", "--svg"], "brisk-trace: replay: --svg needs a value"),
         (["record", "-o", os.path.join(tmp, "x.rep")], "brisk-trace: record: no command given after --"),
         (["record", "-o", os.path.join(tmp, "x.rep"), "--"], "brisk-trace: record: no command given after --"),
-        (["record", "--", "true"], "brisk-trace: record: no output file (-o FILE.rep)"),
-        (["record", "--max-ops", "1", "-o", "x.rep", "--", "true"], "brisk-trace: record: bad --max-ops '1'"),
+        (["record", "--", "true"], "brisk-trace: record: no output file (-o FILE.btr)"),
+        (["record", "--max-ops", "1", "-o", "x.btr", "--", "true"], "brisk-trace: record: unknown option '--max-ops'"),
+        (["report"], "brisk-trace: report: no recording given"),
+        (["report", "--top", "x", "r.btr"], "brisk-trace: report: --top needs a number"),
+        (["report", "a.btr", "b.btr"], "brisk-trace: report: one recording at a time"),
+        (["convert", "a.btr"], "brisk-trace: convert: needs IN and OUT"),
+        (["convert", "--to", "pdf", "a", "b"], "brisk-trace: convert: --to needs 'text', 'recording' or 'raw'"),
         (["frob"], "brisk-trace: unknown subcommand 'frob'"),
         ([], "brisk-trace: record any program's allocations"),
     ]:
@@ -144,8 +149,9 @@ with tempfile.TemporaryDirectory() as tmp:
           "record: missing program", p.stderr)
 
     # Help: the whole tool and each subcommand.
-    for args, needle in [(["--help"], "usage:"), (["help", "record"], "FILE.PID.rep"),
-                         (["record", "--help"], "--max-ops N"), (["replay", "--help"], "--html FILE"),
+    for args, needle in [(["--help"], "usage:"), (["help", "record"], "FILE.PID.btr"),
+                         (["record", "--help"], "--no-free-stacks"),
+                         (["help", "report"], "--json"), (["convert", "--help"], "--to text"), (["replay", "--help"], "--html FILE"),
                          (["help", "replay"], "--capacity SIZE")]:
         p = run(args)
         check(p.returncode == 0 and needle in p.stdout, f"help {args}", p.stdout + p.stderr)

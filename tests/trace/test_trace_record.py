@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """brisk-trace record on real programs: a C program with a known pattern
-(every allocation function, two threads, a forked child), a Python 3
-interpreter, and the op cap. Each trace must hold what the program did and
-replay cleanly through brisk's heap and the system malloc.
+(every allocation function, two threads, a forked child), and a Python 3
+interpreter. Each recording, converted to the malloc-lab text format,
+must hold what the program did, and replay cleanly through brisk's heap
+and the system malloc.
 
 usage: test_trace_record.py BRISK_TRACE TRACE_TEST_PROGRAM
 """
@@ -25,7 +26,11 @@ def check(cond, what, detail=""):
         print(f"FAIL: {what}\n{detail}", file=sys.stderr)
 
 
-def read_trace(path):
+def read_trace(recording):
+    path = recording + ".rep"
+    p = subprocess.run([tool, "convert", "--to", "text", recording, path], capture_output=True,
+                       text=True, timeout=120)
+    check(p.returncode == 0, f"convert {recording}", p.stderr)
     with open(path) as f:
         lines = f.read().split("\n")
     header = [int(x) for x in lines[:4]]
@@ -39,19 +44,20 @@ def replay(paths):
 
 
 with tempfile.TemporaryDirectory() as tmp:
-    out = os.path.join(tmp, "prog.rep")
+    out = os.path.join(tmp, "prog.btr")
     p = subprocess.run([tool, "record", "-o", out, "--", program], capture_output=True,
                        text=True, timeout=120)
     check(p.returncode == 0, "record exits with the program's status", p.stderr)
     m = re.search(r"child (\d+)", p.stdout)
     check(m is not None, "the program printed its child's pid", p.stdout)
     child_pid = m.group(1) if m else "0"
-    child = os.path.join(tmp, f"prog.{child_pid}.rep")
+    child = os.path.join(tmp, f"prog.{child_pid}.btr")
     check(f"brisk-trace: recorded" in p.stderr and "in " + out in p.stderr,
           "the tool names the main trace", p.stderr)
     check(f"child process {child_pid}: {child}" in p.stderr,
-          "the tool names the child's trace FILE.PID.rep", p.stderr)
-    check(os.path.exists(out) and os.path.exists(child), "both traces exist", str(os.listdir(tmp)))
+          "the tool names the child's recording FILE.PID.btr", p.stderr)
+    check(os.path.exists(out) and os.path.exists(child), "both recordings exist",
+          str(os.listdir(tmp)))
 
     header, ops = read_trace(out)
     check(header[2] == len(ops), "header op count matches", f"{header} vs {len(ops)}")
@@ -84,7 +90,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # A real interpreter (the test's own Python, run directly, not through
     # a wrapper script, so it is one process).
-    py = os.path.join(tmp, "py.rep")
+    py = os.path.join(tmp, "py.btr")
     code = "d = {i: str(i) * 10 for i in range(20000)}\nl = [bytes(i % 300) for i in range(5000)]\ndel d\n"
     p = subprocess.run([tool, "record", "-o", py, "--", sys.executable, "-c", code],
                        capture_output=True, text=True, timeout=120)
@@ -95,18 +101,16 @@ with tempfile.TemporaryDirectory() as tmp:
         r = replay([py])
         check(r.returncode == 0, "python's trace replays cleanly", r.stdout + r.stderr)
 
-    # The op cap: recording stops with a message; the prefix replays.
-    capped = os.path.join(tmp, "capped.rep")
-    p = subprocess.run([tool, "record", "-o", capped, "--max-ops", "500", "--", program],
+    # Frees without stacks: the same calls, a smaller file.
+    lean = os.path.join(tmp, "lean.btr")
+    p = subprocess.run([tool, "record", "-o", lean, "--no-free-stacks", "--", program],
                        capture_output=True, text=True, timeout=120)
-    check(p.returncode == 0, "capped record runs the program to the end", p.stderr)
-    check("brisk-record: the op cap (500 ops) was reached; " + capped in p.stderr and
-          "the op cap was reached" in p.stderr, "the cap is reported", p.stderr)
-    header, ops = read_trace(capped)
-    check(499 <= header[2] <= 500 and len(ops) == header[2], "the capped trace holds the cap",
-          str(header))
-    r = replay([capped])
-    check(r.returncode == 0, "the capped trace replays cleanly", r.stdout + r.stderr)
+    check(p.returncode == 0, "record --no-free-stacks", p.stderr)
+    header, ops = read_trace(lean)
+    check(sum(1 for o in ops if o[0] == "a" and o[2] == "4242") == 2000,
+          "--no-free-stacks records every call", str(header))
+    r = replay([lean])
+    check(r.returncode == 0, "the --no-free-stacks recording replays cleanly", r.stdout + r.stderr)
 
 print(f"test_trace_record: {checks - failures} passed, {failures} failed")
 sys.exit(1 if failures or checks == 0 else 0)

@@ -34,6 +34,30 @@ add_executable(trace_test_program ${PROJECT_SOURCE_DIR}/tests/trace/trace_test_p
 target_compile_options(trace_test_program PRIVATE ${BRISK_TEST_WARNINGS} -fno-builtin)
 target_link_libraries(trace_test_program PRIVATE Threads::Threads)
 
+# Programs whose allocation sites, peak and leaks are known by
+# construction, for test_trace_report.py: C with a shared library and
+# threads, and C++. Frames must survive: no inlining of the sites, no
+# tail calls.
+set(TRACE_SITES_FLAGS -g -O1 -fno-builtin -fno-optimize-sibling-calls -fno-inline)
+add_library(trace_sites_lib SHARED ${PROJECT_SOURCE_DIR}/tests/trace/trace_sites_lib.c)
+target_compile_options(trace_sites_lib PRIVATE ${BRISK_TEST_WARNINGS} ${TRACE_SITES_FLAGS})
+add_executable(trace_sites_program ${PROJECT_SOURCE_DIR}/tests/trace/trace_sites_program.c)
+target_compile_options(trace_sites_program PRIVATE ${BRISK_TEST_WARNINGS} ${TRACE_SITES_FLAGS})
+target_link_libraries(trace_sites_program PRIVATE trace_sites_lib Threads::Threads ${CMAKE_DL_LIBS})
+find_program(BRISK_TRACE_CXX NAMES g++ c++ clang++)
+set(TRACE_SITES_CXX "")
+if(BRISK_TRACE_CXX)
+  set(TRACE_SITES_CXX ${CMAKE_CURRENT_BINARY_DIR}/trace_sites_cxx)
+  add_custom_command(OUTPUT ${TRACE_SITES_CXX}
+    COMMAND ${BRISK_TRACE_CXX} -std=c++17 -g -O1 -fno-optimize-sibling-calls -fno-inline
+            ${PROJECT_SOURCE_DIR}/tests/trace/trace_sites_cxx.cc -o ${TRACE_SITES_CXX}
+    DEPENDS ${PROJECT_SOURCE_DIR}/tests/trace/trace_sites_cxx.cc
+    COMMENT "Building the C++ program of test_trace_report with ${BRISK_TRACE_CXX}")
+  add_custom_target(trace_sites_cxx_program ALL DEPENDS ${TRACE_SITES_CXX})
+else()
+  message(WARNING "no C++ compiler: test_trace_report skips its C++ program, visibly")
+endif()
+
 if(Python3_FOUND)
   set(TRACE_TESTS ${PROJECT_SOURCE_DIR}/tests/trace)
   add_test(NAME test_trace_errors
@@ -46,6 +70,10 @@ if(Python3_FOUND)
   add_test(NAME test_trace_record
     COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_record.py $<TARGET_FILE:brisk-trace>
             $<TARGET_FILE:trace_test_program>)
+  add_test(NAME test_trace_report
+    COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_report.py $<TARGET_FILE:brisk-trace>
+            $<TARGET_FILE:trace_sites_program> $<TARGET_FILE:trace_sites_lib> "${TRACE_SITES_CXX}")
+  set_tests_properties(test_trace_report PROPERTIES TIMEOUT 300)
   add_test(NAME test_trace_svg
     COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_svg.py $<TARGET_FILE:brisk-trace>
             ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py)

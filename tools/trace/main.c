@@ -2,6 +2,9 @@
  * brisk-trace: the command line. Subcommands:
  *
  *   record   run a program with libbrisk-record.so preloaded (record.c)
+ *   report   the peak, allocations, temporaries and leaks by call site
+ *            (report_sites.c)
+ *   convert  recordings to malloc-lab text traces and back (convert.c)
  *   replay   replay traces through brisk's region heap and the system
  *            malloc: check, time, report, draw (replay.c, report.c, svg.c,
  *            html.c)
@@ -21,16 +24,20 @@ static const char main_usage[] =
     "region heap and the system malloc, and see the heap.\n"
     "\n"
     "usage:\n"
-    "  brisk-trace record -o FILE.rep [--max-ops N] -- COMMAND [ARGS...]\n"
-    "  brisk-trace replay [options] TRACE.rep...\n"
-    "  brisk-trace help [record | replay]\n"
+    "  brisk-trace record -o FILE.btr [--no-free-stacks] [--raw] -- COMMAND [ARGS...]\n"
+    "  brisk-trace report [--json] [--top N] [--frames N] FILE.btr\n"
+    "  brisk-trace convert [--to text | recording | raw] IN OUT\n"
+    "  brisk-trace replay [options] TRACE...\n"
+    "  brisk-trace help [record | report | convert | replay]\n"
     "\n"
-    "Traces are CS:APP malloc-lab text files; see docs/trace.md.\n";
+    "record writes a recording (calls, stacks, threads, times); replay also reads\n"
+    "CS:APP malloc-lab text traces. See docs/trace.md.\n";
 
 static const char replay_usage[] =
-    "usage: brisk-trace replay [options] TRACE.rep...\n"
+    "usage: brisk-trace replay [options] TRACE...\n"
     "\n"
-    "Replays each trace through brisk's region heap and through the system malloc.\n"
+    "Replays each trace (a malloc-lab text file, or a recording) through brisk's\n"
+    "region heap and through the system malloc.\n"
     "A checked pass first verifies every block (contents kept, alignment, no\n"
     "overlap, brisk_heap_check at intervals); timed passes without checks follow.\n"
     "Prints per trace: ops, peak live payload, brisk's high water, utilization\n"
@@ -53,22 +60,23 @@ static const char replay_usage[] =
     "  -h, --help        show this help\n";
 
 static const char record_usage[] =
-    "usage: brisk-trace record -o FILE.rep [--max-ops N] -- COMMAND [ARGS...]\n"
+    "usage: brisk-trace record -o FILE.btr [--no-free-stacks] [--raw] -- COMMAND [ARGS...]\n"
     "\n"
-    "Runs COMMAND with libbrisk-record.so preloaded and writes every malloc,\n"
-    "calloc, realloc, reallocarray, free, posix_memalign, aligned_alloc,\n"
-    "memalign, valloc and pvalloc it makes to FILE.rep (malloc-lab format).\n"
-    "Threads are serialized into one trace. Each child process (fork, or a\n"
-    "program it runs) gets its own file, FILE.PID.rep (FILE without its .rep,\n"
-    "then the child's pid); the tool lists them when the command ends.\n"
-    "Allocations made before the recorder starts are not recorded, nor are\n"
-    "frees and reallocs of them. The exit status is the command's.\n"
+    "Runs COMMAND with libbrisk-record.so preloaded and records every malloc,\n"
+    "calloc, realloc, reallocarray, free, free_sized, free_aligned_sized,\n"
+    "posix_memalign, aligned_alloc, memalign, valloc and pvalloc it makes (C++\n"
+    "new and delete through them) with its call stack, thread and time, in\n"
+    "FILE.btr (the recording format). Each child process (fork, or a program it\n"
+    "runs) gets its own file, FILE.PID.btr (the pid before the extension); the\n"
+    "tool lists them when the command ends. Allocations made before the\n"
+    "recorder starts are not recorded, nor are frees and reallocs of them. The\n"
+    "exit status is the command's.\n"
     "\n"
     "options:\n"
-    "  -o FILE         the trace of the command's own process (required)\n"
-    "  --max-ops N     stop recording after N ops per process (default 2000000;\n"
-    "                  at most 200000000); a message says when it is hit\n"
-    "  -h, --help      show this help\n"
+    "  -o FILE            the recording of the command's own process (required)\n"
+    "  --no-free-stacks   record frees without their call stacks (cheaper)\n"
+    "  --raw              keep the recorder's stream as it is, unpacked (bigger)\n"
+    "  -h, --help         show this help\n"
     "\n"
     "The recorder, libbrisk-record.so, is found at $BRISK_RECORD_LIB when set,\n"
     "else next to brisk-trace, in ../lib/brisk/ from it, or where it was installed.\n";
@@ -335,6 +343,10 @@ int main(int argc, char **argv)
             fputs(record_usage, stdout);
         else if (argc > 2 && strcmp(argv[2], "replay") == 0)
             fputs(replay_usage, stdout);
+        else if (argc > 2 && (strcmp(argv[2], "report") == 0 || strcmp(argv[2], "convert") == 0)) {
+            char *help[] = {(char *)"--help"};
+            return strcmp(argv[2], "report") == 0 ? report_main(1, help) : convert_main(1, help);
+        }
         else
             fputs(main_usage, stdout);
         return 0;
@@ -343,6 +355,10 @@ int main(int argc, char **argv)
         return record_main(argc - 2, argv + 2);
     if (strcmp(cmd, "replay") == 0)
         return replay_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "report") == 0)
+        return report_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "convert") == 0)
+        return convert_main(argc - 2, argv + 2);
     fprintf(stderr, "brisk-trace: unknown subcommand '%s'\n\n%s", cmd, main_usage);
     return 2;
 }

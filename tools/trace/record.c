@@ -1,7 +1,8 @@
 /*
  * `brisk-trace record`: runs a command with libbrisk-record.so preloaded,
- * waits for it, and lists the traces it left: FILE for the command's own
- * process and FILE.PID.rep for each child process (see recorder.c).
+ * waits for it, and lists the recordings it left: FILE for the command's
+ * own process and FILE.PID.EXT for each child process (FILE's extension
+ * EXT after the child's pid; see recorder.c).
  */
 #define _GNU_SOURCE
 #include "trace.h"
@@ -60,17 +61,62 @@ static int find_recorder(char *buf, size_t size)
     return -1;
 }
 
-/* Reads a trace header's id and op counts (for the summary); -1 when the
- * file has no readable header. */
-static int read_counts(const char *path, unsigned long long *ids, unsigned long long *ops)
+/* Packs the raw recording at path in place (pack.c), unless `raw`, and
+ * gives its event and stack counts. -1 (with a message printed) when it is
+ * no complete recording. */
+static int finish_recording(const char *path, int raw, unsigned long long *events,
+                            unsigned long long *stacks)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
+    char err[8600], temp[4200];
+    size_t len, counts[2] = {0, 0};
+    unsigned char *data = trace_read_file(path, &len, err, sizeof err);
+    if (data == NULL) {
+        fprintf(stderr, "brisk-trace record: %s\n", err);
         return -1;
-    unsigned long long heap, weight;
-    int n = fscanf(f, "%llu %llu %llu %llu", &heap, ids, ops, &weight);
-    fclose(f);
-    return n == 4 ? 0 : -1;
+    }
+    snprintf(temp, sizeof temp, "%s.pack", path);
+    FILE *f = raw ? NULL : fopen(temp, "wb");
+    int rc = f == NULL ? 1 : recording_pack_raw(f, path, data, len, counts, err, sizeof err);
+    if (rc == 1 && f == NULL) {
+        /* --raw: the end record has the counts. */
+        rc = recording_counts(path, data, len, counts, err, sizeof err);
+    } else if (rc == 1) {
+        /* Several threads: load it whole. */
+        recording r;
+        if (recording_parse(path, data, len, &r, err, sizeof err) != 0) {
+            rc = -1;
+        } else {
+            counts[0] = r.num_events;
+            counts[1] = r.num_stacks ? r.num_stacks - 1 : 0;
+            rc = f == NULL ? 0 : recording_pack(f, &r, err, sizeof err);
+            recording_free(&r);
+        }
+    }
+    free(data);
+    if (f != NULL && fclose(f) != 0 && rc == 0) {
+        snprintf(err, sizeof err, "%s: %s", temp, strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0 && f != NULL && rename(temp, path) != 0) {
+        snprintf(err, sizeof err, "rename %s: %s", temp, strerror(errno));
+        rc = -1;
+    }
+    if (f != NULL && rc != 0)
+        unlink(temp);
+    if (rc != 0) {
+        fprintf(stderr, "brisk-trace record: %s\n", err);
+        return -1;
+    }
+    *events = counts[0];
+    *stacks = counts[1];
+    return 0;
+}
+
+/* The length of the stem of a file name: up to its extension. */
+static size_t stem_length(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot != NULL && dot != name ? (size_t)(dot - name) : strlen(name);
 }
 
 static int is_digits(const char *s, size_t n)
@@ -83,12 +129,11 @@ static int is_digits(const char *s, size_t n)
     return 1;
 }
 
-/* Prints the traces children left: files named STEM.PID.rep next to the
- * main trace, written since `started`. */
-static void list_child_traces(const char *out, const struct timespec *started,
-                              unsigned long long max_ops)
+/* Prints the recordings children left: files named STEM.PID.EXT next to
+ * the main one, written since `started`. */
+static void list_child_traces(const char *out, const struct timespec *started, int raw)
 {
-    char dir[4096], stem[4096];
+    char dir[4096], stem[4096], ext[4096];
     const char *slash = strrchr(out, '/');
     if (slash != NULL) {
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - out), out);
@@ -97,20 +142,21 @@ static void list_child_traces(const char *out, const struct timespec *started,
     } else {
         snprintf(dir, sizeof dir, ".");
     }
-    snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : out);
-    size_t stem_len = strlen(stem);
-    if (stem_len > 4 && strcmp(stem + stem_len - 4, ".rep") == 0)
-        stem[stem_len -= 4] = '\0';
+    const char *base = slash ? slash + 1 : out;
+    size_t stem_len = stem_length(base);
+    snprintf(stem, sizeof stem, "%.*s", (int)stem_len, base);
+    snprintf(ext, sizeof ext, "%s", base + stem_len);
+    size_t ext_len = strlen(ext);
     DIR *d = opendir(dir);
     if (d == NULL)
         return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
-        /* STEM . digits .rep */
-        if (n <= stem_len + 5 || strncmp(e->d_name, stem, stem_len) != 0 ||
-            e->d_name[stem_len] != '.' || strcmp(e->d_name + n - 4, ".rep") != 0 ||
-            !is_digits(e->d_name + stem_len + 1, n - stem_len - 5))
+        /* STEM . digits EXT */
+        if (n <= stem_len + 1 + ext_len || strncmp(e->d_name, stem, stem_len) != 0 ||
+            e->d_name[stem_len] != '.' || strcmp(e->d_name + n - ext_len, ext) != 0 ||
+            !is_digits(e->d_name + stem_len + 1, n - stem_len - 1 - ext_len))
             continue;
         char path[8300];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
@@ -120,14 +166,11 @@ static void list_child_traces(const char *out, const struct timespec *started,
         if (st.st_mtim.tv_sec < started->tv_sec ||
             (st.st_mtim.tv_sec == started->tv_sec && st.st_mtim.tv_nsec < started->tv_nsec))
             continue;
-        unsigned long long ids = 0, ops = 0;
-        int counted = read_counts(path, &ids, &ops) == 0;
-        fprintf(stderr, "brisk-trace: child process %.*s: %s", (int)(n - stem_len - 5),
-                e->d_name + stem_len + 1, path);
-        if (counted)
-            fprintf(stderr, " (%llu ops, %llu ids%s)", ops, ids,
-                    ops + 1 >= max_ops ? "; op cap reached" : "");
-        fputc('\n', stderr);
+        unsigned long long events = 0, stacks = 0;
+        if (finish_recording(path, raw, &events, &stacks) == 0)
+            fprintf(stderr, "brisk-trace: child process %.*s: %s (%llu events, %llu stacks)\n",
+                    (int)(n - stem_len - 1 - ext_len), e->d_name + stem_len + 1, path, events,
+                    stacks);
     }
     closedir(d);
 }
@@ -135,7 +178,7 @@ static void list_child_traces(const char *out, const struct timespec *started,
 int record_main(int argc, char **argv)
 {
     const char *out = NULL;
-    unsigned long long max_ops = 2000000;
+    int free_stacks = 1, raw = 0;
     int i = 0;
     for (; i < argc; i++) {
         const char *arg = argv[i];
@@ -147,26 +190,21 @@ int record_main(int argc, char **argv)
             fputs(record_usage_text(), stdout);
             return 0;
         }
-        if (strcmp(arg, "-o") == 0 || strcmp(arg, "--max-ops") == 0) {
+        if (strcmp(arg, "-o") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "brisk-trace: record: %s needs a value\n\n%s", arg,
                         record_usage_text());
                 return 2;
             }
-            if (arg[1] == 'o') {
-                out = argv[++i];
-            } else {
-                const char *v = argv[++i];
-                char *end;
-                errno = 0;
-                max_ops = strtoull(v, &end, 10);
-                if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 || max_ops < 2 ||
-                    max_ops > 200000000ull) {
-                    fprintf(stderr, "brisk-trace: record: bad --max-ops '%s' (2 to 200000000)\n",
-                            v);
-                    return 2;
-                }
-            }
+            out = argv[++i];
+            continue;
+        }
+        if (strcmp(arg, "--no-free-stacks") == 0) {
+            free_stacks = 0;
+            continue;
+        }
+        if (strcmp(arg, "--raw") == 0) {
+            raw = 1;
             continue;
         }
         if (arg[0] == '-') {
@@ -177,7 +215,7 @@ int record_main(int argc, char **argv)
         break; /* the command, without a "--" */
     }
     if (out == NULL) {
-        fprintf(stderr, "brisk-trace: record: no output file (-o FILE.rep)\n\n%s",
+        fprintf(stderr, "brisk-trace: record: no output file (-o FILE.btr)\n\n%s",
                 record_usage_text());
         return 2;
     }
@@ -189,22 +227,19 @@ int record_main(int argc, char **argv)
     char lib[4096];
     if (find_recorder(lib, sizeof lib) != 0)
         return 1;
-    /* The recorder writes FILE.tmp then renames it to FILE: check both
-     * can be created now rather than after the command has run. */
-    char temp[4200];
-    snprintf(temp, sizeof temp, "%s.tmp", out);
-    int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "brisk-trace record: cannot write %s: %s\n", out, strerror(errno));
-        return 1;
-    }
-    close(fd);
-    unlink(temp);
+    /* Check the recording can be created now rather than after the
+     * command has run. */
     struct stat out_stat;
     if (stat(out, &out_stat) == 0 && S_ISDIR(out_stat.st_mode)) {
         fprintf(stderr, "brisk-trace record: cannot write %s: it is a directory\n", out);
         return 1;
     }
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "brisk-trace record: cannot write %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    close(fd);
     /* The recorder needs an absolute path: the command may chdir. */
     char out_abs[4096];
     if (out[0] == '/') {
@@ -229,18 +264,17 @@ int record_main(int argc, char **argv)
         return 1;
     }
     if (pid == 0) {
-        char preload[8300], pid_text[32], cap_text[32];
+        char preload[8300], pid_text[32];
         const char *old = getenv("LD_PRELOAD");
         if (old != NULL && *old != '\0')
             snprintf(preload, sizeof preload, "%s:%s", lib, old);
         else
             snprintf(preload, sizeof preload, "%s", lib);
         snprintf(pid_text, sizeof pid_text, "%ld", (long)getpid());
-        snprintf(cap_text, sizeof cap_text, "%llu", max_ops);
         setenv("LD_PRELOAD", preload, 1);
         setenv("BRISK_RECORD_OUT", out_abs, 1);
         setenv("BRISK_RECORD_ROOT_PID", pid_text, 1);
-        setenv("BRISK_RECORD_MAX_OPS", cap_text, 1);
+        setenv("BRISK_RECORD_FREE_STACKS", free_stacks ? "1" : "0", 1);
         execvp(argv[i], argv + i);
         fprintf(stderr, "brisk-trace record: cannot run '%s': %s\n", argv[i], strerror(errno));
         _exit(127);
@@ -266,15 +300,14 @@ int record_main(int argc, char **argv)
     if (WIFEXITED(status) && code == 127 && access(out, F_OK) != 0)
         return code; /* it never ran; the child said why */
 
-    unsigned long long ids = 0, ops = 0;
-    if (read_counts(out, &ids, &ops) == 0)
-        fprintf(stderr, "brisk-trace: recorded %llu ops (%llu ids) of %s (pid %ld) in %s%s\n",
-                ops, ids, argv[i], (long)pid, out,
-                ops + 1 >= max_ops ? "; the op cap was reached" : "");
+    unsigned long long events = 0, stacks = 0;
+    if (finish_recording(out, raw, &events, &stacks) == 0)
+        fprintf(stderr, "brisk-trace: recorded %llu events (%llu stacks) of %s (pid %ld) in %s\n",
+                events, stacks, argv[i], (long)pid, out);
     else
-        fprintf(stderr, "brisk-trace: %s (pid %ld) left no trace in %s (it may have been "
-                        "killed, or replaced itself with exec; see docs/trace.md)\n",
+        fprintf(stderr, "brisk-trace: %s (pid %ld) left no complete recording in %s (it may "
+                        "have been killed, or replaced itself with exec; see docs/trace.md)\n",
                 argv[i], (long)pid, out);
-    list_child_traces(out, &started, max_ops);
+    list_child_traces(out, &started, raw);
     return code;
 }

@@ -1,93 +1,57 @@
 /*
  * libbrisk-record.so: preloaded into a program by `brisk-trace record`, it
- * records every malloc, calloc, realloc, reallocarray, free and aligned
- * allocation (posix_memalign, aligned_alloc, memalign, valloc, pvalloc)
- * the program makes, and writes them as a malloc-lab trace when the
- * process ends.
+ * records every call the program makes to malloc, calloc, realloc,
+ * reallocarray, free, free_sized, free_aligned_sized and the aligned
+ * allocations (posix_memalign, aligned_alloc, memalign, valloc, pvalloc;
+ * C++ new and delete reach it through them): which call, its arguments
+ * and result, the calling thread, the time, and the call stack
+ * (recorder_stack.c). It writes the brisk-trace recording format
+ * (trace_format.h) as it goes.
  *
- * The recorder must never allocate through the functions it records:
+ * Threads never wait for one another: each logs into a buffer of its own
+ * and writes it to the file as one chunk (one write(2) on an O_APPEND
+ * file) when it fills, when the thread ends and when the process exits.
+ * The events' order comes from one atomic counter: a free takes its
+ * number before the real free, an allocation after the real call
+ * returned, and a realloc one before (for the old block) and one after
+ * (for the new), so an address handed to another thread is always numbered
+ * after its free.
+ *
+ * The recorder never allocates through the functions it records:
  *   - the real functions come from dlsym(RTLD_NEXT); dlsym itself may call
  *     calloc before we know the real one, and is served from a static
  *     bootstrap buffer;
- *   - the pointer -> id table and the op log live in mmap'd memory;
- *   - output goes out through open/write, never stdio;
- *   - a thread-local flag passes through any allocation made while the
- *     recorder itself is running (from libc internals it calls).
+ *   - buffers and tables are mmap'd; output goes out through write(2);
+ *   - a thread-local guard passes through (unrecorded) any allocation
+ *     made while the recorder itself runs on that thread: by libc inside
+ *     the recorder, or by a signal handler that interrupted it.
  *
  * Environment (set by brisk-trace record):
- *   BRISK_RECORD_OUT       the trace file of the first process
- *   BRISK_RECORD_ROOT_PID  the pid of that process; any other process
- *                          (a fork, or a program it execs) writes
- *                          OUT-without-.rep + ".PID.rep"
- *   BRISK_RECORD_MAX_OPS   the op cap (default RECORD_DEFAULT_MAX_OPS)
- *
- * Threads are serialized by one lock: each op is logged while it holds it.
- * A free is logged before the real free (and a realloc under the lock), so
- * an address reused by another thread is always logged after its free.
- * Pointers the recorder never saw allocated (made before it started) are
- * passed through and not logged; so is everything after the op cap.
+ *   BRISK_RECORD_OUT          the recording of the first process
+ *   BRISK_RECORD_ROOT_PID     the pid of that process; any other process
+ *                             (a fork, or a program it execs) writes
+ *                             OUT without its extension + ".PID" + extension
+ *   BRISK_RECORD_FREE_STACKS  0: record frees without their stacks
  */
 #define _GNU_SOURCE
+#include "recorder.h"
+
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
+/* Not declared by every libc (glibc has them from 2.41). */
+void free_sized(void *ptr, size_t size);
+void free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
 #define EXPORT __attribute__((visibility("default")))
-#define RECORD_DEFAULT_MAX_OPS 2000000u
-#define RECORD_LIMIT_MAX_OPS 200000000u
-#define DEFAULT_ALIGNMENT 16
-
-/* ---- the recorder's OS section ------------------------------------------
- * The project keeps system calls in src/common/os.c, but the recorder is not part
- * of the library: it is a separate shared object that wraps another
- * library's allocator from inside an arbitrary program, and must not
- * depend on libbrisk. Its system calls (map, unmap, open, write, close,
- * rename, unlink, getpid, the page size) are here, in one place; the real
- * _exit and _Exit are reached through dlsym below. */
-
-static void *rec_map(size_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-static void rec_unmap(void *p, size_t size) { munmap(p, size); }
-
-static int rec_write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int rec_create(const char *path)
-{
-    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-}
-
-static int rec_close(int fd) { return close(fd); }
-static int rec_rename(const char *from, const char *to) { return rename(from, to); }
-static void rec_unlink(const char *path) { unlink(path); }
-static long rec_pid(void) { return (long)getpid(); }
-static size_t rec_page_size(void) { return (size_t)sysconf(_SC_PAGESIZE); }
-
-static void rec_say(const char *text) { rec_write_all(STDERR_FILENO, text, strlen(text)); }
+#define LOG_BYTES ((size_t)1 << 16)
+/* Room one record may take: a stack definition of TF_MAX_FRAMES frames. */
+#define RECORD_ROOM (16 + 10 * (TF_MAX_FRAMES + 3))
 
 /* ---- the real allocator -------------------------------------------------- */
 
@@ -96,11 +60,14 @@ static void *(*real_calloc)(size_t, size_t);
 static void *(*real_realloc)(void *, size_t);
 static void *(*real_reallocarray)(void *, size_t, size_t);
 static void (*real_free)(void *);
+static void (*real_free_sized)(void *, size_t);
+static void (*real_free_aligned_sized)(void *, size_t, size_t);
 static int (*real_posix_memalign)(void **, size_t, size_t);
 static void *(*real_aligned_alloc)(size_t, size_t);
 static void *(*real_memalign)(size_t, size_t);
 static void *(*real_valloc)(size_t);
 static void *(*real_pvalloc)(size_t);
+static int (*real_dlclose)(void *);
 static void (*real_exit_now)(int);
 static void (*real_Exit)(int);
 
@@ -126,282 +93,268 @@ static void *bootstrap_alloc(size_t size)
 }
 
 static int resolving;
+static int resolved;
 
+#define RESOLVE(var, name) (var = (__typeof__(var))dlsym(RTLD_NEXT, name))
+
+/* free first: dlsym reports a missing name (free_sized, in libcs without
+ * it) through a message it allocates and frees. */
 static void resolve_real_functions(void)
 {
-    if (__atomic_load_n(&real_free, __ATOMIC_ACQUIRE) != NULL)
+    if (__atomic_load_n(&resolved, __ATOMIC_ACQUIRE))
         return;
     resolving = 1;
-    real_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
-    real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
-    real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-    real_reallocarray = (void *(*)(void *, size_t, size_t))dlsym(RTLD_NEXT, "reallocarray");
-    real_posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
-    real_aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
-    real_memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
-    real_valloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "valloc");
-    real_pvalloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "pvalloc");
-    real_exit_now = (void (*)(int))dlsym(RTLD_NEXT, "_exit");
-    real_Exit = (void (*)(int))dlsym(RTLD_NEXT, "_Exit");
-    void (*f)(void *) = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-    __atomic_store_n(&real_free, f, __ATOMIC_RELEASE);
+    RESOLVE(real_free, "free");
+    RESOLVE(real_malloc, "malloc");
+    RESOLVE(real_calloc, "calloc");
+    RESOLVE(real_realloc, "realloc");
+    RESOLVE(real_reallocarray, "reallocarray");
+    RESOLVE(real_posix_memalign, "posix_memalign");
+    RESOLVE(real_aligned_alloc, "aligned_alloc");
+    RESOLVE(real_memalign, "memalign");
+    RESOLVE(real_valloc, "valloc");
+    RESOLVE(real_pvalloc, "pvalloc");
+    RESOLVE(real_dlclose, "dlclose");
+    RESOLVE(real_exit_now, "_exit");
+    RESOLVE(real_Exit, "_Exit");
+    RESOLVE(real_free_sized, "free_sized");
+    RESOLVE(real_free_aligned_sized, "free_aligned_sized");
     resolving = 0;
-    if (real_malloc == NULL || real_calloc == NULL || real_realloc == NULL || f == NULL) {
+    if (real_malloc == NULL || real_calloc == NULL || real_realloc == NULL || real_free == NULL) {
         rec_say("brisk-record: cannot find the real malloc (dlsym RTLD_NEXT failed)\n");
         abort();
     }
+    __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
 }
 
-/* ---- recorder state ------------------------------------------------------ */
+/* ---- per-thread logs ------------------------------------------------------ */
 
-typedef struct rec_op {
-    uint64_t size;
-    uint32_t id;
-    uint32_t alignment;
-    char kind;
-} rec_op;
+enum { LOG_IDLE, LOG_WRITING, LOG_CLAIMED };
 
-typedef struct rec_slot {
-    uintptr_t key; /* block address; 0 = empty */
-    uint64_t size;
-    uint32_t id;
-} rec_slot;
+typedef struct thread_log {
+    struct thread_log *next; /* every log, for the flush at exit */
+    int state;               /* LOG_IDLE, LOG_WRITING (its thread), LOG_CLAIMED */
+    int in_use;              /* owned by a live thread */
+    uint32_t tid;
+    size_t used;             /* bytes in data, the chunk header included */
+    uint64_t last_seq, last_time;
+    uint64_t events, stacks; /* records written through this log */
+    unsigned char data[LOG_BYTES];
+} thread_log;
 
-static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread thread_log *my_log __attribute__((tls_model("initial-exec")));
 static __thread int in_recorder __attribute__((tls_model("initial-exec")));
-static int recording;          /* logging ops (cleared at the cap and at exit) */
-static int cap_hit;
-static int written;
-static rec_op *ops;
-static size_t ops_count, ops_cap;
-static rec_slot *table;        /* open addressing, linear probing */
-static size_t table_size, table_used; /* size a power of two */
-static uint32_t next_id;
-static uint64_t live_bytes, peak_bytes;
+
+static int recording;     /* logging events (cleared at exit) */
+static int finished;
+static int out_fd = -1;
+static int free_stacks = 1;
+static uint64_t next_seq = 1;
+static uint64_t start_ns;
+static thread_log *all_logs;
+static pthread_key_t log_key;
+static uint64_t dropped_events, dropped_stacks; /* in logs that could not be written */
 static long root_pid;
 /* The process whose memory this state is: a vfork child shares it (and
- * runs no atfork handler), so it must not write or stop the trace. */
+ * runs no atfork handler), so it must not write or stop the recording. */
 static long owner_pid;
 static char out_path[4096];
+static int write_failed;
 
-static size_t slot_of(uintptr_t key)
+static void log_reset(thread_log *l)
 {
-    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 20) & (table_size - 1);
+    l->used = TF_CHUNK_HEADER_BYTES;
+    l->last_seq = 0;
+    l->last_time = start_ns;
 }
 
-static int table_init(size_t size)
+/* Writes the log's records as one chunk. */
+static void log_flush(thread_log *l)
 {
-    table = rec_map(size * sizeof *table);
-    table_size = table ? size : 0;
-    table_used = 0;
-    return table ? 0 : -1;
-}
-
-static void table_put(uintptr_t key, uint32_t id, uint64_t size);
-
-/* Doubles the table when it is half full; on failure the recorder stops. */
-static int table_grow(void)
-{
-    rec_slot *old = table;
-    size_t old_size = table_size;
-    if (table_init(old_size * 2) != 0) {
-        table = old;
-        table_size = old_size;
-        return -1;
+    if (l->used == TF_CHUNK_HEADER_BYTES)
+        return;
+    tf_put_u32(l->data, TF_CHUNK_MAGIC);
+    tf_put_u32(l->data + 4, (uint32_t)(l->used - TF_CHUNK_HEADER_BYTES));
+    tf_put_u32(l->data + 8, l->tid);
+    tf_put_u32(l->data + 12, 0);
+    if (out_fd < 0 || rec_write_all(out_fd, l->data, l->used) != 0) {
+        __atomic_store_n(&write_failed, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&dropped_events, l->events, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&dropped_stacks, l->stacks, __ATOMIC_RELAXED);
+        l->events = l->stacks = 0;
     }
-    for (size_t i = 0; i < old_size; i++)
-        if (old[i].key != 0)
-            table_put(old[i].key, old[i].id, old[i].size);
-    rec_unmap(old, old_size * sizeof *old);
-    return 0;
+    log_reset(l);
 }
 
-static void table_put(uintptr_t key, uint32_t id, uint64_t size)
+static void log_release(void *arg)
 {
-    size_t i = slot_of(key);
-    while (table[i].key != 0)
-        i = (i + 1) & (table_size - 1);
-    table[i].key = key;
-    table[i].id = id;
-    table[i].size = size;
-    table_used++;
+    thread_log *l = arg;
+    int idle = LOG_IDLE;
+    if (l == NULL || !__atomic_compare_exchange_n(&l->state, &idle, LOG_CLAIMED, 0,
+                                                  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+    log_flush(l);
+    my_log = NULL;
+    __atomic_store_n(&l->state, LOG_IDLE, __ATOMIC_RELEASE);
+    __atomic_store_n(&l->in_use, 0, __ATOMIC_RELEASE);
 }
 
-static rec_slot *table_find(uintptr_t key)
+static thread_log *log_acquire(void)
 {
-    for (size_t i = slot_of(key);; i = (i + 1) & (table_size - 1)) {
-        if (table[i].key == key)
-            return &table[i];
-        if (table[i].key == 0)
-            return NULL;
-    }
-}
-
-/* Removes a slot, shifting later members of its probe run back so that
- * lookups never stop early at the hole. */
-static void table_remove(rec_slot *slot)
-{
-    size_t hole = (size_t)(slot - table);
-    size_t i = hole;
-    for (;;) {
-        i = (i + 1) & (table_size - 1);
-        if (table[i].key == 0)
+    thread_log *l;
+    for (l = __atomic_load_n(&all_logs, __ATOMIC_ACQUIRE); l != NULL; l = l->next) {
+        int unused = 0;
+        if (__atomic_load_n(&l->in_use, __ATOMIC_RELAXED) == 0 &&
+            __atomic_compare_exchange_n(&l->in_use, &unused, 1, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
             break;
-        size_t home = slot_of(table[i].key);
-        /* Move i into the hole when its home is not in (hole, i]. */
-        int home_between = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
-        if (!home_between) {
-            table[hole] = table[i];
-            hole = i;
-        }
     }
-    table[hole].key = 0;
-    table_used--;
+    if (l == NULL) {
+        l = rec_map(sizeof *l);
+        if (l == NULL)
+            return NULL;
+        l->in_use = 1;
+        l->next = __atomic_load_n(&all_logs, __ATOMIC_RELAXED);
+        while (!__atomic_compare_exchange_n(&all_logs, &l->next, l, 1, __ATOMIC_RELEASE,
+                                            __ATOMIC_RELAXED))
+            ;
+    }
+    l->tid = rec_tid();
+    log_reset(l);
+    my_log = l;
+    pthread_setspecific(log_key, l); /* flushed and released when the thread ends */
+    return l;
 }
 
-/* Appends an op; false (and recording stops) at the cap. */
-static int log_op(char kind, uint32_t id, uint64_t size, uint32_t alignment)
+/* Starts a record on this thread's log; NULL when the event is not to be
+ * recorded (recording off, or the recorder already running here). */
+static thread_log *log_begin(void)
 {
-    if (ops_count == ops_cap) {
-        recording = 0;
-        cap_hit = 1;
-        return 0;
-    }
-    rec_op *op = &ops[ops_count++];
-    op->kind = kind;
-    op->id = id;
-    op->size = size;
-    op->alignment = alignment;
-    return 1;
-}
-
-static void note_alloc(void *p, size_t size, size_t alignment)
-{
-    if (p == NULL || in_recorder || !__atomic_load_n(&recording, __ATOMIC_RELAXED))
-        return;
-    in_recorder = 1;
-    pthread_mutex_lock(&rec_lock);
-    if (recording) {
-        rec_slot *stale = table_find((uintptr_t)p);
-        /* An alloc and, for a block whose free we missed, its free. */
-        if (ops_cap - ops_count < 2) {
-            recording = 0;
-            cap_hit = 1;
-        } else if (table_used + 1 > table_size / 2 && table_grow() != 0) {
-            recording = 0;
-            rec_say("brisk-record: out of memory for the pointer table; recording stopped\n");
-        } else {
-            if (stale != NULL) {
-                stale = table_find((uintptr_t)p); /* the table may have moved */
-                log_op('f', stale->id, 0, 0);
-                live_bytes -= stale->size;
-                table_remove(stale);
-            }
-            uint32_t id = next_id++;
-            table_put((uintptr_t)p, id, size);
-            /* memalign accepts any alignment and rounds it up to a power
-             * of two; the trace records what was honoured. */
-            size_t honoured = DEFAULT_ALIGNMENT;
-            while (honoured < alignment && honoured < ((size_t)1 << 30))
-                honoured *= 2;
-            log_op('a', id, size, honoured > DEFAULT_ALIGNMENT ? (uint32_t)honoured : 0);
-            live_bytes += size;
-            if (live_bytes > peak_bytes)
-                peak_bytes = live_bytes;
-        }
-    }
-    pthread_mutex_unlock(&rec_lock);
-    in_recorder = 0;
-}
-
-/* Logs the free of p if it is a block we know. */
-static void note_free(void *p)
-{
-    if (p == NULL || in_recorder || !__atomic_load_n(&recording, __ATOMIC_RELAXED))
-        return;
-    in_recorder = 1;
-    pthread_mutex_lock(&rec_lock);
-    if (recording) {
-        rec_slot *slot = table_find((uintptr_t)p);
-        if (slot != NULL && log_op('f', slot->id, 0, 0)) {
-            live_bytes -= slot->size;
-            table_remove(slot);
-        }
-    }
-    pthread_mutex_unlock(&rec_lock);
-    in_recorder = 0;
-}
-
-/* realloc and reallocarray of a known block: the real call runs under the
- * lock so that the old address cannot be logged as reused before the
- * resize is. `array` selects reallocarray(p, count, size). */
-static void *resize_block(void *p, size_t count, size_t size, int array)
-{
-    void *q;
     if (in_recorder || !__atomic_load_n(&recording, __ATOMIC_RELAXED))
-        return array ? real_reallocarray(p, count, size) : real_realloc(p, size);
+        return NULL;
     in_recorder = 1;
-    pthread_mutex_lock(&rec_lock);
-    rec_slot *slot = recording ? table_find((uintptr_t)p) : NULL;
-    q = array ? real_reallocarray(p, count, size) : real_realloc(p, size);
-    if (slot != NULL && q != NULL) {
-        uint64_t bytes = array ? (uint64_t)count * size : size;
-        uint32_t id = slot->id;
-        if (log_op('r', id, bytes, 0)) {
-            live_bytes = live_bytes - slot->size + bytes;
-            if (live_bytes > peak_bytes)
-                peak_bytes = live_bytes;
-            table_remove(slot);
-            rec_slot *stale = table_find((uintptr_t)q);
-            if (stale != NULL) {
-                /* A block at q whose free we missed. The table is never
-                 * more than half full, so this free needs no growth; the
-                 * cap reserve is checked here too. */
-                if (!log_op('f', stale->id, 0, 0)) {
-                    pthread_mutex_unlock(&rec_lock);
-                    in_recorder = 0;
-                    return q;
-                }
-                live_bytes -= stale->size;
-                table_remove(stale);
-            }
-            table_put((uintptr_t)q, id, bytes);
-        }
+    thread_log *l = my_log;
+    if (l == NULL && (l = log_acquire()) == NULL) {
+        in_recorder = 0;
+        return NULL;
     }
-    pthread_mutex_unlock(&rec_lock);
+    int idle = LOG_IDLE;
+    if (!__atomic_compare_exchange_n(&l->state, &idle, LOG_WRITING, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED)) {
+        in_recorder = 0; /* claimed by the exit flush */
+        return NULL;
+    }
+    if (l->used + 2 * RECORD_ROOM > LOG_BYTES)
+        log_flush(l);
+    return l;
+}
+
+static void log_end(thread_log *l)
+{
+    __atomic_store_n(&l->state, LOG_IDLE, __ATOMIC_RELEASE);
     in_recorder = 0;
-    return q;
 }
 
-/* ---- writing the trace ---------------------------------------------------- */
+static uint64_t take_seq(void) { return __atomic_fetch_add(&next_seq, 1, __ATOMIC_RELAXED); }
 
-typedef struct out_buffer {
-    int fd;
-    int failed;
-    size_t used;
-    char data[1 << 16];
-} out_buffer;
-
-static out_buffer out_buf;
-
-static void out_flush(out_buffer *b)
+/* The event's kind, sequence and time deltas; `seq` is taken by the
+ * caller (before or after the real call, see the top). */
+static unsigned char *put_event_head(thread_log *l, unsigned kind, uint64_t seq)
 {
-    if (!b->failed && b->used > 0 && rec_write_all(b->fd, b->data, b->used) != 0)
-        b->failed = 1;
-    b->used = 0;
+    unsigned char *p = l->data + l->used;
+    uint64_t now = rec_now_ns();
+    if (now < l->last_time)
+        now = l->last_time;
+    *p++ = (unsigned char)kind;
+    p = tf_put_varint(p, seq - l->last_seq);
+    p = tf_put_varint(p, now - l->last_time);
+    l->last_seq = seq;
+    l->last_time = now;
+    return p;
 }
 
-static void out_text(out_buffer *b, const char *text)
+/* The caller's stack id, writing its definition first when it is new. */
+static uint64_t put_stack(thread_log *l)
 {
-    size_t n = strlen(text);
-    if (b->used + n > sizeof b->data)
-        out_flush(b);
-    memcpy(b->data + b->used, text, n);
-    b->used += n;
+    uint64_t frames[TF_MAX_FRAMES];
+    unsigned count;
+    int is_new;
+    uint64_t id = stack_capture(frames, &count, &is_new);
+    if (is_new) {
+        unsigned char *p = l->data + l->used;
+        *p++ = TF_STACK;
+        p = tf_put_varint(p, id);
+        p = tf_put_varint(p, count);
+        for (unsigned i = 0; i < count; i++)
+            p = tf_put_varint(p, frames[i]);
+        l->used = (size_t)(p - l->data);
+        l->stacks++;
+    }
+    return id;
 }
 
-/* Decimal digits of v into buf (at least 21 bytes), NUL-ended. */
+static void finish_event(thread_log *l, unsigned char *end)
+{
+    l->used = (size_t)(end - l->data);
+    l->events++;
+    log_end(l);
+}
+
+/* An allocation that returned p (NULL when it failed). */
+static void note_alloc(unsigned kind, void *p, uint64_t size, uint64_t alignment)
+{
+    thread_log *l = log_begin();
+    if (l == NULL)
+        return;
+    uint64_t stack = put_stack(l);
+    unsigned char *e = put_event_head(l, kind, take_seq());
+    e = tf_put_varint(e, (uintptr_t)p);
+    e = tf_put_varint(e, size);
+    if (tf_kind_has_alignment(kind))
+        e = tf_put_varint(e, alignment);
+    e = tf_put_varint(e, stack);
+    finish_event(l, e);
+}
+
+/* A free of p, logged before the real free. */
+static void note_free(unsigned kind, void *p, uint64_t size, uint64_t alignment)
+{
+    thread_log *l = log_begin();
+    if (l == NULL)
+        return;
+    uint64_t stack = free_stacks ? put_stack(l) : 0;
+    unsigned char *e = put_event_head(l, kind, take_seq());
+    e = tf_put_varint(e, (uintptr_t)p);
+    if (kind != TF_FREE)
+        e = tf_put_varint(e, size);
+    if (tf_kind_has_alignment(kind))
+        e = tf_put_varint(e, alignment);
+    e = tf_put_varint(e, stack);
+    finish_event(l, e);
+}
+
+/* A realloc of old to new; seq_before was taken before the real call.
+ * The record carries the later number and the gap back to the earlier. */
+static void note_realloc(unsigned kind, uint64_t seq_before, void *old, void *new_block,
+                         uint64_t size)
+{
+    thread_log *l = log_begin();
+    if (l == NULL)
+        return;
+    uint64_t stack = put_stack(l);
+    uint64_t seq = take_seq();
+    unsigned char *e = put_event_head(l, kind, seq);
+    e = tf_put_varint(e, seq - seq_before);
+    e = tf_put_varint(e, (uintptr_t)old);
+    e = tf_put_varint(e, (uintptr_t)new_block);
+    e = tf_put_varint(e, size);
+    e = tf_put_varint(e, stack);
+    finish_event(l, e);
+}
+
+/* ---- the file --------------------------------------------------------------- */
+
+/* Digits of v into buf (at least 21 bytes), NUL-ended. */
 static char *format_u64(char *buf, uint64_t v)
 {
     char *p = buf + 20;
@@ -413,132 +366,190 @@ static char *format_u64(char *buf, uint64_t v)
     return p;
 }
 
-static void out_number(out_buffer *b, uint64_t v)
-{
-    char digits[21];
-    out_text(b, format_u64(digits, v));
-}
-
-/* The file this process writes: OUT for the first process, otherwise
- * OUT without ".rep", then ".PID.rep". */
-static void trace_path(char *buf, size_t size)
+/* The file this process writes: OUT for the first process, otherwise OUT
+ * with ".PID" before its extension (or at its end when it has none). */
+static void recording_path(char *buf, size_t size)
 {
     size_t n = strlen(out_path);
     long pid = rec_pid();
-    if (pid == root_pid || n + 32 > size) {
-        memcpy(buf, out_path, n + 1);
-        return;
-    }
     memcpy(buf, out_path, n + 1);
-    if (n > 4 && strcmp(buf + n - 4, ".rep") == 0)
-        n -= 4;
+    if (pid == root_pid || n + 32 > size)
+        return;
+    const char *slash = strrchr(buf, '/');
+    char *dot = strrchr(buf, '.');
+    size_t stem = dot != NULL && (slash == NULL || dot > slash) ? (size_t)(dot - buf) : n;
+    char ext[4096];
+    memcpy(ext, buf + stem, n - stem + 1);
     char digits[21];
-    buf[n++] = '.';
     const char *d = format_u64(digits, (uint64_t)pid);
     size_t dn = strlen(d);
-    memcpy(buf + n, d, dn);
-    n += dn;
-    memcpy(buf + n, ".rep", 5);
+    buf[stem] = '.';
+    memcpy(buf + stem + 1, d, dn);
+    memcpy(buf + stem + 1 + dn, ext, n - stem + 1);
 }
 
-static void write_trace(void)
+/* Writes one chunk of the calling thread holding `kind bytes text`. */
+static void write_text_chunk(unsigned kind, const char *text, size_t len)
 {
-    if (written || ops == NULL)
+    size_t room = TF_CHUNK_HEADER_BYTES + 1 + 10 + len;
+    size_t mapped = (room + 4095) / 4096 * 4096;
+    unsigned char *chunk = rec_map(mapped);
+    if (chunk == NULL) {
+        write_failed = 1;
         return;
-    written = 1;
-    recording = 0;
-    char path[4200], temp[4300];
-    trace_path(path, sizeof path);
-    size_t n = strlen(path);
-    memcpy(temp, path, n);
-    memcpy(temp + n, ".tmp", 5);
-    out_buffer *b = &out_buf;
-    b->fd = rec_create(temp);
-    b->failed = b->fd < 0;
-    b->used = 0;
-    if (b->fd >= 0) {
-        /* Header: suggested heap size (the peak of live requested bytes),
-         * ids, ops, weight. */
-        out_number(b, peak_bytes);
-        out_text(b, "\n");
-        out_number(b, next_id);
-        out_text(b, "\n");
-        out_number(b, ops_count);
-        out_text(b, "\n1\n");
-        for (size_t i = 0; i < ops_count; i++) {
-            const rec_op *op = &ops[i];
-            char line[80] = {op->kind, ' ', '\0'};
-            out_text(b, line);
-            out_number(b, op->id);
-            if (op->kind != 'f') {
-                out_text(b, " ");
-                out_number(b, op->size);
-                if (op->alignment != 0) {
-                    out_text(b, " ");
-                    out_number(b, op->alignment);
-                }
-            }
-            out_text(b, "\n");
-        }
-        out_flush(b);
-        if (rec_close(b->fd) != 0)
-            b->failed = 1;
     }
-    if (b->failed || rec_rename(temp, path) != 0) {
-        rec_say("brisk-record: cannot write the trace ");
+    unsigned char *p = chunk + TF_CHUNK_HEADER_BYTES;
+    *p++ = (unsigned char)kind;
+    p = tf_put_varint(p, len);
+    memcpy(p, text, len);
+    p += len;
+    tf_put_u32(chunk, TF_CHUNK_MAGIC);
+    tf_put_u32(chunk + 4, (uint32_t)(p - chunk - TF_CHUNK_HEADER_BYTES));
+    tf_put_u32(chunk + 8, rec_tid());
+    tf_put_u32(chunk + 12, 0);
+    if (out_fd < 0 || rec_write_all(out_fd, chunk, (size_t)(p - chunk)) != 0)
+        write_failed = 1;
+    rec_unmap(chunk, mapped);
+}
+
+/* The file mappings of /proc/self/maps, for the symbols. */
+static void write_maps(void)
+{
+    size_t size = (size_t)8 << 20;
+    char *maps = rec_map(size);
+    if (maps == NULL)
+        return;
+    size_t len = rec_read_file("/proc/self/maps", maps, size);
+    /* Keep the lines of mappings with a path (the whole file's, for its
+     * load address, not only its code's). */
+    size_t kept = 0;
+    for (size_t at = 0; at < len;) {
+        char *nl = memchr(maps + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - maps) + 1 : len;
+        if (memchr(maps + at, '/', end - at) != NULL) {
+            memmove(maps + kept, maps + at, end - at);
+            kept += end - at;
+        }
+        at = end;
+    }
+    write_text_chunk(TF_MAPS, maps, kept);
+    rec_unmap(maps, size);
+}
+
+static void write_command(void)
+{
+    size_t size = (size_t)1 << 20;
+    char *cmd = rec_map(size);
+    if (cmd == NULL)
+        return;
+    size_t len = rec_read_file("/proc/self/cmdline", cmd, size);
+    write_text_chunk(TF_COMMAND, cmd, len);
+    rec_unmap(cmd, size);
+}
+
+/* Creates this process's file and writes its header and command line. */
+static int start_file(void)
+{
+    char path[4200];
+    recording_path(path, sizeof path);
+    out_fd = rec_create(path);
+    if (out_fd < 0) {
+        rec_say("brisk-record: cannot create ");
         rec_say(path);
         rec_say(": ");
         rec_say(strerror(errno));
-        rec_say("\n");
-        rec_unlink(temp);
-        return;
+        rec_say("; not recording\n");
+        return -1;
     }
-    if (cap_hit) {
-        char digits[21];
-        rec_say("brisk-record: the op cap (");
-        rec_say(format_u64(digits, ops_cap));
-        rec_say(" ops) was reached; ");
-        rec_say(path);
-        rec_say(" holds the ops up to it (raise it with brisk-trace record --max-ops N)\n");
-    }
+    unsigned char header[TF_HEADER_BYTES];
+    memcpy(header, TF_MAGIC, TF_MAGIC_BYTES);
+    tf_put_u32(header + 8, TF_VERSION);
+    tf_put_u32(header + 12, TF_HEADER_BYTES);
+    tf_put_u64(header + 16, (uint64_t)rec_pid());
+    tf_put_u64(header + 24, start_ns);
+    if (rec_write_all(out_fd, header, sizeof header) != 0)
+        write_failed = 1;
+    write_command();
+    return 0;
 }
 
+/* Flushes every thread's log and writes the maps and the end record. */
 static void finish(void)
 {
-    if (in_recorder || rec_pid() != owner_pid)
+    if (in_recorder || rec_pid() != owner_pid ||
+        __atomic_exchange_n(&finished, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     in_recorder = 1;
-    pthread_mutex_lock(&rec_lock);
-    write_trace();
-    pthread_mutex_unlock(&rec_lock);
-    in_recorder = 0;
+    __atomic_store_n(&recording, 0, __ATOMIC_RELEASE);
+    uint64_t events = 0, stacks = 0;
+    for (thread_log *l = __atomic_load_n(&all_logs, __ATOMIC_ACQUIRE); l != NULL; l = l->next) {
+        /* A thread in the middle of a record finishes it in a moment. */
+        int claimed = 0;
+        for (int tries = 0; tries < 100000 && !claimed; tries++) {
+            int idle = LOG_IDLE;
+            claimed = __atomic_compare_exchange_n(&l->state, &idle, LOG_CLAIMED, 0,
+                                                  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+            if (!claimed)
+                rec_yield();
+        }
+        if (!claimed)
+            continue; /* its records are left out; the end record's counts say so */
+        log_flush(l);
+        events += l->events;
+        stacks += l->stacks;
+    }
+    if (out_fd < 0)
+        return;
+    write_maps();
+    unsigned char end[32], *p = end;
+    *p++ = TF_END;
+    p = tf_put_varint(p, events);
+    p = tf_put_varint(p, stacks);
+    p = tf_put_varint(p, (stack_table_full() ? TF_END_STACKS_FULL : 0) |
+                             (free_stacks ? 0 : TF_END_NO_FREE_STACKS));
+    unsigned char chunk[TF_CHUNK_HEADER_BYTES + sizeof end];
+    tf_put_u32(chunk, TF_CHUNK_MAGIC);
+    tf_put_u32(chunk + 4, (uint32_t)(p - end));
+    tf_put_u32(chunk + 8, rec_tid());
+    tf_put_u32(chunk + 12, 0);
+    memcpy(chunk + TF_CHUNK_HEADER_BYTES, end, (size_t)(p - end));
+    if (rec_write_all(out_fd, chunk, TF_CHUNK_HEADER_BYTES + (size_t)(p - end)) != 0)
+        write_failed = 1;
+    if (rec_close(out_fd) != 0)
+        write_failed = 1;
+    out_fd = -1;
+    if (write_failed) {
+        char path[4200];
+        recording_path(path, sizeof path);
+        rec_say("brisk-record: cannot write all of ");
+        rec_say(path);
+        rec_say("; it is incomplete\n");
+    }
 }
 
-/* ---- fork ------------------------------------------------------------------ */
+/* ---- fork, start, exit ---------------------------------------------------- */
 
-static void before_fork(void) { pthread_mutex_lock(&rec_lock); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&rec_lock); }
-
-/* The child starts a trace of its own: its blocks from before the fork
- * are "before the recorder started" for it. */
+/* The child starts a recording of its own: its blocks from before the fork
+ * are "before the recorder started" for it, and the parent writes the
+ * records its logs held. */
 static void after_fork_child(void)
 {
-    pthread_mutex_unlock(&rec_lock);
-    if (ops == NULL)
+    if (!recording)
         return;
     owner_pid = rec_pid();
-    rec_unmap(table, table_size * sizeof *table);
-    if (table_init(1 << 12) != 0) {
-        recording = 0;
-        written = 1;
-        return;
+    out_fd = -1;
+    stack_reset();
+    for (thread_log *l = all_logs; l != NULL; l = l->next) {
+        l->state = LOG_IDLE;
+        l->in_use = l == my_log;
+        l->events = l->stacks = 0;
+        l->tid = rec_tid();
+        log_reset(l);
     }
-    ops_count = 0;
-    next_id = 0;
-    live_bytes = peak_bytes = 0;
-    cap_hit = 0;
-    written = 0;
-    recording = 1;
+    dropped_events = dropped_stacks = 0;
+    write_failed = 0;
+    if (start_file() != 0)
+        recording = 0;
 }
 
 static uint64_t parse_env_u64(const char *name, uint64_t fallback)
@@ -571,18 +582,18 @@ __attribute__((constructor)) static void recorder_start(void)
     if (root_pid == 0)
         root_pid = rec_pid();
     owner_pid = rec_pid();
-    uint64_t cap = parse_env_u64("BRISK_RECORD_MAX_OPS", RECORD_DEFAULT_MAX_OPS);
-    if (cap < 2 || cap > RECORD_LIMIT_MAX_OPS)
-        cap = RECORD_DEFAULT_MAX_OPS;
-    ops = rec_map((size_t)cap * sizeof *ops);
-    if (ops == NULL || table_init(1 << 12) != 0) {
-        rec_say("brisk-record: cannot map the op log; not recording\n");
-        ops = NULL;
+    free_stacks = parse_env_u64("BRISK_RECORD_FREE_STACKS", 1) != 0;
+    start_ns = rec_now_ns();
+    if (stack_init() != 0 || pthread_key_create(&log_key, log_release) != 0) {
+        rec_say("brisk-record: cannot map the stack table; not recording\n");
         in_recorder = 0;
         return;
     }
-    ops_cap = (size_t)cap;
-    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    if (start_file() != 0) {
+        in_recorder = 0;
+        return;
+    }
+    pthread_atfork(NULL, NULL, after_fork_child);
     __atomic_store_n(&recording, 1, __ATOMIC_RELEASE);
     in_recorder = 0;
 }
@@ -599,7 +610,7 @@ EXPORT void *malloc(size_t size)
         resolve_real_functions();
     }
     void *p = real_malloc(size);
-    note_alloc(p, size, 0);
+    note_alloc(TF_MALLOC, p, size, 0);
     return p;
 }
 
@@ -611,7 +622,7 @@ EXPORT void *calloc(size_t count, size_t size)
         resolve_real_functions();
     }
     void *p = real_calloc(count, size);
-    note_alloc(p, count * size, 0);
+    note_alloc(TF_CALLOC, p, (uint64_t)count * size, 0);
     return p;
 }
 
@@ -621,8 +632,48 @@ EXPORT void free(void *ptr)
         return;
     if (real_free == NULL)
         resolve_real_functions();
-    note_free(ptr);
+    note_free(TF_FREE, ptr, 0, 0);
     real_free(ptr);
+}
+
+EXPORT void free_sized(void *ptr, size_t size)
+{
+    if (ptr == NULL || is_bootstrap(ptr))
+        return;
+    if (real_free == NULL)
+        resolve_real_functions();
+    note_free(TF_FREE_SIZED, ptr, size, 0);
+    if (real_free_sized != NULL)
+        real_free_sized(ptr, size);
+    else
+        real_free(ptr);
+}
+
+EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size)
+{
+    if (ptr == NULL || is_bootstrap(ptr))
+        return;
+    if (real_free == NULL)
+        resolve_real_functions();
+    note_free(TF_FREE_ALIGNED_SIZED, ptr, size, alignment);
+    if (real_free_aligned_sized != NULL)
+        real_free_aligned_sized(ptr, alignment, size);
+    else
+        real_free(ptr);
+}
+
+static void *resize(unsigned kind, void *ptr, size_t count, size_t size)
+{
+    uint64_t seq_before = take_seq();
+    void *q = kind == TF_REALLOCARRAY ? real_reallocarray(ptr, count, size)
+                                      : real_realloc(ptr, size);
+    uint64_t bytes = (uint64_t)count * size;
+    /* realloc(p, 0) frees p in glibc and returns NULL. */
+    if (q != NULL || bytes == 0)
+        note_realloc(kind, seq_before, ptr, q, q != NULL ? bytes : 0);
+    else
+        note_realloc(kind, seq_before, ptr, NULL, bytes); /* failed: p is kept */
+    return q;
 }
 
 EXPORT void *realloc(void *ptr, size_t size)
@@ -637,17 +688,7 @@ EXPORT void *realloc(void *ptr, size_t size)
             memcpy(q, ptr, old < size ? old : size);
         return q;
     }
-    if (ptr == NULL) {
-        void *p = real_realloc(NULL, size);
-        note_alloc(p, size, 0);
-        return p;
-    }
-    if (size == 0) {
-        /* glibc frees the block and returns NULL. */
-        note_free(ptr);
-        return real_realloc(ptr, 0);
-    }
-    return resize_block(ptr, 1, size, 0);
+    return resize(TF_REALLOC, ptr, 1, size);
 }
 
 EXPORT void *reallocarray(void *ptr, size_t count, size_t size)
@@ -658,9 +699,9 @@ EXPORT void *reallocarray(void *ptr, size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (ptr == NULL || is_bootstrap(ptr) || count * size == 0)
+    if (ptr != NULL && is_bootstrap(ptr))
         return realloc(ptr, count * size);
-    return resize_block(ptr, count, size, 1);
+    return resize(TF_REALLOCARRAY, ptr, count, size);
 }
 
 EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
@@ -668,8 +709,7 @@ EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
     if (real_posix_memalign == NULL)
         resolve_real_functions();
     int rc = real_posix_memalign(out, alignment, size);
-    if (rc == 0)
-        note_alloc(*out, size, alignment);
+    note_alloc(TF_POSIX_MEMALIGN, rc == 0 ? *out : NULL, size, alignment);
     return rc;
 }
 
@@ -678,7 +718,7 @@ EXPORT void *aligned_alloc(size_t alignment, size_t size)
     if (real_aligned_alloc == NULL)
         resolve_real_functions();
     void *p = real_aligned_alloc(alignment, size);
-    note_alloc(p, size, alignment);
+    note_alloc(TF_ALIGNED_ALLOC, p, size, alignment);
     return p;
 }
 
@@ -687,7 +727,7 @@ EXPORT void *memalign(size_t alignment, size_t size)
     if (real_memalign == NULL)
         resolve_real_functions();
     void *p = real_memalign(alignment, size);
-    note_alloc(p, size, alignment);
+    note_alloc(TF_MEMALIGN, p, size, alignment);
     return p;
 }
 
@@ -696,7 +736,7 @@ EXPORT void *valloc(size_t size)
     if (real_valloc == NULL)
         resolve_real_functions();
     void *p = real_valloc(size);
-    note_alloc(p, size, rec_page_size());
+    note_alloc(TF_VALLOC, p, size, 0);
     return p;
 }
 
@@ -704,14 +744,28 @@ EXPORT void *pvalloc(size_t size)
 {
     if (real_pvalloc == NULL)
         resolve_real_functions();
-    size_t page = rec_page_size();
     void *p = real_pvalloc(size);
-    note_alloc(p, size == 0 ? page : (size + page - 1) / page * page, page);
+    note_alloc(TF_PVALLOC, p, size, 0);
     return p;
 }
 
+/* The unloaded library's frames must still resolve: its mapping goes into
+ * the recording first. */
+EXPORT int dlclose(void *handle)
+{
+    if (real_dlclose == NULL)
+        resolve_real_functions();
+    if (!in_recorder && __atomic_load_n(&recording, __ATOMIC_RELAXED) &&
+        rec_pid() == owner_pid) {
+        in_recorder = 1;
+        write_maps();
+        in_recorder = 0;
+    }
+    return real_dlclose(handle);
+}
+
 /* A process that leaves through _exit (forked children usually do) runs
- * no destructors: write the trace first. */
+ * no destructors: write the recording first. */
 EXPORT _Noreturn void _exit(int status)
 {
     if (real_exit_now == NULL)

@@ -213,6 +213,137 @@ int html_write(FILE *out, const trace_report *reports, size_t count);
 /* Formats a byte count as "12.3 KiB" into buf. */
 const char *format_bytes(char *buf, size_t size, uint64_t bytes);
 
+/* ---- recordings (the binary format, trace_format.h) -------------------
+ *
+ * recording.c reads a recording into memory; blocks.c follows its blocks
+ * by address; convert.c turns recordings into malloc-lab traces and back;
+ * symbols.c names frames; sites.c and report_sites.c are `report`.
+ */
+
+/* One recorded call, as the file has it. */
+typedef struct rec_event {
+    uint64_t seq;          /* the call's place among all threads' calls */
+    uint64_t seq_release;  /* realloc: when the old block was let go */
+    uint64_t time_ns;      /* since the recording started */
+    uint64_t addr;         /* result (0: failed); free: the block */
+    uint64_t old_addr;     /* realloc: the block resized (0: none) */
+    uint64_t size;
+    uint64_t alignment;
+    uint32_t stack;        /* index into the recording's stacks (0: none) */
+    uint32_t thread;       /* index into the recording's threads */
+    uint8_t kind;          /* an enum tf_kind event kind */
+} rec_event;
+
+/* A step of the process's heap, in the order the calls happened: an
+ * event, or for a realloc its release of the old block (role 0) and
+ * acquisition of the new one (role 1). */
+typedef struct rec_step {
+    uint64_t seq;
+    uint32_t event;
+    uint32_t role;
+} rec_step;
+
+typedef struct recording {
+    char *path;
+    uint64_t pid;
+    char *command;          /* arguments joined by spaces */
+    size_t num_events;
+    rec_event *events;      /* in the order of their seq */
+    size_t num_steps;
+    rec_step *steps;
+    size_t num_stacks;      /* stack 0 is the empty one */
+    uint32_t *stack_first;  /* into frames */
+    uint32_t *stack_depth;
+    uint64_t *frames;       /* return addresses, innermost first */
+    size_t num_threads;
+    uint32_t *thread_tids;
+    char *maps;             /* the maps records, latest first, as one text */
+    unsigned flags;         /* TF_END_* of the end record */
+    uint64_t duration_ns;   /* time of the last event */
+} recording;
+
+/* Whether data starts like a recording (its magic). */
+int recording_is_binary(const unsigned char *data, size_t len);
+/* Whether data starts like a packed recording (pack.c). */
+int recording_is_packed(const unsigned char *data, size_t len);
+/* Writes r packed (pack.c). Returns 0, or -1 with a message in err. */
+int recording_pack(FILE *out, const recording *r, char *err, size_t err_size);
+/* Packs a raw recording of one thread straight from its bytes, without
+ * holding its events. Returns 0; 1 (nothing written) when several threads
+ * have events (then load it and use recording_pack); -1 with a message. */
+int recording_pack_raw(FILE *out, const char *path, const unsigned char *data, size_t len,
+                       size_t counts[2], char *err, size_t err_size);
+/* Reads a whole file into memory (*len bytes). NULL with a message. */
+unsigned char *trace_read_file(const char *path, size_t *len, char *err, size_t err_size);
+/* Reads a packed recording. Returns 0, or -1 with a message in err. */
+int recording_unpack(const char *path, const unsigned char *data, size_t len, recording *out,
+                     char *err, size_t err_size);
+/* Streams a raw recording of one thread without holding its events:
+ * meta gets everything but the events (num_events counts them), begin
+ * runs once meta is complete, then sink gets each event in order (its
+ * stack a dense index of meta). Returns 0; 1 (nothing streamed) when
+ * several threads have events; -1 with a message in err. */
+typedef int (*rec_event_sink)(void *context, rec_event *e);
+int recording_stream(const char *path, const unsigned char *data, size_t len, recording *meta,
+                     rec_event_sink sink, int (*begin)(void *context, const recording *meta),
+                     void *context, char *err, size_t err_size);
+/* Checks a raw recording and counts its events and stacks. Returns 0, or
+ * -1 with a message. */
+int recording_counts(const char *path, const unsigned char *data, size_t len, size_t counts[2],
+                     char *err, size_t err_size);
+/* A recording, packed or not, or a malloc-lab text trace, from memory. */
+int recording_parse_any(const char *path, const unsigned char *data, size_t len,
+                        recording *out, char *err, size_t err_size);
+/* Reads a recording or, for a text file, a malloc-lab trace (converted as
+ * convert.c does). Returns 0, or -1 with "PATH: what was wrong" in err. */
+int recording_load(const char *path, recording *out, char *err, size_t err_size);
+/* As recording_load, from a recording already in memory. */
+int recording_parse(const char *path, const unsigned char *data, size_t len, recording *out,
+                    char *err, size_t err_size);
+void recording_free(recording *r);
+/* Writes r in the recording format (version TF_VERSION). Returns 0, or -1
+ * on a write error. */
+int recording_write(FILE *out, const recording *r);
+
+/* A block's life (blocks.c). */
+#define REC_NONE UINT32_MAX
+typedef struct rec_block {
+    uint32_t event;  /* the event that made it (an allocation or realloc) */
+    uint32_t prev;   /* the block it was resized from, or REC_NONE */
+    uint64_t size;
+    size_t born;     /* step index */
+    size_t died;     /* step index; SIZE_MAX: live at the end */
+    int temporary;   /* freed by its thread before it allocated again */
+} rec_block;
+
+typedef struct rec_blocks {
+    size_t count;
+    rec_block *blocks;
+    uint32_t *step_made;    /* per step: the block it made (REC_NONE: none) */
+    uint32_t *step_ended;   /* per step: the block it ended (REC_NONE: none) */
+    uint64_t peak_bytes;
+    size_t peak_step;       /* the step after which the peak was first held */
+    uint64_t peak_time_ns;
+    size_t unknown_frees;   /* frees of blocks from before the recording */
+} rec_blocks;
+
+/* Follows every block of r by address. Returns 0, or -1 (out of memory)
+ * with a message in err. */
+int recording_blocks(const recording *r, rec_blocks *out, char *err, size_t err_size);
+void rec_blocks_free(rec_blocks *b);
+
+/* A recording as a malloc-lab trace (convert.c). */
+int recording_to_trace(const recording *r, trace *out, char *err, size_t err_size);
+/* A malloc-lab trace as a recording: no stacks, one thread, op i at time
+ * i ns. */
+int recording_from_trace(const trace *t, recording *out, char *err, size_t err_size);
+/* Writes t as malloc-lab text. Returns 0, or -1 on a write error. */
+int trace_write_text(FILE *out, const trace *t);
+/* `convert`. */
+int convert_main(int argc, char **argv);
+/* `report`. */
+int report_main(int argc, char **argv);
+
 /* ---- record ---------------------------------------------------------- */
 
 /* Runs `record`; argv are the subcommand's arguments. Returns the exit

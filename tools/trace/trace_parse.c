@@ -1,5 +1,6 @@
 /*
- * The trace parser: CS:APP malloc-lab text (see trace.h) into a `trace`.
+ * The trace parser: CS:APP malloc-lab text (see trace.h) into a `trace`
+ * (trace_load also takes a recording, converted by convert.c).
  *
  * Everything a replay relies on is validated here, once, so replay can
  * trust the ops: ids in range, no alloc of a live id, no free or realloc of
@@ -346,7 +347,18 @@ int trace_load(const char *path, trace *out, char *err, size_t err_size)
         snprintf(err, err_size, "%s: cannot read: %s", path, strerror(saved));
         return -1;
     }
-    int rc = trace_parse_text(path, text, len, out, err, err_size);
+    int rc;
+    if (recording_is_binary((const unsigned char *)text, len) ||
+        recording_is_packed((const unsigned char *)text, len)) {
+        recording r;
+        rc = recording_parse_any(path, (const unsigned char *)text, len, &r, err, err_size);
+        if (rc == 0) {
+            rc = recording_to_trace(&r, out, err, err_size);
+            recording_free(&r);
+        }
+    } else {
+        rc = trace_parse_text(path, text, len, out, err, err_size);
+    }
     free(text);
     return rc;
 }

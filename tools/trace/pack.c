@@ -1,0 +1,785 @@
+/*
+ * Packed recordings: what `brisk-trace record` keeps after the program
+ * ended (docs/trace.md, "Packed recordings"). The recorder's raw stream
+ * holds every block's address, which costs the most bytes and says
+ * nothing a report needs once blocks are followed (blocks.c); the packed
+ * form refers to blocks instead, interns each allocation's (call, size,
+ * alignment, stack), keeps time in ticks of PACK_TICK_NS (a record when
+ * the clock moved on, not a time per event, as heaptrack does), and is
+ * compressed with zstd:
+ *
+ *   file    = magic "BRISKPAK" version:u32 header_bytes:u32 pid:u64 0:u64
+ *             zstd-frame(record*)
+ *   record  = 'C' len text            the command line (NUL-separated)
+ *           | 'M' len text            the maps
+ *           | 'H' count tid*count     the threads
+ *           | 'S' id count frame*     a stack (ids 1, 2, ... in order)
+ *           | 'T' thread              the events that follow are that thread's
+ *           | 'X' ref                 the next block takes block ref's address
+ *                                     (the free of ref was not recorded)
+ *           | 'K' ticks               the clock moved on by ticks
+ *           | 'E' events flags        the end
+ *           | event
+ *   event   = kind[|0x80: the call failed] fields
+ *     allocation kinds: info (0: a new info follows: size [alignment] stack)
+ *     realloc kinds:    oldref new; new = 0 the old block was freed,
+ *                       1 the call failed (size follows), 2 a new info
+ *                       follows (size stack), n >= 3 info n - 3
+ *     free kinds:       ref [size] [alignment] stack
+ *   ref     = 0 none/NULL, 1 a block from before the recording, n >= 2
+ *             the block made n - 2 blocks before the latest
+ *
+ * Reading it back gives a recording with made-up addresses (one per
+ * block), in which a realloc's release comes right before its new block.
+ */
+#define _GNU_SOURCE
+#include "trace.h"
+#include "trace_format.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#define PACK_MAGIC "BRISKPAK"
+#define PACK_TICK_NS 100000u /* 0.1 ms */
+#define PACK_LEVEL 9
+
+int recording_finish(recording *r, char *err, size_t err_size);
+
+int recording_is_packed(const unsigned char *data, size_t len)
+{
+    return len >= 8 && memcmp(data, PACK_MAGIC, 8) == 0;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+typedef struct packer {
+    FILE *out;
+    ZSTD_CCtx *z;
+    int failed;
+    unsigned char *buf;
+    size_t used, cap;
+    unsigned char *zbuf;
+    size_t zcap;
+} packer;
+
+static void pack_drain(packer *p, ZSTD_EndDirective mode)
+{
+    ZSTD_inBuffer in = {p->buf, p->used, 0};
+    for (;;) {
+        ZSTD_outBuffer out = {p->zbuf, p->zcap, 0};
+        size_t left = ZSTD_compressStream2(p->z, &out, &in, mode);
+        if (ZSTD_isError(left)) {
+            p->failed = 1;
+            break;
+        }
+        if (out.pos && fwrite(p->zbuf, 1, out.pos, p->out) != out.pos)
+            p->failed = 1;
+        if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size)
+            break;
+    }
+    p->used = 0;
+}
+
+static unsigned char *pack_room(packer *p, size_t need)
+{
+    if (p->used + need > p->cap)
+        pack_drain(p, ZSTD_e_continue);
+    return p->buf + p->used;
+}
+
+static void pack_done(packer *p, unsigned char *end) { p->used = (size_t)(end - p->buf); }
+
+static void pack_text(packer *p, unsigned kind, const char *text, size_t len)
+{
+    unsigned char *q = pack_room(p, 16);
+    *q++ = (unsigned char)kind;
+    q = tf_put_varint(q, len);
+    pack_done(p, q);
+    while (len > 0) {
+        size_t n = len < p->cap / 2 ? len : p->cap / 2;
+        q = pack_room(p, n);
+        memcpy(q, text, n);
+        pack_done(p, q + n);
+        text += n;
+        len -= n;
+    }
+}
+
+typedef struct info_key {
+    uint64_t size, alignment;
+    uint32_t stack;
+    uint8_t kind;
+} info_key;
+
+typedef struct info_table {
+    info_key *keys;
+    uint32_t *index; /* 0: empty */
+    size_t size, used;
+} info_table;
+
+static size_t info_hash(const info_key *k, size_t size)
+{
+    uint64_t h = k->size * 0x9E3779B97F4A7C15ull ^ ((uint64_t)k->stack << 8 | k->kind) ^
+                 k->alignment * 0xff51afd7ed558ccdull;
+    h ^= h >> 29;
+    return (size_t)(h * 0xbf58476d1ce4e5b9ull >> 20) & (size - 1);
+}
+
+/* The info's index (1-based), or 0 after adding it as new. -1: no memory. */
+static long info_intern(info_table *t, const info_key *k)
+{
+    if ((t->used + 1) * 2 > t->size) {
+        info_table bigger = {calloc(t->size * 2, sizeof *t->keys),
+                             calloc(t->size * 2, sizeof *t->index), t->size * 2, t->used};
+        if (bigger.keys == NULL || bigger.index == NULL) {
+            free(bigger.keys);
+            free(bigger.index);
+            return -1;
+        }
+        for (size_t i = 0; i < t->size; i++) {
+            if (t->index[i] == 0)
+                continue;
+            size_t s = info_hash(&t->keys[i], bigger.size);
+            while (bigger.index[s] != 0)
+                s = (s + 1) & (bigger.size - 1);
+            bigger.keys[s] = t->keys[i];
+            bigger.index[s] = t->index[i];
+        }
+        free(t->keys);
+        free(t->index);
+        *t = bigger;
+    }
+    size_t s = info_hash(k, t->size);
+    while (t->index[s] != 0) {
+        const info_key *o = &t->keys[s];
+        if (o->size == k->size && o->alignment == k->alignment && o->stack == k->stack &&
+            o->kind == k->kind)
+            return t->index[s];
+        s = (s + 1) & (t->size - 1);
+    }
+    t->keys[s] = *k;
+    t->index[s] = (uint32_t)++t->used;
+    return 0;
+}
+
+/* Block ordinals by address (the recording's addresses, followed as
+ * blocks.c does). */
+typedef struct live_map {
+    uint64_t *keys; /* 0: empty */
+    uint64_t *values;
+    size_t size, used;
+} live_map;
+
+static size_t live_slot(const live_map *m, uint64_t key)
+{
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (m->size - 1);
+}
+
+static int live_init(live_map *m, size_t size)
+{
+    m->keys = calloc(size, sizeof *m->keys);
+    m->values = malloc(size * sizeof *m->values);
+    m->size = size;
+    m->used = 0;
+    return m->keys && m->values ? 0 : -1;
+}
+
+static void live_free(live_map *m)
+{
+    free(m->keys);
+    free(m->values);
+}
+
+static int live_put(live_map *m, uint64_t key, uint64_t value)
+{
+    if ((m->used + 1) * 2 > m->size) {
+        live_map bigger;
+        if (live_init(&bigger, m->size * 2) != 0) {
+            live_free(&bigger);
+            return -1;
+        }
+        for (size_t i = 0; i < m->size; i++)
+            if (m->keys[i] != 0)
+                live_put(&bigger, m->keys[i], m->values[i]);
+        live_free(m);
+        *m = bigger;
+    }
+    size_t i = live_slot(m, key);
+    while (m->keys[i] != 0)
+        i = (i + 1) & (m->size - 1);
+    m->keys[i] = key;
+    m->values[i] = value;
+    m->used++;
+    return 0;
+}
+
+/* Removes key, giving its value; -1 when it is not live. */
+static int64_t live_take(live_map *m, uint64_t key)
+{
+    size_t hole = live_slot(m, key);
+    while (m->keys[hole] != key) {
+        if (m->keys[hole] == 0)
+            return -1;
+        hole = (hole + 1) & (m->size - 1);
+    }
+    int64_t value = (int64_t)m->values[hole];
+    for (size_t i = hole;;) {
+        i = (i + 1) & (m->size - 1);
+        if (m->keys[i] == 0)
+            break;
+        size_t home = live_slot(m, m->keys[i]);
+        int between = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
+        if (!between) {
+            m->keys[hole] = m->keys[i];
+            m->values[hole] = m->values[i];
+            hole = i;
+        }
+    }
+    m->keys[hole] = 0;
+    m->used--;
+    return value;
+}
+
+#define REF_NONE 0u
+#define REF_UNKNOWN 1u
+#define PENDING_BLOCK (1ull << 63) /* a pending realloc's old block ordinal */
+
+typedef struct pack_state {
+    packer p;
+    info_table infos;
+    live_map live;
+    uint64_t blocks_made, last_tick, *pending; /* per thread: a realloc's old ref */
+    uint32_t thread;
+    size_t events;
+    const char *path;
+} pack_state;
+
+static uint64_t ref_of(const pack_state *s, int64_t block)
+{
+    return block < 0 ? REF_UNKNOWN : s->blocks_made - 1 - (uint64_t)block + 2;
+}
+
+/* Writes everything but the events: the header, command, maps, threads
+ * and stacks. */
+static int pack_begin(void *context, const recording *r)
+{
+    pack_state *s = context;
+    packer *p = &s->p;
+    s->pending = calloc(r->num_threads ? r->num_threads : 1, sizeof *s->pending);
+    if (s->pending == NULL)
+        return -1;
+    unsigned char header[TF_HEADER_BYTES];
+    memcpy(header, PACK_MAGIC, 8);
+    tf_put_u32(header + 8, TF_VERSION);
+    tf_put_u32(header + 12, TF_HEADER_BYTES);
+    tf_put_u64(header + 16, r->pid);
+    tf_put_u64(header + 24, 0);
+    if (fwrite(header, 1, sizeof header, p->out) != sizeof header)
+        p->failed = 1;
+    /* The command with NULs between its arguments again. */
+    char *cmd = strdup(r->command ? r->command : "");
+    if (cmd == NULL)
+        return -1;
+    size_t cmd_len = strlen(cmd);
+    for (char *c = cmd; *c; c++)
+        if (*c == ' ')
+            *c = '\0';
+    pack_text(p, 'C', cmd, cmd_len);
+    free(cmd);
+    pack_text(p, 'M', r->maps ? r->maps : "", r->maps ? strlen(r->maps) : 0);
+    unsigned char *q = pack_room(p, 16);
+    *q++ = 'H';
+    pack_done(p, tf_put_varint(q, r->num_threads));
+    for (size_t t = 0; t < r->num_threads; t++) {
+        q = pack_room(p, 10);
+        pack_done(p, tf_put_varint(q, r->thread_tids[t]));
+    }
+    for (size_t st = 1; st < r->num_stacks; st++) {
+        q = pack_room(p, 32 + 10 * (size_t)r->stack_depth[st]);
+        *q++ = 'S';
+        q = tf_put_varint(q, st);
+        q = tf_put_varint(q, r->stack_depth[st]);
+        for (uint32_t k = 0; k < r->stack_depth[st]; k++)
+            q = tf_put_varint(q, r->frames[r->stack_first[st] + k]);
+        pack_done(p, q);
+    }
+    s->thread = REC_NONE;
+    return p->failed ? -1 : 0;
+}
+
+/* One step of the heap (a realloc is two: role 0 lets go of the old
+ * block, role 1 makes the new one and writes the record). */
+static int pack_step(pack_state *s, const rec_event *e, uint32_t role)
+{
+    int is_realloc = e->kind == TF_REALLOC || e->kind == TF_REALLOCARRAY;
+    int is_free = e->kind >= TF_FREE && e->kind <= TF_FREE_ALIGNED_SIZED;
+    if (is_realloc && role == 0) {
+        uint64_t *pending = &s->pending[e->thread];
+        if (e->old_addr == 0) {
+            *pending = REF_NONE;
+        } else {
+            int64_t b = live_take(&s->live, e->old_addr);
+            /* A failed realloc keeps its block. */
+            if (b >= 0 && e->addr == 0 && e->size != 0 &&
+                live_put(&s->live, e->old_addr, (uint64_t)b) != 0)
+                return -1;
+            *pending = b < 0 ? REF_UNKNOWN : (uint64_t)b | PENDING_BLOCK;
+        }
+        return 0;
+    }
+    packer *p = &s->p;
+    unsigned char *q = pack_room(p, 128);
+    if (e->thread != s->thread) {
+        *q++ = 'T';
+        q = tf_put_varint(q, e->thread);
+        s->thread = e->thread;
+    }
+    uint64_t tick = e->time_ns / PACK_TICK_NS;
+    if (tick > s->last_tick) {
+        *q++ = 'K';
+        q = tf_put_varint(q, tick - s->last_tick);
+        s->last_tick = tick;
+    }
+    int makes = !is_free && e->addr != 0;
+    if (makes) {
+        int64_t stale = live_take(&s->live, e->addr);
+        if (stale >= 0) { /* its free went unrecorded */
+            *q++ = 'X';
+            q = tf_put_varint(q, ref_of(s, stale));
+        }
+    }
+    int failed = !is_realloc && !is_free && e->addr == 0;
+    *q++ = (unsigned char)(e->kind | (failed ? 0x80 : 0));
+    if (is_free) {
+        q = tf_put_varint(q, ref_of(s, live_take(&s->live, e->addr)));
+        if (e->kind != TF_FREE)
+            q = tf_put_varint(q, e->size);
+        if (tf_kind_has_alignment(e->kind))
+            q = tf_put_varint(q, e->alignment);
+        q = tf_put_varint(q, e->stack);
+    } else {
+        if (is_realloc) {
+            /* The old block, let go of at the release step. */
+            uint64_t pending = s->pending[e->thread];
+            if (pending & PENDING_BLOCK)
+                pending = ref_of(s, (int64_t)(pending & ~PENDING_BLOCK));
+            q = tf_put_varint(q, pending);
+        }
+        if (is_realloc && e->addr == 0) {
+            q = tf_put_varint(q, e->size == 0 ? 0 : 1);
+            if (e->size != 0)
+                q = tf_put_varint(q, e->size);
+        } else {
+            info_key k = {e->size, e->alignment, e->stack, e->kind};
+            long index = info_intern(&s->infos, &k);
+            if (index < 0)
+                return -1;
+            q = tf_put_varint(q, (uint64_t)index + (is_realloc ? 2 : 0));
+            if (index == 0) {
+                q = tf_put_varint(q, e->size);
+                if (tf_kind_has_alignment(e->kind))
+                    q = tf_put_varint(q, e->alignment);
+                q = tf_put_varint(q, e->stack);
+            }
+        }
+    }
+    pack_done(p, q);
+    if (makes && live_put(&s->live, e->addr, s->blocks_made++) != 0)
+        return -1;
+    s->events++;
+    return 0;
+}
+
+static int pack_sink(void *context, rec_event *e)
+{
+    pack_state *s = context;
+    if ((e->kind == TF_REALLOC || e->kind == TF_REALLOCARRAY) && pack_step(s, e, 0) != 0)
+        return -1;
+    return pack_step(s, e, 1);
+}
+
+static int pack_end(pack_state *s, const recording *r)
+{
+    unsigned char *q = pack_room(&s->p, 32);
+    *q++ = 'E';
+    q = tf_put_varint(q, s->events);
+    q = tf_put_varint(q, r->flags);
+    pack_done(&s->p, q);
+    pack_drain(&s->p, ZSTD_e_end);
+    return s->p.failed ? -1 : 0;
+}
+
+static int pack_init(pack_state *s, FILE *out, const char *path)
+{
+    memset(s, 0, sizeof *s);
+    s->path = path;
+    s->p = (packer){out, ZSTD_createCCtx(), 0, malloc(1 << 17), 0, 1 << 17, NULL, 0};
+    s->p.zcap = ZSTD_CStreamOutSize();
+    s->p.zbuf = malloc(s->p.zcap);
+    s->infos = (info_table){calloc(1024, sizeof(info_key)), calloc(1024, sizeof(uint32_t)), 1024, 0};
+    if (!s->p.z || !s->p.buf || !s->p.zbuf || !s->infos.keys || !s->infos.index ||
+        live_init(&s->live, 1024) != 0)
+        return -1;
+    ZSTD_CCtx_setParameter(s->p.z, ZSTD_c_compressionLevel, PACK_LEVEL);
+    return 0;
+}
+
+static void pack_fini(pack_state *s)
+{
+    ZSTD_freeCCtx(s->p.z);
+    free(s->p.buf);
+    free(s->p.zbuf);
+    free(s->infos.keys);
+    free(s->infos.index);
+    live_free(&s->live);
+    free(s->pending);
+}
+
+int recording_pack(FILE *out, const recording *r, char *err, size_t err_size)
+{
+    pack_state s;
+    int rc = pack_init(&s, out, r->path) == 0 && pack_begin(&s, r) == 0 ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < r->num_steps; i++)
+        rc = pack_step(&s, &r->events[r->steps[i].event], r->steps[i].role);
+    if (rc == 0)
+        rc = pack_end(&s, r);
+    pack_fini(&s);
+    if (rc != 0)
+        snprintf(err, err_size, "%s: cannot write the packed recording (out of memory or a write "
+                                "error)", r->path);
+    return rc;
+}
+
+int recording_pack_raw(FILE *out, const char *path, const unsigned char *data, size_t len,
+                       size_t counts[2], char *err, size_t err_size)
+{
+    pack_state s;
+    recording meta;
+    memset(&meta, 0, sizeof meta);
+    if (pack_init(&s, out, path) != 0) {
+        pack_fini(&s);
+        snprintf(err, err_size, "%s: out of memory packing", path);
+        return -1;
+    }
+    int rc = recording_stream(path, data, len, &meta, pack_sink, pack_begin, &s, err, err_size);
+    if (rc == 0 && pack_end(&s, &meta) != 0) {
+        snprintf(err, err_size, "%s: cannot write the packed recording", path);
+        rc = -1;
+    }
+    counts[0] = meta.num_events;
+    counts[1] = meta.num_stacks ? meta.num_stacks - 1 : 0;
+    pack_fini(&s);
+    recording_free(&meta);
+    return rc;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static int bad(char *err, size_t err_size, const char *path, size_t at, const char *what)
+{
+    snprintf(err, err_size, "%s: packed byte %zu: %s", path, at, what);
+    return -1;
+}
+
+/* Made-up addresses: block n at (n + 1) * 16; a block from before the
+ * recording at 8, which no block has. */
+#define BLOCK_ADDR(n) (((uint64_t)(n) + 1) * 16)
+#define UNKNOWN_ADDR 8u
+
+int recording_unpack(const char *path, const unsigned char *data, size_t len, recording *out,
+                     char *err, size_t err_size)
+{
+    if (len < TF_HEADER_BYTES) {
+        snprintf(err, err_size,
+                 "%s: truncated: the file ends inside its %u-byte header (it has %zu bytes)", path,
+                 TF_HEADER_BYTES, len);
+        return -1;
+    }
+    if (tf_get_u32(data + 8) != TF_VERSION) {
+        snprintf(err, err_size,
+                 "%s: recording format version %u; this brisk-trace reads version %u", path,
+                 tf_get_u32(data + 8), TF_VERSION);
+        return -1;
+    }
+    /* Decompress it all. */
+    ZSTD_DCtx *z = ZSTD_createDCtx();
+    size_t cap = len * 4 + 4096, n = 0;
+    unsigned char *text = malloc(cap);
+    ZSTD_inBuffer in = {data + TF_HEADER_BYTES, len - TF_HEADER_BYTES, 0};
+    size_t left = 1;
+    while (z != NULL && text != NULL) {
+        if (n == cap) {
+            unsigned char *grown = realloc(text, cap * 2);
+            if (grown == NULL)
+                break;
+            text = grown;
+            cap *= 2;
+        }
+        ZSTD_outBuffer o = {text + n, cap - n, 0};
+        left = ZSTD_decompressStream(z, &o, &in);
+        n += o.pos;
+        if (ZSTD_isError(left) || (left == 0 && in.pos == in.size) ||
+            (in.pos == in.size && o.pos < o.size))
+            break;
+    }
+    ZSTD_freeDCtx(z);
+    if (text == NULL || z == NULL) {
+        free(text);
+        snprintf(err, err_size, "%s: out of memory unpacking", path);
+        return -1;
+    }
+    if (ZSTD_isError(left) || left != 0) {
+        free(text);
+        snprintf(err, err_size, "%s: %s", path,
+                 ZSTD_isError(left) ? ZSTD_getErrorName(left)
+                                    : "truncated: the compressed data ends early");
+        return -1;
+    }
+    recording *r = out;
+    memset(r, 0, sizeof *r);
+    r->path = strdup(path);
+    r->pid = tf_get_u64(data + 16);
+    size_t events_cap = 1024, frames_cap = 1024, stacks_cap = 64, depth_cap = 64, infos_cap = 256;
+    size_t num_frames = 0;
+    r->events = malloc(events_cap * sizeof *r->events);
+    r->frames = malloc(frames_cap * sizeof *r->frames);
+    r->stack_first = calloc(stacks_cap, sizeof *r->stack_first);
+    r->stack_depth = calloc(stacks_cap, sizeof *r->stack_depth);
+    r->num_stacks = 1;
+    info_key *infos = malloc(infos_cap * sizeof *infos);
+    size_t num_infos = 0;
+    uint64_t *block_addr = NULL;
+    size_t blocks_cap = 0, blocks = 0;
+    uint64_t next_addr_override = 0, seq = 0, tick = 0;
+    uint32_t thread = 0;
+    int rc = -1, ended = 0;
+    const unsigned char *p = text, *end = text + n;
+    if (!r->path || !r->events || !r->frames || !r->stack_first || !r->stack_depth || !infos)
+        goto oom;
+#define GET(v)                                                                                    \
+    do {                                                                                          \
+        if (tf_get_varint(&p, end, &(v)) != 0) {                                                  \
+            bad(err, err_size, path, (size_t)(p - text), "a record runs past the end");           \
+            goto fail;                                                                            \
+        }                                                                                         \
+    } while (0)
+#define GROW(arr, capv, need)                                                                     \
+    do {                                                                                          \
+        while ((need) > (capv)) {                                                                 \
+            void *g_ = realloc((arr), (capv) * 2 * sizeof *(arr));                                \
+            if (g_ == NULL)                                                                       \
+                goto oom;                                                                         \
+            (arr) = g_;                                                                           \
+            (capv) *= 2;                                                                          \
+        }                                                                                         \
+    } while (0)
+    while (p < end && !ended) {
+        size_t at = (size_t)(p - text);
+        unsigned kind = *p++;
+        uint64_t v, w, x;
+        if (kind == 'C' || kind == 'M') {
+            GET(v);
+            if (v > (uint64_t)(end - p)) {
+                bad(err, err_size, path, at, "a text record runs past the end");
+                goto fail;
+            }
+            char *s = malloc((size_t)v + 1);
+            if (s == NULL)
+                goto oom;
+            memcpy(s, p, (size_t)v);
+            s[v] = '\0';
+            if (kind == 'C') {
+                for (size_t i = 0; i < v; i++)
+                    if (s[i] == '\0')
+                        s[i] = ' ';
+                while (v > 0 && s[v - 1] == ' ')
+                    s[--v] = '\0';
+                free(r->command);
+                r->command = s;
+            } else {
+                free(r->maps);
+                r->maps = s;
+            }
+            p += v;
+        } else if (kind == 'H') {
+            GET(v);
+            if (v > (uint64_t)(end - p)) {
+                bad(err, err_size, path, at, "bad thread table");
+                goto fail;
+            }
+            r->thread_tids = malloc(((size_t)v + 1) * sizeof *r->thread_tids);
+            if (r->thread_tids == NULL)
+                goto oom;
+            for (uint64_t i = 0; i < v; i++) {
+                GET(w);
+                r->thread_tids[i] = (uint32_t)w;
+            }
+            r->num_threads = (size_t)v;
+        } else if (kind == 'S') {
+            GET(v);
+            GET(w);
+            if (v != r->num_stacks || w > TF_MAX_FRAMES) {
+                bad(err, err_size, path, at, "bad stack record");
+                goto fail;
+            }
+            GROW(r->stack_first, stacks_cap, r->num_stacks + 1);
+            GROW(r->stack_depth, depth_cap, r->num_stacks + 1);
+            GROW(r->frames, frames_cap, num_frames + w);
+            r->stack_first[r->num_stacks] = (uint32_t)num_frames;
+            r->stack_depth[r->num_stacks] = (uint32_t)w;
+            for (uint64_t i = 0; i < w; i++)
+                GET(r->frames[num_frames++]);
+            r->num_stacks++;
+        } else if (kind == 'T') {
+            GET(v);
+            if (v >= r->num_threads) {
+                bad(err, err_size, path, at, "thread index out of range");
+                goto fail;
+            }
+            thread = (uint32_t)v;
+        } else if (kind == 'X') {
+            GET(v);
+            if (v < 2 || v - 2 >= blocks) {
+                bad(err, err_size, path, at, "bad block reference");
+                goto fail;
+            }
+            next_addr_override = block_addr[blocks - 1 - (v - 2)];
+        } else if (kind == 'K') {
+            GET(v);
+            tick += v;
+        } else if (kind == 'E') {
+            GET(v);
+            GET(w);
+            if (v != r->num_events) {
+                bad(err, err_size, path, at, "the end record's event count does not match");
+                goto fail;
+            }
+            r->flags = (unsigned)w;
+            ended = 1;
+        } else if ((kind & 0x7f) >= TF_MALLOC && (kind & 0x7f) < TF_EVENT_KINDS_END) {
+            unsigned k = kind & 0x7f;
+            int failed = (kind & 0x80) != 0;
+            GROW(r->events, events_cap, r->num_events + 1);
+            rec_event *e = &r->events[r->num_events];
+            memset(e, 0, sizeof *e);
+            e->kind = (uint8_t)k;
+            e->thread = thread;
+            e->time_ns = tick * PACK_TICK_NS;
+            seq += 2;
+            e->seq = seq;
+            int is_realloc = k == TF_REALLOC || k == TF_REALLOCARRAY;
+            int is_free = k >= TF_FREE && k <= TF_FREE_ALIGNED_SIZED;
+            uint64_t info = 0;
+            int makes = 0;
+            if (is_free || is_realloc) {
+                GET(v); /* the ref */
+                uint64_t addr = v == 0 ? 0 : v == 1 ? UNKNOWN_ADDR : 0;
+                if (v >= 2) {
+                    if (v - 2 >= blocks) {
+                        bad(err, err_size, path, at, "bad block reference");
+                        goto fail;
+                    }
+                    addr = block_addr[blocks - 1 - (v - 2)];
+                }
+                if (is_free) {
+                    e->addr = addr;
+                    if (k != TF_FREE)
+                        GET(e->size);
+                    if (tf_kind_has_alignment(k))
+                        GET(e->alignment);
+                    GET(v);
+                    e->stack = (uint32_t)v;
+                } else {
+                    e->old_addr = addr;
+                    e->seq_release = seq - 1;
+                    GET(w);
+                    if (w == 0) {
+                        e->size = 0;
+                    } else if (w == 1) {
+                        GET(e->size);
+                    } else {
+                        info = w - 2;
+                        makes = 1;
+                    }
+                }
+            } else {
+                GET(info);
+                makes = !failed; /* a failed call still names its info */
+            }
+            if ((!is_free && !is_realloc) || (is_realloc && makes)) {
+                if (info == 0) {
+                    GROW(infos, infos_cap, num_infos + 1);
+                    info_key *nk = &infos[num_infos++];
+                    nk->kind = (uint8_t)k;
+                    GET(nk->size);
+                    nk->alignment = 0;
+                    if (tf_kind_has_alignment(k))
+                        GET(nk->alignment);
+                    GET(x);
+                    nk->stack = (uint32_t)x;
+                    info = num_infos;
+                }
+                if (info > num_infos) {
+                    bad(err, err_size, path, at, "allocation info out of range");
+                    goto fail;
+                }
+                const info_key *ik = &infos[info - 1];
+                e->size = ik->size;
+                e->alignment = ik->alignment;
+                e->stack = ik->stack;
+            }
+            if (makes) {
+                if (blocks == blocks_cap) {
+                    size_t nc = blocks_cap ? blocks_cap * 2 : 1024;
+                    uint64_t *g = realloc(block_addr, nc * sizeof *g);
+                    if (g == NULL)
+                        goto oom;
+                    block_addr = g;
+                    blocks_cap = nc;
+                }
+                uint64_t addr = next_addr_override ? next_addr_override : BLOCK_ADDR(blocks);
+                next_addr_override = 0;
+                block_addr[blocks++] = addr;
+                e->addr = addr;
+            }
+            if (e->stack >= r->num_stacks) {
+                bad(err, err_size, path, at, "stack out of range");
+                goto fail;
+            }
+            r->num_events++;
+        } else {
+            bad(err, err_size, path, at, "unknown record kind");
+            goto fail;
+        }
+    }
+    if (!ended) {
+        snprintf(err, err_size, "%s: truncated: the packed recording has no end record", path);
+        goto fail;
+    }
+    if (r->command == NULL)
+        r->command = strdup("");
+    if (r->maps == NULL)
+        r->maps = strdup("");
+    if (r->thread_tids == NULL) {
+        r->thread_tids = calloc(1, sizeof *r->thread_tids);
+        r->num_threads = 1;
+    }
+    if (!r->command || !r->maps || !r->thread_tids)
+        goto oom;
+    rc = recording_finish(r, err, err_size);
+    goto done;
+oom:
+    snprintf(err, err_size, "%s: out of memory unpacking", path);
+fail:
+    rc = -1;
+done:
+#undef GET
+#undef GROW
+    free(text);
+    free(infos);
+    free(block_addr);
+    if (rc != 0)
+        recording_free(r);
+    return rc;
+}
