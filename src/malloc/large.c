@@ -527,7 +527,7 @@ void large_free(large_header *hdr, const void *p)
     }
     if (brisk_unlikely(kind != SEGMAP_LARGE)) {
         global_lock_drop();
-        report_error(BRISK_ERROR_DOUBLE_FREE, "double free (of a large block already unmapped)", p);
+        report_error(BRISK_ERROR_DOUBLE_FREE, "double free (of a large block already unmapped, or a pointer into memory mapped since at its address)", p);
         return;
     }
     bool intact = large_header_intact(hdr);

@@ -164,7 +164,7 @@ static BRISK_NOINLINE void free_other(void *p, unsigned kind)
         return;
     }
     if (kind == SEGMAP_LARGE_FREED)
-        report_error(BRISK_ERROR_DOUBLE_FREE, "double free (of a large block already unmapped)", p);
+        report_error(BRISK_ERROR_DOUBLE_FREE, "double free (of a large block already unmapped, or a pointer into memory mapped since at its address)", p);
     else
         report_error(BRISK_ERROR_INVALID_POINTER,
                      "free of a pointer that is not a block of this allocator", p);
