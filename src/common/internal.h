@@ -142,6 +142,16 @@ BRISK_HIDDEN int os_unmap(void *addr, size_t size);
  * memory is returned and they read as zero when next touched. */
 BRISK_HIDDEN int os_decommit(void *addr, size_t size);
 
+/* Which pages of [addr, addr + size) (addr page-aligned) are resident:
+ * bit 0 of vec[i] for the i-th page (mincore). Returns 0, or -1 with
+ * errno set. */
+BRISK_HIDDEN int os_resident(void *addr, size_t size, unsigned char *vec);
+
+/* Whether the machine has swap space configured: 1 or 0, or -1 when it
+ * cannot tell. (A swapped-out page is not resident and still holds data,
+ * so residency alone does not say a page reads zero.) */
+BRISK_HIDDEN int os_swap_configured(void);
+
 /* Replaces the mapping [addr, addr + size) with an inaccessible
  * reservation holding no memory: its pages are given back, and the range
  * stays ours (no other mapping can land there) until os_unmap. */

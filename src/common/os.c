@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 size_t os_page_size(void)
@@ -85,6 +86,19 @@ int os_unmap(void *addr, size_t size)
 int os_decommit(void *addr, size_t size)
 {
     return madvise(addr, size, MADV_DONTNEED);
+}
+
+int os_resident(void *addr, size_t size, unsigned char *vec)
+{
+    return mincore(addr, size, vec);
+}
+
+int os_swap_configured(void)
+{
+    struct sysinfo info;
+    if (sysinfo(&info) != 0)
+        return -1;
+    return info.totalswap != 0;
 }
 
 int os_release_keep_range(void *addr, size_t size)

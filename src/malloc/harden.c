@@ -254,6 +254,102 @@ static void chunks_clear_dirty(uintptr_t from, uintptr_t to)
     }
 }
 
+/* ---- spans of whole pages: wiped and checked where resident -------------- *
+ *
+ * A page of private anonymous memory that is not resident reads zero, as
+ * long as the machine has no swap: the kernel has not given it memory
+ * since it was mapped, or took that memory back (os_decommit). So a span
+ * of whole pages needs its wipe, and its check, only on its resident
+ * pages, which are those the program (or a write after free) touched: the
+ * cost follows what was touched, not the span's size. Reading the others
+ * would instead map the kernel's zero page into each, a page fault apiece.
+ * With swap, a page swapped out is not resident and still holds data: then
+ * (and when mincore fails) every page is read, as for small blocks. */
+enum { RESIDENCY_UNKNOWN, RESIDENCY_TELLS_ZERO, RESIDENCY_SAYS_NOTHING };
+static int residency_state;
+
+/* Pages per mincore call (its answer lives on the stack). */
+#define RESIDENCY_BATCH 256u
+
+static bool residency_tells_zero(void)
+{
+    int state = __atomic_load_n(&residency_state, __ATOMIC_RELAXED);
+    if (brisk_unlikely(state == RESIDENCY_UNKNOWN)) {
+        state = os_swap_configured() == 0 ? RESIDENCY_TELLS_ZERO : RESIDENCY_SAYS_NOTHING;
+        __atomic_store_n(&residency_state, state, __ATOMIC_RELAXED);
+    }
+    return state == RESIDENCY_TELLS_ZERO;
+}
+
+/* Calls visit on each run of resident pages of [from, to), clipped to it
+ * (from 16-aligned, to 8-aligned, as the chunk loops want), or on all of
+ * it when residency says nothing; stops at, and returns, the first false. */
+static bool resident_runs(uintptr_t from, uintptr_t to, bool (*visit)(uintptr_t, uintptr_t))
+{
+    if (!residency_tells_zero())
+        return visit(from, to);
+    size_t page_bytes = os_page_size();
+    uintptr_t at = from & ~(uintptr_t)(page_bytes - 1);
+    unsigned char resident[RESIDENCY_BATCH];
+    while (at < to) {
+        size_t pages = (to - at + page_bytes - 1) / page_bytes;
+        if (pages > RESIDENCY_BATCH)
+            pages = RESIDENCY_BATCH;
+        if (os_resident((void *)at, pages * page_bytes, resident) != 0)
+            return visit(at < from ? from : at, to);
+        for (size_t i = 0; i < pages;) {
+            if (!(resident[i] & 1)) {
+                i++;
+                continue;
+            }
+            size_t j = i + 1;
+            while (j < pages && (resident[j] & 1))
+                j++;
+            uintptr_t run_from = at + i * page_bytes, run_to = at + j * page_bytes;
+            if (!visit(run_from < from ? from : run_from, run_to > to ? to : run_to))
+                return false;
+            i = j;
+        }
+        at += pages * page_bytes;
+    }
+    return true;
+}
+
+static bool visit_clear(uintptr_t from, uintptr_t to)
+{
+    chunks_clear_dirty(from, to);
+    return true;
+}
+
+static bool visit_zero(uintptr_t from, uintptr_t to)
+{
+    return chunks_zero(from, to);
+}
+
+/* Spans from this size on are wiped and checked by residency: below it,
+ * reading the span costs less than asking the kernel which of its pages
+ * are resident (bench/harden, docs/benchmarks.md). */
+#define RESIDENCY_SPAN_MIN ((size_t)64 * 1024)
+
+/* Zeroes [from, to) (from 16-aligned, to 8-aligned), reading and writing
+ * only its resident pages when it is large. */
+static void span_clear(uintptr_t from, uintptr_t to)
+{
+    if (to - from < RESIDENCY_SPAN_MIN)
+        chunks_clear_dirty(from, to);
+    else
+        resident_runs(from, to, visit_clear);
+}
+
+/* Whether [from, to) is all zero, reading only its resident pages when
+ * it is large. */
+static bool span_zero(uintptr_t from, uintptr_t to)
+{
+    if (to - from < RESIDENCY_SPAN_MIN)
+        return chunks_zero(from, to);
+    return resident_runs(from, to, visit_zero);
+}
+
 /* Blocks whose body is up to this many bytes are wiped with plain
  * stores; larger ones by chunks_clear_dirty. */
 #define WIPE_STORE_MAX ((size_t)1024)
@@ -264,7 +360,7 @@ BRISK_INLINE void body_wipe(uintptr_t p, uintptr_t end)
     if (brisk_likely(end - p <= WIPE_STORE_MAX))
         chunks_clear(p, end);
     else
-        chunks_clear_dirty(p, end);
+        span_clear(p, end);
 }
 
 /* A block handed out under wipe is checked to be still zero whole up to
@@ -289,16 +385,17 @@ BRISK_INLINE bool body_wiped(uintptr_t p, uintptr_t end)
 }
 
 /* For large.c: a large block's wipe at free and its checks when handed
- * out again, with the same loops as page blocks'. [from, to) is
- * page-aligned there. */
+ * out again, by residency whatever their size: even the check of a
+ * block's last 128 bytes would otherwise fault in a page the program
+ * never touched. */
 void harden_wipe_span(uintptr_t from, uintptr_t to)
 {
-    chunks_clear_dirty(from, to);
+    resident_runs(from, to, visit_clear);
 }
 
 bool harden_span_zero(uintptr_t from, uintptr_t to)
 {
-    return chunks_zero(from, to);
+    return resident_runs(from, to, visit_zero);
 }
 
 /* ---- page hooks ------------------------------------------------------------ */
@@ -339,8 +436,8 @@ void harden_orphan_page_rebuilt(page *pg)
         uintptr_t slot = pg->start - harden_page_front(bsize);
         uintptr_t slot_end = slot + ((uintptr_t)1 << page_segment(pg)->page_shift);
         if (pg->capacity == 0 && (harden_flags & HARDEN_CANARY))
-            chunks_clear_dirty(slot, pg->start - HARDEN_CANARY_SIZE);
-        chunks_clear_dirty(pg->start + pg->carved, slot_end);
+            span_clear(slot, pg->start - HARDEN_CANARY_SIZE);
+        span_clear(pg->start + pg->carved, slot_end);
     }
 }
 
@@ -435,7 +532,7 @@ void harden_page_emptied(page *pg)
         if (canary)
             store_word(at, 0);
     }
-    if (bad == 0 && brisk_unlikely(!chunks_zero(from, end))) {
+    if (bad == 0 && brisk_unlikely(!span_zero(from, end))) {
         bad = first_nonzero(from, end);
         if (bad >= start)
             bad -= (bad - start) % bsize;
@@ -488,10 +585,10 @@ bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count)
          * and writes nothing. */
         uintptr_t end = first + (uintptr_t)count * bsize;
         uintptr_t pad = first;
-        clean = chunks_zero(first, end);
+        clean = span_zero(first, end);
         if ((harden_flags & HARDEN_CANARY) && pg->capacity == 0) {
             pad = first - bsize;
-            clean &= chunks_zero(pad, first - HARDEN_CANARY_SIZE);
+            clean &= span_zero(pad, first - HARDEN_CANARY_SIZE);
         }
         if (brisk_unlikely(!clean))
             report_recycled_dirty(pg, pad, first, end);
@@ -509,7 +606,7 @@ uintptr_t harden_free_slot_dirty(const segment *seg, unsigned slot)
 {
     uintptr_t base = segment_base(seg) + ((uintptr_t)slot << seg->page_shift);
     uintptr_t end = base + ((uintptr_t)1 << seg->page_shift);
-    return chunks_zero(base, end) ? 0 : first_nonzero(base, end);
+    return span_zero(base, end) ? 0 : first_nonzero(base, end);
 }
 
 int harden_check_page(const page *pg)
@@ -723,7 +820,7 @@ BRISK_INLINE void *harden_hand_out(page *pg, void *p, size_t size, bool zero)
 #if !BRISK_CHECKS
         store_word((uintptr_t)p, 0);
 #endif
-        bool clean = zero ? chunks_zero((uintptr_t)p, end) : body_wiped((uintptr_t)p, end);
+        bool clean = zero ? span_zero((uintptr_t)p, end) : body_wiped((uintptr_t)p, end);
         if (brisk_unlikely(!clean))
             return hand_out_unwiped(p);
     } else if (zero) {

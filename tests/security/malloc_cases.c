@@ -601,21 +601,27 @@ static void uaf_write(size_t size, size_t offset_from_end, size_t pool_count, si
 
 /* A write into the middle of a freed block over 1 KiB, which malloc's
  * sample does not read: calloc checks the whole block. */
-static void case_wipe_uaf_write_calloc_middle(void)
+static void calloc_middle(size_t size, size_t pool, size_t rounds)
 {
-    enum { POOL = 600, ROUNDS = 2000 };
-    churn c = churn_prepare(MEDIUM, POOL, ROUNDS);
-    char *p = must_malloc(MEDIUM);
+    churn c = churn_prepare(size, pool, rounds);
+    char *p = must_malloc(size);
     size_t usable = malloc_usable_size(p);
     free(p);
     char *q = hide(p);
     q[usable / 2] = 'X';
     target(p);
-    for (size_t i = 0; i < ROUNDS; i++)
-        if (churn_step_calloc(&c, MEDIUM) == p)
+    for (size_t i = 0; i < rounds; i++)
+        if (churn_step_calloc(&c, size) == p)
             break;
     unnoticed("write into the middle of a freed block, handed out by calloc");
 }
+
+static void case_wipe_uaf_write_calloc_middle(void) { calloc_middle(MEDIUM, 600, 2000); }
+
+/* The same in a medium block big enough that its wipe and its check read
+ * only the pages that are resident (harden.c): the write after free made
+ * its page resident, so it is read. */
+static void case_wipe_uaf_write_calloc_middle_resident(void) { calloc_middle(160 * 1024, 300, 400); }
 
 /* ---- hardened level: wipe of large blocks ------------------------------ *
  *
@@ -1627,6 +1633,7 @@ static const security_case cases[] = {
     CASE(wipe_uaf_write_medium),
     CASE(wipe_uaf_write_1k_middle),
     CASE(wipe_uaf_write_calloc_middle),
+    CASE(wipe_uaf_write_calloc_middle_resident),
     CASE(wipe_large_read_after_free),
     CASE(wipe_large_read_after_unmap),
     CASE(wipe_large_calloc_realloc),
