@@ -21,6 +21,7 @@
  * html_sites.c adds a recording's call-site views to its trace.
  */
 #define _GNU_SOURCE
+#include "sites.h"
 #include "trace.h"
 #include "trace_format.h"
 
@@ -36,7 +37,7 @@ extern const size_t heapmap_page_size;
  * load: at about 4 characters a chunk, some 8 MiB of snapshots at most. */
 #define HTML_MAX_CHUNK_ENTRIES 2000000u
 
-static void json_name(FILE *out, const char *s)
+void html_json_string(FILE *out, const char *s)
 {
     fputc('"', out);
     for (; *s; s++) {
@@ -121,12 +122,12 @@ static void write_chunks(FILE *out, const heap_snapshot *snap, uint64_t granule)
     base64_flush(&b);
 }
 
-static void write_trace_data(FILE *out, const trace_report *rep, size_t stride)
+static int write_trace_data(FILE *out, const trace_report *rep, size_t stride)
 {
     const replay_result *r = &rep->result;
     uint64_t granule = granule_of(r);
     fprintf(out, "{\"name\": ");
-    json_name(out, rep->t->name);
+    html_json_string(out, rep->t->name);
     fprintf(out, ", \"ops\": %zu, \"header\": %u, \"granule\": %" PRIu64 ", \"snapshots\": [",
             rep->t->num_ops, header_of(r), granule);
     size_t written = 0, peak_at = 0;
@@ -136,11 +137,16 @@ static void write_trace_data(FILE *out, const trace_report *rep, size_t stride)
         if (s == r->peak_snapshot)
             peak_at = written;
         const heap_snapshot *snap = &r->snapshots[s];
+        fprintf(out, "%s\n{", written ? "," : "");
+        /* A recording's ops are its steps (convert.c numbers them by
+         * step), so the page can match snapshots with its moments. */
+        if (rep->sites != NULL)
+            fprintf(out, "\"step\": %" PRIu32 ", ", rep->t->ops[snap->op_index].line - 1);
         fprintf(out,
-                "%s\n{\"op\": %zu, \"live\": %" PRIu64 ", \"hw\": %" PRIu64
+                "\"op\": %zu, \"live\": %" PRIu64 ", \"hw\": %" PRIu64
                 ", \"base\": \"%" PRIx64 "\", \"n\": %zu, \"c\": \"",
-                written ? "," : "", snap->op_index, snap->live_payload, snap->high_water,
-                snap->base, snap->num_chunks);
+                snap->op_index, snap->live_payload, snap->high_water, snap->base,
+                snap->num_chunks);
         write_chunks(out, snap, granule);
         fprintf(out, "\"}");
         written++;
@@ -149,7 +155,14 @@ static void write_trace_data(FILE *out, const trace_report *rep, size_t stride)
     for (size_t i = 0; i < r->num_curve; i++)
         fprintf(out, "%s[%zu,%" PRIu64 ",%" PRIu64 "]", i ? "," : "", r->curve[i].op_index,
                 r->curve[i].live_payload, r->curve[i].high_water);
-    fprintf(out, "]}");
+    fprintf(out, "]");
+    if (rep->sites != NULL) {
+        fprintf(out, ",\n\"sites\": ");
+        if (html_write_sites(out, rep->sites) != 0)
+            return -1;
+    }
+    fprintf(out, "}");
+    return 0;
 }
 
 int html_write(FILE *out, const trace_report *reports, size_t count)
@@ -174,7 +187,8 @@ int html_write(FILE *out, const trace_report *reports, size_t count)
         if (!reports[i].ok || reports[i].result.num_snapshots == 0)
             continue;
         fprintf(out, "%s\n", written++ ? "," : "");
-        write_trace_data(out, &reports[i], stride);
+        if (write_trace_data(out, &reports[i], stride) != 0)
+            return -1;
     }
     fprintf(out, "]}");
     const char *rest = at + sizeof marker - 1;

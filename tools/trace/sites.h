@@ -44,4 +44,8 @@ const frame_info *sites_frame(site_analysis *a, uint32_t stack, uint32_t k);
  * C++ library): sites are named by the first frame that is not. */
 int sites_is_wrapper(const char *function);
 
+/* Writes a's call-site views for the heap map page, as one JSON object
+ * (html_sites.c documents its fields). Returns 0, or -1 with errno set. */
+int html_write_sites(FILE *out, site_analysis *a);
+
 #endif /* BRISK_TRACE_SITES_H */

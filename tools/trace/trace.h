@@ -184,8 +184,13 @@ void replay_result_free(replay_result *r);
 
 /* ---- output ---------------------------------------------------------- */
 
+struct site_analysis;
+
 typedef struct trace_report {
     const trace *t;
+    /* A recording's call sites, for the page's views of them (sites.h,
+     * html_sites.c); NULL for a malloc-lab trace. */
+    struct site_analysis *sites;
     replay_result result;
     int ok;                 /* 0 when the checked replay failed */
     char error[512];
@@ -209,6 +214,10 @@ long svg_write(FILE *out, const trace_report *report);
 /* One self-contained HTML page with every report's snapshots. Returns 0,
  * or -1 on a write error. */
 int html_write(FILE *out, const trace_report *reports, size_t count);
+
+/* Writes s as a JSON string, with '<' escaped too so that no "</script"
+ * ends the page's data block early. */
+void html_json_string(FILE *out, const char *s);
 
 /* Formats a byte count as "12.3 KiB" into buf. */
 const char *format_bytes(char *buf, size_t size, uint64_t bytes);

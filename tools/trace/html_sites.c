@@ -1,0 +1,481 @@
+/*
+ * A recording's call-site views for the heap map page (html.c puts them
+ * in its trace's data as "sites"): live bytes over time stacked by the
+ * top call sites, the bytes live by stack at each moment (the page's
+ * flame graph), and the leaks. Everything is aggregated here, never one
+ * entry per event, so a recording of millions of calls gives a page of a
+ * few MiB:
+ *
+ *   {"command", "pid", "events", "steps", "duration_ns",
+ *    "moments": [step, ...]      the moments sampled, "after step N":
+ *                                steps evenly spaced in heap traffic, and
+ *                                the peak's (plan_moments says why)
+ *    "traffic": [...]            bytes allocated and freed up to each
+ *    "time_us": [...]            each moment's time from the start
+ *    "live": [...]               requested bytes live at each moment
+ *    "peak": index of the peak's moment,
+ *    "series": [{"name", "bytes": [per moment]}, ...]  the top sites
+ *                                (merged by function, as report does), by
+ *                                the most they held at any moment, and
+ *                                last "other": all the rest
+ *    "flame": [[stack, bytes, stack, bytes, ...] per moment]  the stacks
+ *                                holding the most at that moment
+ *    "flame_rest": [...]         bytes of the stacks left out
+ *    "names": [...]              function names frames refer to
+ *    "stacks": [[name, ...], ...] frames of each stack "flame" and
+ *                                "leaks" name, innermost first
+ *    "leaks": {"bytes", "count", "sites": number of leaking stacks,
+ *              "top": [{"stack", "bytes", "count", "where"}, ...]}}
+ *
+ * The moments are steps of the recording (blocks.c); html.c gives the
+ * replay's snapshots their step too, so the page can show the heap map of
+ * the moment picked.
+ */
+#define _GNU_SOURCE
+#include "sites.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SITE_MOMENTS 300        /* evenly spaced moments sampled (plus the peak) */
+#define SITE_SERIES 10          /* call sites stacked by name; the rest is "other" */
+#define FLAME_STACKS 300        /* stacks the flame graph keeps per moment */
+#define FLAME_MAX_STACKS 20000u /* distinct stacks the page may name in all */
+#define LEAK_SITES 100          /* leaking stacks listed */
+
+/* Function names interned by pointer and text (the symbolizer's strings
+ * outlive the analysis). */
+typedef struct name_table {
+    const char **slots; /* open addressing; NULL empty */
+    uint32_t *index;
+    size_t size;
+    const char **names; /* in the order first seen */
+    size_t count;
+} name_table;
+
+static uint64_t text_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int name_table_init(name_table *t, size_t expected)
+{
+    t->size = 64;
+    while (t->size < expected * 2)
+        t->size *= 2;
+    t->slots = calloc(t->size, sizeof *t->slots);
+    t->index = calloc(t->size, sizeof *t->index);
+    t->names = calloc(t->size / 2, sizeof *t->names);
+    t->count = 0;
+    return t->slots && t->index && t->names ? 0 : -1;
+}
+
+static void name_table_free(name_table *t)
+{
+    free(t->slots);
+    free(t->index);
+    free(t->names);
+}
+
+/* The index of name, added when new; UINT32_MAX when the table is full
+ * (it was sized for every frame, so only on a bad estimate). */
+static uint32_t name_index(name_table *t, const char *name)
+{
+    size_t k = (size_t)text_hash(name) & (t->size - 1);
+    while (t->slots[k] != NULL) {
+        if (t->slots[k] == name || strcmp(t->slots[k], name) == 0)
+            return t->index[k];
+        k = (k + 1) & (t->size - 1);
+    }
+    if (t->count >= t->size / 2)
+        return UINT32_MAX;
+    t->slots[k] = name;
+    t->index[k] = (uint32_t)t->count;
+    t->names[t->count++] = name;
+    return t->index[k];
+}
+
+typedef struct site_views {
+    site_analysis *a;
+    size_t num_moments;
+    size_t *moments;           /* steps */
+    uint64_t *traffic;         /* per moment: bytes allocated and freed so far */
+    size_t peak_moment;
+    uint32_t *function_of;     /* per stack: index into a->function_name */
+    uint64_t *stack_live;      /* per stack, during a sweep */
+    uint64_t *function_live;   /* per function, during a sweep */
+    uint64_t total_live;
+    uint32_t series[SITE_SERIES];
+    size_t num_series;
+    uint64_t *series_bytes;    /* num_moments x (num_series + 1), "other" last */
+    uint64_t *live;            /* per moment */
+    uint32_t *local_stack;     /* per stack: its index in "stacks", or UINT32_MAX */
+    uint32_t *stacks_named;    /* local index -> stack */
+    uint32_t num_named;
+    uint32_t *order;           /* scratch: stacks or functions to rank */
+} site_views;
+
+static int cmp_function_name(const void *key, const void *item)
+{
+    return strcmp(key, *(const char *const *)item);
+}
+
+/* Applies step i of the recording to the live bytes by stack and by
+ * function. */
+static void apply_step(site_views *v, size_t i)
+{
+    const rec_blocks *b = &v->a->blocks;
+    const recording *r = v->a->r;
+    uint32_t ended = b->step_ended[i], made = b->step_made[i];
+    if (ended != REC_NONE) {
+        const rec_block *blk = &b->blocks[ended];
+        uint32_t st = r->events[blk->event].stack;
+        v->stack_live[st] -= blk->size;
+        v->function_live[v->function_of[st]] -= blk->size;
+        v->total_live -= blk->size;
+    }
+    if (made != REC_NONE) {
+        const rec_block *blk = &b->blocks[made];
+        uint32_t st = r->events[blk->event].stack;
+        v->stack_live[st] += blk->size;
+        v->function_live[v->function_of[st]] += blk->size;
+        v->total_live += blk->size;
+    }
+}
+
+static void sweep_reset(site_views *v)
+{
+    memset(v->stack_live, 0, v->a->num_sites * sizeof *v->stack_live);
+    memset(v->function_live, 0, (v->a->num_functions + 1) * sizeof *v->function_live);
+    v->total_live = 0;
+}
+
+/* Bytes step i allocated or freed. */
+static uint64_t step_traffic(const site_views *v, size_t i)
+{
+    const rec_blocks *b = &v->a->blocks;
+    uint64_t bytes = 0;
+    if (b->step_ended[i] != REC_NONE)
+        bytes += b->blocks[b->step_ended[i]].size;
+    if (b->step_made[i] != REC_NONE)
+        bytes += b->blocks[b->step_made[i]].size;
+    return bytes;
+}
+
+/* The moments: SITE_MOMENTS steps evenly spaced in heap traffic (bytes
+ * allocated and freed so far), the first step and the last among them,
+ * and the peak's step. Traffic, not calls or time, because a phase that
+ * builds up a big heap in a few calls (or in a few microseconds) is what
+ * the views are for, and evenly spaced calls or seconds would give it a
+ * pixel. */
+static void plan_moments(site_views *v)
+{
+    size_t steps = v->a->r->num_steps, peak = v->a->blocks.peak_step;
+    int place_peak = v->a->blocks.peak_bytes > 0 && peak < steps;
+    uint64_t total = 0, so_far = 0;
+    for (size_t i = 0; i < steps; i++)
+        total += step_traffic(v, i);
+    v->num_moments = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < steps; i++) {
+        so_far += step_traffic(v, i);
+        /* Step i is a moment when the traffic after it reaches the next
+         * mark (several marks at once in a big step), and it is the last. */
+        int due = i == 0 || i == steps - 1;
+        while (k < SITE_MOMENTS && (double)so_far >= (double)total * (double)k / (SITE_MOMENTS - 1)) {
+            due = 1;
+            k++;
+        }
+        if (place_peak && i == peak) {
+            v->peak_moment = v->num_moments;
+            due = 1;
+            place_peak = 0;
+        }
+        if (due) {
+            v->traffic[v->num_moments] = so_far;
+            v->moments[v->num_moments++] = i;
+        }
+    }
+}
+
+static const uint64_t *rank_values;
+
+/* Biggest first, then by index, for a stable order. */
+static int cmp_ranked(const void *x, const void *y)
+{
+    uint32_t i = *(const uint32_t *)x, j = *(const uint32_t *)y;
+    if (rank_values[i] != rank_values[j])
+        return rank_values[i] > rank_values[j] ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+/* The top sites: functions by the most they held live at a moment. */
+static void choose_series(site_views *v)
+{
+    size_t nf = v->a->num_functions + 1;
+    uint64_t *most = calloc(nf, sizeof *most);
+    if (most == NULL)
+        return;
+    sweep_reset(v);
+    size_t m = 0;
+    for (size_t i = 0; i < v->a->r->num_steps && m < v->num_moments; i++) {
+        apply_step(v, i);
+        if (i != v->moments[m])
+            continue;
+        for (size_t f = 0; f < nf; f++)
+            if (v->function_live[f] > most[f])
+                most[f] = v->function_live[f];
+        m++;
+    }
+    size_t used = 0;
+    for (uint32_t f = 0; f < nf; f++)
+        if (most[f] > 0)
+            v->order[used++] = f;
+    rank_values = most;
+    qsort(v->order, used, sizeof *v->order, cmp_ranked);
+    v->num_series = used < SITE_SERIES ? used : SITE_SERIES;
+    memcpy(v->series, v->order, v->num_series * sizeof *v->series);
+    free(most);
+}
+
+static uint32_t name_stack(site_views *v, uint32_t st)
+{
+    if (v->local_stack[st] == UINT32_MAX && v->num_named < FLAME_MAX_STACKS) {
+        v->local_stack[st] = v->num_named;
+        v->stacks_named[v->num_named++] = st;
+    }
+    return v->local_stack[st];
+}
+
+/* The second sweep: the series and the flame graph's stacks per moment,
+ * written as it goes. */
+static void write_flame(FILE *out, site_views *v)
+{
+    const site_analysis *a = v->a;
+    size_t cols = v->num_series + 1, m = 0;
+    uint64_t *rest = calloc(v->num_moments ? v->num_moments : 1, sizeof *rest);
+    sweep_reset(v);
+    fputs(",\n \"flame\": [", out);
+    for (size_t i = 0; i < a->r->num_steps && m < v->num_moments; i++) {
+        apply_step(v, i);
+        if (i != v->moments[m])
+            continue;
+        v->live[m] = v->total_live;
+        uint64_t named = 0;
+        for (size_t k = 0; k < v->num_series; k++) {
+            v->series_bytes[m * cols + k] = v->function_live[v->series[k]];
+            named += v->function_live[v->series[k]];
+        }
+        v->series_bytes[m * cols + v->num_series] = v->total_live - named;
+        size_t live_stacks = 0;
+        for (uint32_t st = 0; st < a->num_sites; st++)
+            if (v->stack_live[st] > 0)
+                v->order[live_stacks++] = st;
+        rank_values = v->stack_live;
+        qsort(v->order, live_stacks, sizeof *v->order, cmp_ranked);
+        fputs(m ? ",\n  [" : "\n  [", out);
+        uint64_t kept = 0;
+        size_t written = 0;
+        for (size_t k = 0; k < live_stacks && written < FLAME_STACKS; k++) {
+            uint32_t local = name_stack(v, v->order[k]);
+            if (local == UINT32_MAX)
+                continue;
+            fprintf(out, "%s%" PRIu32 ",%" PRIu64, written ? "," : "", local,
+                    v->stack_live[v->order[k]]);
+            kept += v->stack_live[v->order[k]];
+            written++;
+        }
+        fputc(']', out);
+        if (rest != NULL)
+            rest[m] = v->total_live - kept;
+        m++;
+    }
+    fputs("],\n \"flame_rest\": [", out);
+    for (size_t k = 0; k < v->num_moments; k++)
+        fprintf(out, "%s%" PRIu64, k ? "," : "", rest ? rest[k] : 0);
+    fputc(']', out);
+    free(rest);
+}
+
+static void write_numbers(FILE *out, const char *name, const uint64_t *values, size_t n,
+                          size_t stride)
+{
+    fprintf(out, ",\n \"%s\": [", name);
+    for (size_t k = 0; k < n; k++)
+        fprintf(out, "%s%" PRIu64, k ? "," : "", values[k * stride]);
+    fputc(']', out);
+}
+
+static void location_of(site_analysis *a, uint32_t st, char *buf, size_t size)
+{
+    const frame_info *where = NULL;
+    for (uint32_t k = 0; k < a->r->stack_depth[st]; k++) {
+        where = sites_frame(a, st, k);
+        if (!sites_is_wrapper(where->function))
+            break;
+    }
+    if (where == NULL)
+        snprintf(buf, size, "(no stack)");
+    else if (where->file != NULL)
+        snprintf(buf, size, "%s (%s:%d)", where->function, where->file, where->line);
+    else
+        snprintf(buf, size, "%s", where->function);
+}
+
+static void write_leaks(FILE *out, site_views *v)
+{
+    site_analysis *a = v->a;
+    size_t leaking = 0;
+    for (uint32_t st = 0; st < a->num_sites; st++)
+        if (a->by_stack[st].leak_count > 0)
+            v->order[leaking++] = st;
+    uint64_t *bytes = malloc((a->num_sites ? a->num_sites : 1) * sizeof *bytes);
+    if (bytes != NULL) {
+        for (uint32_t st = 0; st < a->num_sites; st++)
+            bytes[st] = a->by_stack[st].leak_bytes;
+        rank_values = bytes;
+        qsort(v->order, leaking, sizeof *v->order, cmp_ranked);
+        free(bytes);
+    }
+    fprintf(out, ",\n \"leaks\": {\"bytes\": %" PRIu64 ", \"count\": %" PRIu64
+                 ", \"sites\": %zu, \"top\": [",
+            a->leak_bytes, a->leak_count, leaking);
+    size_t written = 0;
+    for (size_t k = 0; k < leaking && written < LEAK_SITES; k++) {
+        uint32_t st = v->order[k], local = name_stack(v, st);
+        if (local == UINT32_MAX)
+            break;
+        char where[8400];
+        location_of(a, st, where, sizeof where);
+        fprintf(out, "%s\n  {\"stack\": %" PRIu32 ", \"bytes\": %" PRIu64 ", \"count\": %" PRIu64
+                     ", \"where\": ",
+                written ? "," : "", local, a->by_stack[st].leak_bytes, a->by_stack[st].leak_count);
+        html_json_string(out, where);
+        fputc('}', out);
+        written++;
+    }
+    fputs("]}", out);
+}
+
+static int write_stacks(FILE *out, site_views *v)
+{
+    site_analysis *a = v->a;
+    size_t frames = 1;
+    for (uint32_t i = 0; i < v->num_named; i++)
+        frames += a->r->stack_depth[v->stacks_named[i]];
+    name_table names;
+    if (name_table_init(&names, frames) != 0) {
+        name_table_free(&names);
+        return -1;
+    }
+    fputs(",\n \"stacks\": [", out);
+    for (uint32_t i = 0; i < v->num_named; i++) {
+        uint32_t st = v->stacks_named[i];
+        fputs(i ? ",[" : "[", out);
+        for (uint32_t k = 0; k < a->r->stack_depth[st]; k++)
+            fprintf(out, "%s%" PRIu32, k ? "," : "",
+                    name_index(&names, sites_frame(a, st, k)->function));
+        fputc(']', out);
+    }
+    fputs("],\n \"names\": [", out);
+    for (size_t i = 0; i < names.count; i++) {
+        if (i)
+            fputc(',', out);
+        html_json_string(out, names.names[i]);
+    }
+    fputc(']', out);
+    name_table_free(&names);
+    return 0;
+}
+
+int html_write_sites(FILE *out, site_analysis *a)
+{
+    const recording *r = a->r;
+    site_views v;
+    memset(&v, 0, sizeof v);
+    v.a = a;
+    size_t ns = a->num_sites ? a->num_sites : 1;
+    /* A moment per mark, plus the first step, the last and the peak's. */
+    v.moments = calloc(SITE_MOMENTS + 3, sizeof *v.moments);
+    v.traffic = calloc(SITE_MOMENTS + 3, sizeof *v.traffic);
+    v.function_of = calloc(ns, sizeof *v.function_of);
+    v.stack_live = calloc(ns, sizeof *v.stack_live);
+    v.function_live = calloc(a->num_functions + 1, sizeof *v.function_live);
+    v.live = calloc(SITE_MOMENTS + 3, sizeof *v.live);
+    v.series_bytes = calloc((SITE_MOMENTS + 3) * (SITE_SERIES + 1), sizeof *v.series_bytes);
+    v.local_stack = malloc(ns * sizeof *v.local_stack);
+    v.stacks_named = calloc(FLAME_MAX_STACKS, sizeof *v.stacks_named);
+    v.order = calloc(ns > a->num_functions + 1 ? ns : a->num_functions + 1, sizeof *v.order);
+    int rc = -1;
+    if (v.moments == NULL || v.traffic == NULL || v.function_of == NULL || v.stack_live == NULL ||
+        v.function_live == NULL || v.live == NULL || v.series_bytes == NULL ||
+        v.local_stack == NULL || v.stacks_named == NULL || v.order == NULL) {
+        errno = ENOMEM;
+        goto out;
+    }
+    memset(v.local_stack, 0xff, ns * sizeof *v.local_stack);
+    /* Stacks that made no block hold nothing; they count at the spare
+     * function slot past the last. */
+    for (uint32_t st = 0; st < a->num_sites; st++) {
+        const char *const *f = a->function[st] == NULL
+                                   ? NULL
+                                   : bsearch(a->function[st], a->function_name, a->num_functions,
+                                             sizeof *a->function_name, cmp_function_name);
+        v.function_of[st] = f ? (uint32_t)(f - a->function_name) : (uint32_t)a->num_functions;
+    }
+    if (r->num_steps > 0)
+        plan_moments(&v);
+    choose_series(&v);
+
+    fputs("{\"command\": ", out);
+    html_json_string(out, r->command);
+    fprintf(out, ", \"pid\": %" PRIu64 ", \"events\": %zu, \"steps\": %zu, \"duration_ns\": %" PRIu64
+                 ", \"peak\": %zu",
+            r->pid, r->num_events, r->num_steps, r->duration_ns, v.peak_moment);
+    write_flame(out, &v);
+    fputs(",\n \"moments\": [", out);
+    for (size_t k = 0; k < v.num_moments; k++)
+        fprintf(out, "%s%zu", k ? "," : "", v.moments[k]);
+    fputs("],\n \"time_us\": [", out);
+    for (size_t k = 0; k < v.num_moments; k++)
+        fprintf(out, "%s%" PRIu64, k ? "," : "",
+                r->events[r->steps[v.moments[k]].event].time_ns / 1000);
+    fputc(']', out);
+    write_numbers(out, "live", v.live, v.num_moments, 1);
+    write_numbers(out, "traffic", v.traffic, v.num_moments, 1);
+    fputs(",\n \"series\": [", out);
+    for (size_t k = 0; k <= v.num_series; k++) {
+        fputs(k ? ",\n  {\"name\": " : "\n  {\"name\": ", out);
+        html_json_string(out, k < v.num_series ? (v.series[k] < a->num_functions
+                                                       ? a->function_name[v.series[k]]
+                                                       : "(no block)")
+                                               : "other");
+        write_numbers(out, "bytes", v.series_bytes + k, v.num_moments, v.num_series + 1);
+        fputc('}', out);
+    }
+    fputc(']', out);
+    write_leaks(out, &v);
+    if (write_stacks(out, &v) != 0) {
+        errno = ENOMEM;
+        goto out;
+    }
+    fputc('}', out);
+    rc = 0;
+out:
+    free(v.moments);
+    free(v.traffic);
+    free(v.function_of);
+    free(v.stack_live);
+    free(v.function_live);
+    free(v.live);
+    free(v.series_bytes);
+    free(v.local_stack);
+    free(v.stacks_named);
+    free(v.order);
+    return rc;
+}
