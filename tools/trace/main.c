@@ -57,6 +57,8 @@ static const char replay_usage[] =
     "  --svg FILE        write the heap map of one trace at peak use as SVG\n"
     "  --map NAME        the trace --svg draws, by name or path (default: the first)\n"
     "  --html FILE       write an interactive page with every trace's snapshots\n"
+    "                    (and, for a recording, live bytes by call site over time,\n"
+    "                    a flame graph of any moment, and the leaks)\n"
     "  --snapshots N     snapshots per trace for --html (default 40)\n"
     "  -h, --help        show this help\n";
 

@@ -12,7 +12,8 @@
  *   backends.c     the allocators replay knows: brisk's region heap and
  *                  the system malloc.
  *   report.c       the result table as text, CSV or JSON.
- *   svg.c, html.c  the heap map as a picture and as an interactive page.
+ *   svg.c, html.c  the heap map as a picture and as an interactive page;
+ *   html_sites.c   a recording's call-site views on that page.
  *   tool_os.c      the tool's clock and executable path; record.c also
  *                  forks, execs and waits for the recorded command.
  */
