@@ -37,6 +37,7 @@ parser.add_argument("gen")
 parser.add_argument("traces", nargs="*")
 parser.add_argument("--program")
 parser.add_argument("--lib")
+parser.add_argument("--brisk", help="libbrisk.so: the program is recorded again using it")
 parser.add_argument("--screenshot")
 parser.add_argument("--sites-screenshot")
 args = parser.parse_args()
@@ -170,16 +171,51 @@ def main():
                   p.stderr)
             if p.returncode != 0 or report is None:
                 return 1
+            check(report["allocator"]["samples"] == 0,
+                  "a program not using libbrisk has no allocator samples", str(report["allocator"]))
+        brisk_page = None
+        if args.program and args.brisk:
+            recording = os.path.join(tmp, "brisk.btr")
+            env = dict(os.environ, LD_PRELOAD=args.brisk)
+            p = subprocess.run([tool, "record", "-o", recording, "--", args.program, args.lib],
+                               capture_output=True, text=True, timeout=300, env=env)
+            check(p.returncode == 0, "the program is recorded using libbrisk", p.stderr)
+            brisk_report = json.loads(run_tool("report", "--json", recording) or "null")
+            al = brisk_report["allocator"] if brisk_report else {}
+            check(al.get("samples", 0) >= 5 and al["mapped_bytes_most"] >= 4 << 20 and
+                  al["resident_bytes_most"] > 0,
+                  "a program using libbrisk has allocator samples", str(al))
+            # The samples survive unpacking and packing again.
+            raw = os.path.join(tmp, "brisk.raw")
+            back = os.path.join(tmp, "brisk-back.btr")
+            run_tool("convert", "--to", "raw", recording, raw)
+            run_tool("convert", "--to", "recording", raw, back)
+            for path in (raw, back):
+                again = json.loads(run_tool("report", "--json", path) or "null")
+                check(again is not None and again["allocator"] == al,
+                      f"{os.path.basename(path)}: the allocator samples kept",
+                      str(again and again["allocator"]))
+            brisk_page = os.path.join(tmp, "brisk.html")
+            run_tool("replay", "--reps", "0", "--html", brisk_page, recording)
 
         browser = DevTools(chromium, os.path.join(tmp, "profile"))
         try:
             run_browser_checks(browser, page, tmp)
             if sites_page:
                 run_sites_checks(browser, sites_page, report, tmp)
+            if brisk_page:
+                run_allocator_checks(browser, brisk_page, brisk_report, tmp)
         finally:
             browser.close()
     print(f"test_trace_html: {checks - failures} passed, {failures} failed")
     return 1 if failures or checks == 0 else 0
+
+
+def run_tool(*arguments):
+    """The tool's stdout, or None (a failed check) when it fails."""
+    p = subprocess.run([tool] + list(arguments), capture_output=True, text=True, timeout=300)
+    check(p.returncode == 0, "brisk-trace " + " ".join(arguments), p.stderr)
+    return p.stdout if p.returncode == 0 else None
 
 
 def open_page(b, page, height=1500):
@@ -440,6 +476,8 @@ def run_sites_checks(b, page, report, tmp):
     check(f" in {report['leaks']['count']} blocks live at exit, from {len(want)} stacks" in leaks_note,
           "the leaks' totals", leaks_note)
 
+    check(js("document.getElementById('allocator-card').hidden"),
+          "no allocator view for a program not using libbrisk")
     errors = [e for e in b.events if e.get("method") == "Runtime.exceptionThrown"]
     check(not errors, "no script errors", json.dumps(errors)[:2000])
     js("document.getElementById('moment-peak').click(); window.scrollTo(0, 0)")
@@ -447,6 +485,65 @@ def run_sites_checks(b, page, report, tmp):
     screenshot(b, s, out, whole_page=True)
     if args.sites_screenshot:
         print(f"screenshot written to {out}")
+
+def run_allocator_checks(b, page, report, tmp):
+    """The page of the same program recorded using libbrisk: the process
+    allocator's view, its samples against report's, following the
+    cursor."""
+    s, js, mouse, key = open_page(b, page, height=1300)
+    al = report["allocator"]
+    check(not js("document.getElementById('allocator-card').hidden"),
+          "a program using libbrisk shows the allocator view")
+    state = lambda: js("""(() => {
+      const legend = {};
+      for (const li of document.querySelectorAll('#allocator-legend li')) legend[li.dataset.key] = Number(li.dataset.bytes);
+      return {sample: Number(document.body.dataset.allocatorSample), legend,
+              note: document.getElementById('allocator-note').textContent,
+              stats: document.getElementById('allocator-stats').textContent,
+              mostMapped: Math.max(...DATA.traces[0].sites.allocator.mapped)};
+    })()""")
+    at_peak = state()
+    check(at_peak["note"].startswith(f"{al['samples']} samples of brisk_malloc_get_stats"),
+          "the view counts report's samples", at_peak["note"])
+    check(at_peak["mostMapped"] == al["mapped_bytes_most"], "the page has report's most mapped",
+          f"{at_peak['mostMapped']} vs {al['mapped_bytes_most']}")
+    lg = at_peak["legend"]
+    check(set(lg) == {"resident", "mapped", "live", "large_live", "large_cached"},
+          "the legend names every line", str(lg))
+    # The legend shows the sample nearest the cursor's moment (by heap
+    # traffic, the x of both charts).
+    data = js("(() => { const s = DATA.traces[0].sites; return {traffic: s.traffic[s.peak], "
+              "al: s.allocator}; })()")
+    samples = data["al"]
+    nearest = min(range(len(samples["traffic"])),
+                  key=lambda i: (abs(samples["traffic"][i] - data["traffic"]), i))
+    check(at_peak["sample"] == nearest and
+          all(lg.get(k) == samples[k][nearest] for k in lg),
+          "at the peak the legend shows the nearest sample",
+          f"sample {at_peak['sample']}, nearest {nearest}: {lg}")
+    # Every sample: libbrisk had mapped a segment (4 MiB) at least, and
+    # never fewer bytes than were requested; the requested bytes never
+    # passed the peak.
+    check(all(m >= 4 << 20 and m >= live for m, live in zip(samples["mapped"], samples["live"])),
+          "mapped covers what was requested, in segments", str(samples["mapped"][:10]))
+    check(max(samples["live"]) <= report["peak"]["bytes"] and min(samples["resident"]) > 0,
+          "requested bytes within the peak; resident known", str(samples["live"][:10]))
+    check("segments mapped (4 MiB)" in at_peak["stats"], "the allocator's stats show",
+          at_peak["stats"])
+    painted = js("(() => { const c = document.getElementById('allocator'); const d = "
+                 "c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; "
+                 "for (let i = 0; i < d.length; i += 4) if (d[i] < 200) n++; return n; })()")
+    check(painted > 500, "the allocator's lines are drawn", str(painted))
+    js("(() => { const e = document.getElementById('moment'); e.value = e.max; "
+       "e.dispatchEvent(new Event('input')); })()")
+    at_end = state()
+    check(at_end["sample"] > at_peak["sample"], "the allocator view follows the cursor",
+          f"sample {at_peak['sample']} at the peak, {at_end['sample']} at the end")
+    errors = [e for e in b.events if e.get("method") == "Runtime.exceptionThrown"]
+    check(not errors, "no script errors", json.dumps(errors)[:2000])
+    js("document.getElementById('moment-peak').click(); window.scrollTo(0, 0)")
+    screenshot(b, s, os.path.join(tmp, "allocator.png"), whole_page=True)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -172,9 +172,9 @@ with tempfile.TemporaryDirectory() as tmp:
              ("headless.btr", data[:20], "truncated: the file ends inside its 32-byte header"),
              ("noend.btr", raw[: raw.rfind(b"CHNK")], "no end record"),
              ("future-raw.btr", raw[:8] + bytes([9, 0, 0, 0]) + raw[12:],
-              "recording format version 9; this brisk-trace reads version 1"),
+              "recording format version 9; this brisk-trace reads versions 1 to 2"),
              ("future.btr", data[:8] + bytes([9, 0, 0, 0]) + data[12:],
-              "recording format version 9; this brisk-trace reads version 1"),
+              "recording format version 9; this brisk-trace reads versions 1 to 2"),
              ("foreign.btr", open(sys.executable, "rb").read(4096),
               "not a brisk-trace recording: it starts with bytes 7f 45 4c 46")]
     for name, content, message in cases:
@@ -184,6 +184,18 @@ with tempfile.TemporaryDirectory() as tmp:
         p = run([tool, "report", path])
         check(p.returncode == 1 and p.stderr.startswith(path + ":") and message in p.stderr,
               f"{name}: a clear error", p.stderr)
+
+    # Version 1 recordings (before allocator samples) are still read:
+    # the same file marked version 1, packed and raw, reports the same.
+    for name, content, original in (("v1.btr", data, rec), ("v1-raw.btr", raw, raw_rec)):
+        path = os.path.join(tmp, name)
+        with open(path, "wb") as f:
+            f.write(content[:8] + bytes([1, 0, 0, 0]) + content[12:])
+        old, now = report(path), report(original)
+        check(old is not None and now is not None and
+              {k: v for k, v in old.items() if k != "recording"} ==
+              {k: v for k, v in now.items() if k != "recording"},
+              f"{name}: a version 1 recording reads as before")
 
 print(f"test_trace_report: {checks - failures} passed, {failures} failed")
 sys.exit(1 if failures or checks == 0 else 0)

@@ -82,7 +82,8 @@ if(Python3_FOUND)
   add_test(NAME test_trace_html
     COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_html.py $<TARGET_FILE:brisk-trace>
             ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py
-            --program $<TARGET_FILE:trace_sites_program> --lib $<TARGET_FILE:trace_sites_lib>)
+            --program $<TARGET_FILE:trace_sites_program> --lib $<TARGET_FILE:trace_sites_lib>
+            --brisk $<TARGET_FILE:brisk_shared>)
   set_tests_properties(test_trace_html PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
 else()
   message(WARNING "python3 not found: the brisk-trace command-line tests are not registered")

@@ -25,7 +25,14 @@
  *    "stacks": [[name, ...], ...] frames of each stack "flame" and
  *                                "leaks" name, innermost first
  *    "leaks": {"bytes", "count", "sites": number of leaking stacks,
- *              "top": [{"stack", "bytes", "count", "where"}, ...]}}
+ *              "top": [{"stack", "bytes", "count", "where"}, ...]},
+ *    "allocator": null, or for a program using libbrisk its samples
+ *              (TF_ALLOCATOR; at most 2000, evenly thinned):
+ *              {"time_us", "traffic" and "live" (the timeline's x and the
+ *               requested bytes live when each was taken), "resident",
+ *               "mapped", "large_live", "large_cached", "segments",
+ *               "segments_cached", "abandoned", "threads": [...],
+ *               "samples": how many the recording has}}
  *
  * The moments are steps of the recording (blocks.c); html.c gives the
  * replay's snapshots their step too, so the page can show the heap map of
@@ -393,6 +400,66 @@ static int write_stacks(FILE *out, site_views *v)
     return 0;
 }
 
+/* Most allocator samples the page gets: evenly thinned past this. */
+#define ALLOCATOR_SAMPLES 2000
+
+/* The process allocator's samples (a recording of a program using
+ * libbrisk), each placed on the timeline: the heap traffic and the
+ * requested bytes live when it was taken. */
+static void write_allocator(FILE *out, site_views *v)
+{
+    const recording *r = v->a->r;
+    size_t n = r->num_samples, keep = n < ALLOCATOR_SAMPLES ? n : ALLOCATOR_SAMPLES;
+    uint64_t *traffic = calloc(keep ? keep : 1, sizeof *traffic);
+    uint64_t *live = calloc(keep ? keep : 1, sizeof *live);
+    size_t *which = calloc(keep ? keep : 1, sizeof *which);
+    fputs(",\n \"allocator\": ", out);
+    if (n == 0 || traffic == NULL || live == NULL || which == NULL) {
+        fputs("null", out);
+        goto out;
+    }
+    for (size_t k = 0; k < keep; k++)
+        which[k] = keep == 1 ? n - 1 : (n - 1) * k / (keep - 1);
+    sweep_reset(v);
+    uint64_t so_far = 0;
+    size_t k = 0;
+    for (size_t i = 0; i <= r->num_steps && k < keep; i++) {
+        /* Samples taken before step i see the heap as the steps before
+         * it left it. */
+        while (k < keep && (i == r->num_steps || r->samples[which[k]].seq <= r->steps[i].seq)) {
+            traffic[k] = so_far;
+            live[k] = v->total_live;
+            k++;
+        }
+        if (i < r->num_steps) {
+            so_far += step_traffic(v, i);
+            apply_step(v, i);
+        }
+    }
+    fputs("{\"time_us\": [", out);
+    for (k = 0; k < keep; k++)
+        fprintf(out, "%s%" PRIu64, k ? "," : "", r->samples[which[k]].time_ns / 1000);
+    fputc(']', out);
+    write_numbers(out, "traffic", traffic, keep, 1);
+    write_numbers(out, "live", live, keep, 1);
+    static const char *const field_names[TF_ALLOCATOR_FIELDS] = {
+        [TF_AL_RESIDENT] = "resident", [TF_AL_MAPPED] = "mapped",
+        [TF_AL_LARGE_LIVE] = "large_live", [TF_AL_LARGE_CACHED] = "large_cached",
+        [TF_AL_SEGMENTS] = "segments", [TF_AL_SEGMENTS_CACHED] = "segments_cached",
+        [TF_AL_ABANDONED] = "abandoned", [TF_AL_THREADS] = "threads"};
+    for (int f = 0; f < TF_ALLOCATOR_FIELDS; f++) {
+        fprintf(out, ",\n  \"%s\": [", field_names[f]);
+        for (k = 0; k < keep; k++)
+            fprintf(out, "%s%" PRIu64, k ? "," : "", r->samples[which[k]].value[f]);
+        fputc(']', out);
+    }
+    fprintf(out, ", \"samples\": %zu}", n);
+out:
+    free(traffic);
+    free(live);
+    free(which);
+}
+
 int html_write_sites(FILE *out, site_analysis *a)
 {
     const recording *r = a->r;
@@ -460,6 +527,7 @@ int html_write_sites(FILE *out, site_analysis *a)
     }
     fputc(']', out);
     write_leaks(out, &v);
+    write_allocator(out, &v);
     if (write_stacks(out, &v) != 0) {
         errno = ENOMEM;
         goto out;

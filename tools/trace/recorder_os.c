@@ -84,4 +84,19 @@ size_t rec_read_file(const char *path, char *buf, size_t size)
     return len;
 }
 
+uint64_t rec_resident_bytes(void)
+{
+    /* statm: total and resident size, in pages, first. */
+    char text[128];
+    if (rec_read_file("/proc/self/statm", text, sizeof text) == 0)
+        return 0;
+    const char *p = text;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    uint64_t pages = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++)
+        pages = pages * 10 + (uint64_t)(*p - '0');
+    return pages * rec_page_size();
+}
+
 void rec_yield(void) { sched_yield(); }

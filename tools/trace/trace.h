@@ -253,6 +253,14 @@ typedef struct rec_step {
     uint32_t role;
 } rec_step;
 
+/* A sample of the process allocator (TF_ALLOCATOR): values by
+ * enum tf_allocator_field, 0 where the recording has none. */
+typedef struct rec_sample {
+    uint64_t seq;      /* taken after the events numbered below this */
+    uint64_t time_ns;  /* since the recording started */
+    uint64_t value[8]; /* TF_ALLOCATOR_FIELDS */
+} rec_sample;
+
 typedef struct recording {
     char *path;
     uint64_t pid;
@@ -268,6 +276,8 @@ typedef struct recording {
     size_t num_threads;
     uint32_t *thread_tids;
     char *maps;             /* the maps records, latest first, as one text */
+    size_t num_samples;     /* allocator samples, in seq order (a process */
+    rec_sample *samples;    /* using libbrisk; none otherwise) */
     unsigned flags;         /* TF_END_* of the end record */
     uint64_t duration_ns;   /* time of the last event */
 } recording;
