@@ -51,6 +51,7 @@
 #define FLAME_STACKS 300        /* stacks the flame graph keeps per moment */
 #define FLAME_MAX_STACKS 20000u /* distinct stacks the page may name in all */
 #define LEAK_SITES 100          /* leaking stacks listed */
+#define ALLOCATOR_SAMPLES 2000  /* allocator samples kept, evenly thinned past this */
 
 /* Function names interned by pointer and text (the symbolizer's strings
  * outlive the analysis). */
@@ -125,6 +126,12 @@ typedef struct site_views {
     uint32_t *stacks_named;    /* local index -> stack */
     uint32_t num_named;
     uint32_t *order;           /* scratch: stacks or functions to rank */
+    uint64_t *rank;            /* scratch: what they are ranked by */
+    uint64_t *rest;            /* per moment: bytes of the stacks the flame graph leaves out */
+    size_t num_kept_samples;   /* allocator samples the page gets */
+    size_t *kept_sample;       /* which */
+    uint64_t *sample_traffic;  /* per kept sample: heap traffic and */
+    uint64_t *sample_live;     /* requested bytes live when it was taken */
 } site_views;
 
 static int cmp_function_name(const void *key, const void *item)
@@ -225,9 +232,8 @@ static int cmp_ranked(const void *x, const void *y)
 static void choose_series(site_views *v)
 {
     size_t nf = v->a->num_functions + 1;
-    uint64_t *most = calloc(nf, sizeof *most);
-    if (most == NULL)
-        return;
+    uint64_t *most = v->rank;
+    memset(most, 0, nf * sizeof *most);
     sweep_reset(v);
     size_t m = 0;
     for (size_t i = 0; i < v->a->r->num_steps && m < v->num_moments; i++) {
@@ -247,7 +253,6 @@ static void choose_series(site_views *v)
     qsort(v->order, used, sizeof *v->order, cmp_ranked);
     v->num_series = used < SITE_SERIES ? used : SITE_SERIES;
     memcpy(v->series, v->order, v->num_series * sizeof *v->series);
-    free(most);
 }
 
 static uint32_t name_stack(site_views *v, uint32_t st)
@@ -265,7 +270,7 @@ static void write_flame(FILE *out, site_views *v)
 {
     const site_analysis *a = v->a;
     size_t cols = v->num_series + 1, m = 0;
-    uint64_t *rest = calloc(v->num_moments ? v->num_moments : 1, sizeof *rest);
+    uint64_t *rest = v->rest;
     sweep_reset(v);
     fputs(",\n \"flame\": [", out);
     for (size_t i = 0; i < a->r->num_steps && m < v->num_moments; i++) {
@@ -298,15 +303,13 @@ static void write_flame(FILE *out, site_views *v)
             written++;
         }
         fputc(']', out);
-        if (rest != NULL)
-            rest[m] = v->total_live - kept;
+        rest[m] = v->total_live - kept;
         m++;
     }
     fputs("],\n \"flame_rest\": [", out);
     for (size_t k = 0; k < v->num_moments; k++)
-        fprintf(out, "%s%" PRIu64, k ? "," : "", rest ? rest[k] : 0);
+        fprintf(out, "%s%" PRIu64, k ? "," : "", rest[k]);
     fputc(']', out);
-    free(rest);
 }
 
 static void write_numbers(FILE *out, const char *name, const uint64_t *values, size_t n,
@@ -341,14 +344,10 @@ static void write_leaks(FILE *out, site_views *v)
     for (uint32_t st = 0; st < a->num_sites; st++)
         if (a->by_stack[st].leak_count > 0)
             v->order[leaking++] = st;
-    uint64_t *bytes = malloc((a->num_sites ? a->num_sites : 1) * sizeof *bytes);
-    if (bytes != NULL) {
-        for (uint32_t st = 0; st < a->num_sites; st++)
-            bytes[st] = a->by_stack[st].leak_bytes;
-        rank_values = bytes;
-        qsort(v->order, leaking, sizeof *v->order, cmp_ranked);
-        free(bytes);
-    }
+    for (uint32_t st = 0; st < a->num_sites; st++)
+        v->rank[st] = a->by_stack[st].leak_bytes;
+    rank_values = v->rank;
+    qsort(v->order, leaking, sizeof *v->order, cmp_ranked);
     fprintf(out, ",\n \"leaks\": {\"bytes\": %" PRIu64 ", \"count\": %" PRIu64
                  ", \"sites\": %zu, \"top\": [",
             a->leak_bytes, a->leak_count, leaking);
@@ -400,35 +399,30 @@ static int write_stacks(FILE *out, site_views *v)
     return 0;
 }
 
-/* Most allocator samples the page gets: evenly thinned past this. */
-#define ALLOCATOR_SAMPLES 2000
-
 /* The process allocator's samples (a recording of a program using
  * libbrisk), each placed on the timeline: the heap traffic and the
  * requested bytes live when it was taken. */
 static void write_allocator(FILE *out, site_views *v)
 {
     const recording *r = v->a->r;
-    size_t n = r->num_samples, keep = n < ALLOCATOR_SAMPLES ? n : ALLOCATOR_SAMPLES;
-    uint64_t *traffic = calloc(keep ? keep : 1, sizeof *traffic);
-    uint64_t *live = calloc(keep ? keep : 1, sizeof *live);
-    size_t *which = calloc(keep ? keep : 1, sizeof *which);
+    size_t keep = v->num_kept_samples;
     fputs(",\n \"allocator\": ", out);
-    if (n == 0 || traffic == NULL || live == NULL || which == NULL) {
+    if (keep == 0) {
         fputs("null", out);
-        goto out;
+        return;
     }
     for (size_t k = 0; k < keep; k++)
-        which[k] = keep == 1 ? n - 1 : (n - 1) * k / (keep - 1);
+        v->kept_sample[k] = keep == 1 ? r->num_samples - 1 : (r->num_samples - 1) * k / (keep - 1);
     sweep_reset(v);
     uint64_t so_far = 0;
     size_t k = 0;
     for (size_t i = 0; i <= r->num_steps && k < keep; i++) {
         /* Samples taken before step i see the heap as the steps before
          * it left it. */
-        while (k < keep && (i == r->num_steps || r->samples[which[k]].seq <= r->steps[i].seq)) {
-            traffic[k] = so_far;
-            live[k] = v->total_live;
+        while (k < keep &&
+               (i == r->num_steps || r->samples[v->kept_sample[k]].seq <= r->steps[i].seq)) {
+            v->sample_traffic[k] = so_far;
+            v->sample_live[k] = v->total_live;
             k++;
         }
         if (i < r->num_steps) {
@@ -438,10 +432,10 @@ static void write_allocator(FILE *out, site_views *v)
     }
     fputs("{\"time_us\": [", out);
     for (k = 0; k < keep; k++)
-        fprintf(out, "%s%" PRIu64, k ? "," : "", r->samples[which[k]].time_ns / 1000);
+        fprintf(out, "%s%" PRIu64, k ? "," : "", r->samples[v->kept_sample[k]].time_ns / 1000);
     fputc(']', out);
-    write_numbers(out, "traffic", traffic, keep, 1);
-    write_numbers(out, "live", live, keep, 1);
+    write_numbers(out, "traffic", v->sample_traffic, keep, 1);
+    write_numbers(out, "live", v->sample_live, keep, 1);
     static const char *const field_names[TF_ALLOCATOR_FIELDS] = {
         [TF_AL_RESIDENT] = "resident", [TF_AL_MAPPED] = "mapped",
         [TF_AL_LARGE_LIVE] = "large_live", [TF_AL_LARGE_CACHED] = "large_cached",
@@ -450,14 +444,10 @@ static void write_allocator(FILE *out, site_views *v)
     for (int f = 0; f < TF_ALLOCATOR_FIELDS; f++) {
         fprintf(out, ",\n  \"%s\": [", field_names[f]);
         for (k = 0; k < keep; k++)
-            fprintf(out, "%s%" PRIu64, k ? "," : "", r->samples[which[k]].value[f]);
+            fprintf(out, "%s%" PRIu64, k ? "," : "", r->samples[v->kept_sample[k]].value[f]);
         fputc(']', out);
     }
-    fprintf(out, ", \"samples\": %zu}", n);
-out:
-    free(traffic);
-    free(live);
-    free(which);
+    fprintf(out, ", \"samples\": %zu}", r->num_samples);
 }
 
 int html_write_sites(FILE *out, site_analysis *a)
@@ -477,11 +467,20 @@ int html_write_sites(FILE *out, site_analysis *a)
     v.series_bytes = calloc((SITE_MOMENTS + 3) * (SITE_SERIES + 1), sizeof *v.series_bytes);
     v.local_stack = malloc(ns * sizeof *v.local_stack);
     v.stacks_named = calloc(FLAME_MAX_STACKS, sizeof *v.stacks_named);
-    v.order = calloc(ns > a->num_functions + 1 ? ns : a->num_functions + 1, sizeof *v.order);
+    size_t ranked = ns > a->num_functions + 1 ? ns : a->num_functions + 1;
+    v.order = calloc(ranked, sizeof *v.order);
+    v.rank = calloc(ranked, sizeof *v.rank);
+    v.rest = calloc(SITE_MOMENTS + 3, sizeof *v.rest);
+    v.num_kept_samples = r->num_samples < ALLOCATOR_SAMPLES ? r->num_samples : ALLOCATOR_SAMPLES;
+    v.kept_sample = calloc(v.num_kept_samples + 1, sizeof *v.kept_sample);
+    v.sample_traffic = calloc(v.num_kept_samples + 1, sizeof *v.sample_traffic);
+    v.sample_live = calloc(v.num_kept_samples + 1, sizeof *v.sample_live);
     int rc = -1;
     if (v.moments == NULL || v.traffic == NULL || v.function_of == NULL || v.stack_live == NULL ||
         v.function_live == NULL || v.live == NULL || v.series_bytes == NULL ||
-        v.local_stack == NULL || v.stacks_named == NULL || v.order == NULL) {
+        v.local_stack == NULL || v.stacks_named == NULL || v.order == NULL || v.rank == NULL ||
+        v.rest == NULL || v.kept_sample == NULL || v.sample_traffic == NULL ||
+        v.sample_live == NULL) {
         errno = ENOMEM;
         goto out;
     }
@@ -545,5 +544,10 @@ out:
     free(v.local_stack);
     free(v.stacks_named);
     free(v.order);
+    free(v.rank);
+    free(v.rest);
+    free(v.kept_sample);
+    free(v.sample_traffic);
+    free(v.sample_live);
     return rc;
 }
