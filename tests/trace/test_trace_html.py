@@ -478,6 +478,32 @@ def run_sites_checks(b, page, report, tmp):
 
     check(js("document.getElementById('allocator-card').hidden"),
           "no allocator view for a program not using libbrisk")
+
+    # By size class, at the peak: the program's blocks in libbrisk's
+    # classes, by construction (docs/process.md's grid): 8 x 100000 in
+    # the 104 KiB class, 3 x 50000 in 52 KiB, 4 x 25000 in 26 KiB, 40 x
+    # 3000 in 3 KiB.
+    js("document.getElementById('moment-peak').click()")
+    classes = lambda: js("[...document.querySelectorAll('#classes tbody tr')].map((tr) => "
+                         "[Number(tr.dataset.block), Number(tr.dataset.count), "
+                         "Number(tr.dataset.requested), Number(tr.dataset.held)])")
+    at_peak = {row[0]: row[1:] for row in classes()}
+    for block, count, requested in ((106496, 8, 800000), (53248, 3, 150000),
+                                    (26624, 4, 100000), (3072, 40, 120000)):
+        check(at_peak.get(block) == [count, requested, count * block],
+              f"at the peak, the {block}-byte class holds {count} blocks of {requested} bytes",
+              str(at_peak))
+    check(sum(v[1] for v in at_peak.values()) == peak["bytes"],
+          "the classes hold every byte live at the peak", str(at_peak))
+    # At the end: aligned_leak's aligned_alloc(64, 640) in the 640 class,
+    # leak_here's 3 x 777 in 832.
+    js("(() => { const e = document.getElementById('moment'); e.value = e.max; "
+       "e.dispatchEvent(new Event('input')); })()")
+    at_end = {row[0]: row[1:] for row in classes()}
+    check(at_end.get(640, [0])[0] >= 1 and at_end.get(832, [0])[0] >= 3,
+          "at the end, the leaks' classes", str(at_end))
+    if args.brisk:
+        check_class_grid(js("DATA.traces[0].sites.classes.block"))
     errors = [e for e in b.events if e.get("method") == "Runtime.exceptionThrown"]
     check(not errors, "no script errors", json.dumps(errors)[:2000])
     js("document.getElementById('moment-peak').click(); window.scrollTo(0, 0)")
@@ -485,6 +511,35 @@ def run_sites_checks(b, page, report, tmp):
     screenshot(b, s, out, whole_page=True)
     if args.sites_screenshot:
         print(f"screenshot written to {out}")
+
+def check_class_grid(blocks):
+    """The page's size classes are libbrisk's: a request of a class's
+    block size, and one of a byte more than the class below, both get
+    that block size (brisk_malloc_usable_size); past the last class,
+    blocks are whole pages."""
+    import ctypes
+    lib = ctypes.CDLL(args.brisk)
+    lib.brisk_malloc.restype = ctypes.c_void_p
+    lib.brisk_malloc.argtypes = [ctypes.c_size_t]
+    lib.brisk_malloc_usable_size.restype = ctypes.c_size_t
+    lib.brisk_malloc_usable_size.argtypes = [ctypes.c_void_p]
+    lib.brisk_free.argtypes = [ctypes.c_void_p]
+
+    def usable(n):
+        p = lib.brisk_malloc(n)
+        got = lib.brisk_malloc_usable_size(p)
+        lib.brisk_free(p)
+        return got
+
+    small = [b for b in blocks if b]
+    check(len(small) == 96 and blocks[-1] == 0, "96 classes and large", str(blocks))
+    wrong = [(below, block, usable(below + 1), usable(block))
+             for below, block in zip([0] + small, small)
+             if usable(below + 1) != block or usable(block) != block]
+    check(not wrong, "every class of the page is libbrisk's", str(wrong[:5]))
+    check(usable(small[-1] + 1) == (small[-1] + 1 + 4095) // 4096 * 4096,
+          "past the classes, whole pages", str(usable(small[-1] + 1)))
+
 
 def run_allocator_checks(b, page, report, tmp):
     """The page of the same program recorded using libbrisk: the process

@@ -26,6 +26,10 @@
  *                                "leaks" name, innermost first
  *    "leaks": {"bytes", "count", "sites": number of leaking stacks,
  *              "top": [{"stack", "bytes", "count", "where"}, ...]},
+ *    "classes": {"block": [block size of each libbrisk size class, 0 for
+ *              large], "count", "requested", "held": [[per class] per
+ *              moment]}  the live blocks as libbrisk's classes would hold
+ *              them (write_classes)
  *    "allocator": null, or for a program using libbrisk its samples
  *              (TF_ALLOCATOR; at most 2000, evenly thinned):
  *              {"time_us", "traffic" and "live" (the timeline's x and the
@@ -52,6 +56,17 @@
 #define FLAME_MAX_STACKS 20000u /* distinct stacks the page may name in all */
 #define LEAK_SITES 100          /* leaking stacks listed */
 #define ALLOCATOR_SAMPLES 2000  /* allocator samples kept, evenly thinned past this */
+
+/* libbrisk's size classes (docs/process.md, "Size classes"): 16 to 128
+ * bytes in steps of 16, then 8 classes per doubling up to 256 KiB; blocks
+ * above are large (mapped on their own, in whole pages). The browser test
+ * checks this grid against libbrisk's brisk_malloc_usable_size. */
+#define BRISK_CLASSES 96
+#define BRISK_LARGE_CLASS BRISK_CLASSES /* the index of "large" */
+#define BRISK_SMALL_MAX 128u
+#define BRISK_CLASS_MAX 262144u
+#define BRISK_PAGE_ALIGN 65536u         /* alignments classes can give */
+#define BRISK_LARGE_ROUND 4096u
 
 /* Function names interned by pointer and text (the symbolizer's strings
  * outlive the analysis). */
@@ -132,6 +147,11 @@ typedef struct site_views {
     size_t *kept_sample;       /* which */
     uint64_t *sample_traffic;  /* per kept sample: heap traffic and */
     uint64_t *sample_live;     /* requested bytes live when it was taken */
+    /* During a sweep, the live blocks by libbrisk size class (large
+     * last): how many, their requested bytes, the bytes they would take. */
+    uint64_t class_count[BRISK_CLASSES + 1], class_requested[BRISK_CLASSES + 1],
+        class_held[BRISK_CLASSES + 1];
+    uint64_t *by_class;        /* per moment: those three, BRISK_CLASSES + 1 each */
 } site_views;
 
 static int cmp_function_name(const void *key, const void *item)
@@ -141,6 +161,61 @@ static int cmp_function_name(const void *key, const void *item)
 
 /* Applies step i of the recording to the live bytes by stack and by
  * function. */
+/* The class block size for a request: the size rounded up to the grid
+ * (an aligned request's first to a multiple of its alignment). */
+static uint64_t class_block_size(uint64_t size)
+{
+    if (size <= BRISK_SMALL_MAX)
+        return size <= 16 ? 16 : (size + 15) / 16 * 16;
+    uint64_t doubling = BRISK_SMALL_MAX;
+    while (doubling * 2 < size)
+        doubling *= 2;
+    uint64_t step = doubling / 8;
+    return (size + step - 1) / step * step;
+}
+
+static unsigned class_index(uint64_t block)
+{
+    if (block <= BRISK_SMALL_MAX)
+        return (unsigned)(block / 16 - 1);
+    unsigned index = 8;
+    uint64_t doubling = BRISK_SMALL_MAX;
+    while (doubling * 2 < block) {
+        doubling *= 2;
+        index += 8;
+    }
+    return index + (unsigned)((block - doubling) / (doubling / 8)) - 1;
+}
+
+/* Where libbrisk would keep block blk: its class (BRISK_LARGE_CLASS when
+ * large), and the bytes it would take there. */
+static unsigned class_of_block(const site_views *v, const rec_block *blk, uint64_t *held)
+{
+    const rec_event *e = &v->a->r->events[blk->event];
+    uint64_t size = blk->size, alignment = e->alignment;
+    if (e->kind == TF_VALLOC || e->kind == TF_PVALLOC)
+        alignment = BRISK_LARGE_ROUND;
+    if (e->kind == TF_REALLOC || e->kind == TF_REALLOCARRAY)
+        alignment = 0;
+    if (alignment > 16 && alignment <= BRISK_PAGE_ALIGN)
+        size = (size + alignment - 1) / alignment * alignment;
+    if (alignment > BRISK_PAGE_ALIGN || size > BRISK_CLASS_MAX) {
+        *held = (size + BRISK_LARGE_ROUND - 1) / BRISK_LARGE_ROUND * BRISK_LARGE_ROUND;
+        return BRISK_LARGE_CLASS;
+    }
+    *held = class_block_size(size);
+    return class_index(*held);
+}
+
+static void count_in_class(site_views *v, const rec_block *blk, int sign)
+{
+    uint64_t held;
+    unsigned c = class_of_block(v, blk, &held);
+    v->class_count[c] += (uint64_t)sign;
+    v->class_requested[c] += (uint64_t)sign * blk->size;
+    v->class_held[c] += (uint64_t)sign * held;
+}
+
 static void apply_step(site_views *v, size_t i)
 {
     const rec_blocks *b = &v->a->blocks;
@@ -152,6 +227,7 @@ static void apply_step(site_views *v, size_t i)
         v->stack_live[st] -= blk->size;
         v->function_live[v->function_of[st]] -= blk->size;
         v->total_live -= blk->size;
+        count_in_class(v, blk, -1);
     }
     if (made != REC_NONE) {
         const rec_block *blk = &b->blocks[made];
@@ -159,6 +235,7 @@ static void apply_step(site_views *v, size_t i)
         v->stack_live[st] += blk->size;
         v->function_live[v->function_of[st]] += blk->size;
         v->total_live += blk->size;
+        count_in_class(v, blk, 1);
     }
 }
 
@@ -167,6 +244,9 @@ static void sweep_reset(site_views *v)
     memset(v->stack_live, 0, v->a->num_sites * sizeof *v->stack_live);
     memset(v->function_live, 0, (v->a->num_functions + 1) * sizeof *v->function_live);
     v->total_live = 0;
+    memset(v->class_count, 0, sizeof v->class_count);
+    memset(v->class_requested, 0, sizeof v->class_requested);
+    memset(v->class_held, 0, sizeof v->class_held);
 }
 
 /* Bytes step i allocated or freed. */
@@ -278,6 +358,10 @@ static void write_flame(FILE *out, site_views *v)
         if (i != v->moments[m])
             continue;
         v->live[m] = v->total_live;
+        uint64_t *classes = v->by_class + m * 3 * (BRISK_CLASSES + 1);
+        memcpy(classes, v->class_count, sizeof v->class_count);
+        memcpy(classes + BRISK_CLASSES + 1, v->class_requested, sizeof v->class_requested);
+        memcpy(classes + 2 * (BRISK_CLASSES + 1), v->class_held, sizeof v->class_held);
         uint64_t named = 0;
         for (size_t k = 0; k < v->num_series; k++) {
             v->series_bytes[m * cols + k] = v->function_live[v->series[k]];
@@ -402,6 +486,30 @@ static int write_stacks(FILE *out, site_views *v)
 /* The process allocator's samples (a recording of a program using
  * libbrisk), each placed on the timeline: the heap traffic and the
  * requested bytes live when it was taken. */
+/* The live blocks by size class at each moment: the classes' block sizes
+ * (0 for large), then per moment and class the blocks, their requested
+ * bytes and the bytes libbrisk would hold for them. */
+static void write_classes(FILE *out, site_views *v)
+{
+    fputs(",\n \"classes\": {\"block\": [", out);
+    for (unsigned c = 0, block = 16; c <= BRISK_CLASSES; c++) {
+        fprintf(out, "%s%u", c ? "," : "", c == BRISK_LARGE_CLASS ? 0 : block);
+        block = (unsigned)class_block_size(block + 1);
+    }
+    static const char *const names[3] = {"count", "requested", "held"};
+    for (int k = 0; k < 3; k++) {
+        fprintf(out, "],\n  \"%s\": [", names[k]);
+        for (size_t m = 0; m < v->num_moments; m++) {
+            const uint64_t *row = v->by_class + (m * 3 + (size_t)k) * (BRISK_CLASSES + 1);
+            fputs(m ? ",[" : "[", out);
+            for (unsigned c = 0; c <= BRISK_CLASSES; c++)
+                fprintf(out, "%s%" PRIu64, c ? "," : "", row[c]);
+            fputc(']', out);
+        }
+    }
+    fputs("]}", out);
+}
+
 static void write_allocator(FILE *out, site_views *v)
 {
     const recording *r = v->a->r;
@@ -471,6 +579,7 @@ int html_write_sites(FILE *out, site_analysis *a)
     v.order = calloc(ranked, sizeof *v.order);
     v.rank = calloc(ranked, sizeof *v.rank);
     v.rest = calloc(SITE_MOMENTS + 3, sizeof *v.rest);
+    v.by_class = calloc((SITE_MOMENTS + 3) * 3 * (BRISK_CLASSES + 1), sizeof *v.by_class);
     v.num_kept_samples = r->num_samples < ALLOCATOR_SAMPLES ? r->num_samples : ALLOCATOR_SAMPLES;
     v.kept_sample = calloc(v.num_kept_samples + 1, sizeof *v.kept_sample);
     v.sample_traffic = calloc(v.num_kept_samples + 1, sizeof *v.sample_traffic);
@@ -480,7 +589,7 @@ int html_write_sites(FILE *out, site_analysis *a)
         v.function_live == NULL || v.live == NULL || v.series_bytes == NULL ||
         v.local_stack == NULL || v.stacks_named == NULL || v.order == NULL || v.rank == NULL ||
         v.rest == NULL || v.kept_sample == NULL || v.sample_traffic == NULL ||
-        v.sample_live == NULL) {
+        v.sample_live == NULL || v.by_class == NULL) {
         errno = ENOMEM;
         goto out;
     }
@@ -526,6 +635,7 @@ int html_write_sites(FILE *out, site_analysis *a)
     }
     fputc(']', out);
     write_leaks(out, &v);
+    write_classes(out, &v);
     write_allocator(out, &v);
     if (write_stacks(out, &v) != 0) {
         errno = ENOMEM;
@@ -546,6 +656,7 @@ out:
     free(v.order);
     free(v.rank);
     free(v.rest);
+    free(v.by_class);
     free(v.kept_sample);
     free(v.sample_traffic);
     free(v.sample_live);
