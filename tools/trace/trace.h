@@ -377,6 +377,9 @@ const char *record_usage_text(void);
 
 /* The calling thread's CPU seconds (see tool_os.c for why). */
 double os_thread_seconds(void);
+/* The monotonic clock in ns: the recorder's clock (recorder_os.c), so a
+ * recording's start can be compared with it. */
+uint64_t os_monotonic_ns(void);
 /* Directory of the running executable (into buf), or "" when unknown. */
 void os_executable_dir(char *buf, size_t size);
 
