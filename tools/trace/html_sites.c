@@ -415,10 +415,8 @@ static void location_of(site_analysis *a, uint32_t st, char *buf, size_t size)
     }
     if (where == NULL)
         snprintf(buf, size, "(no stack)");
-    else if (where->file != NULL)
-        snprintf(buf, size, "%s (%s:%d)", where->function, where->file, where->line);
     else
-        snprintf(buf, size, "%s", where->function);
+        sites_location_text(where, buf, size);
 }
 
 static void write_leaks(FILE *out, site_views *v)

@@ -307,6 +307,10 @@ static uint64_t put_stack(thread_log *l)
  * which once a millisecond would slow the program by a sixth. */
 #define SAMPLE_EVERY_NS 1000000u /* 1 ms */
 #define SAMPLE_COST_SHARE 50u    /* at most 2% of the time */
+/* The cost is the thread's CPU time, so a sample the scheduler
+ * interrupted does not count as dear; and one dear sample spaces the
+ * next by at most this. */
+#define SAMPLE_MOST_SPACING_NS 100000000u /* 100 ms */
 static uint64_t next_sample_ns;
 
 /* A sample of libbrisk's state after the event just logged, when one is
@@ -321,10 +325,12 @@ static unsigned char *put_allocator_sample(thread_log *l, unsigned char *p)
         return p;
     struct brisk_malloc_stats st;
     memset(&st, 0, sizeof st);
-    uint64_t before = rec_now_ns();
+    uint64_t before = rec_thread_cpu_ns();
     if (brisk_stats(&st, sizeof st) != 0)
         return p;
-    uint64_t spacing = (rec_now_ns() - before) * SAMPLE_COST_SHARE;
+    uint64_t spacing = (rec_thread_cpu_ns() - before) * SAMPLE_COST_SHARE;
+    if (spacing > SAMPLE_MOST_SPACING_NS)
+        spacing = SAMPLE_MOST_SPACING_NS;
     if (spacing > SAMPLE_EVERY_NS)
         __atomic_store_n(&next_sample_ns, l->last_time + spacing, __ATOMIC_RELAXED);
     uint64_t value[TF_ALLOCATOR_FIELDS] = {

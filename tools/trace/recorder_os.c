@@ -84,6 +84,14 @@ size_t rec_read_file(const char *path, char *buf, size_t size)
     return len;
 }
 
+uint64_t rec_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return rec_now_ns();
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t rec_resident_bytes(void)
 {
     /* statm: total and resident size, in pages, first. */

@@ -103,7 +103,7 @@ static void json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void location_text(const frame_info *f, char *buf, size_t size)
+void sites_location_text(const frame_info *f, char *buf, size_t size)
 {
     if (f->file != NULL)
         snprintf(buf, size, "%s (%s:%d)", f->function, f->file, f->line);
@@ -128,7 +128,7 @@ static void json_site(FILE *out, site_analysis *a, uint32_t st, list_kind k)
     fprintf(out, "], \"locations\": [");
     for (uint32_t f = 0; f < depth; f++) {
         char text[8400];
-        location_text(sites_frame(a, st, f), text, sizeof text);
+        sites_location_text(sites_frame(a, st, f), text, sizeof text);
         if (f)
             fputs(", ", out);
         json_string(out, text);
@@ -244,7 +244,7 @@ static void table_sites(FILE *out, site_analysis *a, list_kind k, size_t top, un
             fputs("  (no stack)\n", out);
         for (uint32_t f = 0; f < depth && f < frames; f++) {
             char text[8400];
-            location_text(sites_frame(a, st, f), text, sizeof text);
+            sites_location_text(sites_frame(a, st, f), text, sizeof text);
             if (f == 0)
                 fprintf(out, "  %s\n", text);
             else
