@@ -38,6 +38,7 @@ parser.add_argument("traces", nargs="*")
 parser.add_argument("--program")
 parser.add_argument("--lib")
 parser.add_argument("--brisk", help="libbrisk.so: the program is recorded again using it")
+parser.add_argument("--asan-tool", help="brisk-trace built with sanitizers: writes the pages too")
 parser.add_argument("--screenshot")
 parser.add_argument("--sites-screenshot")
 args = parser.parse_args()
@@ -198,6 +199,11 @@ def main():
             brisk_page = os.path.join(tmp, "brisk.html")
             run_tool("replay", "--reps", "0", "--html", brisk_page, recording)
 
+        if args.asan_tool:
+            for page_path in (sites_page, brisk_page):
+                if page_path:
+                    check_under_sanitizers(page_path, tmp)
+
         browser = DevTools(chromium, os.path.join(tmp, "profile"))
         try:
             run_browser_checks(browser, page, tmp)
@@ -209,6 +215,29 @@ def main():
             browser.close()
     print(f"test_trace_html: {checks - failures} passed, {failures} failed")
     return 1 if failures or checks == 0 else 0
+
+
+def page_data(path):
+    with open(path) as f:
+        text = f.read()
+    m = re.search(r'<script type="application/json" id="data">(.*?)</script>', text, re.S)
+    return json.loads(m.group(1)) if m else None
+
+
+def check_under_sanitizers(page, tmp):
+    """The sanitizer build writes the same call-site views for the same
+    recording (the replay's addresses differ, the sites cannot)."""
+    recording = page[: -len(".html")] + ".btr"
+    again = os.path.join(tmp, "asan-" + os.path.basename(page))
+    env = dict(os.environ, ASAN_OPTIONS="abort_on_error=0:detect_leaks=1",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    p = subprocess.run([args.asan_tool, "replay", "--reps", "0", "--html", again, recording],
+                       capture_output=True, text=True, timeout=600, env=env)
+    check(p.returncode == 0 and "Sanitizer" not in p.stderr,
+          f"{os.path.basename(page)}: written under ASan and UBSan", p.stderr[-3000:])
+    a, b = page_data(page), page_data(again)
+    check(a is not None and b is not None and a["traces"][0]["sites"] == b["traces"][0]["sites"],
+          f"{os.path.basename(page)}: the same sites under sanitizers")
 
 
 def run_tool(*arguments):
