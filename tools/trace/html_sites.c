@@ -2,7 +2,8 @@
  * A recording's call-site views for the heap map page (html.c puts them
  * in its trace's data as "sites"): live bytes over time stacked by the
  * top call sites, the bytes live by stack at each moment (the page's
- * flame graph), and the leaks. Everything is aggregated here, never one
+ * flame graph), the leaks, the live blocks by libbrisk size class, and a
+ * libbrisk process's allocator samples. Everything is aggregated here, never one
  * entry per event, so a recording of millions of calls gives a page of a
  * few MiB:
  *
@@ -50,7 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SITE_MOMENTS 300        /* evenly spaced moments sampled (plus the peak) */
+#define SITE_MOMENTS 300        /* moments sampled, evenly in heap traffic (plus the peak) */
 #define SITE_SERIES 10          /* call sites stacked by name; the rest is "other" */
 #define FLAME_STACKS 300        /* stacks the flame graph keeps per moment */
 #define FLAME_MAX_STACKS 20000u /* distinct stacks the page may name in all */
