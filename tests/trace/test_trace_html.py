@@ -381,6 +381,12 @@ def run_sites_checks(b, page, report, tmp):
     """The recording's page: its call-site views against what
     trace_sites_program.c allocates by construction and what `report`
     computed from the same recording."""
+    with open(page) as f:
+        text = f.read()
+    check("http://" not in text and "https://" not in text and "<link" not in text and
+          " src=" not in text and "import(" not in text,
+          "the recording's page loads nothing from elsewhere")
+    check(len(text) < 2 << 20, "the recording's page is small", f"{len(text)} bytes")
     s, js, mouse, key = open_page(b, page, height=1300)
     check(js("[...document.querySelectorAll('.sites-only')].every((e) => !e.hidden)"),
           "a recording shows its call-site views")
