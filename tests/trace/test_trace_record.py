@@ -88,6 +88,16 @@ with tempfile.TemporaryDirectory() as tmp:
     check(r.returncode == 0, "both traces replay cleanly", r.stdout + r.stderr)
     check("prog " in r.stdout and f"prog.{child_pid}" in r.stdout, "both in the table", r.stdout)
 
+    # Recording again at once under the same name: the first run's child
+    # recording (packed, and written less than a second ago) is not the
+    # new run's, and is left alone.
+    p = subprocess.run([tool, "record", "-o", out, "--", program], capture_output=True,
+                       text=True, timeout=120)
+    check(p.returncode == 0 and "brisk-trace record:" not in p.stderr and
+          f"child process {child_pid}:" not in p.stderr,
+          "a second run names only its own child", p.stderr)
+    check(read_trace(child)[1] == cops, "and the first run's child recording is intact")
+
     # A real interpreter (the test's own Python, run directly, not through
     # a wrapper script, so it is one process).
     py = os.path.join(tmp, "py.btr")

@@ -6,6 +6,7 @@ the chunks tile the drawn rows in address order.
 
 usage: test_trace_svg.py BRISK_TRACE GEN_SYNTHETIC_PY
 """
+import base64
 import json
 import os
 import re
@@ -25,6 +26,37 @@ def check(cond, what, detail=""):
     if not cond:
         failures += 1
         print(f"FAIL: {what}\n{detail}", file=sys.stderr)
+
+
+def unpack_chunks(text, n, granule):
+    """A snapshot's chunks as the page gets them (html.c): base64 of
+    varints, (size / granule) * 2 + free, then for a live chunk its trace
+    id as a zigzag difference from the previous live one's. Returns
+    [(size, live, id)]."""
+    data, pos = base64.b64decode(text), 0
+
+    def varint():
+        nonlocal pos
+        v = shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            v |= (b & 127) << shift
+            shift += 7
+            if not b & 128:
+                return v
+
+    out, last = [], -1
+    for _ in range(n):
+        word = varint()
+        if word & 1:
+            out.append((word // 2 * granule, False, -1))
+            continue
+        z = varint()
+        last += -(z + 1) // 2 if z & 1 else z // 2
+        out.append((word // 2 * granule, True, last))
+    check(pos == len(data), "the packed chunks end where the data does", f"{pos} of {len(data)}")
+    return out
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -79,8 +111,23 @@ with tempfile.TemporaryDirectory() as tmp:
             d = json.loads(data.group(1))
             t = [t for t in d["traces"] if t["name"] == name][0]
             peak = t["snapshots"][t["peak"]]
-            check(len(peak["c"]) == reported, f"{name}: page's peak snapshot has as many chunks",
-                  f"{len(peak['c'])} vs {reported}")
+            packed = unpack_chunks(peak["c"], peak["n"], t["granule"])
+            check(len(packed) == reported, f"{name}: page's peak snapshot has as many chunks",
+                  f"{len(packed)} vs {reported}")
+            # The packed chunks are the SVG's, one for one: same offsets,
+            # states and trace ids.
+            from_svg = []
+            for c in chunks:
+                mm = re.search(r"^(live|free) chunk at offset (\d+) .*?(?:, trace id (\d+))?$",
+                               c.find(SVG + "title").text)
+                from_svg.append((int(mm.group(2)), mm.group(1) == "live",
+                                 int(mm.group(3)) if mm.group(3) else -1) if mm else None)
+            at, from_page = 0, []
+            for size, live, ident in packed:
+                from_page.append((at, live, ident))
+                at += size
+            check(from_page == from_svg, f"{name}: the page's packed chunks are the SVG's",
+                  f"first difference at {next((i for i, (a, b) in enumerate(zip(from_page, from_svg)) if a != b), None)}")
             check(len(t["snapshots"]) >= 30, f"{name}: snapshots along the trace",
                   str(len(t["snapshots"])))
             check("http://" not in page.replace("http://www.w3.org", "") and

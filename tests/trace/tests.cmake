@@ -79,10 +79,18 @@ if(Python3_FOUND)
             ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py)
   # The heap map page in a real browser (headless Chromium over the
   # DevTools protocol). Skipped, visibly, where Chromium is missing.
+  # Under BRISK_SANITIZE the sanitizer build writes the recordings' pages
+  # too, and must write the same sites.
+  set(TRACE_HTML_ASAN "")
+  if(BRISK_SANITIZE)
+    set(TRACE_HTML_ASAN --asan-tool $<TARGET_FILE:brisk-trace-asan>)
+  endif()
   add_test(NAME test_trace_html
     COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_html.py $<TARGET_FILE:brisk-trace>
-            ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py)
-  set_tests_properties(test_trace_html PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
+            ${PROJECT_SOURCE_DIR}/bench/traces/gen_synthetic.py
+            --program $<TARGET_FILE:trace_sites_program> --lib $<TARGET_FILE:trace_sites_lib>
+            --brisk $<TARGET_FILE:brisk_shared> ${TRACE_HTML_ASAN})
+  set_tests_properties(test_trace_html PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 else()
   message(WARNING "python3 not found: the brisk-trace command-line tests are not registered")
 endif()

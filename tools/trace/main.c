@@ -13,6 +13,7 @@
  * or an output could not be written; 2 a usage error.
  */
 #define _GNU_SOURCE
+#include "sites.h"
 #include "trace.h"
 
 #include <errno.h>
@@ -56,6 +57,8 @@ static const char replay_usage[] =
     "  --svg FILE        write the heap map of one trace at peak use as SVG\n"
     "  --map NAME        the trace --svg draws, by name or path (default: the first)\n"
     "  --html FILE       write an interactive page with every trace's snapshots\n"
+    "                    (and, for a recording, live bytes by call site over time,\n"
+    "                    a flame graph of any moment, and the leaks)\n"
     "  --snapshots N     snapshots per trace for --html (default 40)\n"
     "  -h, --help        show this help\n";
 
@@ -124,6 +127,33 @@ static FILE *open_output(const char *path)
     if (f == NULL)
         fprintf(stderr, "brisk-trace replay: cannot write %s: %s\n", path, strerror(errno));
     return f;
+}
+
+/* Whether the file at path is a recording (packed or raw), not a text
+ * trace: only a recording has the call sites the page shows. */
+static int is_recording(const char *path)
+{
+    unsigned char head[TF_MAGIC_BYTES];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    size_t got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return recording_is_binary(head, got) || recording_is_packed(head, got);
+}
+
+/* The call sites of the recording at path, for the page. Returns 0, or -1
+ * with a message in err. */
+static int load_sites(const char *path, recording *r, site_analysis *a, char *err,
+                      size_t err_size)
+{
+    if (recording_load(path, r, err, err_size) != 0)
+        return -1;
+    if (sites_analyse(r, a, err, err_size) != 0) {
+        recording_free(r);
+        return -1;
+    }
+    return 0;
 }
 
 static int replay_main(int argc, char **argv)
@@ -203,8 +233,11 @@ static int replay_main(int argc, char **argv)
     trace *traces = calloc(num_paths, sizeof *traces);
     trace_report *reports = calloc(num_paths, sizeof *reports);
     double *times = calloc(num_paths * 2 * (reps ? reps : 1), sizeof *times);
+    recording *recordings = calloc(num_paths, sizeof *recordings);
+    site_analysis *analyses = calloc(num_paths, sizeof *analyses);
     size_t loaded = 0;
-    if (traces == NULL || reports == NULL || times == NULL) {
+    if (traces == NULL || reports == NULL || times == NULL || recordings == NULL ||
+        analyses == NULL) {
         fprintf(stderr, "brisk-trace replay: out of memory\n");
         goto out;
     }
@@ -240,6 +273,15 @@ static int replay_main(int argc, char **argv)
     for (size_t i = 0; i < loaded; i++) {
         trace_report *r = &reports[i];
         r->t = &traces[i];
+        if (html != NULL && is_recording(paths[i])) {
+            if (load_sites(paths[i], &recordings[i], &analyses[i], r->error,
+                           sizeof r->error) != 0) {
+                fprintf(stderr, "%s\n", r->error);
+                failures++;
+                continue;
+            }
+            r->sites = &analyses[i];
+        }
         r->reps = (size_t)reps;
         r->brisk_seconds = times + i * 2 * reps;
         r->system_seconds = times + i * 2 * reps + reps;
@@ -322,6 +364,13 @@ out:
         replay_result_free(&reports[i].result);
         trace_free(&traces[i]);
     }
+    for (size_t i = 0; reports != NULL && i < num_paths; i++)
+        if (reports[i].sites != NULL) {
+            sites_free(reports[i].sites);
+            recording_free(&recordings[i]);
+        }
+    free(recordings);
+    free(analyses);
     free(traces);
     free(reports);
     free(times);

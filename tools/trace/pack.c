@@ -18,6 +18,8 @@
  *           | 'X' ref                 the next block takes block ref's address
  *                                     (the free of ref was not recorded)
  *           | 'K' ticks               the clock moved on by ticks
+ *           | 'A' time count value*   an allocator sample (version 2), taken
+ *                                     after the events before it
  *           | 'E' events flags        the end
  *           | event
  *   event   = kind[|0x80: the call failed] fields
@@ -253,7 +255,25 @@ typedef struct pack_state {
     uint32_t thread;
     size_t events;
     const char *path;
+    const rec_sample *samples; /* the recording's, in seq order */
+    size_t num_samples, samples_written;
 } pack_state;
+
+/* Writes the allocator samples taken before the step numbered seq. */
+static void pack_samples(pack_state *s, uint64_t seq)
+{
+    for (; s->samples_written < s->num_samples && s->samples[s->samples_written].seq <= seq;
+         s->samples_written++) {
+        const rec_sample *a = &s->samples[s->samples_written];
+        unsigned char *q = pack_room(&s->p, 32 + 10 * TF_ALLOCATOR_FIELDS);
+        *q++ = 'A';
+        q = tf_put_varint(q, a->time_ns);
+        q = tf_put_varint(q, TF_ALLOCATOR_FIELDS);
+        for (int k = 0; k < TF_ALLOCATOR_FIELDS; k++)
+            q = tf_put_varint(q, a->value[k]);
+        pack_done(&s->p, q);
+    }
+}
 
 static uint64_t ref_of(const pack_state *s, int64_t block)
 {
@@ -305,6 +325,8 @@ static int pack_begin(void *context, const recording *r)
         pack_done(p, q);
     }
     s->thread = REC_NONE;
+    s->samples = r->samples;
+    s->num_samples = r->num_samples;
     return p->failed ? -1 : 0;
 }
 
@@ -314,6 +336,7 @@ static int pack_step(pack_state *s, const rec_event *e, uint32_t role)
 {
     int is_realloc = e->kind == TF_REALLOC || e->kind == TF_REALLOCARRAY;
     int is_free = e->kind >= TF_FREE && e->kind <= TF_FREE_ALIGNED_SIZED;
+    pack_samples(s, is_realloc && role == 0 ? e->seq_release : e->seq);
     if (is_realloc && role == 0) {
         uint64_t *pending = &s->pending[e->thread];
         if (e->old_addr == 0) {
@@ -401,6 +424,7 @@ static int pack_sink(void *context, rec_event *e)
 
 static int pack_end(pack_state *s, const recording *r)
 {
+    pack_samples(s, UINT64_MAX);
     unsigned char *q = pack_room(&s->p, 32);
     *q++ = 'E';
     q = tf_put_varint(q, s->events);
@@ -496,10 +520,10 @@ int recording_unpack(const char *path, const unsigned char *data, size_t len, re
                  TF_HEADER_BYTES, len);
         return -1;
     }
-    if (tf_get_u32(data + 8) != TF_VERSION) {
+    if (tf_get_u32(data + 8) < TF_VERSION_OLDEST || tf_get_u32(data + 8) > TF_VERSION) {
         snprintf(err, err_size,
-                 "%s: recording format version %u; this brisk-trace reads version %u", path,
-                 tf_get_u32(data + 8), TF_VERSION);
+                 "%s: recording format version %u; this brisk-trace reads versions %u to %u",
+                 path, tf_get_u32(data + 8), TF_VERSION_OLDEST, TF_VERSION);
         return -1;
     }
     /* Decompress it all. */
@@ -541,6 +565,7 @@ int recording_unpack(const char *path, const unsigned char *data, size_t len, re
     r->path = strdup(path);
     r->pid = tf_get_u64(data + 16);
     size_t events_cap = 1024, frames_cap = 1024, stacks_cap = 64, depth_cap = 64, infos_cap = 256;
+    size_t samples_cap = 0;
     size_t num_frames = 0;
     r->events = malloc(events_cap * sizeof *r->events);
     r->frames = malloc(frames_cap * sizeof *r->frames);
@@ -648,6 +673,32 @@ int recording_unpack(const char *path, const unsigned char *data, size_t len, re
         } else if (kind == 'K') {
             GET(v);
             tick += v;
+        } else if (kind == 'A') {
+            GET(v);
+            GET(w);
+            if (w > (uint64_t)(end - p)) {
+                bad(err, err_size, path, at, "bad allocator sample");
+                goto fail;
+            }
+            if (r->num_samples == samples_cap) {
+                size_t more = samples_cap ? samples_cap * 2 : 64;
+                rec_sample *grown = realloc(r->samples, more * sizeof *grown);
+                if (grown == NULL)
+                    goto oom;
+                r->samples = grown;
+                samples_cap = more;
+            }
+            rec_sample *a = &r->samples[r->num_samples++];
+            memset(a, 0, sizeof *a);
+            /* After the last event (seq), before the next (seq + 2, its
+             * realloc release seq + 1). */
+            a->seq = seq + 1;
+            a->time_ns = v;
+            for (uint64_t i = 0; i < w; i++) {
+                GET(x);
+                if (i < TF_ALLOCATOR_FIELDS)
+                    a->value[i] = x;
+            }
         } else if (kind == 'E') {
             GET(v);
             GET(w);

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "trace.h"
+#include "trace_format.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -129,9 +130,26 @@ static int is_digits(const char *s, size_t n)
     return 1;
 }
 
+/* Whether the file at path is a raw recording that started at or after
+ * started_ns (the monotonic clock): one this run's processes wrote, not
+ * one an earlier run left (packed by then, or raw and older). */
+static int recorded_since(const char *path, uint64_t started_ns)
+{
+    unsigned char head[TF_HEADER_BYTES];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    size_t got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return got == sizeof head && recording_is_binary(head, got) &&
+           tf_get_u64(head + 24) >= started_ns;
+}
+
 /* Prints the recordings children left: files named STEM.PID.EXT next to
- * the main one, written since `started`. */
-static void list_child_traces(const char *out, const struct timespec *started, int raw)
+ * the main one, written since `started` (file times, a first filter: they
+ * are coarse) by processes that started since started_ns. */
+static void list_child_traces(const char *out, const struct timespec *started,
+                              uint64_t started_ns, int raw)
 {
     char dir[4096], stem[4096], ext[4096];
     const char *slash = strrchr(out, '/');
@@ -165,6 +183,8 @@ static void list_child_traces(const char *out, const struct timespec *started, i
             continue;
         if (st.st_mtim.tv_sec < started->tv_sec ||
             (st.st_mtim.tv_sec == started->tv_sec && st.st_mtim.tv_nsec < started->tv_nsec))
+            continue;
+        if (!recorded_since(path, started_ns))
             continue;
         unsigned long long events = 0, stacks = 0;
         if (finish_recording(path, raw, &events, &stacks) == 0)
@@ -256,6 +276,7 @@ int record_main(int argc, char **argv)
     struct timespec started;
     clock_gettime(CLOCK_REALTIME, &started);
     started.tv_sec -= 1; /* file times are coarser than the clock on some systems */
+    uint64_t started_ns = os_monotonic_ns();
     unlink(out);
     fflush(NULL);
     pid_t pid = fork();
@@ -308,6 +329,6 @@ int record_main(int argc, char **argv)
         fprintf(stderr, "brisk-trace: %s (pid %ld) left no complete recording in %s (it may "
                         "have been killed, or replaced itself with exec; see docs/trace.md)\n",
                 argv[i], (long)pid, out);
-    list_child_traces(out, &started, raw);
+    list_child_traces(out, &started, started_ns, raw);
     return code;
 }

@@ -29,6 +29,11 @@ void rec_say(const char *text);
  * 0 when it cannot be read. */
 size_t rec_read_file(const char *path, char *buf, size_t size);
 void rec_yield(void);
+/* The calling thread's CPU time in ns (the monotonic clock where that is
+ * missing). */
+uint64_t rec_thread_cpu_ns(void);
+/* The process's resident set now, in bytes (0 when unknown). */
+uint64_t rec_resident_bytes(void);
 
 /* ---- recorder_stack.c: call stacks, unwound and interned -------------- */
 

@@ -84,4 +84,27 @@ size_t rec_read_file(const char *path, char *buf, size_t size)
     return len;
 }
 
+uint64_t rec_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return rec_now_ns();
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t rec_resident_bytes(void)
+{
+    /* statm: total and resident size, in pages, first. */
+    char text[128];
+    if (rec_read_file("/proc/self/statm", text, sizeof text) == 0)
+        return 0;
+    const char *p = text;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    uint64_t pages = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++)
+        pages = pages * 10 + (uint64_t)(*p - '0');
+    return pages * rec_page_size();
+}
+
 void rec_yield(void) { sched_yield(); }

@@ -52,7 +52,7 @@ typedef struct raw_stack {
 
 typedef struct parse_state {
     recording *r;
-    size_t events_cap, frames_cap, stacks_cap, threads_cap, maps_cap;
+    size_t events_cap, frames_cap, stacks_cap, threads_cap, maps_cap, samples_cap;
     raw_stack *stacks;
     size_t num_raw_stacks, num_frames;
     /* maps records in file order */
@@ -116,6 +116,16 @@ static int cmp_step_seq(const void *a, const void *b)
     uint64_t x = ((const rec_step *)a)->seq, y = ((const rec_step *)b)->seq;
     return x < y ? -1 : x > y;
 }
+
+/* Threads write their samples in their own chunks: ordered on reading. */
+static int cmp_sample_seq(const void *a, const void *b)
+{
+    uint64_t x = ((const rec_sample *)a)->seq, y = ((const rec_sample *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+_Static_assert(sizeof ((rec_sample *)0)->value == TF_ALLOCATOR_FIELDS * sizeof(uint64_t),
+               "rec_sample holds every allocator field");
 
 /* Orders the events and builds the steps; shared with convert.c through
  * recording_finish. */
@@ -392,6 +402,31 @@ static int parse_chunk(parse_state *s, const unsigned char *base, size_t chunk_a
                 s->maps_len[s->num_maps++] = (size_t)v[0];
             }
             p += v[0];
+        } else if (kind == TF_ALLOCATOR) {
+            FIELD(0);
+            FIELD(1);
+            FIELD(2);
+            if (bad || v[2] > (uint64_t)(end - p))
+                return fail(err, err_size,
+                            "%s: byte %zu: the allocator sample runs past the end of its chunk",
+                            r->path, at);
+            rec_sample sample = {v[0], v[1], {0}};
+            for (uint64_t i = 0; i < v[2]; i++) {
+                uint64_t value;
+                if (tf_get_varint(&p, end, &value) != 0)
+                    return fail(err, err_size,
+                                "%s: byte %zu: the allocator sample runs past the end of its "
+                                "chunk",
+                                r->path, at);
+                if (i < TF_ALLOCATOR_FIELDS)
+                    sample.value[i] = value;
+            }
+            if (s->mode == MODE_STREAM) /* kept in pass 1 */
+                continue;
+            if (grow(&r->samples, &s->samples_cap, r->num_samples + 1, sizeof *r->samples))
+                return fail(err, err_size, "%s: out of memory for the allocator samples",
+                            r->path);
+            r->samples[r->num_samples++] = sample;
         } else if (kind == TF_END) {
             FIELD(0);
             FIELD(1);
@@ -434,10 +469,10 @@ static int scan(const char *path, const unsigned char *data, size_t len, recordi
                     "%s: truncated: the file ends inside its %u-byte header (it has %zu bytes)",
                     path, TF_HEADER_BYTES, len);
     uint32_t version = tf_get_u32(data + 8), header_bytes = tf_get_u32(data + 12);
-    if (version != TF_VERSION)
+    if (version < TF_VERSION_OLDEST || version > TF_VERSION)
         return fail(err, err_size,
-                    "%s: recording format version %u; this brisk-trace reads version %u", path,
-                    version, TF_VERSION);
+                    "%s: recording format version %u; this brisk-trace reads versions %u to %u",
+                    path, version, TF_VERSION_OLDEST, TF_VERSION);
     if (header_bytes < TF_HEADER_BYTES || header_bytes > len)
         return fail(err, err_size, "%s: bad header: it declares %u header bytes (file: %zu)",
                     path, header_bytes, len);
@@ -553,6 +588,8 @@ static int scan(const char *path, const unsigned char *data, size_t len, recordi
     }
     if (rc == 0 && r->command == NULL)
         r->command = strdup("");
+    if (rc == 0 && !sorted(r->samples, r->num_samples, sizeof *r->samples, cmp_sample_seq))
+        qsort(r->samples, r->num_samples, sizeof *r->samples, cmp_sample_seq);
     if (rc == 0 && s->mode == MODE_STORE)
         rc = recording_finish(r, err, err_size);
     free(s->maps_text);
@@ -705,6 +742,7 @@ void recording_free(recording *r)
     free(r->frames);
     free(r->thread_tids);
     free(r->maps);
+    free(r->samples);
     memset(r, 0, sizeof *r);
 }
 
@@ -830,6 +868,18 @@ int recording_write(FILE *out, const recording *r)
         chunk_flush(w);
     }
     w->tid = r->num_threads ? r->thread_tids[0] : 0;
+    for (size_t i = 0; i < r->num_samples; i++) {
+        const rec_sample *a = &r->samples[i];
+        unsigned char *p = chunk_room(w, 32 + 10 * TF_ALLOCATOR_FIELDS), *start = p;
+        *p++ = TF_ALLOCATOR;
+        p = tf_put_varint(p, a->seq);
+        p = tf_put_varint(p, a->time_ns);
+        p = tf_put_varint(p, TF_ALLOCATOR_FIELDS);
+        for (int k = 0; k < TF_ALLOCATOR_FIELDS; k++)
+            p = tf_put_varint(p, a->value[k]);
+        w->used += (size_t)(p - start);
+    }
+    chunk_flush(w);
     if (r->maps != NULL && r->maps[0] != '\0')
         chunk_text(w, TF_MAPS, r->maps, strlen(r->maps));
     unsigned char *p = chunk_room(w, 40), *start = p;

@@ -103,7 +103,7 @@ static void json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void location_text(const frame_info *f, char *buf, size_t size)
+void sites_location_text(const frame_info *f, char *buf, size_t size)
 {
     if (f->file != NULL)
         snprintf(buf, size, "%s (%s:%d)", f->function, f->file, f->line);
@@ -128,7 +128,7 @@ static void json_site(FILE *out, site_analysis *a, uint32_t st, list_kind k)
     fprintf(out, "], \"locations\": [");
     for (uint32_t f = 0; f < depth; f++) {
         char text[8400];
-        location_text(sites_frame(a, st, f), text, sizeof text);
+        sites_location_text(sites_frame(a, st, f), text, sizeof text);
         if (f)
             fputs(", ", out);
         json_string(out, text);
@@ -186,6 +186,16 @@ static void write_json(FILE *out, site_analysis *a, size_t top, uint32_t *order)
     for (int k = TF_MALLOC; k < TF_EVENT_KINDS_END; k++)
         fprintf(out, "%s\"%s\": %" PRIu64, k == TF_MALLOC ? "" : ", ", kind_names[k], a->calls[k]);
     fprintf(out, "},\n  \"unknown_frees\": %zu,\n", b->unknown_frees);
+    uint64_t most_mapped = 0, most_resident = 0;
+    for (size_t i = 0; i < r->num_samples; i++) {
+        if (r->samples[i].value[TF_AL_MAPPED] > most_mapped)
+            most_mapped = r->samples[i].value[TF_AL_MAPPED];
+        if (r->samples[i].value[TF_AL_RESIDENT] > most_resident)
+            most_resident = r->samples[i].value[TF_AL_RESIDENT];
+    }
+    fprintf(out, "  \"allocator\": {\"samples\": %zu, \"mapped_bytes_most\": %" PRIu64
+                 ", \"resident_bytes_most\": %" PRIu64 "},\n",
+            r->num_samples, most_mapped, most_resident);
     fprintf(out, "  \"peak\": {\"bytes\": %" PRIu64 ", \"blocks\": %" PRIu64
                  ", \"time_ns\": %" PRIu64 ", \"step\": %zu,\n    \"sites\": ",
             b->peak_bytes, a->peak_blocks, b->peak_time_ns, b->peak_step);
@@ -234,7 +244,7 @@ static void table_sites(FILE *out, site_analysis *a, list_kind k, size_t top, un
             fputs("  (no stack)\n", out);
         for (uint32_t f = 0; f < depth && f < frames; f++) {
             char text[8400];
-            location_text(sites_frame(a, st, f), text, sizeof text);
+            sites_location_text(sites_frame(a, st, f), text, sizeof text);
             if (f == 0)
                 fprintf(out, "  %s\n", text);
             else

@@ -40,8 +40,16 @@ void sites_free(site_analysis *a);
 /* The frames of stack s, innermost first, resolved. */
 const frame_info *sites_frame(site_analysis *a, uint32_t stack, uint32_t k);
 
+/* A frame as "function (file:line)", "function (module+0xOFFSET)" without
+ * line information, or the function alone when unknown. */
+void sites_location_text(const frame_info *f, char *buf, size_t size);
+
 /* Whether a function name is an allocation wrapper (operator new, the
  * C++ library): sites are named by the first frame that is not. */
 int sites_is_wrapper(const char *function);
+
+/* Writes a's call-site views for the heap map page, as one JSON object
+ * (html_sites.c documents its fields). Returns 0, or -1 with errno set. */
+int html_write_sites(FILE *out, site_analysis *a);
 
 #endif /* BRISK_TRACE_SITES_H */

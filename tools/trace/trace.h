@@ -12,7 +12,8 @@
  *   backends.c     the allocators replay knows: brisk's region heap and
  *                  the system malloc.
  *   report.c       the result table as text, CSV or JSON.
- *   svg.c, html.c  the heap map as a picture and as an interactive page.
+ *   svg.c, html.c  the heap map as a picture and as an interactive page;
+ *   html_sites.c   a recording's call-site views on that page.
  *   tool_os.c      the tool's clock and executable path; record.c also
  *                  forks, execs and waits for the recorded command.
  */
@@ -184,8 +185,13 @@ void replay_result_free(replay_result *r);
 
 /* ---- output ---------------------------------------------------------- */
 
+struct site_analysis;
+
 typedef struct trace_report {
     const trace *t;
+    /* A recording's call sites, for the page's views of them (sites.h,
+     * html_sites.c); NULL for a malloc-lab trace. */
+    struct site_analysis *sites;
     replay_result result;
     int ok;                 /* 0 when the checked replay failed */
     char error[512];
@@ -209,6 +215,10 @@ long svg_write(FILE *out, const trace_report *report);
 /* One self-contained HTML page with every report's snapshots. Returns 0,
  * or -1 on a write error. */
 int html_write(FILE *out, const trace_report *reports, size_t count);
+
+/* Writes s as a JSON string, with '<' escaped too so that no "</script"
+ * ends the page's data block early. */
+void html_json_string(FILE *out, const char *s);
 
 /* Formats a byte count as "12.3 KiB" into buf. */
 const char *format_bytes(char *buf, size_t size, uint64_t bytes);
@@ -243,6 +253,14 @@ typedef struct rec_step {
     uint32_t role;
 } rec_step;
 
+/* A sample of the process allocator (TF_ALLOCATOR): values by
+ * enum tf_allocator_field, 0 where the recording has none. */
+typedef struct rec_sample {
+    uint64_t seq;      /* taken after the events numbered below this */
+    uint64_t time_ns;  /* since the recording started */
+    uint64_t value[8]; /* TF_ALLOCATOR_FIELDS */
+} rec_sample;
+
 typedef struct recording {
     char *path;
     uint64_t pid;
@@ -258,6 +276,8 @@ typedef struct recording {
     size_t num_threads;
     uint32_t *thread_tids;
     char *maps;             /* the maps records, latest first, as one text */
+    size_t num_samples;     /* allocator samples, in seq order (a process */
+    rec_sample *samples;    /* using libbrisk; none otherwise) */
     unsigned flags;         /* TF_END_* of the end record */
     uint64_t duration_ns;   /* time of the last event */
 } recording;
@@ -357,6 +377,9 @@ const char *record_usage_text(void);
 
 /* The calling thread's CPU seconds (see tool_os.c for why). */
 double os_thread_seconds(void);
+/* The monotonic clock in ns: the recorder's clock (recorder_os.c), so a
+ * recording's start can be compared with it. */
+uint64_t os_monotonic_ns(void);
 /* Directory of the running executable (into buf), or "" when unknown. */
 void os_executable_dir(char *buf, size_t size);
 

@@ -1,5 +1,5 @@
 /*
- * The brisk-trace binary recording format, version 1 (docs/trace.md,
+ * The brisk-trace binary recording format, version 2 (docs/trace.md,
  * "The recording format"): shared by the recorder (recorder.c), which
  * writes it, and the tool (recording.c), which reads it. Header-only and
  * free of any allocation, so the recorder can include it.
@@ -22,7 +22,10 @@
 
 #define TF_MAGIC "BRISKTRC"
 #define TF_MAGIC_BYTES 8
-#define TF_VERSION 1u
+#define TF_VERSION 2u
+/* The oldest version readers still take: version 1 is version 2 without
+ * allocator samples (TF_ALLOCATOR). */
+#define TF_VERSION_OLDEST 1u
 #define TF_HEADER_BYTES 32u
 #define TF_CHUNK_MAGIC 0x4b4e4843u /* "CHNK" read as a little-endian u32 */
 #define TF_CHUNK_HEADER_BYTES 16u
@@ -69,6 +72,26 @@ enum tf_kind {
      * 0: the stack table filled up (later stacks recorded as 0), bit 1:
      * free stacks were not recorded */
     TF_END = 0x43,
+    /* seq time count value*count (version 2): a sample of the process
+     * allocator's state, taken when the program was using libbrisk, after
+     * every event numbered below seq and at time_ns (from the header's
+     * start_ns); the values in enum tf_allocator_field order. A reader
+     * keeps the ones it knows and skips the rest. */
+    TF_ALLOCATOR = 0x44,
+};
+
+/* The values of an allocator sample (TF_ALLOCATOR). Bytes unless said;
+ * all but resident come from brisk_malloc_get_stats (include/brisk.h). */
+enum tf_allocator_field {
+    TF_AL_RESIDENT,        /* the process's resident set (/proc/self/statm) */
+    TF_AL_MAPPED,          /* brisk's segments and large mappings */
+    TF_AL_LARGE_LIVE,      /* live large blocks' bytes */
+    TF_AL_LARGE_CACHED,    /* freed large blocks kept mapped */
+    TF_AL_SEGMENTS,        /* segments mapped (a count) */
+    TF_AL_SEGMENTS_CACHED, /* of them, empty and kept (a count) */
+    TF_AL_ABANDONED,       /* pages' bytes that exited threads left in use */
+    TF_AL_THREADS,         /* threads with a thread heap (a count) */
+    TF_ALLOCATOR_FIELDS
 };
 
 #define TF_END_STACKS_FULL 1u
