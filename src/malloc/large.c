@@ -54,6 +54,8 @@ typedef struct cached_large {
     uint64_t freed_at_ms;
     uint64_t reusable_at;   /* reusable once large_free_count reaches this:
                                the count at its free, plus the delay */
+    size_t usable;          /* its block's usable size: under guard, where
+                               its trailing guard stands */
 } cached_large;
 static cached_large large_cache[LARGE_CACHE_SLOTS];
 static size_t large_cache_count;
@@ -237,10 +239,26 @@ static void large_unmap_list(large_header *victims)
  * holds at least half (it is grown in place). Reusing resident memory
  * saves the page faults, which cost far more than the mremap that fits
  * the mapping. */
-static large_header *large_cache_take(size_t room_needed)
+static large_header *large_cache_take(size_t room_needed, size_t usable)
 {
     size_t front = large_front(os_page_size());
     size_t fit = SIZE_MAX, under = SIZE_MAX;
+    /* Under guard, a mapping whose guard already stands at the end of
+     * `usable` bytes (large_guarded_usable's classes) is taken first:
+     * reusing it moves no guard. Under delay one of them at random. */
+    if (harden_flags & HARDEN_GUARD) {
+        size_t same[LARGE_CACHE_SLOTS];
+        size_t same_count = 0;
+        for (size_t i = 0; i < large_cache_count; i++)
+            if (large_cache[i].usable == usable && large_cache[i].reusable_at <= large_free_count)
+                same[same_count++] = i;
+        if (same_count != 0) {
+            size_t pick = same[0];
+            if ((harden_flags & HARDEN_DELAY) && same_count > 1)
+                pick = same[random_next(&large_rng) % same_count];
+            return large_cache_remove(pick);
+        }
+    }
     /* Under delay: the reusable mappings that fit and are at most twice
      * the room asked for, of which one is picked at random (a wider
      * choice would refit mappings more often: each refit gives resident
@@ -378,6 +396,21 @@ static bool large_fit_guarded(large_header *hdr, size_t usable, size_t guard)
     return os_protect_none((void *)new_guard, guard) == 0;
 }
 
+/* Under guard, usable sizes come in four classes per doubling (page
+ * multiples): a cached mapping taken for a request of its own class has
+ * its trailing guard in place already, so reuse makes no mprotect call
+ * (a guard moves only when a mapping is refit to another class). The
+ * rounding costs address space, at most a quarter more, not memory: the
+ * pages past what the program touches are never made resident, and the
+ * wipe and its checks read only resident pages. */
+static size_t large_guarded_usable(size_t usable, size_t page_bytes)
+{
+    unsigned shift = 63u - (unsigned)__builtin_clzll((unsigned long long)usable);
+    size_t step = (size_t)1 << (shift - 2);
+    size_t rounded = (usable + step - 1) & ~(step - 1);
+    return align_up_ptr(rounded, page_bytes);
+}
+
 void *large_alloc(size_t size, size_t alignment, bool zero)
 {
     size_t page_bytes = os_page_size();
@@ -396,10 +429,12 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
      * mapping's creation to its unmapping. */
     size_t guard = (harden_flags & HARDEN_GUARD) ? page_bytes : 0;
     bool wipe = (harden_flags & HARDEN_WIPE) != 0;
+    if (guard != 0)
+        usable = large_guarded_usable(usable, page_bytes);
     if (align <= page_bytes) {
         size_t want = usable + 2 * guard; /* room after the front */
         global_lock_take();
-        large_header *hdr = large_cache_take(want);
+        large_header *hdr = large_cache_take(want, usable);
         global_lock_drop();
         if (hdr != NULL && !large_header_intact(hdr)) {
             /* Written after its block was freed (reaching back from the
@@ -588,6 +623,7 @@ void large_free(large_header *hdr, const void *p)
         large_cache[large_cache_count].map_size = hdr->map_size;
         large_cache[large_cache_count].freed_at_ms = os_now_ms();
         large_cache[large_cache_count].reusable_at = large_free_count + delay;
+        large_cache[large_cache_count].usable = hdr->usable;
         large_cache_count++;
         large_cache_total += hdr->map_size;
     } else {
