@@ -234,6 +234,29 @@ static char *demangled(const char *name)
     return strdup(name);
 }
 
+#if BRISK_HAVE_LIBDW
+/* The line of pc found by asking each compile unit of mod whether it
+ * holds pc. libdw finds a unit from .debug_aranges, which clang does not
+ * emit by default (and elfutils before 0.191 does not build the table
+ * from the units themselves), so frames of clang-built code would lose
+ * their file and line. Only for frames the table did not answer; each
+ * address is looked up once (symbols_lookup caches it). */
+static const char *line_by_unit_scan(Dwfl_Module *mod, uint64_t pc, int *lineno)
+{
+    Dwarf_Addr bias = 0;
+    Dwarf_Die *unit = NULL;
+    while ((unit = dwfl_module_nextcu(mod, unit, &bias)) != NULL) {
+        if (dwarf_haspc(unit, pc - bias) != 1)
+            continue;
+        Dwarf_Line *line = dwarf_getsrc_die(unit, pc - bias);
+        if (line == NULL || dwarf_lineno(line, lineno) != 0)
+            return NULL;
+        return dwarf_linesrc(line, NULL, NULL);
+    }
+    return NULL;
+}
+#endif
+
 static void resolve(symbolizer *s, uint64_t addr, frame_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -256,6 +279,8 @@ static void resolve(symbolizer *s, uint64_t addr, frame_info *out)
     Dwfl_Line *line = mod ? dwfl_module_getsrc(mod, pc) : NULL;
     int lineno = 0;
     const char *file = line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
+    if (file == NULL && mod != NULL)
+        file = line_by_unit_scan(mod, pc, &lineno);
     if (file != NULL) {
         out->file = strdup(file);
         out->line = lineno;
