@@ -55,11 +55,13 @@
  *           straight back, and reuse order is random. (A block freed by a
  *           thread other than its page's owner skips the quarantine: it
  *           waits on the page's cross-thread list anyway.) A quarantined
- *           block carries a secret-derived marker in its first word: a
- *           second free (from any thread) finds it and is reported at once,
- *           and a marker found overwritten at eviction is a write after
- *           free. A thread's quarantine is emptied when the thread exits.
- *           Large blocks are delayed in large.c's cache instead.
+ *           block carries a marker in its first word, a keyed hash of its
+ *           address under a key of its own (reading markers reveals
+ *           neither that key nor the canaries' secret): a second free
+ *           (from any thread) finds it and is reported at once, and a
+ *           marker found overwritten at eviction is a write after free. A
+ *           thread's quarantine is emptied when the thread exits. Large
+ *           blocks are delayed in large.c's cache instead.
  */
 #include "malloc/internal.h"
 
@@ -80,6 +82,13 @@ typedef struct quarantine {
 
 static _Thread_local quarantine *tls_quarantine __attribute__((tls_model("initial-exec")));
 
+/* The key of the quarantine's markers: drawn from the kernel when
+ * `delay` is parsed, before any block exists, and never written again.
+ * It is not the process secret, nor derived from it: what a marker could
+ * ever tell is about this key alone, and a keyed hash tells nothing
+ * about its key. */
+static uint64_t quarantine_key[2];
+
 /* ---- options -------------------------------------------------------------- */
 
 bool harden_option(const char *name, size_t len)
@@ -94,6 +103,10 @@ bool harden_option(const char *name, size_t len)
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (strlen(parts[i].name) == len && memcmp(parts[i].name, name, len) == 0) {
             harden_flags |= parts[i].flags;
+            if ((parts[i].flags & HARDEN_DELAY) && quarantine_key[0] == 0) {
+                quarantine_key[0] = random_secret(&quarantine_key[0]);
+                quarantine_key[1] = random_secret(&quarantine_key[1]);
+            }
             return true;
         }
     }
@@ -109,20 +122,61 @@ bool harden_option(const char *name, size_t len)
  * partial overwrite of n bytes: 2^-8n). A program that can read one
  * canary and knows its address learns the secret, and so every canary;
  * canaries are against blind overflows, not against an attacker who
- * already reads the thread heap (docs/security.md). */
+ * already reads past blocks (docs/security.md). */
 static inline uint64_t canary_at(uintptr_t at)
 {
     return (uint64_t)at ^ (uint64_t)process_secret;
 }
 
-/* The marker a quarantined block at p carries in its first word: the
- * address xor the secret turned half way round, so it is not the canary
- * the same address would have. A live block's first word equals it only
- * if the program wrote that value, which it cannot compute without the
- * secret. */
+/* SipHash-1-3 (Aumasson and Bernstein's keyed hash, one compression
+ * round and three finalization rounds) of the one word m under
+ * quarantine_key: a pseudo-random function, so outputs seen for known
+ * inputs (a marker and its block's address) tell nothing of the key, nor
+ * of the output for any other input. */
+static inline uint64_t sip_rotl(uint64_t x, unsigned r)
+{
+    return (x << r) | (x >> (64u - r));
+}
+
+static inline void sip_round(uint64_t v[4])
+{
+    v[0] += v[1];
+    v[1] = sip_rotl(v[1], 13) ^ v[0];
+    v[0] = sip_rotl(v[0], 32);
+    v[2] += v[3];
+    v[3] = sip_rotl(v[3], 16) ^ v[2];
+    v[0] += v[3];
+    v[3] = sip_rotl(v[3], 21) ^ v[0];
+    v[2] += v[1];
+    v[1] = sip_rotl(v[1], 17) ^ v[2];
+    v[2] = sip_rotl(v[2], 32);
+}
+
+static inline uint64_t quarantine_hash(uint64_t m)
+{
+    uint64_t v[4] = {quarantine_key[0] ^ 0x736f6d6570736575u, quarantine_key[1] ^ 0x646f72616e646f6du,
+                     quarantine_key[0] ^ 0x6c7967656e657261u, quarantine_key[1] ^ 0x7465646279746573u};
+    const uint64_t length = (uint64_t)8 << 56; /* the last block: the message's length */
+    v[3] ^= m;
+    sip_round(v);
+    v[0] ^= m;
+    v[3] ^= length;
+    sip_round(v);
+    v[0] ^= length;
+    v[2] ^= 0xff;
+    sip_round(v);
+    sip_round(v);
+    sip_round(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* The marker a quarantined block at p carries in its first word. A live
+ * block's first word equals it only if the program wrote that value,
+ * which it cannot compute without the key: reading the markers of other
+ * blocks does not help (each is a hash of another address). */
 static inline uint64_t quarantine_marker(const void *p)
 {
-    return (uint64_t)(uintptr_t)p ^ (uint64_t)rotl_word(process_secret, 32);
+    return quarantine_hash((uint64_t)(uintptr_t)p);
 }
 
 /* The process allocator is built with -fno-builtin (it defines malloc),

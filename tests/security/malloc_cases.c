@@ -1000,6 +1000,78 @@ static void case_reuse_randomized_large(void)
     reuse_orders_differ("reuse_order_large_child", "large blocks");
 }
 
+/* ---- hardened level: the quarantine (delay) ----------------------------- */
+
+/* Nothing in a waiting block tells the process secret that keys the
+ * canaries: the attacker reads the first two words of a block in the
+ * quarantine (a read after free, which nothing reports), derives every
+ * candidate secret a cheap mix of them with the block's address would
+ * give (each word, xor the address or not, rotated by 0 to 63 bits), and
+ * forges with each the canary after a live block (a canary is its address
+ * xor the secret) while overflowing it. Every forged canary must be found
+ * at free: a handler counts the reports that name the canary after the
+ * block (the block's canary in front may be one a previous round forged,
+ * which is reported too, but as the one before), and returns. */
+enum { ERROR_OVERFLOW = 4 }; /* BRISK_ERROR_OVERFLOW in brisk.h */
+typedef void (*report_handler)(int error, const char *message, const void *ptr, void *context);
+/* volatile: written by the handler, from inside free, which the compiler
+ * may assume leaves this file's statics alone. */
+static volatile int canary_after_reports, other_reports;
+
+static void handler_count_overflow(int error, const char *message, const void *ptr, void *context)
+{
+    (void)ptr;
+    (void)context;
+    if (error == ERROR_OVERFLOW && strstr(message, "canary after the block") != NULL)
+        canary_after_reports++;
+    else if (error != ERROR_OVERFLOW)
+        other_reports++;
+}
+
+static uint64_t rotate_right(uint64_t x, unsigned r) { return r == 0 ? x : (x >> r) | (x << (64 - r)); }
+
+static void case_quarantine_reveals_no_secret(void)
+{
+    void *set = dlsym(RTLD_DEFAULT, "brisk_set_error_handler");
+    if (set == NULL) {
+        printf("set-up failed: brisk_set_error_handler not found (not preloaded?)\n");
+        exit(5);
+    }
+    report_handler (*set_handler)(report_handler, void *);
+    memcpy(&set_handler, &set, sizeof set_handler);
+    char *x = must_malloc(SMALL);
+    free(x);
+    const volatile uint64_t *seen = hide(x);
+    uint64_t words[2] = {seen[0], seen[1]};
+    set_handler(handler_count_overflow, NULL);
+    int tried = 0;
+    for (int w = 0; w < 2; w++) {
+        for (int with_address = 0; with_address < 2; with_address++) {
+            for (unsigned r = 0; r < 64; r++) {
+                uint64_t secret = rotate_right(words[w] ^ (with_address ? (uint64_t)(uintptr_t)x : 0), r);
+                char *p = must_malloc(SMALL);
+                size_t usable = malloc_usable_size(p);
+                uintptr_t at = (uintptr_t)p + usable;
+                uint64_t forged = (uint64_t)at ^ secret;
+                memset(p, 'a', usable);
+                memcpy(hide((char *)at), &forged, sizeof forged); /* the overflow */
+                int before = canary_after_reports;
+                free(p);
+                tried++;
+                if (canary_after_reports == before) {
+                    set_handler(NULL, NULL);
+                    printf("word %d%s rotated right by %u gave the secret\n", w, with_address ? " xor its address" : "", r);
+                    broken("a canary forged from a quarantined block's words was not noticed");
+                }
+            }
+        }
+    }
+    set_handler(NULL, NULL);
+    if (other_reports != 0)
+        broken("a report of another kind than an overflow");
+    printf("ok: %d canaries forged from the words of a quarantined block, all reported\n", tried);
+}
+
 /* ---- a clean workload: hardening must not report valid programs ------- */
 
 static void case_valid_workload(void)
@@ -1648,6 +1720,7 @@ static const security_case cases[] = {
     CASE(reuse_order_child),
     CASE(reuse_order_large_child),
     CASE(reuse_randomized_large),
+    CASE(quarantine_reveals_no_secret),
     CASE(valid_workload),
     CASE(threads_exit_clean),
     CASE(thread_first_alloc_near_page_max),
