@@ -1000,7 +1000,132 @@ static void case_reuse_randomized_large(void)
     reuse_orders_differ("reuse_order_large_child", "large blocks");
 }
 
-/* ---- hardened level: the quarantine (delay) ----------------------------- */
+/* ---- hardened level: the quarantine (delay) ----------------------------- *
+ *
+ * Every free goes through the freeing thread's quarantine, a cross-thread
+ * one too; a waiting block's first two words are check words, verified
+ * when it leaves; and nothing a program can read in a waiting block
+ * tells it a secret. */
+
+/* A partner thread that frees the blocks it is handed, one per round, and
+ * never allocates: its frees are all cross-thread ones. */
+enum { HANDOFF_ROUNDS = 2000 };
+static pthread_barrier_t handoff_given, handoff_freed;
+static void *volatile handoff_block;
+
+static void *handoff_partner(void *arg)
+{
+    int rounds = (int)(intptr_t)arg;
+    for (int i = 0; i < rounds; i++) {
+        pthread_barrier_wait(&handoff_given);
+        free(handoff_block);
+        pthread_barrier_wait(&handoff_freed);
+    }
+    return NULL;
+}
+
+static pthread_t handoff_start(int rounds)
+{
+    pthread_barrier_init(&handoff_given, NULL, 2);
+    pthread_barrier_init(&handoff_freed, NULL, 2);
+    pthread_t partner;
+    if (pthread_create(&partner, NULL, handoff_partner, (void *)(intptr_t)rounds) != 0)
+        exit(5);
+    return partner;
+}
+
+/* Has the partner free p, and waits until it did. */
+static void handoff_free(void *p)
+{
+    handoff_block = p;
+    pthread_barrier_wait(&handoff_given);
+    pthread_barrier_wait(&handoff_freed);
+}
+
+/* A block freed by another thread than the one that allocated it is not
+ * handed straight back by the next malloc of its size either. Without the
+ * quarantine it waits on its page's cross-thread list, which the owner
+ * collects when the page's own list runs dry: for blocks of which a page
+ * holds a few, at once. The blocks handed out stay live, so the pages
+ * fill and their lists run dry often. */
+static void case_reuse_delayed_cross_thread(void)
+{
+    static const size_t sizes[] = {48, 1000, MEDIUM};
+    pthread_t partner = handoff_start(HANDOFF_ROUNDS * 3);
+    int back = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        for (int i = 0; i < HANDOFF_ROUNDS; i++) {
+            char *p = must_malloc(sizes[s]);
+            handoff_free(p);
+            if (must_malloc(sizes[s]) == p)
+                back++;
+        }
+    }
+    pthread_join(partner, NULL);
+    if (back != 0) {
+        printf("%d of %d blocks freed by another thread came straight back\n", back, 3 * HANDOFF_ROUNDS);
+        broken("a block freed by another thread was handed straight back to the next request");
+    }
+    printf("ok: no immediate reuse of blocks freed by another thread\n");
+}
+
+/* Frees blocks allocated beforehand, of another size, so that a block
+ * waiting in this thread's quarantine leaves it (each stays with
+ * probability (63/64)^4096); none of them is written after free. */
+static void quarantine_push_out(char **blocks, int count)
+{
+    for (int i = 0; i < count; i++)
+        free(blocks[i]);
+}
+
+/* A write into one byte of the word at `offset` (0: the first word, 8:
+ * the second) of a block while it waits in the quarantine is reported
+ * when it leaves, naming the block. The second word is where the page's
+ * free mark is written when the block is listed again: it would hide the
+ * write. */
+static void quarantine_write(size_t offset)
+{
+    enum { PUSH = 4096 };
+    static char *push[PUSH];
+    for (int i = 0; i < PUSH; i++)
+        push[i] = must_malloc(16);
+    char *p = must_malloc(SMALL);
+    memset(p, 1, SMALL);
+    free(p);
+    volatile char *q = hide(p);
+    q[offset + 3] = 'X';
+    target(p);
+    quarantine_push_out(push, PUSH);
+    /* Without a check when it leaves, it is listed again: bring it back. */
+    for (int i = 0; i < 100000; i++)
+        if (must_malloc(SMALL) == p)
+            unnoticed("a block written after free while in the quarantine was handed out again");
+    unnoticed("a write into a block waiting in the quarantine");
+}
+
+static void case_quarantine_write_first_word(void) { quarantine_write(0); }
+static void case_quarantine_write_second_word(void) { quarantine_write(8); }
+
+/* The same for a block freed by another thread, which waits in that
+ * thread's quarantine: its second word is written while it waits, and
+ * the partner's exit empties its quarantine. */
+static void case_quarantine_write_cross_thread(void)
+{
+    pthread_t partner = handoff_start(1);
+    char *keep = must_malloc(SMALL);
+    char *p = must_malloc(SMALL);
+    memset(p, 1, SMALL);
+    handoff_free(p);
+    volatile char *q = hide(p);
+    q[8 + 3] = 'X';
+    target(p);
+    pthread_join(partner, NULL);
+    for (int i = 0; i < 100000; i++)
+        if (must_malloc(SMALL) == p)
+            unnoticed("a block written after its cross-thread free was handed out again");
+    (void)keep;
+    unnoticed("a write into a block freed by another thread");
+}
 
 /* Nothing in a waiting block tells the process secret that keys the
  * canaries: the attacker reads the first two words of a block in the
@@ -1133,11 +1258,11 @@ static void case_valid_workload(void)
     printf("ok: clean workload ran\n");
 }
 
-/* Threads that free blocks and exit: their quarantines (under delay) go
- * back to the allocator, wiped under wipe, so later allocations of every
- * size near the quarantine's own are handed out clean. Each thread keeps
- * a few blocks of that size alive, so its page (holding its quarantine)
- * is left to other threads when it exits, and this thread adopts it. */
+/* Threads that free blocks and exit: their quarantines (under delay) are
+ * emptied, the blocks in them freed as any (wiped under wipe), so later
+ * allocations of the sizes around the threads' are handed out clean. Each
+ * thread keeps a few blocks of one size alive, so its page is left to
+ * other threads when it exits, and this thread adopts it. */
 enum { EXIT_THREADS = 4, EXIT_KEPT = 8 };
 static char *exit_kept[8][EXIT_THREADS * EXIT_KEPT];
 
@@ -1186,7 +1311,7 @@ static void case_threads_exit_clean(void)
         for (int t = 0; t < EXIT_THREADS; t++)
             pthread_join(threads[t], NULL);
     }
-    /* Enough blocks of the sizes around the quarantine's that this thread
+    /* Enough blocks of the sizes around the kept ones that this thread
      * runs out of its own pages and adopts the exited threads' ones. */
     enum { KEEP = 30000 };
     static char *kept[KEEP];
@@ -1720,6 +1845,10 @@ static const security_case cases[] = {
     CASE(reuse_order_child),
     CASE(reuse_order_large_child),
     CASE(reuse_randomized_large),
+    CASE(reuse_delayed_cross_thread),
+    CASE(quarantine_write_first_word),
+    CASE(quarantine_write_second_word),
+    CASE(quarantine_write_cross_thread),
     CASE(quarantine_reveals_no_secret),
     CASE(valid_workload),
     CASE(threads_exit_clean),
