@@ -664,9 +664,10 @@ BRISK_INLINE bool canaries_intact(const page *pg, const void *p)
  * exits, empty: nothing of them lies next to a block. A quarantine needs
  * its thread's heap, whose exit (the pthread key's destructor) empties
  * it: a thread that frees before it ever allocated gets one here. A
- * forked child keeps the quarantine of the thread that forked; those of
- * the threads that did not survive the fork are never emptied, and their
- * blocks stay out of reach. */
+ * forked child keeps the quarantine of the thread that forked (with a
+ * generator reseeded: harden_fork_child); those of the threads that did
+ * not survive the fork are never emptied, and their blocks stay out of
+ * reach. */
 static quarantine *quarantine_pool; /* under global_lock */
 
 /* A fresh generator state for q: the sequence of slots is what a program
@@ -771,6 +772,13 @@ void harden_thread_exit(void)
     q->pool_next = quarantine_pool;
     quarantine_pool = q;
     global_lock_drop();
+}
+
+void harden_fork_child(void)
+{
+    quarantine *q = tls_quarantine;
+    if (q != NULL)
+        q->rng = quarantine_seed(q);
 }
 
 /* ---- the hardened entry points --------------------------------------------- *

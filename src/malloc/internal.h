@@ -68,6 +68,9 @@ BRISK_HIDDEN void harden_page_emptied(page *pg);
 /* thread.c, under delay: the thread's quarantine is emptied (its blocks
  * freed) while its thread heap still exists. */
 BRISK_HIDDEN void harden_thread_exit(void);
+/* process.c's fork child handler, under delay, global_lock held: the
+ * quarantine that survived the fork gets a generator of its own. */
+BRISK_HIDDEN void harden_fork_child(void);
 /* large.c: zeroes [from, to) (writing only what is not zero already),
  * and whether [from, to) is all zero; from 16-aligned, to 8-aligned. */
 BRISK_HIDDEN void harden_wipe_span(uintptr_t from, uintptr_t to);

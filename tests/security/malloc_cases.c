@@ -1197,6 +1197,66 @@ static void case_quarantine_reveals_no_secret(void)
     printf("ok: %d canaries forged from the words of a quarantined block, all reported\n", tried);
 }
 
+/* After a fork the child and the parent must not reuse freed blocks in
+ * the same order: both start from the same quarantine, and a generator
+ * left as it was would evict alike in both, so a child that shows its
+ * order (a server's worker, say) would show the parent's next one. Each
+ * side frees the same blocks and records which of them come back in
+ * which order; the child sends its record through a pipe. */
+enum { FORK_BLOCKS = 512 };
+
+static void fork_reuse_order(char **blocks, int *order)
+{
+    for (int i = 0; i < FORK_BLOCKS; i++)
+        free(blocks[i]);
+    for (int k = 0; k < FORK_BLOCKS; k++) {
+        char *q = must_malloc(64);
+        order[k] = -1;
+        for (int i = 0; i < FORK_BLOCKS; i++)
+            if (blocks[i] == q)
+                order[k] = i;
+    }
+}
+
+static void case_reuse_randomized_fork(void)
+{
+    static char *blocks[FORK_BLOCKS];
+    static int mine[FORK_BLOCKS], childs[FORK_BLOCKS];
+    for (int i = 0; i < FORK_BLOCKS; i++)
+        blocks[i] = must_malloc(64);
+    free(must_malloc(1000)); /* the quarantine exists when the process forks */
+    int fds[2];
+    if (pipe(fds) != 0)
+        exit(5);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0)
+        exit(5);
+    if (child == 0) {
+        fork_reuse_order(blocks, childs);
+        ssize_t n = write(fds[1], childs, sizeof childs);
+        _exit(n == (ssize_t)sizeof childs ? 0 : 1);
+    }
+    fork_reuse_order(blocks, mine);
+    size_t got = 0;
+    while (got < sizeof childs) {
+        ssize_t n = read(fds[0], (char *)childs + got, sizeof childs - got);
+        if (n <= 0)
+            exit(5);
+        got += (size_t)n;
+    }
+    int reused = 0;
+    for (int k = 0; k < FORK_BLOCKS; k++)
+        reused += mine[k] >= 0;
+    if (reused < FORK_BLOCKS / 2) {
+        printf("set-up failed: only %d of %d freed blocks came back\n", reused, FORK_BLOCKS);
+        exit(5);
+    }
+    if (memcmp(mine, childs, sizeof mine) == 0)
+        broken("a forked child reused freed blocks in the same order as its parent");
+    printf("ok: parent and child reuse in different orders (%d blocks came back)\n", reused);
+}
+
 /* ---- a clean workload: hardening must not report valid programs ------- */
 
 static void case_valid_workload(void)
@@ -1850,6 +1910,7 @@ static const security_case cases[] = {
     CASE(quarantine_write_second_word),
     CASE(quarantine_write_cross_thread),
     CASE(quarantine_reveals_no_secret),
+    CASE(reuse_randomized_fork),
     CASE(valid_workload),
     CASE(threads_exit_clean),
     CASE(thread_first_alloc_near_page_max),
