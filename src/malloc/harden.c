@@ -387,6 +387,34 @@ void harden_page_setup(page *pg)
     store_word(pg->start - HARDEN_CANARY_SIZE, canary_at(pg->start - HARDEN_CANARY_SIZE));
 }
 
+/* The lost thread may have been carving this page (canaries written past
+ * capacity), or emptying it (its pad's and blocks' canaries zeroed, its
+ * body being zeroed) when the fork copied it. The rebuild kept only the
+ * blocks it could prove free; here the canaries of the carved blocks and
+ * the pad are written again, and under wipe the part not carved is made
+ * zero again, so the child's checks find the page as its rules say. A
+ * canary a real overflow had broken before the fork in that thread's
+ * page is lost with it: nothing in the page tells the two apart. */
+void harden_orphan_page_rebuilt(page *pg)
+{
+    size_t bsize = pg->block_size;
+    if (harden_flags & HARDEN_CANARY) {
+        uintptr_t at = pg->start - HARDEN_CANARY_SIZE;
+        store_word(at, canary_at(at));
+        for (uint32_t i = 0; i < pg->capacity; i++) {
+            at = pg->start + (uintptr_t)(i + 1) * bsize - HARDEN_CANARY_SIZE;
+            store_word(at, canary_at(at));
+        }
+    }
+    if (harden_flags & HARDEN_WIPE) {
+        uintptr_t slot = pg->start - harden_page_front(bsize);
+        uintptr_t slot_end = slot + ((uintptr_t)1 << page_segment(pg)->page_shift);
+        if (pg->capacity == 0 && (harden_flags & HARDEN_CANARY))
+            chunks_clear_dirty(slot, pg->start - HARDEN_CANARY_SIZE);
+        chunks_clear_dirty(pg->start + pg->carved, slot_end);
+    }
+}
+
 /* ---- recycling a page's slot under wipe ------------------------------------ *
  *
  * A page's slot outlives the page: when every block is free the slot goes

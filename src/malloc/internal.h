@@ -65,6 +65,10 @@ BRISK_HIDDEN bool harden_blocks_carved(page *pg, uintptr_t first, uint32_t count
 /* segment.c, under wipe: a page that emptied is checked for writes after
  * free and left wholly zero before its slot goes back to its segment. */
 BRISK_HIDDEN void harden_page_emptied(page *pg);
+/* segment.c, in a forked child: an in-use page of a thread the fork left
+ * behind, just rebuilt, gets back what that thread may have been halfway
+ * through writing: its canaries, and under wipe a zero uncarved part. */
+BRISK_HIDDEN void harden_orphan_page_rebuilt(page *pg);
 /* thread.c, under delay: the thread's quarantine is emptied (its blocks
  * freed) while its thread heap still exists. */
 BRISK_HIDDEN void harden_thread_exit(void);

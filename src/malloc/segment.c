@@ -356,6 +356,8 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
  * thread is leaked, never handed out twice. Free slots count as dirty (a
  * slot half given back may hold old data). The segment is held (taken
  * off the abandoned list) by the caller. */
+static bool segment_purge_slots(segment *seg, uint64_t now, bool force);
+
 static void segment_rebuild_orphan(segment *seg)
 {
     bool geometry = seg->magic == SEGMENT_MAGIC &&
@@ -434,12 +436,19 @@ static void segment_rebuild_orphan(segment *seg)
             listed = 0;
         }
         pg->used = pg->capacity - listed;
+        if (harden_flags & (HARDEN_CANARY | HARDEN_WIPE))
+            harden_orphan_page_rebuilt(pg);
     }
     seg->free_slots = free_slots;
     seg->dirty_slots = free_slots;
     seg->returned_slots = 0;
     seg->pages_in_use = in_use;
     seg->fork_orphan = 0;
+    /* Under wipe every free slot must read zero (harden.c, "recycling a
+     * page's slot"), and one the lost thread was setting up or emptying
+     * need not: they all go back to the OS, which hands out zero pages. */
+    if (harden_flags & HARDEN_WIPE)
+        segment_purge_slots(seg, 0, true);
 }
 
 /* Makes seg, just taken off the abandoned list by this thread, h's. */
