@@ -195,9 +195,8 @@ static void test_adopt(void)
     CHECK_MSG(segment_of(pr.block) == segment_of(left.blocks[0]),
               "a new thread's block %p is not in the segment %p an exited thread left",
               pr.block, (void *)segment_of(left.blocks[0]));
-    for (size_t i = 0; i < left.count; i++)
-        free(left.blocks[i]);
-    free(pr.block);
+    free_in_thread(left.blocks, left.count);
+    free_in_thread(&pr.block, 1);
     CHECK_EQ(brisk_malloc_check(), 0);
 }
 

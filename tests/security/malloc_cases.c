@@ -1108,10 +1108,11 @@ static void case_quarantine_write_second_word(void) { quarantine_write(8); }
 
 /* The same for a block freed by another thread, which waits in that
  * thread's quarantine: its second word is written while it waits, and
- * the partner's exit empties its quarantine. */
+ * then the partner's exit empties its quarantine (a second round, of
+ * free(NULL), holds the partner until the write is done). */
 static void case_quarantine_write_cross_thread(void)
 {
-    pthread_t partner = handoff_start(1);
+    pthread_t partner = handoff_start(2);
     char *keep = must_malloc(SMALL);
     char *p = must_malloc(SMALL);
     memset(p, 1, SMALL);
@@ -1119,6 +1120,7 @@ static void case_quarantine_write_cross_thread(void)
     volatile char *q = hide(p);
     q[8 + 3] = 'X';
     target(p);
+    handoff_free(NULL);
     pthread_join(partner, NULL);
     for (int i = 0; i < 100000; i++)
         if (must_malloc(SMALL) == p)
