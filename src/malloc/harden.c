@@ -26,8 +26,8 @@
  *           one before it (underflow), in one test. usable size is the
  *           slot less 8.
  *   wipe    free zeroes the block but for its canary (the free-list link,
- *           or the quarantine's marker, is written into its first word
- *           next, and the page's free mark into its second):
+ *           or under delay the page's free mark, is written into its first
+ *           word next, and the free mark into its second):
  *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
  *           reading it and writing only the 64-byte chunks that are not
  *           zero already (a part the program never touched stays
@@ -55,16 +55,16 @@
  *           real free (which, for a block of another thread's page, is the
  *           usual cross-thread free); so a freed block is never handed
  *           straight back, and reuse order is random. The quarantine's
- *           state (which blocks wait, their markers, its generator) is out
- *           of line, with the thread heaps (between guards). A waiting
- *           block carries two check words: a marker in its first word, a
- *           keyed hash of its address under a key of its own (so reading
- *           markers reveals neither that key nor the canaries' secret),
- *           and its page's free mark in its second, so that any free
- *           finds it suspect and a second free, from any thread, is
- *           reported at once. Both words are checked when the block
- *           leaves: anything else there was written after free (under
- *           wipe the rest of the block is checked as any wiped block is).
+ *           state (which blocks wait, and its generator) is out of line,
+ *           with the thread heaps (between guards). A waiting
+ *           block carries its page's free mark in its first two words, its
+ *           check words: any free finds it suspect (the mark in its second
+ *           word) and recognizes it as waiting (the mark in its first,
+ *           where a listed block has its link), so a second free, from any
+ *           thread, is reported at once. Both words are checked when the
+ *           block leaves: anything else there was written after free
+ *           (under wipe the rest of the block is checked as any wiped block
+ *           is). They show nothing a free block does not show already.
  *           A thread's quarantine is emptied when the thread exits. Large
  *           blocks are delayed in large.c's cache instead.
  */
@@ -80,31 +80,17 @@ unsigned harden_flags;
 
 #define QUARANTINE_SLOTS 64u
 
-/* One waiting block and the marker written into it (kept here too, so
- * leaving needs no second hash). */
-typedef struct quarantine_slot {
-    void *block;
-    uint64_t marker;
-} quarantine_slot;
-
 /* A thread's quarantine. It is not a block of the allocator: quarantines
  * are carved from the thread heaps' guarded chunks (quarantine_create), so
  * no overflow of a block can rewrite which blocks wait, and no read past
  * one shows them. */
 typedef struct quarantine {
-    quarantine_slot slots[QUARANTINE_SLOTS];
+    void *slots[QUARANTINE_SLOTS];
     uint64_t rng;
     struct quarantine *pool_next; /* in quarantine_pool, while unused */
 } quarantine;
 
 static _Thread_local quarantine *tls_quarantine __attribute__((tls_model("initial-exec")));
-
-/* The key of the quarantine's markers: drawn from the kernel when
- * `delay` is parsed, before any block exists, and never written again.
- * It is not the process secret, nor derived from it: what a marker could
- * ever tell is about this key alone, and a keyed hash tells nothing
- * about its key. */
-static uint64_t quarantine_key[2];
 
 /* ---- options -------------------------------------------------------------- */
 
@@ -120,10 +106,6 @@ bool harden_option(const char *name, size_t len)
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (strlen(parts[i].name) == len && memcmp(parts[i].name, name, len) == 0) {
             harden_flags |= parts[i].flags;
-            if ((parts[i].flags & HARDEN_DELAY) && quarantine_key[0] == 0) {
-                quarantine_key[0] = random_secret(&quarantine_key[0]);
-                quarantine_key[1] = random_secret(&quarantine_key[1]);
-            }
             return true;
         }
     }
@@ -143,57 +125,6 @@ bool harden_option(const char *name, size_t len)
 static inline uint64_t canary_at(uintptr_t at)
 {
     return (uint64_t)at ^ (uint64_t)process_secret;
-}
-
-/* SipHash-1-3 (Aumasson and Bernstein's keyed hash, one compression
- * round and three finalization rounds) of the one word m under
- * quarantine_key: a pseudo-random function, so outputs seen for known
- * inputs (a marker and its block's address) tell nothing of the key, nor
- * of the output for any other input. */
-static inline uint64_t sip_rotl(uint64_t x, unsigned r)
-{
-    return (x << r) | (x >> (64u - r));
-}
-
-static inline void sip_round(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = sip_rotl(v[1], 13) ^ v[0];
-    v[0] = sip_rotl(v[0], 32);
-    v[2] += v[3];
-    v[3] = sip_rotl(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = sip_rotl(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = sip_rotl(v[1], 17) ^ v[2];
-    v[2] = sip_rotl(v[2], 32);
-}
-
-static inline uint64_t quarantine_hash(uint64_t m)
-{
-    uint64_t v[4] = {quarantine_key[0] ^ 0x736f6d6570736575u, quarantine_key[1] ^ 0x646f72616e646f6du,
-                     quarantine_key[0] ^ 0x6c7967656e657261u, quarantine_key[1] ^ 0x7465646279746573u};
-    const uint64_t length = (uint64_t)8 << 56; /* the last block: the message's length */
-    v[3] ^= m;
-    sip_round(v);
-    v[0] ^= m;
-    v[3] ^= length;
-    sip_round(v);
-    v[0] ^= length;
-    v[2] ^= 0xff;
-    sip_round(v);
-    sip_round(v);
-    sip_round(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
-/* The marker a quarantined block at p carries in its first word. A live
- * block's first word equals it only if the program wrote that value,
- * which it cannot compute without the key: reading the markers of other
- * blocks does not help (each is a hash of another address). */
-static inline uint64_t quarantine_marker(const void *p)
-{
-    return quarantine_hash((uint64_t)(uintptr_t)p);
 }
 
 /* The process allocator is built with -fno-builtin (it defines malloc),
@@ -226,9 +157,9 @@ static inline size_t tail_bytes(void)
  *   | 16-byte chunks ...                  | word?  |C|
  *
  * The words the free lists use are cleared with the rest on free (the
- * free-list link or the quarantine marker is written right after) and are
- * zero when page_pop hands the block out, so they are checked with the
- * rest.
+ * free-list link, or the quarantine's check words, are written right
+ * after) and are zero when page_pop hands the block out, so they are
+ * checked with the rest.
  *
  * Chunks are SSE2 loads and stores on x86-64 (where SSE2 is always
  * there), two words elsewhere. The allocator is built with -fno-builtin,
@@ -614,14 +545,15 @@ BRISK_INLINE page *page_block_of(const void *p)
     return pg;
 }
 
-/* Whether p, a block start that reads as free, carries the quarantine's
- * marker: it waits in a quarantine (some thread's), or the program wrote
- * the one value it cannot compute. Only suspects pay for the hash: a
- * waiting block also carries its page's free mark, so every free of it
- * is a suspect. */
-static inline bool is_quarantined(const void *p)
+/* Whether p, a block start of pg that reads as free (its second word is
+ * the page's free mark), waits in a quarantine (some thread's): its first
+ * word is the mark too, where a listed block has its encoded link (equal
+ * to the mark one time in 2^64). A live block reads so only if the
+ * program wrote the mark twice, which it can only have read from freed
+ * memory. */
+static inline bool is_quarantined(const page *pg, const void *p)
 {
-    return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == quarantine_marker(p);
+    return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == pg->free_mark;
 }
 
 static inline bool page_is_local(const page *pg)
@@ -634,11 +566,11 @@ static inline bool page_is_local(const page *pg)
  * block_looks_free, which quarantined blocks pass too): reports the
  * double free (use) and returns false, or returns true when it is live
  * after all (a live block whose data happen to read as free; only the
- * page's owner can tell, by walking the page's lists, and no one can
- * when it carries the marker). */
+ * page's owner can tell, by walking the page's lists, and no one need
+ * when it waits in a quarantine). */
 static BRISK_NOINLINE bool suspect_is_live(page *pg, void *p, const char *what)
 {
-    if (!is_quarantined(p) && page_is_local(pg) && !page_has_free_block(pg, p))
+    if (!is_quarantined(pg, p) && page_is_local(pg) && !page_has_free_block(pg, p))
         return true;
     report_error(BRISK_ERROR_DOUBLE_FREE, what, p);
     return false;
@@ -741,27 +673,31 @@ static BRISK_NOINLINE void report_quarantine_written(const void *p)
                  "use after free: a freed block was written to (found leaving the quarantine)", p);
 }
 
-/* Hands the block of slot s, leaving the quarantine, to the real free
- * (the owner's lists, or its page's cross-thread list), after checking
- * both its check words: anything else there was written after free. */
-BRISK_INLINE void quarantine_release(quarantine_slot s)
+/* Hands the block p, leaving the quarantine, to the real free (the
+ * owner's lists, or its page's cross-thread list), after checking both
+ * its check words: anything else there was written after free. */
+BRISK_INLINE void quarantine_release(void *p)
 {
-    uintptr_t p = (uintptr_t)s.block;
-    page *pg = page_of(segment_of_meta(meta_of(s.block)), s.block);
-    if (brisk_unlikely(((load_word(p) ^ s.marker) | (load_word(p + 8) ^ pg->free_mark)) != 0)) {
-        report_quarantine_written(s.block);
+    page *pg = page_of(segment_of_meta(meta_of(p)), p);
+    uintptr_t mark = pg->free_mark;
+    if (brisk_unlikely(((load_word((uintptr_t)p) ^ mark) | (load_word((uintptr_t)p + 8) ^ mark)) != 0)) {
+        report_quarantine_written(p);
         return; /* the block stays out of reach: lost, never reused */
     }
     /* The free writes the link and (with checks) the mark next; the
      * unchecked build writes no mark, and its blocks must read zero
      * there, as the wipe left them. */
-    store_word(p + 8, 0);
+    store_word((uintptr_t)p + 8, 0);
     /* Validated when it was freed, and live (off every list) since. */
-    free_validated(pg, s.block);
+    free_validated(pg, p);
 }
 
 /* Puts the validated, wiped block p of pg in a random slot of the
- * thread's quarantine and frees the block that was there. */
+ * thread's quarantine and frees the block that was there. Its check
+ * words are its page's free mark: a value every free block of the page
+ * shows already, so a waiting block reveals nothing more (an earlier
+ * marker, the address xor the process secret, gave away the canaries'
+ * secret to one read after free). */
 BRISK_INLINE void quarantine_put(page *pg, void *p)
 {
     quarantine *q = tls_quarantine;
@@ -772,15 +708,14 @@ BRISK_INLINE void quarantine_put(page *pg, void *p)
             return;
         }
     }
-    uint64_t marker = quarantine_marker(p);
-    store_word((uintptr_t)p, marker);
+    store_word((uintptr_t)p, pg->free_mark);
     /* Atomic: another thread's free of p may be reading it (a double
      * free, which this makes it see as a suspect). */
     __atomic_store_n(&((block *)p)->free_mark, pg->free_mark, __ATOMIC_RELAXED);
     uint32_t slot = quarantine_pick(q);
-    quarantine_slot evicted = q->slots[slot];
-    q->slots[slot] = (quarantine_slot){p, marker};
-    if (evicted.block != NULL)
+    void *evicted = q->slots[slot];
+    q->slots[slot] = p;
+    if (evicted != NULL)
         quarantine_release(evicted);
 }
 
@@ -791,10 +726,10 @@ void harden_thread_exit(void)
         return;
     tls_quarantine = NULL;
     for (uint32_t i = 0; i < QUARANTINE_SLOTS; i++) {
-        quarantine_slot s = q->slots[i];
-        q->slots[i].block = NULL;
-        if (s.block != NULL)
-            quarantine_release(s);
+        void *p = q->slots[i];
+        q->slots[i] = NULL;
+        if (p != NULL)
+            quarantine_release(p);
     }
     global_lock_take();
     q->pool_next = quarantine_pool;
@@ -961,7 +896,7 @@ BRISK_INLINE void harden_free_live(page *pg, void *p)
         end -= HARDEN_CANARY_SIZE;
     }
     /* The words the free lists use are wiped too: the free-list link (or
-     * the quarantine marker) is written next. */
+     * the quarantine's check words) is written next. */
     if (flags & HARDEN_WIPE)
         body_wipe((uintptr_t)p, end);
     /* Every free waits, a cross-thread one too: its page's owner would
