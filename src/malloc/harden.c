@@ -695,9 +695,9 @@ BRISK_INLINE void quarantine_release(void *p)
 /* Puts the validated, wiped block p of pg in a random slot of the
  * thread's quarantine and frees the block that was there. Its check
  * words are its page's free mark: a value every free block of the page
- * shows already, so a waiting block reveals nothing more (an earlier
- * marker, the address xor the process secret, gave away the canaries'
- * secret to one read after free). */
+ * shows already, so a waiting block reveals nothing more (a marker made of
+ * the address and the canaries' secret would give that secret away to
+ * one read after free). */
 BRISK_INLINE void quarantine_put(page *pg, void *p)
 {
     quarantine *q = tls_quarantine;
