@@ -25,9 +25,9 @@
  *           realloc check the canary after the block (overflow) and the
  *           one before it (underflow), in one test. usable size is the
  *           slot less 8.
- *   wipe    free zeroes the block but for its canary (the free-list link or
- *           the quarantine marker is written into its first word next, and
- *           the page's free mark into its second when it is listed):
+ *   wipe    free zeroes the block but for its canary (the free-list link,
+ *           or under delay the page's free mark, is written into its first
+ *           word next, and the free mark into its second):
  *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
  *           reading it and writing only the 64-byte chunks that are not
  *           zero already (a part the program never touched stays
@@ -49,17 +49,24 @@
  *           after them (large.c), so running off either end faults at once;
  *           a freed guarded block is cached, and reused, its trailing guard
  *           moves to the new block's end.
- *   delay   a freed block goes into a random slot of its thread's
- *           quarantine of QUARANTINE_SLOTS blocks, evicting the previous
- *           occupant to the real free; so a freed block is never handed
- *           straight back, and reuse order is random. (A block freed by a
- *           thread other than its page's owner skips the quarantine: it
- *           waits on the page's cross-thread list anyway.) A quarantined
- *           block carries a secret-derived marker in its first word: a
- *           second free (from any thread) finds it and is reported at once,
- *           and a marker found overwritten at eviction is a write after
- *           free. A thread's quarantine is emptied when the thread exits.
- *           Large blocks are delayed in large.c's cache instead.
+ *   delay   every free of a page block, from whichever thread, puts the
+ *           block in a random slot of the freeing thread's quarantine of
+ *           QUARANTINE_SLOTS blocks, evicting the previous occupant to the
+ *           real free (which, for a block of another thread's page, is the
+ *           usual cross-thread free); so a freed block is never handed
+ *           straight back, and reuse order is random. The quarantine's
+ *           state (which blocks wait, and its generator) is out of line,
+ *           with the thread heaps (between guards). A waiting
+ *           block carries its page's free mark in its first two words, its
+ *           check words: any free finds it suspect (the mark in its second
+ *           word) and recognizes it as waiting (the mark in its first,
+ *           where a listed block has its link), so a second free, from any
+ *           thread, is reported at once. Both words are checked when the
+ *           block leaves: anything else there was written after free
+ *           (under wipe the rest of the block is checked as any wiped block
+ *           is). They show nothing a free block does not show already.
+ *           A thread's quarantine is emptied when the thread exits. Large
+ *           blocks are delayed in large.c's cache instead.
  */
 #include "malloc/internal.h"
 
@@ -73,9 +80,14 @@ unsigned harden_flags;
 
 #define QUARANTINE_SLOTS 64u
 
+/* A thread's quarantine. It is not a block of the allocator: quarantines
+ * are carved from the thread heaps' guarded chunks (quarantine_create), so
+ * no overflow of a block can rewrite which blocks wait, and no read past
+ * one shows them. */
 typedef struct quarantine {
     void *slots[QUARANTINE_SLOTS];
     uint64_t rng;
+    struct quarantine *pool_next; /* in quarantine_pool, while unused */
 } quarantine;
 
 static _Thread_local quarantine *tls_quarantine __attribute__((tls_model("initial-exec")));
@@ -109,20 +121,10 @@ bool harden_option(const char *name, size_t len)
  * partial overwrite of n bytes: 2^-8n). A program that can read one
  * canary and knows its address learns the secret, and so every canary;
  * canaries are against blind overflows, not against an attacker who
- * already reads the thread heap (docs/security.md). */
+ * already reads past blocks (docs/security.md). */
 static inline uint64_t canary_at(uintptr_t at)
 {
     return (uint64_t)at ^ (uint64_t)process_secret;
-}
-
-/* The marker a quarantined block at p carries in its first word: the
- * address xor the secret turned half way round, so it is not the canary
- * the same address would have. A live block's first word equals it only
- * if the program wrote that value, which it cannot compute without the
- * secret. */
-static inline uint64_t quarantine_marker(const void *p)
-{
-    return (uint64_t)(uintptr_t)p ^ (uint64_t)rotl_word(process_secret, 32);
 }
 
 /* The process allocator is built with -fno-builtin (it defines malloc),
@@ -155,9 +157,9 @@ static inline size_t tail_bytes(void)
  *   | 16-byte chunks ...                  | word?  |C|
  *
  * The words the free lists use are cleared with the rest on free (the
- * free-list link or the quarantine marker is written right after) and are
- * zero when page_pop hands the block out, so they are checked with the
- * rest.
+ * free-list link, or the quarantine's check words, are written right
+ * after) and are zero when page_pop hands the block out, so they are
+ * checked with the rest.
  *
  * Chunks are SSE2 loads and stores on x86-64 (where SSE2 is always
  * there), two words elsewhere. The allocator is built with -fno-builtin,
@@ -640,17 +642,15 @@ BRISK_INLINE page *page_block_of(const void *p)
     return pg;
 }
 
-static inline bool is_quarantined(const void *p)
+/* Whether p, a block start of pg that reads as free (its second word is
+ * the page's free mark), waits in a quarantine (some thread's): its first
+ * word is the mark too, where a listed block has its encoded link (equal
+ * to the mark one time in 2^64). A live block reads so only if the
+ * program wrote the mark twice, which it can only have read from freed
+ * memory. */
+static inline bool is_quarantined(const page *pg, const void *p)
 {
-    return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == quarantine_marker(p);
-}
-
-/* The block start p of pg reads as free: to the default level's test, or
- * by the quarantine marker. Both hardened free and the lookups of
- * realloc and usable_size start from this test. */
-static inline bool block_reads_free(const page *pg, const void *p)
-{
-    return block_looks_free(pg, p) || is_quarantined(p);
+    return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == pg->free_mark;
 }
 
 static inline bool page_is_local(const page *pg)
@@ -660,13 +660,14 @@ static inline bool page_is_local(const page *pg)
 }
 
 /* The block start p of pg reads as free (to the default level's test,
- * block_looks_free, or it carries the quarantine marker): reports the
+ * block_looks_free, which quarantined blocks pass too): reports the
  * double free (use) and returns false, or returns true when it is live
  * after all (a live block whose data happen to read as free; only the
- * page's owner can tell, by walking the page's lists). */
+ * page's owner can tell, by walking the page's lists, and no one need
+ * when it waits in a quarantine). */
 static BRISK_NOINLINE bool suspect_is_live(page *pg, void *p, const char *what)
 {
-    if (!is_quarantined(p) && page_is_local(pg) && !page_has_free_block(pg, p))
+    if (!is_quarantined(pg, p) && page_is_local(pg) && !page_has_free_block(pg, p))
         return true;
     report_error(BRISK_ERROR_DOUBLE_FREE, what, p);
     return false;
@@ -682,7 +683,7 @@ BRISK_INLINE page *live_page_block(void *p, const char *what, bool *reported)
     page *pg = page_block_of(p);
     if (pg == NULL)
         return NULL;
-    if (brisk_unlikely(block_reads_free(pg, p)) && !suspect_is_live(pg, p, what)) {
+    if (brisk_unlikely(block_looks_free(pg, p)) && !suspect_is_live(pg, p, what)) {
         *reported = true;
         return NULL;
     }
@@ -713,43 +714,87 @@ BRISK_INLINE bool canaries_intact(const page *pg, const void *p)
     return ((load_word(after) ^ after ^ secret) | (load_word(before) ^ before ^ secret)) == 0;
 }
 
-/* ---- delayed reuse ------------------------------------------------------- */
+/* ---- delayed reuse ------------------------------------------------------- *
+ *
+ * Quarantines are carved from the guarded chunks thread heaps come from
+ * (metadata_carve), and go back to quarantine_pool when their thread
+ * exits, empty: nothing of them lies next to a block. A quarantine needs
+ * its thread's heap, whose exit (the pthread key's destructor) empties
+ * it: a thread that frees before it ever allocated gets one here. A
+ * forked child keeps the quarantine of the thread that forked (with a
+ * generator reseeded: harden_fork_child); those of the threads that did
+ * not survive the fork are never emptied, and their blocks stay out of
+ * reach. */
+static quarantine *quarantine_pool; /* under global_lock */
+
+/* A fresh generator state for q: the sequence of slots is what a program
+ * sees as the reuse order, so it is drawn from the kernel, leading back
+ * to no secret, and differing between processes (a forked child's
+ * quarantine would otherwise start where its parent's stands). */
+static uint64_t quarantine_seed(const quarantine *q)
+{
+    return random_secret(q);
+}
 
 static BRISK_NOINLINE quarantine *quarantine_create(void)
 {
-    quarantine *q = malloc_raw(sizeof *q, 0, true);
+    if (tls_thread_heap == NULL && thread_heap_init_slow() == NULL)
+        return NULL;
+    global_lock_take();
+    quarantine *q = quarantine_pool;
+    if (q != NULL)
+        quarantine_pool = q->pool_next; /* emptied when its thread exited */
+    else
+        q = metadata_carve(sizeof *q); /* fresh memory: every slot empty */
+    global_lock_drop();
     if (q == NULL)
         return NULL;
-    q->rng = mix64((uint64_t)process_secret ^ (uint64_t)(uintptr_t)q ^ os_now_ms());
+    q->pool_next = NULL;
+    q->rng = quarantine_seed(q);
     tls_quarantine = q;
     return q;
 }
 
 /* A slot index from the quarantine's generator: a 64-bit LCG, whose top
- * bits are the good ones. Seeded from the secret: enough to make reuse
- * order unpredictable to a program that cannot read the thread heap. */
-static inline uint32_t quarantine_slot(quarantine *q)
+ * bits are the good ones, seeded from the kernel (quarantine_seed). */
+static inline uint32_t quarantine_pick(quarantine *q)
 {
     q->rng = q->rng * 0x5851f42d4c957f2du + 0x14057b7ef767814fu;
     return (uint32_t)(q->rng >> 58) & (QUARANTINE_SLOTS - 1);
 }
 
-/* Hands a block leaving the quarantine to the real free, after checking
- * its marker: anything else in its first word was written after free. */
-BRISK_INLINE void quarantine_release(void *p)
+/* A block found leaving the quarantine with a check word changed. */
+static BRISK_NOINLINE void report_quarantine_written(const void *p)
 {
-    if (brisk_unlikely(load_word((uintptr_t)p) != quarantine_marker(p))) {
-        report_error(BRISK_ERROR_USE_AFTER_FREE,
-                     "use after free: a freed block was written to (found leaving the quarantine)", p);
-        return; /* the block stays out of reach: lost, never reused */
-    }
-    store_word((uintptr_t)p, 0);
-    /* Validated when it was freed, and live (off every list) since. */
-    free_validated(page_of(segment_of_meta(meta_of(p)), p), p);
+    report_error(BRISK_ERROR_USE_AFTER_FREE,
+                 "use after free: a freed block was written to (found leaving the quarantine)", p);
 }
 
-/* Puts the validated, wiped block p in a random slot of the thread's
- * quarantine and frees the block that was there. */
+/* Hands the block p, leaving the quarantine, to the real free (the
+ * owner's lists, or its page's cross-thread list), after checking both
+ * its check words: anything else there was written after free. */
+BRISK_INLINE void quarantine_release(void *p)
+{
+    page *pg = page_of(segment_of_meta(meta_of(p)), p);
+    uintptr_t mark = pg->free_mark;
+    if (brisk_unlikely(((load_word((uintptr_t)p) ^ mark) | (load_word((uintptr_t)p + 8) ^ mark)) != 0)) {
+        report_quarantine_written(p);
+        return; /* the block stays out of reach: lost, never reused */
+    }
+    /* The free writes the link and (with checks) the mark next; the
+     * unchecked build writes no mark, and its blocks must read zero
+     * there, as the wipe left them. */
+    store_word((uintptr_t)p + 8, 0);
+    /* Validated when it was freed, and live (off every list) since. */
+    free_validated(pg, p);
+}
+
+/* Puts the validated, wiped block p of pg in a random slot of the
+ * thread's quarantine and frees the block that was there. Its check
+ * words are its page's free mark: a value every free block of the page
+ * shows already, so a waiting block reveals nothing more (a marker made of
+ * the address and the canaries' secret would give that secret away to
+ * one read after free). */
 BRISK_INLINE void quarantine_put(page *pg, void *p)
 {
     quarantine *q = tls_quarantine;
@@ -760,8 +805,11 @@ BRISK_INLINE void quarantine_put(page *pg, void *p)
             return;
         }
     }
-    store_word((uintptr_t)p, quarantine_marker(p));
-    uint32_t slot = quarantine_slot(q);
+    store_word((uintptr_t)p, pg->free_mark);
+    /* Atomic: another thread's free of p may be reading it (a double
+     * free, which this makes it see as a suspect). */
+    __atomic_store_n(&((block *)p)->free_mark, pg->free_mark, __ATOMIC_RELAXED);
+    uint32_t slot = quarantine_pick(q);
     void *evicted = q->slots[slot];
     q->slots[slot] = p;
     if (evicted != NULL)
@@ -775,16 +823,22 @@ void harden_thread_exit(void)
         return;
     tls_quarantine = NULL;
     for (uint32_t i = 0; i < QUARANTINE_SLOTS; i++) {
-        if (q->slots[i] != NULL)
-            quarantine_release(q->slots[i]);
+        void *p = q->slots[i];
+        q->slots[i] = NULL;
+        if (p != NULL)
+            quarantine_release(p);
     }
-    /* The quarantine is a block of the allocator like any other: under
-     * wipe it must go back wiped (it holds pointers), or the next malloc
-     * of its size would find it "written after free". */
-    page *pg = page_of(segment_of_meta(meta_of(q)), q);
-    if (harden_flags & HARDEN_WIPE)
-        body_wipe((uintptr_t)q, (uintptr_t)q + pg->block_size - tail_bytes());
-    free_validated(pg, q);
+    global_lock_take();
+    q->pool_next = quarantine_pool;
+    quarantine_pool = q;
+    global_lock_drop();
+}
+
+void harden_fork_child(void)
+{
+    quarantine *q = tls_quarantine;
+    if (q != NULL)
+        q->rng = quarantine_seed(q);
 }
 
 /* ---- the hardened entry points --------------------------------------------- *
@@ -918,7 +972,7 @@ void *harden_alloc(size_t size, size_t alignment, bool zero)
     return harden_alloc_slow(size, alignment, zero);
 }
 
-/* The local free of the validated, checked and wiped block p of pg under
+/* The free of the validated, checked and wiped block p of pg under
  * delay: into the quarantine. */
 static BRISK_NOINLINE void harden_free_delayed(page *pg, void *p)
 {
@@ -939,12 +993,13 @@ BRISK_INLINE void harden_free_live(page *pg, void *p)
         end -= HARDEN_CANARY_SIZE;
     }
     /* The words the free lists use are wiped too: the free-list link (or
-     * the quarantine marker) is written next. */
+     * the quarantine's check words) is written next. */
     if (flags & HARDEN_WIPE)
         body_wipe((uintptr_t)p, end);
-    /* Cross-thread frees skip the quarantine: they wait on the page's
-     * cross-thread list until the owner collects them anyway. */
-    if ((flags & HARDEN_DELAY) && page_is_local(pg)) {
+    /* Every free waits, a cross-thread one too: its page's owner would
+     * otherwise hand it out again as soon as it collects the page's
+     * cross-thread list, which may be at its next malloc. */
+    if (flags & HARDEN_DELAY) {
         harden_free_delayed(pg, p);
         return;
     }
@@ -965,7 +1020,7 @@ void harden_free(void *p)
         free_raw(p); /* NULL, a large block, or misuse the unhardened code reports */
         return;
     }
-    if (brisk_unlikely(block_reads_free(pg, p))) {
+    if (brisk_unlikely(block_looks_free(pg, p))) {
         harden_free_suspect(pg, p);
         return;
     }

@@ -69,7 +69,12 @@ BRISK_HIDDEN void harden_page_emptied(page *pg);
  * behind, just rebuilt, gets back what that thread may have been halfway
  * through writing: its canaries, and under wipe a zero uncarved part. */
 BRISK_HIDDEN void harden_orphan_page_rebuilt(page *pg);
-BRISK_HIDDEN void harden_thread_exit(void);          /* thread.c */
+/* thread.c, under delay: the thread's quarantine is emptied (its blocks
+ * freed) while its thread heap still exists. */
+BRISK_HIDDEN void harden_thread_exit(void);
+/* process.c's fork child handler, under delay, global_lock held: the
+ * quarantine that survived the fork gets a generator of its own. */
+BRISK_HIDDEN void harden_fork_child(void);
 /* large.c: zeroes [from, to) (writing only what is not zero already),
  * and whether [from, to) is all zero; from 16-aligned, to 8-aligned. */
 BRISK_HIDDEN void harden_wipe_span(uintptr_t from, uintptr_t to);
@@ -112,6 +117,10 @@ BRISK_HIDDEN extern _Thread_local thread_heap *tls_thread_heap
     __attribute__((tls_model("initial-exec")));
 
 BRISK_HIDDEN thread_heap *thread_heap_init_slow(void);
+/* size bytes (64-aligned, never given back) of the guarded chunks thread
+ * heaps are carved from, global_lock held; NULL when no memory can be
+ * mapped. For other per-thread metadata (harden.c's quarantines). */
+BRISK_HIDDEN void *metadata_carve(size_t size);
 /* process.c, at start-up: the key whose destructor runs thread_heap_exit. */
 BRISK_HIDDEN void thread_heap_key_init(void);
 /* Every live thread heap (under global_lock), for statistics and checking. */

@@ -245,20 +245,10 @@ void free_raw(void *p)
     free_inline(p);
 }
 
-/* Under wipe a block freed through here (leaving the quarantine, or a
- * thread's quarantine itself) was zeroed past its first word when it was
- * freed, so its second word must still be zero: the free mark is about to
- * be written there, and would hide a write after free from the hand-out
- * check that looks for it. */
+/* For harden.c, whose blocks leaving the quarantine have had their check
+ * words verified there. */
 void free_validated(page *pg, void *p)
 {
-#if BRISK_CHECKS
-    if ((harden_flags & HARDEN_WIPE) && ((const block *)p)->free_mark != 0) {
-        report_error(BRISK_ERROR_USE_AFTER_FREE,
-                     "use after free: a freed block was written to (found leaving the quarantine)", p);
-        return; /* the block stays out of reach: lost, never reused */
-    }
-#endif
     free_to_page(page_segment(pg), pg, p);
 }
 

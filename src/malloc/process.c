@@ -47,6 +47,8 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     thread_heap_fork_child();
+    if (harden_flags & HARDEN_DELAY)
+        harden_fork_child(); /* or parent and child would reuse in the same order */
     global_lock_drop();
 }
 

@@ -8,7 +8,8 @@
  * fast paths load it with a single instruction and never allocate TLS.
  * Each chunk of them lies between two guards (os_map_guarded): a heap's
  * current pages are where malloc pops from, so an overflow from a mapping
- * next to a chunk must fault before it can rewrite them.
+ * next to a chunk must fault before it can rewrite them. The hardened
+ * level's quarantines are carved from the same chunks (metadata_carve).
  */
 #include "malloc/internal.h"
 
@@ -54,6 +55,22 @@ void thread_heap_key_init(void)
     pthread_key_create(&thread_heap_key, thread_heap_exit);
 }
 
+void *metadata_carve(size_t size)
+{
+    size_t need = (size + 63) & ~(size_t)63;
+    if (thread_heap_chunk_next == NULL || (size_t)(thread_heap_chunk_end - thread_heap_chunk_next) < need) {
+        size_t chunk = (size_t)64 << 10;
+        char *mem = os_map_guarded(chunk, metadata_guard_size());
+        if (mem == NULL)
+            return NULL;
+        thread_heap_chunk_next = mem;
+        thread_heap_chunk_end = mem + chunk;
+    }
+    void *p = thread_heap_chunk_next;
+    thread_heap_chunk_next += need;
+    return p;
+}
+
 static thread_heap *thread_heap_new(void)
 {
     thread_heap *h;
@@ -62,19 +79,11 @@ static thread_heap *thread_heap_new(void)
     if (h != NULL) {
         thread_heap_pool = h->pool_next;
     } else {
-        size_t need = (sizeof(thread_heap) + 63) & ~(size_t)63;
-        if (thread_heap_chunk_next == NULL || (size_t)(thread_heap_chunk_end - thread_heap_chunk_next) < need) {
-            size_t chunk = (size_t)64 << 10;
-            char *mem = os_map_guarded(chunk, metadata_guard_size());
-            if (mem == NULL) {
-                global_lock_drop();
-                return NULL;
-            }
-            thread_heap_chunk_next = mem;
-            thread_heap_chunk_end = mem + chunk;
+        h = metadata_carve(sizeof(thread_heap));
+        if (h == NULL) {
+            global_lock_drop();
+            return NULL;
         }
-        h = (thread_heap *)(void *)thread_heap_chunk_next;
-        thread_heap_chunk_next += need;
     }
     memset(h, 0, sizeof *h);
     /* Page keys (free-list encoding) come from h->rng: seeded from the

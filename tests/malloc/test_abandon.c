@@ -112,6 +112,29 @@ static void run_thread(void *(*fn)(void *), void *arg)
     REQUIRE(pthread_join(t, NULL) == 0);
 }
 
+/* Frees `count` blocks from `blocks` in a thread of its own, which then
+ * exits: under BRISK_OPTIONS=delay every free waits in the freeing
+ * thread's quarantine, which its exit empties, so when this returns the
+ * blocks are back in their pages, as they would be at once without it. */
+typedef struct block_span {
+    void **blocks;
+    size_t count;
+} block_span;
+
+static void *free_span(void *arg)
+{
+    const block_span *span = arg;
+    for (size_t i = 0; i < span->count; i++)
+        free(span->blocks[i]);
+    return NULL;
+}
+
+static void free_in_thread(void **blocks, size_t count)
+{
+    block_span span = {blocks, count};
+    run_thread(free_span, &span);
+}
+
 static void test_exit(void)
 {
     static left_blocks left = {.count = LEFT, .size = LEFT_SIZE};
@@ -128,16 +151,15 @@ static void test_exit(void)
     CHECK_EQ(st.threads_exited, before.threads_exited + 1);
     CHECK_EQ(brisk_malloc_check(), 0); /* A3 over the abandoned segment */
 
-    /* All but one freed here (cross-thread frees into the dead thread's
+    /* All but one freed (cross-thread frees into the dead thread's
      * pages): every page but the last block's empties and is swept. */
-    for (size_t i = 0; i + 1 < LEFT; i++)
-        free(left.blocks[i]);
+    free_in_thread(left.blocks, LEFT - 1);
     st = stats_now();
     CHECK(st.pages_swept >= before.pages_swept + 1);
     /* one block left, at its block size (larger under canaries) */
     CHECK(st.abandoned_live_bytes <= before.abandoned_live_bytes + 2 * LEFT_SIZE);
     CHECK_EQ(brisk_malloc_check(), 0);
-    free(left.blocks[LEFT - 1]);
+    free_in_thread(&left.blocks[LEFT - 1], 1);
     st = stats_now();
     CHECK(st.segments_swept_empty >= before.segments_swept_empty + 1);
     CHECK_EQ(st.abandoned_live_bytes, before.abandoned_live_bytes);
@@ -173,9 +195,8 @@ static void test_adopt(void)
     CHECK_MSG(segment_of(pr.block) == segment_of(left.blocks[0]),
               "a new thread's block %p is not in the segment %p an exited thread left",
               pr.block, (void *)segment_of(left.blocks[0]));
-    for (size_t i = 0; i < left.count; i++)
-        free(left.blocks[i]);
-    free(pr.block);
+    free_in_thread(left.blocks, left.count);
+    free_in_thread(&pr.block, 1);
     CHECK_EQ(brisk_malloc_check(), 0);
 }
 
@@ -231,15 +252,16 @@ static void fork_child_body(void *arg)
         _exit(6);
     }
     /* Their blocks can be freed, contents intact. */
-    for (int t = 0; t < LOST_THREADS; t++)
+    for (int t = 0; t < LOST_THREADS; t++) {
         for (size_t i = 0; i < lost[t].count; i++) {
             const unsigned char *b = lost[t].blocks[i];
             for (size_t k = 0; k < lost[t].size; k++)
                 if (b[k] != 0x5a)
                     _exit(7);
-            free(lost[t].blocks[i]);
         }
-    free(pr.block);
+        free_in_thread(lost[t].blocks, lost[t].count);
+    }
+    free_in_thread(&pr.block, 1);
     if (brisk_malloc_check() != 0)
         _exit(8);
     st = stats_now();

@@ -1006,6 +1006,265 @@ static void case_reuse_randomized_large(void)
     reuse_orders_differ("reuse_order_large_child", "large blocks");
 }
 
+/* ---- hardened level: the quarantine (delay) ----------------------------- *
+ *
+ * Every free goes through the freeing thread's quarantine, a cross-thread
+ * one too; a waiting block's first two words are check words, verified
+ * when it leaves; and nothing a program can read in a waiting block
+ * tells it a secret. */
+
+/* A partner thread that frees the blocks it is handed, one per round, and
+ * never allocates: its frees are all cross-thread ones. */
+enum { HANDOFF_ROUNDS = 2000 };
+static pthread_barrier_t handoff_given, handoff_freed;
+static void *volatile handoff_block;
+
+static void *handoff_partner(void *arg)
+{
+    int rounds = (int)(intptr_t)arg;
+    for (int i = 0; i < rounds; i++) {
+        pthread_barrier_wait(&handoff_given);
+        free(handoff_block);
+        pthread_barrier_wait(&handoff_freed);
+    }
+    return NULL;
+}
+
+static pthread_t handoff_start(int rounds)
+{
+    pthread_barrier_init(&handoff_given, NULL, 2);
+    pthread_barrier_init(&handoff_freed, NULL, 2);
+    pthread_t partner;
+    if (pthread_create(&partner, NULL, handoff_partner, (void *)(intptr_t)rounds) != 0)
+        exit(5);
+    return partner;
+}
+
+/* Has the partner free p, and waits until it did. */
+static void handoff_free(void *p)
+{
+    handoff_block = p;
+    pthread_barrier_wait(&handoff_given);
+    pthread_barrier_wait(&handoff_freed);
+}
+
+/* A block freed by another thread than the one that allocated it is not
+ * handed straight back by the next malloc of its size either. Without the
+ * quarantine it waits on its page's cross-thread list, which the owner
+ * collects when the page's own list runs dry: for blocks of which a page
+ * holds a few, at once. The blocks handed out stay live, so the pages
+ * fill and their lists run dry often. */
+static void case_reuse_delayed_cross_thread(void)
+{
+    static const size_t sizes[] = {48, 1000, MEDIUM};
+    pthread_t partner = handoff_start(HANDOFF_ROUNDS * 3);
+    int back = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        for (int i = 0; i < HANDOFF_ROUNDS; i++) {
+            char *p = must_malloc(sizes[s]);
+            handoff_free(p);
+            if (must_malloc(sizes[s]) == p)
+                back++;
+        }
+    }
+    pthread_join(partner, NULL);
+    if (back != 0) {
+        printf("%d of %d blocks freed by another thread came straight back\n", back, 3 * HANDOFF_ROUNDS);
+        broken("a block freed by another thread was handed straight back to the next request");
+    }
+    printf("ok: no immediate reuse of blocks freed by another thread\n");
+}
+
+/* Frees blocks allocated beforehand, of another size, so that a block
+ * waiting in this thread's quarantine leaves it (each stays with
+ * probability (63/64)^4096); none of them is written after free. */
+static void quarantine_push_out(char **blocks, int count)
+{
+    for (int i = 0; i < count; i++)
+        free(blocks[i]);
+}
+
+/* A write into one byte of the word at `offset` (0: the first word, 8:
+ * the second) of a block while it waits in the quarantine is reported
+ * when it leaves, naming the block. The second word is where the page's
+ * free mark is written when the block is listed again: it would hide the
+ * write. */
+static void quarantine_write(size_t offset)
+{
+    enum { PUSH = 4096 };
+    static char *push[PUSH];
+    for (int i = 0; i < PUSH; i++)
+        push[i] = must_malloc(16);
+    char *p = must_malloc(SMALL);
+    memset(p, 1, SMALL);
+    free(p);
+    volatile char *q = hide(p);
+    q[offset + 3] = 'X';
+    target(p);
+    quarantine_push_out(push, PUSH);
+    /* Without a check when it leaves, it is listed again: bring it back. */
+    for (int i = 0; i < 100000; i++)
+        if (must_malloc(SMALL) == p)
+            unnoticed("a block written after free while in the quarantine was handed out again");
+    unnoticed("a write into a block waiting in the quarantine");
+}
+
+static void case_quarantine_write_first_word(void) { quarantine_write(0); }
+static void case_quarantine_write_second_word(void) { quarantine_write(8); }
+
+/* The same for a block freed by another thread, which waits in that
+ * thread's quarantine: its second word is written while it waits, and
+ * then the partner's exit empties its quarantine (a second round, of
+ * free(NULL), holds the partner until the write is done). */
+static void case_quarantine_write_cross_thread(void)
+{
+    pthread_t partner = handoff_start(2);
+    char *keep = must_malloc(SMALL);
+    char *p = must_malloc(SMALL);
+    memset(p, 1, SMALL);
+    handoff_free(p);
+    volatile char *q = hide(p);
+    q[8 + 3] = 'X';
+    target(p);
+    handoff_free(NULL);
+    pthread_join(partner, NULL);
+    for (int i = 0; i < 100000; i++)
+        if (must_malloc(SMALL) == p)
+            unnoticed("a block written after its cross-thread free was handed out again");
+    (void)keep;
+    unnoticed("a write into a block freed by another thread");
+}
+
+/* Nothing in a waiting block tells the process secret that keys the
+ * canaries: the attacker reads the first two words of a block in the
+ * quarantine (a read after free, which nothing reports), derives every
+ * candidate secret a cheap mix of them with the block's address would
+ * give (each word, xor the address or not, rotated by 0 to 63 bits), and
+ * forges with each the canary after a live block (a canary is its address
+ * xor the secret) while overflowing it. Every forged canary must be found
+ * at free: a handler counts the reports that name the canary after the
+ * block (the block's canary in front may be one a previous round forged,
+ * which is reported too, but as the one before), and returns. */
+enum { ERROR_OVERFLOW = 4 }; /* BRISK_ERROR_OVERFLOW in brisk.h */
+typedef void (*report_handler)(int error, const char *message, const void *ptr, void *context);
+/* volatile: written by the handler, from inside free, which the compiler
+ * may assume leaves this file's statics alone. */
+static volatile int canary_after_reports, other_reports;
+
+static void handler_count_overflow(int error, const char *message, const void *ptr, void *context)
+{
+    (void)ptr;
+    (void)context;
+    if (error == ERROR_OVERFLOW && strstr(message, "canary after the block") != NULL)
+        canary_after_reports++;
+    else if (error != ERROR_OVERFLOW)
+        other_reports++;
+}
+
+static uint64_t rotate_right(uint64_t x, unsigned r) { return r == 0 ? x : (x >> r) | (x << (64 - r)); }
+
+static void case_quarantine_reveals_no_secret(void)
+{
+    void *set = dlsym(RTLD_DEFAULT, "brisk_set_error_handler");
+    if (set == NULL) {
+        printf("set-up failed: brisk_set_error_handler not found (not preloaded?)\n");
+        exit(5);
+    }
+    report_handler (*set_handler)(report_handler, void *);
+    memcpy(&set_handler, &set, sizeof set_handler);
+    char *x = must_malloc(SMALL);
+    free(x);
+    const volatile uint64_t *seen = hide(x);
+    uint64_t words[2] = {seen[0], seen[1]};
+    set_handler(handler_count_overflow, NULL);
+    int tried = 0;
+    for (int w = 0; w < 2; w++) {
+        for (int with_address = 0; with_address < 2; with_address++) {
+            for (unsigned r = 0; r < 64; r++) {
+                uint64_t secret = rotate_right(words[w] ^ (with_address ? (uint64_t)(uintptr_t)x : 0), r);
+                char *p = must_malloc(SMALL);
+                size_t usable = malloc_usable_size(p);
+                uintptr_t at = (uintptr_t)p + usable;
+                uint64_t forged = (uint64_t)at ^ secret;
+                memset(p, 'a', usable);
+                memcpy(hide((char *)at), &forged, sizeof forged); /* the overflow */
+                int before = canary_after_reports;
+                free(p);
+                tried++;
+                if (canary_after_reports == before) {
+                    set_handler(NULL, NULL);
+                    printf("word %d%s rotated right by %u gave the secret\n", w, with_address ? " xor its address" : "", r);
+                    broken("a canary forged from a quarantined block's words was not noticed");
+                }
+            }
+        }
+    }
+    set_handler(NULL, NULL);
+    if (other_reports != 0)
+        broken("a report of another kind than an overflow");
+    printf("ok: %d canaries forged from the words of a quarantined block, all reported\n", tried);
+}
+
+/* After a fork the child and the parent must not reuse freed blocks in
+ * the same order: both start from the same quarantine, and a generator
+ * left as it was would evict alike in both, so a child that shows its
+ * order (a server's worker, say) would show the parent's next one. Each
+ * side frees the same blocks and records which of them come back in
+ * which order; the child sends its record through a pipe. */
+enum { FORK_BLOCKS = 512 };
+
+static void fork_reuse_order(char **blocks, int *order)
+{
+    for (int i = 0; i < FORK_BLOCKS; i++)
+        free(blocks[i]);
+    for (int k = 0; k < FORK_BLOCKS; k++) {
+        char *q = must_malloc(64);
+        order[k] = -1;
+        for (int i = 0; i < FORK_BLOCKS; i++)
+            if (blocks[i] == q)
+                order[k] = i;
+    }
+}
+
+static void case_reuse_randomized_fork(void)
+{
+    static char *blocks[FORK_BLOCKS];
+    static int mine[FORK_BLOCKS], childs[FORK_BLOCKS];
+    for (int i = 0; i < FORK_BLOCKS; i++)
+        blocks[i] = must_malloc(64);
+    free(must_malloc(1000)); /* the quarantine exists when the process forks */
+    int fds[2];
+    if (pipe(fds) != 0)
+        exit(5);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0)
+        exit(5);
+    if (child == 0) {
+        fork_reuse_order(blocks, childs);
+        ssize_t n = write(fds[1], childs, sizeof childs);
+        _exit(n == (ssize_t)sizeof childs ? 0 : 1);
+    }
+    fork_reuse_order(blocks, mine);
+    size_t got = 0;
+    while (got < sizeof childs) {
+        ssize_t n = read(fds[0], (char *)childs + got, sizeof childs - got);
+        if (n <= 0)
+            exit(5);
+        got += (size_t)n;
+    }
+    int reused = 0;
+    for (int k = 0; k < FORK_BLOCKS; k++)
+        reused += mine[k] >= 0;
+    if (reused < FORK_BLOCKS / 2) {
+        printf("set-up failed: only %d of %d freed blocks came back\n", reused, FORK_BLOCKS);
+        exit(5);
+    }
+    if (memcmp(mine, childs, sizeof mine) == 0)
+        broken("a forked child reused freed blocks in the same order as its parent");
+    printf("ok: parent and child reuse in different orders (%d blocks came back)\n", reused);
+}
+
 /* ---- a clean workload: hardening must not report valid programs ------- */
 
 static void case_valid_workload(void)
@@ -1067,11 +1326,11 @@ static void case_valid_workload(void)
     printf("ok: clean workload ran\n");
 }
 
-/* Threads that free blocks and exit: their quarantines (under delay) go
- * back to the allocator, wiped under wipe, so later allocations of every
- * size near the quarantine's own are handed out clean. Each thread keeps
- * a few blocks of that size alive, so its page (holding its quarantine)
- * is left to other threads when it exits, and this thread adopts it. */
+/* Threads that free blocks and exit: their quarantines (under delay) are
+ * emptied, the blocks in them freed as any (wiped under wipe), so later
+ * allocations of the sizes around the threads' are handed out clean. Each
+ * thread keeps a few blocks of one size alive, so its page is left to
+ * other threads when it exits, and this thread adopts it. */
 enum { EXIT_THREADS = 4, EXIT_KEPT = 8 };
 static char *exit_kept[8][EXIT_THREADS * EXIT_KEPT];
 
@@ -1120,7 +1379,7 @@ static void case_threads_exit_clean(void)
         for (int t = 0; t < EXIT_THREADS; t++)
             pthread_join(threads[t], NULL);
     }
-    /* Enough blocks of the sizes around the quarantine's that this thread
+    /* Enough blocks of the sizes around the kept ones that this thread
      * runs out of its own pages and adopts the exited threads' ones. */
     enum { KEEP = 30000 };
     static char *kept[KEEP];
@@ -1655,6 +1914,12 @@ static const security_case cases[] = {
     CASE(reuse_order_child),
     CASE(reuse_order_large_child),
     CASE(reuse_randomized_large),
+    CASE(reuse_delayed_cross_thread),
+    CASE(quarantine_write_first_word),
+    CASE(quarantine_write_second_word),
+    CASE(quarantine_write_cross_thread),
+    CASE(quarantine_reveals_no_secret),
+    CASE(reuse_randomized_fork),
     CASE(valid_workload),
     CASE(threads_exit_clean),
     CASE(thread_first_alloc_near_page_max),
