@@ -52,6 +52,18 @@ BRISK_INLINE void *malloc_inline(size_t size)
     return malloc_slow(size, 0, false);
 }
 
+/* calloc's zeroing of the page block p: its whole usable size, not only
+ * the bytes asked for, since malloc_usable_size tells the caller the rest
+ * is its to use too and it must not show a previous owner's data (glibc
+ * zeroes the whole chunk as well). The usable size is the block less its
+ * canary when harden.c asks for a zeroed block under canaries. */
+static void block_zero(void *p)
+{
+    page *pg = page_of(segment_of_meta(meta_of(p)), p);
+    size_t canary = (harden_flags & HARDEN_CANARY) ? HARDEN_CANARY_SIZE : 0;
+    memset(p, 0, pg->block_size - canary);
+}
+
 /* First allocation of a thread, large blocks, aligned blocks, calloc. */
 static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero)
 {
@@ -72,7 +84,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
         if (size <= MEDIUM_SIZE_MAX) {
             p = malloc_class(h, size_class_of(size));
             if (zero && p != NULL)
-                memset(p, 0, size);
+                block_zero(p);
             return p;
         }
     } else if (size <= MEDIUM_SIZE_MAX && alignment <= MEDIUM_SIZE_MAX) {
@@ -84,7 +96,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
         if (rounded <= MEDIUM_SIZE_MAX) {
             p = malloc_class(h, size_class_of(rounded));
             if (zero && p != NULL)
-                memset(p, 0, size);
+                block_zero(p);
             return p;
         }
     }

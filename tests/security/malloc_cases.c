@@ -519,6 +519,51 @@ static void case_uaf_write_mark_word(void)
     unnoticed("write into a freed block's second word");
 }
 
+/* ---- calloc ------------------------------------------------------------ */
+
+/* calloc hands out its block's whole usable size zeroed, not only the
+ * bytes asked for: malloc_usable_size says the rest is the caller's to
+ * use, so it must not show a previous owner's data (issue 14, class 7).
+ * Blocks filled with old bytes over their usable size are freed, then
+ * calloc asks for a little less than the block holds and gets that
+ * memory back (the same blocks, at once or after the quarantine). */
+static void calloc_check_usable(size_t size, size_t ask, int count)
+{
+    char *blocks[64];
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < count; i++) {
+            blocks[i] = must_malloc(size);
+            memset(blocks[i], OLD_BYTE, malloc_usable_size(blocks[i]));
+        }
+        for (int i = 0; i < count; i++)
+            free(blocks[i]);
+        for (int i = 0; i < count; i++) {
+            blocks[i] = calloc(1, ask);
+            if (blocks[i] == NULL)
+                broken("calloc failed");
+            size_t usable = malloc_usable_size(blocks[i]);
+            for (size_t at = 0; at < usable; at++) {
+                if (blocks[i][at] != 0) {
+                    printf("calloc(1, %zu): byte %zu of %zu usable is %#x\n", ask, at, usable,
+                           (unsigned)(unsigned char)blocks[i][at]);
+                    broken("calloc left part of the usable size unzeroed");
+                }
+            }
+        }
+        for (int i = 0; i < count; i++)
+            free(blocks[i]);
+    }
+}
+
+static void case_calloc_zeroes_usable_size(void)
+{
+    calloc_check_usable(48, 33, 64);
+    calloc_check_usable(1000, 900, 64);
+    calloc_check_usable(MEDIUM, MEDIUM - 1000, 16);
+    calloc_check_usable(LARGE, LARGE - 3000, 2);
+    printf("ok: calloc zeroed every usable byte\n");
+}
+
 /* ---- hardened level: canaries ----------------------------------------- */
 
 static void overflow(size_t size, size_t past)
@@ -1614,6 +1659,7 @@ static const security_case cases[] = {
     CASE(uaf_steer_medium),
     CASE(uaf_partial_overwrite),
     CASE(uaf_write_mark_word),
+    CASE(calloc_zeroes_usable_size),
     CASE(uaf_link_nudge_16),
     CASE(uaf_link_nudge_64),
     CASE(canary_overflow_1),
