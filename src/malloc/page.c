@@ -15,7 +15,8 @@
  *     class (in_full 0) or the full list of its class (in_full 1)
  *   - direct[c] is the first page of queue c, or &empty_page when empty
  *   - blocks on free + local_free + used == capacity, each block on at
- *     most one list, and every listed block a carved block start
+ *     most one list, and every listed block a carved block start whose
+ *     state bits say free; every other carved block's say live
  */
 #include "malloc/internal.h"
 
@@ -42,20 +43,13 @@ static bool page_extend(page *pg)
     uintptr_t b = first;
     for (uint32_t i = 0; i + 1 < count; i++) {
         uintptr_t next = b + pg->block_size;
-        ((block *)b)->next_encoded = list_encode(pg, (block *)next);
-#if BRISK_CHECKS
-        ((block *)b)->free_mark = pg->free_mark;
-#endif
+        ((block *)b)->next_encoded = list_encode(pg, (block *)b, (block *)next);
         b = next;
     }
-    ((block *)b)->next_encoded = list_encode(pg, pg->free);
-#if BRISK_CHECKS
-    ((block *)b)->free_mark = pg->free_mark;
-#endif
+    ((block *)b)->next_encoded = list_encode(pg, (block *)b, pg->free);
     pg->free = (block *)first;
     pg->capacity += count;
     pg->carved = pg->capacity * pg->block_size;
-    pg->carved_units = pg->carved >> 4;
     pg->block_limit = block_limit_of(pg->block_mul, pg->block_size, pg->capacity);
     return clean;
 }
@@ -81,50 +75,6 @@ void block_report_bad_free(page *pg, const void *p)
                      "free of a pointer that is not the start of a live block", p);
 }
 
-/* Walks one list for b; at most `limit` steps (a cycle cannot hang us). */
-static bool list_contains(const page *pg, const block *list, const block *b, uint32_t limit)
-{
-    for (uint32_t i = 0; list != NULL && i <= limit; i++) {
-        if (list == b)
-            return true;
-        uintptr_t off = (uintptr_t)list - pg->start;
-        if (off >= pg->carved || (off & 15) != 0)
-            return false;
-        list = list_decode(pg, list->next_encoded);
-    }
-    return false;
-}
-
-/* Owner only: whether b is on any of the page's free lists. O(blocks in
- * the page), run only when b's first word reads as a free-list link. */
-bool page_has_free_block(page *pg, const block *b)
-{
-    return list_contains(pg, pg->free, b, pg->capacity) ||
-           list_contains(pg, pg->local_free, b, pg->capacity) ||
-           list_contains(pg, thread_free_head(__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE)), b,
-                         pg->capacity);
-}
-
-/* A free whose block's first word reads as a free-list link: the owner
- * confirms by walking the page's lists and frees normally if the block is
- * on none; another thread cannot walk the owner's lists and reports (the
- * word is a valid link only if the block is free, barring a program that
- * wrote a value it cannot compute without the page's secrets). */
-void free_suspect(page *pg, block *b)
-{
-    thread_heap *h = tls_thread_heap;
-    bool local = h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
-    if (!local || page_has_free_block(pg, b)) {
-        report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
-        return;
-    }
-    b->next_encoded = list_encode(pg, pg->local_free);
-    b->free_mark = pg->free_mark;
-    pg->local_free = b;
-    if (--pg->used == 0 || pg->in_full)
-        page_free_slow(pg, h);
-}
-
 /* Appends list (linked with the page's encoding) to *dest; walks *dest to
  * its tail only when both are non-empty. The walk reads links a write
  * after free may have changed: it stops only at a NULL link, and a link
@@ -139,9 +89,9 @@ static void list_splice(page *pg, block **dest, block *list)
     }
     block *tail = *dest;
     for (uint32_t i = 0; i < pg->capacity; i++) {
-        block *next = list_decode(pg, tail->next_encoded);
+        block *next = list_decode(pg, tail, tail->next_encoded);
         if (next == NULL) {
-            tail->next_encoded = list_encode(pg, list);
+            tail->next_encoded = list_encode(pg, tail, list);
             return;
         }
         if (!page_link_in_range(pg, (uintptr_t)next - pg->start))
@@ -238,8 +188,7 @@ void thread_heap_adopt_pages(thread_heap *h, segment *seg)
         pg->next = pg->prev = NULL;
         if (pg->used == 0) {
             bool last = seg->pages_in_use == 1;
-            segment_page_free(h, pg);
-            if (last)
+            if (segment_page_free(h, pg) && last)
                 return; /* the segment went to the cache */
             continue;
         }
@@ -248,14 +197,47 @@ void thread_heap_adopt_pages(thread_heap *h, segment *seg)
     }
 }
 
-/* A pop found the free list pointing somewhere no free block can be: a
- * freed block was overwritten. The rest of the list is dropped. */
-void *page_pop_corrupt(page *pg, block *b)
+/* The pop of b, the head of pg's free list, whose link or state bits the
+ * fast test refused. A block another thread freed (live and remote bits
+ * both set) is free: its remote bit is taken back (other threads set
+ * theirs in the same word: an atomic) and it is handed out. Anything
+ * else means the list points somewhere no free block can be: a link
+ * written after free, or forged to name a live block. The rest of the
+ * list is dropped and the block left as it is. */
+void *page_pop_checked(page *pg, block *b)
 {
+    block *next = list_decode(pg, b, b->next_encoded);
+    page_bits *bits = page_bits_of(pg);
+    block_bit at = block_bit_of(pg, b);
+    uint64_t live = __atomic_load_n(&bits->live[at.word], __ATOMIC_RELAXED);
+    uint64_t remote = __atomic_load_n(&bits->remote[at.word], __ATOMIC_RELAXED);
+    if ((next == NULL || page_link_in_range(pg, (uintptr_t)next - pg->start)) && at.start &&
+        (live & remote & at.mask) != 0) {
+        __atomic_fetch_and(&bits->remote[at.word], ~at.mask, __ATOMIC_RELAXED);
+        pg->free = next;
+        b->next_encoded = 0;
+        pg->used++;
+        return b;
+    }
     pg->free = NULL;
     report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", b);
     errno = ENOMEM;
     return NULL;
+}
+
+uintptr_t page_first_unfree(const page *pg)
+{
+    const page_bits *bits = page_bits_of(pg);
+    uint32_t words = (pg->capacity + 63) / 64;
+    for (uint32_t w = 0; w < words; w++) {
+        uint64_t live = __atomic_load_n(&bits->live[w], __ATOMIC_RELAXED);
+        uint64_t remote = __atomic_load_n(&bits->remote[w], __ATOMIC_RELAXED);
+        if (live != remote) {
+            uint32_t index = w * 64 + (uint32_t)__builtin_ctzll(live ^ remote);
+            return pg->start + (uintptr_t)index * pg->block_size;
+        }
+    }
+    return 0;
 }
 
 /* Looks at up to `limit` pages of the class's full list and moves those that

@@ -303,6 +303,17 @@ bool segment_cache_purge(uint64_t now, bool force)
     return any;
 }
 
+/* The inverse of the odd a mod 2^64, by Newton's iteration x <- x(2 - ax):
+ * a is its own inverse mod 8, and each step doubles the bits that are
+ * right (3, 6, 12, 24, 48, 96). */
+static uintptr_t odd_inverse(uintptr_t a)
+{
+    uintptr_t x = a;
+    for (int i = 0; i < 5; i++)
+        x *= 2 - a * x;
+    return x;
+}
+
 static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
 {
     uint64_t candidates = seg->free_slots & seg->dirty_slots;
@@ -328,8 +339,7 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->block_mul = block_mul_of(bsize);
     pg->block_limit = 0;
     pg->carved = 0;
-    pg->carved_units = 0;
-    pg->reserved = (uint32_t)(page_size / bsize);
+    pg->reserved = page_reserved_of(page_size, bsize);
     pg->span = (uint32_t)(pg->reserved * bsize);
     if (brisk_unlikely(harden_flags & HARDEN_CANARY))
         harden_page_setup(pg); /* a canary pad in front of the first block */
@@ -337,12 +347,32 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->used = 0;
     pg->size_class = (uint16_t)cls;
     pg->link_key = random_next(&h->rng);
-    pg->free_mark = random_next(&h->rng) | 1u; /* never 0: a live block's */
+    pg->link_mul = random_next(&h->rng) | 1u; /* odd: invertible mod 2^64 */
+    pg->link_unmul = odd_inverse(pg->link_mul);
+    /* Every block starts free; no other thread can free one of this page
+     * before it is handed out (a free of a block not carved is refused
+     * by the block-start test, which reads block_limit, 0 until now). */
+    memset(page_bits_of(pg), 0, sizeof(page_bits));
     pg->in_full = 0;
     pg->fresh = used_before ? 0 : 1;
     pg->next = pg->prev = NULL;
     __atomic_store_n(&pg->in_use, 1, __ATOMIC_RELEASE);
     return pg;
+}
+
+/* Every carved block of pg live by its bits but those whose bit is set in
+ * `keep` (by block index; NULL: none). Blocks other threads freed keep
+ * their remote bits, and read as freed when popped. */
+static void page_mark_live_unless(page *pg, const uint64_t *keep)
+{
+    page_bits *bits = page_bits_of(pg);
+    for (uint32_t w = 0; w * 64 < pg->capacity; w++) {
+        uint32_t in_word = pg->capacity - w * 64;
+        uint64_t carved = in_word >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << in_word) - 1;
+        uint64_t live = __atomic_load_n(&bits->live[w], __ATOMIC_RELAXED);
+        uint64_t kept = keep != NULL ? keep[w] : 0;
+        __atomic_store_n(&bits->live[w], (live & kept) | (carved & ~kept), __ATOMIC_RELAXED);
+    }
 }
 
 /* A fork_orphan's pages (segment_fork_child) were last written by a
@@ -387,7 +417,7 @@ static void segment_rebuild_orphan(segment *seg)
             pg->in_use = 0; /* cannot be: the class is set before in_use */
         if (!pg->in_use) {
             pg->free = pg->local_free = NULL;
-            pg->carved = pg->carved_units = 0;
+            pg->carved = 0;
             pg->capacity = 0;
             pg->block_limit = 0;
             pg->emptied_block_size = 0;
@@ -400,12 +430,11 @@ static void segment_rebuild_orphan(segment *seg)
         pg->block_size = (uint32_t)bsize;
         pg->block_mul = block_mul_of(bsize);
         pg->start = segment_base(seg) + ((uintptr_t)i << seg->page_shift) + front;
-        pg->reserved = (uint32_t)((page_size - front) / bsize);
+        pg->reserved = page_reserved_of(page_size - front, bsize);
         pg->span = (uint32_t)(pg->reserved * bsize);
         if (pg->capacity > pg->reserved)
             pg->capacity = pg->reserved;
         pg->carved = (uint32_t)(pg->capacity * bsize);
-        pg->carved_units = pg->carved >> 4;
         pg->block_limit = block_limit_of(pg->block_mul, bsize, pg->capacity);
         uint64_t seen[65536 / 16 / 64];
         memset(seen, 0, sizeof seen);
@@ -413,13 +442,13 @@ static void segment_rebuild_orphan(segment *seg)
         bool intact = true;
         block *lists[2] = {pg->free, pg->local_free};
         for (int l = 0; l < 2 && intact; l++) {
-            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b->next_encoded)) {
+            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b, b->next_encoded)) {
                 uintptr_t off = (uintptr_t)b - pg->start;
                 size_t index = off / bsize;
                 if (off >= pg->carved || !page_block_start(pg, off) ||
                     ((seen[index / 64] >> (index % 64)) & 1) != 0
 #if BRISK_CHECKS
-                    || !block_looks_free(pg, b)
+                    || !block_bits_say_free(pg, b)
 #endif
                 ) {
                     intact = false;
@@ -432,7 +461,13 @@ static void segment_rebuild_orphan(segment *seg)
         if (!intact) {
             pg->free = pg->local_free = NULL;
             listed = 0;
+            memset(seen, 0, sizeof seen);
         }
+        /* Every carved block on neither list is live by its bits: one
+         * the lost thread was freeing (its bit cleared, not yet listed)
+         * is leaked rather than half free. Those other threads freed keep
+         * their remote bits: they wait on thread_free. */
+        page_mark_live_unless(pg, seen);
         pg->used = pg->capacity - listed;
     }
     seg->free_slots = free_slots;
@@ -544,11 +579,40 @@ page *segment_page_alloc(thread_heap *h, unsigned cls)
     return segment_take_slot(h, seg, cls);
 }
 
+/* A page whose count of live blocks reached zero while its state bits
+ * say a block is not free (live_block, the first such): a block was
+ * freed twice in a way no check saw, or the count was written. It is
+ * not given back (its memory would be carved again, for any size, with
+ * the block live): reported, and kept with every block counted live and
+ * its lists dropped, so no block of it is handed out again before the
+ * program frees it. */
+#if BRISK_CHECKS
+static BRISK_NOINLINE void page_keep_unreleasable(page *pg, uintptr_t live_block)
+{
+    report_error(BRISK_ERROR_CORRUPTION,
+                 "heap corrupted: a page's count of live blocks reached zero with a block still live "
+                 "(freed twice, or the count overwritten)",
+                 (void *)live_block);
+    pg->free = pg->local_free = NULL;
+    page_mark_live_unless(pg, NULL);
+    pg->used = pg->capacity;
+}
+#endif
+
 /* Returns an empty page's slot to its segment; the memory stays resident
- * until decay. The caller has taken the page off every thread heap list. */
-static void slot_free(page *pg)
+ * until decay. The caller has taken the page off every thread heap list.
+ * A page is given back on its state bits, not on its count alone: false
+ * when they say a block is still live (page_keep_unreleasable). */
+static bool slot_free(page *pg)
 {
     brisk_assert(pg->in_use && pg->used == 0, "slot_free: the page still holds live blocks");
+#if BRISK_CHECKS
+    uintptr_t live_block = page_first_unfree(pg);
+    if (brisk_unlikely(live_block != 0)) {
+        page_keep_unreleasable(pg, live_block);
+        return false;
+    }
+#endif
     segment *seg = page_segment(pg);
     uint64_t bit = (uint64_t)1 << pg->slot;
     if (brisk_unlikely(harden_flags & HARDEN_WIPE))
@@ -558,20 +622,26 @@ static void slot_free(page *pg)
     pg->local_free = NULL;
     pg->capacity = 0;
     pg->carved = 0;
-    pg->carved_units = 0;
     pg->block_limit = 0; /* no block start any more: a free is reported */
     pg->freed_at_ms = os_now_ms();
     seg->free_slots |= bit;
     seg->dirty_slots |= bit;
     seg->pages_in_use--;
+    return true;
 }
 
-void segment_page_free(thread_heap *h, page *pg)
+bool segment_page_free(thread_heap *h, page *pg)
 {
-    slot_free(pg);
+    if (brisk_unlikely(!slot_free(pg))) {
+        /* Kept, with no free block: on its class's full list. */
+        pg->in_full = 1;
+        page_queue_push_back(&h->full[pg->size_class], pg);
+        return false;
+    }
     segment *seg = page_segment(pg);
     if (seg->pages_in_use == 0)
         segment_release(h, seg);
+    return true;
 }
 
 /* Collects every page of q from `from` on and gives back those that turn
@@ -721,11 +791,9 @@ bool segment_abandoned_free(page *pg, block *b)
     global_lock_drop();
     if (seg->fork_orphan)
         segment_rebuild_orphan(seg);
-    /* seg is held: b goes on its page as the owner's free would. */
-    b->next_encoded = list_encode(pg, pg->local_free);
-#if BRISK_CHECKS
-    b->free_mark = pg->free_mark;
-#endif
+    /* seg is held: b goes on its page as the owner's free would (its
+     * remote bit set by free_remote: popped as another thread's free). */
+    b->next_encoded = list_encode(pg, b, pg->local_free);
     pg->local_free = b;
     pg->used--;
     uint32_t freed = 0;
@@ -734,10 +802,8 @@ bool segment_abandoned_free(page *pg, block *b)
         if (!p->in_use)
             continue;
         page_collect(p);
-        if (p->used == 0) {
-            slot_free(p);
+        if (p->used == 0 && slot_free(p))
             freed++;
-        }
     }
     if (seg->pages_in_use == 0) {
         global_lock_take();

@@ -502,9 +502,9 @@ static void link_nudge(size_t size, int byte, unsigned char mask)
 static void case_uaf_link_nudge_16(void) { link_nudge(SMALL, 3, 0x10); }
 static void case_uaf_link_nudge_64(void) { link_nudge(64, 3, 0x20); }
 
-/* A write after free into a freed block's second word, where brisk keeps
- * the page's free mark (the double-free test reads it): reported when the
- * block would be handed out again, at every level that checks it. */
+/* A write after free into a freed block's second word, where brisk kept
+ * the page's free mark before its blocks' state bits moved out of line:
+ * under wipe, reported when the block is handed out again. */
 static void case_uaf_write_mark_word(void)
 {
     churn c = churn_prepare(SMALL, 4000, 60000);
@@ -1614,6 +1614,173 @@ static void case_large_double_free_race(void)
     printf("ok: %d racing double frees, each reported once\n", race_reports);
 }
 
+/* ---- heap metadata integrity (issue 14, classes 1 to 3) ----------------- */
+
+/* Class 1: a double free found behind a free-list link a write after free
+ * broke. b is freed first, so it lies deepest on its page's lists, behind
+ * blocks freed after it, whose links are then damaged (their low byte
+ * changed: the usual write after free). Confirming the second free of b
+ * by walking the lists, the walk met a damaged link before b, concluded
+ * b was not free and freed it again, so the page's count went one too
+ * low: the page was then given back with a block live and the block
+ * handed out again to a malloc of another size. The second free must be
+ * reported as a double free, naming b. (quarantine_flush moves blocks out
+ * of the delay quarantine, so that the hardened level's lists hold them
+ * too; the quarantine's marker would report b at once otherwise.) */
+enum { BEHIND = 64 };
+
+static void case_double_free_behind_bad_link(void)
+{
+    char *others[BEHIND];
+    flush_prepare();
+    char *b = must_malloc(SMALL);
+    for (int i = 0; i < BEHIND; i++)
+        others[i] = must_malloc(SMALL);
+    free(b);
+    quarantine_flush();
+    flush_prepare();
+    for (int i = 0; i < BEHIND; i++)
+        free(others[i]);
+    quarantine_flush();
+    for (int i = 0; i < BEHIND; i++) {
+        volatile unsigned char *link = hide(others[i]);
+        link[0] = (unsigned char)(link[0] + 0x40);
+    }
+    target(b);
+    free(hide(b));
+    unnoticed("a double free behind a damaged free-list link");
+}
+
+/* Class 2: two threads free the same small block at the same moment, with
+ * a handler that returns, many times over. Both used to pass the
+ * double-free test before either marked the block, so the block went on
+ * its owner's list and on the cross-thread list at once, the page's count
+ * one too low. Each round must be reported as a double free (once; or
+ * twice, when each free saw the other's, and the block then stays
+ * allocated), nothing else may be reported, no malloc may hand out a
+ * block twice, and brisk_malloc_check must pass. The block is the main
+ * thread's, so one free is the owner's and one a cross-thread free. */
+enum { SMALL_RACE_ROUNDS = 20000, SMALL_RACE_HELD = 64 };
+static void *volatile small_race_block;
+static int small_race_reports, small_race_other_reports;
+static const char *volatile small_race_other_message;
+static const void *volatile small_race_other_pointer;
+
+static void handler_small_race(int error, const char *message, const void *ptr, void *context)
+{
+    (void)context;
+    if (error == ERROR_DOUBLE_FREE) {
+        __atomic_fetch_add(&small_race_reports, 1, __ATOMIC_RELAXED);
+    } else if (__atomic_fetch_add(&small_race_other_reports, 1, __ATOMIC_RELAXED) == 0) {
+        small_race_other_message = message;
+        small_race_other_pointer = ptr;
+    }
+}
+
+/* The two frees start together: both threads spin on the round number
+ * (a barrier's wake-up would leave them microseconds apart, far more
+ * than the moment the frees can overlap in). */
+static volatile int small_race_round, small_race_finished;
+
+static void *small_race_partner(void *arg)
+{
+    (void)arg;
+    for (int i = 1; i <= SMALL_RACE_ROUNDS; i++) {
+        while (__atomic_load_n(&small_race_round, __ATOMIC_ACQUIRE) != i)
+            ;
+        free(small_race_block);
+        __atomic_store_n(&small_race_finished, i, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void case_double_free_race_small(void)
+{
+    install_handler(handler_small_race);
+    pthread_t partner;
+    if (pthread_create(&partner, NULL, small_race_partner, NULL) != 0)
+        broken("pthread_create failed");
+    /* Blocks of the size held across the rounds, tagged: a block handed
+     * out twice overlaps one of them or the round's block. */
+    churn c = churn_prepare(SMALL, SMALL_RACE_HELD, SMALL_RACE_ROUNDS);
+    int reports_before = 0;
+    for (int i = 1; i <= SMALL_RACE_ROUNDS; i++) {
+        char *p = malloc(SMALL);
+        if (p == NULL)
+            broken("malloc failed");
+        check_no_overlap(p, SMALL);
+        small_race_block = p;
+        __atomic_store_n(&small_race_round, i, __ATOMIC_RELEASE);
+        free(p);
+        while (__atomic_load_n(&small_race_finished, __ATOMIC_ACQUIRE) != i)
+            ;
+        int reports = __atomic_load_n(&small_race_reports, __ATOMIC_RELAXED);
+        int round = reports - reports_before;
+        reports_before = reports;
+        if (round > 2) {
+            printf("round %d: %d double-free reports\n", i, round);
+            broken("two frees of one block were reported more than twice");
+        }
+        if (i % 64 == 0 && c.kept_count < c.pool_count)
+            churn_step(&c, SMALL);
+    }
+    pthread_join(partner, NULL);
+    /* Under delay the owner's free may have gone into the quarantine
+     * before the other free took the block: reported when it leaves. */
+    flush_prepare();
+    quarantine_flush();
+    int reports = __atomic_load_n(&small_race_reports, __ATOMIC_RELAXED);
+    if (reports < SMALL_RACE_ROUNDS || reports > 2 * SMALL_RACE_ROUNDS) {
+        printf("%d double-free reports in %d rounds\n", reports, SMALL_RACE_ROUNDS);
+        broken("two frees of one block at once were not reported as a double free");
+    }
+    if (small_race_other_reports != 0) {
+        printf("other reports: %d, the first: %s (pointer %p)\n", small_race_other_reports,
+               small_race_other_message, small_race_other_pointer);
+        broken("a racing double free left the heap corrupted");
+    }
+    for (int i = 0; i < 4 * SMALL_RACE_HELD; i++)
+        churn_step(&c, SMALL);
+    if (malloc_check() != 0)
+        broken("brisk_malloc_check failed after the races");
+    printf("ok: %d racing double frees, %d reports\n", SMALL_RACE_ROUNDS, small_race_reports);
+}
+
+/* Class 3: one read of a freed block was enough to forge a link. The
+ * free list's encoding was stored = rotl(next ^ key, 23) with one key per
+ * page, and a free block's second word was the page's free mark: reading
+ * the freed block x, whose next block (y, freed just before it) the
+ * program knows, gives the key and the mark. The attack writes the mark
+ * into its own live block l (with the encoding of the list's end as its
+ * link) and into x's link the encoding of l: malloc then hands out x and
+ * next l, live. Whatever the encoding now, l must
+ * never be handed out while live: the forged link is reported when
+ * followed. */
+static void case_forge_link_from_one_read(void)
+{
+    char *y = must_malloc(SMALL);
+    char *x = must_malloc(SMALL);
+    char *l = must_malloc(SMALL);
+    memset(l, 'L', SMALL);
+    free(y);
+    free(x); /* x's link names y */
+    const uintptr_t *read = hide(x);
+    uintptr_t stored = read[0], second = read[1];
+    uintptr_t key = ((stored >> 23) | (stored << 41)) ^ (uintptr_t)y;
+    uintptr_t forged = (((uintptr_t)l ^ key) << 23) | (((uintptr_t)l ^ key) >> 41);
+    ((uintptr_t *)(void *)l)[0] = (key << 23) | (key >> 41); /* the end of the list */
+    ((uintptr_t *)(void *)l)[1] = second;
+    ((uintptr_t *)hide(x))[0] = forged;
+    target(x);
+    /* x is handed out once the blocks carved ahead of it are. */
+    for (int i = 0; i < 10000; i++) {
+        char *q = must_malloc(SMALL);
+        if (q == l)
+            broken("malloc handed out a live block through a link forged from one read");
+    }
+    unnoticed("a link forged from one read of a freed block");
+}
+
 /* ---- the case table --------------------------------------------------- */
 
 static const security_case cases[] = {
@@ -1660,6 +1827,9 @@ static const security_case cases[] = {
     CASE(uaf_partial_overwrite),
     CASE(uaf_write_mark_word),
     CASE(calloc_zeroes_usable_size),
+    CASE(double_free_behind_bad_link),
+    CASE(double_free_race_small),
+    CASE(forge_link_from_one_read),
     CASE(uaf_link_nudge_16),
     CASE(uaf_link_nudge_64),
     CASE(canary_overflow_1),

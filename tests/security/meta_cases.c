@@ -262,8 +262,9 @@ static void case_meta_adjacent_overflow(void)
 
     /* The overflow: from the block's end up to the page descriptor of the
      * victim's slot, keeping every byte as it was except the descriptor's
-     * free-list head, link key and free mark, which would make the next
-     * malloc of the victim's size return steer_target. Written in one
+     * free-list head and link secrets, which would make the next malloc
+     * of the victim's size return steer_target (were it not refused by
+     * the state bits, or the range test). Written in one
      * pass, byte by byte, as a runaway copy would. */
     uintptr_t base = region_of(victim);
     size_t slot = ((uintptr_t)victim - base) >> MEDIUM_PAGE_SHIFT;
@@ -274,10 +275,9 @@ static void case_meta_adjacent_overflow(void)
     for (size_t i = 0; i < desc + sizeof(page); i++)
         payload[i] = over[i]; /* reading past the end already faults */
     page *forged = (page *)(void *)(payload + desc);
-    steer_target[0] = 0; /* a link that decodes to NULL with key 0 */
-    steer_target[1] = 0x1235;
+    steer_target[0] = 0; /* a link that decodes to NULL with key 0 and multiplier 1 */
     forged->link_key = 0;
-    forged->free_mark = 0x1235;
+    forged->link_mul = 1;
     forged->free = (block *)(void *)steer_target;
     for (size_t i = 0; i < desc + sizeof(page); i++)
         over[i] = payload[i];
@@ -558,6 +558,110 @@ static void case_large_header_replayed(void)
     unnoticed("the second free of a large block whose header was replayed was accepted");
 }
 
+/* ---- page blocks' state (issue 14, classes 1 and 3) ------------------ */
+
+/* The page descriptor of the page block p. */
+static page *page_holding(const void *p)
+{
+    return page_of(segment_of_meta(region_of(p)), p);
+}
+
+/* Frees blocks enough to push every block out of the hardened level's
+ * delay quarantine onto its page's lists (a no-op elsewhere). */
+static void quarantine_push_out(void)
+{
+    enum { FLUSH = 4096 };
+    static char *flush[FLUSH];
+    for (int i = 0; i < FLUSH; i++)
+        flush[i] = must_malloc(16);
+    for (int i = 0; i < FLUSH; i++)
+        free(flush[i]);
+}
+
+#define RELEASE_SIZE 112
+#define RELEASE_MAX 4096
+
+/* Class 1: a page must not be given back on its count alone. A page's
+ * count of live blocks is made one too low (what a double free the old
+ * list walk missed left behind; here written directly), then every block
+ * of the page but one, l, is freed: the count reaches zero with l live.
+ * The page was given back, its slot carved again for another size, and
+ * l's memory handed out again. Its release must be refused and reported
+ * as corruption, naming l. */
+static void case_page_release_count_wrong(void)
+{
+    static char *blocks[RELEASE_MAX];
+    size_t count = 0;
+    blocks[count++] = must_malloc(RELEASE_SIZE);
+    page *pg = page_holding(blocks[0]);
+    /* Fill the page, so that the class moves on to another one and this
+     * page is not kept as the class's current page when it empties. */
+    for (;;) {
+        char *p = must_malloc(RELEASE_SIZE);
+        if (page_holding(p) != pg) {
+            free(p);
+            break;
+        }
+        if (count == RELEASE_MAX)
+            broken("a page holds more blocks than it can");
+        blocks[count++] = p;
+    }
+    char *l = blocks[1];
+    memset(l, 'L', RELEASE_SIZE);
+    pg->used--;
+    target(l);
+    for (size_t i = 0; i < count; i++)
+        if (blocks[i] != l)
+            free(blocks[i]);
+    quarantine_push_out();
+    for (int i = 0; i < 2000; i++) {
+        char *q = must_malloc(2000);
+        memset(q, 'M', 2000);
+        if (q < l + RELEASE_SIZE && l < q + 2000)
+            broken("a live block's memory was handed out again");
+    }
+    for (size_t i = 0; i < RELEASE_SIZE; i++)
+        if (l[i] != 'L')
+            broken("a live block was overwritten by another's owner");
+    unnoticed("a page given back on its count with a block live");
+}
+
+/* Class 3: a free-list link forged with the page's secrets (read out of
+ * its descriptor, as an attacker who reads the heap at will could) to
+ * name a live block, l, which the attacker also made look free in every
+ * way its own memory can (a valid link of its own; before the state
+ * bits, also the page's free mark in its second word). The pop must find l live
+ * by what the program cannot write, and report the list as corrupted,
+ * naming l, before handing it out. */
+static void case_forged_link_to_live_block(void)
+{
+    char *held[16];
+    for (int i = 0; i < 16; i++)
+        held[i] = must_malloc(SMALL);
+    char *l = must_malloc(SMALL);
+    memset(l, 'L', SMALL);
+    for (int i = 0; i < 16; i++)
+        free(held[i]);
+    quarantine_push_out();
+    page *pg = page_holding(l);
+    block *x = pg->free;
+    for (int i = 0; x == NULL && i < 16; i++) {
+        held[i] = must_malloc(SMALL);
+        x = pg->free;
+    }
+    if (x == NULL)
+        broken("no free block on the live block's page");
+    x->next_encoded = list_encode(pg, x, (block *)l);
+    ((block *)(void *)l)->next_encoded = list_encode(pg, (block *)l, NULL);
+    target(l);
+    for (int i = 0; i < 4; i++) {
+        char *q = must_malloc(SMALL);
+        if (q == l)
+            broken("malloc handed out a live block through a forged link");
+    }
+    unnoticed("a forged link to a live block");
+}
+
 static const security_case cases[] = {
     CASE(meta_guard_layout),
     CASE(meta_guard_read_small),
@@ -572,6 +676,8 @@ static const security_case cases[] = {
     CASE(large_header_replayed),
     CASE(meta_map_guarded),
     CASE(meta_map_overflow),
+    CASE(page_release_count_wrong),
+    CASE(forged_link_to_live_block),
 };
 
 int main(int argc, char **argv)
