@@ -22,7 +22,7 @@
  *   P5 every other carved block is marked live, no state bit is set past
  *      the carved blocks, and no more are handed out than used counts
  *   H2 under canaries no page has 16-byte blocks (their canary would be
- *      the second word, where a free block keeps its free mark)
+ *      the second word: see harden_request in malloc.c)
  *   P4 it is on exactly one of the thread heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
  * and for abandonment (segment.c, "Abandonment"), over every segment:

@@ -26,8 +26,7 @@
  *           one before it (underflow), in one test. usable size is the
  *           slot less 8.
  *   wipe    free zeroes the block but for its canary (the free-list link or
- *           the quarantine marker is written into its first word next, and
- *           the page's free mark into its second when it is listed):
+ *           the quarantine marker is written into its first word next):
  *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
  *           reading it and writing only the 64-byte chunks that are not
  *           zero already (a part the program never touched stays
@@ -330,7 +329,7 @@ void harden_page_setup(page *pg)
  *   | 0 ...          |C|  |link|mark| 0 ...          |C|  |link|mark| 0 ...
  *                         <----------- block_size ------->
  *
- * the words the allocator wrote into free blocks (link, free mark,
+ * the words the allocator wrote into free blocks (link,
  * canaries) must read as the allocator left them, every other byte must
  * still be zero; then those words are zeroed, so the slot reads zero
  * whole. When a slot is carved again, the carved blocks (and, with the

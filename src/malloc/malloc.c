@@ -116,9 +116,9 @@ void *brisk_malloc(size_t size)
 }
 
 /* Under canaries every block ends in its canary: a 16-byte block's would
- * be its second word, where a free block keeps its free mark (see
- * malloc/types.h). Hardened requests (which include the canary) get
- * 32-byte blocks at least. */
+ * be its second word, and leave it 8 usable bytes (see malloc/types.h).
+ * Hardened requests (which include the canary) get 32-byte blocks at
+ * least. */
 static inline size_t harden_request(size_t size)
 {
     return size <= 16 && (harden_flags & HARDEN_CANARY) ? 17 : size;

@@ -379,7 +379,7 @@ static void page_mark_live_unless(page *pg, const uint64_t *keep)
  * thread that the fork left behind, possibly in the middle of an update:
  * only what can be proved is kept. Geometry is recomputed from the class;
  * a page's free and local_free lists are kept when every link is a
- * carved block start carrying the free mark, no block twice, and its
+ * carved block start its state bits say is free, no block twice, and its
  * live count is then what is on neither list (its thread_free list, one
  * atomic word, is intact and stays counted); otherwise every carved block
  * counts as live: a block half-freed or half-handed out by the lost

@@ -42,7 +42,7 @@
  * someone else, and may be a block of ours (a large block whose mapping
  * ends there, or the last page of another segment). An overflow running
  * up from there faults on the guard's first byte instead of rewriting
- * page descriptors (free-list heads, link keys, free marks) or a large
+ * page descriptors (free-list heads, link keys) or blocks' state bits, or a large
  * header. META_GUARD is 16 KiB so that it is whole pages with 4 KiB and
  * 16 KiB pages; with larger pages (64 KiB) it cannot be protected alone,
  * and is left accessible and unused (meta_guard_bytes is 0; the layout
