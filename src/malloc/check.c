@@ -94,8 +94,10 @@ static int check_page_bits(const page *pg, const uint64_t *listed)
         if (((live | remote) & ~carved) != 0)
             return malloc_check_fail("P5: a state bit is set past the page's carved blocks", pg);
         /* Blocks in the delay quarantine are freed by their bits and
-         * on no list until they leave it. */
-        for (uint64_t lost = carved & ~listed[w] & ~live; lost != 0; lost &= lost - 1) {
+         * on no list until they leave it; one with its remote bit alone
+         * was freed by two threads at once and waits on thread_free,
+         * where the pop will refuse it. */
+        for (uint64_t lost = carved & ~listed[w] & ~live & ~remote; lost != 0; lost &= lost - 1) {
             uint32_t index = w * 64 + (uint32_t)__builtin_ctzll(lost);
             const void *b = (const void *)(pg->start + (uintptr_t)index * pg->block_size);
             if (!harden_block_quarantined(b))

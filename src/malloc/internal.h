@@ -404,27 +404,29 @@ static inline bool block_bits_say_free(const page *pg, const block *b)
     return ((live ^ remote) & at.mask) == 0;
 }
 
-/* The owner's free of the carved block start b: clears its live bit,
- * then reads its remote bit (both sequentially consistent: see
- * page_bits). false when b was not live (freed already, by this thread
- * or another, or being freed by another right now): its bits are then
- * as they were, and the free is a double free. */
+/* The owner's free of the carved block start b: clears its live bit
+ * (a plain load and store: no other thread writes that word). false,
+ * nothing changed, when b was not live: freed already, by this thread or
+ * another. A free by another thread at the same moment may pass too (its
+ * fetch-or is not ordered against this store); the block is then left
+ * live by neither bit and freed by both (0, 1), which the pop refuses and
+ * page release reports (page_bits): it is never handed out twice. */
 static inline bool block_free_owner(page *pg, const block *b)
 {
     page_bits *bits = page_bits_of(pg);
     block_bit at = block_bit_of(pg, b);
-    bool was_live = (__atomic_fetch_and(&bits->live[at.word], ~at.mask, __ATOMIC_SEQ_CST) & at.mask) != 0;
-    bool remote = (__atomic_load_n(&bits->remote[at.word], __ATOMIC_SEQ_CST) & at.mask) != 0;
-    if (brisk_likely(was_live && !remote))
-        return true;
-    if (was_live)
-        __atomic_fetch_or(&bits->live[at.word], at.mask, __ATOMIC_RELAXED); /* still live */
-    return false;
+    uint64_t live = __atomic_load_n(&bits->live[at.word], __ATOMIC_RELAXED);
+    uint64_t remote = __atomic_load_n(&bits->remote[at.word], __ATOMIC_RELAXED);
+    if (brisk_unlikely((live & ~remote & at.mask) == 0))
+        return false;
+    __atomic_store_n(&bits->live[at.word], live & ~at.mask, __ATOMIC_RELAXED);
+    return true;
 }
 
-/* Another thread's free of b: sets its remote bit, then reads its live
- * bit. false when b was not live (as above); its bits are then as they
- * were. */
+/* Another thread's free of b: sets its remote bit with one atomic
+ * fetch-or, so that of two such frees at once one is told, then reads its
+ * live bit. false when b was not live (as above); its bits are then as
+ * they were. */
 static inline bool block_free_remote(page *pg, const block *b)
 {
     page_bits *bits = page_bits_of(pg);
@@ -446,6 +448,14 @@ static inline uint32_t page_reserved_of(size_t room, size_t bsize)
 
 /* page.c */
 BRISK_HIDDEN void *page_pop_checked(page *pg, block *b);
+/* Every carved block of pg marked live but those whose bit is set in
+ * keep (by index; NULL: none). */
+BRISK_HIDDEN void page_mark_live_unless(page *pg, const uint64_t *keep);
+/* A page found corrupted gives up its free lists: every carved block is
+ * counted and marked live (leaked, never handed out again until the
+ * program frees it), so its invariants hold and nothing it lists is
+ * believed. Blocks waiting on thread_free stay there, counted. */
+BRISK_HIDDEN void page_give_up_lists(page *pg);
 /* The first carved block of pg whose state bits say it is not free
  * (live, or half-freed), or 0 when every block is free: a page is given
  * back only then, whatever its count says. */

@@ -118,9 +118,13 @@ bool page_collect(page *pg)
         uintptr_t word = __atomic_exchange_n(&pg->thread_free, 0, __ATOMIC_ACQUIRE);
         uint32_t count = thread_free_count(word);
         if (count > pg->used) {
+            /* A block freed twice (by the owner and another thread at
+             * once: block_free_owner) made the count one too low. The
+             * list taken is not believed, nor are the page's others. */
             report_error(BRISK_ERROR_CORRUPTION,
                          "cross-thread free list corrupted (more blocks than are live)",
                          thread_free_head(word));
+            page_give_up_lists(pg);
         } else {
             pg->used -= count;
             list_splice(pg, pg->free == NULL ? &pg->free : &pg->local_free,
@@ -197,13 +201,38 @@ void thread_heap_adopt_pages(thread_heap *h, segment *seg)
     }
 }
 
+/* Every carved block of pg live by its bits but those whose bit is set in
+ * `keep` (by block index; NULL: none). Blocks other threads freed keep
+ * their remote bits, and read as freed when popped. */
+void page_mark_live_unless(page *pg, const uint64_t *keep)
+{
+    page_bits *bits = page_bits_of(pg);
+    for (uint32_t w = 0; w * 64 < pg->capacity; w++) {
+        uint32_t in_word = pg->capacity - w * 64;
+        uint64_t carved = in_word >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << in_word) - 1;
+        uint64_t live = __atomic_load_n(&bits->live[w], __ATOMIC_RELAXED);
+        uint64_t kept = keep != NULL ? keep[w] : 0;
+        __atomic_store_n(&bits->live[w], (live & kept) | (carved & ~kept), __ATOMIC_RELAXED);
+    }
+}
+
+void page_give_up_lists(page *pg)
+{
+    pg->free = pg->local_free = NULL;
+    page_mark_live_unless(pg, NULL);
+    pg->used = pg->capacity;
+}
+
 /* The pop of b, the head of pg's free list, whose link or state bits the
  * fast test refused. A block another thread freed (live and remote bits
  * both set) is free: its remote bit is taken back (other threads set
- * theirs in the same word: an atomic) and it is handed out. Anything
- * else means the list points somewhere no free block can be: a link
- * written after free, or forged to name a live block. The rest of the
- * list is dropped and the block left as it is. */
+ * theirs in the same word: an atomic) and it is handed out. A block with
+ * its remote bit alone was freed by its owner and by another thread at
+ * the same moment (block_free_owner): on two lists, it is reported as the
+ * double free it is. Anything else means the list points somewhere no
+ * free block can be: a link written after free, or forged to name a live
+ * block. Either way the page gives up its lists (page_give_up_lists), and
+ * b is not handed out. */
 void *page_pop_checked(page *pg, block *b)
 {
     block *next = list_decode(pg, b, b->next_encoded);
@@ -219,8 +248,12 @@ void *page_pop_checked(page *pg, block *b)
         pg->used++;
         return b;
     }
-    pg->free = NULL;
-    report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", b);
+    if (at.start && (remote & ~live & at.mask) != 0)
+        report_error(BRISK_ERROR_DOUBLE_FREE,
+                     "double free (by two threads at once, found when the block was about to be reused)", b);
+    else
+        report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", b);
+    page_give_up_lists(pg);
     errno = ENOMEM;
     return NULL;
 }

@@ -360,21 +360,6 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     return pg;
 }
 
-/* Every carved block of pg live by its bits but those whose bit is set in
- * `keep` (by block index; NULL: none). Blocks other threads freed keep
- * their remote bits, and read as freed when popped. */
-static void page_mark_live_unless(page *pg, const uint64_t *keep)
-{
-    page_bits *bits = page_bits_of(pg);
-    for (uint32_t w = 0; w * 64 < pg->capacity; w++) {
-        uint32_t in_word = pg->capacity - w * 64;
-        uint64_t carved = in_word >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << in_word) - 1;
-        uint64_t live = __atomic_load_n(&bits->live[w], __ATOMIC_RELAXED);
-        uint64_t kept = keep != NULL ? keep[w] : 0;
-        __atomic_store_n(&bits->live[w], (live & kept) | (carved & ~kept), __ATOMIC_RELAXED);
-    }
-}
-
 /* A fork_orphan's pages (segment_fork_child) were last written by a
  * thread that the fork left behind, possibly in the middle of an update:
  * only what can be proved is kept. Geometry is recomputed from the class;
@@ -593,9 +578,7 @@ static BRISK_NOINLINE void page_keep_unreleasable(page *pg, uintptr_t live_block
                  "heap corrupted: a page's count of live blocks reached zero with a block still live "
                  "(freed twice, or the count overwritten)",
                  (void *)live_block);
-    pg->free = pg->local_free = NULL;
-    page_mark_live_unless(pg, NULL);
-    pg->used = pg->capacity;
+    page_give_up_lists(pg);
 }
 #endif
 

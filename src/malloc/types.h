@@ -133,17 +133,20 @@ typedef struct block {
  *    1     0     handed out (live)
  *    1     1     freed by another thread: on thread_free, or collected
  *                onto free or local_free and not yet handed out again
- *    0     1     only for a moment, while a cross-thread double free of a
- *                free block takes its bit back (free_remote)
+ *    0     1     freed twice: by the owner and by another thread at the
+ *                same moment (or, only for a moment, a cross-thread double
+ *                free of a free block taking its bit back). The pop
+ *                refuses such a block and page release reports it.
  *
- * live is written by the owner alone (pop sets a bit, its free clears
- * one), remote by other threads (an atomic fetch-or per free) and by the
- * owner's pop of a block they freed (a fetch-and); they are kept on
- * separate cache lines so that cross-thread frees do not take the
- * owner's away from it. A free changes its block's bit with one atomic
- * read-modify-write and then reads the other kind's bit: of two frees of
- * one block at the same moment at least one sees the other (both are
- * sequentially consistent), so the block is never freed twice. */
+ * live is written by the owner alone, with plain stores (pop sets a bit,
+ * its free clears one), remote by other threads (an atomic fetch-or per
+ * free: of two at once, one is told) and by the owner's pop of a block
+ * they freed (a fetch-and); they are kept on separate cache lines so that
+ * cross-thread frees do not take the owner's away from it. The owner's
+ * free is not ordered against another thread's (that would take an
+ * atomic read-modify-write or a fence on every free): both can pass, and
+ * then the block is (0, 1), refused by the pop before it is handed out
+ * twice and by the release before its page is given back. */
 typedef struct page_bits {
     uint64_t live[PAGE_BITS_WORDS] __attribute__((aligned(64)));
     uint64_t remote[PAGE_BITS_WORDS] __attribute__((aligned(64)));
