@@ -1,5 +1,5 @@
 /*
- * Secrets, for every allocator of the library: free-list keys,
+ * Secrets, for every allocator of the library: free-list keys, free marks,
  * canaries and seals are all derived from a secret drawn here, so one
  * value seen in memory tells nothing usable about another.
  */

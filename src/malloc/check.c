@@ -15,14 +15,12 @@
  * and for every page in use in them:
  *   P1 start, block size, reserved blocks and span agree with its class
  *   P2 free and local_free hold carved block starts of the page, each
- *      free by its state bits, no block twice, without cycles
+ *      carrying the page's free mark, no block twice, without cycles
  *   P3 free + local_free + used == capacity; carved == capacity * size,
  *      and the block-start test's limit and the link test's carved / 16
  *      follow carved
- *   P5 every other carved block is marked live, no state bit is set past
- *      the carved blocks, and no more are handed out than used counts
  *   H2 under canaries no page has 16-byte blocks (their canary would be
- *      the second word: see harden_request in malloc.c)
+ *      the second word, where a free block keeps its free mark)
  *   P4 it is on exactly one of the thread heap's lists: its class queue or
  *      the full list, as in_full says; direct[c] is the queue's first page
  * and for abandonment (segment.c, "Abandonment"), over every segment:
@@ -65,51 +63,14 @@ static long check_free_list(const page *pg, const block *b, uint64_t *seen)
             return malloc_check_fail("P2: a block is on the free lists twice (or a list has a cycle)", b), -1;
         seen[index / 64] |= (uint64_t)1 << (index % 64);
 #if BRISK_CHECKS
-        if (!block_bits_say_free(pg, b))
-            return malloc_check_fail("P2: a listed block's state bits say it is live", b), -1;
+        if (!block_looks_free(pg, b))
+            return malloc_check_fail("P2: a listed block lost its free mark (written after free)", b), -1;
 #endif
         count++;
-        b = list_decode(pg, b, b->next_encoded);
+        b = list_decode(pg, b->next_encoded);
     }
     return count;
 }
-
-#if BRISK_CHECKS
-/* P5: the blocks not on free or local_free (`listed`, from P2) are
- * handed out or freed by other threads: their live bits are set (or they
- * wait in the delay quarantine); no bit
- * of either kind is set past the carved blocks; and the blocks handed
- * out (live, no remote bit) are at most used. A remote bit without a
- * live bit is a cross-thread double free of a free block caught in the
- * moment it takes its bit back, which does not last. */
-static int check_page_bits(const page *pg, const uint64_t *listed)
-{
-    const page_bits *bits = page_bits_of(pg);
-    uint32_t handed_out = 0;
-    for (uint32_t w = 0; w < PAGE_BITS_WORDS; w++) {
-        uint64_t live = __atomic_load_n(&bits->live[w], __ATOMIC_RELAXED);
-        uint64_t remote = __atomic_load_n(&bits->remote[w], __ATOMIC_RELAXED);
-        uint32_t in_word = pg->capacity > w * 64 ? pg->capacity - w * 64 : 0;
-        uint64_t carved = in_word >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << in_word) - 1;
-        if (((live | remote) & ~carved) != 0)
-            return malloc_check_fail("P5: a state bit is set past the page's carved blocks", pg);
-        /* Blocks in the delay quarantine are freed by their bits and
-         * on no list until they leave it; one with its remote bit alone
-         * was freed by two threads at once and waits on thread_free,
-         * where the pop will refuse it. */
-        for (uint64_t lost = carved & ~listed[w] & ~live & ~remote; lost != 0; lost &= lost - 1) {
-            uint32_t index = w * 64 + (uint32_t)__builtin_ctzll(lost);
-            const void *b = (const void *)(pg->start + (uintptr_t)index * pg->block_size);
-            if (!harden_block_quarantined(b))
-                return malloc_check_fail("P5: a block on no free list is not marked live (lost, or half-freed)", b);
-        }
-        handed_out += (uint32_t)__builtin_popcountll(live & ~remote);
-    }
-    if (handed_out > pg->used)
-        return malloc_check_fail("P5: more blocks marked live than the page counts", pg);
-    return 0;
-}
-#endif
 
 /* h: the page's owner, or NULL when its segment is abandoned. */
 static int check_page(const thread_heap *h, const segment *seg, const page *pg)
@@ -119,10 +80,10 @@ static int check_page(const thread_heap *h, const segment *seg, const page *pg)
     if (cls >= CLASS_COUNT || pg->block_size != class_block_size(cls) ||
         pg->start != segment_base(seg) + ((uintptr_t)pg->slot << seg->page_shift) +
                          harden_page_front(pg->block_size) ||
-        pg->reserved != page_reserved_of(page_size - harden_page_front(pg->block_size), pg->block_size) ||
+        pg->reserved != (page_size - harden_page_front(pg->block_size)) / pg->block_size ||
         pg->span != pg->reserved * pg->block_size || pg->capacity > pg->reserved ||
         pg->carved != pg->capacity * pg->block_size ||
-        pg->block_mul != block_mul_of(pg->block_size) ||
+        pg->carved_units != pg->carved >> 4 || pg->block_mul != block_mul_of(pg->block_size) ||
         pg->block_limit != block_limit_of(pg->block_mul, pg->block_size, pg->capacity) ||
         (cls <= SMALL_CLASS_LAST) != (seg->page_shift == SMALL_PAGE_SHIFT))
         return malloc_check_fail("P1/P3: page geometry disagrees with its size class", pg);
@@ -140,10 +101,6 @@ static int check_page(const thread_heap *h, const segment *seg, const page *pg)
         return -1;
     if ((uint64_t)nfree + (uint64_t)nlocal + pg->used != pg->capacity)
         return malloc_check_fail("P3: free + local_free + used != capacity", pg);
-#if BRISK_CHECKS
-    if (check_page_bits(pg, seen) != 0)
-        return -1;
-#endif
     if (h == NULL) {
         /* abandoned (A3): on no thread heap's list */
         if (pg->next != NULL || pg->prev != NULL || pg->in_full)

@@ -26,7 +26,8 @@
  *           one before it (underflow), in one test. usable size is the
  *           slot less 8.
  *   wipe    free zeroes the block but for its canary (the free-list link or
- *           the quarantine marker is written into its first word next):
+ *           the quarantine marker is written into its first word next, and
+ *           the page's free mark into its second when it is listed):
  *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
  *           reading it and writing only the 64-byte chunks that are not
  *           zero already (a part the program never touched stays
@@ -329,7 +330,7 @@ void harden_page_setup(page *pg)
  *   | 0 ...          |C|  |link|mark| 0 ...          |C|  |link|mark| 0 ...
  *                         <----------- block_size ------->
  *
- * the words the allocator wrote into free blocks (link,
+ * the words the allocator wrote into free blocks (link, free mark,
  * canaries) must read as the allocator left them, every other byte must
  * still be zero; then those words are zeroed, so the slot reads zero
  * whole. When a slot is carved again, the carved blocks (and, with the
@@ -366,11 +367,15 @@ static uintptr_t first_nonzero(uintptr_t from, uintptr_t to)
 
 /* Whether the words the allocator wrote into the free block b of pg
  * read as it wrote them: a link of the page's lists (NULL, or 16-byte
- * aligned in the carved part), the canary (under canary). */
+ * aligned in the carved part), the free mark (with checks), the canary
+ * (under canary). */
 static inline bool free_words_intact(const page *pg, uintptr_t b, uintptr_t canary)
 {
-    block *next = list_decode(pg, (const block *)b, load_word(b));
+    block *next = list_decode(pg, load_word(b));
     bool intact = next == NULL || page_link_in_range(pg, (uintptr_t)next - pg->start);
+#if BRISK_CHECKS
+    intact &= load_word(b + 8) == pg->free_mark;
+#endif
     if (canary != 0)
         intact &= load_word(canary) == canary_at(canary);
     return intact;
@@ -396,6 +401,9 @@ void harden_page_emptied(page *pg)
         if (brisk_unlikely(!free_words_intact(pg, b, at)) && bad == 0)
             bad = b;
         store_word(b, 0);
+#if BRISK_CHECKS
+        store_word(b + 8, 0); /* the unchecked build leaves it zero */
+#endif
         if (canary)
             store_word(at, 0);
     }
@@ -512,17 +520,12 @@ static inline bool is_quarantined(const void *p)
     return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == quarantine_marker(p);
 }
 
-bool harden_block_quarantined(const void *p)
-{
-    return is_quarantined(p);
-}
-
-/* The block start p of pg reads as free: by its state bits (not live),
- * or by the quarantine marker. Both hardened free and the lookups of
+/* The block start p of pg reads as free: to the default level's test, or
+ * by the quarantine marker. Both hardened free and the lookups of
  * realloc and usable_size start from this test. */
 static inline bool block_reads_free(const page *pg, const void *p)
 {
-    return !block_is_live(pg, p) || is_quarantined(p);
+    return block_looks_free(pg, p) || is_quarantined(p);
 }
 
 static inline bool page_is_local(const page *pg)
@@ -531,9 +534,17 @@ static inline bool page_is_local(const page *pg)
     return h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
 }
 
-static BRISK_NOINLINE void report_freed_block(void *p, const char *what)
+/* The block start p of pg reads as free (to the default level's test,
+ * block_looks_free, or it carries the quarantine marker): reports the
+ * double free (use) and returns false, or returns true when it is live
+ * after all (a live block whose data happen to read as free; only the
+ * page's owner can tell, by walking the page's lists). */
+static BRISK_NOINLINE bool suspect_is_live(page *pg, void *p, const char *what)
 {
+    if (!is_quarantined(p) && page_is_local(pg) && !page_has_free_block(pg, p))
+        return true;
     report_error(BRISK_ERROR_DOUBLE_FREE, what, p);
+    return false;
 }
 
 /* The page of p when p is a live block of a page (checked as the default
@@ -546,8 +557,7 @@ BRISK_INLINE page *live_page_block(void *p, const char *what, bool *reported)
     page *pg = page_block_of(p);
     if (pg == NULL)
         return NULL;
-    if (brisk_unlikely(block_reads_free(pg, p))) {
-        report_freed_block(p, what);
+    if (brisk_unlikely(block_reads_free(pg, p)) && !suspect_is_live(pg, p, what)) {
         *reported = true;
         return NULL;
     }
@@ -609,8 +619,8 @@ BRISK_INLINE void quarantine_release(void *p)
         return; /* the block stays out of reach: lost, never reused */
     }
     store_word((uintptr_t)p, 0);
-    /* Validated and freed by its state bit when it went in. */
-    free_claimed(page_of(segment_of_meta(meta_of(p)), p), p);
+    /* Validated when it was freed, and live (off every list) since. */
+    free_validated(page_of(segment_of_meta(meta_of(p)), p), p);
 }
 
 /* Puts the validated, wiped block p in a random slot of the thread's
@@ -621,7 +631,7 @@ BRISK_INLINE void quarantine_put(page *pg, void *p)
     if (brisk_unlikely(q == NULL)) {
         q = quarantine_create();
         if (q == NULL) {
-            free_claimed(pg, p); /* no memory for a quarantine: free at once */
+            free_validated(pg, p); /* no memory for a quarantine: free at once */
             return;
         }
     }
@@ -803,24 +813,24 @@ BRISK_INLINE void harden_free_live(page *pg, void *p)
         }
         end -= HARDEN_CANARY_SIZE;
     }
-    /* Freed by its state bit before the wipe touches it (of two frees at
-     * once, one is told), put on its page's list after it, or when it
-     * leaves the quarantine. Cross-thread frees skip the quarantine: they
-     * wait on the page's cross-thread list until the owner collects them
-     * anyway. */
-    if (brisk_unlikely(!free_claim(pg, p))) {
-        report_freed_block(p, "double free");
-        return;
-    }
     /* The words the free lists use are wiped too: the free-list link (or
      * the quarantine marker) is written next. */
     if (flags & HARDEN_WIPE)
         body_wipe((uintptr_t)p, end);
+    /* Cross-thread frees skip the quarantine: they wait on the page's
+     * cross-thread list until the owner collects them anyway. */
     if ((flags & HARDEN_DELAY) && page_is_local(pg)) {
         harden_free_delayed(pg, p);
         return;
     }
-    free_claimed(pg, p);
+    free_validated(pg, p);
+}
+
+/* A free whose block reads as free (see suspect_is_live). */
+static BRISK_NOINLINE void harden_free_suspect(page *pg, void *p)
+{
+    if (suspect_is_live(pg, p, "double free"))
+        harden_free_live(pg, p);
 }
 
 void harden_free(void *p)
@@ -831,7 +841,7 @@ void harden_free(void *p)
         return;
     }
     if (brisk_unlikely(block_reads_free(pg, p))) {
-        report_freed_block(p, "double free");
+        harden_free_suspect(pg, p);
         return;
     }
     harden_free_live(pg, p);

@@ -16,8 +16,8 @@
  *
  * Where each design choice is explained (docs/process.md): the metadata
  * region of a block and the segment map ("Memory layout"), the three free
- * lists of a page, the encoded links and the blocks' state bits ("Fast
- * paths", "What is checked"), the double-free test ("What is checked").
+ * lists of a page, the encoded links and the free mark ("Fast paths",
+ * "What is checked"), the double-free test ("What is checked").
  */
 #ifndef BRISK_MALLOC_INTERNAL_H
 #define BRISK_MALLOC_INTERNAL_H
@@ -53,13 +53,6 @@ BRISK_HIDDEN void *malloc_fast_raw(size_t size);
 BRISK_HIDDEN void free_raw(void *p);
 /* Frees the block p of page pg, already validated as a live block. */
 BRISK_HIDDEN void free_validated(page *pg, void *p);
-/* harden.c's free in two steps, so that nothing touches a block before
- * its free is known to be the only one: free_claim changes the state bit
- * of the validated block p of pg from live to free (false, nothing
- * changed: a double free, or a free racing with another), then, after
- * the wipe and the quarantine, free_claimed puts it on its page's list. */
-BRISK_HIDDEN bool free_claim(page *pg, void *p);
-BRISK_HIDDEN void free_claimed(page *pg, void *p);
 BRISK_HIDDEN size_t usable_raw(const void *p);
 
 /* Hooks in the page and large-block code, each called only when its flag
@@ -77,9 +70,6 @@ BRISK_HIDDEN void harden_thread_exit(void);          /* thread.c */
  * and whether [from, to) is all zero; from 16-aligned, to 8-aligned. */
 BRISK_HIDDEN void harden_wipe_span(uintptr_t from, uintptr_t to);
 BRISK_HIDDEN bool harden_span_zero(uintptr_t from, uintptr_t to);
-/* check.c, under delay: the page block p waits in a quarantine (freed by
- * its state bit, on no list). */
-BRISK_HIDDEN bool harden_block_quarantined(const void *p);
 /* check.c: every carved slot's canary (and the pad's) intact. */
 BRISK_HIDDEN int harden_check_page(const page *pg);
 /* check.c, under wipe: 0 when the free slot `slot` of seg reads
@@ -178,39 +168,31 @@ static inline uintptr_t rotr_word(uintptr_t x, unsigned r)
     return r == 0 ? x : (x >> r) | (x << (64u - r));
 }
 
-/* stored = (next ^ holder * link_key) * link_mul, where holder is the
- * block the link is stored in, and link_key and link_mul (odd) are
- * secrets of the page: decoding multiplies by link_mul's inverse. Without
- * the secrets a written value decodes to an unpredictable address, and a
- * partial overwrite of the stored word (the usual use-after-free write)
- * changes every decoded bit above it: the pop's range test refuses the
- * result with probability 1 - carved / 2^48. Nor does one freed block
- * read give what forging needs: its stored word is its next, masked by
- * its own address's key, multiplied by a secret; encoding another next,
- * even into the same block, needs that multiplier (an xor or an add
- * alone, as in rotl(next ^ key, 23), would give the mask from one word).
- * And even a link forged with every secret can only name a block of the
- * same page that its state bits say is free: the pop checks them
- * (page_pop). Decoding is one multiply after the load (the holder's
- * product does not wait for it) and an xor. */
-static inline uintptr_t list_encode(const page *pg, const block *holder, const block *next)
+/* stored = rotl(next ^ link_key, 23): without the page's key a written
+ * value decodes to an unpredictable address, and every decoded pointer
+ * is validated on pop anyway (inside the page's carved part, 16-byte
+ * aligned), so even a forged one can only name an address in the same
+ * page. The rotation moves a partial overwrite of the stored word's low
+ * bytes (the usual use-after-free write) into the decoded pointer's high
+ * bits, where the validation catches it. Two one-cycle operations. */
+#define LIST_ROTATE 23u
+
+static inline uintptr_t list_encode(const page *pg, const block *next)
 {
 #if BRISK_CHECKS
-    return ((uintptr_t)next ^ (uintptr_t)holder * pg->link_key) * pg->link_mul;
+    return rotl_word((uintptr_t)next ^ pg->link_key, LIST_ROTATE);
 #else
     (void)pg;
-    (void)holder;
     return (uintptr_t)next;
 #endif
 }
 
-static inline block *list_decode(const page *pg, const block *holder, uintptr_t stored)
+static inline block *list_decode(const page *pg, uintptr_t stored)
 {
 #if BRISK_CHECKS
-    return (block *)((stored * pg->link_unmul) ^ (uintptr_t)holder * pg->link_key);
+    return (block *)(rotr_word(stored, LIST_ROTATE) ^ pg->link_key);
 #else
     (void)pg;
-    (void)holder;
     return (block *)stored;
 #endif
 }
@@ -336,7 +318,14 @@ static inline uint64_t block_limit_of(uint64_t mul, size_t d, uint32_t capacity)
  * four bits to the top, making the value larger than any carved / 16. */
 static inline bool page_link_in_range(const page *pg, uintptr_t off)
 {
-    return rotr_word(off, 4) < (uintptr_t)(pg->carved >> 4);
+    return rotr_word(off, 4) < (uintptr_t)pg->carved_units;
+}
+
+/* Whether a block's second word is its page's free mark: the double-free
+ * test (docs/process.md, "What is checked"). */
+static inline bool block_looks_free(const page *pg, const block *b)
+{
+    return __atomic_load_n(&b->free_mark, __ATOMIC_RELAXED) == pg->free_mark;
 }
 
 /* Page descriptors lie inside their segment's header, in the region's
@@ -346,120 +335,31 @@ static inline segment *page_segment(const page *pg)
     return segment_of_meta((uintptr_t)pg & ~(uintptr_t)SEGMENT_MASK);
 }
 
-/* ---- block states (page_bits, malloc/types.h) ---------------------------- */
-
-/* The index of the block at offset off (a carved block start) from its
- * page's start: off / block_size by the high half of off * block_mul
- * (block_mul is ceil(2^64 / d), or 2^64 / d + 1 for a power of two, which
- * gives the exact quotient of every 32-bit offset: Lemire, Kaser and
- * Kurz; tests/malloc/test_block_start.c checks it against division). The
- * free's block-start test computes the low half of the same product. */
-static inline uint32_t block_index(const page *pg, uintptr_t off)
-{
-    __extension__ typedef unsigned __int128 u128;
-    return (uint32_t)(((u128)(uint32_t)off * pg->block_mul) >> 64);
-}
-
-static inline page_bits *page_bits_of(const page *pg)
-{
-    return &page_segment(pg)->bits[pg->slot];
-}
-
-/* The word and bit of b's state, in either kind, and whether b is a
- * carved block start at all (page_block_start: the low half of the
- * product whose high half is the index, so one multiply gives both). */
-typedef struct block_bit {
-    uint32_t word;
-    uint64_t mask;
-    bool start;
-} block_bit;
-
-static inline block_bit block_bit_of(const page *pg, const block *b)
-{
-    __extension__ typedef unsigned __int128 u128;
-    u128 product = (u128)(uint32_t)((uintptr_t)b - pg->start) * pg->block_mul;
-    uint32_t index = (uint32_t)(product >> 64);
-    return (block_bit){index >> 6, (uint64_t)1 << (index & 63), (uint64_t)product < pg->block_limit};
-}
-
-/* Whether the carved block start b is live: handed out and not freed
- * since, by any thread (a snapshot when another thread frees it). */
-static inline bool block_is_live(const page *pg, const block *b)
-{
-    const page_bits *bits = page_bits_of(pg);
-    block_bit at = block_bit_of(pg, b);
-    uint64_t live = __atomic_load_n(&bits->live[at.word], __ATOMIC_RELAXED);
-    uint64_t remote = __atomic_load_n(&bits->remote[at.word], __ATOMIC_RELAXED);
-    return (live & ~remote & at.mask) != 0;
-}
-
-/* Whether b's state bits say it may be on a free list: free (neither
- * bit) or freed by another thread (both). */
-static inline bool block_bits_say_free(const page *pg, const block *b)
-{
-    const page_bits *bits = page_bits_of(pg);
-    block_bit at = block_bit_of(pg, b);
-    uint64_t live = __atomic_load_n(&bits->live[at.word], __ATOMIC_RELAXED);
-    uint64_t remote = __atomic_load_n(&bits->remote[at.word], __ATOMIC_RELAXED);
-    return ((live ^ remote) & at.mask) == 0;
-}
-
-/* The owner's free of the carved block start b: clears its live bit
- * (a plain load and store: no other thread writes that word). false,
- * nothing changed, when b was not live: freed already, by this thread or
- * another. A free by another thread at the same moment may pass too (its
- * fetch-or is not ordered against this store); the block is then left
- * live by neither bit and freed by both (0, 1), which the pop refuses and
- * page release reports (page_bits): it is never handed out twice. */
-static inline bool block_free_owner(page *pg, const block *b)
-{
-    page_bits *bits = page_bits_of(pg);
-    block_bit at = block_bit_of(pg, b);
-    uint64_t live = __atomic_load_n(&bits->live[at.word], __ATOMIC_RELAXED);
-    uint64_t remote = __atomic_load_n(&bits->remote[at.word], __ATOMIC_RELAXED);
-    if (brisk_unlikely((live & ~remote & at.mask) == 0))
-        return false;
-    __atomic_store_n(&bits->live[at.word], live & ~at.mask, __ATOMIC_RELAXED);
-    return true;
-}
-
-/* Another thread's free of b: sets its remote bit with one atomic
- * fetch-or, so that of two such frees at once one is told, then reads its
- * live bit. false when b was not live (as above); its bits are then as
- * they were. */
-static inline bool block_free_remote(page *pg, const block *b)
-{
-    page_bits *bits = page_bits_of(pg);
-    block_bit at = block_bit_of(pg, b);
-    if ((__atomic_fetch_or(&bits->remote[at.word], at.mask, __ATOMIC_SEQ_CST) & at.mask) != 0)
-        return false;
-    if (brisk_likely((__atomic_load_n(&bits->live[at.word], __ATOMIC_SEQ_CST) & at.mask) != 0))
-        return true;
-    __atomic_fetch_and(&bits->remote[at.word], ~at.mask, __ATOMIC_RELAXED);
-    return false;
-}
-
-/* The most blocks of size bsize a page holds in room bytes. */
-static inline uint32_t page_reserved_of(size_t room, size_t bsize)
-{
-    size_t fit = room / bsize;
-    return fit < PAGE_BLOCKS_MAX ? (uint32_t)fit : PAGE_BLOCKS_MAX;
-}
-
 /* page.c */
-BRISK_HIDDEN void *page_pop_checked(page *pg, block *b);
-/* Every carved block of pg marked live but those whose bit is set in
- * keep (by index; NULL: none). */
-BRISK_HIDDEN void page_mark_live_unless(page *pg, const uint64_t *keep);
+BRISK_HIDDEN void *page_pop_corrupt(page *pg, block *b);
+/* What walking a page's free lists for a block found (page.c). */
+typedef enum list_search {
+    LIST_LACKS,  /* every list read whole, the block on none */
+    LIST_HOLDS,  /* the block is on one */
+    LIST_BROKEN  /* a link a write after free broke, or a cycle: unknown */
+} list_search;
+BRISK_HIDDEN list_search page_find_free_block(page *pg, const block *b);
+/* Whether b may be free: on a list, or behind a broken link. */
+BRISK_HIDDEN bool page_has_free_block(page *pg, const block *b);
+BRISK_HIDDEN void free_suspect(page *pg, block *b);
 /* A page found corrupted gives up its free lists: every carved block is
- * counted and marked live (leaked, never handed out again until the
- * program frees it), so its invariants hold and nothing it lists is
- * believed. Blocks waiting on thread_free stay there, counted. */
+ * counted live (leaked, never handed out again until the program frees
+ * it), so its invariants hold and nothing it lists is believed. Blocks
+ * waiting on thread_free stay there, counted. */
 BRISK_HIDDEN void page_give_up_lists(page *pg);
-/* The first carved block of pg whose state bits say it is not free
- * (live, or half-freed), or 0 when every block is free: a page is given
- * back only then, whatever its count says. */
-BRISK_HIDDEN uintptr_t page_first_unfree(const page *pg);
+/* Before a page whose count reached zero is given back: 0 when its lists
+ * hold every carved block once, each a block start carrying the mark, and
+ * nothing waits on thread_free; else the address of the first block that
+ * is not so (a block still live, one listed twice, a bad link). A count
+ * can be wrong (a double free no check saw): the slot would be carved
+ * again with the block live. */
+BRISK_HIDDEN uintptr_t page_first_unlisted(const page *pg);
+#define PAGE_SEEN_WORDS (65536 / 16 / 64) /* a bit per block of any page */
 BRISK_HIDDEN void *malloc_generic(thread_heap *h, unsigned cls);
 BRISK_HIDDEN void page_free_slow(page *pg, thread_heap *h);
 BRISK_HIDDEN bool page_collect(page *pg);
@@ -471,8 +371,8 @@ BRISK_HIDDEN void block_report_bad_free(page *pg, const void *p);
 /* segment.c */
 BRISK_HIDDEN page *segment_page_alloc(thread_heap *h, unsigned cls);
 /* Gives an empty page back to its segment (the segment to the cache once
- * empty); false when its state bits say a block is still live: reported,
- * and the page kept on h's full list of its class. */
+ * empty); false when its lists lack a block (page_first_unlisted):
+ * reported, and the page kept on h's full list of its class. */
 BRISK_HIDDEN bool segment_page_free(thread_heap *h, page *pg);
 BRISK_HIDDEN bool thread_heap_purge(thread_heap *h, bool force);
 BRISK_HIDDEN void thread_heap_purge_tick(thread_heap *h);
@@ -529,44 +429,36 @@ BRISK_HIDDEN void verbose_note(const char *what, size_t bytes);
 /* formatting without stdio (stats.c) */
 
 /* Pops the first block of a page whose free list is not empty: the
- * malloc fast path. With checks, the popped block must be free by its
- * state bits, which no write into the heap's blocks can reach (neither
- * live nor freed by another thread: page_pop_checked takes those back),
- * and its link must read as a free block's (NULL, or 16-byte aligned in
- * the carved part), before the block is handed out. A link forged or
- * nudged by a write after free names an address outside the page (with
- * probability 1 - carved / 2^48 without the secrets: refused by the
- * range test) or a block of the page; a live one is refused by its bits
- * before its memory is handed out, a free one is handed out early, and
- * refused when its real turn comes (live by then).
+ * malloc fast path. With checks, the popped block must still carry the
+ * free mark, and its link must read as a free block's (NULL, or 16-byte
+ * aligned in the carved part), before the block is handed out. A link
+ * nudged by a write after free (flipping a bit needs no secret) names the
+ * middle of a block or a live neighbour, where the words found are user
+ * data (or a live block's zeroed words): that block's pop is refused
+ * before its memory is handed out, for want of the mark, and its link
+ * decodes outside the page with probability 1 - carved / 2^48 anyway.
  *
- * The block b itself lies in the page's carved part: every value
- * pg->free takes was range-checked before, as a `next` by the previous
- * pop, or as the head of local_free or thread_free (a block free
- * validated), or it is a block page_extend just carved (see page.c). It
- * must also be a block start (a link nudged into the middle of a free
- * block would otherwise be handed out on that block's bits), which the
- * multiply giving its bit tells. Its link is then zeroed, so a live block
- * shows no link. */
+ * The block b itself needs no range check: every value pg->free takes
+ * was checked before. It is a `next` checked by the previous pop, the
+ * head of local_free or thread_free (a block free validated), or a block
+ * page_extend just carved (see page.c). Both words are then zeroed, so a
+ * live block never looks free to the double-free check and shows no
+ * link. */
 BRISK_INLINE void *page_pop(page *pg)
 {
     block *b = pg->free;
     brisk_assert(b != NULL && pg->in_use, "page_pop: the page has no free block");
 #if BRISK_CHECKS
-    block *next = list_decode(pg, b, b->next_encoded);
-    page_bits *bits = page_bits_of(pg);
-    block_bit at = block_bit_of(pg, b);
-    uint64_t live = __atomic_load_n(&bits->live[at.word], __ATOMIC_RELAXED);
-    uint64_t remote = __atomic_load_n(&bits->remote[at.word], __ATOMIC_RELAXED);
+    block *next = list_decode(pg, b->next_encoded);
     /* In range first: the end of a list (NULL) is the rare case. */
     if (brisk_unlikely((!page_link_in_range(pg, (uintptr_t)next - pg->start) && next != NULL) ||
-                       ((live | remote) & at.mask) != 0 || !at.start))
-        return page_pop_checked(pg, b);
-    __atomic_store_n(&bits->live[at.word], live | at.mask, __ATOMIC_RELAXED);
+                       b->free_mark != pg->free_mark))
+        return page_pop_corrupt(pg, b);
     pg->free = next;
     b->next_encoded = 0;
+    b->free_mark = 0;
 #else
-    pg->free = list_decode(pg, b, b->next_encoded);
+    pg->free = list_decode(pg, b->next_encoded);
 #endif
     pg->used++;
     return b;

@@ -7,12 +7,10 @@
  *
  * Fast paths (all inline here):
  *   malloc  TLS thread heap -> size class -> the class's current page -> pop its
- *           free list (the popped block checked to be a free block of the
- *           page by its state bits).
+ *           free list (the popped block checked to be a block of the page).
  *   free    segment map says the 4 MiB span is ours -> page from the
- *           address -> block start checked -> its state bit changed from
- *           live to free (one atomic, out of line) -> owner thread: push
- *           on local_free, else one CAS onto the page's thread_free.
+ *           address -> block start and free mark checked -> owner thread:
+ *           push on local_free, else one CAS onto the page's thread_free.
  *
  * This file deliberately includes neither <stdlib.h> nor <malloc.h>: it
  * defines those names, and is built with -fno-builtin so the compiler
@@ -116,9 +114,9 @@ void *brisk_malloc(size_t size)
 }
 
 /* Under canaries every block ends in its canary: a 16-byte block's would
- * be its second word, and leave it 8 usable bytes (see malloc/types.h).
- * Hardened requests (which include the canary) get 32-byte blocks at
- * least. */
+ * be its second word, where a free block keeps its free mark (see
+ * malloc/types.h). Hardened requests (which include the canary) get
+ * 32-byte blocks at least. */
 static inline size_t harden_request(size_t size)
 {
     return size <= 16 && (harden_flags & HARDEN_CANARY) ? 17 : size;
@@ -149,34 +147,31 @@ void *brisk_calloc(size_t count, size_t size)
 
 /* ---- freeing --------------------------------------------------------------- */
 
-/* One CAS (retried only under contention) pushes b, freed by its state
- * bit already, and bumps the count. Into a segment whose thread exited,
- * the free that empties a page sweeps the segment instead (segment.c,
- * "Abandonment"). */
-static void free_remote_push(page *pg, block *b)
+/* One CAS (retried only under contention) pushes b and bumps the count.
+ * Into a segment whose thread exited, the free that empties a page sweeps
+ * the segment instead (segment.c, "Abandonment"). */
+static BRISK_NOINLINE void free_remote(page *pg, block *b)
 {
+#if BRISK_CHECKS
+    /* The mark goes in with one atomic exchange: of two threads freeing b
+     * at once (neither its owner), one finds the other's mark. */
+    if (brisk_unlikely(__atomic_exchange_n(&b->free_mark, pg->free_mark, __ATOMIC_ACQ_REL) ==
+                       pg->free_mark)) {
+        report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
+        return;
+    }
+#endif
     if (brisk_unlikely(__atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == NULL) &&
         segment_abandoned_free(pg, b))
         return;
     uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
     uintptr_t next;
     do {
-        b->next_encoded = list_encode(pg, b, thread_free_head(word));
+        b->next_encoded = list_encode(pg, thread_free_head(word));
         next = (uintptr_t)b |
                ((uintptr_t)(thread_free_count(word) + 1) << THREAD_FREE_COUNT_SHIFT);
     } while (!__atomic_compare_exchange_n(&pg->thread_free, &word, next, true,
                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-}
-
-static BRISK_NOINLINE void free_remote(page *pg, block *b)
-{
-#if BRISK_CHECKS
-    if (brisk_unlikely(!block_free_remote(pg, b))) {
-        report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
-        return;
-    }
-#endif
-    free_remote_push(pg, b);
 }
 
 /* Not a small or medium block: a large block, or not ours at all. */
@@ -198,42 +193,21 @@ static BRISK_NOINLINE void free_invalid(page *pg, void *p)
 {
     block_report_bad_free(pg, p);
 }
-
-static BRISK_NOINLINE void free_double(void *p)
-{
-    report_error(BRISK_ERROR_DOUBLE_FREE, "double free", p);
-}
 #endif
 
-/* The owner h's push of b, freed by its state bit already. */
-BRISK_INLINE void free_local_push(page *pg, thread_heap *h, block *b)
-{
-    b->next_encoded = list_encode(pg, b, pg->local_free);
-    pg->local_free = b;
-    if (brisk_unlikely(--pg->used == 0 || pg->in_full))
-        page_free_slow(pg, h);
-}
-
-BRISK_INLINE bool page_is_owned_by(const segment *seg, const thread_heap *h)
-{
-    return __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL;
-}
-
 /* Puts the validated block b on its page's lists: the owner's local
- * list, or the page's cross-thread list, once its state bit says it was
- * live and is now freed (a double free is reported, and changes
- * nothing). */
+ * list, or the page's cross-thread list. */
 BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
 {
     thread_heap *h = tls_thread_heap;
-    if (brisk_likely(page_is_owned_by(seg, h))) {
+    if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
+        b->next_encoded = list_encode(pg, pg->local_free);
 #if BRISK_CHECKS
-        if (brisk_unlikely(!block_free_owner(pg, b))) {
-            free_double(b);
-            return;
-        }
+        b->free_mark = pg->free_mark;
 #endif
-        free_local_push(pg, h, b);
+        pg->local_free = b;
+        if (brisk_unlikely(--pg->used == 0 || pg->in_full))
+            page_free_slow(pg, h);
         return;
     }
     free_remote(pg, b);
@@ -261,10 +235,14 @@ BRISK_INLINE void free_inline(void *p)
     block *b = p;
 #if BRISK_CHECKS
     /* A carved block start of a page in use (carved is 0 otherwise; the
-     * header slot's page is never in use); whether it is live is its
-     * state bit's to say, as free_to_page changes it. */
+     * header slot's page is never in use)... */
     if (brisk_unlikely(!page_block_start(pg, (uintptr_t)p - pg->start))) {
         free_invalid(pg, p);
+        return;
+    }
+    /* ...that does not already look free (block_looks_free). */
+    if (brisk_unlikely(block_looks_free(pg, b))) {
+        free_suspect(pg, b);
         return;
     }
 #endif
@@ -285,33 +263,21 @@ void free_raw(void *p)
     free_inline(p);
 }
 
-/* A block leaving the delay quarantine, or a thread's quarantine itself
- * (harden.c): live by its state bits until this free. */
+/* Under wipe a block freed through here (leaving the quarantine, or a
+ * thread's quarantine itself) was zeroed past its first word when it was
+ * freed, so its second word must still be zero: the free mark is about to
+ * be written there, and would hide a write after free from the hand-out
+ * check that looks for it. */
 void free_validated(page *pg, void *p)
 {
-    free_to_page(page_segment(pg), pg, p);
-}
-
-bool free_claim(page *pg, void *p)
-{
 #if BRISK_CHECKS
-    if (page_is_owned_by(page_segment(pg), tls_thread_heap))
-        return block_free_owner(pg, p);
-    return block_free_remote(pg, p);
-#else
-    (void)pg;
-    (void)p;
-    return true;
+    if ((harden_flags & HARDEN_WIPE) && ((const block *)p)->free_mark != 0) {
+        report_error(BRISK_ERROR_USE_AFTER_FREE,
+                     "use after free: a freed block was written to (found leaving the quarantine)", p);
+        return; /* the block stays out of reach: lost, never reused */
+    }
 #endif
-}
-
-void free_claimed(page *pg, void *p)
-{
-    thread_heap *h = tls_thread_heap;
-    if (page_is_owned_by(page_segment(pg), h))
-        free_local_push(pg, h, p);
-    else
-        free_remote_push(pg, p);
+    free_to_page(page_segment(pg), pg, p);
 }
 
 void brisk_free_sized(void *ptr, size_t size)
@@ -343,7 +309,14 @@ static size_t block_usable(const void *p, large_header **large_out)
         uintptr_t off = (uintptr_t)p - pg->start;
         bool start = page_block_start(pg, off);
 #if BRISK_CHECKS
-        bool looks_free = start && !block_is_live(pg, p);
+        bool looks_free = start && block_looks_free(pg, p);
+        /* Only the owner may walk the page's lists to clear a suspect; a
+         * thread with no thread heap must not claim an abandoned segment's pages,
+         * which another thread may be adopting. */
+        if (looks_free && tls_thread_heap != NULL &&
+            __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == tls_thread_heap &&
+            !page_has_free_block(pg, p))
+            looks_free = false;
 #else
         bool looks_free = false;
 #endif
@@ -416,7 +389,7 @@ void *brisk_realloc(void *ptr, size_t size)
         page *pg = page_of(segment_of_meta(meta), ptr);
 #if BRISK_CHECKS
         bool live = page_block_start(pg, (uintptr_t)ptr - pg->start) &&
-                    block_is_live(pg, (block *)ptr);
+                    !block_looks_free(pg, (block *)ptr);
 #else
         bool live = true;
 #endif

@@ -15,8 +15,7 @@
  *     class (in_full 0) or the full list of its class (in_full 1)
  *   - direct[c] is the first page of queue c, or &empty_page when empty
  *   - blocks on free + local_free + used == capacity, each block on at
- *     most one list, and every listed block a carved block start whose
- *     state bits say free; every other carved block's say live
+ *     most one list, and every listed block a carved block start
  */
 #include "malloc/internal.h"
 
@@ -43,13 +42,20 @@ static bool page_extend(page *pg)
     uintptr_t b = first;
     for (uint32_t i = 0; i + 1 < count; i++) {
         uintptr_t next = b + pg->block_size;
-        ((block *)b)->next_encoded = list_encode(pg, (block *)b, (block *)next);
+        ((block *)b)->next_encoded = list_encode(pg, (block *)next);
+#if BRISK_CHECKS
+        ((block *)b)->free_mark = pg->free_mark;
+#endif
         b = next;
     }
-    ((block *)b)->next_encoded = list_encode(pg, (block *)b, pg->free);
+    ((block *)b)->next_encoded = list_encode(pg, pg->free);
+#if BRISK_CHECKS
+    ((block *)b)->free_mark = pg->free_mark;
+#endif
     pg->free = (block *)first;
     pg->capacity += count;
     pg->carved = pg->capacity * pg->block_size;
+    pg->carved_units = pg->carved >> 4;
     pg->block_limit = block_limit_of(pg->block_mul, pg->block_size, pg->capacity);
     return clean;
 }
@@ -75,6 +81,111 @@ void block_report_bad_free(page *pg, const void *p)
                      "free of a pointer that is not the start of a live block", p);
 }
 
+/* Walks one list for b: whether the list holds it, lacks it, or cannot
+ * tell: a link that does not name a carved block start of the page
+ * carrying the free mark (written after free), or more links than the
+ * page has blocks (a cycle). A walk that meets a bad link concludes
+ * nothing: the blocks past it are unknown, b may be among them. */
+static list_search list_find(const page *pg, const block *list, const block *b)
+{
+    for (uint32_t i = 0; list != NULL; i++) {
+        if (i >= pg->capacity)
+            return LIST_BROKEN;
+        if (list == b)
+            return LIST_HOLDS;
+        uintptr_t off = (uintptr_t)list - pg->start;
+        if (off >= pg->carved || !page_block_start(pg, off) || !block_looks_free(pg, list))
+            return LIST_BROKEN;
+        list = list_decode(pg, list->next_encoded);
+    }
+    return LIST_LACKS;
+}
+
+/* Owner only: whether b is on one of the page's free lists, O(blocks in
+ * the page), run only when b's second word reads as the free mark. Holds
+ * wins over broken (b was found before the bad link); broken over lacks. */
+list_search page_find_free_block(page *pg, const block *b)
+{
+    const block *lists[3] = {pg->free, pg->local_free,
+                             thread_free_head(__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE))};
+    list_search result = LIST_LACKS;
+    for (int l = 0; l < 3; l++) {
+        list_search found = list_find(pg, lists[l], b);
+        if (found == LIST_HOLDS)
+            return LIST_HOLDS;
+        if (found == LIST_BROKEN)
+            result = LIST_BROKEN;
+    }
+    return result;
+}
+
+bool page_has_free_block(page *pg, const block *b)
+{
+    return page_find_free_block(pg, b) != LIST_LACKS;
+}
+
+/* A free whose block's second word reads as the free mark: the owner
+ * confirms by walking the page's lists and frees normally only if the
+ * block is on none, all of them read whole; another thread cannot walk
+ * the owner's lists and reports (the word is the mark only if the block
+ * is free, barring a program that wrote a value it can only have read
+ * from freed memory). */
+void free_suspect(page *pg, block *b)
+{
+    thread_heap *h = tls_thread_heap;
+    bool local = h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
+    list_search found = local ? page_find_free_block(pg, b) : LIST_HOLDS;
+    if (found == LIST_BROKEN) {
+        report_error(BRISK_ERROR_DOUBLE_FREE,
+                     "double free (or a free list corrupted: a freed block was written to)", b);
+        return;
+    }
+    if (found == LIST_HOLDS) {
+        report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
+        return;
+    }
+    b->next_encoded = list_encode(pg, pg->local_free);
+    b->free_mark = pg->free_mark;
+    pg->local_free = b;
+    if (--pg->used == 0 || pg->in_full)
+        page_free_slow(pg, h);
+}
+
+void page_give_up_lists(page *pg)
+{
+    pg->free = pg->local_free = NULL;
+    pg->used = pg->capacity;
+}
+
+uintptr_t page_first_unlisted(const page *pg)
+{
+    uint64_t seen[PAGE_SEEN_WORDS];
+    memset(seen, 0, sizeof seen);
+    uint32_t listed = 0;
+    uintptr_t waiting = __atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE);
+    if (waiting != 0)
+        return (uintptr_t)thread_free_head(waiting); /* beyond the count */
+    const block *lists[2] = {pg->free, pg->local_free};
+    for (int l = 0; l < 2; l++) {
+        for (const block *b = lists[l]; b != NULL; b = list_decode(pg, b->next_encoded)) {
+            uintptr_t off = (uintptr_t)b - pg->start;
+            if (off >= pg->carved || !page_block_start(pg, off) || !block_looks_free(pg, b))
+                return (uintptr_t)b;
+            size_t index = off / pg->block_size;
+            if ((seen[index / 64] >> (index % 64)) & 1)
+                return (uintptr_t)b; /* listed twice */
+            seen[index / 64] |= (uint64_t)1 << (index % 64);
+            listed++;
+        }
+    }
+    if (listed == pg->capacity)
+        return 0;
+    for (uint32_t i = 0; i < pg->capacity; i++)
+        if (((seen[i / 64] >> (i % 64)) & 1) == 0)
+            return pg->start + (uintptr_t)i * pg->block_size; /* live */
+    return pg->start;
+}
+
 /* Appends list (linked with the page's encoding) to *dest; walks *dest to
  * its tail only when both are non-empty. The walk reads links a write
  * after free may have changed: it stops only at a NULL link, and a link
@@ -89,9 +200,9 @@ static void list_splice(page *pg, block **dest, block *list)
     }
     block *tail = *dest;
     for (uint32_t i = 0; i < pg->capacity; i++) {
-        block *next = list_decode(pg, tail, tail->next_encoded);
+        block *next = list_decode(pg, tail->next_encoded);
         if (next == NULL) {
-            tail->next_encoded = list_encode(pg, tail, list);
+            tail->next_encoded = list_encode(pg, list);
             return;
         }
         if (!page_link_in_range(pg, (uintptr_t)next - pg->start))
@@ -119,8 +230,8 @@ bool page_collect(page *pg)
         uint32_t count = thread_free_count(word);
         if (count > pg->used) {
             /* A block freed twice (by the owner and another thread at
-             * once: block_free_owner) made the count one too low. The
-             * list taken is not believed, nor are the page's others. */
+             * once) made the count too low: neither this list nor the
+             * page's others are believed. */
             report_error(BRISK_ERROR_CORRUPTION,
                          "cross-thread free list corrupted (more blocks than are live)",
                          thread_free_head(word));
@@ -201,76 +312,15 @@ void thread_heap_adopt_pages(thread_heap *h, segment *seg)
     }
 }
 
-/* Every carved block of pg live by its bits but those whose bit is set in
- * `keep` (by block index; NULL: none). Blocks other threads freed keep
- * their remote bits, and read as freed when popped. */
-void page_mark_live_unless(page *pg, const uint64_t *keep)
+/* A pop found the free list pointing somewhere no free block can be: a
+ * freed block was overwritten, or one block was freed twice at once and
+ * listed twice. The page's lists are given up (page_give_up_lists). */
+void *page_pop_corrupt(page *pg, block *b)
 {
-    page_bits *bits = page_bits_of(pg);
-    for (uint32_t w = 0; w * 64 < pg->capacity; w++) {
-        uint32_t in_word = pg->capacity - w * 64;
-        uint64_t carved = in_word >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << in_word) - 1;
-        uint64_t live = __atomic_load_n(&bits->live[w], __ATOMIC_RELAXED);
-        uint64_t kept = keep != NULL ? keep[w] : 0;
-        __atomic_store_n(&bits->live[w], (live & kept) | (carved & ~kept), __ATOMIC_RELAXED);
-    }
-}
-
-void page_give_up_lists(page *pg)
-{
-    pg->free = pg->local_free = NULL;
-    page_mark_live_unless(pg, NULL);
-    pg->used = pg->capacity;
-}
-
-/* The pop of b, the head of pg's free list, whose link or state bits the
- * fast test refused. A block another thread freed (live and remote bits
- * both set) is free: its remote bit is taken back (other threads set
- * theirs in the same word: an atomic) and it is handed out. A block with
- * its remote bit alone was freed by its owner and by another thread at
- * the same moment (block_free_owner): on two lists, it is reported as the
- * double free it is. Anything else means the list points somewhere no
- * free block can be: a link written after free, or forged to name a live
- * block. Either way the page gives up its lists (page_give_up_lists), and
- * b is not handed out. */
-void *page_pop_checked(page *pg, block *b)
-{
-    block *next = list_decode(pg, b, b->next_encoded);
-    page_bits *bits = page_bits_of(pg);
-    block_bit at = block_bit_of(pg, b);
-    uint64_t live = __atomic_load_n(&bits->live[at.word], __ATOMIC_RELAXED);
-    uint64_t remote = __atomic_load_n(&bits->remote[at.word], __ATOMIC_RELAXED);
-    if ((next == NULL || page_link_in_range(pg, (uintptr_t)next - pg->start)) && at.start &&
-        (live & remote & at.mask) != 0) {
-        __atomic_fetch_and(&bits->remote[at.word], ~at.mask, __ATOMIC_RELAXED);
-        pg->free = next;
-        b->next_encoded = 0;
-        pg->used++;
-        return b;
-    }
-    if (at.start && (remote & ~live & at.mask) != 0)
-        report_error(BRISK_ERROR_DOUBLE_FREE,
-                     "double free (by two threads at once, found when the block was about to be reused)", b);
-    else
-        report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", b);
     page_give_up_lists(pg);
+    report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", b);
     errno = ENOMEM;
     return NULL;
-}
-
-uintptr_t page_first_unfree(const page *pg)
-{
-    const page_bits *bits = page_bits_of(pg);
-    uint32_t words = (pg->capacity + 63) / 64;
-    for (uint32_t w = 0; w < words; w++) {
-        uint64_t live = __atomic_load_n(&bits->live[w], __ATOMIC_RELAXED);
-        uint64_t remote = __atomic_load_n(&bits->remote[w], __ATOMIC_RELAXED);
-        if (live != remote) {
-            uint32_t index = w * 64 + (uint32_t)__builtin_ctzll(live ^ remote);
-            return pg->start + (uintptr_t)index * pg->block_size;
-        }
-    }
-    return 0;
 }
 
 /* Looks at up to `limit` pages of the class's full list and moves those that

@@ -303,17 +303,6 @@ bool segment_cache_purge(uint64_t now, bool force)
     return any;
 }
 
-/* The inverse of the odd a mod 2^64, by Newton's iteration x <- x(2 - ax):
- * a is its own inverse mod 8, and each step doubles the bits that are
- * right (3, 6, 12, 24, 48, 96). */
-static uintptr_t odd_inverse(uintptr_t a)
-{
-    uintptr_t x = a;
-    for (int i = 0; i < 5; i++)
-        x *= 2 - a * x;
-    return x;
-}
-
 static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
 {
     uint64_t candidates = seg->free_slots & seg->dirty_slots;
@@ -339,7 +328,8 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->block_mul = block_mul_of(bsize);
     pg->block_limit = 0;
     pg->carved = 0;
-    pg->reserved = page_reserved_of(page_size, bsize);
+    pg->carved_units = 0;
+    pg->reserved = (uint32_t)(page_size / bsize);
     pg->span = (uint32_t)(pg->reserved * bsize);
     if (brisk_unlikely(harden_flags & HARDEN_CANARY))
         harden_page_setup(pg); /* a canary pad in front of the first block */
@@ -347,12 +337,7 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->used = 0;
     pg->size_class = (uint16_t)cls;
     pg->link_key = random_next(&h->rng);
-    pg->link_mul = random_next(&h->rng) | 1u; /* odd: invertible mod 2^64 */
-    pg->link_unmul = odd_inverse(pg->link_mul);
-    /* Every block starts free; no other thread can free one of this page
-     * before it is handed out (a free of a block not carved is refused
-     * by the block-start test, which reads block_limit, 0 until now). */
-    memset(page_bits_of(pg), 0, sizeof(page_bits));
+    pg->free_mark = random_next(&h->rng) | 1u; /* never 0: a live block's */
     pg->in_full = 0;
     pg->fresh = used_before ? 0 : 1;
     pg->next = pg->prev = NULL;
@@ -364,7 +349,7 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
  * thread that the fork left behind, possibly in the middle of an update:
  * only what can be proved is kept. Geometry is recomputed from the class;
  * a page's free and local_free lists are kept when every link is a
- * carved block start its state bits say is free, no block twice, and its
+ * carved block start carrying the free mark, no block twice, and its
  * live count is then what is on neither list (its thread_free list, one
  * atomic word, is intact and stays counted); otherwise every carved block
  * counts as live: a block half-freed or half-handed out by the lost
@@ -402,7 +387,7 @@ static void segment_rebuild_orphan(segment *seg)
             pg->in_use = 0; /* cannot be: the class is set before in_use */
         if (!pg->in_use) {
             pg->free = pg->local_free = NULL;
-            pg->carved = 0;
+            pg->carved = pg->carved_units = 0;
             pg->capacity = 0;
             pg->block_limit = 0;
             pg->emptied_block_size = 0;
@@ -415,11 +400,12 @@ static void segment_rebuild_orphan(segment *seg)
         pg->block_size = (uint32_t)bsize;
         pg->block_mul = block_mul_of(bsize);
         pg->start = segment_base(seg) + ((uintptr_t)i << seg->page_shift) + front;
-        pg->reserved = page_reserved_of(page_size - front, bsize);
+        pg->reserved = (uint32_t)((page_size - front) / bsize);
         pg->span = (uint32_t)(pg->reserved * bsize);
         if (pg->capacity > pg->reserved)
             pg->capacity = pg->reserved;
         pg->carved = (uint32_t)(pg->capacity * bsize);
+        pg->carved_units = pg->carved >> 4;
         pg->block_limit = block_limit_of(pg->block_mul, bsize, pg->capacity);
         uint64_t seen[65536 / 16 / 64];
         memset(seen, 0, sizeof seen);
@@ -427,13 +413,13 @@ static void segment_rebuild_orphan(segment *seg)
         bool intact = true;
         block *lists[2] = {pg->free, pg->local_free};
         for (int l = 0; l < 2 && intact; l++) {
-            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b, b->next_encoded)) {
+            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b->next_encoded)) {
                 uintptr_t off = (uintptr_t)b - pg->start;
                 size_t index = off / bsize;
                 if (off >= pg->carved || !page_block_start(pg, off) ||
                     ((seen[index / 64] >> (index % 64)) & 1) != 0
 #if BRISK_CHECKS
-                    || !block_bits_say_free(pg, b)
+                    || !block_looks_free(pg, b)
 #endif
                 ) {
                     intact = false;
@@ -446,13 +432,7 @@ static void segment_rebuild_orphan(segment *seg)
         if (!intact) {
             pg->free = pg->local_free = NULL;
             listed = 0;
-            memset(seen, 0, sizeof seen);
         }
-        /* Every carved block on neither list is live by its bits: one
-         * the lost thread was freeing (its bit cleared, not yet listed)
-         * is leaked rather than half free. Those other threads freed keep
-         * their remote bits: they wait on thread_free. */
-        page_mark_live_unless(pg, seen);
         pg->used = pg->capacity - listed;
     }
     seg->free_slots = free_slots;
@@ -564,14 +544,12 @@ page *segment_page_alloc(thread_heap *h, unsigned cls)
     return segment_take_slot(h, seg, cls);
 }
 
-/* A page whose count of live blocks reached zero while its state bits
- * say a block is not free (live_block, the first such): a block was
- * freed twice in a way no check saw, or the count was written. It is
- * not given back (its memory would be carved again, for any size, with
- * the block live): reported, and kept with every block counted live and
- * its lists dropped, so no block of it is handed out again before the
- * program frees it. */
 #if BRISK_CHECKS
+/* A page whose count of live blocks reached zero while its lists do not
+ * hold every block (live_block, the first one they lack, or the first bad
+ * or twice-listed one). It is not given back (its memory would be carved
+ * again, for any size, with a block live): reported, and kept with every
+ * block counted live and its lists dropped. */
 static BRISK_NOINLINE void page_keep_unreleasable(page *pg, uintptr_t live_block)
 {
     report_error(BRISK_ERROR_CORRUPTION,
@@ -584,13 +562,13 @@ static BRISK_NOINLINE void page_keep_unreleasable(page *pg, uintptr_t live_block
 
 /* Returns an empty page's slot to its segment; the memory stays resident
  * until decay. The caller has taken the page off every thread heap list.
- * A page is given back on its state bits, not on its count alone: false
- * when they say a block is still live (page_keep_unreleasable). */
+ * A page is given back on what its lists hold, not on its count alone:
+ * false when they lack a block (page_keep_unreleasable). */
 static bool slot_free(page *pg)
 {
     brisk_assert(pg->in_use && pg->used == 0, "slot_free: the page still holds live blocks");
 #if BRISK_CHECKS
-    uintptr_t live_block = page_first_unfree(pg);
+    uintptr_t live_block = page_first_unlisted(pg);
     if (brisk_unlikely(live_block != 0)) {
         page_keep_unreleasable(pg, live_block);
         return false;
@@ -605,6 +583,7 @@ static bool slot_free(page *pg)
     pg->local_free = NULL;
     pg->capacity = 0;
     pg->carved = 0;
+    pg->carved_units = 0;
     pg->block_limit = 0; /* no block start any more: a free is reported */
     pg->freed_at_ms = os_now_ms();
     seg->free_slots |= bit;
@@ -774,9 +753,11 @@ bool segment_abandoned_free(page *pg, block *b)
     global_lock_drop();
     if (seg->fork_orphan)
         segment_rebuild_orphan(seg);
-    /* seg is held: b goes on its page as the owner's free would (its
-     * remote bit set by free_remote: popped as another thread's free). */
-    b->next_encoded = list_encode(pg, b, pg->local_free);
+    /* seg is held: b goes on its page as the owner's free would. */
+    b->next_encoded = list_encode(pg, pg->local_free);
+#if BRISK_CHECKS
+    b->free_mark = pg->free_mark;
+#endif
     pg->local_free = b;
     pg->used--;
     uint32_t freed = 0;

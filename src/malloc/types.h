@@ -21,9 +21,8 @@
  *   \________ slot 0 ___________/
  *            |
  *            +-- struct segment at B + META_GUARD: owning thread heap, free
- *                slot mask, the page descriptors (struct page) of every
- *                slot and their blocks' state bits (about 44 KiB; the
- *                rest of slot 0 is never touched).
+ *                slot mask and the page descriptors (struct page) of every
+ *                slot (about 12 KiB; the rest of slot 0 is never touched).
  *
  *   medium segment (8 KiB < blocks <= 256 KiB): 8 slots of 512 KiB, same
  *   slot-0 layout (guard, then the header).
@@ -42,7 +41,7 @@
  * someone else, and may be a block of ours (a large block whose mapping
  * ends there, or the last page of another segment). An overflow running
  * up from there faults on the guard's first byte instead of rewriting
- * page descriptors (free-list heads, link keys) or blocks' state bits, or a large
+ * page descriptors (free-list heads, link keys, free marks) or a large
  * header. META_GUARD is 16 KiB so that it is whole pages with 4 KiB and
  * 16 KiB pages; with larger pages (64 KiB) it cannot be protected alone,
  * and is left accessible and unused (meta_guard_bytes is 0; the layout
@@ -50,8 +49,7 @@
  *
  * What the guard does not cover: an underflow from slot 1's first block
  * down through the unused end of slot 0 (64 KiB - META_GUARD -
- * sizeof(segment), about 3.6 KiB in a small segment) into the header (its
- * state bits first, then the page descriptors 32 KiB further), and
+ * sizeof(segment), about 36 KiB in a small segment) into the header, and
  * an underflow of a large block of up to one page (its header lies in the
  * page before the block): large_free checks the header's seal and list
  * links before trusting them (large.c).
@@ -109,48 +107,11 @@ enum {
                                the free cannot change it */
 };
 
-/* A free block holds its free-list link in its first word (list_encode)
- * and nothing else of the allocator's: whether it is free is told by its
- * page's state bits (page_bits), out of line. */
 typedef struct block {
     uintptr_t next_encoded;
+    uintptr_t free_mark;    /* the page's free_mark while free, 0 when
+                               handed out: see block_looks_free) */
 } block;
-
-/* The most blocks a page holds: its state bits are PAGE_BITS_WORDS words
- * per kind. Only 16-byte blocks would be more in a 64 KiB page (4096):
- * their pages use half their slot (the rest is never touched, so it costs
- * address space only). */
-#define PAGE_BLOCKS_MAX 2048u
-#define PAGE_BITS_WORDS (PAGE_BLOCKS_MAX / 64)
-
-/* The state of every block of a page, one bit per block (by index from
- * the page's start), kept in the segment header, where no block's
- * overflow or write after free reaches (docs/process.md, "What is
- * checked"):
- *
- *   live  remote
- *    0     0     free: carved and never handed out, or freed by the owner
- *    1     0     handed out (live)
- *    1     1     freed by another thread: on thread_free, or collected
- *                onto free or local_free and not yet handed out again
- *    0     1     freed twice: by the owner and by another thread at the
- *                same moment (or, only for a moment, a cross-thread double
- *                free of a free block taking its bit back). The pop
- *                refuses such a block and page release reports it.
- *
- * live is written by the owner alone, with plain stores (pop sets a bit,
- * its free clears one), remote by other threads (an atomic fetch-or per
- * free: of two at once, one is told) and by the owner's pop of a block
- * they freed (a fetch-and); they are kept on separate cache lines so that
- * cross-thread frees do not take the owner's away from it. The owner's
- * free is not ordered against another thread's (that would take an
- * atomic read-modify-write or a fence on every free): both can pass, and
- * then the block is (0, 1), refused by the pop before it is handed out
- * twice and by the release before its page is given back. */
-typedef struct page_bits {
-    uint64_t live[PAGE_BITS_WORDS] __attribute__((aligned(64)));
-    uint64_t remote[PAGE_BITS_WORDS] __attribute__((aligned(64)));
-} page_bits;
 
 struct thread_heap;
 
@@ -161,11 +122,11 @@ typedef struct page {
     uint64_t block_mul;     /* floor(2^64 / block_size) + 1 */
     uint64_t block_limit;   /* capacity * (block_mul * block_size - 2^64):
                                see page_block_start; 0 while not in use */
-    uintptr_t link_key;     /* free-list encoding secrets (list_encode): */
-    uintptr_t link_mul;     /* a key, an odd multiplier, and */
-    uintptr_t link_unmul;   /* its inverse mod 2^64 */
+    uintptr_t link_key;     /* free-list encoding secret */
+    uintptr_t free_mark;    /* second word of every free block */
     uint32_t carved;        /* capacity * block_size: offsets below are
                                blocks; 0 while the slot is not in use */
+    uint32_t carved_units;  /* carved / 16, for the link range test */
     uint32_t block_size;
     uint16_t size_class;
     uint8_t in_use;         /* slot holds a page of blocks */
@@ -231,7 +192,6 @@ typedef struct segment {
                                lines may be half-written, and are rebuilt
                                before anyone uses them (segment.c) */
     page pages[SEGMENT_SLOTS_MAX];
-    page_bits bits[SEGMENT_SLOTS_MAX]; /* per slot: its page's block states */
 } segment;
 
 /* The life of a segment (segment.c, "Abandonment"). */

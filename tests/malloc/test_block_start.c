@@ -7,9 +7,7 @@
  *
  * free() trusts this test to tell a block start from an interior pointer
  * and a carved block from one not carved yet, so it is checked
- * exhaustively rather than by example. So is block_index, the high half
- * of the same product, which finds a block's state bits: it must be the
- * quotient for every offset of the page and every 32-bit offset.
+ * exhaustively rather than by example.
  */
 #include "check.h"
 
@@ -48,11 +46,6 @@ static unsigned long sweep(unsigned cls, uint32_t capacity, size_t page_bytes)
                 fprintf(stderr, "class %u (size %u), capacity %u: offset %lld misjudged\n", cls,
                         pg.block_size, capacity, (long long)off);
         }
-        if (off >= 0 && block_index(&pg, wrapped) != (uint64_t)off / pg.block_size) {
-            if (wrong++ < 3)
-                fprintf(stderr, "class %u (size %u): offset %lld indexed as block %u\n", cls,
-                        pg.block_size, (long long)off, block_index(&pg, wrapped));
-        }
     }
     return wrong;
 }
@@ -87,8 +80,6 @@ int main(void)
             rng ^= rng >> 27;
             uint32_t off = (uint32_t)((rng * 0x2545f4914f6cdd1du) >> 32);
             if (page_block_start(&pg, off) != expected_start(off, pg.block_size, reserved))
-                wrong++;
-            if (block_index(&pg, off) != off / pg.block_size)
                 wrong++;
         }
         CHECK_MSG(wrong == 0, "class %u: %lu random 32-bit offsets misjudged", cls, wrong);
