@@ -228,6 +228,7 @@ bool page_collect(page *pg)
     if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
         uintptr_t word = __atomic_exchange_n(&pg->thread_free, 0, __ATOMIC_ACQUIRE);
         uint32_t count = thread_free_count(word);
+        pg->remote_freed = 1;
         if (count > pg->used) {
             /* A block freed twice (by the owner and another thread at
              * once) made the count too low: neither this list nor the

@@ -339,6 +339,7 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->link_key = random_next(&h->rng);
     pg->free_mark = random_next(&h->rng) | 1u; /* never 0: a live block's */
     pg->in_full = 0;
+    pg->remote_freed = 0;
     pg->fresh = used_before ? 0 : 1;
     pg->next = pg->prev = NULL;
     __atomic_store_n(&pg->in_use, 1, __ATOMIC_RELEASE);
@@ -434,6 +435,7 @@ static void segment_rebuild_orphan(segment *seg)
             listed = 0;
         }
         pg->used = pg->capacity - listed;
+        pg->remote_freed = 1; /* rebuilt: its release walks its lists */
     }
     seg->free_slots = free_slots;
     seg->dirty_slots = free_slots;
@@ -568,7 +570,12 @@ static bool slot_free(page *pg)
 {
     brisk_assert(pg->in_use && pg->used == 0, "slot_free: the page still holds live blocks");
 #if BRISK_CHECKS
-    uintptr_t live_block = page_first_unlisted(pg);
+    /* Frees by the owner alone leave the count exact (a double free is
+     * told by the mark and the walk that confirms it): the lists are
+     * walked only for a page other threads freed into. */
+    uintptr_t waiting = __atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE);
+    uintptr_t live_block = waiting != 0 ? (uintptr_t)thread_free_head(waiting)
+                           : pg->remote_freed ? page_first_unlisted(pg) : 0;
     if (brisk_unlikely(live_block != 0)) {
         page_keep_unreleasable(pg, live_block);
         return false;
@@ -760,6 +767,7 @@ bool segment_abandoned_free(page *pg, block *b)
 #endif
     pg->local_free = b;
     pg->used--;
+    pg->remote_freed = 1;
     uint32_t freed = 0;
     for (unsigned i = 1; i < seg->slot_count; i++) {
         page *p = &seg->pages[i];

@@ -144,6 +144,10 @@ typedef struct page {
     uint32_t used;          /* blocks handed out and not yet back on the
                                owner's lists (includes thread_free ones) */
     uint8_t in_full;        /* on the thread heap's full list of its class */
+    uint8_t remote_freed;   /* other threads freed blocks into it since it
+                               was set up: only then can its count be
+                               wrong (a race of the owner's free with
+                               another's), and its release walks its lists */
     uint32_t span;          /* reserved * block_size */
     uint32_t capacity;      /* blocks carved so far */
     uint32_t reserved;      /* blocks that fit */

@@ -65,6 +65,7 @@
 #include "malloc/internal.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -581,13 +582,20 @@ static void quarantine_push_out(void)
 #define RELEASE_SIZE 112
 #define RELEASE_MAX 4096
 
-/* Class 1: a page must not be given back on its count alone. A page's
- * count of live blocks is made one too low (what a double free the old
- * list walk missed left behind; here written directly), then every block
- * of the page but one, l, is freed: the count reaches zero with l live.
- * The page was given back, its slot carved again for another size, and
- * l's memory handed out again. Its release must be refused and reported
- * as corruption, naming l. */
+/* Class 1: a page must not be given back on its count alone. A page that
+ * another thread freed a block into has its count of live blocks made one
+ * too low (what a double free the old list walk missed left behind, or
+ * the owner's free racing with another thread's; here written directly),
+ * then every block of the page but one, l, is freed: the count reaches
+ * zero with l live. The page was given back, its slot carved again for
+ * another size, and l's memory handed out again. Its release must be
+ * refused and reported as corruption, naming l. */
+static void *free_block_in_thread(void *p)
+{
+    free(p);
+    return NULL;
+}
+
 static void case_page_release_count_wrong(void)
 {
     static char *blocks[RELEASE_MAX];
@@ -608,10 +616,14 @@ static void case_page_release_count_wrong(void)
     }
     char *l = blocks[1];
     memset(l, 'L', RELEASE_SIZE);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, free_block_in_thread, blocks[2]) != 0)
+        broken("pthread_create failed");
+    pthread_join(thread, NULL);
     pg->used--;
     target(l);
     for (size_t i = 0; i < count; i++)
-        if (blocks[i] != l)
+        if (blocks[i] != l && i != 2)
             free(blocks[i]);
     quarantine_push_out();
     for (int i = 0; i < 2000; i++) {
