@@ -371,7 +371,7 @@ static uintptr_t first_nonzero(uintptr_t from, uintptr_t to)
  * (under canary). */
 static inline bool free_words_intact(const page *pg, uintptr_t b, uintptr_t canary)
 {
-    block *next = list_decode(pg, load_word(b));
+    block *next = list_decode(pg, (const block *)b, load_word(b));
     bool intact = next == NULL || page_link_in_range(pg, (uintptr_t)next - pg->start);
 #if BRISK_CHECKS
     intact &= load_word(b + 8) == pg->free_mark;

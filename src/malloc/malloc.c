@@ -167,7 +167,7 @@ static BRISK_NOINLINE void free_remote(page *pg, block *b)
     uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
     uintptr_t next;
     do {
-        b->next_encoded = list_encode(pg, thread_free_head(word));
+        b->next_encoded = list_encode(pg, b, thread_free_head(word));
         next = (uintptr_t)b |
                ((uintptr_t)(thread_free_count(word) + 1) << THREAD_FREE_COUNT_SHIFT);
     } while (!__atomic_compare_exchange_n(&pg->thread_free, &word, next, true,
@@ -201,7 +201,7 @@ BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
 {
     thread_heap *h = tls_thread_heap;
     if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
-        b->next_encoded = list_encode(pg, pg->local_free);
+        b->next_encoded = list_encode(pg, b, pg->local_free);
 #if BRISK_CHECKS
         b->free_mark = pg->free_mark;
 #endif

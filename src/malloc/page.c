@@ -42,20 +42,19 @@ static bool page_extend(page *pg)
     uintptr_t b = first;
     for (uint32_t i = 0; i + 1 < count; i++) {
         uintptr_t next = b + pg->block_size;
-        ((block *)b)->next_encoded = list_encode(pg, (block *)next);
+        ((block *)b)->next_encoded = list_encode(pg, (block *)b, (block *)next);
 #if BRISK_CHECKS
         ((block *)b)->free_mark = pg->free_mark;
 #endif
         b = next;
     }
-    ((block *)b)->next_encoded = list_encode(pg, pg->free);
+    ((block *)b)->next_encoded = list_encode(pg, (block *)b, pg->free);
 #if BRISK_CHECKS
     ((block *)b)->free_mark = pg->free_mark;
 #endif
     pg->free = (block *)first;
     pg->capacity += count;
     pg->carved = pg->capacity * pg->block_size;
-    pg->carved_units = pg->carved >> 4;
     pg->block_limit = block_limit_of(pg->block_mul, pg->block_size, pg->capacity);
     return clean;
 }
@@ -96,7 +95,7 @@ static list_search list_find(const page *pg, const block *list, const block *b)
         uintptr_t off = (uintptr_t)list - pg->start;
         if (off >= pg->carved || !page_block_start(pg, off) || !block_looks_free(pg, list))
             return LIST_BROKEN;
-        list = list_decode(pg, list->next_encoded);
+        list = list_decode(pg, list, list->next_encoded);
     }
     return LIST_LACKS;
 }
@@ -144,7 +143,7 @@ void free_suspect(page *pg, block *b)
         report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
         return;
     }
-    b->next_encoded = list_encode(pg, pg->local_free);
+    b->next_encoded = list_encode(pg, b, pg->local_free);
     b->free_mark = pg->free_mark;
     pg->local_free = b;
     if (--pg->used == 0 || pg->in_full)
@@ -167,7 +166,7 @@ uintptr_t page_first_unlisted(const page *pg)
         return (uintptr_t)thread_free_head(waiting); /* beyond the count */
     const block *lists[2] = {pg->free, pg->local_free};
     for (int l = 0; l < 2; l++) {
-        for (const block *b = lists[l]; b != NULL; b = list_decode(pg, b->next_encoded)) {
+        for (const block *b = lists[l]; b != NULL; b = list_decode(pg, b, b->next_encoded)) {
             uintptr_t off = (uintptr_t)b - pg->start;
             if (off >= pg->carved || !page_block_start(pg, off) || !block_looks_free(pg, b))
                 return (uintptr_t)b;
@@ -191,7 +190,8 @@ uintptr_t page_first_unlisted(const page *pg)
  * after free may have changed: it stops only at a NULL link, and a link
  * that does not decode to a block of the page (or a list longer than the
  * page) is reported and nothing is written, so a forged link can neither
- * make it write into a live block nor splice a live block into a list. */
+ * make it write into a live block nor splice a live block into a list;
+ * the page then gives up its lists. */
 static void list_splice(page *pg, block **dest, block *list)
 {
     if (*dest == NULL) {
@@ -200,9 +200,9 @@ static void list_splice(page *pg, block **dest, block *list)
     }
     block *tail = *dest;
     for (uint32_t i = 0; i < pg->capacity; i++) {
-        block *next = list_decode(pg, tail->next_encoded);
+        block *next = list_decode(pg, tail, tail->next_encoded);
         if (next == NULL) {
-            tail->next_encoded = list_encode(pg, list);
+            tail->next_encoded = list_encode(pg, tail, list);
             return;
         }
         if (!page_link_in_range(pg, (uintptr_t)next - pg->start))
@@ -210,6 +210,7 @@ static void list_splice(page *pg, block **dest, block *list)
         tail = next;
     }
     report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", tail);
+    page_give_up_lists(pg); /* the list taken is counted out of used already */
 }
 
 /* Makes the blocks other threads freed available: the whole thread_free

@@ -303,6 +303,17 @@ bool segment_cache_purge(uint64_t now, bool force)
     return any;
 }
 
+/* The inverse of the odd a mod 2^64, by Newton's iteration x <- x(2 - ax):
+ * a is its own inverse mod 8, and each step doubles the bits that are
+ * right (3, 6, 12, 24, 48, 96). */
+static uintptr_t odd_inverse(uintptr_t a)
+{
+    uintptr_t x = a;
+    for (int i = 0; i < 5; i++)
+        x *= 2 - a * x;
+    return x;
+}
+
 static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
 {
     uint64_t candidates = seg->free_slots & seg->dirty_slots;
@@ -328,7 +339,6 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->block_mul = block_mul_of(bsize);
     pg->block_limit = 0;
     pg->carved = 0;
-    pg->carved_units = 0;
     pg->reserved = (uint32_t)(page_size / bsize);
     pg->span = (uint32_t)(pg->reserved * bsize);
     if (brisk_unlikely(harden_flags & HARDEN_CANARY))
@@ -337,6 +347,8 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->used = 0;
     pg->size_class = (uint16_t)cls;
     pg->link_key = random_next(&h->rng);
+    pg->link_mul = random_next(&h->rng) | 1u; /* odd: invertible mod 2^64 */
+    pg->link_unmul = odd_inverse(pg->link_mul);
     pg->free_mark = random_next(&h->rng) | 1u; /* never 0: a live block's */
     pg->in_full = 0;
     pg->remote_freed = 0;
@@ -388,7 +400,7 @@ static void segment_rebuild_orphan(segment *seg)
             pg->in_use = 0; /* cannot be: the class is set before in_use */
         if (!pg->in_use) {
             pg->free = pg->local_free = NULL;
-            pg->carved = pg->carved_units = 0;
+            pg->carved = 0;
             pg->capacity = 0;
             pg->block_limit = 0;
             pg->emptied_block_size = 0;
@@ -406,7 +418,6 @@ static void segment_rebuild_orphan(segment *seg)
         if (pg->capacity > pg->reserved)
             pg->capacity = pg->reserved;
         pg->carved = (uint32_t)(pg->capacity * bsize);
-        pg->carved_units = pg->carved >> 4;
         pg->block_limit = block_limit_of(pg->block_mul, bsize, pg->capacity);
         uint64_t seen[65536 / 16 / 64];
         memset(seen, 0, sizeof seen);
@@ -414,7 +425,7 @@ static void segment_rebuild_orphan(segment *seg)
         bool intact = true;
         block *lists[2] = {pg->free, pg->local_free};
         for (int l = 0; l < 2 && intact; l++) {
-            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b->next_encoded)) {
+            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b, b->next_encoded)) {
                 uintptr_t off = (uintptr_t)b - pg->start;
                 size_t index = off / bsize;
                 if (off >= pg->carved || !page_block_start(pg, off) ||
@@ -590,7 +601,6 @@ static bool slot_free(page *pg)
     pg->local_free = NULL;
     pg->capacity = 0;
     pg->carved = 0;
-    pg->carved_units = 0;
     pg->block_limit = 0; /* no block start any more: a free is reported */
     pg->freed_at_ms = os_now_ms();
     seg->free_slots |= bit;
@@ -761,7 +771,7 @@ bool segment_abandoned_free(page *pg, block *b)
     if (seg->fork_orphan)
         segment_rebuild_orphan(seg);
     /* seg is held: b goes on its page as the owner's free would. */
-    b->next_encoded = list_encode(pg, pg->local_free);
+    b->next_encoded = list_encode(pg, b, pg->local_free);
 #if BRISK_CHECKS
     b->free_mark = pg->free_mark;
 #endif
