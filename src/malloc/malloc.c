@@ -160,7 +160,8 @@ static BRISK_NOINLINE void free_remote(page *pg, block *b)
     /* A plain store, like the owner's: two frees of b at the same moment
      * can both pass the mark test (free_inline) before either writes it.
      * Writing it with an atomic exchange, so that one would find the
-     * other's, cost larson about a third of its CPU time. The block is
+     * other's, puts a second atomic on every cross-thread free
+     * (CHANGELOG.md has what it cost). The block is
      * then listed twice and its page's count too low: the second pop
      * finds its mark gone, a collection finds more blocks than are live,
      * or the page's release finds its lists lack a block (a page other
