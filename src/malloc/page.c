@@ -170,7 +170,11 @@ uintptr_t page_first_unlisted(const page *pg)
             uintptr_t off = (uintptr_t)b - pg->start;
             if (off >= pg->carved || !page_block_start(pg, off) || !block_looks_free(pg, b))
                 return (uintptr_t)b;
-            size_t index = off / pg->block_size;
+            /* off / block_size, without a division: the high half of the
+             * product whose low half page_block_start tested (block_mul is
+             * ceil(2^64 / block_size), exact for every 32-bit offset). */
+            __extension__ typedef unsigned __int128 u128;
+            size_t index = (size_t)(((u128)(uint32_t)off * pg->block_mul) >> 64);
             if ((seen[index / 64] >> (index % 64)) & 1)
                 return (uintptr_t)b; /* listed twice */
             seen[index / 64] |= (uint64_t)1 << (index % 64);
