@@ -52,6 +52,11 @@
  *                            it, then the block is freed again: the second
  *                            free must be reported, and two live mallocs
  *                            must never return the same address.
+ *   page_release_count_wrong (abort) a page that another thread freed
+ *                            into has its count of live blocks lowered by
+ *                            one, then every block but one is freed: the
+ *                            page must not be given back with that block
+ *                            live (issue 14, class 1).
  *
  * Conventions (target, unnoticed, broken) are in cases.h. A case that
  * cannot be set up on this system (a page size that does not divide
