@@ -67,7 +67,7 @@ static long check_free_list(const page *pg, const block *b, uint64_t *seen)
             return malloc_check_fail("P2: a listed block lost its free mark (written after free)", b), -1;
 #endif
         count++;
-        b = list_decode(pg, b->next_encoded);
+        b = list_decode(pg, b, b->next_encoded);
     }
     return count;
 }
@@ -83,7 +83,7 @@ static int check_page(const thread_heap *h, const segment *seg, const page *pg)
         pg->reserved != (page_size - harden_page_front(pg->block_size)) / pg->block_size ||
         pg->span != pg->reserved * pg->block_size || pg->capacity > pg->reserved ||
         pg->carved != pg->capacity * pg->block_size ||
-        pg->carved_units != pg->carved >> 4 || pg->block_mul != block_mul_of(pg->block_size) ||
+        pg->block_mul != block_mul_of(pg->block_size) ||
         pg->block_limit != block_limit_of(pg->block_mul, pg->block_size, pg->capacity) ||
         (cls <= SMALL_CLASS_LAST) != (seg->page_shift == SMALL_PAGE_SHIFT))
         return malloc_check_fail("P1/P3: page geometry disagrees with its size class", pg);

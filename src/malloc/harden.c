@@ -498,7 +498,7 @@ static uintptr_t first_nonzero(uintptr_t from, uintptr_t to)
  * (under canary). */
 static inline bool free_words_intact(const page *pg, uintptr_t b, uintptr_t canary)
 {
-    block *next = list_decode(pg, load_word(b));
+    block *next = list_decode(pg, (const block *)b, load_word(b));
     bool intact = next == NULL || page_link_in_range(pg, (uintptr_t)next - pg->start);
 #if BRISK_CHECKS
     intact &= load_word(b + 8) == pg->free_mark;
@@ -861,7 +861,7 @@ static BRISK_NOINLINE void *hand_out_unwiped(void *p)
  * found the list corrupted, reported): under wipe, that it is still zero
  * (all of it for calloc, `zero`), else, for calloc, zeroing it. Returns
  * p, or NULL (errno ENOMEM) after reporting. */
-BRISK_INLINE void *harden_hand_out(page *pg, void *p, size_t size, bool zero)
+BRISK_INLINE void *harden_hand_out(page *pg, void *p, bool zero)
 {
     unsigned flags = harden_flags;
     if (brisk_unlikely(p == NULL))
@@ -878,7 +878,7 @@ BRISK_INLINE void *harden_hand_out(page *pg, void *p, size_t size, bool zero)
         if (brisk_unlikely(!clean))
             return hand_out_unwiped(p);
     } else if (zero) {
-        memset(p, 0, size); /* size <= the usable size: the canary stays */
+        memset(p, 0, end - (uintptr_t)p); /* the usable size: the canary stays */
     }
     return p;
 }
@@ -927,7 +927,7 @@ static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, boo
         page *pg = current_page(h, want);
         if (pg->free != NULL) {
             h->class_requests[pg->size_class]++;
-            return harden_hand_out(pg, page_pop(pg), size, zero);
+            return harden_hand_out(pg, page_pop(pg), zero);
         }
     }
     /* calloc (zero) never asks for an alignment. A page block is zeroed
@@ -946,7 +946,7 @@ static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, boo
     page *pg = page_block_of(p);
     if (pg == NULL)
         return p; /* a large block: guard pages and wiping are large.c's */
-    return harden_hand_out(pg, p, size, zero);
+    return harden_hand_out(pg, p, zero);
 }
 
 void *harden_alloc(size_t size, size_t alignment, bool zero)

@@ -181,31 +181,39 @@ static inline uintptr_t rotr_word(uintptr_t x, unsigned r)
     return r == 0 ? x : (x >> r) | (x << (64u - r));
 }
 
-/* stored = rotl(next ^ link_key, 23): without the page's key a written
- * value decodes to an unpredictable address, and every decoded pointer
- * is validated on pop anyway (inside the page's carved part, 16-byte
- * aligned), so even a forged one can only name an address in the same
- * page. The rotation moves a partial overwrite of the stored word's low
- * bytes (the usual use-after-free write) into the decoded pointer's high
- * bits, where the validation catches it. Two one-cycle operations. */
-#define LIST_ROTATE 23u
-
-static inline uintptr_t list_encode(const page *pg, const block *next)
+/* stored = (next ^ holder * link_key) * link_mul, where holder is the
+ * block the link is stored in and link_key and link_mul (odd) are secrets
+ * of the page; decoding multiplies by link_mul's inverse. Without the
+ * secrets a written value decodes to an unpredictable address, and a
+ * partial overwrite of the stored word (the usual use-after-free write)
+ * changes every decoded bit above it: the pop's range test refuses it
+ * with probability 1 - carved / 2^48. And one freed block read does not
+ * give what forging needs (issue 14, class 3): its stored word is its
+ * next, masked by its own address times a secret, multiplied by another;
+ * encoding another next, even into the same block, needs the multiplier.
+ * (rotl(next ^ key, 23), the encoding before, gave the key from one word
+ * whose next was known.) Every decoded pointer is validated on pop anyway
+ * (inside the page's carved part, 16-byte aligned), so even a forged one
+ * can only name an address in the same page. The holder's product does
+ * not wait for the load of the stored word. */
+static inline uintptr_t list_encode(const page *pg, const block *holder, const block *next)
 {
 #if BRISK_CHECKS
-    return rotl_word((uintptr_t)next ^ pg->link_key, LIST_ROTATE);
+    return ((uintptr_t)next ^ (uintptr_t)holder * pg->link_key) * pg->link_mul;
 #else
     (void)pg;
+    (void)holder;
     return (uintptr_t)next;
 #endif
 }
 
-static inline block *list_decode(const page *pg, uintptr_t stored)
+static inline block *list_decode(const page *pg, const block *holder, uintptr_t stored)
 {
 #if BRISK_CHECKS
-    return (block *)(rotr_word(stored, LIST_ROTATE) ^ pg->link_key);
+    return (block *)((stored * pg->link_unmul) ^ (uintptr_t)holder * pg->link_key);
 #else
     (void)pg;
+    (void)holder;
     return (block *)stored;
 #endif
 }
@@ -331,7 +339,7 @@ static inline uint64_t block_limit_of(uint64_t mul, size_t d, uint32_t capacity)
  * four bits to the top, making the value larger than any carved / 16. */
 static inline bool page_link_in_range(const page *pg, uintptr_t off)
 {
-    return rotr_word(off, 4) < (uintptr_t)pg->carved_units;
+    return rotr_word(off, 4) < (uintptr_t)(pg->carved >> 4);
 }
 
 /* Whether a block's second word is its page's free mark: the double-free
@@ -350,8 +358,29 @@ static inline segment *page_segment(const page *pg)
 
 /* page.c */
 BRISK_HIDDEN void *page_pop_corrupt(page *pg, block *b);
+/* What walking a page's free lists for a block found (page.c). */
+typedef enum list_search {
+    LIST_LACKS,  /* every list read whole, the block on none */
+    LIST_HOLDS,  /* the block is on one */
+    LIST_BROKEN  /* a link a write after free broke, or a cycle: unknown */
+} list_search;
+BRISK_HIDDEN list_search page_find_free_block(page *pg, const block *b);
+/* Whether b may be free: on a list, or behind a broken link. */
 BRISK_HIDDEN bool page_has_free_block(page *pg, const block *b);
 BRISK_HIDDEN void free_suspect(page *pg, block *b);
+/* A page found corrupted gives up its free lists: every carved block is
+ * counted live (leaked, never handed out again until the program frees
+ * it), so its invariants hold and nothing it lists is believed. Blocks
+ * waiting on thread_free stay there, counted. */
+BRISK_HIDDEN void page_give_up_lists(page *pg);
+/* Before a page whose count reached zero is given back: 0 when its lists
+ * hold every carved block once, each a block start carrying the mark, and
+ * nothing waits on thread_free; else the address of the first block that
+ * is not so (a block still live, one listed twice, a bad link). A count
+ * can be wrong (a double free no check saw): the slot would be carved
+ * again with the block live. */
+BRISK_HIDDEN uintptr_t page_first_unlisted(const page *pg);
+#define PAGE_SEEN_WORDS (65536 / 16 / 64) /* a bit per block of any page */
 BRISK_HIDDEN void *malloc_generic(thread_heap *h, unsigned cls);
 BRISK_HIDDEN void page_free_slow(page *pg, thread_heap *h);
 BRISK_HIDDEN bool page_collect(page *pg);
@@ -362,7 +391,10 @@ BRISK_HIDDEN void block_report_bad_free(page *pg, const void *p);
 
 /* segment.c */
 BRISK_HIDDEN page *segment_page_alloc(thread_heap *h, unsigned cls);
-BRISK_HIDDEN void segment_page_free(thread_heap *h, page *pg);
+/* Gives an empty page back to its segment (the segment to the cache once
+ * empty); false when its lists lack a block (page_first_unlisted):
+ * reported, and the page kept on h's full list of its class. */
+BRISK_HIDDEN bool segment_page_free(thread_heap *h, page *pg);
 BRISK_HIDDEN bool thread_heap_purge(thread_heap *h, bool force);
 BRISK_HIDDEN void thread_heap_purge_tick(thread_heap *h);
 BRISK_HIDDEN void thread_heap_abandon_segments(thread_heap *h);
@@ -438,7 +470,7 @@ BRISK_INLINE void *page_pop(page *pg)
     block *b = pg->free;
     brisk_assert(b != NULL && pg->in_use, "page_pop: the page has no free block");
 #if BRISK_CHECKS
-    block *next = list_decode(pg, b->next_encoded);
+    block *next = list_decode(pg, b, b->next_encoded);
     /* In range first: the end of a list (NULL) is the rare case. */
     if (brisk_unlikely((!page_link_in_range(pg, (uintptr_t)next - pg->start) && next != NULL) ||
                        b->free_mark != pg->free_mark))
@@ -447,7 +479,7 @@ BRISK_INLINE void *page_pop(page *pg)
     b->next_encoded = 0;
     b->free_mark = 0;
 #else
-    pg->free = list_decode(pg, b->next_encoded);
+    pg->free = list_decode(pg, b, b->next_encoded);
 #endif
     pg->used++;
     return b;

@@ -472,7 +472,11 @@ void *large_alloc(size_t size, size_t alignment, bool zero)
                 if (zero && !harden_span_zero(hdr->block, end < old_end ? end : old_end))
                     return large_report_unwiped(hdr);
             } else if (zero) {
-                memset((void *)hdr->block, 0, size);
+                /* The whole usable size, which malloc_usable_size hands
+                 * the caller: what the mapping grew by past old_end is
+                 * fresh from the kernel, zero already. */
+                uintptr_t end = hdr->block + hdr->usable;
+                memset((void *)hdr->block, 0, (end < old_end ? end : old_end) - hdr->block);
             }
             global_lock_take();
             live_link(hdr);

@@ -52,6 +52,18 @@ BRISK_INLINE void *malloc_inline(size_t size)
     return malloc_slow(size, 0, false);
 }
 
+/* calloc's zeroing of the page block p: its whole usable size, not only
+ * the bytes asked for, since malloc_usable_size tells the caller the rest
+ * is its to use too and it must not show a previous owner's data (glibc
+ * zeroes the whole chunk as well). The usable size is the block less its
+ * canary when harden.c asks for a zeroed block under canaries. */
+static void block_zero(void *p)
+{
+    page *pg = page_of(segment_of_meta(meta_of(p)), p);
+    size_t canary = (harden_flags & HARDEN_CANARY) ? HARDEN_CANARY_SIZE : 0;
+    memset(p, 0, pg->block_size - canary);
+}
+
 /* First allocation of a thread, large blocks, aligned blocks, calloc. */
 static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero)
 {
@@ -72,7 +84,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
         if (size <= MEDIUM_SIZE_MAX) {
             p = malloc_class(h, size_class_of(size));
             if (zero && p != NULL)
-                memset(p, 0, size);
+                block_zero(p);
             return p;
         }
     } else if (size <= MEDIUM_SIZE_MAX && alignment <= MEDIUM_SIZE_MAX) {
@@ -84,7 +96,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
         if (rounded <= MEDIUM_SIZE_MAX) {
             p = malloc_class(h, size_class_of(rounded));
             if (zero && p != NULL)
-                memset(p, 0, size);
+                block_zero(p);
             return p;
         }
     }
@@ -145,11 +157,21 @@ static BRISK_NOINLINE void free_remote(page *pg, block *b)
         return;
     uintptr_t word = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
     uintptr_t next;
+    /* A plain store, like the owner's: two frees of b at the same moment
+     * can both pass the mark test (free_inline) before either writes it.
+     * Writing it with an atomic exchange, so that one would find the
+     * other's, puts a second atomic on every cross-thread free
+     * (CHANGELOG.md has what it cost). The block is
+     * then listed twice and its page's count too low: the second pop
+     * finds its mark gone, a collection finds more blocks than are live,
+     * or the page's release finds its lists lack a block (a page other
+     * threads freed into is checked before it is given back), and the
+     * page gives up its lists; it is never handed out twice. */
 #if BRISK_CHECKS
     b->free_mark = pg->free_mark;
 #endif
     do {
-        b->next_encoded = list_encode(pg, thread_free_head(word));
+        b->next_encoded = list_encode(pg, b, thread_free_head(word));
         next = (uintptr_t)b |
                ((uintptr_t)(thread_free_count(word) + 1) << THREAD_FREE_COUNT_SHIFT);
     } while (!__atomic_compare_exchange_n(&pg->thread_free, &word, next, true,
@@ -183,7 +205,7 @@ BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
 {
     thread_heap *h = tls_thread_heap;
     if (brisk_likely(__atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == h && h != NULL)) {
-        b->next_encoded = list_encode(pg, pg->local_free);
+        b->next_encoded = list_encode(pg, b, pg->local_free);
 #if BRISK_CHECKS
         b->free_mark = pg->free_mark;
 #endif

@@ -42,20 +42,19 @@ static bool page_extend(page *pg)
     uintptr_t b = first;
     for (uint32_t i = 0; i + 1 < count; i++) {
         uintptr_t next = b + pg->block_size;
-        ((block *)b)->next_encoded = list_encode(pg, (block *)next);
+        ((block *)b)->next_encoded = list_encode(pg, (block *)b, (block *)next);
 #if BRISK_CHECKS
         ((block *)b)->free_mark = pg->free_mark;
 #endif
         b = next;
     }
-    ((block *)b)->next_encoded = list_encode(pg, pg->free);
+    ((block *)b)->next_encoded = list_encode(pg, (block *)b, pg->free);
 #if BRISK_CHECKS
     ((block *)b)->free_mark = pg->free_mark;
 #endif
     pg->free = (block *)first;
     pg->capacity += count;
     pg->carved = pg->capacity * pg->block_size;
-    pg->carved_units = pg->carved >> 4;
     pg->block_limit = block_limit_of(pg->block_mul, pg->block_size, pg->capacity);
     return clean;
 }
@@ -81,48 +80,113 @@ void block_report_bad_free(page *pg, const void *p)
                      "free of a pointer that is not the start of a live block", p);
 }
 
-/* Walks one list for b; at most `limit` steps (a cycle cannot hang us). */
-static bool list_contains(const page *pg, const block *list, const block *b, uint32_t limit)
+/* Walks one list for b: whether the list holds it, lacks it, or cannot
+ * tell: a link that does not name a carved block start of the page
+ * carrying the free mark (written after free), or more links than the
+ * page has blocks (a cycle). A walk that meets a bad link concludes
+ * nothing: the blocks past it are unknown, b may be among them. */
+static list_search list_find(const page *pg, const block *list, const block *b)
 {
-    for (uint32_t i = 0; list != NULL && i <= limit; i++) {
+    for (uint32_t i = 0; list != NULL; i++) {
+        if (i >= pg->capacity)
+            return LIST_BROKEN;
         if (list == b)
-            return true;
+            return LIST_HOLDS;
         uintptr_t off = (uintptr_t)list - pg->start;
-        if (off >= pg->carved || (off & 15) != 0)
-            return false;
-        list = list_decode(pg, list->next_encoded);
+        if (off >= pg->carved || !page_block_start(pg, off) || !block_looks_free(pg, list))
+            return LIST_BROKEN;
+        list = list_decode(pg, list, list->next_encoded);
     }
-    return false;
+    return LIST_LACKS;
 }
 
-/* Owner only: whether b is on any of the page's free lists. O(blocks in
- * the page), run only when b's first word reads as a free-list link. */
+/* Owner only: whether b is on one of the page's free lists, O(blocks in
+ * the page), run only when b's second word reads as the free mark. Holds
+ * wins over broken (b was found before the bad link); broken over lacks. */
+list_search page_find_free_block(page *pg, const block *b)
+{
+    const block *lists[3] = {pg->free, pg->local_free,
+                             thread_free_head(__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE))};
+    list_search result = LIST_LACKS;
+    for (int l = 0; l < 3; l++) {
+        list_search found = list_find(pg, lists[l], b);
+        if (found == LIST_HOLDS)
+            return LIST_HOLDS;
+        if (found == LIST_BROKEN)
+            result = LIST_BROKEN;
+    }
+    return result;
+}
+
 bool page_has_free_block(page *pg, const block *b)
 {
-    return list_contains(pg, pg->free, b, pg->capacity) ||
-           list_contains(pg, pg->local_free, b, pg->capacity) ||
-           list_contains(pg, thread_free_head(__atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE)), b,
-                         pg->capacity);
+    return page_find_free_block(pg, b) != LIST_LACKS;
 }
 
-/* A free whose block's first word reads as a free-list link: the owner
- * confirms by walking the page's lists and frees normally if the block is
- * on none; another thread cannot walk the owner's lists and reports (the
- * word is a valid link only if the block is free, barring a program that
- * wrote a value it cannot compute without the page's secrets). */
+/* A free whose block's second word reads as the free mark: the owner
+ * confirms by walking the page's lists and frees normally only if the
+ * block is on none, all of them read whole; another thread cannot walk
+ * the owner's lists and reports (the word is the mark only if the block
+ * is free, barring a program that wrote a value it can only have read
+ * from freed memory). */
 void free_suspect(page *pg, block *b)
 {
     thread_heap *h = tls_thread_heap;
     bool local = h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
-    if (!local || page_has_free_block(pg, b)) {
+    list_search found = local ? page_find_free_block(pg, b) : LIST_HOLDS;
+    if (found == LIST_BROKEN) {
+        report_error(BRISK_ERROR_DOUBLE_FREE,
+                     "double free (or a free list corrupted: a freed block was written to)", b);
+        return;
+    }
+    if (found == LIST_HOLDS) {
         report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
         return;
     }
-    b->next_encoded = list_encode(pg, pg->local_free);
+    b->next_encoded = list_encode(pg, b, pg->local_free);
     b->free_mark = pg->free_mark;
     pg->local_free = b;
     if (--pg->used == 0 || pg->in_full)
         page_free_slow(pg, h);
+}
+
+void page_give_up_lists(page *pg)
+{
+    pg->free = pg->local_free = NULL;
+    pg->used = pg->capacity;
+}
+
+uintptr_t page_first_unlisted(const page *pg)
+{
+    uint64_t seen[PAGE_SEEN_WORDS];
+    memset(seen, 0, sizeof seen);
+    uint32_t listed = 0;
+    uintptr_t waiting = __atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE);
+    if (waiting != 0)
+        return (uintptr_t)thread_free_head(waiting); /* beyond the count */
+    const block *lists[2] = {pg->free, pg->local_free};
+    for (int l = 0; l < 2; l++) {
+        for (const block *b = lists[l]; b != NULL; b = list_decode(pg, b, b->next_encoded)) {
+            uintptr_t off = (uintptr_t)b - pg->start;
+            if (off >= pg->carved || !page_block_start(pg, off) || !block_looks_free(pg, b))
+                return (uintptr_t)b;
+            /* off / block_size, without a division: the high half of the
+             * product whose low half page_block_start tested (block_mul is
+             * ceil(2^64 / block_size), exact for every 32-bit offset). */
+            __extension__ typedef unsigned __int128 u128;
+            size_t index = (size_t)(((u128)(uint32_t)off * pg->block_mul) >> 64);
+            if ((seen[index / 64] >> (index % 64)) & 1)
+                return (uintptr_t)b; /* listed twice */
+            seen[index / 64] |= (uint64_t)1 << (index % 64);
+            listed++;
+        }
+    }
+    if (listed == pg->capacity)
+        return 0;
+    for (uint32_t i = 0; i < pg->capacity; i++)
+        if (((seen[i / 64] >> (i % 64)) & 1) == 0)
+            return pg->start + (uintptr_t)i * pg->block_size; /* live */
+    return pg->start;
 }
 
 /* Appends list (linked with the page's encoding) to *dest; walks *dest to
@@ -130,7 +194,8 @@ void free_suspect(page *pg, block *b)
  * after free may have changed: it stops only at a NULL link, and a link
  * that does not decode to a block of the page (or a list longer than the
  * page) is reported and nothing is written, so a forged link can neither
- * make it write into a live block nor splice a live block into a list. */
+ * make it write into a live block nor splice a live block into a list;
+ * the page then gives up its lists. */
 static void list_splice(page *pg, block **dest, block *list)
 {
     if (*dest == NULL) {
@@ -139,9 +204,9 @@ static void list_splice(page *pg, block **dest, block *list)
     }
     block *tail = *dest;
     for (uint32_t i = 0; i < pg->capacity; i++) {
-        block *next = list_decode(pg, tail->next_encoded);
+        block *next = list_decode(pg, tail, tail->next_encoded);
         if (next == NULL) {
-            tail->next_encoded = list_encode(pg, list);
+            tail->next_encoded = list_encode(pg, tail, list);
             return;
         }
         if (!page_link_in_range(pg, (uintptr_t)next - pg->start))
@@ -149,6 +214,7 @@ static void list_splice(page *pg, block **dest, block *list)
         tail = next;
     }
     report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", tail);
+    page_give_up_lists(pg); /* the list taken is counted out of used already */
 }
 
 /* Makes the blocks other threads freed available: the whole thread_free
@@ -167,10 +233,15 @@ bool page_collect(page *pg)
     if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0) {
         uintptr_t word = __atomic_exchange_n(&pg->thread_free, 0, __ATOMIC_ACQUIRE);
         uint32_t count = thread_free_count(word);
+        pg->remote_freed = 1;
         if (count > pg->used) {
+            /* A block freed twice (by the owner and another thread at
+             * once) made the count too low: neither this list nor the
+             * page's others are believed. */
             report_error(BRISK_ERROR_CORRUPTION,
                          "cross-thread free list corrupted (more blocks than are live)",
                          thread_free_head(word));
+            page_give_up_lists(pg);
         } else {
             pg->used -= count;
             list_splice(pg, pg->free == NULL ? &pg->free : &pg->local_free,
@@ -238,8 +309,7 @@ void thread_heap_adopt_pages(thread_heap *h, segment *seg)
         pg->next = pg->prev = NULL;
         if (pg->used == 0) {
             bool last = seg->pages_in_use == 1;
-            segment_page_free(h, pg);
-            if (last)
+            if (segment_page_free(h, pg) && last)
                 return; /* the segment went to the cache */
             continue;
         }
@@ -249,10 +319,11 @@ void thread_heap_adopt_pages(thread_heap *h, segment *seg)
 }
 
 /* A pop found the free list pointing somewhere no free block can be: a
- * freed block was overwritten. The rest of the list is dropped. */
+ * freed block was overwritten, or one block was freed twice at once and
+ * listed twice. The page's lists are given up (page_give_up_lists). */
 void *page_pop_corrupt(page *pg, block *b)
 {
-    pg->free = NULL;
+    page_give_up_lists(pg);
     report_error(BRISK_ERROR_CORRUPTION, "free list corrupted (a freed block was written to)", b);
     errno = ENOMEM;
     return NULL;

@@ -303,6 +303,17 @@ bool segment_cache_purge(uint64_t now, bool force)
     return any;
 }
 
+/* The inverse of the odd a mod 2^64, by Newton's iteration x <- x(2 - ax):
+ * a is its own inverse mod 8, and each step doubles the bits that are
+ * right (3, 6, 12, 24, 48, 96). */
+static uintptr_t odd_inverse(uintptr_t a)
+{
+    uintptr_t x = a;
+    for (int i = 0; i < 5; i++)
+        x *= 2 - a * x;
+    return x;
+}
+
 static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
 {
     uint64_t candidates = seg->free_slots & seg->dirty_slots;
@@ -328,7 +339,6 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->block_mul = block_mul_of(bsize);
     pg->block_limit = 0;
     pg->carved = 0;
-    pg->carved_units = 0;
     pg->reserved = (uint32_t)(page_size / bsize);
     pg->span = (uint32_t)(pg->reserved * bsize);
     if (brisk_unlikely(harden_flags & HARDEN_CANARY))
@@ -337,8 +347,11 @@ static page *segment_take_slot(thread_heap *h, segment *seg, unsigned cls)
     pg->used = 0;
     pg->size_class = (uint16_t)cls;
     pg->link_key = random_next(&h->rng);
+    pg->link_mul = random_next(&h->rng) | 1u; /* odd: invertible mod 2^64 */
+    pg->link_unmul = odd_inverse(pg->link_mul);
     pg->free_mark = random_next(&h->rng) | 1u; /* never 0: a live block's */
     pg->in_full = 0;
+    pg->remote_freed = 0;
     pg->fresh = used_before ? 0 : 1;
     pg->next = pg->prev = NULL;
     __atomic_store_n(&pg->in_use, 1, __ATOMIC_RELEASE);
@@ -389,7 +402,7 @@ static void segment_rebuild_orphan(segment *seg)
             pg->in_use = 0; /* cannot be: the class is set before in_use */
         if (!pg->in_use) {
             pg->free = pg->local_free = NULL;
-            pg->carved = pg->carved_units = 0;
+            pg->carved = 0;
             pg->capacity = 0;
             pg->block_limit = 0;
             pg->emptied_block_size = 0;
@@ -407,7 +420,6 @@ static void segment_rebuild_orphan(segment *seg)
         if (pg->capacity > pg->reserved)
             pg->capacity = pg->reserved;
         pg->carved = (uint32_t)(pg->capacity * bsize);
-        pg->carved_units = pg->carved >> 4;
         pg->block_limit = block_limit_of(pg->block_mul, bsize, pg->capacity);
         uint64_t seen[65536 / 16 / 64];
         memset(seen, 0, sizeof seen);
@@ -415,7 +427,7 @@ static void segment_rebuild_orphan(segment *seg)
         bool intact = true;
         block *lists[2] = {pg->free, pg->local_free};
         for (int l = 0; l < 2 && intact; l++) {
-            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b->next_encoded)) {
+            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b, b->next_encoded)) {
                 uintptr_t off = (uintptr_t)b - pg->start;
                 size_t index = off / bsize;
                 if (off >= pg->carved || !page_block_start(pg, off) ||
@@ -436,6 +448,7 @@ static void segment_rebuild_orphan(segment *seg)
             listed = 0;
         }
         pg->used = pg->capacity - listed;
+        pg->remote_freed = 1; /* rebuilt: its release walks its lists */
         if (harden_flags & (HARDEN_CANARY | HARDEN_WIPE))
             harden_orphan_page_rebuilt(pg);
     }
@@ -553,11 +566,41 @@ page *segment_page_alloc(thread_heap *h, unsigned cls)
     return segment_take_slot(h, seg, cls);
 }
 
+#if BRISK_CHECKS
+/* A page whose count of live blocks reached zero while its lists do not
+ * hold every block (live_block, the first one they lack, or the first bad
+ * or twice-listed one). It is not given back (its memory would be carved
+ * again, for any size, with a block live): reported, and kept with every
+ * block counted live and its lists dropped. */
+static BRISK_NOINLINE void page_keep_unreleasable(page *pg, uintptr_t live_block)
+{
+    report_error(BRISK_ERROR_CORRUPTION,
+                 "heap corrupted: a page's count of live blocks reached zero with a block still live "
+                 "(freed twice, or the count overwritten)",
+                 (void *)live_block);
+    page_give_up_lists(pg);
+}
+#endif
+
 /* Returns an empty page's slot to its segment; the memory stays resident
- * until decay. The caller has taken the page off every thread heap list. */
-static void slot_free(page *pg)
+ * until decay. The caller has taken the page off every thread heap list.
+ * A page is given back on what its lists hold, not on its count alone:
+ * false when they lack a block (page_keep_unreleasable). */
+static bool slot_free(page *pg)
 {
     brisk_assert(pg->in_use && pg->used == 0, "slot_free: the page still holds live blocks");
+#if BRISK_CHECKS
+    /* Frees by the owner alone leave the count exact (a double free is
+     * told by the mark and the walk that confirms it): the lists are
+     * walked only for a page other threads freed into. */
+    uintptr_t waiting = __atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE);
+    uintptr_t live_block = waiting != 0 ? (uintptr_t)thread_free_head(waiting)
+                           : pg->remote_freed ? page_first_unlisted(pg) : 0;
+    if (brisk_unlikely(live_block != 0)) {
+        page_keep_unreleasable(pg, live_block);
+        return false;
+    }
+#endif
     segment *seg = page_segment(pg);
     uint64_t bit = (uint64_t)1 << pg->slot;
     if (brisk_unlikely(harden_flags & HARDEN_WIPE))
@@ -567,20 +610,26 @@ static void slot_free(page *pg)
     pg->local_free = NULL;
     pg->capacity = 0;
     pg->carved = 0;
-    pg->carved_units = 0;
     pg->block_limit = 0; /* no block start any more: a free is reported */
     pg->freed_at_ms = os_now_ms();
     seg->free_slots |= bit;
     seg->dirty_slots |= bit;
     seg->pages_in_use--;
+    return true;
 }
 
-void segment_page_free(thread_heap *h, page *pg)
+bool segment_page_free(thread_heap *h, page *pg)
 {
-    slot_free(pg);
+    if (brisk_unlikely(!slot_free(pg))) {
+        /* Kept, with no free block: on its class's full list. */
+        pg->in_full = 1;
+        page_queue_push_back(&h->full[pg->size_class], pg);
+        return false;
+    }
     segment *seg = page_segment(pg);
     if (seg->pages_in_use == 0)
         segment_release(h, seg);
+    return true;
 }
 
 /* Collects every page of q from `from` on and gives back those that turn
@@ -731,22 +780,21 @@ bool segment_abandoned_free(page *pg, block *b)
     if (seg->fork_orphan)
         segment_rebuild_orphan(seg);
     /* seg is held: b goes on its page as the owner's free would. */
-    b->next_encoded = list_encode(pg, pg->local_free);
+    b->next_encoded = list_encode(pg, b, pg->local_free);
 #if BRISK_CHECKS
     b->free_mark = pg->free_mark;
 #endif
     pg->local_free = b;
     pg->used--;
+    pg->remote_freed = 1;
     uint32_t freed = 0;
     for (unsigned i = 1; i < seg->slot_count; i++) {
         page *p = &seg->pages[i];
         if (!p->in_use)
             continue;
         page_collect(p);
-        if (p->used == 0) {
-            slot_free(p);
+        if (p->used == 0 && slot_free(p))
             freed++;
-        }
     }
     if (seg->pages_in_use == 0) {
         global_lock_take();

@@ -117,18 +117,34 @@ struct thread_heap;
 
 typedef struct page {
     /* line 1: fixed while the page is in use (carved grows when blocks
-     * are carved); read by every malloc and by frees from any thread */
+     * are carved); read by every malloc and by frees from any thread.
+     * What only the owner or slow paths read is on line 2. */
     uintptr_t start;        /* first block (the slot's start) */
     uint64_t block_mul;     /* floor(2^64 / block_size) + 1 */
     uint64_t block_limit;   /* capacity * (block_mul * block_size - 2^64):
                                see page_block_start; 0 while not in use */
-    uintptr_t link_key;     /* free-list encoding secret */
+    uintptr_t link_key;     /* free-list encoding secrets (list_encode): */
+    uintptr_t link_mul;     /* a key, an odd multiplier, and */
+    uintptr_t link_unmul;   /* its inverse mod 2^64 */
     uintptr_t free_mark;    /* second word of every free block */
     uint32_t carved;        /* capacity * block_size: offsets below are
                                blocks; 0 while the slot is not in use */
-    uint32_t carved_units;  /* carved / 16, for the link range test */
     uint32_t block_size;
+    /* line 2: written by the owner thread only */
+    block *free __attribute__((aligned(64)));
+    block *local_free;
+    uint32_t used;          /* blocks handed out and not yet back on the
+                               owner's lists (includes thread_free ones) */
+    uint8_t in_full;        /* on the thread heap's full list of its class */
+    uint8_t remote_freed;   /* other threads freed blocks into it since it
+                               was set up: only then can its count be
+                               wrong (a race of the owner's free with
+                               another's), and its release walks its lists */
     uint16_t size_class;
+    uint32_t span;          /* reserved * block_size */
+    uint32_t capacity;      /* blocks carved so far */
+    uint32_t reserved;      /* blocks that fit */
+    uint32_t slot;          /* index in its segment */
     uint8_t in_use;         /* slot holds a page of blocks */
     uint8_t fresh;          /* the slot's memory was never used since
                                it was mapped when the page was set up:
@@ -137,23 +153,13 @@ typedef struct page {
                                checked to be zero as it is carved (a
                                slot returned to the OS reads zero too,
                                unless written after free since) */
-    uint32_t slot;          /* index in its segment */
-    /* line 2: written by the owner thread only */
-    block *free __attribute__((aligned(64)));
-    block *local_free;
-    uint32_t used;          /* blocks handed out and not yet back on the
-                               owner's lists (includes thread_free ones) */
-    uint8_t in_full;        /* on the thread heap's full list of its class */
-    uint32_t span;          /* reserved * block_size */
-    uint32_t capacity;      /* blocks carved so far */
-    uint32_t reserved;      /* blocks that fit */
     struct page *next, *prev; /* thread heap queue or full list */
-    uint64_t freed_at_ms;   /* when the slot was freed (for decay) */
     /* line 3: pushed to by other threads (one CAS per remote free), so
      * their frees never take the owner's line 2 away from it. The word
      * holds the list's head (48 bits) and its length (16 bits): the owner
      * takes the list with one exchange and never walks it. */
     uintptr_t thread_free __attribute__((aligned(64)));
+    uint64_t freed_at_ms;   /* when the slot was freed (for decay) */
     /* Under wipe, the layout of the slot's last page when it emptied
      * (harden.c): a write after free found when the slot is carved again
      * is reported with the start of the block it hit. Written and read
@@ -165,6 +171,7 @@ typedef struct page {
 } __attribute__((aligned(64))) page; /* three whole cache lines */
 
 _Static_assert(offsetof(page, free) == 64, "page line 1 outgrew its cache line");
+_Static_assert(offsetof(page, thread_free) == 128, "page line 2 outgrew its cache line");
 
 typedef struct segment {
     uint32_t magic;         /* SEGMENT_MAGIC (large_header has LARGE_MAGIC

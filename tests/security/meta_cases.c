@@ -52,6 +52,11 @@
  *                            it, then the block is freed again: the second
  *                            free must be reported, and two live mallocs
  *                            must never return the same address.
+ *   page_release_count_wrong (abort) a page that another thread freed
+ *                            into has its count of live blocks lowered by
+ *                            one, then every block but one is freed: the
+ *                            page must not be given back with that block
+ *                            live (issue 14, class 1).
  *
  * Conventions (target, unnoticed, broken) are in cases.h. A case that
  * cannot be set up on this system (a page size that does not divide
@@ -65,6 +70,7 @@
 #include "malloc/internal.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -558,6 +564,85 @@ static void case_large_header_replayed(void)
     unnoticed("the second free of a large block whose header was replayed was accepted");
 }
 
+/* ---- page release (issue 14, class 1) ----------------------------------- */
+
+/* The page descriptor of the page block p. */
+static page *page_holding(const void *p)
+{
+    return page_of(segment_of_meta(region_of(p)), p);
+}
+
+/* Frees blocks enough to push every block out of the hardened level's
+ * delay quarantine onto its page's lists (a no-op elsewhere). */
+static void quarantine_push_out(void)
+{
+    enum { FLUSH = 4096 };
+    static char *flush[FLUSH];
+    for (int i = 0; i < FLUSH; i++)
+        flush[i] = must_malloc(16);
+    for (int i = 0; i < FLUSH; i++)
+        free(flush[i]);
+}
+
+#define RELEASE_SIZE 112
+#define RELEASE_MAX 4096
+
+/* Class 1: a page must not be given back on its count alone. A page that
+ * another thread freed a block into has its count of live blocks made one
+ * too low (what a double free the old list walk missed left behind, or
+ * the owner's free racing with another thread's; here written directly),
+ * then every block of the page but one, l, is freed: the count reaches
+ * zero with l live. The page was given back, its slot carved again for
+ * another size, and l's memory handed out again. Its release must be
+ * refused and reported as corruption, naming l. */
+static void *free_block_in_thread(void *p)
+{
+    free(p);
+    return NULL;
+}
+
+static void case_page_release_count_wrong(void)
+{
+    static char *blocks[RELEASE_MAX];
+    size_t count = 0;
+    blocks[count++] = must_malloc(RELEASE_SIZE);
+    page *pg = page_holding(blocks[0]);
+    /* Fill the page, so that the class moves on to another one and this
+     * page is not kept as the class's current page when it empties. */
+    for (;;) {
+        char *p = must_malloc(RELEASE_SIZE);
+        if (page_holding(p) != pg) {
+            free(p);
+            break;
+        }
+        if (count == RELEASE_MAX)
+            broken("a page holds more blocks than it can");
+        blocks[count++] = p;
+    }
+    char *l = blocks[1];
+    memset(l, 'L', RELEASE_SIZE);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, free_block_in_thread, blocks[2]) != 0)
+        broken("pthread_create failed");
+    pthread_join(thread, NULL);
+    pg->used--;
+    target(l);
+    for (size_t i = 0; i < count; i++)
+        if (blocks[i] != l && i != 2)
+            free(blocks[i]);
+    quarantine_push_out();
+    for (int i = 0; i < 2000; i++) {
+        char *q = must_malloc(2000);
+        memset(q, 'M', 2000);
+        if (q < l + RELEASE_SIZE && l < q + 2000)
+            broken("a live block's memory was handed out again");
+    }
+    for (size_t i = 0; i < RELEASE_SIZE; i++)
+        if (l[i] != 'L')
+            broken("a live block was overwritten by another's owner");
+    unnoticed("a page given back on its count with a block live");
+}
+
 static const security_case cases[] = {
     CASE(meta_guard_layout),
     CASE(meta_guard_read_small),
@@ -572,6 +657,7 @@ static const security_case cases[] = {
     CASE(large_header_replayed),
     CASE(meta_map_guarded),
     CASE(meta_map_overflow),
+    CASE(page_release_count_wrong),
 };
 
 int main(int argc, char **argv)
