@@ -73,6 +73,13 @@ void *metadata_carve(size_t size)
 
 static thread_heap *thread_heap_new(void)
 {
+    /* Page keys and free marks come from h->rng, and a free mark is in
+     * every free block's second word: the generator is seeded from the
+     * kernel for each heap, not from the process secret, since its mix
+     * can be inverted and one mark read after free would give the secret
+     * (and with it every canary) back. Drawn before the lock: a system
+     * call. */
+    uint64_t seed = random_secret(&seed);
     thread_heap *h;
     global_lock_take();
     h = thread_heap_pool;
@@ -86,10 +93,7 @@ static thread_heap *thread_heap_new(void)
         }
     }
     memset(h, 0, sizeof *h);
-    /* Page keys (free-list encoding) come from h->rng: seeded from the
-     * kernel-random process secret, or every run's keys would be the same
-     * and a program could forge encoded links (harden branch's fix). */
-    h->rng = process_secret ^ rotl_word((uintptr_t)h, 17);
+    h->rng = seed;
     for (unsigned i = 0; i < CLASS_COUNT; i++)
         thread_heap_set_direct(h, i, &empty_page);
     h->all_next = thread_heap_all;
