@@ -157,13 +157,18 @@ struct brisk_heap {
     char *end;               /* the sentinel header; chunks tile [base, end) */
     char *top;               /* the wilderness chunk, or end when empty */
     heap_chunk **heads;      /* class_count list heads (in the bookkeeping) */
-    uint64_t *block_map;     /* 2 bits per granule g, the payload address
-                                base + 8 + 16 g: BLOCK_MAP_LIVE when a live
+    uint64_t *block_map;     /* 2 bits per granule g, the chunk starting
+                                at base + 16 g: BLOCK_MAP_LIVE when a live
                                 block starts there, BLOCK_MAP_FREED when a
-                                block handed out there was freed and not
-                                handed out again (tells a double free from
-                                a wild pointer), else 0. Both in one word
-                                so a free touches one cache line. */
+                                listed free chunk does (so a free of it is
+                                a double free), BLOCK_MAP_DEFERRED for a
+                                deferred block, else 0 (inside a chunk, or
+                                at or past top: the wilderness). Every
+                                chunk start but the wilderness's is marked,
+                                so the map, which no write into the chunks
+                                reaches, says where chunks really begin and
+                                end: sizes and links read from the chunks
+                                are checked against it. */
     size_t class_count;      /* classes a chunk of this heap can fall in */
     uint64_t class_map[CLASS_WORDS]; /* bit c: list c is non-empty */
     uint64_t class_summary;  /* bit w: class_map[w] != 0 */
@@ -211,8 +216,9 @@ BRISK_INLINE void heap_unlock(const brisk_heap *heap)
  *   ^c     ^p                                   ^c + size - 8
  *
  * The canary is derived from the heap's secret, the chunk's address and
- * its header's size, so a write past the usable bytes (overflow) and a
- * write into the header in front of p (underflow) both make it disagree.
+ * its whole header (size and flags), so a write past the usable bytes
+ * (overflow) and a write into the header in front of p (underflow, or
+ * an overflow from the chunk before) both make it disagree.
  * It is written whenever a chunk is handed out or resized and checked on
  * free and realloc (and by brisk_heap_check for every live block).
  *
@@ -284,6 +290,10 @@ BRISK_INLINE bool heap_chunk_size_for(const brisk_heap *heap, size_t n, size_t *
 BRISK_HIDDEN void heap_canary_write(const brisk_heap *heap, heap_chunk *c);
 /* Whether the used chunk c's canary still matches its header. */
 BRISK_HIDDEN bool heap_canary_intact(const brisk_heap *heap, const heap_chunk *c);
+/* The used chunk c's header just changed from old_head (its PREV_USED
+ * bit, as its left neighbour was freed or handed out): rewrites its
+ * canary for the new header, only if it matched the old one. */
+BRISK_HIDDEN void heap_canary_refresh(const brisk_heap *heap, heap_chunk *c, size_t old_head);
 /* The first non-zero byte in [from, from + len), or NULL when all are
  * zero. */
 BRISK_HIDDEN const void *heap_wipe_first_dirty(const void *from, size_t len);
@@ -333,6 +343,9 @@ BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
 }
 
 #define BLOCK_MAP_LIVE 1u
+/* A listed free chunk starts here. A block freed and then merged into
+ * its left neighbour or the wilderness leaves no mark: a second free of
+ * it is refused as not a live block. */
 #define BLOCK_MAP_FREED 2u
 /* Freed, and kept aside unmerged (BRISK_HEAP_DEFER_MERGE). Both bits:
  * the LIVE bit says "a used chunk starts here" to the neighbours' checks
@@ -346,6 +359,27 @@ BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
 BRISK_INLINE unsigned block_map_get(const brisk_heap *heap, size_t g)
 {
     return (unsigned)(heap->block_map[g / BLOCK_MAP_PER_WORD] >> (2 * (g % BLOCK_MAP_PER_WORD))) & 3u;
+}
+
+/* Whether no chunk starts at a granule in [from, to): every state there
+ * is 0. The block map marks every chunk start but the wilderness's (a
+ * used chunk LIVE, a deferred one DEFERRED, a listed free chunk FREED),
+ * so a size read from a header is believed only when no start lies
+ * inside the span it claims: what no write into the chunks can fake. A
+ * loop over the map words the span covers (one per 512 bytes). */
+BRISK_INLINE bool block_map_span_clear(const brisk_heap *heap, size_t from, size_t to)
+{
+    if (from >= to)
+        return true;
+    size_t w = from / BLOCK_MAP_PER_WORD, last = (to - 1) / BLOCK_MAP_PER_WORD;
+    uint64_t bits = heap->block_map[w] & (~(uint64_t)0 << (2 * (from % BLOCK_MAP_PER_WORD)));
+    while (w < last) {
+        if (bits != 0)
+            return false;
+        bits = heap->block_map[++w];
+    }
+    unsigned high = (unsigned)((to - 1) % BLOCK_MAP_PER_WORD);
+    return (bits & (~(uint64_t)0 >> (2 * (BLOCK_MAP_PER_WORD - 1 - high)))) == 0;
 }
 
 BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
