@@ -166,6 +166,18 @@ static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
                  (const char *)c + CHUNK_HEADER_SIZE);
 }
 
+/* The fence below the first chunk was overwritten (heap/heap.h): an
+ * underflow from the first block ran into the bookkeeping, or towards
+ * it. Nothing in the bookkeeping is believed any more; the call does
+ * nothing. Named after the first block, the underflow's source. */
+static BRISK_NOINLINE void report_fence_broken(const brisk_heap *heap)
+{
+    report_error(BRISK_ERROR_CORRUPTION,
+                 "heap bookkeeping corrupted (the fence below the first block was overwritten: an underflow)",
+                 heap->base + CHUNK_HEADER_SIZE);
+    errno = ENOMEM;
+}
+
 /* Adds the free chunk c of class cls (header already written) to its list
  * and writes its footer. Allocation takes the first entry, so a chunk
  * lower than the first goes in front and a higher one right behind it:
@@ -817,6 +829,10 @@ static BRISK_NOINLINE BRISK_CACHE_ALIGNED void *alloc_deferring(brisk_heap *heap
 
 BRISK_CACHE_ALIGNED void *brisk_heap_alloc(brisk_heap *heap, size_t size)
 {
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        report_fence_broken(heap);
+        return NULL;
+    }
     /* One test of the flags word picks the fast path of a heap without
      * options (no lock, wipe, hardening or deferral). */
     if (brisk_likely(heap->flags == 0))
@@ -828,6 +844,10 @@ BRISK_CACHE_ALIGNED void *brisk_heap_alloc(brisk_heap *heap, size_t size)
 
 void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
 {
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        report_fence_broken(heap);
+        return NULL;
+    }
     size_t total;
     if (__builtin_mul_overflow(count, size, &total)) {
         errno = ENOMEM;
@@ -859,6 +879,10 @@ void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment, size_t size)
     }
     if (alignment <= BRISK_ALIGNMENT)
         return brisk_heap_alloc(heap, size);
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        report_fence_broken(heap);
+        return NULL;
+    }
     size_t need;
     if (!heap_chunk_size_for(heap, size, &need) || need > SIZE_MAX - alignment - CHUNK_MIN_SIZE) {
         errno = ENOMEM;
@@ -1228,6 +1252,10 @@ BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
 {
     if (ptr == NULL)
         return;
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        report_fence_broken(heap);
+        return;
+    }
     /* One test of the flags word picks the fast path of a heap without
      * options. */
     if (brisk_likely(heap->flags == 0)) {
@@ -1245,6 +1273,10 @@ size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
 {
     if (ptr == NULL)
         return 0;
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        report_fence_broken(heap);
+        return 0;
+    }
     heap_lock(heap);
     block_status status = block_validate(heap, ptr);
     size_t usable = status == BLOCK_LIVE ? chunk_usable(heap, chunk_size(chunk_of_payload(ptr))) : 0;
@@ -1392,6 +1424,10 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
         return brisk_heap_alloc(heap, size);
     if (size == 0) {
         brisk_heap_free(heap, ptr);
+        return NULL;
+    }
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        report_fence_broken(heap);
         return NULL;
     }
     heap_lock(heap);

@@ -5,13 +5,25 @@
  *
  * The region:
  *
- *   region start (16-aligned)                                     region end
- *   | struct brisk_heap | list heads | block map |pad| deferred | chunks |S|
- *                                                                ^base  ^end
+ *   region start (16-aligned)                                        region end
+ *   | struct brisk_heap | list heads | block map | deferred |G|F| chunks |S|
+ *                                                              ^base  ^end
  *
  *   The deferred stacks and counts (BRISK_HEAP_DEFER_MERGE only, so that
- *   other heaps do not pay their 6 KiB) end where the chunks begin:
- *   found from base, they need no field in the struct.
+ *   other heaps do not pay their 6 KiB) end the bookkeeping.
+ *
+ *   G, the guard: in a mapped heap the bookkeeping is padded to a page
+ *   and followed by one inaccessible page, so an underflow running down
+ *   from the first block faults before it reaches any bookkeeping. A
+ *   heap in a caller's buffer has none (it makes no system call, and the
+ *   buffer's pages are the caller's): nothing there.
+ *
+ *   F, the fence: the 8 bytes right below the first chunk's header hold
+ *   heap->fence, checked on entry to every call (heap_fence_intact): a
+ *   linear underflow from the first block must overwrite it before it
+ *   reaches the bookkeeping of a heap without a guard, and the next call
+ *   then refuses to believe the bookkeeping (heap_create.c says what the
+ *   value is made of).
  *
  *   Chunks tile [base, end) exactly. base and end are 8 mod 16, so every
  *   payload (a chunk's start + 8) is 16-aligned. S is an 8-byte sentinel
@@ -190,6 +202,9 @@ struct brisk_heap {
                                    entries) */
     uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
                                 derived from (heap_harden.c) */
+    uint64_t fence;          /* what the 8 bytes below base must hold */
+    char *deferred;          /* the deferred stacks and counts
+                                (BRISK_HEAP_DEFER_MERGE), else NULL */
     void *map_base;          /* the mapping to unmap, or NULL */
     size_t map_size;
     pthread_mutex_t lock;    /* taken when flags has BRISK_HEAP_THREADSAFE */
@@ -255,19 +270,18 @@ BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
  * python3's utilization below 90%. */
 #define DEFER_PER_CLASS 12u
 
-/* The stacks and counts, just below base's header (heap_bookkeeping_size
- * reserves them at the bookkeeping's end for a deferring heap only). */
+/* The stacks and counts, at the bookkeeping's end (heap_bookkeeping_size
+ * reserves them for a deferring heap only). */
 #define DEFERRED_SIZE (SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *) + \
                        ((SMALL_CLASSES + GRANULE - 1) & ~(GRANULE - 1)))
 /* The DEFER_PER_CLASS slots of class cls. */
 BRISK_INLINE heap_chunk **heap_deferred_slots(const brisk_heap *heap, size_t cls)
 {
-    return (heap_chunk **)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE) + cls * DEFER_PER_CLASS;
+    return (heap_chunk **)(uintptr_t)heap->deferred + cls * DEFER_PER_CLASS;
 }
 BRISK_INLINE uint8_t *heap_deferred_counts(const brisk_heap *heap)
 {
-    return (uint8_t *)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE +
-                                  SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *));
+    return (uint8_t *)(uintptr_t)heap->deferred + SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *);
 }
 
 /* Usable bytes of a used chunk of `size` bytes. */
@@ -421,5 +435,12 @@ BRISK_INLINE size_t class_find_highest(const brisk_heap *heap)
  * lists when `flags` has BRISK_HEAP_DEFER_MERGE) that a region of
  * `region_size` bytes needs in front of its chunks. A multiple of 16. */
 BRISK_HIDDEN size_t heap_bookkeeping_size(size_t region_size, unsigned flags);
+
+/* Whether the fence below the first chunk still holds its value: checked
+ * before a call believes anything in the bookkeeping. */
+BRISK_INLINE bool heap_fence_intact(const brisk_heap *heap)
+{
+    return *(const uint64_t *)(const void *)(heap->base - CHUNK_HEADER_SIZE) == heap->fence;
+}
 
 #endif /* BRISK_HEAP_INTERNAL_H */

@@ -40,6 +40,9 @@
  *      class, once, and those stacks hold nothing else, at most
  *      DEFER_PER_CLASS entries each; the totals agree; a heap without the
  *      flag has none.
+ *  16. The fence in the 8 bytes below the first chunk holds the heap's
+ *      fence value (heap/heap.h): checked first, since an underflow that
+ *      broke it may have reached the rest of the bookkeeping.
  */
 #include "heap/heap.h"
 
@@ -63,6 +66,10 @@ static bool chunk_address_plausible(const brisk_heap *heap, const void *p)
 static int check_locked(const brisk_heap *heap)
 {
     const char *base = heap->base, *end = heap->end, *top = heap->top;
+    /* 16, before anything the bookkeeping says is followed. */
+    if (!heap_fence_intact(heap))
+        return heap_check_fail(16, "the fence below the first chunk was overwritten (an underflow)",
+                               base - CHUNK_HEADER_SIZE);
     /* 1 */
     if (((uintptr_t)base % GRANULE) != CHUNK_HEADER_SIZE || ((uintptr_t)end % GRANULE) != CHUNK_HEADER_SIZE ||
         base >= end)
