@@ -2,10 +2,13 @@
  * The region heap's hot path: alloc, free, realloc and the free lists.
  * Layout and invariants: heap/heap.h and docs/design.md.
  *
- * Every operation here is O(1): finding a chunk looks at one class list's
- * first few entries and then at most two bitmap words; freeing merges
- * with at most two neighbours found through boundary tags. Nothing walks
- * a list or the chunks.
+ * Every operation here is O(1) in the number of chunks: finding a chunk
+ * looks at one class list's first few entries and then at most two
+ * bitmap words; freeing merges with at most two neighbours found through
+ * boundary tags. Nothing walks a list or the chunks. What a header says
+ * about a chunk's extent is checked against the block map, one word per
+ * 512 bytes of the span (of the block freed and a free left neighbour,
+ * of what an alloc hands out).
  */
 #include "heap/heap.h"
 
@@ -64,16 +67,26 @@ BRISK_INLINE bool link_target_sound(const brisk_heap *heap, const heap_chunk *t)
  * listed chunk's right neighbour always is. The rest's own extent is
  * checked in turn when it is handed out or merged: no chunk is ever
  * handed out over a granule the map marks. */
+/* block_map_span_clear out of line: the long spans (chunks over 1 KiB),
+ * kept off the fast paths' registers. */
+static BRISK_NOINLINE bool span_clear_far(const brisk_heap *heap, size_t from, size_t to)
+{
+    return block_map_span_clear(heap, from, to);
+}
+
 BRISK_INLINE bool listed_front_sound(const brisk_heap *heap, const heap_chunk *c, size_t size, size_t front)
 {
     size_t g = chunk_granule(heap, c);
-    if (block_map_get(heap, g) != BLOCK_MAP_FREED)
-        return false;
-    if (front < size)
-        return block_map_span_clear(heap, g + 1, g + front / GRANULE + 1);
-    size_t n = size / GRANULE;
-    return block_map_span_clear(heap, g + 1, g + n) && g + n < heap->granule_count &&
-           (block_map_get(heap, g + n) & BLOCK_MAP_LIVE) != 0;
+    /* Handed out whole: FREED at g, nothing inside, and a used chunk (its
+     * LIVE bit) at g + n. Split: FREED at g and nothing in g + 1 .. g + n
+     * (the rest's start). The map's spare word makes reading granule g + n
+     * safe even at the region's end (the sentinel reads 0: refused). */
+    bool whole = front >= size;
+    size_t n = whole ? size / GRANULE : front / GRANULE + 1;
+    bool run = brisk_likely(n <= 2 * BLOCK_MAP_PER_WORD)
+                   ? block_map_run_is(heap, g, n, BLOCK_MAP_FREED)
+                   : block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n);
+    return run && (!whole || (block_map_get(heap, g + n) & BLOCK_MAP_LIVE) != 0);
 }
 
 /* c is listed in class cls: its links must point back at it, and a chunk
@@ -169,13 +182,16 @@ static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
 /* The fence below the first chunk was overwritten (heap/heap.h): an
  * underflow from the first block ran into the bookkeeping, or towards
  * it. Nothing in the bookkeeping is believed any more; the call does
- * nothing. Named after the first block, the underflow's source. */
-static BRISK_NOINLINE void report_fence_broken(const brisk_heap *heap)
+ * nothing. Named after the first block, the underflow's source. Returns
+ * NULL, for the callers' tail calls: the fast paths then save no
+ * registers for it. */
+static BRISK_NOINLINE void *report_fence_broken(const brisk_heap *heap)
 {
     report_error(BRISK_ERROR_CORRUPTION,
                  "heap bookkeeping corrupted (the fence below the first block was overwritten: an underflow)",
                  heap->base + CHUNK_HEADER_SIZE);
     errno = ENOMEM;
+    return NULL;
 }
 
 /* Adds the free chunk c of class cls (header already written) to its list
@@ -361,9 +377,11 @@ static inline void block_map_toggle_freed(brisk_heap *heap, size_t g)
  * footer and its links point back at it. */
 BRISK_INLINE bool prev_chunk_sound(const brisk_heap *heap, const heap_chunk *prev, size_t prev_size, size_t g)
 {
-    size_t prev_g = chunk_granule(heap, prev);
-    return block_map_get(heap, prev_g) == BLOCK_MAP_FREED && block_map_span_clear(heap, prev_g + 1, g) &&
-           prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size);
+    size_t prev_g = chunk_granule(heap, prev), n = g - prev_g;
+    bool map_sound = n <= 2 * BLOCK_MAP_PER_WORD
+                         ? block_map_run_is(heap, prev_g, n, BLOCK_MAP_FREED)
+                         : block_map_get(heap, prev_g) == BLOCK_MAP_FREED && span_clear_far(heap, prev_g + 1, g);
+    return map_sound && prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size);
 }
 
 /* Whether a used chunk whose header says it ends at `next` (whose header
@@ -413,6 +431,20 @@ BRISK_INLINE bool defer_try(brisk_heap *heap, heap_chunk *c, size_t size, const 
     counts[cls] = (uint8_t)(n + 1);
     block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
     return true;
+}
+
+/* Whether the block map says a listed chunk of exactly n granules (an
+ * exact class: n < 64) starts at granule g: FREED there, nothing inside,
+ * a used chunk's LIVE bit at g + n. One window for a chunk under 512
+ * bytes. */
+BRISK_INLINE bool exact_extent_sound(const brisk_heap *heap, size_t g, size_t n)
+{
+    if (brisk_likely(n < BLOCK_MAP_PER_WORD)) {
+        uint64_t next_live = (uint64_t)BLOCK_MAP_LIVE << (2 * n);
+        return (block_map_window(heap, g) & (block_map_window_mask(n) | next_live)) ==
+               (BLOCK_MAP_FREED | next_live);
+    }
+    return block_map_run_is(heap, g, n, BLOCK_MAP_FREED) && (block_map_get(heap, g + n) & BLOCK_MAP_LIVE);
 }
 
 /* What take_exact returns when the entry it found failed its check (the
@@ -560,7 +592,7 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
     size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
     size_t reach = (size_t)(heap->top - heap->base);
     if (brisk_unlikely(offset >= reach || offset % GRANULE != 0 || need > reach - offset ||
-                       !listed_front_sound(heap, c, need, need))) {
+                       !exact_extent_sound(heap, offset / GRANULE, need / GRANULE))) {
         if (report)
             report_list_corrupted(c);
         return TAKE_CORRUPT;
@@ -829,10 +861,8 @@ static BRISK_NOINLINE BRISK_CACHE_ALIGNED void *alloc_deferring(brisk_heap *heap
 
 BRISK_CACHE_ALIGNED void *brisk_heap_alloc(brisk_heap *heap, size_t size)
 {
-    if (brisk_unlikely(!heap_fence_intact(heap))) {
-        report_fence_broken(heap);
-        return NULL;
-    }
+    if (brisk_unlikely(!heap_fence_intact(heap)))
+        return report_fence_broken(heap);
     /* One test of the flags word picks the fast path of a heap without
      * options (no lock, wipe, hardening or deferral). */
     if (brisk_likely(heap->flags == 0))
@@ -844,10 +874,8 @@ BRISK_CACHE_ALIGNED void *brisk_heap_alloc(brisk_heap *heap, size_t size)
 
 void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
 {
-    if (brisk_unlikely(!heap_fence_intact(heap))) {
-        report_fence_broken(heap);
-        return NULL;
-    }
+    if (brisk_unlikely(!heap_fence_intact(heap)))
+        return report_fence_broken(heap);
     size_t total;
     if (__builtin_mul_overflow(count, size, &total)) {
         errno = ENOMEM;
@@ -879,10 +907,8 @@ void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment, size_t size)
     }
     if (alignment <= BRISK_ALIGNMENT)
         return brisk_heap_alloc(heap, size);
-    if (brisk_unlikely(!heap_fence_intact(heap))) {
-        report_fence_broken(heap);
-        return NULL;
-    }
+    if (brisk_unlikely(!heap_fence_intact(heap)))
+        return report_fence_broken(heap);
     size_t need;
     if (!heap_chunk_size_for(heap, size, &need) || need > SIZE_MAX - alignment - CHUNK_MIN_SIZE) {
         errno = ENOMEM;
@@ -1071,6 +1097,10 @@ static block_status heap_free_locked(brisk_heap *heap, void *ptr, bool may_defer
 /* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
 static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
 {
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        (void)report_fence_broken(heap);
+        return;
+    }
     heap_lock(heap);
     block_status status = heap_free_locked(heap, ptr, true);
     heap_unlock(heap);
@@ -1114,8 +1144,9 @@ static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
  * needs; free_plain_merge, out of line, the rest. */
 
 /* c is LIVE in the map and its header is sound (USED, known bits, a size
- * inside the region); `next` is its right neighbour (or the sentinel)
- * with PREV_USED set. Checks and merges the free neighbours. */
+ * below top); `next` is its right neighbour (or the sentinel) with
+ * PREV_USED set. Checks that nothing starts inside c, checks and merges
+ * the free neighbours. */
 BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
                                            size_t next_head)
 {
@@ -1125,6 +1156,13 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
     size_t next_size = next_head & ~CHUNK_FLAGS;
     char *top = heap->top;
     bool merge_next = false;
+    /* free_plain checked that nothing starts inside c only when c is at
+     * most 512 bytes: checked here whatever its size (cheap again for a
+     * small one). */
+    size_t g = offset / GRANULE, n = size / GRANULE;
+    if (n <= 2 * BLOCK_MAP_PER_WORD ? !block_map_run_is(heap, g, n, BLOCK_MAP_LIVE)
+                                    : !span_clear_far(heap, g + 1, g + n))
+        return false;
     if (size != room) { /* next is a chunk, not the sentinel */
         if (next_size < CHUNK_MIN_SIZE || next_size > room - size)
             return false;
@@ -1194,30 +1232,44 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
 {
     heap_chunk *c = chunk_of_payload(ptr);
     size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
-    if (brisk_unlikely(offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
-                       block_map_get(heap, offset / GRANULE) != BLOCK_MAP_LIVE))
+    if (brisk_unlikely(offset >= heap_capacity(heap) || offset % GRANULE != 0))
+        goto general;
+    uint64_t window = block_map_window(heap, offset / GRANULE);
+    if (brisk_unlikely((window & 3u) != BLOCK_MAP_LIVE))
         goto general;
     /* c lies in the chunk area, so its header can be read; it is believed
      * only because the map says a live block starts here, and its size
      * only when no chunk starts inside it (a used chunk lies below top). */
     size_t head = c->head, size = head & ~CHUNK_FLAGS;
     if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
-                       size > (size_t)(heap->top - (char *)c) ||
-                       !block_map_span_clear(heap, offset / GRANULE + 1, (offset + size) / GRANULE)))
+                       size > (size_t)(heap->top - (char *)c)))
         goto general;
     heap_chunk *next = chunk_at(c, size);
     size_t next_head = next->head;
     if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
+        goto general;
+    /* Nothing may start inside c: one window for a chunk up to 512
+     * bytes; a larger one is checked out of line (free_plain_merge, or
+     * the general path where it may be deferred). */
+    if (brisk_unlikely(size / GRANULE > BLOCK_MAP_PER_WORD)) {
+        if (deferring)
+            goto general;
+        goto merge;
+    }
+    if (brisk_unlikely((window & block_map_window_mask(size / GRANULE)) != BLOCK_MAP_LIVE))
         goto general;
     if (deferring && defer_try(heap, c, size, next, next_head))
         return;
     if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
         goto merge;
     /* Both neighbours in use (next is a chunk, not the sentinel): it must
-     * be LIVE in the map too, and then nothing merges. */
+     * be LIVE in the map too (in the window when c is under 512 bytes),
+     * and then nothing merges. */
     size_t next_size = next_head & ~CHUNK_FLAGS;
-    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
-                       !(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE)))
+    bool next_live = size / GRANULE < BLOCK_MAP_PER_WORD
+                         ? (window >> (2 * (size / GRANULE))) & BLOCK_MAP_LIVE
+                         : block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE;
+    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) || !next_live))
         goto general;
     size_t cls = chunk_class_of(size);
     heap_chunk *first = heap->heads[cls];
@@ -1252,17 +1304,14 @@ BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
 {
     if (ptr == NULL)
         return;
-    if (brisk_unlikely(!heap_fence_intact(heap))) {
-        report_fence_broken(heap);
-        return;
-    }
     /* One test of the flags word picks the fast path of a heap without
-     * options. */
-    if (brisk_likely(heap->flags == 0)) {
+     * options. A broken fence goes the general way, which reports it. */
+    bool fence = heap_fence_intact(heap);
+    if (brisk_likely(heap->flags == 0 && fence)) {
         free_plain(heap, ptr, false);
         return;
     }
-    if (heap->flags == BRISK_HEAP_DEFER_MERGE) {
+    if (heap->flags == BRISK_HEAP_DEFER_MERGE && fence) {
         free_deferring(heap, ptr);
         return;
     }
@@ -1274,7 +1323,7 @@ size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
     if (ptr == NULL)
         return 0;
     if (brisk_unlikely(!heap_fence_intact(heap))) {
-        report_fence_broken(heap);
+        (void)report_fence_broken(heap);
         return 0;
     }
     heap_lock(heap);
@@ -1426,10 +1475,8 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
         brisk_heap_free(heap, ptr);
         return NULL;
     }
-    if (brisk_unlikely(!heap_fence_intact(heap))) {
-        report_fence_broken(heap);
-        return NULL;
-    }
+    if (brisk_unlikely(!heap_fence_intact(heap)))
+        return report_fence_broken(heap);
     heap_lock(heap);
     block_status status = block_validate(heap, ptr);
     if (status != BLOCK_LIVE) {

@@ -396,6 +396,34 @@ BRISK_INLINE bool block_map_span_clear(const brisk_heap *heap, size_t from, size
     return (bits & (~(uint64_t)0 >> (2 * (BLOCK_MAP_PER_WORD - 1 - high)))) == 0;
 }
 
+/* The states of granules g, g + 1, ... g + 31 as one word, granule g's
+ * in the low two bits, wherever g falls in its map word: the checks of a
+ * chunk under 512 bytes (its own state, nothing starting inside it, the
+ * state of the chunk after it) are then one mask and compare. The map
+ * has a spare word at its end, so the word after g's can always be read. */
+BRISK_INLINE uint64_t block_map_window(const brisk_heap *heap, size_t g)
+{
+    const uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
+    unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
+    /* (x << 1) << (63 - shift): x << (64 - shift), and 0 for shift 0. */
+    return (word[0] >> shift) | ((word[1] << 1) << (63 - shift));
+}
+
+/* A mask of the states of the first n granules of a window (1 <= n <= 32). */
+BRISK_INLINE uint64_t block_map_window_mask(size_t n) { return ~(uint64_t)0 >> (64 - 2 * n); }
+
+/* Whether granule g's state is `first` and the n - 1 after it are 0
+ * (1 <= n <= 64, g + n at most the granule count): a chunk's own state
+ * and nothing starting inside it, in one or two windows. */
+BRISK_INLINE bool block_map_run_is(const brisk_heap *heap, size_t g, size_t n, uint64_t first)
+{
+    uint64_t low = block_map_window(heap, g);
+    if (n <= BLOCK_MAP_PER_WORD)
+        return (low & block_map_window_mask(n)) == first;
+    return low == first && (block_map_window(heap, g + BLOCK_MAP_PER_WORD) &
+                            block_map_window_mask(n - BLOCK_MAP_PER_WORD)) == 0;
+}
+
 BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
 {
     brisk_assert(g < (size_t)(heap->end - heap->base) / GRANULE,

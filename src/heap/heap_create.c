@@ -17,7 +17,9 @@ size_t heap_bookkeeping_size(size_t region_size, unsigned flags)
     size_t largest_chunk = region_size < CHUNK_MIN_SIZE ? CHUNK_MIN_SIZE : region_size & ~(GRANULE - 1);
     size_t classes = chunk_class_of(largest_chunk) + 1;
     size_t granules = region_size / GRANULE;
-    size_t map_words = (granules + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD;
+    /* One spare word at the end: block_map_window reads the word after a
+     * granule's own. */
+    size_t map_words = (granules + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD + 1;
     size_t bytes = HEAP_STRUCT_SIZE + classes * sizeof(heap_chunk *) + map_words * sizeof(uint64_t);
     if (flags & BRISK_HEAP_DEFER_MERGE)
         bytes += DEFERRED_SIZE; /* at the end: heap_deferred_slots */
