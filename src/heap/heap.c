@@ -368,20 +368,20 @@ static inline void block_map_toggle_freed(brisk_heap *heap, size_t g)
     heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)BLOCK_MAP_FREED << (2 * (g % BLOCK_MAP_PER_WORD));
 }
 
-/* Whether prev, found from the footer in front of the used chunk at
- * granule g (prev_size bytes back, inside the heap), is the free chunk a
- * merge may take: the block map says a listed chunk starts there, no
- * chunk starts between it and g (a footer and a free header forged
- * inside a live block in front, with PREV_USED cleared by an overflow,
- * would merge the free into that block), its header agrees with the
- * footer and its links point back at it. */
-BRISK_INLINE bool prev_chunk_sound(const brisk_heap *heap, const heap_chunk *prev, size_t prev_size, size_t g)
+/* Whether prev, found from the footer in front of the used chunk c
+ * (prev_size bytes back, inside the heap), is the free chunk a merge may
+ * take: the block map says a listed chunk starts there (a footer and a
+ * free header forged inside a live block in front, with PREV_USED
+ * cleared by an overflow, would merge the free into that block: their
+ * granule is 0), its header agrees with the footer and its links point
+ * back at it. Whether anything starts between prev and c is not read
+ * here (that is a map word per 512 bytes of prev, at every merge): if
+ * prev's header was enlarged too, the merged chunk's extent is checked
+ * where every extent is, when any of it is handed out. */
+BRISK_INLINE bool prev_chunk_sound(const brisk_heap *heap, const heap_chunk *prev, size_t prev_size)
 {
-    size_t prev_g = chunk_granule(heap, prev), n = g - prev_g;
-    bool map_sound = n <= 2 * BLOCK_MAP_PER_WORD
-                         ? block_map_run_is(heap, prev_g, n, BLOCK_MAP_FREED)
-                         : block_map_get(heap, prev_g) == BLOCK_MAP_FREED && span_clear_far(heap, prev_g + 1, g);
-    return map_sound && prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size);
+    return block_map_get(heap, chunk_granule(heap, prev)) == BLOCK_MAP_FREED &&
+           prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size);
 }
 
 /* Whether a used chunk whose header says it ends at `next` (whose header
@@ -591,6 +591,12 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
         return NULL;
     size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
     size_t reach = (size_t)(heap->top - heap->base);
+    /* The plain fast path (report false) checks chunks under 512 bytes in
+     * one window and leaves larger ones to the general path, which takes
+     * the same entry again with report set: the fast path then needs no
+     * registers for the longer check. */
+    if (brisk_unlikely(!report && need / GRANULE >= BLOCK_MAP_PER_WORD))
+        return TAKE_CORRUPT;
     if (brisk_unlikely(offset >= reach || offset % GRANULE != 0 || need > reach - offset ||
                        !exact_extent_sound(heap, offset / GRANULE, need / GRANULE))) {
         if (report)
@@ -833,7 +839,7 @@ BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
             return chunk_payload(c);
         }
         /* A damaged entry goes the general way, which finds and reports
-         * it. */
+         * it (and so does an entry of 512 bytes or more: take_exact). */
         if (c == NULL)
             return alloc_plain_miss(heap, need);
         return heap_alloc_general(heap, size);
@@ -981,7 +987,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (!prev_chunk_sound(heap, prev, prev_size, g))
+        if (!prev_chunk_sound(heap, prev, prev_size))
             return BLOCK_CORRUPT;
     }
     if (canary && !heap_canary_intact(heap, c))
@@ -1184,7 +1190,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
         if (prev_size < CHUNK_MIN_SIZE || prev_size % GRANULE != 0 || prev_size > offset)
             return false;
         prev = (heap_chunk *)((char *)c - prev_size);
-        if (!prev_chunk_sound(heap, prev, prev_size, offset / GRANULE))
+        if (!prev_chunk_sound(heap, prev, prev_size))
             return false;
     }
 
@@ -1438,9 +1444,11 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
         size_t right = next_is_wild ? 0 : next_free;
         if (prev_size + size + right >= need) {
             heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
-            /* prev was checked whole by block_validate; a listed right
-             * neighbour is taken whole too. */
-            if (brisk_unlikely(right != 0 && !listed_front_sound(heap, next, right, right))) {
+            /* Both are taken whole: prev (block_validate checked its
+             * start) must end at c, a listed right neighbour where the
+             * chunk after it starts. */
+            if (brisk_unlikely(!listed_front_sound(heap, prev, prev_size, prev_size) ||
+                               (right != 0 && !listed_front_sound(heap, next, right, right)))) {
                 report_block(BLOCK_CORRUPT, CALL_REALLOC, ptr);
                 return RESIZE_REFUSED;
             }
