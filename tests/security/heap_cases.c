@@ -354,6 +354,54 @@ static void case_size_forged_over_live(void)
     unnoticed("a chunk size forged over a live block");
 }
 
+/* The same forged size met by realloc (a shrink would free the tail of
+ * the claimed span, c's memory) and by usable_size (which would promise
+ * the program c's bytes). */
+static char *forge_size_over_next(brisk_heap *heap, char **c_out, size_t *c_usable)
+{
+    must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    char *b = must_alloc(heap, 64);
+    char *c = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    size_t b_size = chunk_size_of(heap, b), c_size = chunk_size_of(heap, c);
+    *c_usable = brisk_heap_usable_size(heap, c);
+    memset(c, 'C', *c_usable);
+    put_word(b - 8, (b_size + c_size) | 3u);
+    *c_out = c;
+    return b;
+}
+
+static void case_size_forged_realloc(void)
+{
+    brisk_heap *heap = make_heap();
+    char *c;
+    size_t c_usable;
+    char *b = forge_size_over_next(heap, &c, &c_usable);
+    target(b);
+    char *r = brisk_heap_realloc(heap, b, 16);
+    for (int i = 0; i < 4; i++) {
+        char *q = brisk_heap_alloc(heap, 40);
+        if (q != NULL && overlaps(q, 40, c, c_usable))
+            broken("the heap handed out memory of a live block (realloc believed a forged size)");
+    }
+    (void)r;
+    unnoticed("realloc of a block whose size was forged over a live block");
+}
+
+static void case_size_forged_usable_size(void)
+{
+    brisk_heap *heap = make_heap();
+    char *c;
+    size_t c_usable;
+    char *b = forge_size_over_next(heap, &c, &c_usable);
+    target(b);
+    size_t usable = brisk_heap_usable_size(heap, b);
+    if (overlaps(b, usable, c, c_usable))
+        broken("usable_size promised the bytes of a live block (a forged size)");
+    unnoticed("usable_size of a block whose size was forged over a live block");
+}
+
 /* Class 8: a one-byte overflow from a clears b's PREV_USED bit, and a
  * fake footer and a fake free chunk (with links that agree) sit inside
  * the live block a. Freeing b must not merge backwards into a. */
@@ -677,6 +725,8 @@ static const security_case cases[] = {
     CASE(uaf_steer),
     CASE(uaf_steer_merge),
     CASE(size_forged_over_live),
+    CASE(size_forged_realloc),
+    CASE(size_forged_usable_size),
     CASE(prev_used_cleared),
     CASE(prev_used_set),
     CASE(link_into_live),
