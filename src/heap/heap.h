@@ -14,7 +14,9 @@
  *
  *   G, the guard: in a mapped heap the bookkeeping is padded to a page
  *   and followed by one inaccessible page, so an underflow running down
- *   from the first block faults before it reaches any bookkeeping. A
+ *   from the first block faults before it reaches any bookkeeping. (The
+ *   mapping has an inaccessible page before the region start and after
+ *   its end as well: heap_create_mapped.) A
  *   heap in a caller's buffer has none (it makes no system call, and the
  *   buffer's pages are the caller's): nothing there.
  *

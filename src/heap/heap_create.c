@@ -176,15 +176,20 @@ static brisk_heap *heap_create_mapped(size_t capacity, unsigned flags)
         errno = ENOMEM;
         return NULL;
     }
-    void *mem = os_map(region);
+    /* Between two inaccessible pages of its own: whatever is mapped next
+     * to the region cannot overflow into its struct (at the start), and an
+     * overflow past its last chunk faults instead of reaching a
+     * neighbour. */
+    size_t page = os_page_size();
+    char *mem = os_map_guarded(region, page);
     if (mem == NULL) {
         errno = ENOMEM;
         return NULL;
     }
-    brisk_heap *heap = heap_init(mem, region, flags, mem, region);
+    brisk_heap *heap = heap_init(mem, region, flags, mem - page, region + 2 * page);
     if (heap == NULL) {
         int saved = errno;
-        os_unmap(mem, region);
+        os_unmap(mem - page, region + 2 * page);
         errno = saved;
     }
     return heap;

@@ -520,6 +520,29 @@ static void underflow_to_heads(brisk_heap *heap, int guarded)
     unnoticed("an underflow into the heap's bookkeeping");
 }
 
+/* A mapped heap's guards, from outside: the page before its region (its
+ * struct is at the start), the page between its bookkeeping and its
+ * chunks, and the page after its region are inaccessible; the fence's
+ * page and the struct's are not. */
+static void case_mapped_guards_layout(void)
+{
+    brisk_heap *heap = make_heap();
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const char *region = (const char *)heap, *region_end = (const char *)heap->end + CHUNK_HEADER_SIZE;
+    const char *chunks = (const char *)heap->base - CHUNK_HEADER_SIZE; /* the fence, page-aligned */
+    if (!readable(region, 1) || !readable(chunks, 1) || !readable(region_end - 1, 1))
+        broken("the heap's own pages are not readable");
+    if (((uintptr_t)region | (uintptr_t)chunks | (uintptr_t)region_end) % page != 0)
+        broken("the region, its chunk area or its end is not page-aligned");
+    if (readable(region - 1, 1))
+        broken("the page before a mapped heap's region is accessible (its struct is not guarded)");
+    if (readable(chunks - 1, 1))
+        broken("the page before a mapped heap's chunks is accessible (its bookkeeping is not guarded)");
+    if (readable(region_end, 1))
+        broken("the page after a mapped heap's region is accessible");
+    printf("ok: guarded before the region, before the chunks and after the region\n");
+}
+
 static void case_underflow_bookkeeping_mapped(void) { underflow_to_heads(make_heap(), 1); }
 
 static void case_underflow_bookkeeping_buffer(void)
@@ -731,6 +754,7 @@ static const security_case cases[] = {
     CASE(prev_used_set),
     CASE(link_into_live),
     CASE(underflow_bookkeeping_mapped),
+    CASE(mapped_guards_layout),
     CASE(underflow_bookkeeping_buffer),
     CASE(canary_overflow_1),
     CASE(canary_overflow_8),
