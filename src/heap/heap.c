@@ -7,8 +7,8 @@
  * bitmap words; freeing merges with at most two neighbours found through
  * boundary tags. Nothing walks a list or the chunks. What a header says
  * about a chunk's extent is checked against the block map, one word per
- * 512 bytes of the span (of the block freed and a free left neighbour,
- * of what an alloc hands out).
+ * 512 bytes of the span (of the block freed, of what an alloc hands
+ * out).
  */
 #include "heap/heap.h"
 
