@@ -1149,10 +1149,10 @@ static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
  * (both neighbours in use: nothing merges) and checks what every free
  * needs; free_plain_merge, out of line, the rest. */
 
-/* c is LIVE in the map and its header is sound (USED, known bits, a size
- * below top); `next` is its right neighbour (or the sentinel) with
- * PREV_USED set. Checks that nothing starts inside c, checks and merges
- * the free neighbours. */
+/* c is LIVE in the map, its header is sound (USED, known bits, a size
+ * below top) and nothing starts inside it; `next` is its right neighbour
+ * (or the sentinel) with PREV_USED set. Checks and merges the free
+ * neighbours. */
 BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
                                            size_t next_head)
 {
@@ -1162,13 +1162,6 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
     size_t next_size = next_head & ~CHUNK_FLAGS;
     char *top = heap->top;
     bool merge_next = false;
-    /* free_plain checked that nothing starts inside c only when c is at
-     * most 512 bytes: checked here whatever its size (cheap again for a
-     * small one). */
-    size_t g = offset / GRANULE, n = size / GRANULE;
-    if (n <= 2 * BLOCK_MAP_PER_WORD ? !block_map_run_is(heap, g, n, BLOCK_MAP_LIVE)
-                                    : !span_clear_far(heap, g + 1, g + n))
-        return false;
     if (size != room) { /* next is a chunk, not the sentinel */
         if (next_size < CHUNK_MIN_SIZE || next_size > room - size)
             return false;
@@ -1226,14 +1219,62 @@ static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, siz
         heap_free_general(heap, chunk_payload(c));
 }
 
+/* The rest of free_plain, once c's extent is known (nothing starts inside
+ * it): `window` holds the map's states from c's granule on when c is
+ * under 512 bytes (`large` false), and the next chunk's is read from it;
+ * a larger c reads it from the map. Inlined twice: into free_plain, and
+ * into free_plain_large for blocks over 512 bytes, whose span check is
+ * the longer loop (kept off the small blocks' registers). */
+BRISK_INLINE void free_plain_finish(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next, size_t next_head,
+                                    uint64_t window, bool large, bool deferring)
+{
+    size_t size = head & ~CHUNK_FLAGS;
+    if (deferring && defer_try(heap, c, size, next, next_head))
+        return;
+    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end) {
+        free_plain_merge(heap, c, head, next, next_head);
+        return;
+    }
+    /* Both neighbours in use (next is a chunk, not the sentinel): it must
+     * be LIVE in the map too, and then nothing merges. */
+    size_t next_size = next_head & ~CHUNK_FLAGS;
+    bool next_live = large ? (block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE) != 0
+                           : ((window >> (2 * (size / GRANULE))) & BLOCK_MAP_LIVE) != 0;
+    size_t cls = chunk_class_of(size);
+    heap_chunk *first = heap->heads[cls];
+    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
+                       !next_live || !bin_link_safe(heap, c, first))) {
+        heap_free_general(heap, chunk_payload(c));
+        return;
+    }
+    /* LIVE -> FREED (01 -> 10): one xor. */
+    size_t g = chunk_granule(heap, c);
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (g % BLOCK_MAP_PER_WORD));
+    heap->used_count--;
+    c->head = size | CHUNK_PREV_USED;
+    next->head = next_head & ~CHUNK_PREV_USED;
+    bin_link(heap, c, size, cls, first, false);
+}
+
+/* free_plain for a block over 512 bytes: the span check as a loop over
+ * its map words, then the same finish. */
+static BRISK_NOINLINE void free_plain_large(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                            size_t next_head, bool deferring)
+{
+    size_t g = chunk_granule(heap, c);
+    if (brisk_unlikely(!block_map_span_clear(heap, g + 1, g + (head & ~CHUNK_FLAGS) / GRANULE))) {
+        heap_free_general(heap, chunk_payload(c));
+        return;
+    }
+    free_plain_finish(heap, c, head, next, next_head, 0, true, deferring);
+}
+
 /* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
  * not NULL. Every way out other than success is a tail call: to
- * free_plain_merge, or, having changed nothing, to the general path,
- * which validates again and reports what it finds. Few values are kept
- * across the checks (offsets are worked out again from the chunk
- * addresses), which spares the registers. `deferring`: the heap has
- * BRISK_HEAP_DEFER_MERGE, and a block found live is kept aside when its
- * class has room. */
+ * free_plain_merge or free_plain_large, or, having changed nothing, to
+ * the general path, which validates again and reports what it finds.
+ * `deferring`: the heap has BRISK_HEAP_DEFER_MERGE, and a block found
+ * live is kept aside when its class has room. */
 BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
 {
     heap_chunk *c = chunk_of_payload(ptr);
@@ -1254,43 +1295,16 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     size_t next_head = next->head;
     if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
         goto general;
-    /* Nothing may start inside c: one window for a chunk up to 512
-     * bytes; a larger one is checked out of line (free_plain_merge, or
-     * the general path where it may be deferred). */
-    if (brisk_unlikely(size / GRANULE > BLOCK_MAP_PER_WORD)) {
-        if (deferring)
-            goto general;
-        goto merge;
+    /* Nothing may start inside c: one window for a chunk under 512 bytes
+     * (it holds the next chunk's state too); a larger one is checked out
+     * of line. */
+    if (brisk_unlikely(size / GRANULE >= BLOCK_MAP_PER_WORD)) {
+        free_plain_large(heap, c, head, next, next_head, deferring);
+        return;
     }
     if (brisk_unlikely((window & block_map_window_mask(size / GRANULE)) != BLOCK_MAP_LIVE))
         goto general;
-    if (deferring && defer_try(heap, c, size, next, next_head))
-        return;
-    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
-        goto merge;
-    /* Both neighbours in use (next is a chunk, not the sentinel): it must
-     * be LIVE in the map too (in the window when c is under 512 bytes),
-     * and then nothing merges. */
-    size_t next_size = next_head & ~CHUNK_FLAGS;
-    bool next_live = size / GRANULE < BLOCK_MAP_PER_WORD
-                         ? (window >> (2 * (size / GRANULE))) & BLOCK_MAP_LIVE
-                         : block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE;
-    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) || !next_live))
-        goto general;
-    size_t cls = chunk_class_of(size);
-    heap_chunk *first = heap->heads[cls];
-    if (brisk_unlikely(!bin_link_safe(heap, c, first)))
-        goto general;
-    /* LIVE -> FREED (01 -> 10): one xor. */
-    size_t g = chunk_granule(heap, c);
-    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (g % BLOCK_MAP_PER_WORD));
-    heap->used_count--;
-    c->head = size | CHUNK_PREV_USED;
-    next->head = next_head & ~CHUNK_PREV_USED;
-    bin_link(heap, c, size, cls, first, false);
-    return;
-merge:
-    free_plain_merge(heap, c, head, next, next_head);
+    free_plain_finish(heap, c, head, next, next_head, window, false, deferring);
     return;
 general:
     heap_free_general(heap, chunk_payload(c));
