@@ -403,10 +403,15 @@ void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment,
 /* Returns the block at ptr to the heap, merging it with free neighbours.
  * ptr NULL does nothing. A ptr that is not a live block of this heap is
  * reported as misuse and the heap is left as it was: "double free"
- * (BRISK_ERROR_DOUBLE_FREE) for a block freed before, "free of a pointer
- * that is not a live block" (BRISK_ERROR_INVALID_POINTER) for an interior
- * or foreign pointer, "heap metadata corrupted" (BRISK_ERROR_CORRUPTION)
- * when the block's boundary tags were overwritten. */
+ * (BRISK_ERROR_DOUBLE_FREE) for a block freed before and still a free
+ * chunk of its own, "free of a pointer that is not a live block"
+ * (BRISK_ERROR_INVALID_POINTER) for an interior or foreign pointer, or a
+ * freed block since merged with a free neighbour, "heap metadata
+ * corrupted" (BRISK_ERROR_CORRUPTION) when the block's boundary tags or
+ * its neighbours' were overwritten. Every call of the heap first checks
+ * the fence below its first block: "heap bookkeeping corrupted ..."
+ * (BRISK_ERROR_CORRUPTION, naming the first block) when an underflow
+ * overwrote it; the call then does nothing (NULL, ENOMEM). */
 void brisk_heap_free(brisk_heap *heap, void *ptr);
 
 /* Usable bytes of the live block at ptr (at least what was asked for);

@@ -2,10 +2,13 @@
  * The region heap's hot path: alloc, free, realloc and the free lists.
  * Layout and invariants: heap/heap.h and docs/design.md.
  *
- * Every operation here is O(1): finding a chunk looks at one class list's
- * first few entries and then at most two bitmap words; freeing merges
- * with at most two neighbours found through boundary tags. Nothing walks
- * a list or the chunks.
+ * Every operation here is O(1) in the number of chunks: finding a chunk
+ * looks at one class list's first few entries and then at most two
+ * bitmap words; freeing merges with at most two neighbours found through
+ * boundary tags. Nothing walks a list or the chunks. What a header says
+ * about a chunk's extent is checked against the block map, one word per
+ * 512 bytes of the span (of the block freed, of what an alloc hands
+ * out).
  */
 #include "heap/heap.h"
 
@@ -35,9 +38,10 @@ static inline void class_mark_empty(brisk_heap *heap, size_t cls)
  * payload, where a write after free can reach them, and unlinking through
  * forged links writes wherever they point. So a listed chunk is checked
  * against what its list claims before it is taken off or linked next to:
- * inside the heap below the wilderness, on a chunk boundary, free (no
- * unknown header bits), of a size in its class, with a matching footer,
- * and with links that point back at it (safe unlinking). */
+ * inside the heap below the wilderness, where the block map says a
+ * listed chunk starts, free (no unknown header bits), of a size in its
+ * class, with a matching footer, and with links that point back at it
+ * (safe unlinking). */
 BRISK_INLINE bool heap_holds_chunk(const brisk_heap *heap, const heap_chunk *c)
 {
     /* One compare covers both bounds: below base wraps to a huge offset. */
@@ -45,16 +49,56 @@ BRISK_INLINE bool heap_holds_chunk(const brisk_heap *heap, const heap_chunk *c)
     return offset < (size_t)(heap->top - heap->base) && offset % GRANULE == 0;
 }
 
+/* Whether a link (read from a free chunk, so possibly forged) names a
+ * listed chunk: inside the heap below the wilderness, and FREED in the
+ * block map. A fake chunk written inside a live block, back pointer and
+ * all, is not: its granule is 0. */
+BRISK_INLINE bool link_target_sound(const brisk_heap *heap, const heap_chunk *t)
+{
+    return heap_holds_chunk(heap, t) && block_map_get(heap, chunk_granule(heap, t)) == BLOCK_MAP_FREED;
+}
+
+/* Whether handing out the first `front` bytes of the listed chunk c, of
+ * `size` bytes by its header (c + size within top, checked), is safe by
+ * the block map: a listed chunk starts at c, and no chunk starts inside
+ * what is handed out, nor where the rest would begin (front < size: the
+ * rest goes back to the lists as a chunk of its own). Handed out whole
+ * (front == size), the chunk must end where a used chunk starts, as a
+ * listed chunk's right neighbour always is. The rest's own extent is
+ * checked in turn when it is handed out or merged: no chunk is ever
+ * handed out over a granule the map marks. */
+/* block_map_span_clear out of line: the long spans (chunks over 1 KiB),
+ * kept off the fast paths' registers. */
+static BRISK_NOINLINE bool span_clear_far(const brisk_heap *heap, size_t from, size_t to)
+{
+    return block_map_span_clear(heap, from, to);
+}
+
+BRISK_INLINE bool listed_front_sound(const brisk_heap *heap, const heap_chunk *c, size_t size, size_t front)
+{
+    size_t g = chunk_granule(heap, c);
+    /* Handed out whole: FREED at g, nothing inside, and a used chunk (its
+     * LIVE bit) at g + n. Split: FREED at g and nothing in g + 1 .. g + n
+     * (the rest's start). The map's spare word makes reading granule g + n
+     * safe even at the region's end (the sentinel reads 0: refused). */
+    bool whole = front >= size;
+    size_t n = whole ? size / GRANULE : front / GRANULE + 1;
+    bool run = brisk_likely(n <= 2 * BLOCK_MAP_PER_WORD)
+                   ? block_map_run_is(heap, g, n, BLOCK_MAP_FREED)
+                   : block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n);
+    return run && (!whole || (block_map_get(heap, g + n) & BLOCK_MAP_LIVE) != 0);
+}
+
 /* c is listed in class cls: its links must point back at it, and a chunk
  * without a prev must be its list's first entry. */
 BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t cls)
 {
     const heap_chunk *next = c->next, *prev = c->prev;
-    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+    if (next != NULL && (!link_target_sound(heap, next) || next->prev != c))
         return false;
     if (prev == NULL)
         return heap->heads[cls] == c;
-    return heap_holds_chunk(heap, prev) && prev->next == c;
+    return link_target_sound(heap, prev) && prev->next == c;
 }
 
 /* free_links_intact for a merge neighbour of `size` bytes: its class is
@@ -63,11 +107,11 @@ BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c,
 BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
 {
     const heap_chunk *next = c->next, *prev = c->prev;
-    if (next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))
+    if (next != NULL && (!link_target_sound(heap, next) || next->prev != c))
         return false;
     if (prev == NULL)
         return heap->heads[chunk_class_of(size)] == c;
-    return heap_holds_chunk(heap, prev) && prev->next == c;
+    return link_target_sound(heap, prev) && prev->next == c;
 }
 
 /* The whole check of a list entry c that class cls's list led to. Its
@@ -124,7 +168,7 @@ BRISK_INLINE bool list_head_sound(const brisk_heap *heap, const heap_chunk *c, s
         c->prev != NULL)
         return false;
     const heap_chunk *next = c->next;
-    return next == NULL || (heap_holds_chunk(heap, next) && next->prev == c);
+    return next == NULL || (link_target_sound(heap, next) && next->prev == c);
 }
 
 /* Reported under the heap's lock: the handler must not call back into the
@@ -133,6 +177,21 @@ static BRISK_NOINLINE void report_list_corrupted(const heap_chunk *c)
 {
     report_error(BRISK_ERROR_CORRUPTION, "heap free list corrupted (a freed block was written to)",
                  (const char *)c + CHUNK_HEADER_SIZE);
+}
+
+/* The fence below the first chunk was overwritten (heap/heap.h): an
+ * underflow from the first block ran into the bookkeeping, or towards
+ * it. Nothing in the bookkeeping is believed any more; the call does
+ * nothing. Named after the first block, the underflow's source. Returns
+ * NULL, for the callers' tail calls: the fast paths then save no
+ * registers for it. */
+static BRISK_NOINLINE void *report_fence_broken(const brisk_heap *heap)
+{
+    report_error(BRISK_ERROR_CORRUPTION,
+                 "heap bookkeeping corrupted (the fence below the first block was overwritten: an underflow)",
+                 heap->base + CHUNK_HEADER_SIZE);
+    errno = ENOMEM;
+    return NULL;
 }
 
 /* Adds the free chunk c of class cls (header already written) to its list
@@ -155,7 +214,7 @@ BRISK_INLINE bool bin_link_safe(const brisk_heap *heap, const heap_chunk *c, con
     if (first == NULL || first > c)
         return true;
     const heap_chunk *second = first->next;
-    return second == NULL || (heap_holds_chunk(heap, second) && second->prev == first);
+    return second == NULL || (link_target_sound(heap, second) && second->prev == first);
 }
 
 /* The linking itself, once bin_link_safe said yes, or with `front` set
@@ -189,8 +248,14 @@ BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t 
     }
 }
 
+static inline void block_map_mark(brisk_heap *heap, const heap_chunk *c, unsigned state);
+
+/* Lists the free chunk c and marks it FREED in the block map (whatever
+ * its granule said: 0 for a chunk made by a split or a merge, LIVE for a
+ * block just freed). */
 BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
 {
+    block_map_mark(heap, c, BLOCK_MAP_FREED);
     heap_chunk *first = heap->heads[cls];
     if (brisk_unlikely(!bin_link_safe(heap, c, first))) {
         /* first's next link was overwritten (a write after free). c goes
@@ -232,6 +297,7 @@ BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
         next->prev = prev;
     heap->binned_count--;
     heap->binned_bytes -= size;
+    block_map_mark(heap, c, 0); /* handed out or merged: marked again by the caller */
 }
 
 /* Under BRISK_HEAP_WIPE every byte of a free chunk other than its own
@@ -248,20 +314,42 @@ static inline void wipe_chunk_metadata(const brisk_heap *heap, heap_chunk *c, si
 
 /* ---- the block map ------------------------------------------------------ */
 
+static inline void block_map_mark(brisk_heap *heap, const heap_chunk *c, unsigned state)
+{
+    block_map_set(heap, chunk_granule(heap, c), state);
+}
+
+/* c (a listed chunk just taken, FREED, or a chunk carved inside a free
+ * one, 0) becomes a live block. */
 static inline void mark_live(brisk_heap *heap, heap_chunk *c)
 {
-    brisk_assert(block_map_get(heap, chunk_granule(heap, c)) != BLOCK_MAP_LIVE,
+    brisk_assert(!(block_map_get(heap, chunk_granule(heap, c)) & BLOCK_MAP_LIVE),
                  "mark_live: the chunk is already live");
     block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_LIVE);
     heap->used_count++;
 }
 
+/* The live block c is freed: its mark goes (release_chunk lists it as
+ * FREED, or it merges into a chunk that starts elsewhere). */
 static inline void mark_freed(brisk_heap *heap, heap_chunk *c)
 {
     brisk_assert(block_map_get(heap, chunk_granule(heap, c)) == BLOCK_MAP_LIVE && heap->used_count > 0,
                  "mark_freed: only a live chunk is freed");
-    block_map_set(heap, chunk_granule(heap, c), BLOCK_MAP_FREED);
+    block_map_set(heap, chunk_granule(heap, c), 0);
     heap->used_count--;
+}
+
+/* Sets PREV_USED in the header of n, the chunk after one just made used
+ * (or clears it, after one just freed). Under BRISK_HEAP_CANARY a used
+ * n's canary covers its flags and is rewritten (heap_canary_refresh).
+ * The general paths only: the plain fast paths write the bit
+ * themselves, and take_exact's callers refresh in hand_out. */
+static inline void set_prev_used(brisk_heap *heap, heap_chunk *n, bool used)
+{
+    size_t old = n->head;
+    n->head = used ? old | CHUNK_PREV_USED : old & ~CHUNK_PREV_USED;
+    if ((heap->flags & BRISK_HEAP_CANARY) && (char *)n != heap->end && (old & CHUNK_USED))
+        heap_canary_refresh(heap, n, old);
 }
 
 static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
@@ -278,6 +366,22 @@ static inline void note_high_water(brisk_heap *heap, const char *chunk_end)
 static inline void block_map_toggle_freed(brisk_heap *heap, size_t g)
 {
     heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)BLOCK_MAP_FREED << (2 * (g % BLOCK_MAP_PER_WORD));
+}
+
+/* Whether prev, found from the footer in front of the used chunk c
+ * (prev_size bytes back, inside the heap), is the free chunk a merge may
+ * take: the block map says a listed chunk starts there (a footer and a
+ * free header forged inside a live block in front, with PREV_USED
+ * cleared by an overflow, would merge the free into that block: their
+ * granule is 0), its header agrees with the footer and its links point
+ * back at it. Whether anything starts between prev and c is not read
+ * here (that is a map word per 512 bytes of prev, at every merge): if
+ * prev's header was enlarged too, the merged chunk's extent is checked
+ * where every extent is, when any of it is handed out. */
+BRISK_INLINE bool prev_chunk_sound(const brisk_heap *heap, const heap_chunk *prev, size_t prev_size)
+{
+    return block_map_get(heap, chunk_granule(heap, prev)) == BLOCK_MAP_FREED &&
+           prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size);
 }
 
 /* Whether a used chunk whose header says it ends at `next` (whose header
@@ -299,6 +403,7 @@ BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next
     size_t next_size = next_head & ~CHUNK_FLAGS;
     return (next_head & CHUNK_UNKNOWN_FLAGS) == 0 && next_size >= CHUNK_MIN_SIZE &&
            next_size <= (size_t)(heap->end - (const char *)next) &&
+           block_map_get(heap, chunk_granule(heap, next)) == BLOCK_MAP_FREED &&
            *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
            neighbour_links_intact(heap, next, next_size);
 }
@@ -326,6 +431,20 @@ BRISK_INLINE bool defer_try(brisk_heap *heap, heap_chunk *c, size_t size, const 
     counts[cls] = (uint8_t)(n + 1);
     block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
     return true;
+}
+
+/* Whether the block map says a listed chunk of exactly n granules (an
+ * exact class: n < 64) starts at granule g: FREED there, nothing inside,
+ * a used chunk's LIVE bit at g + n. One window for a chunk under 512
+ * bytes. */
+BRISK_INLINE bool exact_extent_sound(const brisk_heap *heap, size_t g, size_t n)
+{
+    if (brisk_likely(n < BLOCK_MAP_PER_WORD)) {
+        uint64_t next_live = (uint64_t)BLOCK_MAP_LIVE << (2 * n);
+        return (block_map_window(heap, g) & (block_map_window_mask(n) | next_live)) ==
+               (BLOCK_MAP_FREED | next_live);
+    }
+    return block_map_run_is(heap, g, n, BLOCK_MAP_FREED) && (block_map_get(heap, g + n) & BLOCK_MAP_LIVE);
 }
 
 /* What take_exact returns when the entry it found failed its check (the
@@ -398,6 +517,11 @@ static inline void *hand_out(brisk_heap *heap, heap_chunk *c, size_t size)
     }
     mark_live(heap, c);
     if (brisk_unlikely(heap->flags & (BRISK_HEAP_WIPE_CHECK | BRISK_HEAP_CANARY))) {
+        /* The chunk after c, when used, just had its PREV_USED set (c was
+         * free), which its canary covers. */
+        heap_chunk *n = chunk_at(c, size);
+        if ((heap->flags & BRISK_HEAP_CANARY) && (char *)n != heap->end && chunk_is_used(n))
+            heap_canary_refresh(heap, n, n->head & ~CHUNK_PREV_USED);
         /* Every byte handed out must still be wiped (the metadata words
          * were just zeroed above; they are guarded by the list checks). */
         bool dirty = (heap->flags & BRISK_HEAP_WIPE_CHECK) &&
@@ -450,20 +574,37 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
  * handed out whole and lies below the wilderness, so high_water cannot
  * move. NULL when the class is empty.
  *
- * What is checked is what a program could have forged (as harden's heap
- * does): c itself comes from heads[] (bookkeeping, only ever set to
- * checked chunks), but its next link lies in its payload, where a use
- * after free can write, and it is about to be written through and become
- * the list's head. So it must point into the heap, at a chunk start,
- * and back at c. */
+ * What is checked is what a program could have forged. c comes from
+ * heads[], which only ever names checked chunks, but the bookkeeping is
+ * checked too before it is believed: c must lie in the heap, and the
+ * block map must say a listed chunk of exactly `need` bytes starts there
+ * (listed_front_sound), so the size comes from the map, never from c's
+ * header. c's next link lies in its payload, where a use after free can
+ * write, and it is about to be written through and become the list's
+ * head: it must name a listed chunk (the map again: a fake chunk inside
+ * a live block is not one) that points back at c. */
 BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
 {
     size_t cls = need / GRANULE - 2;
     heap_chunk *c = heap->heads[cls];
     if (c == NULL)
         return NULL;
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
+    size_t reach = (size_t)(heap->top - heap->base);
+    /* The plain fast path (report false) checks chunks under 512 bytes in
+     * one window and leaves larger ones to the general path, which takes
+     * the same entry again with report set: the fast path then needs no
+     * registers for the longer check. */
+    if (brisk_unlikely(!report && need / GRANULE >= BLOCK_MAP_PER_WORD))
+        return TAKE_CORRUPT;
+    if (brisk_unlikely(offset >= reach || offset % GRANULE != 0 || need > reach - offset ||
+                       !exact_extent_sound(heap, offset / GRANULE, need / GRANULE))) {
+        if (report)
+            report_list_corrupted(c);
+        return TAKE_CORRUPT;
+    }
     heap_chunk *next = c->next;
-    if (brisk_unlikely(next != NULL && (!heap_holds_chunk(heap, next) || next->prev != c))) {
+    if (brisk_unlikely(next != NULL && (!link_target_sound(heap, next) || next->prev != c))) {
         if (report)
             report_list_corrupted(c);
         return TAKE_CORRUPT;
@@ -495,6 +636,10 @@ BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool pl
         return NULL;
     }
     size_t size = chunk_size(c);
+    if (brisk_unlikely(!listed_front_sound(heap, c, size, size - need >= CHUNK_MIN_SIZE ? need : size))) {
+        report_list_corrupted(c);
+        return NULL;
+    }
     heap_chunk *second = c->next;
     heap->heads[cls] = second;
     if (second != NULL)
@@ -601,7 +746,10 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
             }
         }
         if (found != NULL) {
-            if (brisk_unlikely(!listed_chunk_sound(heap, found, chunk_class_of(found_size)))) {
+            size_t front = found_lead + need;
+            if (brisk_unlikely(!listed_chunk_sound(heap, found, chunk_class_of(found_size)) ||
+                               !listed_front_sound(heap, found, found_size,
+                                                   found_size - front >= CHUNK_MIN_SIZE ? front : found_size))) {
                 report_list_corrupted(found);
                 return NULL;
             }
@@ -691,7 +839,7 @@ BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
             return chunk_payload(c);
         }
         /* A damaged entry goes the general way, which finds and reports
-         * it. */
+         * it (and so does an entry of 512 bytes or more: take_exact). */
         if (c == NULL)
             return alloc_plain_miss(heap, need);
         return heap_alloc_general(heap, size);
@@ -719,6 +867,8 @@ static BRISK_NOINLINE BRISK_CACHE_ALIGNED void *alloc_deferring(brisk_heap *heap
 
 BRISK_CACHE_ALIGNED void *brisk_heap_alloc(brisk_heap *heap, size_t size)
 {
+    if (brisk_unlikely(!heap_fence_intact(heap)))
+        return report_fence_broken(heap);
     /* One test of the flags word picks the fast path of a heap without
      * options (no lock, wipe, hardening or deferral). */
     if (brisk_likely(heap->flags == 0))
@@ -730,6 +880,8 @@ BRISK_CACHE_ALIGNED void *brisk_heap_alloc(brisk_heap *heap, size_t size)
 
 void *brisk_heap_calloc(brisk_heap *heap, size_t count, size_t size)
 {
+    if (brisk_unlikely(!heap_fence_intact(heap)))
+        return report_fence_broken(heap);
     size_t total;
     if (__builtin_mul_overflow(count, size, &total)) {
         errno = ENOMEM;
@@ -761,6 +913,8 @@ void *brisk_heap_alloc_aligned(brisk_heap *heap, size_t alignment, size_t size)
     }
     if (alignment <= BRISK_ALIGNMENT)
         return brisk_heap_alloc(heap, size);
+    if (brisk_unlikely(!heap_fence_intact(heap)))
+        return report_fence_broken(heap);
     size_t need;
     if (!heap_chunk_size_for(heap, size, &need) || need > SIZE_MAX - alignment - CHUNK_MIN_SIZE) {
         errno = ENOMEM;
@@ -802,7 +956,13 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
 
     size_t size = chunk_size(c);
     size_t room = (size_t)(heap->end - (char *)c);
-    if (!chunk_is_used(c) || (c->head & CHUNK_UNKNOWN_FLAGS) != 0 || size < CHUNK_MIN_SIZE || size > room)
+    size_t g = chunk_granule(heap, c);
+    /* A used chunk lies below top, and no chunk starts inside it: the
+     * size in its header is then its real one (the map marks where the
+     * next chunk starts, which a header overwritten by an overflow cannot
+     * move). */
+    if (!chunk_is_used(c) || (c->head & CHUNK_UNKNOWN_FLAGS) != 0 || size < CHUNK_MIN_SIZE ||
+        size > (size_t)(heap->top - (char *)c) || !block_map_span_clear(heap, g + 1, g + size / GRANULE))
         return BLOCK_CORRUPT;
     heap_chunk *next = chunk_at(c, size);
     if (!chunk_prev_used(next))
@@ -815,7 +975,8 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
             if (!(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE))
                 return BLOCK_CORRUPT;
         } else if ((char *)next != heap->top &&
-                   (*chunk_footer(next, next_size) != next_size ||
+                   (block_map_get(heap, g + size / GRANULE) != BLOCK_MAP_FREED ||
+                    *chunk_footer(next, next_size) != next_size ||
                     !neighbour_links_intact(heap, next, next_size))) {
             return BLOCK_CORRUPT;
         }
@@ -826,7 +987,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (prev->head != (prev_size | CHUNK_PREV_USED) || !neighbour_links_intact(heap, prev, prev_size))
+        if (!prev_chunk_sound(heap, prev, prev_size))
             return BLOCK_CORRUPT;
     }
     if (canary && !heap_canary_intact(heap, c))
@@ -913,7 +1074,7 @@ BRISK_INLINE void release_chunk_inline(brisk_heap *heap, heap_chunk *c, size_t s
         next = chunk_at(c, size);
     }
     c->head = size | CHUNK_PREV_USED;
-    next->head &= ~CHUNK_PREV_USED;
+    set_prev_used(heap, next, false);
     bin_insert(heap, c, size);
 }
 
@@ -942,6 +1103,10 @@ static block_status heap_free_locked(brisk_heap *heap, void *ptr, bool may_defer
 /* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
 static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
 {
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        (void)report_fence_broken(heap);
+        return;
+    }
     heap_lock(heap);
     block_status status = heap_free_locked(heap, ptr, true);
     heap_unlock(heap);
@@ -984,9 +1149,10 @@ static BRISK_NOINLINE bool deferred_flush(brisk_heap *heap)
  * (both neighbours in use: nothing merges) and checks what every free
  * needs; free_plain_merge, out of line, the rest. */
 
-/* c is LIVE in the map and its header is sound (USED, known bits, a size
- * inside the region); `next` is its right neighbour (or the sentinel)
- * with PREV_USED set. Checks and merges the free neighbours. */
+/* c is LIVE in the map, its header is sound (USED, known bits, a size
+ * below top) and nothing starts inside it; `next` is its right neighbour
+ * (or the sentinel) with PREV_USED set. Checks and merges the free
+ * neighbours. */
 BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
                                            size_t next_head)
 {
@@ -1004,8 +1170,8 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             if (!(block_map_get(heap, next_g) & BLOCK_MAP_LIVE)) /* LIVE or DEFERRED */
                 return false;
         } else if ((char *)next != top) {
-            if (*chunk_footer(next, next_size) != next_size ||
-                !neighbour_links_intact(heap, next, next_size))
+            if (block_map_get(heap, (offset + size) / GRANULE) != BLOCK_MAP_FREED ||
+                *chunk_footer(next, next_size) != next_size || !neighbour_links_intact(heap, next, next_size))
                 return false;
             merge_next = true;
         }
@@ -1017,12 +1183,11 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
         if (prev_size < CHUNK_MIN_SIZE || prev_size % GRANULE != 0 || prev_size > offset)
             return false;
         prev = (heap_chunk *)((char *)c - prev_size);
-        if (prev->head != (prev_size | CHUNK_PREV_USED) ||
-            !neighbour_links_intact(heap, prev, prev_size))
+        if (!prev_chunk_sound(heap, prev, prev_size))
             return false;
     }
 
-    block_map_set(heap, offset / GRANULE, BLOCK_MAP_FREED);
+    block_map_set(heap, offset / GRANULE, 0);
     heap->used_count--;
     if (prev != NULL) {
         bin_remove(heap, prev, prev_size);
@@ -1054,45 +1219,34 @@ static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, siz
         heap_free_general(heap, chunk_payload(c));
 }
 
-/* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
- * not NULL. Every way out other than success is a tail call: to
- * free_plain_merge, or, having changed nothing, to the general path,
- * which validates again and reports what it finds. Few values are kept
- * across the checks (offsets are worked out again from the chunk
- * addresses), which spares the registers. `deferring`: the heap has
- * BRISK_HEAP_DEFER_MERGE, and a block found live is kept aside when its
- * class has room. */
-BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
+/* The rest of free_plain, once c's extent is known (nothing starts inside
+ * it): `window` holds the map's states from c's granule on when c is
+ * under 512 bytes (`large` false), and the next chunk's is read from it;
+ * a larger c reads it from the map. Inlined twice: into free_plain, and
+ * into free_plain_large for blocks over 512 bytes, whose span check is
+ * the longer loop (kept off the small blocks' registers). */
+BRISK_INLINE void free_plain_finish(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next, size_t next_head,
+                                    uint64_t window, bool large, bool deferring)
 {
-    heap_chunk *c = chunk_of_payload(ptr);
-    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
-    if (brisk_unlikely(offset >= heap_capacity(heap) || offset % GRANULE != 0 ||
-                       block_map_get(heap, offset / GRANULE) != BLOCK_MAP_LIVE))
-        goto general;
-    /* c lies in the chunk area, so its header can be read; it is believed
-     * only because the map says a live block starts here. */
-    size_t head = c->head, size = head & ~CHUNK_FLAGS;
-    if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
-                       size > (size_t)(heap->end - (char *)c)))
-        goto general;
-    heap_chunk *next = chunk_at(c, size);
-    size_t next_head = next->head;
-    if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
-        goto general;
+    size_t size = head & ~CHUNK_FLAGS;
     if (deferring && defer_try(heap, c, size, next, next_head))
         return;
-    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end)
-        goto merge;
+    if (!(head & CHUNK_PREV_USED) || !(next_head & CHUNK_USED) || (char *)next == heap->end) {
+        free_plain_merge(heap, c, head, next, next_head);
+        return;
+    }
     /* Both neighbours in use (next is a chunk, not the sentinel): it must
      * be LIVE in the map too, and then nothing merges. */
     size_t next_size = next_head & ~CHUNK_FLAGS;
-    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
-                       !(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE)))
-        goto general;
+    bool next_live = large ? (block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE) != 0
+                           : ((window >> (2 * (size / GRANULE))) & BLOCK_MAP_LIVE) != 0;
     size_t cls = chunk_class_of(size);
     heap_chunk *first = heap->heads[cls];
-    if (brisk_unlikely(!bin_link_safe(heap, c, first)))
-        goto general;
+    if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
+                       !next_live || !bin_link_safe(heap, c, first))) {
+        heap_free_general(heap, chunk_payload(c));
+        return;
+    }
     /* LIVE -> FREED (01 -> 10): one xor. */
     size_t g = chunk_granule(heap, c);
     heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)3 << (2 * (g % BLOCK_MAP_PER_WORD));
@@ -1100,9 +1254,57 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
     c->head = size | CHUNK_PREV_USED;
     next->head = next_head & ~CHUNK_PREV_USED;
     bin_link(heap, c, size, cls, first, false);
-    return;
-merge:
-    free_plain_merge(heap, c, head, next, next_head);
+}
+
+/* free_plain for a block over 512 bytes: the span check as a loop over
+ * its map words, then the same finish. */
+static BRISK_NOINLINE void free_plain_large(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                            size_t next_head, bool deferring)
+{
+    size_t g = chunk_granule(heap, c);
+    if (brisk_unlikely(!block_map_span_clear(heap, g + 1, g + (head & ~CHUNK_FLAGS) / GRANULE))) {
+        heap_free_general(heap, chunk_payload(c));
+        return;
+    }
+    free_plain_finish(heap, c, head, next, next_head, 0, true, deferring);
+}
+
+/* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
+ * not NULL. Every way out other than success is a tail call: to
+ * free_plain_merge or free_plain_large, or, having changed nothing, to
+ * the general path, which validates again and reports what it finds.
+ * `deferring`: the heap has BRISK_HEAP_DEFER_MERGE, and a block found
+ * live is kept aside when its class has room. */
+BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
+{
+    heap_chunk *c = chunk_of_payload(ptr);
+    size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base); /* huge when below base */
+    if (brisk_unlikely(offset >= heap_capacity(heap) || offset % GRANULE != 0))
+        goto general;
+    uint64_t window = block_map_window(heap, offset / GRANULE);
+    if (brisk_unlikely((window & 3u) != BLOCK_MAP_LIVE))
+        goto general;
+    /* c lies in the chunk area, so its header can be read; it is believed
+     * only because the map says a live block starts here, and its size
+     * only when no chunk starts inside it (a used chunk lies below top). */
+    size_t head = c->head, size = head & ~CHUNK_FLAGS;
+    if (brisk_unlikely((head & (CHUNK_USED | CHUNK_UNKNOWN_FLAGS)) != CHUNK_USED || size < CHUNK_MIN_SIZE ||
+                       size > (size_t)(heap->top - (char *)c)))
+        goto general;
+    heap_chunk *next = chunk_at(c, size);
+    size_t next_head = next->head;
+    if (brisk_unlikely(!(next_head & CHUNK_PREV_USED)))
+        goto general;
+    /* Nothing may start inside c: one window for a chunk under 512 bytes
+     * (it holds the next chunk's state too); a larger one is checked out
+     * of line. */
+    if (brisk_unlikely(size / GRANULE >= BLOCK_MAP_PER_WORD)) {
+        free_plain_large(heap, c, head, next, next_head, deferring);
+        return;
+    }
+    if (brisk_unlikely((window & block_map_window_mask(size / GRANULE)) != BLOCK_MAP_LIVE))
+        goto general;
+    free_plain_finish(heap, c, head, next, next_head, window, false, deferring);
     return;
 general:
     heap_free_general(heap, chunk_payload(c));
@@ -1123,12 +1325,13 @@ BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
     if (ptr == NULL)
         return;
     /* One test of the flags word picks the fast path of a heap without
-     * options. */
-    if (brisk_likely(heap->flags == 0)) {
+     * options. A broken fence goes the general way, which reports it. */
+    bool fence = heap_fence_intact(heap);
+    if (brisk_likely(heap->flags == 0 && fence)) {
         free_plain(heap, ptr, false);
         return;
     }
-    if (heap->flags == BRISK_HEAP_DEFER_MERGE) {
+    if (heap->flags == BRISK_HEAP_DEFER_MERGE && fence) {
         free_deferring(heap, ptr);
         return;
     }
@@ -1139,6 +1342,10 @@ size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
 {
     if (ptr == NULL)
         return 0;
+    if (brisk_unlikely(!heap_fence_intact(heap))) {
+        (void)report_fence_broken(heap);
+        return 0;
+    }
     heap_lock(heap);
     block_status status = block_validate(heap, ptr);
     size_t usable = status == BLOCK_LIVE ? chunk_usable(heap, chunk_size(chunk_of_payload(ptr))) : 0;
@@ -1182,8 +1389,9 @@ static bool free_chunk_dirty(const heap_chunk *f, size_t size, size_t len, bool 
 }
 
 /* What resize_in_place returns when WIPE_CHECK found the memory the block
- * would take over written after it was freed, and the error handler
- * returned: the realloc fails and nothing has changed. */
+ * would take over written after it was freed, or the block map disowned
+ * the free neighbour it would take, and the error handler returned: the
+ * realloc fails and nothing has changed. */
 #define RESIZE_REFUSED ((void *)(uintptr_t)1)
 
 /* Tries to resize the live block at ptr without moving it, or by sliding
@@ -1208,12 +1416,18 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
     bool wipe_check = (heap->flags & BRISK_HEAP_WIPE_CHECK) != 0;
 
     if (next_free != 0 && next_free >= need - size) {
-        /* Grow into the right neighbour, once it is known to be clean. */
+        /* Grow into the right neighbour, once it is known to be clean and
+         * (a listed one) to span what the block takes of it. */
+        size_t rest = size + next_free - need;
+        if (brisk_unlikely(!next_is_wild &&
+                           !listed_front_sound(heap, next, next_free, rest >= CHUNK_MIN_SIZE ? need - size : next_free))) {
+            report_block(BLOCK_CORRUPT, CALL_REALLOC, ptr);
+            return RESIZE_REFUSED;
+        }
         if (brisk_unlikely(wipe_check && free_chunk_dirty(next, next_free, need - size, next_is_wild))) {
             heap_report_write_after_free(ptr);
             return RESIZE_REFUSED;
         }
-        size_t rest = size + next_free - need;
         if (next_is_wild) {
             if (heap->flags & BRISK_HEAP_WIPE)
                 next->head = 0;
@@ -1226,7 +1440,7 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
             place_remainder(heap, chunk_at(c, need), rest, next_is_wild);
         } else {
             grown = size + next_free;
-            chunk_at(c, grown)->head |= CHUNK_PREV_USED;
+            set_prev_used(heap, chunk_at(c, grown), true);
             if (next_is_wild)
                 heap->top = heap->end;
         }
@@ -1244,6 +1458,14 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
         size_t right = next_is_wild ? 0 : next_free;
         if (prev_size + size + right >= need) {
             heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
+            /* Both are taken whole: prev (block_validate checked its
+             * start) must end at c, a listed right neighbour where the
+             * chunk after it starts. */
+            if (brisk_unlikely(!listed_front_sound(heap, prev, prev_size, prev_size) ||
+                               (right != 0 && !listed_front_sound(heap, next, right, right)))) {
+                report_block(BLOCK_CORRUPT, CALL_REALLOC, ptr);
+                return RESIZE_REFUSED;
+            }
             if (brisk_unlikely(wipe_check && (free_chunk_dirty(prev, prev_size, prev_size, false) ||
                                               (right != 0 && free_chunk_dirty(next, right, right, false))))) {
                 heap_report_write_after_free(ptr);
@@ -1257,7 +1479,7 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
             mark_freed(heap, c);
             size_t total = prev_size + size + right;
             prev->head = total | CHUNK_USED | (prev->head & CHUNK_PREV_USED);
-            chunk_at(prev, total)->head |= CHUNK_PREV_USED;
+            set_prev_used(heap, chunk_at(prev, total), true);
             memmove(chunk_payload(prev), ptr, keep);
             mark_live(heap, prev);
             shrink_live_chunk(heap, prev, total, need);
@@ -1275,6 +1497,8 @@ void *brisk_heap_realloc(brisk_heap *heap, void *ptr, size_t size)
         brisk_heap_free(heap, ptr);
         return NULL;
     }
+    if (brisk_unlikely(!heap_fence_intact(heap)))
+        return report_fence_broken(heap);
     heap_lock(heap);
     block_status status = block_validate(heap, ptr);
     if (status != BLOCK_LIVE) {

@@ -5,13 +5,27 @@
  *
  * The region:
  *
- *   region start (16-aligned)                                     region end
- *   | struct brisk_heap | list heads | block map |pad| deferred | chunks |S|
- *                                                                ^base  ^end
+ *   region start (16-aligned)                                        region end
+ *   | struct brisk_heap | list heads | block map | deferred |G|F| chunks |S|
+ *                                                              ^base  ^end
  *
  *   The deferred stacks and counts (BRISK_HEAP_DEFER_MERGE only, so that
- *   other heaps do not pay their 6 KiB) end where the chunks begin:
- *   found from base, they need no field in the struct.
+ *   other heaps do not pay their 6 KiB) end the bookkeeping.
+ *
+ *   G, the guard: in a mapped heap the bookkeeping is padded to a page
+ *   and followed by one inaccessible page, so an underflow running down
+ *   from the first block faults before it reaches any bookkeeping. (The
+ *   mapping has an inaccessible page before the region start and after
+ *   its end as well: heap_create_mapped.) A
+ *   heap in a caller's buffer has none (it makes no system call, and the
+ *   buffer's pages are the caller's): nothing there.
+ *
+ *   F, the fence: the 8 bytes right below the first chunk's header hold
+ *   heap->fence, checked on entry to every call (heap_fence_intact): a
+ *   linear underflow from the first block must overwrite it before it
+ *   reaches the bookkeeping of a heap without a guard, and the next call
+ *   then refuses to believe the bookkeeping (heap_create.c says what the
+ *   value is made of).
  *
  *   Chunks tile [base, end) exactly. base and end are 8 mod 16, so every
  *   payload (a chunk's start + 8) is 16-aligned. S is an 8-byte sentinel
@@ -157,13 +171,18 @@ struct brisk_heap {
     char *end;               /* the sentinel header; chunks tile [base, end) */
     char *top;               /* the wilderness chunk, or end when empty */
     heap_chunk **heads;      /* class_count list heads (in the bookkeeping) */
-    uint64_t *block_map;     /* 2 bits per granule g, the payload address
-                                base + 8 + 16 g: BLOCK_MAP_LIVE when a live
+    uint64_t *block_map;     /* 2 bits per granule g, the chunk starting
+                                at base + 16 g: BLOCK_MAP_LIVE when a live
                                 block starts there, BLOCK_MAP_FREED when a
-                                block handed out there was freed and not
-                                handed out again (tells a double free from
-                                a wild pointer), else 0. Both in one word
-                                so a free touches one cache line. */
+                                listed free chunk does (so a free of it is
+                                a double free), BLOCK_MAP_DEFERRED for a
+                                deferred block, else 0 (inside a chunk, or
+                                at or past top: the wilderness). Every
+                                chunk start but the wilderness's is marked,
+                                so the map, which no write into the chunks
+                                reaches, says where chunks really begin and
+                                end: sizes and links read from the chunks
+                                are checked against it. */
     size_t class_count;      /* classes a chunk of this heap can fall in */
     uint64_t class_map[CLASS_WORDS]; /* bit c: list c is non-empty */
     uint64_t class_summary;  /* bit w: class_map[w] != 0 */
@@ -185,6 +204,9 @@ struct brisk_heap {
                                    entries) */
     uint64_t canary_key;     /* BRISK_HEAP_CANARY: the secret canaries are
                                 derived from (heap_harden.c) */
+    uint64_t fence;          /* what the 8 bytes below base must hold */
+    char *deferred;          /* the deferred stacks and counts
+                                (BRISK_HEAP_DEFER_MERGE), else NULL */
     void *map_base;          /* the mapping to unmap, or NULL */
     size_t map_size;
     pthread_mutex_t lock;    /* taken when flags has BRISK_HEAP_THREADSAFE */
@@ -211,8 +233,9 @@ BRISK_INLINE void heap_unlock(const brisk_heap *heap)
  *   ^c     ^p                                   ^c + size - 8
  *
  * The canary is derived from the heap's secret, the chunk's address and
- * its header's size, so a write past the usable bytes (overflow) and a
- * write into the header in front of p (underflow) both make it disagree.
+ * its whole header (size and flags), so a write past the usable bytes
+ * (overflow) and a write into the header in front of p (underflow, or
+ * an overflow from the chunk before) both make it disagree.
  * It is written whenever a chunk is handed out or resized and checked on
  * free and realloc (and by brisk_heap_check for every live block).
  *
@@ -249,19 +272,18 @@ BRISK_INLINE size_t chunk_tail(const brisk_heap *heap)
  * python3's utilization below 90%. */
 #define DEFER_PER_CLASS 12u
 
-/* The stacks and counts, just below base's header (heap_bookkeeping_size
- * reserves them at the bookkeeping's end for a deferring heap only). */
+/* The stacks and counts, at the bookkeeping's end (heap_bookkeeping_size
+ * reserves them for a deferring heap only). */
 #define DEFERRED_SIZE (SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *) + \
                        ((SMALL_CLASSES + GRANULE - 1) & ~(GRANULE - 1)))
 /* The DEFER_PER_CLASS slots of class cls. */
 BRISK_INLINE heap_chunk **heap_deferred_slots(const brisk_heap *heap, size_t cls)
 {
-    return (heap_chunk **)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE) + cls * DEFER_PER_CLASS;
+    return (heap_chunk **)(uintptr_t)heap->deferred + cls * DEFER_PER_CLASS;
 }
 BRISK_INLINE uint8_t *heap_deferred_counts(const brisk_heap *heap)
 {
-    return (uint8_t *)(uintptr_t)(heap->base - CHUNK_HEADER_SIZE - DEFERRED_SIZE +
-                                  SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *));
+    return (uint8_t *)(uintptr_t)heap->deferred + SMALL_CLASSES * DEFER_PER_CLASS * sizeof(heap_chunk *);
 }
 
 /* Usable bytes of a used chunk of `size` bytes. */
@@ -284,6 +306,10 @@ BRISK_INLINE bool heap_chunk_size_for(const brisk_heap *heap, size_t n, size_t *
 BRISK_HIDDEN void heap_canary_write(const brisk_heap *heap, heap_chunk *c);
 /* Whether the used chunk c's canary still matches its header. */
 BRISK_HIDDEN bool heap_canary_intact(const brisk_heap *heap, const heap_chunk *c);
+/* The used chunk c's header just changed from old_head (its PREV_USED
+ * bit, as its left neighbour was freed or handed out): rewrites its
+ * canary for the new header, only if it matched the old one. */
+BRISK_HIDDEN void heap_canary_refresh(const brisk_heap *heap, heap_chunk *c, size_t old_head);
 /* The first non-zero byte in [from, from + len), or NULL when all are
  * zero. */
 BRISK_HIDDEN const void *heap_wipe_first_dirty(const void *from, size_t len);
@@ -333,6 +359,9 @@ BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
 }
 
 #define BLOCK_MAP_LIVE 1u
+/* A listed free chunk starts here. A block freed and then merged into
+ * its left neighbour or the wilderness leaves no mark: a second free of
+ * it is refused as not a live block. */
 #define BLOCK_MAP_FREED 2u
 /* Freed, and kept aside unmerged (BRISK_HEAP_DEFER_MERGE). Both bits:
  * the LIVE bit says "a used chunk starts here" to the neighbours' checks
@@ -346,6 +375,57 @@ BRISK_INLINE size_t chunk_granule(const brisk_heap *heap, const heap_chunk *c)
 BRISK_INLINE unsigned block_map_get(const brisk_heap *heap, size_t g)
 {
     return (unsigned)(heap->block_map[g / BLOCK_MAP_PER_WORD] >> (2 * (g % BLOCK_MAP_PER_WORD))) & 3u;
+}
+
+/* Whether no chunk starts at a granule in [from, to): every state there
+ * is 0. The block map marks every chunk start but the wilderness's (a
+ * used chunk LIVE, a deferred one DEFERRED, a listed free chunk FREED),
+ * so a size read from a header is believed only when no start lies
+ * inside the span it claims: what no write into the chunks can fake. A
+ * loop over the map words the span covers (one per 512 bytes). */
+BRISK_INLINE bool block_map_span_clear(const brisk_heap *heap, size_t from, size_t to)
+{
+    if (from >= to)
+        return true;
+    size_t w = from / BLOCK_MAP_PER_WORD, last = (to - 1) / BLOCK_MAP_PER_WORD;
+    uint64_t low = ~(uint64_t)0 << (2 * (from % BLOCK_MAP_PER_WORD));
+    uint64_t high = ~(uint64_t)0 >> (2 * (BLOCK_MAP_PER_WORD - 1 - (to - 1) % BLOCK_MAP_PER_WORD));
+    if (w == last)
+        return (heap->block_map[w] & low & high) == 0;
+    /* The whole words between, or-ed together without an exit per word
+     * (the compiler may use vector loads): a sound heap reads them all. */
+    uint64_t any = (heap->block_map[w] & low) | (heap->block_map[last] & high);
+    for (size_t i = w + 1; i < last; i++)
+        any |= heap->block_map[i];
+    return any == 0;
+}
+
+/* The states of granules g, g + 1, ... g + 31 as one word, granule g's
+ * in the low two bits, wherever g falls in its map word: the checks of a
+ * chunk under 512 bytes (its own state, nothing starting inside it, the
+ * state of the chunk after it) are then one mask and compare. The map
+ * has a spare word at its end, so the word after g's can always be read. */
+BRISK_INLINE uint64_t block_map_window(const brisk_heap *heap, size_t g)
+{
+    const uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
+    unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
+    /* (x << 1) << (63 - shift): x << (64 - shift), and 0 for shift 0. */
+    return (word[0] >> shift) | ((word[1] << 1) << (63 - shift));
+}
+
+/* A mask of the states of the first n granules of a window (1 <= n <= 32). */
+BRISK_INLINE uint64_t block_map_window_mask(size_t n) { return ~(uint64_t)0 >> (64 - 2 * n); }
+
+/* Whether granule g's state is `first` and the n - 1 after it are 0
+ * (1 <= n <= 64, g + n at most the granule count): a chunk's own state
+ * and nothing starting inside it, in one or two windows. */
+BRISK_INLINE bool block_map_run_is(const brisk_heap *heap, size_t g, size_t n, uint64_t first)
+{
+    uint64_t low = block_map_window(heap, g);
+    if (n <= BLOCK_MAP_PER_WORD)
+        return (low & block_map_window_mask(n)) == first;
+    return low == first && (block_map_window(heap, g + BLOCK_MAP_PER_WORD) &
+                            block_map_window_mask(n - BLOCK_MAP_PER_WORD)) == 0;
 }
 
 BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
@@ -387,5 +467,12 @@ BRISK_INLINE size_t class_find_highest(const brisk_heap *heap)
  * lists when `flags` has BRISK_HEAP_DEFER_MERGE) that a region of
  * `region_size` bytes needs in front of its chunks. A multiple of 16. */
 BRISK_HIDDEN size_t heap_bookkeeping_size(size_t region_size, unsigned flags);
+
+/* Whether the fence below the first chunk still holds its value: checked
+ * before a call believes anything in the bookkeeping. */
+BRISK_INLINE bool heap_fence_intact(const brisk_heap *heap)
+{
+    return *(const uint64_t *)(const void *)(heap->base - CHUNK_HEADER_SIZE) == heap->fence;
+}
 
 #endif /* BRISK_HEAP_INTERNAL_H */

@@ -25,9 +25,11 @@
  *   9. The class bitmap has bit c set exactly when list c is non-empty,
  *      and the summary word has bit w set exactly when word w is
  *      non-zero; no class at or above class_count is used.
- *  10. The block map has LIVE exactly at the used chunks; no granule is
- *      both LIVE and FREED (that is DEFERRED, which only a heap with
- *      BRISK_HEAP_DEFER_MERGE has: see 15).
+ *  10. The block map marks exactly the chunk starts but the
+ *      wilderness's: LIVE at the used chunks, FREED at the listed free
+ *      chunks, and nothing else (inside chunks, at and past top); no
+ *      granule is both LIVE and FREED (that is DEFERRED, which only a
+ *      heap with BRISK_HEAP_DEFER_MERGE has: see 15).
  *  11. The counters (used chunks, listed chunks and bytes) agree with a
  *      recount, and so does the allocated-bytes figure derived from them
  *      (heap_allocated).
@@ -38,6 +40,9 @@
  *      class, once, and those stacks hold nothing else, at most
  *      DEFER_PER_CLASS entries each; the totals agree; a heap without the
  *      flag has none.
+ *  16. The fence in the 8 bytes below the first chunk holds the heap's
+ *      fence value (heap/heap.h): checked first, since an underflow that
+ *      broke it may have reached the rest of the bookkeeping.
  */
 #include "heap/heap.h"
 
@@ -61,6 +66,10 @@ static bool chunk_address_plausible(const brisk_heap *heap, const void *p)
 static int check_locked(const brisk_heap *heap)
 {
     const char *base = heap->base, *end = heap->end, *top = heap->top;
+    /* 16, before anything the bookkeeping says is followed. */
+    if (!heap_fence_intact(heap))
+        return heap_check_fail(16, "the fence below the first chunk was overwritten (an underflow)",
+                               base - CHUNK_HEADER_SIZE);
     /* 1 */
     if (((uintptr_t)base % GRANULE) != CHUNK_HEADER_SIZE || ((uintptr_t)end % GRANULE) != CHUNK_HEADER_SIZE ||
         base >= end)
@@ -122,6 +131,10 @@ static int check_locked(const brisk_heap *heap)
             bool ends_region = size == room;
             if (ends_region != ((const char *)c == top))
                 return heap_check_fail(6, "the chunk at the region's end and the wilderness disagree", c);
+            if (state != (ends_region ? 0u : BLOCK_MAP_FREED))
+                return heap_check_fail(10, ends_region ? "the wilderness is marked in the block map"
+                                                       : "listed free chunk not FREED in the block map",
+                                       c);
             if (!ends_region) {
                 if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
                     return heap_check_fail(7, "free chunk's footer differs from its size", c);
@@ -219,17 +232,22 @@ static int check_locked(const brisk_heap *heap)
     /* 10, 15: as many LIVE granules as used chunks, and as many DEFERRED
      * (both bits) as deferred blocks. */
     size_t words = (heap->granule_count + BLOCK_MAP_PER_WORD - 1) / BLOCK_MAP_PER_WORD;
-    size_t live_bits = 0, deferred_bits = 0;
+    size_t live_bits = 0, deferred_bits = 0, freed_bits = 0;
     for (size_t w = 0; w < words; w++) {
         uint64_t word = heap->block_map[w];
         if (word == 0)
             continue; /* most of a large heap's map */
         uint64_t both = word & (word >> 1) & BLOCK_MAP_LIVE_MASK;
         live_bits += (size_t)__builtin_popcountll(word & ~(word >> 1) & BLOCK_MAP_LIVE_MASK);
+        freed_bits += (size_t)__builtin_popcountll((word >> 1) & ~word & BLOCK_MAP_LIVE_MASK);
         deferred_bits += (size_t)__builtin_popcountll(both);
     }
     if (live_bits != used)
         return heap_check_fail(10, "block map marks LIVE a granule that is not a used chunk", base);
+    /* Every listed chunk was seen FREED in the walk: as many FREED
+     * granules as listed chunks leaves none elsewhere. */
+    if (freed_bits != listed)
+        return heap_check_fail(10, "block map marks FREED a granule that is not a listed free chunk", base);
     if (deferred_bits != 0 && !(heap->flags & BRISK_HEAP_DEFER_MERGE))
         return heap_check_fail(10, "granule both live and freed", base);
     if (deferred_bits != deferred)

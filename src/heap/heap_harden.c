@@ -12,26 +12,36 @@
 
 #include <string.h>
 
-/* The canary of a used chunk at c whose header says `size`. The flag bits
- * are left out: PREV_USED changes when the left neighbour is freed. */
-static inline uint64_t canary_value(const brisk_heap *heap, const heap_chunk *c, size_t size)
+/* The canary of a used chunk at c whose header reads `head`: its size
+ * and its flag bits, so that an overflow clearing the PREV_USED bit of
+ * the next header (to make its free merge backwards over a fake chunk)
+ * breaks that chunk's canary. PREV_USED changes legitimately when the
+ * left neighbour is freed or handed out: heap_canary_refresh. */
+static inline uint64_t canary_value(const brisk_heap *heap, const heap_chunk *c, size_t head)
 {
-    return mix64(heap->canary_key ^ (uint64_t)(uintptr_t)c ^ ((uint64_t)size << 1));
+    return mix64(heap->canary_key ^ (uint64_t)(uintptr_t)c ^ ((uint64_t)head << 1));
 }
 
 void heap_canary_write(const brisk_heap *heap, heap_chunk *c)
 {
-    size_t size = chunk_size(c);
-    uint64_t value = canary_value(heap, c, size);
-    memcpy((char *)c + size - CHUNK_CANARY_SIZE, &value, sizeof value);
+    uint64_t value = canary_value(heap, c, c->head);
+    memcpy((char *)c + chunk_size(c) - CHUNK_CANARY_SIZE, &value, sizeof value);
 }
 
 bool heap_canary_intact(const brisk_heap *heap, const heap_chunk *c)
 {
-    size_t size = chunk_size(c);
     uint64_t stored;
-    memcpy(&stored, (const char *)c + size - CHUNK_CANARY_SIZE, sizeof stored);
-    return stored == canary_value(heap, c, size);
+    memcpy(&stored, (const char *)c + chunk_size(c) - CHUNK_CANARY_SIZE, sizeof stored);
+    return stored == canary_value(heap, c, c->head);
+}
+
+void heap_canary_refresh(const brisk_heap *heap, heap_chunk *c, size_t old_head)
+{
+    uint64_t stored;
+    memcpy(&stored, (const char *)c + chunk_size(c) - CHUNK_CANARY_SIZE, sizeof stored);
+    /* A canary already broken stays broken: its block's free reports it. */
+    if (stored == canary_value(heap, c, old_head))
+        heap_canary_write(heap, c);
 }
 
 const void *heap_wipe_first_dirty(const void *from, size_t len)

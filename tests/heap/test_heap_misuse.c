@@ -355,6 +355,21 @@ static void corrupt_map_both(sample *s)
 {
     block_map_set(s->heap, chunk_granule(s->heap, chunk_of_payload(s->a)), BLOCK_MAP_LIVE | BLOCK_MAP_FREED);
 }
+/* The map marks every listed chunk FREED and nothing inside chunks. */
+static void corrupt_freed_mark_cleared(sample *s)
+{
+    block_map_set(s->heap, chunk_granule(s->heap, chunk_of_payload(s->d)), 0);
+}
+static void corrupt_freed_mark_inside(sample *s)
+{
+    block_map_set(s->heap, chunk_granule(s->heap, chunk_of_payload(s->d + 64)), BLOCK_MAP_FREED);
+}
+static void corrupt_freed_mark_wilderness(sample *s)
+{
+    block_map_set(s->heap, chunk_granule(s->heap, (const heap_chunk *)(const void *)s->heap->top), BLOCK_MAP_FREED);
+}
+/* An underflow from the first block over the fence below it. */
+static void corrupt_fence(sample *s) { *word_at(s->a, -16) ^= 1; }
 static void corrupt_high_water(sample *s) { s->heap->high_water = 16; }
 static void corrupt_wilderness(sample *s) { s->heap->top += 16; }
 static void corrupt_list_head(sample *s)
@@ -388,6 +403,10 @@ static const struct {
     {"used-chunk counter", corrupt_counter, "invariant 11:"},
     {"live map", corrupt_live_map, "invariant 10:"},
     {"block both live and freed", corrupt_map_both, "invariant 10:"},
+    {"FREED mark of a listed chunk cleared", corrupt_freed_mark_cleared, "invariant 10:"},
+    {"FREED mark inside a free chunk", corrupt_freed_mark_inside, "invariant 10:"},
+    {"FREED mark on the wilderness", corrupt_freed_mark_wilderness, "invariant 10:"},
+    {"fence below the first chunk", corrupt_fence, "invariant 16:"},
     {"high water", corrupt_high_water, "invariant 12:"},
     {"wilderness start", corrupt_wilderness, "invariant "},
     {"list head", corrupt_list_head, "invariant 8:"},

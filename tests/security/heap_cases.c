@@ -13,6 +13,9 @@
 #define _GNU_SOURCE
 #include "cases.h"
 #include "brisk.h"
+/* The bookkeeping cases (class 10) aim at the list heads, so they need to
+ * know where those lie; every other case uses the public API only. */
+#include "heap/heap.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -284,6 +287,272 @@ static void case_uaf_steer_merge(void)
     unnoticed("forged free-list links used by a merge");
 }
 
+
+/* ---- heap metadata integrity (issue 14, classes 8-10) -------------------
+ *
+ * Chunk headers, footers and links live where the program's own bugs
+ * reach: an overflow from the block before, a write after free. None of
+ * them may make the heap hand out memory of a live block, or an address
+ * of the attacker's choice. Sizes are found through brisk_heap_walk (the
+ * chunk of each block), so the cases hold at every level. */
+
+typedef struct chunk_find {
+    const void *payload;
+    size_t size;
+} chunk_find;
+
+static int find_visit(const brisk_heap_chunk *chunk, void *context)
+{
+    chunk_find *f = context;
+    if (chunk->used && chunk->payload == f->payload) {
+        f->size = chunk->size;
+        return 1;
+    }
+    return 0;
+}
+
+/* The size of the chunk holding the live block p (its header's size). */
+static size_t chunk_size_of(brisk_heap *heap, const void *p)
+{
+    chunk_find f = {p, 0};
+    if (brisk_heap_walk(heap, find_visit, &f) != 1) {
+        printf("set-up failed: no chunk for %p\n", p);
+        exit(5);
+    }
+    return f.size;
+}
+
+static void put_word(void *at, uintptr_t value) { memcpy(hide(at), &value, sizeof value); }
+
+/* Whether [q, q + n) and [p, p + m) share a byte. */
+static int overlaps(const char *q, size_t n, const char *p, size_t m) { return q < p + m && p < q + n; }
+
+/* Class 8: an overflow from a into b's header makes b's chunk swallow the
+ * live block c after it. Freeing b must not believe the size: the next
+ * alloc of that size would return memory overlapping c. */
+static void case_size_forged_over_live(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *a = must_alloc(heap, 64);
+    char *b = must_alloc(heap, 64);
+    char *c = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    size_t b_size = chunk_size_of(heap, b), c_size = chunk_size_of(heap, c);
+    size_t c_usable = brisk_heap_usable_size(heap, c);
+    memset(c, 'C', c_usable);
+    (void)a;
+    /* The overflow: b's header (the 8 bytes after a's chunk) now claims
+     * b and c together, still USED and PREV_USED. */
+    put_word(b - 8, (b_size + c_size) | 3u);
+    target(b);
+    brisk_heap_free(heap, b);
+    size_t want = b_size + c_size - 32;
+    char *q = brisk_heap_alloc(heap, want);
+    if (q != NULL && overlaps(q, want, c, c_usable))
+        broken("the heap handed out memory of a live block (a size forged in a header was believed)");
+    unnoticed("a chunk size forged over a live block");
+}
+
+/* The same forged size met by realloc (a shrink would free the tail of
+ * the claimed span, c's memory) and by usable_size (which would promise
+ * the program c's bytes). */
+static char *forge_size_over_next(brisk_heap *heap, char **c_out, size_t *c_usable)
+{
+    must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    char *b = must_alloc(heap, 64);
+    char *c = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    size_t b_size = chunk_size_of(heap, b), c_size = chunk_size_of(heap, c);
+    *c_usable = brisk_heap_usable_size(heap, c);
+    memset(c, 'C', *c_usable);
+    put_word(b - 8, (b_size + c_size) | 3u);
+    *c_out = c;
+    return b;
+}
+
+static void case_size_forged_realloc(void)
+{
+    brisk_heap *heap = make_heap();
+    char *c;
+    size_t c_usable;
+    char *b = forge_size_over_next(heap, &c, &c_usable);
+    target(b);
+    char *r = brisk_heap_realloc(heap, b, 16);
+    for (int i = 0; i < 4; i++) {
+        char *q = brisk_heap_alloc(heap, 40);
+        if (q != NULL && overlaps(q, 40, c, c_usable))
+            broken("the heap handed out memory of a live block (realloc believed a forged size)");
+    }
+    (void)r;
+    unnoticed("realloc of a block whose size was forged over a live block");
+}
+
+static void case_size_forged_usable_size(void)
+{
+    brisk_heap *heap = make_heap();
+    char *c;
+    size_t c_usable;
+    char *b = forge_size_over_next(heap, &c, &c_usable);
+    target(b);
+    size_t usable = brisk_heap_usable_size(heap, b);
+    if (overlaps(b, usable, c, c_usable))
+        broken("usable_size promised the bytes of a live block (a forged size)");
+    unnoticed("usable_size of a block whose size was forged over a live block");
+}
+
+/* Class 8: a one-byte overflow from a clears b's PREV_USED bit, and a
+ * fake footer and a fake free chunk (with links that agree) sit inside
+ * the live block a. Freeing b must not merge backwards into a. */
+static void case_prev_used_cleared(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *a = must_alloc(heap, 512);
+    char *b = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    size_t a_size = chunk_size_of(heap, a);
+    char *a_chunk = a - 8, *b_chunk = b - 8;
+    /* a's contents: zero (so a wiped heap's check sees nothing), but for
+     * the fake chunk f at a + 120 (a chunk start, 8 mod 16) and a fake
+     * list neighbour g at a + 56 whose next points at f. */
+    size_t a_usable = brisk_heap_usable_size(heap, a);
+    memset(a, 0, a_usable);
+    char *f = a + 120, *g = a + 56;
+    size_t fake_size = (size_t)(b_chunk - f);
+    put_word(f, fake_size | 2u);         /* free, PREV_USED */
+    put_word(f + 8, 0);                  /* next: none */
+    put_word(f + 16, (uintptr_t)g);      /* prev: g */
+    put_word(g + 8, (uintptr_t)f);       /* g's next: f */
+    put_word(b_chunk - 8, fake_size);    /* the footer in a's last word */
+    /* The one-byte overflow: b's header's low byte, PREV_USED cleared. */
+    unsigned char *low = hide(b_chunk);
+    *low = (unsigned char)(*low & ~2u);
+    (void)a_size;
+    (void)a_chunk;
+    /* A request whose chunk is exactly the merged one (16 covers the
+     * header and, hardened, the canary). */
+    size_t want = fake_size + chunk_size_of(heap, b) - 16;
+    target(b);
+    brisk_heap_free(heap, b);
+    char *q = brisk_heap_alloc(heap, want);
+    if (q != NULL && overlaps(q, want, a, a_usable))
+        broken("the heap handed out memory of a live block (a free merged backwards into it)");
+    unnoticed("a cleared PREV_USED bit and a fake footer");
+}
+
+/* Class 8, the canary's part: the canary covers the header's flag bits,
+ * so a PREV_USED bit set by an overflow (b's left neighbour is free: b's
+ * free would then not merge with it, leaving two free chunks side by
+ * side) breaks b's canary. The block map cannot see this one: nothing
+ * overlaps, only the layout's promise that free chunks never touch is
+ * broken. */
+static void case_prev_used_set(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *a = must_alloc(heap, 64);
+    char *b = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    brisk_heap_free(heap, a);
+    unsigned char *low = hide(b - 8);
+    *low = (unsigned char)(*low | 2u);
+    target(b);
+    brisk_heap_free(heap, b);
+    unnoticed("a PREV_USED bit set by an overflow");
+}
+
+/* Class 9: a write after free points a freed chunk's next link at a fake
+ * chunk inside the live block l, whose back pointer is written there to
+ * match. The allocs of that size must not hand out l's memory. */
+static void case_link_into_live(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *p = must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    char *l = must_alloc(heap, 512);
+    must_alloc(heap, 64);
+    size_t size = chunk_size_of(heap, p);
+    size_t l_usable = brisk_heap_usable_size(heap, l);
+    memset(l, 0, l_usable);
+    char *fake = l + 120; /* a chunk start: 8 mod 16 */
+    put_word(fake, size | 2u);
+    put_word(fake + 8, 0);                      /* its next: none */
+    put_word(fake + 16, (uintptr_t)(p - 8));    /* its prev: p's chunk */
+    brisk_heap_free(heap, p);
+    put_word(p, (uintptr_t)fake); /* the write after free: p's next link */
+    target(p);
+    for (int i = 0; i < 3; i++) {
+        char *q = brisk_heap_alloc(heap, 64);
+        if (q != NULL && overlaps(q, 64, l, l_usable))
+            broken("the heap handed out memory of a live block through a forged link");
+    }
+    unnoticed("a free-list link pointed into a live block");
+}
+
+/* Class 10: a linear underflow from the heap's first block, running down
+ * over the bookkeeping, writes an address of the attacker's choice into
+ * every word down to the list heads. In a mapped heap it must fault on
+ * the guard before it reaches them; in a caller's buffer (no guard can be
+ * made there) the next call must refuse the heads, not hand out what they
+ * name. */
+static _Alignas(4096) char heap_buffer[4u << 20];
+
+static void underflow_to_heads(brisk_heap *heap, int guarded)
+{
+    char *first = must_alloc(heap, 64);
+    if (first != (char *)heap->base + CHUNK_HEADER_SIZE)
+        exit(5); /* set-up: not the first block */
+    size_t cls = chunk_class_of(chunk_size_of(heap, first));
+    target(first);
+    /* From just below the block's header down to its class's head. */
+    for (uintptr_t *w = (uintptr_t *)(void *)(first - 16); w >= (uintptr_t *)(void *)&heap->heads[cls]; w--)
+        put_word(w, (uintptr_t)(attacker_area + 64));
+    if (guarded)
+        unnoticed("an underflow ran over a mapped heap's bookkeeping without a fault");
+    for (int i = 0; i < 3; i++) {
+        char *q = brisk_heap_alloc(heap, 64);
+        if (q >= attacker_area && q < attacker_area + sizeof attacker_area)
+            broken("the heap handed out the address an underflow wrote into its list heads");
+    }
+    unnoticed("an underflow into the heap's bookkeeping");
+}
+
+/* A mapped heap's guards, from outside: the page before its region (its
+ * struct is at the start), the page between its bookkeeping and its
+ * chunks, and the page after its region are inaccessible; the fence's
+ * page and the struct's are not. */
+static void case_mapped_guards_layout(void)
+{
+    brisk_heap *heap = make_heap();
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const char *region = (const char *)heap, *region_end = (const char *)heap->end + CHUNK_HEADER_SIZE;
+    const char *chunks = (const char *)heap->base - CHUNK_HEADER_SIZE; /* the fence, page-aligned */
+    if (!readable(region, 1) || !readable(chunks, 1) || !readable(region_end - 1, 1))
+        broken("the heap's own pages are not readable");
+    if (((uintptr_t)region | (uintptr_t)chunks | (uintptr_t)region_end) % page != 0)
+        broken("the region, its chunk area or its end is not page-aligned");
+    if (readable(region - 1, 1))
+        broken("the page before a mapped heap's region is accessible (its struct is not guarded)");
+    if (readable(chunks - 1, 1))
+        broken("the page before a mapped heap's chunks is accessible (its bookkeeping is not guarded)");
+    if (readable(region_end, 1))
+        broken("the page after a mapped heap's region is accessible");
+    printf("ok: guarded before the region, before the chunks and after the region\n");
+}
+
+static void case_underflow_bookkeeping_mapped(void) { underflow_to_heads(make_heap(), 1); }
+
+static void case_underflow_bookkeeping_buffer(void)
+{
+    brisk_heap *heap = brisk_heap_create_ex(heap_buffer, sizeof heap_buffer, heap_flags);
+    if (heap == NULL)
+        exit(5);
+    underflow_to_heads(heap, 0);
+}
+
 /* ---- hardened: canaries ----------------------------------------------- */
 
 static void overflow(size_t size, size_t past)
@@ -478,6 +747,15 @@ static const security_case cases[] = {
     CASE(free_forged_header),
     CASE(uaf_steer),
     CASE(uaf_steer_merge),
+    CASE(size_forged_over_live),
+    CASE(size_forged_realloc),
+    CASE(size_forged_usable_size),
+    CASE(prev_used_cleared),
+    CASE(prev_used_set),
+    CASE(link_into_live),
+    CASE(underflow_bookkeeping_mapped),
+    CASE(mapped_guards_layout),
+    CASE(underflow_bookkeeping_buffer),
     CASE(canary_overflow_1),
     CASE(canary_overflow_8),
     CASE(canary_overflow_1_odd),

@@ -29,6 +29,16 @@ static void *heap_backend_create_deferred(size_t capacity, char *err, size_t err
     return heap;
 }
 
+/* The same heap with BRISK_HEAP_HARDENED (replay --hardened). */
+static void *heap_backend_create_hardened(size_t capacity, char *err, size_t err_size)
+{
+    brisk_heap *heap = brisk_heap_create_ex(NULL, capacity, BRISK_HEAP_HARDENED);
+    if (heap == NULL)
+        snprintf(err, err_size, "brisk_heap_create_ex(%zu, BRISK_HEAP_HARDENED) failed: %s", capacity,
+                 strerror(errno));
+    return heap;
+}
+
 static void heap_backend_destroy(void *state) { brisk_heap_destroy(state); }
 
 static void *heap_backend_alloc(void *state, size_t size, size_t alignment)
@@ -92,7 +102,12 @@ static uint64_t heap_backend_footprint_deferred(uint64_t high_water)
     return brisk_heap_region_size((size_t)high_water, BRISK_HEAP_DEFER_MERGE);
 }
 
-/* Both brisk backends differ only in how the heap is created. */
+static uint64_t heap_backend_footprint_hardened(uint64_t high_water)
+{
+    return brisk_heap_region_size((size_t)high_water, BRISK_HEAP_HARDENED);
+}
+
+/* The brisk backends differ only in how the heap is created. */
 #define HEAP_BACKEND(label, create_heap, footprint_of)                                                      \
     {                                                                                                        \
         .name = label, .create = create_heap, .destroy = heap_backend_destroy, .alloc = heap_backend_alloc, \
@@ -104,3 +119,5 @@ static uint64_t heap_backend_footprint_deferred(uint64_t high_water)
 const replay_allocator backend_brisk = HEAP_BACKEND("brisk", heap_backend_create, heap_backend_footprint);
 const replay_allocator backend_brisk_deferred =
     HEAP_BACKEND("brisk (deferred merging)", heap_backend_create_deferred, heap_backend_footprint_deferred);
+const replay_allocator backend_brisk_hardened =
+    HEAP_BACKEND("brisk (hardened)", heap_backend_create_hardened, heap_backend_footprint_hardened);

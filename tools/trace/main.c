@@ -52,6 +52,7 @@ static const char replay_usage[] =
     "                    pass only, no timing)\n"
     "  --check-every N   run brisk_heap_check every N ops (default: ops / 64)\n"
     "  --defer-merge     create brisk's heaps with BRISK_HEAP_DEFER_MERGE\n"
+    "  --hardened        create brisk's heaps with BRISK_HEAP_HARDENED\n"
     "  --csv             print CSV instead of the table\n"
     "  --json            print JSON instead of the table\n"
     "  --svg FILE        write the heap map of one trace at peak use as SVG\n"
@@ -206,6 +207,8 @@ static int replay_main(int argc, char **argv)
             i++;
         } else if (strcmp(arg, "--defer-merge") == 0) {
             brisk = &backend_brisk_deferred;
+        } else if (strcmp(arg, "--hardened") == 0) {
+            brisk = &backend_brisk_hardened;
         } else if (strcmp(arg, "--csv") == 0) {
             format = REPORT_CSV;
         } else if (strcmp(arg, "--json") == 0) {

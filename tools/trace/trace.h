@@ -124,6 +124,7 @@ typedef struct replay_allocator {
 extern const replay_allocator backend_system;
 extern const replay_allocator backend_brisk;
 extern const replay_allocator backend_brisk_deferred; /* BRISK_HEAP_DEFER_MERGE */
+extern const replay_allocator backend_brisk_hardened; /* BRISK_HEAP_HARDENED */
 
 /* ---- replay ---------------------------------------------------------- */
 
