@@ -113,6 +113,17 @@ static inline uint64_t random_next(uint64_t *state)
  * early boot, seccomp), a mix of what differs between runs and of salt. */
 BRISK_HIDDEN uint64_t random_secret(const void *salt);
 
+/* ---- residency (resident.c) ---------------------------------------------- */
+
+/* Called on a run [from, to) of a span; returns whether to go on. */
+typedef bool (*resident_visit)(uintptr_t from, uintptr_t to, void *context);
+
+/* Calls visit on each run of resident pages of [from, to), clipped to it,
+ * of memory the library mapped itself (private anonymous), or on the
+ * whole span when residency cannot say that the other pages read zero
+ * (swap, or mincore failing); stops at, and returns, the first false. */
+BRISK_HIDDEN bool resident_runs(uintptr_t from, uintptr_t to, resident_visit visit, void *context);
+
 /* ---- the OS layer (os.c): the only code that makes system calls -------- */
 
 /* The system page size, read once. */

@@ -525,7 +525,7 @@ static inline void *hand_out(brisk_heap *heap, heap_chunk *c, size_t size)
         /* Every byte handed out must still be wiped (the metadata words
          * were just zeroed above; they are guarded by the list checks). */
         bool dirty = (heap->flags & BRISK_HEAP_WIPE_CHECK) &&
-                     heap_wipe_first_dirty(chunk_payload(c), size - CHUNK_HEADER_SIZE) != NULL;
+                     heap_wipe_first_dirty(heap, chunk_payload(c), size - CHUNK_HEADER_SIZE) != NULL;
         /* Written before a report too: a chunk kept out of use is still a
          * live block, whose canary brisk_heap_check verifies. */
         if (heap->flags & BRISK_HEAP_CANARY)
@@ -1040,8 +1040,12 @@ static BRISK_NOINLINE void report_block(block_status status, block_call call, co
  * neighbours, then lists the result or makes it the wilderness. */
 BRISK_INLINE void release_chunk_inline(brisk_heap *heap, heap_chunk *c, size_t size, bool wipe)
 {
-    if (wipe)
-        memset(chunk_payload(c), 0, size - CHUNK_HEADER_SIZE);
+    if (wipe) {
+        if (brisk_likely(size < HEAP_RESIDENCY_SPAN_MIN))
+            memset(chunk_payload(c), 0, size - CHUNK_HEADER_SIZE);
+        else
+            heap_wipe_span(heap, chunk_payload(c), size - CHUNK_HEADER_SIZE);
+    }
     if (!chunk_prev_used(c)) {
         size_t prev_size = *(size_t *)((char *)c - sizeof(size_t));
         heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
@@ -1375,17 +1379,17 @@ static void shrink_live_chunk(brisk_heap *heap, heap_chunk *c, size_t size, size
  * byte other than f's own metadata (header, and for a listed chunk its
  * links and footer): something written after that memory was freed.
  * Reads only; called before a resize changes anything. */
-static bool free_chunk_dirty(const heap_chunk *f, size_t size, size_t len, bool wild)
+static bool free_chunk_dirty(const brisk_heap *heap, const heap_chunk *f, size_t size, size_t len, bool wild)
 {
     const char *from = (const char *)f + (wild ? CHUNK_HEADER_SIZE : sizeof(heap_chunk));
     const char *end = (const char *)f + len;
     const char *footer = (const char *)f + size - sizeof(size_t);
     if (!wild && footer < end) {
-        if (from < footer && heap_wipe_first_dirty(from, (size_t)(footer - from)) != NULL)
+        if (from < footer && heap_wipe_first_dirty(heap, from, (size_t)(footer - from)) != NULL)
             return true;
         from = footer + sizeof(size_t);
     }
-    return from < end && heap_wipe_first_dirty(from, (size_t)(end - from)) != NULL;
+    return from < end && heap_wipe_first_dirty(heap, from, (size_t)(end - from)) != NULL;
 }
 
 /* What resize_in_place returns when WIPE_CHECK found the memory the block
@@ -1424,7 +1428,7 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
             report_block(BLOCK_CORRUPT, CALL_REALLOC, ptr);
             return RESIZE_REFUSED;
         }
-        if (brisk_unlikely(wipe_check && free_chunk_dirty(next, next_free, need - size, next_is_wild))) {
+        if (brisk_unlikely(wipe_check && free_chunk_dirty(heap, next, next_free, need - size, next_is_wild))) {
             heap_report_write_after_free(ptr);
             return RESIZE_REFUSED;
         }
@@ -1466,8 +1470,8 @@ static void *resize_in_place(brisk_heap *heap, void *ptr, size_t need, size_t ke
                 report_block(BLOCK_CORRUPT, CALL_REALLOC, ptr);
                 return RESIZE_REFUSED;
             }
-            if (brisk_unlikely(wipe_check && (free_chunk_dirty(prev, prev_size, prev_size, false) ||
-                                              (right != 0 && free_chunk_dirty(next, right, right, false))))) {
+            if (brisk_unlikely(wipe_check && (free_chunk_dirty(heap, prev, prev_size, prev_size, false) ||
+                                              (right != 0 && free_chunk_dirty(heap, next, right, right, false))))) {
                 heap_report_write_after_free(ptr);
                 return RESIZE_REFUSED;
             }

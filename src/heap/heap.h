@@ -310,9 +310,17 @@ BRISK_HIDDEN bool heap_canary_intact(const brisk_heap *heap, const heap_chunk *c
  * bit, as its left neighbour was freed or handed out): rewrites its
  * canary for the new header, only if it matched the old one. */
 BRISK_HIDDEN void heap_canary_refresh(const brisk_heap *heap, heap_chunk *c, size_t old_head);
-/* The first non-zero byte in [from, from + len), or NULL when all are
- * zero. */
-BRISK_HIDDEN const void *heap_wipe_first_dirty(const void *from, size_t len);
+/* The first non-zero byte in [from, from + len) of heap's region, or
+ * NULL when all are zero. In a heap brisk mapped, spans from
+ * HEAP_RESIDENCY_SPAN_MIN on are read only on their resident pages (the
+ * others read zero: common/resident.c). */
+BRISK_HIDDEN const void *heap_wipe_first_dirty(const brisk_heap *heap, const void *from, size_t len);
+/* Zeroes [from, from + len) of heap's region (BRISK_HEAP_WIPE at free),
+ * by the same rule: writing only resident pages of long spans. */
+BRISK_HIDDEN void heap_wipe_span(const brisk_heap *heap, void *from, size_t len);
+/* Below this, reading or zeroing a span costs less than asking the kernel
+ * which of its pages are resident. */
+#define HEAP_RESIDENCY_SPAN_MIN ((size_t)64 * 1024)
 /* Reports a write into freed memory found when handing out the block at
  * payload (under the heap's lock: the handler must not call back into the
  * heap anyway). */

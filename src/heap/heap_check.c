@@ -151,7 +151,7 @@ static int check_locked(const brisk_heap *heap)
                     return heap_check_fail(8, "free chunk's next does not link back", c);
                 /* 14: a wiped free chunk is zero but for its metadata. */
                 if ((heap->flags & BRISK_HEAP_WIPE_CHECK) &&
-                    heap_wipe_first_dirty((const char *)c + sizeof(heap_chunk),
+                    heap_wipe_first_dirty(heap, (const char *)c + sizeof(heap_chunk),
                                           size - sizeof(heap_chunk) - sizeof(size_t)) != NULL)
                     return heap_check_fail(14, "freed memory written after free (not wiped)", c);
                 listed++;

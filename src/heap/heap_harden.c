@@ -44,7 +44,7 @@ void heap_canary_refresh(const brisk_heap *heap, heap_chunk *c, size_t old_head)
         heap_canary_write(heap, c);
 }
 
-const void *heap_wipe_first_dirty(const void *from, size_t len)
+static const void *bytes_first_nonzero(const void *from, size_t len)
 {
     /* Word at a time over the aligned middle; bytes at the edges. */
     const unsigned char *p = from;
@@ -65,6 +65,46 @@ const void *heap_wipe_first_dirty(const void *from, size_t len)
         if (*p != 0)
             return p;
     return NULL;
+}
+
+/* Memory brisk mapped itself (private anonymous): its pages that are
+ * not resident read zero. A caller's buffer may be a file or shared
+ * mapping, whose pages that are not resident hold data. */
+static bool heap_region_is_ours(const brisk_heap *heap)
+{
+    return heap->map_base != NULL;
+}
+
+static bool visit_find_nonzero(uintptr_t from, uintptr_t to, void *context)
+{
+    const void **found = context;
+    *found = bytes_first_nonzero((const void *)from, (size_t)(to - from));
+    return *found == NULL;
+}
+
+const void *heap_wipe_first_dirty(const brisk_heap *heap, const void *from, size_t len)
+{
+    if (len < HEAP_RESIDENCY_SPAN_MIN || !heap_region_is_ours(heap))
+        return bytes_first_nonzero(from, len);
+    const void *found = NULL;
+    resident_runs((uintptr_t)from, (uintptr_t)from + len, visit_find_nonzero, &found);
+    return found;
+}
+
+static bool visit_zero_fill(uintptr_t from, uintptr_t to, void *unused)
+{
+    (void)unused;
+    memset((void *)from, 0, (size_t)(to - from));
+    return true;
+}
+
+void heap_wipe_span(const brisk_heap *heap, void *from, size_t len)
+{
+    if (len < HEAP_RESIDENCY_SPAN_MIN || !heap_region_is_ours(heap)) {
+        memset(from, 0, len);
+        return;
+    }
+    resident_runs((uintptr_t)from, (uintptr_t)from + len, visit_zero_fill, NULL);
 }
 
 void heap_report_write_after_free(const void *payload)

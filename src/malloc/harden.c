@@ -258,73 +258,20 @@ static void chunks_clear_dirty(uintptr_t from, uintptr_t to)
 
 /* ---- spans of whole pages: wiped and checked where resident -------------- *
  *
- * A page of private anonymous memory that is not resident reads zero, as
- * long as the machine has no swap: the kernel has not given it memory
- * since it was mapped, or took that memory back (os_decommit). So a span
- * of whole pages needs its wipe, and its check, only on its resident
- * pages, which are those the program (or a write after free) touched: the
- * cost follows what was touched, not the span's size. Reading the others
- * would instead map the kernel's zero page into each, a page fault apiece.
- * With swap, a page swapped out is not resident and still holds data: then
- * (and when mincore fails) every page is read, as for small blocks. */
-enum { RESIDENCY_UNKNOWN, RESIDENCY_TELLS_ZERO, RESIDENCY_SAYS_NOTHING };
-static int residency_state;
+ * From RESIDENCY_SPAN_MIN on, a span is wiped and checked only on its
+ * resident pages (common/resident.c says why that is enough, and when it
+ * is not and every page is read). */
 
-/* Pages per mincore call (its answer lives on the stack). */
-#define RESIDENCY_BATCH 256u
-
-static bool residency_tells_zero(void)
+static bool visit_clear(uintptr_t from, uintptr_t to, void *unused)
 {
-    int state = __atomic_load_n(&residency_state, __ATOMIC_RELAXED);
-    if (brisk_unlikely(state == RESIDENCY_UNKNOWN)) {
-        state = os_swap_configured() == 0 ? RESIDENCY_TELLS_ZERO : RESIDENCY_SAYS_NOTHING;
-        __atomic_store_n(&residency_state, state, __ATOMIC_RELAXED);
-    }
-    return state == RESIDENCY_TELLS_ZERO;
-}
-
-/* Calls visit on each run of resident pages of [from, to), clipped to it
- * (from 16-aligned, to 8-aligned, as the chunk loops want), or on all of
- * it when residency says nothing; stops at, and returns, the first false. */
-static bool resident_runs(uintptr_t from, uintptr_t to, bool (*visit)(uintptr_t, uintptr_t))
-{
-    if (!residency_tells_zero())
-        return visit(from, to);
-    size_t page_bytes = os_page_size();
-    uintptr_t at = from & ~(uintptr_t)(page_bytes - 1);
-    unsigned char resident[RESIDENCY_BATCH];
-    while (at < to) {
-        size_t pages = (to - at + page_bytes - 1) / page_bytes;
-        if (pages > RESIDENCY_BATCH)
-            pages = RESIDENCY_BATCH;
-        if (os_resident((void *)at, pages * page_bytes, resident) != 0)
-            return visit(at < from ? from : at, to);
-        for (size_t i = 0; i < pages;) {
-            if (!(resident[i] & 1)) {
-                i++;
-                continue;
-            }
-            size_t j = i + 1;
-            while (j < pages && (resident[j] & 1))
-                j++;
-            uintptr_t run_from = at + i * page_bytes, run_to = at + j * page_bytes;
-            if (!visit(run_from < from ? from : run_from, run_to > to ? to : run_to))
-                return false;
-            i = j;
-        }
-        at += pages * page_bytes;
-    }
-    return true;
-}
-
-static bool visit_clear(uintptr_t from, uintptr_t to)
-{
+    (void)unused;
     chunks_clear_dirty(from, to);
     return true;
 }
 
-static bool visit_zero(uintptr_t from, uintptr_t to)
+static bool visit_zero(uintptr_t from, uintptr_t to, void *unused)
 {
+    (void)unused;
     return chunks_zero(from, to);
 }
 
@@ -340,7 +287,7 @@ static void span_clear(uintptr_t from, uintptr_t to)
     if (to - from < RESIDENCY_SPAN_MIN)
         chunks_clear_dirty(from, to);
     else
-        resident_runs(from, to, visit_clear);
+        resident_runs(from, to, visit_clear, NULL);
 }
 
 /* Whether [from, to) is all zero, reading only its resident pages when
@@ -349,7 +296,7 @@ static bool span_zero(uintptr_t from, uintptr_t to)
 {
     if (to - from < RESIDENCY_SPAN_MIN)
         return chunks_zero(from, to);
-    return resident_runs(from, to, visit_zero);
+    return resident_runs(from, to, visit_zero, NULL);
 }
 
 /* Blocks whose body is up to this many bytes are wiped with plain
@@ -392,12 +339,12 @@ BRISK_INLINE bool body_wiped(uintptr_t p, uintptr_t end)
  * never touched. */
 void harden_wipe_span(uintptr_t from, uintptr_t to)
 {
-    resident_runs(from, to, visit_clear);
+    resident_runs(from, to, visit_clear, NULL);
 }
 
 bool harden_span_zero(uintptr_t from, uintptr_t to)
 {
-    return resident_runs(from, to, visit_zero);
+    return resident_runs(from, to, visit_zero, NULL);
 }
 
 /* ---- page hooks ------------------------------------------------------------ */

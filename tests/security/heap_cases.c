@@ -637,6 +637,10 @@ static void uaf_write(size_t size, size_t offset)
 
 static void case_wipe_uaf_write(void) { uaf_write(256, 100); }
 static void case_wipe_uaf_write_end(void) { uaf_write(256, 255); }
+/* In a block big enough that the wipe and its check read only resident
+ * pages (heap_harden.c): the write made its page resident, so it is
+ * read. */
+static void case_wipe_uaf_write_resident(void) { uaf_write(200000, 100000); }
 
 /* brisk_heap_check reads every live block's canary (invariant 13) and
  * every listed free chunk's wiped bytes (14): misuse of blocks that are
@@ -764,6 +768,7 @@ static const security_case cases[] = {
     CASE(wipe_no_old_bytes),
     CASE(wipe_uaf_write),
     CASE(wipe_uaf_write_end),
+    CASE(wipe_uaf_write_resident),
     CASE(valid_workload),
     CASE(check_finds_overflow),
     CASE(check_finds_write_after_free),
