@@ -44,11 +44,15 @@
  *           "recycling a page's slot"), so a write after free is found
  *           whichever class the memory goes to next. Large blocks kept in
  *           the cache are wiped at free and checked when taken from it,
- *           with the same loops (large.c).
+ *           with the same loops (large.c). Spans from RESIDENCY_SPAN_MIN
+ *           on, and large blocks, are read and written only on their
+ *           resident pages (common/resident.c): the wipe costs what the
+ *           program touched, not what it asked for.
  *   guard   large blocks get an inaccessible page right before and right
  *           after them (large.c), so running off either end faults at once;
- *           a freed guarded block is cached, and reused, its trailing guard
- *           moves to the new block's end.
+ *           a freed guarded block is cached; reused for a request of its
+ *           size class its guards stay where they are, refit to another
+ *           its trailing guard moves to the new block's end.
  *   delay   every free of a page block, from whichever thread, puts the
  *           block in a random slot of the freeing thread's quarantine of
  *           QUARANTINE_SLOTS blocks, evicting the previous occupant to the
