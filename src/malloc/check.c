@@ -91,7 +91,7 @@ static int check_page(const thread_heap *h, const segment *seg, const page *pg)
         return malloc_check_fail("H2: a page of 16-byte blocks under canaries", pg);
     if (harden_check_page(pg) != 0)
         return malloc_check_fail("H1: a canary of a carved block (or the page's pad) was overwritten", pg);
-    uint64_t seen[65536 / 16 / 64];
+    uint64_t seen[PAGE_SEEN_WORDS];
     memset(seen, 0, sizeof seen);
     long nfree = check_free_list(pg, pg->free, seen);
     if (nfree < 0)

@@ -188,11 +188,11 @@ static inline uintptr_t rotr_word(uintptr_t x, unsigned r)
  * partial overwrite of the stored word (the usual use-after-free write)
  * changes every decoded bit above it: the pop's range test refuses it
  * with probability 1 - carved / 2^48. And one freed block read does not
- * give what forging needs (issue 14, class 3): its stored word is its
- * next, masked by its own address times a secret, multiplied by another;
- * encoding another next, even into the same block, needs the multiplier.
- * (rotl(next ^ key, 23), the encoding before, gave the key from one word
- * whose next was known.) Every decoded pointer is validated on pop anyway
+ * give what forging needs: its stored word is its next, masked by its own
+ * address times a secret, multiplied by another; encoding another next,
+ * even into the same block, needs the multiplier (a single-secret mix
+ * such as next ^ key gives the key away from one word whose next is
+ * known). Every decoded pointer is validated on pop anyway
  * (inside the page's carved part, 16-byte aligned), so even a forged one
  * can only name an address in the same page. The holder's product does
  * not wait for the load of the stored word. */
@@ -381,6 +381,11 @@ BRISK_HIDDEN void page_give_up_lists(page *pg);
  * again with the block live. */
 BRISK_HIDDEN uintptr_t page_first_unlisted(const page *pg);
 #define PAGE_SEEN_WORDS (65536 / 16 / 64) /* a bit per block of any page */
+/* Sets in seen (PAGE_SEEN_WORDS words) the bit of every block on pg's
+ * free and local_free lists and returns how many there are; -1, with
+ * *bad naming it, at the first link that is not a carved block start
+ * carrying the free mark or names a block listed already (a cycle). */
+BRISK_HIDDEN long page_mark_listed(const page *pg, uint64_t *seen, uintptr_t *bad);
 BRISK_HIDDEN void *malloc_generic(thread_heap *h, unsigned cls);
 BRISK_HIDDEN void page_free_slow(page *pg, thread_heap *h);
 BRISK_HIDDEN bool page_collect(page *pg);

@@ -156,32 +156,49 @@ void page_give_up_lists(page *pg)
     pg->used = pg->capacity;
 }
 
-uintptr_t page_first_unlisted(const page *pg)
+long page_mark_listed(const page *pg, uint64_t *seen, uintptr_t *bad)
 {
-    uint64_t seen[PAGE_SEEN_WORDS];
-    memset(seen, 0, sizeof seen);
-    uint32_t listed = 0;
-    uintptr_t waiting = __atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE);
-    if (waiting != 0)
-        return (uintptr_t)thread_free_head(waiting); /* beyond the count */
+    memset(seen, 0, PAGE_SEEN_WORDS * sizeof *seen);
+    long listed = 0;
     const block *lists[2] = {pg->free, pg->local_free};
     for (int l = 0; l < 2; l++) {
         for (const block *b = lists[l]; b != NULL; b = list_decode(pg, b, b->next_encoded)) {
             uintptr_t off = (uintptr_t)b - pg->start;
-            if (off >= pg->carved || !page_block_start(pg, off) || !block_looks_free(pg, b))
-                return (uintptr_t)b;
+            bool looks_free = true;
+#if BRISK_CHECKS
+            looks_free = block_looks_free(pg, b); /* the unchecked build writes no mark */
+#endif
+            if (off >= pg->carved || !page_block_start(pg, off) || !looks_free) {
+                *bad = (uintptr_t)b;
+                return -1;
+            }
             /* off / block_size, without a division: the high half of the
              * product whose low half page_block_start tested (block_mul is
              * ceil(2^64 / block_size), exact for every 32-bit offset). */
             __extension__ typedef unsigned __int128 u128;
             size_t index = (size_t)(((u128)(uint32_t)off * pg->block_mul) >> 64);
-            if ((seen[index / 64] >> (index % 64)) & 1)
-                return (uintptr_t)b; /* listed twice */
+            if ((seen[index / 64] >> (index % 64)) & 1) {
+                *bad = (uintptr_t)b; /* listed twice, or a cycle */
+                return -1;
+            }
             seen[index / 64] |= (uint64_t)1 << (index % 64);
             listed++;
         }
     }
-    if (listed == pg->capacity)
+    return listed;
+}
+
+uintptr_t page_first_unlisted(const page *pg)
+{
+    uintptr_t waiting = __atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE);
+    if (waiting != 0)
+        return (uintptr_t)thread_free_head(waiting); /* beyond the count */
+    uint64_t seen[PAGE_SEEN_WORDS];
+    uintptr_t bad = 0;
+    long listed = page_mark_listed(pg, seen, &bad);
+    if (listed < 0)
+        return bad;
+    if ((uint32_t)listed == pg->capacity)
         return 0;
     for (uint32_t i = 0; i < pg->capacity; i++)
         if (((seen[i / 64] >> (i % 64)) & 1) == 0)

@@ -421,33 +421,14 @@ static void segment_rebuild_orphan(segment *seg)
             pg->capacity = pg->reserved;
         pg->carved = (uint32_t)(pg->capacity * bsize);
         pg->block_limit = block_limit_of(pg->block_mul, bsize, pg->capacity);
-        uint64_t seen[65536 / 16 / 64];
-        memset(seen, 0, sizeof seen);
-        uint32_t listed = 0;
-        bool intact = true;
-        block *lists[2] = {pg->free, pg->local_free};
-        for (int l = 0; l < 2 && intact; l++) {
-            for (block *b = lists[l]; b != NULL; b = list_decode(pg, b, b->next_encoded)) {
-                uintptr_t off = (uintptr_t)b - pg->start;
-                size_t index = off / bsize;
-                if (off >= pg->carved || !page_block_start(pg, off) ||
-                    ((seen[index / 64] >> (index % 64)) & 1) != 0
-#if BRISK_CHECKS
-                    || !block_looks_free(pg, b)
-#endif
-                ) {
-                    intact = false;
-                    break;
-                }
-                seen[index / 64] |= (uint64_t)1 << (index % 64);
-                listed++;
-            }
-        }
-        if (!intact) {
+        uint64_t seen[PAGE_SEEN_WORDS];
+        uintptr_t bad = 0;
+        long listed = page_mark_listed(pg, seen, &bad);
+        if (listed < 0) {
             pg->free = pg->local_free = NULL;
             listed = 0;
         }
-        pg->used = pg->capacity - listed;
+        pg->used = pg->capacity - (uint32_t)listed;
         pg->remote_freed = 1; /* rebuilt: its release walks its lists */
         if (harden_flags & (HARDEN_CANARY | HARDEN_WIPE))
             harden_orphan_page_rebuilt(pg);
@@ -593,9 +574,8 @@ static bool slot_free(page *pg)
     /* Frees by the owner alone leave the count exact (a double free is
      * told by the mark and the walk that confirms it): the lists are
      * walked only for a page other threads freed into. */
-    uintptr_t waiting = __atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE);
-    uintptr_t live_block = waiting != 0 ? (uintptr_t)thread_free_head(waiting)
-                           : pg->remote_freed ? page_first_unlisted(pg) : 0;
+    bool remote = pg->remote_freed || __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) != 0;
+    uintptr_t live_block = remote ? page_first_unlisted(pg) : 0;
     if (brisk_unlikely(live_block != 0)) {
         page_keep_unreleasable(pg, live_block);
         return false;
