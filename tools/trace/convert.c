@@ -227,11 +227,8 @@ int convert_main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    FILE *probe = fopen(in, "rb");
     unsigned char magic[TF_MAGIC_BYTES] = {0};
-    size_t got = probe ? fread(magic, 1, sizeof magic, probe) : 0;
-    if (probe)
-        fclose(probe);
+    size_t got = trace_read_head(in, magic, sizeof magic);
     int in_binary = recording_is_binary(magic, got) || recording_is_packed(magic, got);
     int to_text = to ? strcmp(to, "text") == 0 : in_binary;
     FILE *out = fopen(outp, "wb");

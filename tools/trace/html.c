@@ -15,8 +15,8 @@
  * base64 of unsigned LEB128 varints, in address order: per chunk
  * (size / granule) * 2 + 1 for a free chunk, + 0 for a live one, and for
  * a live one then its trace id as the zigzag-coded difference from the
- * previous live chunk's id (the first from -1). Most chunks take 3 to 5
- * characters instead of 10 to 14. Offsets are not stored: the chunks tile
+ * previous live chunk's id (the first from -1): most chunks take 3 to 5
+ * characters, where JSON numbers would take 10 to 14. Offsets are not stored: the chunks tile
  * the region, so each offset is the sum of the sizes before it.
  * html_sites.c adds a recording's call-site views to its trace.
  */

@@ -160,8 +160,6 @@ static int cmp_function_name(const void *key, const void *item)
     return strcmp(key, *(const char *const *)item);
 }
 
-/* Applies step i of the recording to the live bytes by stack and by
- * function. */
 /* The class block size for a request: the size rounded up to the grid
  * (an aligned request's first to a multiple of its alignment). */
 static uint64_t class_block_size(uint64_t size)
@@ -217,6 +215,8 @@ static void count_in_class(site_views *v, const rec_block *blk, int sign)
     v->class_held[c] += (uint64_t)sign * held;
 }
 
+/* Applies step i of the recording to the live bytes by stack and by
+ * function. */
 static void apply_step(site_views *v, size_t i)
 {
     const rec_blocks *b = &v->a->blocks;
@@ -482,9 +482,6 @@ static int write_stacks(FILE *out, site_views *v)
     return 0;
 }
 
-/* The process allocator's samples (a recording of a program using
- * libbrisk), each placed on the timeline: the heap traffic and the
- * requested bytes live when it was taken. */
 /* The live blocks by size class at each moment: the classes' block sizes
  * (0 for large), then per moment and class the blocks, their requested
  * bytes and the bytes libbrisk would hold for them. */
@@ -509,6 +506,9 @@ static void write_classes(FILE *out, site_views *v)
     fputs("]}", out);
 }
 
+/* The process allocator's samples (a recording of a program using
+ * libbrisk), each placed on the timeline: the heap traffic and the
+ * requested bytes live when it was taken. */
 static void write_allocator(FILE *out, site_views *v)
 {
     const recording *r = v->a->r;

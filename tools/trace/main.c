@@ -135,11 +135,7 @@ static FILE *open_output(const char *path)
 static int is_recording(const char *path)
 {
     unsigned char head[TF_MAGIC_BYTES];
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return 0;
-    size_t got = fread(head, 1, sizeof head, f);
-    fclose(f);
+    size_t got = trace_read_head(path, head, sizeof head);
     return recording_is_binary(head, got) || recording_is_packed(head, got);
 }
 

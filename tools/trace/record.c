@@ -136,13 +136,9 @@ static int is_digits(const char *s, size_t n)
 static int recorded_since(const char *path, uint64_t started_ns)
 {
     unsigned char head[TF_HEADER_BYTES];
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return 0;
-    size_t got = fread(head, 1, sizeof head, f);
-    fclose(f);
+    size_t got = trace_read_head(path, head, sizeof head);
     return got == sizeof head && recording_is_binary(head, got) &&
-           tf_get_u64(head + 24) >= started_ns;
+           tf_get_u64(head + TF_HEADER_START_NS_AT) >= started_ns;
 }
 
 /* Prints the recordings children left: files named STEM.PID.EXT next to

@@ -303,8 +303,8 @@ static uint64_t put_stack(thread_log *l)
 /* Allocator samples (TF_ALLOCATOR) are taken this often, by the first
  * thread to log an event once one is due; but never more than one
  * SAMPLE_COST_SHARE-th of the time: brisk_malloc_get_stats walks every
- * segment, 2 us for a heap of 64 MiB, 170 us for 1 GiB (196 segments),
- * which once a millisecond would slow the program by a sixth. */
+ * segment, so its cost grows with the heap, and at a fixed rate it would
+ * slow a program with a big heap by a large share (docs/trace.md). */
 #define SAMPLE_EVERY_NS 1000000u /* 1 ms */
 #define SAMPLE_COST_SHARE 50u    /* at most 2% of the time */
 /* The cost is the thread's CPU time, so a sample the scheduler
@@ -314,7 +314,11 @@ static uint64_t put_stack(thread_log *l)
 static uint64_t next_sample_ns;
 
 /* A sample of libbrisk's state after the event just logged, when one is
- * due. Fits in the room log_begin left: an event and its stack take at
+ * due. brisk_malloc_get_stats takes libbrisk's global lock, so it is
+ * taken only after an allocation, which may take that lock itself: a
+ * signal handler that allocates while its thread holds the lock would
+ * deadlock in libbrisk with or without the recorder, and a free (which
+ * in libbrisk mostly does not lock) never samples. Fits in the room log_begin left: an event and its stack take at
  * most RECORD_ROOM, a sample 1 + 10 * (3 + TF_ALLOCATOR_FIELDS) bytes. */
 static unsigned char *put_allocator_sample(thread_log *l, unsigned char *p)
 {
@@ -352,9 +356,13 @@ static unsigned char *put_allocator_sample(thread_log *l, unsigned char *p)
     return p;
 }
 
-static void finish_event(thread_log *l, unsigned char *end)
+/* sample: whether the call has happened already (an allocation; a free
+ * is logged before the real free), so that a sample taken now shows the
+ * state after every call numbered below it, as the format says. */
+static void finish_event(thread_log *l, unsigned char *end, int sample)
 {
-    end = put_allocator_sample(l, end);
+    if (sample)
+        end = put_allocator_sample(l, end);
     l->used = (size_t)(end - l->data);
     l->events++;
     log_end(l);
@@ -373,7 +381,7 @@ static void note_alloc(unsigned kind, void *p, uint64_t size, uint64_t alignment
     if (tf_kind_has_alignment(kind))
         e = tf_put_varint(e, alignment);
     e = tf_put_varint(e, stack);
-    finish_event(l, e);
+    finish_event(l, e, 1);
 }
 
 /* A free of p, logged before the real free. */
@@ -390,7 +398,7 @@ static void note_free(unsigned kind, void *p, uint64_t size, uint64_t alignment)
     if (tf_kind_has_alignment(kind))
         e = tf_put_varint(e, alignment);
     e = tf_put_varint(e, stack);
-    finish_event(l, e);
+    finish_event(l, e, 0);
 }
 
 /* A realloc of old to new; seq_before was taken before the real call.
@@ -409,7 +417,7 @@ static void note_realloc(unsigned kind, uint64_t seq_before, void *old, void *ne
     e = tf_put_varint(e, (uintptr_t)new_block);
     e = tf_put_varint(e, size);
     e = tf_put_varint(e, stack);
-    finish_event(l, e);
+    finish_event(l, e, 1);
 }
 
 /* ---- the file --------------------------------------------------------------- */

@@ -294,6 +294,10 @@ int recording_pack(FILE *out, const recording *r, char *err, size_t err_size);
  * have events (then load it and use recording_pack); -1 with a message. */
 int recording_pack_raw(FILE *out, const char *path, const unsigned char *data, size_t len,
                        size_t counts[2], char *err, size_t err_size);
+/* Reads up to n bytes from the start of the file at path into buf, to
+ * tell what kind of file it is; how many it read (0 if it cannot be
+ * opened). */
+size_t trace_read_head(const char *path, unsigned char *buf, size_t n);
 /* Reads a whole file into memory (*len bytes). NULL with a message. */
 unsigned char *trace_read_file(const char *path, size_t *len, char *err, size_t err_size);
 /* Reads a packed recording. Returns 0, or -1 with a message in err. */

@@ -27,6 +27,7 @@
  * allocator samples (TF_ALLOCATOR). */
 #define TF_VERSION_OLDEST 1u
 #define TF_HEADER_BYTES 32u
+#define TF_HEADER_START_NS_AT 24u /* where the header's start_ns lies */
 #define TF_CHUNK_MAGIC 0x4b4e4843u /* "CHNK" read as a little-endian u32 */
 #define TF_CHUNK_HEADER_BYTES 16u
 /* Deepest stack recorded; deeper ones keep their innermost frames. */
