@@ -374,14 +374,18 @@ static inline void block_map_toggle_freed(brisk_heap *heap, size_t g)
  * free header forged inside a live block in front, with PREV_USED
  * cleared by an overflow, would merge the free into that block: their
  * granule is 0), its header agrees with the footer and its links point
- * back at it. Whether anything starts between prev and c is not read
- * here (that is a map word per 512 bytes of prev, at every merge): if
- * prev's header was enlarged too, the merged chunk's extent is checked
- * where every extent is, when any of it is handed out. */
-BRISK_INLINE bool prev_chunk_sound(const brisk_heap *heap, const heap_chunk *prev, size_t prev_size)
+ * back at it. Whether anything starts between prev and c is read only
+ * when the merge goes into the wilderness (into_wild), which is carved
+ * without reading the map: otherwise (a map word per 512 bytes of prev,
+ * at every merge) if prev's header was enlarged too, the merged chunk's
+ * extent is checked where every listed extent is, when any of it is
+ * handed out. */
+BRISK_INLINE bool prev_chunk_sound(const brisk_heap *heap, const heap_chunk *prev, size_t prev_size,
+                                   const heap_chunk *c, bool into_wild)
 {
     return block_map_get(heap, chunk_granule(heap, prev)) == BLOCK_MAP_FREED &&
-           prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size);
+           prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size) &&
+           (!into_wild || block_map_span_clear(heap, chunk_granule(heap, prev) + 1, chunk_granule(heap, c)));
 }
 
 /* Whether a used chunk whose header says it ends at `next` (whose header
@@ -987,7 +991,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
             prev_size > (size_t)((char *)c - heap->base))
             return BLOCK_CORRUPT;
         const heap_chunk *prev = (const heap_chunk *)((const char *)c - prev_size);
-        if (!prev_chunk_sound(heap, prev, prev_size))
+        if (!prev_chunk_sound(heap, prev, prev_size, c, (char *)next == heap->top))
             return BLOCK_CORRUPT;
     }
     if (canary && !heap_canary_intact(heap, c))
@@ -1040,12 +1044,8 @@ static BRISK_NOINLINE void report_block(block_status status, block_call call, co
  * neighbours, then lists the result or makes it the wilderness. */
 BRISK_INLINE void release_chunk_inline(brisk_heap *heap, heap_chunk *c, size_t size, bool wipe)
 {
-    if (wipe) {
-        if (brisk_likely(size < HEAP_RESIDENCY_SPAN_MIN))
-            memset(chunk_payload(c), 0, size - CHUNK_HEADER_SIZE);
-        else
-            heap_wipe_span(heap, chunk_payload(c), size - CHUNK_HEADER_SIZE);
-    }
+    if (wipe)
+        heap_wipe_span(heap, chunk_payload(c), size - CHUNK_HEADER_SIZE);
     if (!chunk_prev_used(c)) {
         size_t prev_size = *(size_t *)((char *)c - sizeof(size_t));
         heap_chunk *prev = (heap_chunk *)((char *)c - prev_size);
@@ -1187,7 +1187,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
         if (prev_size < CHUNK_MIN_SIZE || prev_size % GRANULE != 0 || prev_size > offset)
             return false;
         prev = (heap_chunk *)((char *)c - prev_size);
-        if (!prev_chunk_sound(heap, prev, prev_size))
+        if (!prev_chunk_sound(heap, prev, prev_size, c, (char *)next == top))
             return false;
     }
 

@@ -442,6 +442,38 @@ static void case_prev_used_cleared(void)
     unnoticed("a cleared PREV_USED bit and a fake footer");
 }
 
+/* Class 8, a real free chunk enlarged, merged into the wilderness: the
+ * listed chunk f (right below the live block a) has its size enlarged
+ * over a, a's last word forged as f's footer, and the PREV_USED bit of
+ * c (the last chunk before the wilderness) cleared. c's free would take
+ * f and a with it into the wilderness, which is carved without reading
+ * the block map: the next large alloc would overlap a. The free must
+ * check that nothing starts between f and c when it merges into the
+ * wilderness. */
+static void case_prev_enlarged_into_wilderness(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    char *f = must_alloc(heap, 2100);
+    char *a = must_alloc(heap, 24);
+    char *c = must_alloc(heap, 64);
+    size_t a_usable = brisk_heap_usable_size(heap, a);
+    size_t f_size = chunk_size_of(heap, f), a_size = chunk_size_of(heap, a);
+    brisk_heap_free(heap, f);
+    memset(a, 0, a_usable);
+    char *f_chunk = f - 8, *c_chunk = c - 8;
+    put_word(f_chunk, (f_size + a_size) | 2u); /* an overflow into f's header */
+    put_word(c_chunk - 8, f_size + a_size);    /* a's last word: the footer */
+    unsigned char *low = hide(c_chunk);        /* an overflow from a */
+    *low = (unsigned char)(*low & ~2u);
+    target(c);
+    brisk_heap_free(heap, c);
+    char *q = brisk_heap_alloc(heap, 4000);
+    if (q != NULL && overlaps(q, 4000, a, a_usable))
+        broken("the heap handed out memory of a live block (a free merged an enlarged chunk into the wilderness)");
+    unnoticed("an enlarged free chunk merged into the wilderness");
+}
+
 /* Class 8, the canary's part: the canary covers the header's flag bits,
  * so a PREV_USED bit set by an overflow (b's left neighbour is free: b's
  * free would then not merge with it, leaving two free chunks side by
@@ -755,6 +787,7 @@ static const security_case cases[] = {
     CASE(size_forged_realloc),
     CASE(size_forged_usable_size),
     CASE(prev_used_cleared),
+    CASE(prev_enlarged_into_wilderness),
     CASE(prev_used_set),
     CASE(link_into_live),
     CASE(underflow_bookkeeping_mapped),
