@@ -1,23 +1,22 @@
 /*
  * The process allocator's hardened level (BRISK_OPTIONS=hardened, or any
- * of canary, wipe, guard, delay): checks layered around the unhardened
- * allocator. The default level (pointer validation through the segment
+ * of canary, wipe, guard, delay): the checks the allocator's one path
+ * calls when their parts are on. The default level (pointer validation through the segment
  * map, block-start checks, double-free detection, checked free lists) is
  * built into the allocator itself; this file adds what costs time on
  * every call and so is opt-in.
  * docs/security.md says what each part catches and what it does not, and
  * what it costs.
  *
- * The public functions divert here with one test of harden_flags (for the
- * parts that work on every block: canary, wipe, delay), which is written
- * once when the options are read (before the first block is handed out)
+ * malloc, free and realloc have one path (malloc.c) at every level: once
+ * it knows the block's page, one predicted test of harden_flags (written
+ * once when the options are read, before the first block is handed out,
  * and never again, so every block a hardened process sees was made under
- * the same rules.
- *
- * harden_alloc and harden_free are fast paths of their own, not wrappers:
- * malloc pops from the class's current page itself (so it knows the page
- * without looking it up again), free looks the page up once and does every
- * part's work on it before handing the block to the page's lists.
+ * the same rules) calls the hooks below for the parts that are on:
+ * harden_hand_out (wipe: a block handed out is still zero),
+ * harden_free_block (canary, wipe, delay) and harden_canaries_verify
+ * (realloc). Page and large-block code calls the hooks further down when
+ * pages are set up, carved and emptied.
  *
  *   canary  every slot of a page ends in a secret-derived canary word, and
  *           each page leaves its first slot unused so its first block has
@@ -143,11 +142,6 @@ static inline uint64_t load_word(uintptr_t at)
 static inline void store_word(uintptr_t at, uint64_t w)
 {
     __builtin_memcpy((void *)at, &w, sizeof w);
-}
-
-static inline size_t tail_bytes(void)
-{
-    return (harden_flags & HARDEN_CANARY) ? HARDEN_CANARY_SIZE : 0;
 }
 
 /* ---- clearing and checking memory ----------------------------------------- *
@@ -577,69 +571,7 @@ int harden_check_page(const page *pg)
     return 0;
 }
 
-/* ---- looking blocks up -------------------------------------------------- */
-
-/* The page of p when p is the start of a carved block of a page in use,
- * else NULL (NULL itself, a large block, or a pointer the unhardened code
- * reports). */
-BRISK_INLINE page *page_block_of(const void *p)
-{
-    uintptr_t meta = meta_of(p);
-    if (brisk_unlikely(segmap_kind(meta) != SEGMAP_PAGES))
-        return NULL;
-    page *pg = page_of(segment_of_meta(meta), p);
-    if (brisk_unlikely(!page_block_start(pg, (uintptr_t)p - pg->start)))
-        return NULL;
-    return pg;
-}
-
-/* Whether p, a block start of pg that reads as free (its second word is
- * the page's free mark), waits in a quarantine (some thread's): its first
- * word is the mark too, where a listed block has its encoded link (equal
- * to the mark one time in 2^64). A live block reads so only if the
- * program wrote the mark twice, which it can only have read from freed
- * memory. */
-static inline bool is_quarantined(const page *pg, const void *p)
-{
-    return (harden_flags & HARDEN_DELAY) && load_word((uintptr_t)p) == pg->free_mark;
-}
-
-static inline bool page_is_local(const page *pg)
-{
-    thread_heap *h = tls_thread_heap;
-    return h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
-}
-
-/* The block start p of pg reads as free (to the default level's test,
- * block_looks_free, which quarantined blocks pass too): reports the
- * double free (use) and returns false, or returns true when it is live
- * after all (a live block whose data happen to read as free; only the
- * page's owner can tell, by walking the page's lists, and no one need
- * when it waits in a quarantine). */
-static BRISK_NOINLINE bool suspect_is_live(page *pg, void *p, const char *what)
-{
-    if (!is_quarantined(pg, p) && page_is_local(pg) && !page_has_free_block(pg, p))
-        return true;
-    report_error(BRISK_ERROR_DOUBLE_FREE, what, p);
-    return false;
-}
-
-/* The page of p when p is a live block of a page (checked as the default
- * level checks it, and not quarantined), or NULL when it is not a page
- * block at all (NULL, a large block, a pointer the unhardened code
- * reports). *reported is set when p is a page block found freed and
- * reported (a returning handler leaves the call with no effect). */
-BRISK_INLINE page *live_page_block(void *p, const char *what, bool *reported)
-{
-    page *pg = page_block_of(p);
-    if (pg == NULL)
-        return NULL;
-    if (brisk_unlikely(block_looks_free(pg, p)) && !suspect_is_live(pg, p, what)) {
-        *reported = true;
-        return NULL;
-    }
-    return pg;
-}
+/* ---- canaries --------------------------------------------------------------- */
 
 /* Reports which canary of the live block p of pg was overwritten. */
 static BRISK_NOINLINE void report_canary(const page *pg, const void *p)
@@ -663,6 +595,14 @@ BRISK_INLINE bool canaries_intact(const page *pg, const void *p)
     uintptr_t before = (uintptr_t)p - HARDEN_CANARY_SIZE;
     uint64_t secret = (uint64_t)process_secret;
     return ((load_word(after) ^ after ^ secret) | (load_word(before) ^ before ^ secret)) == 0;
+}
+
+bool harden_canaries_verify(const page *pg, const void *p)
+{
+    if (brisk_likely(canaries_intact(pg, p)))
+        return true;
+    report_canary(pg, p);
+    return false;
 }
 
 /* ---- delayed reuse ------------------------------------------------------- *
@@ -737,7 +677,7 @@ BRISK_INLINE void quarantine_release(void *p)
      * there, as the wipe left them. */
     store_word((uintptr_t)p + 8, 0);
     /* Validated when it was freed, and live (off every list) since. */
-    free_validated(pg, p);
+    free_block_to_page(pg, p);
 }
 
 /* Puts the validated, wiped block p of pg in a random slot of the
@@ -746,13 +686,13 @@ BRISK_INLINE void quarantine_release(void *p)
  * shows already, so a waiting block reveals nothing more (a marker made of
  * the address and the canaries' secret would give that secret away to
  * one read after free). */
-BRISK_INLINE void quarantine_put(page *pg, void *p)
+static BRISK_NOINLINE void quarantine_put(page *pg, void *p)
 {
     quarantine *q = tls_quarantine;
     if (brisk_unlikely(q == NULL)) {
         q = quarantine_create();
         if (q == NULL) {
-            free_validated(pg, p); /* no memory for a quarantine: free at once */
+            free_block_to_page(pg, p); /* no memory for a quarantine: free at once */
             return;
         }
     }
@@ -792,10 +732,12 @@ void harden_fork_child(void)
         q->rng = quarantine_seed(q);
 }
 
-/* ---- the hardened entry points --------------------------------------------- *
+/* ---- the hooks of the one path --------------------------------------------- *
  *
- * The fast paths below end in tail calls only (the slow cases, the
- * reports, the page's own free), so they save no registers. */
+ * malloc.c calls these once it knows the block's page, each behind one
+ * predicted test of harden_flags; they end in tail calls only (the
+ * reports, the quarantine, the page's own free), so they save no
+ * registers. */
 
 /* A block found not wiped when handed out (or a pop that found its list
  * corrupted: p NULL, reported already). */
@@ -808,138 +750,31 @@ static BRISK_NOINLINE void *hand_out_unwiped(void *p)
     return NULL; /* the block stays live: lost, never reused */
 }
 
-/* The checks on a page block p of pg on its way out (p NULL: its pop
- * found the list corrupted, reported): under wipe, that it is still zero
- * (all of it for calloc, `zero`), else, for calloc, zeroing it. Returns
- * p, or NULL (errno ENOMEM) after reporting. */
-BRISK_INLINE void *harden_hand_out(page *pg, void *p, bool zero)
+void *harden_hand_out(page *pg, void *p, bool whole)
 {
-    unsigned flags = harden_flags;
     if (brisk_unlikely(p == NULL))
         return NULL;
-    uintptr_t end = (uintptr_t)p + pg->block_size - tail_bytes();
-    if (flags & HARDEN_WIPE) {
-        /* Wiped on free, and the words the free lists use zeroed by
-         * page_pop. calloc reads the whole body instead of zeroing it:
-         * the same cost, and a full check. */
+    /* Wiped on free, and the words the free lists use zeroed by
+     * page_pop. calloc reads the whole body instead of zeroing it: the
+     * same cost, and a full check. */
 #if !BRISK_CHECKS
-        store_word((uintptr_t)p, 0);
+    store_word((uintptr_t)p, 0); /* page_pop zeroes it only with checks */
 #endif
-        bool clean = zero ? span_zero((uintptr_t)p, end) : body_wiped((uintptr_t)p, end);
-        if (brisk_unlikely(!clean))
-            return hand_out_unwiped(p);
-    } else if (zero) {
-        memset(p, 0, end - (uintptr_t)p); /* the usable size: the canary stays */
-    }
-    return p;
+    uintptr_t end = (uintptr_t)p + pg->block_size - block_tail(harden_flags);
+    bool clean = whole ? span_zero((uintptr_t)p, end) : body_wiped((uintptr_t)p, end);
+    if (brisk_likely(clean))
+        return p;
+    return hand_out_unwiped(p);
 }
 
-/* The bytes to ask of the pages for a request of `size`: the canary
- * added. The canary must not be a block's second word, which the free
- * lists may use while the block is free (a free block's mark, on the
- * default level's side): canaried requests get 32-byte blocks at least. */
-static inline size_t block_request(size_t size)
-{
-    if (!(harden_flags & HARDEN_CANARY))
-        return size;
-    return size + HARDEN_CANARY_SIZE <= 16 ? 17 : size + HARDEN_CANARY_SIZE;
-}
-
-/* The current page of the class serving `want` bytes (block_request's),
- * for sizes up to MEDIUM_SIZE_MAX. */
-BRISK_INLINE page *current_page(thread_heap *h, size_t want)
-{
-    return want <= DIRECT_SMALL_MAX ? h->direct_small[(want + 15) >> 4] : h->direct[size_class_of(want)];
-}
-
-/* Everything but a malloc the current page of its class can serve at
- * once: a thread's first allocation, an empty current page, large and
- * aligned blocks, calloc. */
-static BRISK_NOINLINE void *harden_alloc_slow(size_t size, size_t alignment, bool zero)
-{
-    if (size > REQUEST_MAX) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    /* A thread's first allocation: set its thread heap up here, or the raw call
-     * below would do it and divert into harden_alloc a second time, adding
-     * a second tail (and for sizes just under MEDIUM_SIZE_MAX turning the
-     * block into a large one that the page lookup below would misread). */
-    thread_heap *h = tls_thread_heap;
-    if (brisk_unlikely(h == NULL)) {
-        h = thread_heap_init_slow();
-        if (h == NULL) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
-    size_t want = block_request(size);
-    if (alignment == 0 && want <= MEDIUM_SIZE_MAX) {
-        page *pg = current_page(h, want);
-        if (pg->free != NULL) {
-            h->class_requests[pg->size_class]++;
-            return harden_hand_out(pg, page_pop(pg), zero);
-        }
-    }
-    /* calloc (zero) never asks for an alignment. A page block is zeroed
-     * (or checked) by harden_hand_out: malloc_raw's zeroing would also clear its
-     * canary. A large block is zeroed by large_alloc, which knows whether
-     * its mapping is fresh. */
-    void *p;
-    if (alignment != 0)
-        p = malloc_raw(want, alignment, false);
-    else if (zero && want > MEDIUM_SIZE_MAX)
-        p = malloc_raw(want, 0, true);
-    else
-        p = malloc_fast_raw(want);
-    if (p == NULL)
-        return NULL;
-    page *pg = page_block_of(p);
-    if (pg == NULL)
-        return p; /* a large block: guard pages and wiping are large.c's */
-    return harden_hand_out(pg, p, zero);
-}
-
-void *harden_alloc(size_t size, size_t alignment, bool zero)
-{
-    thread_heap *h = tls_thread_heap;
-    if (brisk_likely((alignment | (size_t)zero) == 0 && h != NULL &&
-                     size <= MEDIUM_SIZE_MAX - HARDEN_CANARY_SIZE)) {
-        page *pg = current_page(h, block_request(size));
-        if (brisk_likely(pg->free != NULL)) {
-            h->class_requests[pg->size_class]++;
-            void *p = page_pop(pg);
-            if (!(harden_flags & HARDEN_WIPE))
-                return p;
-#if !BRISK_CHECKS
-            if (p != NULL)
-                store_word((uintptr_t)p, 0); /* page_pop zeroes it only with checks */
-#endif
-            if (brisk_likely(p != NULL && body_wiped((uintptr_t)p, (uintptr_t)p + pg->block_size - tail_bytes())))
-                return p;
-            return hand_out_unwiped(p);
-        }
-    }
-    return harden_alloc_slow(size, alignment, zero);
-}
-
-/* The free of the validated, checked and wiped block p of pg under
- * delay: into the quarantine. */
-static BRISK_NOINLINE void harden_free_delayed(page *pg, void *p)
-{
-    quarantine_put(pg, p);
-}
-
-/* harden_free's work on the live block p of pg: canaries checked, body
- * wiped, then the quarantine or the page's lists. */
-BRISK_INLINE void harden_free_live(page *pg, void *p)
+bool harden_free_block(page *pg, void *p)
 {
     unsigned flags = harden_flags;
     uintptr_t end = (uintptr_t)p + pg->block_size;
     if (flags & HARDEN_CANARY) {
         if (brisk_unlikely(!canaries_intact(pg, p))) {
             report_canary(pg, p);
-            return;
+            return false;
         }
         end -= HARDEN_CANARY_SIZE;
     }
@@ -951,88 +786,8 @@ BRISK_INLINE void harden_free_live(page *pg, void *p)
      * otherwise hand it out again as soon as it collects the page's
      * cross-thread list, which may be at its next malloc. */
     if (flags & HARDEN_DELAY) {
-        harden_free_delayed(pg, p);
-        return;
+        quarantine_put(pg, p);
+        return false;
     }
-    free_validated(pg, p);
-}
-
-/* A free whose block reads as free (see suspect_is_live). */
-static BRISK_NOINLINE void harden_free_suspect(page *pg, void *p)
-{
-    if (suspect_is_live(pg, p, "double free"))
-        harden_free_live(pg, p);
-}
-
-void harden_free(void *p)
-{
-    page *pg = page_block_of(p);
-    if (brisk_unlikely(pg == NULL)) {
-        free_raw(p); /* NULL, a large block, or misuse the unhardened code reports */
-        return;
-    }
-    if (brisk_unlikely(block_looks_free(pg, p))) {
-        harden_free_suspect(pg, p);
-        return;
-    }
-    harden_free_live(pg, p);
-}
-
-size_t harden_usable_size(const void *p)
-{
-    if (p == NULL)
-        return 0;
-    bool reported = false;
-    page *pg = live_page_block((void *)p, "use of a freed block", &reported);
-    if (pg == NULL)
-        return reported ? 0 : usable_raw(p);
-    return pg->block_size - tail_bytes();
-}
-
-void *harden_realloc(void *p, size_t size)
-{
-    if (p == NULL)
-        return harden_alloc(size, 0, false);
-    if (size == 0) {
-        harden_free(p);
-        return NULL;
-    }
-    size_t old;
-    bool reported = false;
-    page *pg = live_page_block(p, "realloc of a freed block", &reported);
-    if (pg != NULL) {
-        if ((harden_flags & HARDEN_CANARY) && !canaries_intact(pg, p)) {
-            report_canary(pg, p);
-            return NULL;
-        }
-        old = pg->block_size - tail_bytes();
-        if (size <= old && (size >= old / 2 || old <= 128))
-            return p; /* same block, same canaries */
-    } else {
-        if (reported)
-            return NULL;
-        old = usable_raw(p); /* reports misuse; 0 when a handler returned */
-        if (old == 0)
-            return NULL;
-        /* A live large block: resized in place when its mapping allows
-         * (not under guard, whose pages must stay at the block's ends). */
-        if (size > MEDIUM_SIZE_MAX && !(harden_flags & HARDEN_GUARD) &&
-            large_try_resize(large_header_of_meta(meta_of(p)), size))
-            return p;
-    }
-    /* As malloc.c's realloc: a block that must move to grow by a little
-     * gets half as much again, so growing in small steps copies O(log n)
-     * times. */
-    size_t target = size;
-    if (size > old && size - old < old / 2 && old <= MEDIUM_SIZE_MAX / 2)
-        target = old + old / 2;
-    void *fresh = harden_alloc(target, 0, false);
-    if (fresh == NULL)
-        return NULL; /* errno is ENOMEM; the old block is untouched */
-    memcpy(fresh, p, size < old ? size : old);
-    if (pg != NULL)
-        harden_free_live(pg, p); /* validated above */
-    else
-        harden_free(p);
-    return fresh;
+    return true;
 }

@@ -38,22 +38,55 @@ BRISK_HIDDEN extern unsigned harden_flags;
  * "canary", "wipe", "guard", "delay"); false when it is not one. */
 BRISK_HIDDEN bool harden_option(const char *name, size_t len);
 
-/* The entry points the public functions divert to when harden_flags has
- * a HARDEN_BLOCK_PARTS bit (malloc.c). They add the checks around the unhardened allocator. */
-BRISK_HIDDEN void *harden_alloc(size_t size, size_t alignment, bool zero);
-BRISK_HIDDEN void harden_free(void *p);
-BRISK_HIDDEN void *harden_realloc(void *p, size_t size);
-BRISK_HIDDEN size_t harden_usable_size(const void *p);
+/* ---- the hooks of the one path ----------------------------------------
+ *
+ * malloc, free and realloc have one path (malloc.c). Once it knows the
+ * block's page, one predicted test of harden_flags calls the parts that
+ * are on; each part is named here once and switched on in one place:
+ *   canary  canary_request (the bytes a request asks of the pages) at the
+ *           start of malloc; harden_free_block and harden_canaries_verify
+ *           (realloc) check the canaries;
+ *   wipe    harden_free_block wipes, harden_hand_out checks a block
+ *           handed out is still zero;
+ *   delay   harden_free_block puts the block in the thread's quarantine;
+ *   guard   large blocks only (large.c).
+ * Large blocks' parts are large.c's, behind the same flags. */
 
-/* The unhardened allocator, for harden.c (malloc.c). */
-BRISK_HIDDEN void *malloc_raw(size_t size, size_t alignment, bool zero);
-/* malloc_raw for the common case (no alignment, no zeroing): the
- * unhardened fast path, without malloc_raw's tests. */
-BRISK_HIDDEN void *malloc_fast_raw(size_t size);
-BRISK_HIDDEN void free_raw(void *p);
-/* Frees the block p of page pg, already validated as a live block. */
-BRISK_HIDDEN void free_validated(page *pg, void *p);
-BRISK_HIDDEN size_t usable_raw(const void *p);
+/* The bytes after a page block's usable size: its canary, if any. */
+static inline size_t block_tail(unsigned flags)
+{
+    return (flags & HARDEN_CANARY) ? HARDEN_CANARY_SIZE : 0;
+}
+
+/* The bytes to ask of the pages for a request of `size` under canary:
+ * the canary added. The canary must not be a block's second word, which
+ * the free lists use while the block is free (the free mark): canaried
+ * requests get 32-byte blocks at least. A request past MEDIUM_SIZE_MAX is
+ * a large block, which carries no canary. */
+static inline size_t canary_request(size_t size)
+{
+    if (size > MEDIUM_SIZE_MAX)
+        return size;
+    return size + HARDEN_CANARY_SIZE <= 16 ? 17 : size + HARDEN_CANARY_SIZE;
+}
+
+/* Under wipe, the page block p of pg on its way out (p NULL: its pop
+ * found the list corrupted, reported): checks that it is still zero (its
+ * whole body for calloc, `whole`, else as much as WIPE_FULL_CHECK_MAX
+ * says). Returns p, or NULL (errno ENOMEM) after reporting. */
+BRISK_HIDDEN void *harden_hand_out(page *pg, void *p, bool whole);
+/* Under canary, wipe or delay, the live, validated block p of pg being
+ * freed: its canaries checked, its body wiped, and under delay the block
+ * put in the thread's quarantine. true when the caller is to put it on
+ * its page's lists now; false when the quarantine took it or a canary
+ * was found broken (reported). */
+BRISK_HIDDEN bool harden_free_block(page *pg, void *p);
+/* Under canary: whether both canaries of the live block p of pg are
+ * intact; false after reporting which is not. */
+BRISK_HIDDEN bool harden_canaries_verify(const page *pg, const void *p);
+/* free's last step, for blocks leaving the quarantine (harden.c): puts
+ * the live, validated block p of pg on its page's lists (malloc.c). */
+BRISK_HIDDEN void free_block_to_page(page *pg, void *p);
 
 /* Hooks in the page and large-block code, each called only when its flag
  * is set. */
@@ -349,6 +382,19 @@ static inline bool block_looks_free(const page *pg, const block *b)
     return __atomic_load_n(&b->free_mark, __ATOMIC_RELAXED) == pg->free_mark;
 }
 
+/* Whether the block start b of pg, which reads as free
+ * (block_looks_free), waits in a quarantine (some thread's, under delay:
+ * harden.c): its first word is the mark too, where a listed block has its
+ * encoded link (equal to the mark one time in 2^64). A live block reads
+ * so only if the program wrote the mark twice, which it can only have
+ * read from freed memory. */
+static inline bool block_waits_in_quarantine(const page *pg, const block *b)
+{
+    uintptr_t first;
+    __builtin_memcpy(&first, b, sizeof first);
+    return (harden_flags & HARDEN_DELAY) && first == pg->free_mark;
+}
+
 /* Page descriptors lie inside their segment's header, in the region's
  * first 64 KiB: masking finds the base. */
 static inline segment *page_segment(const page *pg)
@@ -365,9 +411,12 @@ typedef enum list_search {
     LIST_BROKEN  /* a link a write after free broke, or a cycle: unknown */
 } list_search;
 BRISK_HIDDEN list_search page_find_free_block(page *pg, const block *b);
-/* Whether b may be free: on a list, or behind a broken link. */
-BRISK_HIDDEN bool page_has_free_block(page *pg, const block *b);
-BRISK_HIDDEN void free_suspect(page *pg, block *b);
+/* The block start b of pg reads as free (block_looks_free): whether it
+ * is live after all (a live block whose data happen to read as free);
+ * false after reporting `freed` (the block is free) or `broken` (a list
+ * walk met a bad link, so whether it is free is unknown). */
+BRISK_HIDDEN bool block_suspect_is_live(page *pg, const block *b, const char *freed,
+                                        const char *broken);
 /* A page found corrupted gives up its free lists: every carved block is
  * counted live (leaked, never handed out again until the program frees
  * it), so its invariants hold and nothing it lists is believed. Blocks

@@ -5,12 +5,15 @@
  * Every standard name is an alias in this one object file, so a static
  * link that needs one of them gets all of them.
  *
- * Fast paths (all inline here):
- *   malloc  TLS thread heap -> size class -> the class's current page -> pop its
- *           free list (the popped block checked to be a block of the page).
+ * One path for every level (all inline here; the hardened level's parts
+ * are hooks, each behind one predicted test of harden_flags):
+ *   malloc  canary? request + 8 -> TLS thread heap -> size class -> the
+ *           class's current page -> pop its free list (the popped block
+ *           checked to be a block of the page) -> wipe? checked still zero.
  *   free    segment map says the 4 MiB span is ours -> page from the
- *           address -> block start and free mark checked -> owner thread:
- *           push on local_free, else one CAS onto the page's thread_free.
+ *           address -> block start and free mark checked -> canary, wipe,
+ *           delay? harden_free_block -> owner thread: push on local_free,
+ *           else one CAS onto the page's thread_free.
  *
  * This file deliberately includes neither <stdlib.h> nor <malloc.h>: it
  * defines those names, and is built with -fno-builtin so the compiler
@@ -24,44 +27,97 @@
 
 static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero);
 
-/* Counting requests per class costs one increment on a line the thread heap
- * owns; malloc_generic counts the requests that reach it. */
-BRISK_INLINE void *malloc_class(thread_heap *h, unsigned cls)
-{
-    page *pg = h->direct[cls];
-    if (brisk_likely(pg->free != NULL)) {
-        h->class_requests[cls]++;
-        return page_pop(pg);
-    }
-    return malloc_generic(h, cls);
-}
-
-BRISK_INLINE void *malloc_inline(size_t size)
-{
-    thread_heap *h = tls_thread_heap;
-    if (brisk_likely(h != NULL && size <= DIRECT_SMALL_MAX)) {
-        page *pg = h->direct_small[(size + 15) >> 4];
-        if (brisk_likely(pg->free != NULL)) {
-            h->class_requests[pg->size_class]++;
-            return page_pop(pg);
-        }
-        return malloc_generic(h, size_class_of(size));
-    }
-    if (brisk_likely(h != NULL && size <= MEDIUM_SIZE_MAX))
-        return malloc_class(h, size_class_of(size));
-    return malloc_slow(size, 0, false);
-}
-
 /* calloc's zeroing of the page block p: its whole usable size, not only
  * the bytes asked for, since malloc_usable_size tells the caller the rest
  * is its to use too and it must not show a previous owner's data (glibc
- * zeroes the whole chunk as well). The usable size is the block less its
- * canary when harden.c asks for a zeroed block under canaries. */
-static void block_zero(void *p)
+ * zeroes the whole chunk as well). The canary, if any, stays. */
+static void block_zero(page *pg, void *p)
 {
-    page *pg = page_of(segment_of_meta(meta_of(p)), p);
-    size_t canary = (harden_flags & HARDEN_CANARY) ? HARDEN_CANARY_SIZE : 0;
-    memset(p, 0, pg->block_size - canary);
+    memset(p, 0, pg->block_size - block_tail(harden_flags));
+}
+
+/* The class's current page has a free block: pop it. Counting requests
+ * per class costs one increment on a line the thread heap owns;
+ * malloc_generic counts the requests that reach it. Under wipe the block
+ * is checked to be still zero. */
+static BRISK_NOINLINE void *page_hand_out_wiped(page *pg)
+{
+    return harden_hand_out(pg, page_pop(pg), false);
+}
+
+/* The flags are tested before the pop: a test after it would keep them
+ * (and the page) in saved registers across page_pop's call to report a
+ * corrupted list, making every malloc save and restore them. */
+BRISK_INLINE void *page_hand_out(thread_heap *h, page *pg, unsigned flags)
+{
+    h->class_requests[pg->size_class]++;
+    if (brisk_unlikely(flags & HARDEN_WIPE))
+        return page_hand_out_wiped(pg);
+    return page_pop(pg);
+}
+
+/* The class's current page is empty: malloc_generic finds a block
+ * (NULL when none can be had), checked under wipe as page_hand_out's.
+ * Out of line, so the fast paths that call it keep nothing across the
+ * call. */
+static BRISK_NOINLINE void *generic_hand_out(thread_heap *h, unsigned cls)
+{
+    void *p = malloc_generic(h, cls);
+    if (brisk_unlikely(harden_flags & HARDEN_WIPE) && p != NULL)
+        return harden_hand_out(page_of(segment_of_meta(meta_of(p)), p), p, false);
+    return p;
+}
+
+/* A block of class cls. */
+BRISK_INLINE void *malloc_class(thread_heap *h, unsigned cls, unsigned flags)
+{
+    page *pg = h->direct[cls];
+    if (brisk_likely(pg->free != NULL))
+        return page_hand_out(h, pg, flags);
+    return generic_hand_out(h, cls);
+}
+
+/* A block of class cls for calloc (zeroed, or under wipe checked to be
+ * zero whole) or for an aligned request. */
+static void *malloc_class_slow(thread_heap *h, unsigned cls, unsigned flags, bool zero)
+{
+    if (!zero)
+        return malloc_class(h, cls, flags);
+    page *pg = h->direct[cls];
+    void *p;
+    if (pg->free != NULL) {
+        h->class_requests[cls]++;
+        p = page_pop(pg);
+    } else {
+        p = malloc_generic(h, cls);
+    }
+    if (p == NULL)
+        return NULL;
+    pg = page_of(segment_of_meta(meta_of(p)), p);
+    if (flags & HARDEN_WIPE)
+        return harden_hand_out(pg, p, true);
+    block_zero(pg, p);
+    return p;
+}
+
+/* The one malloc path:
+ *   canary? -> the canary added to the request (canary_request)
+ *   TLS thread heap -> size class -> the class's current page -> pop its
+ *   free list -> wipe? -> checked still zero (harden_hand_out). */
+BRISK_INLINE void *malloc_inline(size_t size)
+{
+    thread_heap *h = tls_thread_heap;
+    unsigned flags = harden_flags;
+    size_t want = brisk_unlikely(flags & HARDEN_CANARY) ? canary_request(size) : size;
+    if (brisk_likely(h != NULL && want <= DIRECT_SMALL_MAX)) {
+        page *pg = h->direct_small[(want + 15) >> 4];
+        if (brisk_likely(pg->free != NULL))
+            return page_hand_out(h, pg, flags);
+        return generic_hand_out(h, size_class_of(want));
+    }
+    if (brisk_likely(h != NULL && want <= MEDIUM_SIZE_MAX))
+        return malloc_class(h, size_class_of(want), flags);
+    return malloc_slow(size, 0, false);
 }
 
 /* First allocation of a thread, large blocks, aligned blocks, calloc. */
@@ -69,37 +125,30 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
 {
     thread_heap *h = tls_thread_heap;
     if (h == NULL) {
+        /* The options are read here at the process's first allocation,
+         * before any block is handed out: every block a hardened process
+         * sees is made under its rules. */
         h = thread_heap_init_slow();
         if (h == NULL) {
             errno = ENOMEM;
             return NULL;
         }
-        /* The options were just read: a hardened process hands out no
-         * block that was not made under its rules. */
-        if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-            return harden_alloc(size, alignment, zero);
     }
-    void *p;
+    unsigned flags = harden_flags;
+    size_t want = (flags & HARDEN_CANARY) ? canary_request(size) : size;
     if (alignment <= BRISK_ALIGNMENT) {
-        if (size <= MEDIUM_SIZE_MAX) {
-            p = malloc_class(h, size_class_of(size));
-            if (zero && p != NULL)
-                block_zero(p);
-            return p;
-        }
-    } else if (size <= MEDIUM_SIZE_MAX && alignment <= MEDIUM_SIZE_MAX) {
+        if (want <= MEDIUM_SIZE_MAX)
+            return malloc_class_slow(h, size_class_of(want), flags, zero);
+    } else if (want <= MEDIUM_SIZE_MAX && alignment <= MEDIUM_SIZE_MAX) {
         /* A class whose block size is a multiple of the alignment, in
          * pages aligned to at least 64 KiB, gives aligned blocks: the
          * rounded size is on the class grid, so its class has exactly
          * that block size (see size_class_of). */
-        size_t rounded = size <= alignment ? alignment : (size + alignment - 1) & ~(alignment - 1);
-        if (rounded <= MEDIUM_SIZE_MAX) {
-            p = malloc_class(h, size_class_of(rounded));
-            if (zero && p != NULL)
-                block_zero(p);
-            return p;
-        }
+        size_t rounded = want <= alignment ? alignment : (want + alignment - 1) & ~(alignment - 1);
+        if (rounded <= MEDIUM_SIZE_MAX)
+            return malloc_class_slow(h, size_class_of(rounded), flags, zero);
     }
+    /* Large blocks carry no canary; their wipe and guards are large.c's. */
     h->large_requests++;
     h->large_bytes_requested += size;
     thread_heap_purge_tick(h);
@@ -108,29 +157,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
 
 void *brisk_malloc(size_t size)
 {
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_alloc(size, 0, false);
     return malloc_inline(size);
-}
-
-/* Under canaries every block ends in its canary: a 16-byte block's would
- * be its second word, where a free block keeps its free mark (see
- * malloc/types.h). Hardened requests (which include the canary) get
- * 32-byte blocks at least. */
-static inline size_t harden_request(size_t size)
-{
-    return size <= 16 && (harden_flags & HARDEN_CANARY) ? 17 : size;
-}
-
-/* The unhardened allocator, for harden.c. */
-void *malloc_raw(size_t size, size_t alignment, bool zero)
-{
-    return malloc_slow(harden_request(size), alignment, zero);
-}
-
-void *malloc_fast_raw(size_t size)
-{
-    return malloc_inline(harden_request(size));
 }
 
 void *brisk_calloc(size_t count, size_t size)
@@ -140,8 +167,6 @@ void *brisk_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_alloc(total, 0, true);
     return malloc_slow(total, 0, true);
 }
 
@@ -192,13 +217,6 @@ static BRISK_NOINLINE void free_other(void *p, unsigned kind)
                      "free of a pointer that is not a block of this allocator", p);
 }
 
-#if BRISK_CHECKS
-static BRISK_NOINLINE void free_invalid(page *pg, void *p)
-{
-    block_report_bad_free(pg, p);
-}
-#endif
-
 /* Puts the validated block b on its page's lists: the owner's local
  * list, or the page's cross-thread list. */
 BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
@@ -217,6 +235,52 @@ BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
     free_remote(pg, b);
 }
 
+void free_block_to_page(page *pg, void *p)
+{
+    free_to_page(page_segment(pg), pg, p);
+}
+
+/* free_live's hardened case, out of line so that the fast path keeps
+ * nothing across the call. */
+static BRISK_NOINLINE void free_hardened(page *pg, block *b)
+{
+    if (harden_free_block(pg, b))
+        free_block_to_page(pg, b);
+    /* else in the quarantine, or a broken canary reported */
+}
+
+/* The free of b, a live block of pg validated as one: the hardening
+ * hook (canaries, wipe, quarantine), then the page's lists. */
+BRISK_INLINE void free_live(segment *seg, page *pg, block *b)
+{
+    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS)) {
+        free_hardened(pg, b);
+        return;
+    }
+    free_to_page(seg, pg, b);
+}
+
+#if BRISK_CHECKS
+static BRISK_NOINLINE void free_invalid(page *pg, void *p)
+{
+    block_report_bad_free(pg, p);
+}
+
+/* A free of a block that reads as free: freed only if it is live after
+ * all. */
+static BRISK_NOINLINE void free_suspect(segment *seg, page *pg, block *b)
+{
+    if (block_suspect_is_live(pg, b, "double free",
+                              "double free (or a free list corrupted: a freed block was written to)"))
+        free_live(seg, pg, b);
+}
+#endif
+
+/* The one free path:
+ *   segment map says the 4 MiB span is ours -> page from the address ->
+ *   block start and free mark checked -> canary, wipe, delay? ->
+ *   owner thread: push on local_free, else one CAS onto the page's
+ *   thread_free. */
 BRISK_INLINE void free_inline(void *p)
 {
     if (brisk_unlikely(p == NULL))
@@ -246,32 +310,16 @@ BRISK_INLINE void free_inline(void *p)
     }
     /* ...that does not already look free (block_looks_free). */
     if (brisk_unlikely(block_looks_free(pg, b))) {
-        free_suspect(pg, b);
+        free_suspect(seg, pg, b);
         return;
     }
 #endif
-    free_to_page(seg, pg, b);
+    free_live(seg, pg, b);
 }
 
 void brisk_free(void *ptr)
 {
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS)) {
-        harden_free(ptr);
-        return;
-    }
     free_inline(ptr);
-}
-
-void free_raw(void *p)
-{
-    free_inline(p);
-}
-
-/* For harden.c, whose blocks leaving the quarantine have had their check
- * words verified there. */
-void free_validated(page *pg, void *p)
-{
-    free_to_page(page_segment(pg), pg, p);
 }
 
 void brisk_free_sized(void *ptr, size_t size)
@@ -290,9 +338,9 @@ void brisk_free_aligned_sized(void *ptr, size_t alignment, size_t size)
 /* ---- looking blocks up ------------------------------------------------- */
 
 /* The usable size of the live block at p, or 0 after reporting p as not
- * one (when an error handler returns). *large_out is set for large
- * blocks. */
-static size_t block_usable(const void *p, large_header **large_out)
+ * one (when an error handler returns): `freed` names the use of a freed
+ * block in the report. *large_out is set for large blocks. */
+static size_t block_usable(const void *p, const char *freed, large_header **large_out)
 {
     uintptr_t meta = meta_of(p);
     unsigned kind = segmap_kind(meta);
@@ -301,24 +349,15 @@ static size_t block_usable(const void *p, large_header **large_out)
         segment *seg = segment_of_meta(meta);
         page *pg = page_of(seg, p);
         uintptr_t off = (uintptr_t)p - pg->start;
-        bool start = page_block_start(pg, off);
+        if (page_block_start(pg, off)) {
 #if BRISK_CHECKS
-        bool looks_free = start && block_looks_free(pg, p);
-        /* Only the owner may walk the page's lists to clear a suspect; a
-         * thread with no thread heap must not claim an abandoned segment's pages,
-         * which another thread may be adopting. */
-        if (looks_free && tls_thread_heap != NULL &&
-            __atomic_load_n(&seg->owner, __ATOMIC_RELAXED) == tls_thread_heap &&
-            !page_has_free_block(pg, p))
-            looks_free = false;
-#else
-        bool looks_free = false;
+            if (block_looks_free(pg, p) && !block_suspect_is_live(pg, p, freed, freed))
+                return 0;
 #endif
-        if (start && !looks_free)
-            return pg->block_size;
-        if (looks_free || (!pg->in_use && pg->block_size != 0 && off < pg->span &&
-                           (off % pg->block_size) == 0))
-            report_error(BRISK_ERROR_DOUBLE_FREE, "use of a freed block", p);
+            return pg->block_size - block_tail(harden_flags);
+        }
+        if (!pg->in_use && pg->block_size != 0 && off < pg->span && (off % pg->block_size) == 0)
+            report_error(BRISK_ERROR_DOUBLE_FREE, freed, p);
         else
             report_error(BRISK_ERROR_INVALID_POINTER, "pointer is not the start of a live block", p);
         return 0;
@@ -342,16 +381,8 @@ size_t brisk_malloc_usable_size(const void *ptr)
 {
     if (ptr == NULL)
         return 0;
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_usable_size(ptr);
     large_header *hdr;
-    return block_usable(ptr, &hdr);
-}
-
-size_t usable_raw(const void *p)
-{
-    large_header *hdr;
-    return block_usable(p, &hdr);
+    return block_usable(ptr, "use of a freed block", &hdr);
 }
 
 /* A block that must move to grow by a little gets half as much again, so
@@ -364,12 +395,16 @@ static size_t realloc_target(size_t old, size_t size)
     return size;
 }
 
+/* Whether a block of `old` usable bytes keeps serving `size`. */
+static inline bool realloc_fits(size_t old, size_t size)
+{
+    return size <= old && (size >= old / 2 || old <= 128);
+}
+
 static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size);
 
 void *brisk_realloc(void *ptr, size_t size)
 {
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_realloc(ptr, size);
     if (ptr == NULL)
         return malloc_inline(size);
     if (size == 0) {
@@ -380,7 +415,8 @@ void *brisk_realloc(void *ptr, size_t size)
     /* Fast path: a live small or medium block (checked as free checks). */
     uintptr_t meta = meta_of(ptr);
     if (brisk_likely(segmap_kind(meta) == SEGMAP_PAGES)) {
-        page *pg = page_of(segment_of_meta(meta), ptr);
+        segment *seg = segment_of_meta(meta);
+        page *pg = page_of(seg, ptr);
 #if BRISK_CHECKS
         bool live = page_block_start(pg, (uintptr_t)ptr - pg->start) &&
                     !block_looks_free(pg, (block *)ptr);
@@ -388,14 +424,17 @@ void *brisk_realloc(void *ptr, size_t size)
         bool live = true;
 #endif
         if (brisk_likely(live)) {
-            size_t old = pg->block_size;
-            if (size <= old && (size >= old / 2 || old <= 128))
-                return ptr;
+            unsigned flags = harden_flags;
+            if (brisk_unlikely(flags & HARDEN_CANARY) && !harden_canaries_verify(pg, ptr))
+                return NULL;
+            size_t old = pg->block_size - block_tail(flags);
+            if (realloc_fits(old, size))
+                return ptr; /* same block, same canaries */
             void *fresh = malloc_inline(realloc_target(old, size));
             if (fresh == NULL)
                 return NULL; /* errno is ENOMEM; the old block is untouched */
             memcpy(fresh, ptr, size < old ? size : old);
-            free_inline(ptr);
+            free_live(seg, pg, ptr);
             return fresh;
         }
     }
@@ -406,16 +445,22 @@ void *brisk_realloc(void *ptr, size_t size)
 static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size)
 {
     large_header *hdr;
-    size_t old = block_usable(ptr, &hdr);
+    size_t old = block_usable(ptr, "realloc of a freed block", &hdr);
     if (old == 0)
         return NULL; /* reported; the handler returned */
     if (hdr != NULL) {
         if (large_try_resize(hdr, size))
             return ptr;
-    } else if (size <= old && (size >= old / 2 || old <= 128)) {
-        return ptr;
+    } else {
+        /* A live block that read as free (its data happen to be the
+         * mark): the fast path's work, with its canary check. */
+        page *pg = page_of(segment_of_meta(meta_of(ptr)), ptr);
+        if ((harden_flags & HARDEN_CANARY) && !harden_canaries_verify(pg, ptr))
+            return NULL;
+        if (realloc_fits(old, size))
+            return ptr;
     }
-    void *fresh = malloc_inline(size);
+    void *fresh = malloc_inline(realloc_target(old, size));
     if (fresh == NULL)
         return NULL; /* errno is ENOMEM; the old block is untouched */
     memcpy(fresh, ptr, size < old ? size : old);
@@ -441,8 +486,6 @@ static void *aligned_alloc_checked(size_t alignment, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_alloc(size, alignment, false);
     return malloc_slow(size, alignment, false);
 }
 

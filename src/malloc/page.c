@@ -118,36 +118,28 @@ list_search page_find_free_block(page *pg, const block *b)
     return result;
 }
 
-bool page_has_free_block(page *pg, const block *b)
-{
-    return page_find_free_block(pg, b) != LIST_LACKS;
-}
-
-/* A free whose block's second word reads as the free mark: the owner
- * confirms by walking the page's lists and frees normally only if the
- * block is on none, all of them read whole; another thread cannot walk
- * the owner's lists and reports (the word is the mark only if the block
- * is free, barring a program that wrote a value it can only have read
- * from freed memory). */
-void free_suspect(page *pg, block *b)
+/* A block start whose second word reads as the free mark (a freed block,
+ * or a live one whose data happen to read so) is confirmed free: by its
+ * check words when it waits in a quarantine, else by its page's owner
+ * walking the page's lists, which must all read whole for the block to
+ * count as live. Another thread cannot walk the owner's lists and counts
+ * it freed (the word is the mark only if the block is free, barring a
+ * program that wrote a value it can only have read from freed memory). */
+bool block_suspect_is_live(page *pg, const block *b, const char *freed, const char *broken)
 {
     thread_heap *h = tls_thread_heap;
     bool local = h != NULL && __atomic_load_n(&page_segment(pg)->owner, __ATOMIC_RELAXED) == h;
-    list_search found = local ? page_find_free_block(pg, b) : LIST_HOLDS;
-    if (found == LIST_BROKEN) {
-        report_error(BRISK_ERROR_DOUBLE_FREE,
-                     "double free (or a free list corrupted: a freed block was written to)", b);
-        return;
+    if (local && !block_waits_in_quarantine(pg, b)) {
+        list_search found = page_find_free_block(pg, b);
+        if (found == LIST_LACKS)
+            return true;
+        if (found == LIST_BROKEN) {
+            report_error(BRISK_ERROR_DOUBLE_FREE, broken, b);
+            return false;
+        }
     }
-    if (found == LIST_HOLDS) {
-        report_error(BRISK_ERROR_DOUBLE_FREE, "double free", b);
-        return;
-    }
-    b->next_encoded = list_encode(pg, b, pg->local_free);
-    b->free_mark = pg->free_mark;
-    pg->local_free = b;
-    if (--pg->used == 0 || pg->in_full)
-        page_free_slow(pg, h);
+    report_error(BRISK_ERROR_DOUBLE_FREE, freed, b);
+    return false;
 }
 
 void page_give_up_lists(page *pg)

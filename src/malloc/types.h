@@ -302,8 +302,8 @@ typedef struct brisk_options {
 #define HARDEN_GUARD 0x4u  /* guard pages around large blocks */
 #define HARDEN_DELAY 0x8u  /* delayed, randomized reuse of freed blocks */
 #define HARDEN_ALL (HARDEN_CANARY | HARDEN_WIPE | HARDEN_GUARD | HARDEN_DELAY)
-/* The parts that work on every block (malloc.c diverts to harden.c only
- * for these; guard pages are large.c's alone). */
+/* The parts that work on every page block (free's hook, harden_free_block,
+ * is called for these; guard pages are large.c's alone). */
 #define HARDEN_BLOCK_PARTS (HARDEN_CANARY | HARDEN_WIPE | HARDEN_DELAY)
 #define HARDEN_CANARY_SIZE ((size_t)8)
 

@@ -534,7 +534,7 @@ static void test_misuse(void)
         {"foreign mapping", misuse_foreign_mapping, "brisk: free of a pointer that is not a block"},
         {"forged header", misuse_forged_header, "brisk: free of a pointer that is not the start"},
         {"realloc interior", misuse_realloc_invalid, "brisk: pointer is not the start of a live block"},
-        {"realloc freed", misuse_realloc_freed, "brisk: use of a freed block"},
+        {"realloc freed", misuse_realloc_freed, "brisk: realloc of a freed block"},
         {"usable size interior", misuse_usable_size_invalid, "brisk: pointer is not the start"},
         {"free list steering", misuse_free_list_steer, "brisk: free list corrupted"},
     };
