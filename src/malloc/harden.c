@@ -767,14 +767,14 @@ void *harden_hand_out(page *pg, void *p, bool whole)
     return hand_out_unwiped(p);
 }
 
-bool harden_free_block(page *pg, void *p)
+void harden_free_block(page *pg, void *p)
 {
     unsigned flags = harden_flags;
     uintptr_t end = (uintptr_t)p + pg->block_size;
     if (flags & HARDEN_CANARY) {
         if (brisk_unlikely(!canaries_intact(pg, p))) {
             report_canary(pg, p);
-            return false;
+            return; /* left live: never reused */
         }
         end -= HARDEN_CANARY_SIZE;
     }
@@ -787,7 +787,7 @@ bool harden_free_block(page *pg, void *p)
      * cross-thread list, which may be at its next malloc. */
     if (flags & HARDEN_DELAY) {
         quarantine_put(pg, p);
-        return false;
+        return;
     }
-    return true;
+    free_block_to_page(pg, p);
 }

@@ -75,17 +75,17 @@ static inline size_t canary_request(size_t size)
  * whole body for calloc, `whole`, else as much as WIPE_FULL_CHECK_MAX
  * says). Returns p, or NULL (errno ENOMEM) after reporting. */
 BRISK_HIDDEN void *harden_hand_out(page *pg, void *p, bool whole);
-/* Under canary, wipe or delay, the live, validated block p of pg being
- * freed: its canaries checked, its body wiped, and under delay the block
- * put in the thread's quarantine. true when the caller is to put it on
- * its page's lists now; false when the quarantine took it or a canary
- * was found broken (reported). */
-BRISK_HIDDEN bool harden_free_block(page *pg, void *p);
+/* Under canary, wipe or delay, the free of the live, validated block p
+ * of pg: its canaries checked (a broken one reported, and the block left
+ * live), its body wiped, then the block put in the thread's quarantine
+ * (delay) or on its page's lists. */
+BRISK_HIDDEN void harden_free_block(page *pg, void *p);
 /* Under canary: whether both canaries of the live block p of pg are
  * intact; false after reporting which is not. */
 BRISK_HIDDEN bool harden_canaries_verify(const page *pg, const void *p);
-/* free's last step, for blocks leaving the quarantine (harden.c): puts
- * the live, validated block p of pg on its page's lists (malloc.c). */
+/* free's last step, for harden_free_block and blocks leaving the
+ * quarantine: puts the live, validated block p of pg on its page's lists
+ * (malloc.c). */
 BRISK_HIDDEN void free_block_to_page(page *pg, void *p);
 
 /* Hooks in the page and large-block code, each called only when its flag

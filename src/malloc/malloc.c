@@ -240,21 +240,14 @@ void free_block_to_page(page *pg, void *p)
     free_to_page(page_segment(pg), pg, p);
 }
 
-/* free_live's hardened case, out of line so that the fast path keeps
- * nothing across the call. */
-static BRISK_NOINLINE void free_hardened(page *pg, block *b)
-{
-    if (harden_free_block(pg, b))
-        free_block_to_page(pg, b);
-    /* else in the quarantine, or a broken canary reported */
-}
-
-/* The free of b, a live block of pg validated as one: the hardening
- * hook (canaries, wipe, quarantine), then the page's lists. */
+/* The free of b, a live block of pg validated as one: the page's lists,
+ * or under canary, wipe or delay the hardening hook, which puts it there
+ * (or in the quarantine) itself: a tail call, so the fast path keeps
+ * nothing across a call. */
 BRISK_INLINE void free_live(segment *seg, page *pg, block *b)
 {
     if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS)) {
-        free_hardened(pg, b);
+        harden_free_block(pg, b);
         return;
     }
     free_to_page(seg, pg, b);
