@@ -1071,6 +1071,10 @@ static void overflow_then_free(void *arg)
     char *b = a + 32;
     size_t forged_head = 48 | 3; /* size 48 (b is 32), USED, PREV_USED */
     memcpy(a + 24, &forged_head, sizeof forged_head); /* 8 bytes past a's usable end */
+    /* a's memory is read by nothing the compiler sees (brisk_heap_alloc is
+     * BRISK_ALLOCATOR: no other pointer aliases it), so at -O3 gcc drops
+     * the store as dead: the barrier makes it happen. */
+    __asm__ volatile("" : : "r"(a) : "memory");
     brisk_heap_free(overflow_heap, b);
     char *p = brisk_heap_alloc(overflow_heap, 40);
     fprintf(stderr, "not reported; alloc(40) returned %p, b is %p\n", (void *)p, (void *)b);
