@@ -27,7 +27,7 @@
  *   wipe    free zeroes the block but for its canary (the free-list link,
  *           or under delay the page's free mark, is written into its first
  *           word next, and the free mark into its second):
- *           with 16-byte stores up to WIPE_STORE_MAX bytes, above that by
+ *           with stores up to WIPE_STORE_MAX bytes, above that by
  *           reading it and writing only the 64-byte chunks that are not
  *           zero already (a part the program never touched stays
  *           untouched: not written, not made resident). malloc checks that
@@ -298,14 +298,21 @@ static bool span_zero(uintptr_t from, uintptr_t to)
 }
 
 /* Blocks whose body is up to this many bytes are wiped with plain
- * stores; larger ones by chunks_clear_dirty. */
+ * stores; larger ones by chunks_clear_dirty. From WIPE_MEMSET_MIN on the
+ * stores are the C library's memset, which picks the widest stores the
+ * processor has (chunks_clear's are SSE2's 16 bytes, all that x86-64
+ * guarantees); below it the call and memset's dispatch cost more than
+ * they save. */
 #define WIPE_STORE_MAX ((size_t)1024)
+#define WIPE_MEMSET_MIN ((size_t)256)
 
 /* Wipes the body [p, end) of the block p. */
 BRISK_INLINE void body_wipe(uintptr_t p, uintptr_t end)
 {
-    if (brisk_likely(end - p <= WIPE_STORE_MAX))
+    if (end - p < WIPE_MEMSET_MIN)
         chunks_clear(p, end);
+    else if (brisk_likely(end - p <= WIPE_STORE_MAX))
+        memset((void *)p, 0, end - p);
     else
         span_clear(p, end);
 }
