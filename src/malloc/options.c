@@ -19,7 +19,7 @@ brisk_options malloc_options = {
     .stats = 0,
     .stats_fd = -1,
     .verbose = 0,
-    .decay_ms = 1000,
+    .decay_ms = 30,
     .large_cache = (size_t)64 << 20,
 };
 

@@ -5,7 +5,7 @@
  * threads, and the decay that returns unused memory to the OS.
  *
  * Decay (hysteresis): a page slot that empties, an empty segment, and a
- * freed large block are kept as they are for decay_ms (default 1 s)
+ * freed large block are kept as they are for decay_ms (default 30 ms)
  * before their memory is returned (madvise for slots, munmap for cached
  * segments and large blocks). A program that frees and reallocates the
  * same amount in a loop therefore reuses resident memory and takes no
