@@ -60,7 +60,10 @@
 #include "common/internal.h"
 
 /* Hardening checks (pointer validation, double-free detection, free-list
- * encoding). On unless built with -DBRISK_CHECKS=0 for comparison. */
+ * encoding). On unless built with -DBRISK_CHECKS=0 for comparison: that
+ * build (bench/harden's libbrisk_unchecked.so) exists to measure what the
+ * checks cost, and validates no pointer at any level, the hardened
+ * level's hooks included. */
 #ifndef BRISK_CHECKS
 #define BRISK_CHECKS 1
 #endif
