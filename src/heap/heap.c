@@ -112,22 +112,11 @@ BRISK_INLINE bool listed_front_sound(const brisk_heap *heap, const heap_chunk *c
     return block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n);
 }
 
-/* c is listed in class cls: its links must point back at it, and a chunk
- * without a prev must be its list's first entry. */
-BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t cls)
-{
-    const heap_chunk *next = c->next, *prev = c->prev;
-    if (next != NULL && (!link_target_sound(heap, next) || next->prev != c))
-        return false;
-    if (prev == NULL)
-        return heap->heads[cls] == c;
-    return link_target_sound(heap, prev) && prev->next == c;
-}
-
-/* free_links_intact for a merge neighbour of `size` bytes: its class is
- * only worked out when it is needed (c has no prev, so it must be its
- * list's head). */
-BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
+/* c, a free chunk of `size` bytes, is listed: its links must point back
+ * at it, and a chunk without a prev must be its list's first entry. Its
+ * class is only worked out then. The one links check of a listed chunk,
+ * whether a list led to it or a merge found it as a neighbour. */
+BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
 {
     const heap_chunk *next = c->next, *prev = c->prev;
     if (next != NULL && (!link_target_sound(heap, next) || next->prev != c))
@@ -135,6 +124,20 @@ BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chun
     if (prev == NULL)
         return heap->heads[chunk_class_of(size)] == c;
     return link_target_sound(heap, prev) && prev->next == c;
+}
+
+/* Whether next, whose header reads free (USED clear) and `next_size`
+ * bytes (inside the region: checked by the caller), is the listed chunk
+ * it claims to be and not the wilderness: FREED in the block map (which
+ * no write into the chunks reaches), then a footer that agrees and links
+ * that point back at it. A footer and links alone can be forged inside a
+ * live block. What a free, a deferral and the validation believe before
+ * they take a free right neighbour's size. */
+BRISK_INLINE bool next_listed_sound(const brisk_heap *heap, const heap_chunk *next, size_t next_size)
+{
+    return block_map_get(heap, chunk_granule(heap, next)) == BLOCK_MAP_FREED &&
+           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
+           free_links_intact(heap, next, next_size);
 }
 
 /* The whole check of a list entry c that class cls's list led to. Its
@@ -153,7 +156,7 @@ BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c
         return false;
     if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
         return false;
-    return free_links_intact(heap, c, cls);
+    return free_links_intact(heap, c, size); /* size is of class cls: checked above */
 }
 
 /* The part of listed_chunk_sound that walking a list needs before it
@@ -407,7 +410,7 @@ BRISK_INLINE bool prev_chunk_sound(const brisk_heap *heap, const heap_chunk *pre
                                    const heap_chunk *c, bool into_wild)
 {
     return block_map_get(heap, chunk_granule(heap, prev)) == BLOCK_MAP_FREED &&
-           prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size) &&
+           prev->head == (prev_size | CHUNK_PREV_USED) && free_links_intact(heap, prev, prev_size) &&
            (!into_wild || block_map_span_clear(heap, chunk_granule(heap, prev) + 1, chunk_granule(heap, c)));
 }
 
@@ -429,10 +432,7 @@ BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next
         return true;
     size_t next_size = next_head & ~CHUNK_FLAGS;
     return (next_head & CHUNK_UNKNOWN_FLAGS) == 0 && next_size >= CHUNK_MIN_SIZE &&
-           next_size <= (size_t)(heap->end - (const char *)next) &&
-           block_map_get(heap, chunk_granule(heap, next)) == BLOCK_MAP_FREED &&
-           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
-           neighbour_links_intact(heap, next, next_size);
+           next_size <= (size_t)(heap->end - (const char *)next) && next_listed_sound(heap, next, next_size);
 }
 
 /* Keeps the live chunk c of `size` bytes aside instead of releasing it,
@@ -1000,10 +1000,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
         if (chunk_is_used(next)) { /* LIVE, or DEFERRED (a used chunk kept aside) */
             if (!(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE))
                 return BLOCK_CORRUPT;
-        } else if ((char *)next != heap->top &&
-                   (block_map_get(heap, g + size / GRANULE) != BLOCK_MAP_FREED ||
-                    *chunk_footer(next, next_size) != next_size ||
-                    !neighbour_links_intact(heap, next, next_size))) {
+        } else if ((char *)next != heap->top && !next_listed_sound(heap, next, next_size)) {
             return BLOCK_CORRUPT;
         }
     }
@@ -1196,8 +1193,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             if (!(block_map_get(heap, next_g) & BLOCK_MAP_LIVE)) /* LIVE or DEFERRED */
                 return false;
         } else if ((char *)next != top) {
-            if (block_map_get(heap, (offset + size) / GRANULE) != BLOCK_MAP_FREED ||
-                *chunk_footer(next, next_size) != next_size || !neighbour_links_intact(heap, next, next_size))
+            if (!next_listed_sound(heap, next, next_size))
                 return false;
             merge_next = true;
         }
