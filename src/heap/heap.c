@@ -1123,13 +1123,12 @@ static block_status heap_free_locked(brisk_heap *heap, void *ptr, bool may_defer
     return status;
 }
 
-/* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
+/* brisk_heap_free for a heap with flags (lock, wipe, hardening), and
+ * the plain fast paths' way out when something is not as it is for a
+ * live block. The fence was read once, by brisk_heap_free, before any of
+ * them: every caller comes from there having found it intact. */
 static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
 {
-    if (brisk_unlikely(!heap_fence_intact(heap))) {
-        (void)report_fence_broken(heap);
-        return;
-    }
     heap_lock(heap);
     block_status status = heap_free_locked(heap, ptr, true);
     heap_unlock(heap);
@@ -1363,13 +1362,18 @@ BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
     if (ptr == NULL)
         return;
     /* One test of the flags word picks the fast path of a heap without
-     * options. A broken fence goes the general way, which reports it. */
+     * options. The fence is read here only: every path below believes the
+     * bookkeeping, so a broken one is reported before any of them. */
     bool fence = heap_fence_intact(heap);
     if (brisk_likely(heap->flags == 0 && fence)) {
         free_plain(heap, ptr, false);
         return;
     }
-    if (heap->flags == BRISK_HEAP_DEFER_MERGE && fence) {
+    if (brisk_unlikely(!fence)) {
+        (void)report_fence_broken(heap);
+        return;
+    }
+    if (heap->flags == BRISK_HEAP_DEFER_MERGE) {
         free_deferring(heap, ptr);
         return;
     }
