@@ -1347,6 +1347,19 @@ general:
     heap_free_general(heap, chunk_payload(c));
 }
 
+/* brisk_heap_free past its two fast paths: a heap with options, or a
+ * broken fence (`fence` false, as brisk_heap_free read it), reported
+ * here so that brisk_heap_free's own code stays as short as its fast
+ * paths need. */
+static BRISK_NOINLINE void heap_free_flagged(brisk_heap *heap, void *ptr, bool fence)
+{
+    if (brisk_unlikely(!fence)) {
+        (void)report_fence_broken(heap);
+        return;
+    }
+    heap_free_general(heap, ptr);
+}
+
 /* brisk_heap_free on a heap whose only flag is BRISK_HEAP_DEFER_MERGE.
  * Out of line, so that a heap without options pays nothing for it.
  * Cache-aligned, as alloc_deferring: left where the linker put them, an
@@ -1363,21 +1376,17 @@ BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
         return;
     /* One test of the flags word picks the fast path of a heap without
      * options. The fence is read here only: every path below believes the
-     * bookkeeping, so a broken one is reported before any of them. */
+     * bookkeeping, and heap_free_flagged reports a broken one. */
     bool fence = heap_fence_intact(heap);
     if (brisk_likely(heap->flags == 0 && fence)) {
         free_plain(heap, ptr, false);
         return;
     }
-    if (brisk_unlikely(!fence)) {
-        (void)report_fence_broken(heap);
-        return;
-    }
-    if (heap->flags == BRISK_HEAP_DEFER_MERGE) {
+    if (heap->flags == BRISK_HEAP_DEFER_MERGE && fence) {
         free_deferring(heap, ptr);
         return;
     }
-    heap_free_general(heap, ptr);
+    heap_free_flagged(heap, ptr, fence);
 }
 
 size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)
