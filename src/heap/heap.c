@@ -1243,8 +1243,7 @@ static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, siz
 /* The rest of free_plain, once c's extent is known (nothing starts inside
  * it): the next chunk's state in the map is in `next_states` from bit
  * `next_shift` on (a window read with c's own, or the state alone).
- * Inlined
- * twice: into free_plain for blocks under 512 bytes, and into
+ * Inlined twice: into free_plain for blocks under 512 bytes, and into
  * free_plain_wide for the larger ones, whose span check reads a second
  * window or loops (kept off the small blocks' registers). */
 BRISK_INLINE void free_plain_finish(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next, size_t next_head,
