@@ -58,6 +58,32 @@ BRISK_INLINE bool link_target_sound(const brisk_heap *heap, const heap_chunk *t)
     return heap_holds_chunk(heap, t) && block_map_get(heap, chunk_granule(heap, t)) == BLOCK_MAP_FREED;
 }
 
+/* block_map_span_clear out of line: the long spans (chunks of 1 KiB or
+ * more), kept off the fast paths' registers. */
+static BRISK_NOINLINE bool span_clear_far(const brisk_heap *heap, size_t from, size_t to)
+{
+    return block_map_span_clear(heap, from, to);
+}
+
+/* Whether the block map says a listed chunk of exactly n granules
+ * (n < 64: every exact class) starts at granule g, to be handed out
+ * whole: FREED there, nothing inside, a used chunk's LIVE bit at g + n
+ * (a listed chunk's right neighbour is always in use). One window for a
+ * chunk under 512 bytes, two up to 1008. The map's spare word makes
+ * reading granule g + n safe even at the region's end (the sentinel
+ * reads 0: refused). */
+BRISK_INLINE bool exact_extent_sound(const brisk_heap *heap, size_t g, size_t n)
+{
+    uint64_t low = block_map_window(heap, g);
+    if (brisk_likely(n < BLOCK_MAP_PER_WORD)) {
+        uint64_t next_live = (uint64_t)BLOCK_MAP_LIVE << (2 * n);
+        return (low & (block_map_window_mask(n) | next_live)) == (BLOCK_MAP_FREED | next_live);
+    }
+    uint64_t next;
+    return block_map_extent_is(heap, g, low, n, BLOCK_MAP_FREED, &next) &&
+           (block_map_next_state(next, n) & BLOCK_MAP_LIVE) != 0;
+}
+
 /* Whether handing out the first `front` bytes of the listed chunk c, of
  * `size` bytes by its header (c + size within top, checked), is safe by
  * the block map: a listed chunk starts at c, and no chunk starts inside
@@ -67,44 +93,30 @@ BRISK_INLINE bool link_target_sound(const brisk_heap *heap, const heap_chunk *t)
  * listed chunk's right neighbour always is. The rest's own extent is
  * checked in turn when it is handed out or merged: no chunk is ever
  * handed out over a granule the map marks. */
-/* block_map_span_clear out of line: the long spans (chunks over 1 KiB),
- * kept off the fast paths' registers. */
-static BRISK_NOINLINE bool span_clear_far(const brisk_heap *heap, size_t from, size_t to)
-{
-    return block_map_span_clear(heap, from, to);
-}
-
 BRISK_INLINE bool listed_front_sound(const brisk_heap *heap, const heap_chunk *c, size_t size, size_t front)
 {
     size_t g = chunk_granule(heap, c);
-    /* Handed out whole: FREED at g, nothing inside, and a used chunk (its
-     * LIVE bit) at g + n. Split: FREED at g and nothing in g + 1 .. g + n
-     * (the rest's start). The map's spare word makes reading granule g + n
-     * safe even at the region's end (the sentinel reads 0: refused). */
-    bool whole = front >= size;
-    size_t n = whole ? size / GRANULE : front / GRANULE + 1;
-    bool run = brisk_likely(n <= 2 * BLOCK_MAP_PER_WORD)
-                   ? block_map_run_is(heap, g, n, BLOCK_MAP_FREED)
-                   : block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n);
-    return run && (!whole || (block_map_get(heap, g + n) & BLOCK_MAP_LIVE) != 0);
+    if (front >= size) {
+        /* Handed out whole: exact_extent_sound, or for a chunk of 64
+         * granules or more the same three facts read granule by word. */
+        size_t n = size / GRANULE;
+        if (brisk_likely(n < 2 * BLOCK_MAP_PER_WORD))
+            return exact_extent_sound(heap, g, n);
+        return block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n) &&
+               (block_map_get(heap, g + n) & BLOCK_MAP_LIVE) != 0;
+    }
+    /* Split: FREED at g and nothing in g + 1 .. g + n (the rest's start). */
+    size_t n = front / GRANULE + 1;
+    if (brisk_likely(n <= 2 * BLOCK_MAP_PER_WORD))
+        return block_map_run_is(heap, g, n, BLOCK_MAP_FREED);
+    return block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n);
 }
 
-/* c is listed in class cls: its links must point back at it, and a chunk
- * without a prev must be its list's first entry. */
-BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t cls)
-{
-    const heap_chunk *next = c->next, *prev = c->prev;
-    if (next != NULL && (!link_target_sound(heap, next) || next->prev != c))
-        return false;
-    if (prev == NULL)
-        return heap->heads[cls] == c;
-    return link_target_sound(heap, prev) && prev->next == c;
-}
-
-/* free_links_intact for a merge neighbour of `size` bytes: its class is
- * only worked out when it is needed (c has no prev, so it must be its
- * list's head). */
-BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
+/* c, a free chunk of `size` bytes, is listed: its links must point back
+ * at it, and a chunk without a prev must be its list's first entry. Its
+ * class is only worked out then. The one links check of a listed chunk,
+ * whether a list led to it or a merge found it as a neighbour. */
+BRISK_INLINE bool free_links_intact(const brisk_heap *heap, const heap_chunk *c, size_t size)
 {
     const heap_chunk *next = c->next, *prev = c->prev;
     if (next != NULL && (!link_target_sound(heap, next) || next->prev != c))
@@ -112,6 +124,20 @@ BRISK_INLINE bool neighbour_links_intact(const brisk_heap *heap, const heap_chun
     if (prev == NULL)
         return heap->heads[chunk_class_of(size)] == c;
     return link_target_sound(heap, prev) && prev->next == c;
+}
+
+/* Whether next, whose header reads free (USED clear) and `next_size`
+ * bytes (inside the region: checked by the caller), is the listed chunk
+ * it claims to be and not the wilderness: FREED in the block map (which
+ * no write into the chunks reaches), then a footer that agrees and links
+ * that point back at it. A footer and links alone can be forged inside a
+ * live block. What a free, a deferral and the validation believe before
+ * they take a free right neighbour's size. */
+BRISK_INLINE bool next_listed_sound(const brisk_heap *heap, const heap_chunk *next, size_t next_size)
+{
+    return block_map_get(heap, chunk_granule(heap, next)) == BLOCK_MAP_FREED &&
+           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
+           free_links_intact(heap, next, next_size);
 }
 
 /* The whole check of a list entry c that class cls's list led to. Its
@@ -130,7 +156,7 @@ BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c
         return false;
     if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
         return false;
-    return free_links_intact(heap, c, cls);
+    return free_links_intact(heap, c, size); /* size is of class cls: checked above */
 }
 
 /* The part of listed_chunk_sound that walking a list needs before it
@@ -384,7 +410,7 @@ BRISK_INLINE bool prev_chunk_sound(const brisk_heap *heap, const heap_chunk *pre
                                    const heap_chunk *c, bool into_wild)
 {
     return block_map_get(heap, chunk_granule(heap, prev)) == BLOCK_MAP_FREED &&
-           prev->head == (prev_size | CHUNK_PREV_USED) && neighbour_links_intact(heap, prev, prev_size) &&
+           prev->head == (prev_size | CHUNK_PREV_USED) && free_links_intact(heap, prev, prev_size) &&
            (!into_wild || block_map_span_clear(heap, chunk_granule(heap, prev) + 1, chunk_granule(heap, c)));
 }
 
@@ -406,10 +432,7 @@ BRISK_INLINE bool chunk_end_sound(const brisk_heap *heap, const heap_chunk *next
         return true;
     size_t next_size = next_head & ~CHUNK_FLAGS;
     return (next_head & CHUNK_UNKNOWN_FLAGS) == 0 && next_size >= CHUNK_MIN_SIZE &&
-           next_size <= (size_t)(heap->end - (const char *)next) &&
-           block_map_get(heap, chunk_granule(heap, next)) == BLOCK_MAP_FREED &&
-           *chunk_footer((heap_chunk *)(uintptr_t)next, next_size) == next_size &&
-           neighbour_links_intact(heap, next, next_size);
+           next_size <= (size_t)(heap->end - (const char *)next) && next_listed_sound(heap, next, next_size);
 }
 
 /* Keeps the live chunk c of `size` bytes aside instead of releasing it,
@@ -435,20 +458,6 @@ BRISK_INLINE bool defer_try(brisk_heap *heap, heap_chunk *c, size_t size, const 
     counts[cls] = (uint8_t)(n + 1);
     block_map_toggle_freed(heap, chunk_granule(heap, c)); /* LIVE -> DEFERRED */
     return true;
-}
-
-/* Whether the block map says a listed chunk of exactly n granules (an
- * exact class: n < 64) starts at granule g: FREED there, nothing inside,
- * a used chunk's LIVE bit at g + n. One window for a chunk under 512
- * bytes. */
-BRISK_INLINE bool exact_extent_sound(const brisk_heap *heap, size_t g, size_t n)
-{
-    if (brisk_likely(n < BLOCK_MAP_PER_WORD)) {
-        uint64_t next_live = (uint64_t)BLOCK_MAP_LIVE << (2 * n);
-        return (block_map_window(heap, g) & (block_map_window_mask(n) | next_live)) ==
-               (BLOCK_MAP_FREED | next_live);
-    }
-    return block_map_run_is(heap, g, n, BLOCK_MAP_FREED) && (block_map_get(heap, g + n) & BLOCK_MAP_LIVE);
 }
 
 /* What take_exact returns when the entry it found failed its check (the
@@ -582,7 +591,8 @@ static void *carve(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, si
  * heads[], which only ever names checked chunks, but the bookkeeping is
  * checked too before it is believed: c must lie in the heap, and the
  * block map must say a listed chunk of exactly `need` bytes starts there
- * (listed_front_sound), so the size comes from the map, never from c's
+ * (exact_extent_sound: one or two map windows, so every exact class stays
+ * on the fast path), so the size comes from the map, never from c's
  * header. c's next link lies in its payload, where a use after free can
  * write, and it is about to be written through and become the list's
  * head: it must name a listed chunk (the map again: a fake chunk inside
@@ -595,12 +605,6 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
         return NULL;
     size_t offset = (size_t)((uintptr_t)c - (uintptr_t)heap->base);
     size_t reach = (size_t)(heap->top - heap->base);
-    /* The plain fast path (report false) checks chunks under 512 bytes in
-     * one window and leaves larger ones to the general path, which takes
-     * the same entry again with report set: the fast path then needs no
-     * registers for the longer check. */
-    if (brisk_unlikely(!report && need / GRANULE >= BLOCK_MAP_PER_WORD))
-        return TAKE_CORRUPT;
     if (brisk_unlikely(offset >= reach || offset % GRANULE != 0 || need > reach - offset ||
                        !exact_extent_sound(heap, offset / GRANULE, need / GRANULE))) {
         if (report)
@@ -829,6 +833,22 @@ static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
     return p;
 }
 
+/* alloc_plain for an exact class of 512 bytes or more (requests of 497 to
+ * 1000 bytes): the same take_exact, whose extent check reads a second
+ * map window for these, out of line so that the smaller classes keep
+ * their registers: a tail call, not the general path. */
+static BRISK_NOINLINE void *alloc_plain_wide(brisk_heap *heap, size_t size, size_t need)
+{
+    heap_chunk *c = take_exact(heap, need, false);
+    if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
+        mark_live(heap, c);
+        return chunk_payload(c);
+    }
+    if (c == NULL)
+        return alloc_plain_miss(heap, need);
+    return heap_alloc_general(heap, size);
+}
+
 /* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE).
  * Exact-class requests take their class's first chunk; everything else,
  * and every rare case, is out of line. Every call below is a tail call,
@@ -837,13 +857,15 @@ BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
 {
     if (brisk_likely(size <= heap->exact_request_max)) {
         size_t need = chunk_size_for_small(size);
+        if (brisk_unlikely(need / GRANULE >= BLOCK_MAP_PER_WORD))
+            return alloc_plain_wide(heap, size, need);
         heap_chunk *c = take_exact(heap, need, false);
         if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
             mark_live(heap, c);
             return chunk_payload(c);
         }
         /* A damaged entry goes the general way, which finds and reports
-         * it (and so does an entry of 512 bytes or more: take_exact). */
+         * it. */
         if (c == NULL)
             return alloc_plain_miss(heap, need);
         return heap_alloc_general(heap, size);
@@ -978,10 +1000,7 @@ BRISK_INLINE block_status block_validate_inline(const brisk_heap *heap, const vo
         if (chunk_is_used(next)) { /* LIVE, or DEFERRED (a used chunk kept aside) */
             if (!(block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE))
                 return BLOCK_CORRUPT;
-        } else if ((char *)next != heap->top &&
-                   (block_map_get(heap, g + size / GRANULE) != BLOCK_MAP_FREED ||
-                    *chunk_footer(next, next_size) != next_size ||
-                    !neighbour_links_intact(heap, next, next_size))) {
+        } else if ((char *)next != heap->top && !next_listed_sound(heap, next, next_size)) {
             return BLOCK_CORRUPT;
         }
     }
@@ -1104,13 +1123,12 @@ static block_status heap_free_locked(brisk_heap *heap, void *ptr, bool may_defer
     return status;
 }
 
-/* brisk_heap_free for a heap with flags (lock, wipe, hardening). */
+/* brisk_heap_free for a heap with flags (lock, wipe, hardening), and
+ * the plain fast paths' way out when something is not as it is for a
+ * live block. The fence was read once, by brisk_heap_free, before any of
+ * them: every caller comes from there having found it intact. */
 static BRISK_NOINLINE void heap_free_general(brisk_heap *heap, void *ptr)
 {
-    if (brisk_unlikely(!heap_fence_intact(heap))) {
-        (void)report_fence_broken(heap);
-        return;
-    }
     heap_lock(heap);
     block_status status = heap_free_locked(heap, ptr, true);
     heap_unlock(heap);
@@ -1174,8 +1192,7 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             if (!(block_map_get(heap, next_g) & BLOCK_MAP_LIVE)) /* LIVE or DEFERRED */
                 return false;
         } else if ((char *)next != top) {
-            if (block_map_get(heap, (offset + size) / GRANULE) != BLOCK_MAP_FREED ||
-                *chunk_footer(next, next_size) != next_size || !neighbour_links_intact(heap, next, next_size))
+            if (!next_listed_sound(heap, next, next_size))
                 return false;
             merge_next = true;
         }
@@ -1224,13 +1241,13 @@ static BRISK_NOINLINE void free_plain_merge(brisk_heap *heap, heap_chunk *c, siz
 }
 
 /* The rest of free_plain, once c's extent is known (nothing starts inside
- * it): `window` holds the map's states from c's granule on when c is
- * under 512 bytes (`large` false), and the next chunk's is read from it;
- * a larger c reads it from the map. Inlined twice: into free_plain, and
- * into free_plain_large for blocks over 512 bytes, whose span check is
- * the longer loop (kept off the small blocks' registers). */
+ * it): the next chunk's state in the map is in `next_states` from bit
+ * `next_shift` on (a window read with c's own, or the state alone).
+ * Inlined twice: into free_plain for blocks under 512 bytes, and into
+ * free_plain_wide for the larger ones, whose span check reads a second
+ * window or loops (kept off the small blocks' registers). */
 BRISK_INLINE void free_plain_finish(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next, size_t next_head,
-                                    uint64_t window, bool large, bool deferring)
+                                    uint64_t next_states, unsigned next_shift, bool deferring)
 {
     size_t size = head & ~CHUNK_FLAGS;
     if (deferring && defer_try(heap, c, size, next, next_head))
@@ -1242,12 +1259,11 @@ BRISK_INLINE void free_plain_finish(brisk_heap *heap, heap_chunk *c, size_t head
     /* Both neighbours in use (next is a chunk, not the sentinel): it must
      * be LIVE in the map too, and then nothing merges. */
     size_t next_size = next_head & ~CHUNK_FLAGS;
-    bool next_live = large ? (block_map_get(heap, chunk_granule(heap, next)) & BLOCK_MAP_LIVE) != 0
-                           : ((window >> (2 * (size / GRANULE))) & BLOCK_MAP_LIVE) != 0;
     size_t cls = chunk_class_of(size);
     heap_chunk *first = heap->heads[cls];
     if (brisk_unlikely(next_size < CHUNK_MIN_SIZE || next_size > (size_t)(heap->end - (char *)next) ||
-                       !next_live || !bin_link_safe(heap, c, first))) {
+                       !((next_states >> next_shift) & BLOCK_MAP_LIVE) ||
+                       !bin_link_safe(heap, c, first))) {
         heap_free_general(heap, chunk_payload(c));
         return;
     }
@@ -1260,22 +1276,38 @@ BRISK_INLINE void free_plain_finish(brisk_heap *heap, heap_chunk *c, size_t head
     bin_link(heap, c, size, cls, first, false);
 }
 
-/* free_plain for a block over 512 bytes: the span check as a loop over
- * its map words, then the same finish. */
-static BRISK_NOINLINE void free_plain_large(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
-                                            size_t next_head, bool deferring)
+/* free_plain for a block of 512 bytes or more, whose header free_plain
+ * has checked as far as its size (LIVE at c in the map, USED and known
+ * flag bits, a size below top, next with PREV_USED set): nothing may
+ * start inside it. Up to 63 granules (the exact classes) that is a
+ * second map window, which holds the next chunk's state too; a chunk of
+ * 1 KiB or more loops over its map words. Then the same finish. Out of
+ * line so that the blocks under 512 bytes, most frees, keep their
+ * registers: a tail call, not a second validation. */
+static BRISK_NOINLINE void free_plain_wide(brisk_heap *heap, heap_chunk *c, size_t head, heap_chunk *next,
+                                           size_t next_head, bool deferring)
 {
-    size_t g = chunk_granule(heap, c);
-    if (brisk_unlikely(!block_map_span_clear(heap, g + 1, g + (head & ~CHUNK_FLAGS) / GRANULE))) {
+    size_t g = chunk_granule(heap, c), n = (head & ~CHUNK_FLAGS) / GRANULE;
+    if (n < 2 * BLOCK_MAP_PER_WORD) {
+        uint64_t next_window;
+        if (brisk_unlikely(!block_map_extent_is(heap, g, block_map_window(heap, g), n, BLOCK_MAP_LIVE,
+                                                &next_window))) {
+            heap_free_general(heap, chunk_payload(c));
+            return;
+        }
+        free_plain_finish(heap, c, head, next, next_head, next_window, (2 * n) % 64, deferring);
+        return;
+    }
+    if (brisk_unlikely(!block_map_span_clear(heap, g + 1, g + n))) {
         heap_free_general(heap, chunk_payload(c));
         return;
     }
-    free_plain_finish(heap, c, head, next, next_head, 0, true, deferring);
+    free_plain_finish(heap, c, head, next, next_head, block_map_get(heap, g + n), 0, deferring);
 }
 
 /* brisk_heap_free on a plain heap (no flags, or only DEFER_MERGE), ptr
  * not NULL. Every way out other than success is a tail call: to
- * free_plain_merge or free_plain_large, or, having changed nothing, to
+ * free_plain_merge or free_plain_wide, or, having changed nothing, to
  * the general path, which validates again and reports what it finds.
  * `deferring`: the heap has BRISK_HEAP_DEFER_MERGE, and a block found
  * live is kept aside when its class has room. */
@@ -1303,15 +1335,28 @@ BRISK_INLINE void free_plain(brisk_heap *heap, void *ptr, bool deferring)
      * (it holds the next chunk's state too); a larger one is checked out
      * of line. */
     if (brisk_unlikely(size / GRANULE >= BLOCK_MAP_PER_WORD)) {
-        free_plain_large(heap, c, head, next, next_head, deferring);
+        free_plain_wide(heap, c, head, next, next_head, deferring);
         return;
     }
     if (brisk_unlikely((window & block_map_window_mask(size / GRANULE)) != BLOCK_MAP_LIVE))
         goto general;
-    free_plain_finish(heap, c, head, next, next_head, window, false, deferring);
+    free_plain_finish(heap, c, head, next, next_head, window, 2 * (unsigned)(size / GRANULE), deferring);
     return;
 general:
     heap_free_general(heap, chunk_payload(c));
+}
+
+/* brisk_heap_free past its two fast paths: a heap with options, or a
+ * broken fence (`fence` false, as brisk_heap_free read it), reported
+ * here so that brisk_heap_free's own code stays as short as its fast
+ * paths need. */
+static BRISK_NOINLINE void heap_free_flagged(brisk_heap *heap, void *ptr, bool fence)
+{
+    if (brisk_unlikely(!fence)) {
+        (void)report_fence_broken(heap);
+        return;
+    }
+    heap_free_general(heap, ptr);
 }
 
 /* brisk_heap_free on a heap whose only flag is BRISK_HEAP_DEFER_MERGE.
@@ -1329,7 +1374,8 @@ BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
     if (ptr == NULL)
         return;
     /* One test of the flags word picks the fast path of a heap without
-     * options. A broken fence goes the general way, which reports it. */
+     * options. The fence is read here only: every path below believes the
+     * bookkeeping, and heap_free_flagged reports a broken one. */
     bool fence = heap_fence_intact(heap);
     if (brisk_likely(heap->flags == 0 && fence)) {
         free_plain(heap, ptr, false);
@@ -1339,7 +1385,7 @@ BRISK_CACHE_ALIGNED void brisk_heap_free(brisk_heap *heap, void *ptr)
         free_deferring(heap, ptr);
         return;
     }
-    heap_free_general(heap, ptr);
+    heap_free_flagged(heap, ptr, fence);
 }
 
 size_t brisk_heap_usable_size(const brisk_heap *heap, const void *ptr)

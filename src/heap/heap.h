@@ -436,6 +436,36 @@ BRISK_INLINE bool block_map_run_is(const brisk_heap *heap, size_t g, size_t n, u
                             block_map_window_mask(n - BLOCK_MAP_PER_WORD)) == 0;
 }
 
+/* block_map_run_is for a chunk of 1 <= n < 64 granules whose first window
+ * the caller holds (low = block_map_window(heap, g)); `next` gets the
+ * window that holds the state of granule g + n, the chunk after it, for
+ * block_map_next_state: the run and the neighbour's state from the same
+ * one or two windows. g + n is at most the granule count, so the second
+ * window (at g + 32 <= g + n) is readable. Every exact class (chunks
+ * under SMALL_LIMIT, at most 63 granules) is checked this way. */
+BRISK_INLINE bool block_map_extent_is(const brisk_heap *heap, size_t g, uint64_t low, size_t n, uint64_t first,
+                                      uint64_t *next)
+{
+    brisk_assert(n >= 1 && n < 2 * BLOCK_MAP_PER_WORD, "block_map_extent_is: 1 to 63 granules");
+    if (n < BLOCK_MAP_PER_WORD) {
+        *next = low;
+        return (low & block_map_window_mask(n)) == first;
+    }
+    /* The second window: granules g + 32 .. g + 63, of which the first
+     * n - 32 lie inside the chunk (none when n is 32). */
+    uint64_t high = block_map_window(heap, g + BLOCK_MAP_PER_WORD);
+    *next = high;
+    return low == first && (high & (((uint64_t)1 << (2 * (n - BLOCK_MAP_PER_WORD))) - 1)) == 0;
+}
+
+/* The state of granule g + n from the window block_map_extent_is handed
+ * back for a chunk of n granules at g: at bit 2 (n mod 32) of either
+ * window (the mod is free: a 64-bit shift count is taken mod 64). */
+BRISK_INLINE unsigned block_map_next_state(uint64_t next, size_t n)
+{
+    return (unsigned)(next >> ((2 * n) % 64)) & 3u;
+}
+
 BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
 {
     brisk_assert(g < (size_t)(heap->end - heap->base) / GRANULE,

@@ -5,7 +5,10 @@
  *
  * <level> picks the heap's flags: "default" (none), "hardened"
  * (BRISK_HEAP_HARDENED), "canary" (BRISK_HEAP_CANARY), "wipe"
- * (BRISK_HEAP_WIPE_CHECK). security_expect runs each case in a child and
+ * (BRISK_HEAP_WIPE_CHECK), "defer" (BRISK_HEAP_DEFER_MERGE, whose fast
+ * paths differ: a freed small block is kept aside, not listed, so the
+ * cases that forge a listed chunk's links do not apply to it).
+ * security_expect runs each case in a child and
  * checks how it ended (see cases.h for the conventions: "target"
  * on stdout names the misused pointer; an unnoticed misuse exits 3; a
  * broken rule in a clean case exits 4).
@@ -249,25 +252,30 @@ static _Alignas(64) char attacker_area[4096];
 
 /* A freed chunk's links (in its payload) are overwritten with an address
  * of the attacker's choice; the next allocations of its size must not
- * return it, nor write through it: brisk checks the links first. */
-static void case_uaf_steer(void)
+ * return it, nor write through it: brisk checks the links first. Blocks
+ * of `size` bytes: 64 (the one-window fast path) or 600 (an exact class
+ * of 512 bytes or more, whose fast path reads two map windows). */
+static void uaf_steer(size_t size)
 {
     brisk_heap *heap = make_heap();
-    must_alloc(heap, 64);
-    char *p = must_alloc(heap, 64);
-    must_alloc(heap, 64);
+    must_alloc(heap, size);
+    char *p = must_alloc(heap, size);
+    must_alloc(heap, size);
     brisk_heap_free(heap, p);
     uintptr_t *words = (uintptr_t *)hide(p);
     words[0] = (uintptr_t)(attacker_area + 64);
     words[1] = (uintptr_t)(attacker_area + 64);
     target(p);
     for (int i = 0; i < 3; i++) {
-        char *q = brisk_heap_alloc(heap, 64);
+        char *q = brisk_heap_alloc(heap, size);
         if (q >= attacker_area && q < attacker_area + sizeof attacker_area)
             broken("the heap returned the address written into a freed block");
     }
     unnoticed("forged free-list links");
 }
+
+static void case_uaf_steer(void) { uaf_steer(64); }
+static void case_uaf_steer_wide(void) { uaf_steer(600); }
 
 /* The same, freeing the chunk's neighbour: merging unlinks the freed
  * chunk through its forged links. */
@@ -329,13 +337,15 @@ static int overlaps(const char *q, size_t n, const char *p, size_t m) { return q
 
 /* Class 8: an overflow from a into b's header makes b's chunk swallow the
  * live block c after it. Freeing b must not believe the size: the next
- * alloc of that size would return memory overlapping c. */
-static void case_size_forged_over_live(void)
+ * alloc of that size would return memory overlapping c. b holds b_request
+ * bytes: 64, or 520 (33 granules, so that c starts in the second map
+ * window the fast path reads for a chunk of 512 bytes or more). */
+static void size_forged_over_live(size_t b_request)
 {
     brisk_heap *heap = make_heap();
     must_alloc(heap, 64);
     char *a = must_alloc(heap, 64);
-    char *b = must_alloc(heap, 64);
+    char *b = must_alloc(heap, b_request);
     char *c = must_alloc(heap, 64);
     must_alloc(heap, 64);
     size_t b_size = chunk_size_of(heap, b), c_size = chunk_size_of(heap, c);
@@ -353,6 +363,9 @@ static void case_size_forged_over_live(void)
         broken("the heap handed out memory of a live block (a size forged in a header was believed)");
     unnoticed("a chunk size forged over a live block");
 }
+
+static void case_size_forged_over_live(void) { size_forged_over_live(64); }
+static void case_size_forged_over_live_wide(void) { size_forged_over_live(520); }
 
 /* The same forged size met by realloc (a shrink would free the tail of
  * the claimed span, c's memory) and by usable_size (which would promise
@@ -497,32 +510,36 @@ static void case_prev_used_set(void)
 
 /* Class 9: a write after free points a freed chunk's next link at a fake
  * chunk inside the live block l, whose back pointer is written there to
- * match. The allocs of that size must not hand out l's memory. */
-static void case_link_into_live(void)
+ * match. The allocs of that size must not hand out l's memory. Blocks of
+ * `size` bytes, 64 or 600 (see uaf_steer). */
+static void link_into_live(size_t size)
 {
     brisk_heap *heap = make_heap();
-    must_alloc(heap, 64);
-    char *p = must_alloc(heap, 64);
-    must_alloc(heap, 64);
+    must_alloc(heap, size);
+    char *p = must_alloc(heap, size);
+    must_alloc(heap, size);
     char *l = must_alloc(heap, 512);
     must_alloc(heap, 64);
-    size_t size = chunk_size_of(heap, p);
+    size_t chunk = chunk_size_of(heap, p);
     size_t l_usable = brisk_heap_usable_size(heap, l);
     memset(l, 0, l_usable);
     char *fake = l + 120; /* a chunk start: 8 mod 16 */
-    put_word(fake, size | 2u);
+    put_word(fake, chunk | 2u);
     put_word(fake + 8, 0);                      /* its next: none */
     put_word(fake + 16, (uintptr_t)(p - 8));    /* its prev: p's chunk */
     brisk_heap_free(heap, p);
     put_word(p, (uintptr_t)fake); /* the write after free: p's next link */
     target(p);
     for (int i = 0; i < 3; i++) {
-        char *q = brisk_heap_alloc(heap, 64);
-        if (q != NULL && overlaps(q, 64, l, l_usable))
+        char *q = brisk_heap_alloc(heap, size);
+        if (q != NULL && overlaps(q, size, l, l_usable))
             broken("the heap handed out memory of a live block through a forged link");
     }
     unnoticed("a free-list link pointed into a live block");
 }
+
+static void case_link_into_live(void) { link_into_live(64); }
+static void case_link_into_live_wide(void) { link_into_live(600); }
 
 /* Class 10: a linear underflow from the heap's first block, running down
  * over the bookkeeping, writes an address of the attacker's choice into
@@ -782,14 +799,17 @@ static const security_case cases[] = {
     CASE(free_foreign_malloc),
     CASE(free_forged_header),
     CASE(uaf_steer),
+    CASE(uaf_steer_wide),
     CASE(uaf_steer_merge),
     CASE(size_forged_over_live),
+    CASE(size_forged_over_live_wide),
     CASE(size_forged_realloc),
     CASE(size_forged_usable_size),
     CASE(prev_used_cleared),
     CASE(prev_enlarged_into_wilderness),
     CASE(prev_used_set),
     CASE(link_into_live),
+    CASE(link_into_live_wide),
     CASE(underflow_bookkeeping_mapped),
     CASE(mapped_guards_layout),
     CASE(underflow_bookkeeping_buffer),
@@ -817,6 +837,8 @@ static int parse_level(const char *level)
         heap_flags = BRISK_HEAP_CANARY;
     else if (strcmp(level, "wipe") == 0)
         heap_flags = BRISK_HEAP_WIPE_CHECK;
+    else if (strcmp(level, "defer") == 0)
+        heap_flags = BRISK_HEAP_DEFER_MERGE;
     else
         return 0;
     return 1;
@@ -827,7 +849,7 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "--list") == 0)
         return run_case(cases, sizeof cases / sizeof *cases, argv[0], argv[1]);
     if (argc != 3 || !parse_level(argv[2])) {
-        fprintf(stderr, "usage: %s CASE default|hardened|canary|wipe (or --list)\n", argv[0]);
+        fprintf(stderr, "usage: %s CASE default|hardened|canary|wipe|defer (or --list)\n", argv[0]);
         return 2;
     }
     return run_case(cases, sizeof cases / sizeof *cases, argv[0], argv[1]);
