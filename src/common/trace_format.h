@@ -1,8 +1,10 @@
 /*
- * The brisk-trace binary recording format, version 2 (docs/trace.md,
- * "The recording format"): shared by the recorder (recorder.c), which
- * writes it, and the tool (recording.c), which reads it. Header-only and
- * free of any allocation, so the recorder can include it.
+ * The brisk-trace binary recording format, version 3 (docs/trace.md,
+ * "The recording format"): shared by the recorder
+ * (tools/trace/recorder.c) and libbrisk's sampled profiler
+ * (src/malloc/profile.c), which write it, and the tool
+ * (tools/trace/recording.c), which reads it. Header-only and free of any
+ * allocation, so both writers can include it.
  *
  *   file    = header chunk*
  *   header  = magic[8] version:u32 header_bytes:u32 pid:u64 start_ns:u64
@@ -22,9 +24,10 @@
 
 #define TF_MAGIC "BRISKTRC"
 #define TF_MAGIC_BYTES 8
-#define TF_VERSION 2u
+#define TF_VERSION 3u
 /* The oldest version readers still take: version 1 is version 2 without
- * allocator samples (TF_ALLOCATOR). */
+ * allocator samples (TF_ALLOCATOR), version 2 is version 3 without the
+ * sampled profile's records (TF_PROFILE, TF_PROFILE_SITE). */
 #define TF_VERSION_OLDEST 1u
 #define TF_HEADER_BYTES 32u
 #define TF_HEADER_START_NS_AT 24u /* where the header's start_ns lies */
@@ -79,6 +82,21 @@ enum tf_kind {
      * start_ns); the values in enum tf_allocator_field order. A reader
      * keeps the ones it knows and skips the rest. */
     TF_ALLOCATOR = 0x44,
+    /* rate samples live_samples time_ns flags (version 3): the file is a
+     * sampled heap profile libbrisk wrote (BRISK_OPTIONS=profile), not a
+     * recording of every call. One allocation in about `rate` bytes was
+     * sampled; `samples` were taken since start-up, `live_samples` of
+     * them still live at the dump, made at time_ns (from the header's
+     * start_ns); flags as TF_END's. Its sites follow as TF_PROFILE_SITE
+     * records. */
+    TF_PROFILE = 0x45,
+    /* stack samples live_samples alloc_count alloc_bytes live_count
+     * live_bytes (version 3): one call site of a profile. samples is how
+     * many allocations were sampled there, live_samples how many of those
+     * were live at the dump; the rest are estimates of all the
+     * site's allocations (each sample weighted by the inverse of its
+     * chance to be sampled): made since start-up, and live at the dump. */
+    TF_PROFILE_SITE = 0x46,
 };
 
 /* The values of an allocator sample (TF_ALLOCATOR). Bytes unless said;
@@ -97,6 +115,7 @@ enum tf_allocator_field {
 
 #define TF_END_STACKS_FULL 1u
 #define TF_END_NO_FREE_STACKS 2u
+#define TF_END_PROFILE 4u /* a sampled profile (TF_PROFILE), no events */
 
 static inline int tf_kind_has_alignment(unsigned kind)
 {
