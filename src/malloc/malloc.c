@@ -106,10 +106,54 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
     return large_alloc(size, alignment, zero);
 }
 
+/* ---- hooked entries: hardening and profiling ---------------------------- *
+ *
+ * The public functions come here when harden_flags has any of
+ * HOOKED_PARTS (their one test of it): the hardened level's parts
+ * (harden.c) and sampled profiling (profile.c). The profiling hooks are
+ * the calls marked PROFILE HOOK, each under its own test of PROFILE_ON:
+ * after an allocation (with the entry point's return address, where the
+ * sample's stack starts) and before a free (once freed, the address may
+ * be another thread's new block, sampled anew). */
+
+static BRISK_NOINLINE void *alloc_hooked(size_t size, size_t alignment, bool zero,
+                                         const void *caller)
+{
+    void *p;
+    if (harden_flags & HARDEN_BLOCK_PARTS)
+        p = harden_alloc(size, alignment, zero);
+    else if (alignment == 0 && !zero)
+        p = malloc_inline(size);
+    else
+        p = malloc_slow(size, alignment, zero);
+    if ((harden_flags & PROFILE_ON) && p != NULL)
+        profile_on_alloc(p, size, caller); /* PROFILE HOOK */
+    return p;
+}
+
+static void *realloc_plain(void *ptr, size_t size);
+
+/* A realloc counts as the free of the old block and the allocation of
+ * the new one (as heaptrack and jemalloc count it), even when the block
+ * stays in place. A realloc that fails has dropped its block's sample. */
+static BRISK_NOINLINE void *realloc_hooked(void *ptr, size_t size, const void *caller)
+{
+    bool profiling = harden_flags & PROFILE_ON;
+    if (profiling)
+        profile_on_free(ptr); /* PROFILE HOOK */
+    void *p = (harden_flags & HARDEN_BLOCK_PARTS) ? harden_realloc(ptr, size)
+                                                   : realloc_plain(ptr, size);
+    if (profiling && p != NULL)
+        profile_on_alloc(p, size, caller); /* PROFILE HOOK */
+    return p;
+}
+
+#define CALLER __builtin_return_address(0)
+
 void *brisk_malloc(size_t size)
 {
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_alloc(size, 0, false);
+    if (brisk_unlikely(harden_flags & HOOKED_PARTS))
+        return alloc_hooked(size, 0, false, CALLER);
     return malloc_inline(size);
 }
 
@@ -140,8 +184,8 @@ void *brisk_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_alloc(total, 0, true);
+    if (brisk_unlikely(harden_flags & HOOKED_PARTS))
+        return alloc_hooked(total, 0, true, CALLER);
     return malloc_slow(total, 0, true);
 }
 
@@ -253,10 +297,21 @@ BRISK_INLINE void free_inline(void *p)
     free_to_page(seg, pg, b);
 }
 
+/* See "hooked entries" above. */
+static BRISK_NOINLINE void free_hooked(void *ptr)
+{
+    if (harden_flags & PROFILE_ON)
+        profile_on_free(ptr); /* PROFILE HOOK */
+    if (harden_flags & HARDEN_BLOCK_PARTS)
+        harden_free(ptr);
+    else
+        free_inline(ptr);
+}
+
 void brisk_free(void *ptr)
 {
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS)) {
-        harden_free(ptr);
+    if (brisk_unlikely(harden_flags & HOOKED_PARTS)) {
+        free_hooked(ptr);
         return;
     }
     free_inline(ptr);
@@ -366,10 +421,21 @@ static size_t realloc_target(size_t old, size_t size)
 
 static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size);
 
+BRISK_INLINE void *realloc_entry(void *ptr, size_t size, const void *caller)
+{
+    if (brisk_unlikely(harden_flags & HOOKED_PARTS))
+        return realloc_hooked(ptr, size, caller);
+    return realloc_plain(ptr, size);
+}
+
 void *brisk_realloc(void *ptr, size_t size)
 {
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_realloc(ptr, size);
+    return realloc_entry(ptr, size, CALLER);
+}
+
+/* The unhardened, unprofiled realloc. */
+static void *realloc_plain(void *ptr, size_t size)
+{
     if (ptr == NULL)
         return malloc_inline(size);
     if (size == 0) {
@@ -430,19 +496,19 @@ void *brisk_reallocarray(void *ptr, size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return brisk_realloc(ptr, total);
+    return realloc_entry(ptr, total, CALLER);
 }
 
 /* ---- aligned allocation ------------------------------------------------------ */
 
-static void *aligned_alloc_checked(size_t alignment, size_t size)
+BRISK_INLINE void *aligned_alloc_checked(size_t alignment, size_t size, const void *caller)
 {
     if (size > REQUEST_MAX) {
         errno = ENOMEM;
         return NULL;
     }
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS))
-        return harden_alloc(size, alignment, false);
+    if (brisk_unlikely(harden_flags & HOOKED_PARTS))
+        return alloc_hooked(size, alignment, false, caller);
     return malloc_slow(size, alignment, false);
 }
 
@@ -451,7 +517,7 @@ int brisk_posix_memalign(void **out, size_t alignment, size_t size)
     if (!is_power_of_two(alignment) || alignment < sizeof(void *))
         return EINVAL;
     int saved = errno;
-    void *p = aligned_alloc_checked(alignment, size);
+    void *p = aligned_alloc_checked(alignment, size, CALLER);
     if (p == NULL) {
         errno = saved;
         return ENOMEM;
@@ -466,7 +532,7 @@ void *brisk_aligned_alloc(size_t alignment, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    return aligned_alloc_checked(alignment, size);
+    return aligned_alloc_checked(alignment, size, CALLER);
 }
 
 /* glibc's memalign rounds an alignment that is not a power of two up to
@@ -480,12 +546,12 @@ void *brisk_memalign(size_t alignment, size_t size)
     size_t a = BRISK_ALIGNMENT;
     while (a < alignment)
         a <<= 1;
-    return aligned_alloc_checked(a, size);
+    return aligned_alloc_checked(a, size, CALLER);
 }
 
 void *brisk_valloc(size_t size)
 {
-    return aligned_alloc_checked(os_page_size(), size);
+    return aligned_alloc_checked(os_page_size(), size, CALLER);
 }
 
 void *brisk_pvalloc(size_t size)
@@ -496,7 +562,7 @@ void *brisk_pvalloc(size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return aligned_alloc_checked(page_bytes, rounded);
+    return aligned_alloc_checked(page_bytes, rounded, CALLER);
 }
 
 /* ---- glibc extras -------------------------------------------------------- */

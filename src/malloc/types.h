@@ -153,6 +153,11 @@ typedef struct page {
                                checked to be zero as it is carved (a
                                slot returned to the OS reads zero too,
                                unless written after free since) */
+    uint16_t profile_samples; /* atomic: blocks of this page in the
+                               profiler's sample table (profile.c), so a
+                               free looks the table up only on a page
+                               holding a sample; a page holds at most
+                               4096 blocks */
     struct page *next, *prev; /* thread heap queue or full list */
     /* line 3: pushed to by other threads (one CAS per remote free), so
      * their frees never take the owner's line 2 away from it. The word
@@ -264,6 +269,12 @@ typedef struct thread_heap {
     uint64_t class_requests[CLASS_COUNT];
     uint64_t large_bytes_requested;
     uint64_t large_requests;
+    /* sampled profiling (profile.c), owner-only: bytes still to allocate
+     * before the next sample (0 also when a dump was asked for by a
+     * signal), whether it was drawn yet, and the generator drawing it */
+    uint64_t profile_countdown;
+    uint64_t profile_rng;
+    uint8_t profile_started;
 } thread_heap;
 
 /* ---- options (options.c) ---------------------------------------------- */
@@ -277,6 +288,9 @@ typedef struct brisk_options {
     int verbose;        /* report OS memory events on stderr */
     uint64_t decay_ms;  /* unused memory kept this long before release */
     size_t large_cache; /* bytes of freed large blocks kept for reuse */
+    uint64_t profile_rate; /* profile: mean bytes between samples (0: off) */
+    char profile_path[256]; /* profile_path: where the dumps go ("": the
+                               default, brisk-profile.<pid>.btr) */
 } brisk_options;
 
 /* ---- hardened level (harden.c, docs/security.md) ----------------------- *
@@ -306,5 +320,12 @@ typedef struct brisk_options {
  * for these; guard pages are large.c's alone). */
 #define HARDEN_BLOCK_PARTS (HARDEN_CANARY | HARDEN_WIPE | HARDEN_DELAY)
 #define HARDEN_CANARY_SIZE ((size_t)8)
+
+/* Sampled heap profiling (BRISK_OPTIONS=profile, profile.c), a bit of
+ * the same flags word so that the public functions' one test of it
+ * covers profiling too: with profiling off the default path pays nothing
+ * more. HOOKED_PARTS is what that test looks for. */
+#define PROFILE_ON 0x10u
+#define HOOKED_PARTS (HARDEN_BLOCK_PARTS | PROFILE_ON)
 
 #endif /* BRISK_MALLOC_TYPES_H */
