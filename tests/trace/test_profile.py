@@ -120,7 +120,7 @@ with tempfile.TemporaryDirectory() as tmp:
     check(os.path.exists(target), "and the exit dump came after it")
 
     # ---- brisk_profile_dump's errors --------------------------------------
-    p = run([program, "errors", os.path.join(tmp, "no", "such", "dir.btr")], "profile")
+    p = run([program, "errors", os.path.join(tmp, "no", "such", "dir.btr")], "profile", cwd=tmp)
     check(p.returncode == 0, "the errors mode runs", p.stderr)
     if p.returncode == 0:
         e = json.loads(p.stdout)
