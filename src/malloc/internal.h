@@ -13,6 +13,7 @@
  *   thread.c   thread heaps: creation and thread exit
  *   harden.c   the hardened level's parts (canary, wipe, guard, delay)
  *   options.c  BRISK_OPTIONS;  stats.c statistics;  check.c the self-check
+ *   profile.c  sampled heap profiling (BRISK_OPTIONS=profile)
  *
  * Where each design choice is explained (docs/process.md): the metadata
  * region of a block and the segment map ("Memory layout"), the three free
@@ -493,8 +494,9 @@ BRISK_INLINE void *page_pop(page *pg)
 /* ---- sampled profiling (profile.c) ------------------------------------- *
  *
  * The entry points call profile_on_alloc after an allocation and
- * profile_on_free before a free, both only when harden_flags has
- * PROFILE_ON (malloc.c: alloc_hooked, realloc_hooked, free_hooked). */
+ * profile_on_page_free or profile_on_free before a free, only when
+ * harden_flags has PROFILE_ON (malloc.c: the calls marked PROFILE HOOK
+ * in alloc_hooked, realloc_hooked, free_hooked and free_block). */
 
 /* Parses a BRISK_OPTIONS item profile, profile=RATE or profile_path=P;
  * false when it is not one of them. */
@@ -526,8 +528,16 @@ BRISK_INLINE void profile_on_alloc(void *p, size_t size, const void *caller)
     profile_sample(h, p, size, caller);
 }
 
-/* And on a free: the sample table is consulted only for a block of a
- * page holding a sample, or a large block. */
+/* On a free of the block p of page pg, once p is known to be one: the
+ * sample table is consulted only when the page holds a sample. */
+BRISK_INLINE void profile_on_page_free(page *pg, void *p)
+{
+    if (brisk_unlikely(__atomic_load_n(&pg->profile_samples, __ATOMIC_RELAXED) != 0))
+        profile_forget(p, pg);
+}
+
+/* The same for any pointer (large blocks: the table is consulted while
+ * any sample is live). */
 BRISK_INLINE void profile_on_free(void *p)
 {
     if (p == NULL)

@@ -261,7 +261,9 @@ BRISK_INLINE void free_to_page(segment *seg, page *pg, block *b)
     free_remote(pg, b);
 }
 
-BRISK_INLINE void free_inline(void *p)
+/* profiling: free_hooked saw PROFILE_ON; everywhere else a constant
+ * false, so the default path is what it was. */
+BRISK_INLINE void free_block(void *p, bool profiling)
 {
     if (brisk_unlikely(p == NULL))
         return;
@@ -269,11 +271,15 @@ BRISK_INLINE void free_inline(void *p)
 #if BRISK_CHECKS
     unsigned kind = segmap_kind(meta);
     if (brisk_unlikely(kind != SEGMAP_PAGES)) {
+        if (profiling)
+            profile_on_free(p); /* PROFILE HOOK (a large block) */
         free_other(p, kind);
         return;
     }
 #else
     if (brisk_unlikely(segment_of_meta(meta)->magic != SEGMENT_MAGIC)) {
+        if (profiling)
+            profile_on_free(p); /* PROFILE HOOK (a large block) */
         free_other(p, SEGMAP_LARGE);
         return;
     }
@@ -294,18 +300,26 @@ BRISK_INLINE void free_inline(void *p)
         return;
     }
 #endif
+    if (profiling)
+        profile_on_page_free(pg, p); /* PROFILE HOOK */
     free_to_page(seg, pg, b);
+}
+
+BRISK_INLINE void free_inline(void *p)
+{
+    free_block(p, false);
 }
 
 /* See "hooked entries" above. */
 static BRISK_NOINLINE void free_hooked(void *ptr)
 {
+    if (!(harden_flags & HARDEN_BLOCK_PARTS)) {
+        free_block(ptr, true); /* profiling: its hooks are in there */
+        return;
+    }
     if (harden_flags & PROFILE_ON)
         profile_on_free(ptr); /* PROFILE HOOK */
-    if (harden_flags & HARDEN_BLOCK_PARTS)
-        harden_free(ptr);
-    else
-        free_inline(ptr);
+    harden_free(ptr);
 }
 
 void brisk_free(void *ptr)

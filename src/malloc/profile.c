@@ -19,15 +19,20 @@
  * allocation then pays a subtraction from its thread heap's countdown
  * (profile_on_alloc, inline), and a free one load of its page's
  * profile_samples count: only a free of a block on a page holding a
- * sample, or of a large block while any sample is live, takes the lock
- * and looks the sample table up. A sample unwinds the stack (outside the
+ * sample, or of a large block, looks further, at a count of live samples
+ * by address hash (sampled_filter), and takes the lock to look the
+ * sample table up only when that is not zero. A sample unwinds the stack (outside the
  * lock), then takes the lock to intern the stack and file the sample.
  *
- * Unwinding: libunwind's unw_backtrace (per-thread cache), loaded with
- * dlopen at start-up (profile_start, a constructor, never from inside an
- * allocation: dlopen allocates and takes the loader's lock) so libbrisk
- * needs no libunwind to link or run; without it, glibc's backtrace()
- * (libgcc's unwinder, slower per sample). Both read the .eh_frame tables
+ * Unwinding: a thread's first samples with glibc's backtrace() (libgcc's
+ * unwinder: nothing per thread, but several times slower per sample),
+ * the rest with libunwind's unw_backtrace, whose cache is per thread and
+ * mapped at the thread's first use: a cost a thread that samples often
+ * recovers, and one of many short-lived threads would not. libunwind is
+ * loaded with dlopen at start-up (profile_start, a constructor, never
+ * from inside an allocation: dlopen allocates and takes the loader's
+ * lock), so libbrisk needs no libunwind to link or run; without it every
+ * sample uses libgcc's unwinder. Both read the .eh_frame tables
  * every object carries: frame pointers are missing from most
  * distributions' libraries (tools/trace/recorder_stack.c says more).
  * Samples taken before the constructor ran (allocations of the dynamic
@@ -88,14 +93,43 @@ static uint64_t no_stack_site;      /* the empty stack: samples without one */
 static sampled_block *samples;
 static size_t sample_slots;         /* a power of two, 0 until the first */
 static size_t sample_filled;        /* slots live or tombstones */
-static size_t samples_live;         /* atomic reads outside the lock */
+static size_t samples_live;
 static uint64_t samples_taken;
 static uint64_t profile_start_ns;
 static int tables_ready;            /* atomic: stacks mapped */
 static int dump_requested;          /* atomic: SIGUSR2 asked for a dump */
-static int (*unwind)(void **ips, int max);
+/* The unwinders: libgcc's through glibc's backtrace() (plain), and
+ * libunwind's unw_backtrace (cached: NULL when it is not installed). */
+static int (*unwind_plain)(void **ips, int max);
+static int (*unwind_cached)(void **ips, int max);
+/* libunwind keeps a cache per thread, mapped at the thread's first
+ * unwind: worth it for a thread that samples often, a waste for one of
+ * many short-lived threads. So a thread's first samples use libgcc's
+ * unwinder, the rest libunwind's. */
+#define CACHED_UNWIND_AFTER 256
+
+/* How many live samples' addresses hash to each slot: a free on a page
+ * holding a sample takes the lock only when its own slot is not zero, so
+ * a long-lived sample does not send every free of its page to the lock.
+ * Read without the lock: a sample's count is raised before its malloc
+ * returns, so a free of that block sees it. */
+#define FILTER_BITS 16
+static uint16_t sampled_filter[(size_t)1 << FILTER_BITS];
+
+static size_t filter_slot(uintptr_t addr)
+{
+    return (size_t)(((uint64_t)addr * 0x9E3779B97F4A7C15ull) >> (64 - FILTER_BITS));
+}
+
+static void filter_add(uintptr_t addr, int delta)
+{
+    uint16_t *slot = &sampled_filter[filter_slot(addr)];
+    __atomic_store_n(slot, (uint16_t)(__atomic_load_n(slot, __ATOMIC_RELAXED) + delta),
+                     __ATOMIC_RELAXED);
+}
 
 static _Thread_local int profile_busy __attribute__((tls_model("initial-exec")));
+static _Thread_local uint32_t thread_samples __attribute__((tls_model("initial-exec")));
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -302,7 +336,11 @@ static page *sample_page(void *p)
 static unsigned stack_from(uint64_t *frames, const void *caller)
 {
     void *ips[PROFILE_FRAMES + 16];
-    int (*fn)(void **, int) = __atomic_load_n(&unwind, __ATOMIC_ACQUIRE);
+    int (*fn)(void **, int) = __atomic_load_n(&unwind_plain, __ATOMIC_ACQUIRE);
+    if (thread_samples >= CACHED_UNWIND_AFTER && unwind_cached != NULL)
+        fn = unwind_cached;
+    else
+        thread_samples++;
     int n = fn != NULL ? fn(ips, PROFILE_FRAMES + 16) : 0;
     int from = 0;
     while (from < n && ips[from] != caller)
@@ -389,7 +427,8 @@ void profile_sample(thread_heap *h, void *p, size_t size, const void *caller)
             if (samples[i].addr == 0)
                 sample_filled++;
             samples[i] = s;
-            __atomic_store_n(&samples_live, samples_live + 1, __ATOMIC_RELAXED);
+            filter_add(s.addr, +1);
+            samples_live++;
             if (pg != NULL)
                 __atomic_store_n(&pg->profile_samples,
                                  (uint16_t)(__atomic_load_n(&pg->profile_samples, __ATOMIC_RELAXED) + 1),
@@ -408,14 +447,15 @@ void profile_forget(void *p, page *pg)
 {
     if (profile_busy)
         return;
-    if (pg == NULL && __atomic_load_n(&samples_live, __ATOMIC_RELAXED) == 0)
+    if (__atomic_load_n(&sampled_filter[filter_slot((uintptr_t)p)], __ATOMIC_RELAXED) == 0)
         return;
     pthread_mutex_lock(&profile_lock);
     sampled_block *s = sample_find((uintptr_t)p);
     if (s != NULL) {
         site_add(s->site, s, -1);
+        filter_add(s->addr, -1);
         s->addr = TOMBSTONE;
-        __atomic_store_n(&samples_live, samples_live - 1, __ATOMIC_RELAXED);
+        samples_live--;
         if (pg != NULL)
             __atomic_store_n(&pg->profile_samples,
                              (uint16_t)(__atomic_load_n(&pg->profile_samples, __ATOMIC_RELAXED) - 1),
@@ -685,7 +725,6 @@ static void profile_start(void)
     if (!(harden_flags & PROFILE_ON))
         return;
     profile_busy = 1;
-    int (*fn)(void **, int) = NULL;
     void *found = os_library_symbol("libunwind.so.8", "unw_backtrace");
 #ifdef UNWIND_PREFIX
     /* libunwind's default cache is global, behind a lock; one per
@@ -699,13 +738,13 @@ static void profile_start(void)
     }
 #endif
     if (found != NULL) {
+        int (*fn)(void **, int);
         memcpy(&fn, &found, sizeof fn);
-    } else {
-        void *ips[4];
-        os_backtrace(ips, 4); /* loads libgcc's unwinder now, not mid-allocation */
-        fn = os_backtrace;
+        unwind_cached = fn;
     }
-    __atomic_store_n(&unwind, fn, __ATOMIC_RELEASE);
+    void *ips[4];
+    os_backtrace(ips, 4); /* loads libgcc's unwinder now, not mid-allocation */
+    __atomic_store_n(&unwind_plain, os_backtrace, __ATOMIC_RELEASE);
     os_signal_install_if_default(SIGUSR2, profile_signal);
     profile_busy = 0;
 }
