@@ -152,18 +152,8 @@ static BRISK_NOINLINE void *realloc_hooked(void *ptr, size_t size, const void *c
 
 void *brisk_malloc(size_t size)
 {
-    unsigned flags = harden_flags;
-    if (brisk_unlikely(flags & HOOKED_PARTS)) {
-        /* Profiling alone, inline: the call to alloc_hooked costs more
-         * than the countdown on a malloc-heavy program. */
-        if (flags == PROFILE_ON) {
-            void *p = malloc_inline(size);
-            if (brisk_likely(p != NULL))
-                profile_on_alloc(p, size, CALLER); /* PROFILE HOOK */
-            return p;
-        }
+    if (brisk_unlikely(harden_flags & HOOKED_PARTS))
         return alloc_hooked(size, 0, false, CALLER);
-    }
     return malloc_inline(size);
 }
 
@@ -334,12 +324,8 @@ static BRISK_NOINLINE void free_hooked(void *ptr)
 
 void brisk_free(void *ptr)
 {
-    unsigned flags = harden_flags;
-    if (brisk_unlikely(flags & HOOKED_PARTS)) {
-        if (flags == PROFILE_ON)
-            free_block(ptr, true); /* profiling alone, inline: its hooks are in there */
-        else
-            free_hooked(ptr);
+    if (brisk_unlikely(harden_flags & HOOKED_PARTS)) {
+        free_hooked(ptr);
         return;
     }
     free_inline(ptr);
