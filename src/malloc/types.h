@@ -153,11 +153,6 @@ typedef struct page {
                                checked to be zero as it is carved (a
                                slot returned to the OS reads zero too,
                                unless written after free since) */
-    uint16_t profile_samples; /* atomic: blocks of this page in the
-                               profiler's sample table (profile.c), so a
-                               free looks the table up only on a page
-                               holding a sample; a page holds at most
-                               4096 blocks */
     struct page *next, *prev; /* thread heap queue or full list */
     /* line 3: pushed to by other threads (one CAS per remote free), so
      * their frees never take the owner's line 2 away from it. The word
@@ -173,6 +168,13 @@ typedef struct page {
     uintptr_t emptied_start;      /* its first block */
     uint32_t emptied_carved;      /* bytes carved from emptied_start */
     uint32_t emptied_block_size;  /* 0: nothing known */
+    /* Blocks of this page in the profiler's sample table (profile.c,
+     * atomic), so a free looks further only on a page holding a sample;
+     * a page holds at most 4096 blocks. On this line, not line 2, since
+     * a free from another thread reads it: line 2 is the owner's, and
+     * another thread's read of it would take it away from the owner's
+     * frees and mallocs. */
+    uint16_t profile_samples;
 } __attribute__((aligned(64))) page; /* three whole cache lines */
 
 _Static_assert(offsetof(page, free) == 64, "page line 1 outgrew its cache line");

@@ -47,8 +47,10 @@ PEERS = {  # name: (library, Debian package)
 ALL_ALLOCATORS = ["brisk", "hardened", "glibc", "jemalloc", "mimalloc", "tcmalloc", "scudo"]
 # Run only when asked for (--allocators): brisk with sampled heap
 # profiling at its default rate, its exit profiles written to a temporary
-# directory (the write is part of what profiling costs).
-EXTRA_ALLOCATORS = ["profile"]
+# directory (the write is part of what profiling costs); and
+# profile_hooks, the same at a rate of 1 TiB, which samples nothing: the
+# cost of the hooks, start-up and the exit dump without the samples.
+EXTRA_ALLOCATORS = ["profile", "profile_hooks"]
 PROFILE_DIR = None
 TIMEOUT = 300  # seconds for one run of one program
 
@@ -99,9 +101,10 @@ def configurations(build, wanted):
             configs[name] = (brisk, None)
         elif name == "hardened":
             configs[name] = (brisk, "hardened")
-        elif name == "profile":
-            PROFILE_DIR = tempfile.mkdtemp(prefix="brisk-bench-profiles-")
-            configs[name] = (brisk, "profile,profile_path=" + os.path.join(PROFILE_DIR, "%p.btr"))
+        elif name in ("profile", "profile_hooks"):
+            PROFILE_DIR = PROFILE_DIR or tempfile.mkdtemp(prefix="brisk-bench-profiles-")
+            rate = "profile" if name == "profile" else "profile=1099511627776"
+            configs[name] = (brisk, rate + ",profile_path=" + os.path.join(PROFILE_DIR, "%p.btr"))
         elif name == "glibc":
             configs[name] = (None, None)
         else:
@@ -361,6 +364,12 @@ def report(table, allocators, wall, rss, cpu):
                       f"{verdict(g <= 1.02)}")
         print(f"  issue 15: programs whose time under profiling is above 1.05x the default's: "
               f"{above(wall, 'profile', 'brisk', 1.05)}")
+        if "profile_hooks" in allocators:
+            for label, data in (("time", wall), ("CPU time", cpu)):
+                g = gm_ratio(data, "profile_hooks", "brisk")
+                if g:
+                    print(f"  issue 15: of that, the hooks without samples (profile_hooks): geomean "
+                          f"{label} {g:.3f}x the default's")
         written = len(os.listdir(PROFILE_DIR)) if PROFILE_DIR else 0
         print(f"  (the runs under profiling wrote {written} profiles in {PROFILE_DIR})")
 
