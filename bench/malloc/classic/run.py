@@ -24,6 +24,11 @@ over the programs that write their memory, a separate line for the
 programs that allocate without touching, and the bars of issues 12 and 13.
 A peer library that is not installed is left out, with a line saying so.
 
+--allocators brisk,profile,profile_hooks adds brisk under sampled heap
+profiling (issue 15): BRISK_OPTIONS=profile at the default rate, and at a
+rate that samples nothing (the hooks' cost alone); they are not in the
+default set.
+
 --smoke (the ctest test): every program once at scale 0.01 under glibc,
 brisk and brisk hardened; only the result values are checked.
 """
