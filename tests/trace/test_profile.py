@@ -93,6 +93,22 @@ with tempfile.TemporaryDirectory() as tmp:
     t = run([tool, "report", path])
     check(t.returncode == 0 and "SAMPLED PROFILE" in t.stdout and "estimate" in t.stdout and
           "site_small" in t.stdout, "report's table labels the sampled estimates", t.stdout[:2000])
+    # A profile has no calls: replay and convert say so; --to raw copies it.
+    r = run([tool, "replay", "--reps", "0", path])
+    check(r.returncode != 0 and "sampled profile" in r.stderr and "report" in r.stderr,
+          "replay refuses a profile, naming report", r.stdout + r.stderr)
+    r = run([tool, "convert", path, os.path.join(tmp, "c.btr")])
+    check(r.returncode != 0 and "sampled profile" in r.stderr, "convert refuses to pack a profile",
+          r.stderr)
+    copy = os.path.join(tmp, "copy.btr")
+    r = run([tool, "convert", "--to", "raw", path, copy])
+    check(r.returncode == 0, "convert --to raw copies a profile", r.stderr)
+    if r.returncode == 0 and prof is not None:
+        again = report(copy)
+        check(again is not None and again["profile"]["samples"] == prof["profile"]["samples"] and
+              again["live"]["bytes"] == prof["live"]["bytes"] and
+              again["allocated"]["bytes"] == prof["allocated"]["bytes"],
+              "the raw copy reads as the same profile")
     # The exit dump went to the default name in the working directory.
     defaults = glob.glob(os.path.join(tmp, "brisk-profile.*.btr"))
     check(len(defaults) == 1, "the exit dump is brisk-profile.<pid>.btr in the cwd", str(defaults))
