@@ -526,6 +526,22 @@ typedef struct brisk_malloc_stats {
  * every segment (O(memory mapped)). */
 int brisk_malloc_get_stats(struct brisk_malloc_stats *out, size_t size);
 
+/* Writes the sampled heap profile of a process started with
+ * BRISK_OPTIONS=profile (or profile=RATE) to the file at path, replacing
+ * it; path NULL means the default (the profile_path option, each %p the
+ * process id, or brisk-profile.<pid>.btr in the working directory). The
+ * file is the one written at exit and on SIGUSR2: the sites sampled
+ * since start-up, with estimates of the bytes and blocks each allocated
+ * and has live now, which `brisk-trace report` shows (docs/trace.md,
+ * "Sampled profiles"). Returns 0, or an errno value (errno itself is
+ * left alone): ENOTSUP when profiling is not on, EINVAL when path is "",
+ * ENAMETOOLONG for a path of 4096 bytes or more, ENOMEM when the profile
+ * cannot be built, or the error of creating or writing the file (EACCES,
+ * ENOENT, ENOSPC, ...). Safe to call from any thread while others
+ * allocate (it takes the profiler's lock while it copies the sites);
+ * not from a signal handler (send SIGUSR2 instead). */
+int brisk_profile_dump(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -193,6 +193,31 @@ BRISK_HIDDEN bool os_random(void *buf, size_t len);
 BRISK_HIDDEN size_t os_peak_rss(void);
 BRISK_HIDDEN int os_remap_in_place(void *addr, size_t old_size, size_t new_size);
 
+/* For the sampled profiler (src/malloc/profile.c). */
+/* Creates (or truncates) the file at path for writing, close-on-exec,
+ * mode 0644 less the umask. Returns the descriptor, or -errno. */
+BRISK_HIDDEN int os_create_file(const char *path);
+/* Writes all of buf to fd. Returns 0, or the errno of the failure. */
+BRISK_HIDDEN int os_write_all(int fd, const void *buf, size_t len);
+/* Closes fd. Returns 0, or the errno of the failure (a write error the
+ * kernel reports only at close, such as on NFS). */
+BRISK_HIDDEN int os_close(int fd);
+/* Reads the file at path (a /proc file) into buf; its length, which is
+ * size when buf was too small, or 0 when it cannot be read. */
+BRISK_HIDDEN size_t os_read_file(const char *path, char *buf, size_t size);
+BRISK_HIDDEN uint64_t os_pid(void);
+BRISK_HIDDEN uint64_t os_now_ns(void); /* the monotonic clock */
+/* Installs handler for signal sig (with SA_RESTART) when its disposition
+ * is the default; false, changing nothing, when the program has its own
+ * (or ignores it). */
+BRISK_HIDDEN bool os_signal_install_if_default(int sig, void (*handler)(int));
+/* symbol in the shared library `library`, loaded if it is not (dlopen,
+ * RTLD_LOCAL); NULL when either is missing. */
+BRISK_HIDDEN void *os_library_symbol(const char *library, const char *symbol);
+/* glibc's backtrace(): up to max return addresses of the calling stack,
+ * innermost first; how many. */
+BRISK_HIDDEN int os_backtrace(void **ips, int max);
+
 /* ---- error reporting (error.c) ----------------------------------------- */
 
 /* Reports misuse: calls the installed handler, or writes

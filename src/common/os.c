@@ -199,3 +199,102 @@ int os_remap_in_place(void *addr, size_t old_size, size_t new_size)
     void *p = mremap(addr, old_size, new_size, 0);
     return p == MAP_FAILED ? -1 : 0;
 }
+
+/* ---- wrappers for the sampled profiler (malloc/profile.c) ----------- */
+
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <string.h>
+
+int os_create_file(const char *path)
+{
+    int fd;
+    do
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
+int os_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int os_close(int fd)
+{
+    /* Linux closes the descriptor even when close reports EINTR: no retry. */
+    return close(fd) == 0 || errno == EINTR ? 0 : errno;
+}
+
+size_t os_read_file(const char *path, char *buf, size_t size)
+{
+    int saved = errno;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return 0;
+    }
+    size_t len = 0;
+    while (len < size) {
+        ssize_t n = read(fd, buf + len, size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    errno = saved;
+    return len;
+}
+
+uint64_t os_pid(void)
+{
+    return (uint64_t)getpid();
+}
+
+uint64_t os_now_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool os_signal_install_if_default(int sig, void (*handler)(int))
+{
+    struct sigaction old;
+    if (sigaction(sig, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+        return false;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    return sigaction(sig, &action, NULL) == 0;
+}
+
+void *os_library_symbol(const char *library, const char *symbol)
+{
+    int saved = errno;
+    void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    void *found = handle != NULL ? dlsym(handle, symbol) : NULL;
+    errno = saved;
+    return found;
+}
+
+int os_backtrace(void **ips, int max)
+{
+    return backtrace(ips, max);
+}

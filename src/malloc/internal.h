@@ -13,6 +13,7 @@
  *   thread.c   thread heaps: creation and thread exit
  *   harden.c   the hardened level's parts (canary, wipe, guard, delay)
  *   options.c  BRISK_OPTIONS;  stats.c statistics;  check.c the self-check
+ *   profile.c  sampled heap profiling (BRISK_OPTIONS=profile)
  *
  * Where each design choice is explained (docs/process.md): the metadata
  * region of a block and the segment map ("Memory layout"), the three free
@@ -537,6 +538,69 @@ BRISK_INLINE void *page_pop(page *pg)
 #endif
     pg->used++;
     return b;
+}
+
+/* ---- sampled profiling (profile.c) ------------------------------------- *
+ *
+ * The one path calls profile_on_alloc after an allocation and
+ * profile_on_page_free or profile_on_free before a free, only when
+ * harden_flags has PROFILE_ON (malloc.c: profile_hand_out, free_hooked,
+ * free_other, realloc_profiled). */
+
+/* Parses a BRISK_OPTIONS item profile, profile=RATE or profile_path=P;
+ * false when it is not one of them. */
+BRISK_HIDDEN bool profile_option(const char *item, size_t len);
+/* At start-up, after the options: the profile's clock starts. */
+BRISK_HIDDEN void profile_init(void);
+/* The sample (or the countdown's first draw) of the block p of size
+ * bytes that caller (the entry point's return address) asked for. */
+BRISK_HIDDEN void profile_sample(thread_heap *h, void *p, size_t size, const void *caller);
+/* Drops p's sample, if it has one; pg is its page (NULL: large). */
+BRISK_HIDDEN void profile_forget(void *p, page *pg);
+/* process.c, around fork: the profile's lock. */
+BRISK_HIDDEN void profile_fork_prepare(void);
+BRISK_HIDDEN void profile_fork_release(void);
+
+/* options.c, for profile.c's options. */
+BRISK_HIDDEN void options_warn(const char *what, const char *item, size_t len);
+BRISK_HIDDEN bool options_parse_number(const char *s, size_t len, uint64_t *out);
+
+/* The cost of profiling on an allocation: one subtraction, unless this
+ * allocation reaches the thread's next sample. */
+BRISK_INLINE void profile_on_alloc(void *p, size_t size, const void *caller)
+{
+    thread_heap *h = tls_thread_heap;
+    if (brisk_likely(h != NULL && h->profile_countdown > size)) {
+        h->profile_countdown -= size;
+        return;
+    }
+    profile_sample(h, p, size, caller);
+}
+
+/* On a free of the block p of page pg, once p is known to be one: the
+ * sample table is consulted only when the page holds a sample. */
+BRISK_INLINE void profile_on_page_free(page *pg, void *p)
+{
+    if (brisk_unlikely(__atomic_load_n(&pg->profile_samples, __ATOMIC_RELAXED) != 0))
+        profile_forget(p, pg);
+}
+
+/* The same for any pointer (large blocks: the table is consulted while
+ * any sample is live). */
+BRISK_INLINE void profile_on_free(void *p)
+{
+    if (p == NULL)
+        return;
+    uintptr_t meta = meta_of(p);
+    unsigned kind = segmap_kind(meta);
+    if (kind == SEGMAP_PAGES) {
+        page *pg = page_of(segment_of_meta(meta), p);
+        if (brisk_likely(__atomic_load_n(&pg->profile_samples, __ATOMIC_RELAXED) == 0))
+            return;
+        profile_forget(p, pg);
+    } else if (kind == SEGMAP_LARGE) {
+        profile_forget(p, NULL);
+    }
 }
 
 #endif /* BRISK_MALLOC_INTERNAL_H */

@@ -25,7 +25,21 @@
 
 /* ---- allocation ------------------------------------------------------- */
 
-static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero);
+static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero, const void *caller);
+
+/* The return address of the public function the one path is inlined
+ * into: where a profile sample's stack starts. */
+#define CALLER __builtin_return_address(0)
+
+/* A block p (NULL when none could be had) of a request of size bytes
+ * made for caller (NULL: not sampled, realloc samples its result itself),
+ * under profiling. */
+static inline void *profile_hand_out(void *p, size_t size, const void *caller)
+{
+    if (p != NULL && caller != NULL)
+        profile_on_alloc(p, size, caller);
+    return p;
+}
 
 /* calloc's zeroing of the page block p: its whole usable size, not only
  * the bytes asked for, since malloc_usable_size tells the caller the rest
@@ -40,19 +54,27 @@ static void block_zero(page *pg, void *p)
  * per class costs one increment on a line the thread heap owns;
  * malloc_generic counts the requests that reach it. Under wipe the block
  * is checked to be still zero. */
-static BRISK_NOINLINE void *page_hand_out_wiped(page *pg)
+/* page_hand_out under wipe or profiling: the pop, then the hooks. */
+static BRISK_NOINLINE void *page_hand_out_hooked(page *pg, size_t size, const void *caller)
 {
-    return harden_hand_out(pg, page_pop(pg), false);
+    unsigned flags = harden_flags;
+    void *p = page_pop(pg);
+    if (flags & HARDEN_WIPE)
+        p = harden_hand_out(pg, p, false);
+    if (flags & PROFILE_ON)
+        p = profile_hand_out(p, size, caller);
+    return p;
 }
 
 /* The flags are tested before the pop: a test after it would keep them
  * (and the page) in saved registers across page_pop's call to report a
  * corrupted list, making every malloc save and restore them. */
-BRISK_INLINE void *page_hand_out(thread_heap *h, page *pg, unsigned flags)
+BRISK_INLINE void *page_hand_out(thread_heap *h, page *pg, unsigned flags, size_t size,
+                                 const void *caller)
 {
     h->class_requests[pg->size_class]++;
-    if (brisk_unlikely(flags & HARDEN_WIPE))
-        return page_hand_out_wiped(pg);
+    if (brisk_unlikely(flags & HAND_OUT_HOOKS))
+        return page_hand_out_hooked(pg, size, caller);
     return page_pop(pg);
 }
 
@@ -60,29 +82,37 @@ BRISK_INLINE void *page_hand_out(thread_heap *h, page *pg, unsigned flags)
  * (NULL when none can be had), checked under wipe as page_hand_out's.
  * Out of line, so the fast paths that call it keep nothing across the
  * call. */
-static BRISK_NOINLINE void *generic_hand_out(thread_heap *h, unsigned cls)
+static BRISK_NOINLINE void *generic_hand_out(thread_heap *h, unsigned cls, size_t size,
+                                             const void *caller)
 {
     void *p = malloc_generic(h, cls);
-    if (brisk_unlikely(harden_flags & HARDEN_WIPE) && p != NULL)
-        return harden_hand_out(page_of(segment_of_meta(meta_of(p)), p), p, false);
+    unsigned flags = harden_flags;
+    if (brisk_unlikely(flags & HAND_OUT_HOOKS) && p != NULL) {
+        if (flags & HARDEN_WIPE)
+            p = harden_hand_out(page_of(segment_of_meta(meta_of(p)), p), p, false);
+        if (flags & PROFILE_ON)
+            p = profile_hand_out(p, size, caller);
+    }
     return p;
 }
 
-/* A block of class cls. */
-BRISK_INLINE void *malloc_class(thread_heap *h, unsigned cls, unsigned flags)
+/* A block of class cls for a request of size bytes. */
+BRISK_INLINE void *malloc_class(thread_heap *h, unsigned cls, unsigned flags, size_t size,
+                                const void *caller)
 {
     page *pg = h->direct[cls];
     if (brisk_likely(pg->free != NULL))
-        return page_hand_out(h, pg, flags);
-    return generic_hand_out(h, cls);
+        return page_hand_out(h, pg, flags, size, caller);
+    return generic_hand_out(h, cls, size, caller);
 }
 
 /* A block of class cls for calloc (zeroed, or under wipe checked to be
  * zero whole) or for an aligned request. */
-static void *malloc_class_slow(thread_heap *h, unsigned cls, unsigned flags, bool zero)
+static void *malloc_class_slow(thread_heap *h, unsigned cls, unsigned flags, bool zero, size_t size,
+                               const void *caller)
 {
     if (!zero)
-        return malloc_class(h, cls, flags);
+        return malloc_class(h, cls, flags, size, caller);
     page *pg = h->direct[cls];
     void *p;
     if (pg->free != NULL) {
@@ -95,16 +125,22 @@ static void *malloc_class_slow(thread_heap *h, unsigned cls, unsigned flags, boo
         return NULL;
     pg = page_of(segment_of_meta(meta_of(p)), p);
     if (flags & HARDEN_WIPE)
-        return harden_hand_out(pg, p, true);
-    block_zero(pg, p);
+        p = harden_hand_out(pg, p, true);
+    else
+        block_zero(pg, p);
+    if (flags & PROFILE_ON)
+        p = profile_hand_out(p, size, caller);
     return p;
 }
 
 /* The one malloc path:
  *   canary? -> the canary added to the request (canary_request)
  *   TLS thread heap -> size class -> the class's current page -> pop its
- *   free list -> wipe? -> checked still zero (harden_hand_out). */
-BRISK_INLINE void *malloc_inline(size_t size)
+ *   free list -> wipe? -> checked still zero (harden_hand_out) ->
+ *   profile? the sampling countdown (profile_on_alloc).
+ * caller: the public function's caller (CALLER), or NULL for the block
+ * realloc makes, which realloc samples itself. */
+BRISK_INLINE void *malloc_inline(size_t size, const void *caller)
 {
     thread_heap *h = tls_thread_heap;
     unsigned flags = harden_flags;
@@ -112,16 +148,16 @@ BRISK_INLINE void *malloc_inline(size_t size)
     if (brisk_likely(h != NULL && want <= DIRECT_SMALL_MAX)) {
         page *pg = h->direct_small[(want + 15) >> 4];
         if (brisk_likely(pg->free != NULL))
-            return page_hand_out(h, pg, flags);
-        return generic_hand_out(h, size_class_of(want));
+            return page_hand_out(h, pg, flags, size, caller);
+        return generic_hand_out(h, size_class_of(want), size, caller);
     }
     if (brisk_likely(h != NULL && want <= MEDIUM_SIZE_MAX))
-        return malloc_class(h, size_class_of(want), flags);
-    return malloc_slow(size, 0, false);
+        return malloc_class(h, size_class_of(want), flags, size, caller);
+    return malloc_slow(size, 0, false, caller);
 }
 
 /* First allocation of a thread, large blocks, aligned blocks, calloc. */
-static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero)
+static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero, const void *caller)
 {
     thread_heap *h = tls_thread_heap;
     if (h == NULL) {
@@ -138,7 +174,7 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
     size_t want = (flags & HARDEN_CANARY) ? canary_request(size) : size;
     if (alignment <= BRISK_ALIGNMENT) {
         if (want <= MEDIUM_SIZE_MAX)
-            return malloc_class_slow(h, size_class_of(want), flags, zero);
+            return malloc_class_slow(h, size_class_of(want), flags, zero, size, caller);
     } else if (want <= MEDIUM_SIZE_MAX && alignment <= MEDIUM_SIZE_MAX) {
         /* A class whose block size is a multiple of the alignment, in
          * pages aligned to at least 64 KiB, gives aligned blocks: the
@@ -146,18 +182,21 @@ static BRISK_NOINLINE void *malloc_slow(size_t size, size_t alignment, bool zero
          * that block size (see size_class_of). */
         size_t rounded = want <= alignment ? alignment : (want + alignment - 1) & ~(alignment - 1);
         if (rounded <= MEDIUM_SIZE_MAX)
-            return malloc_class_slow(h, size_class_of(rounded), flags, zero);
+            return malloc_class_slow(h, size_class_of(rounded), flags, zero, size, caller);
     }
     /* Large blocks carry no canary; their wipe and guards are large.c's. */
     h->large_requests++;
     h->large_bytes_requested += size;
     thread_heap_purge_tick(h);
-    return large_alloc(size, alignment, zero);
+    void *p = large_alloc(size, alignment, zero);
+    if (flags & PROFILE_ON)
+        p = profile_hand_out(p, size, caller);
+    return p;
 }
 
 void *brisk_malloc(size_t size)
 {
-    return malloc_inline(size);
+    return malloc_inline(size, CALLER);
 }
 
 void *brisk_calloc(size_t count, size_t size)
@@ -167,7 +206,7 @@ void *brisk_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return malloc_slow(total, 0, true);
+    return malloc_slow(total, 0, true, CALLER);
 }
 
 /* ---- freeing --------------------------------------------------------------- */
@@ -206,6 +245,8 @@ static BRISK_NOINLINE void free_remote(page *pg, block *b)
 /* Not a small or medium block: a large block, or not ours at all. */
 static BRISK_NOINLINE void free_other(void *p, unsigned kind)
 {
+    if (harden_flags & PROFILE_ON)
+        profile_on_free(p); /* a large block's sample, if it has one */
     if (kind == SEGMAP_LARGE || kind == SEGMAP_LARGE_CACHED) {
         large_free(large_header_of_meta(meta_of(p)), p); /* validates the header */
         return;
@@ -240,14 +281,28 @@ void free_block_to_page(page *pg, void *p)
     free_to_page(page_segment(pg), pg, p);
 }
 
+/* free_live under canary, wipe, delay or profiling: the block's sample
+ * dropped (before the free: once freed, the address may be another
+ * thread's new block, sampled anew), then the hardening hook, which puts
+ * the block on its page's lists (or in the quarantine) itself. */
+static BRISK_NOINLINE void free_hooked(page *pg, block *b)
+{
+    unsigned flags = harden_flags;
+    if (flags & PROFILE_ON)
+        profile_on_page_free(pg, b);
+    if (flags & HARDEN_BLOCK_PARTS)
+        harden_free_block(pg, b);
+    else
+        free_block_to_page(pg, b);
+}
+
 /* The free of b, a live block of pg validated as one: the page's lists,
- * or under canary, wipe or delay the hardening hook, which puts it there
- * (or in the quarantine) itself: a tail call, so the fast path keeps
+ * or the hooks, out of line and by a tail call, so the fast path keeps
  * nothing across a call. */
 BRISK_INLINE void free_live(segment *seg, page *pg, block *b)
 {
-    if (brisk_unlikely(harden_flags & HARDEN_BLOCK_PARTS)) {
-        harden_free_block(pg, b);
+    if (brisk_unlikely(harden_flags & FREE_HOOKS)) {
+        free_hooked(pg, b);
         return;
     }
     free_to_page(seg, pg, b);
@@ -396,10 +451,11 @@ static inline bool realloc_fits(size_t old, size_t size)
 
 static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size);
 
-void *brisk_realloc(void *ptr, size_t size)
+/* realloc but for profiling: the blocks it makes are not sampled here. */
+BRISK_INLINE void *realloc_inline(void *ptr, size_t size)
 {
     if (ptr == NULL)
-        return malloc_inline(size);
+        return malloc_inline(size, NULL);
     if (size == 0) {
         /* glibc's behaviour, which Linux programs rely on */
         free_inline(ptr);
@@ -423,7 +479,7 @@ void *brisk_realloc(void *ptr, size_t size)
             size_t old = pg->block_size - block_tail(flags);
             if (realloc_fits(old, size))
                 return ptr; /* same block, same canaries */
-            void *fresh = malloc_inline(realloc_target(old, size));
+            void *fresh = malloc_inline(realloc_target(old, size), NULL);
             if (fresh == NULL)
                 return NULL; /* errno is ENOMEM; the old block is untouched */
             memcpy(fresh, ptr, size < old ? size : old);
@@ -432,6 +488,23 @@ void *brisk_realloc(void *ptr, size_t size)
         }
     }
     return realloc_slow(ptr, size);
+}
+
+/* Under profiling a realloc counts as the free of the old block and the
+ * allocation of the new one (as heaptrack and jemalloc count it), even
+ * when the block stays in place; a realloc that fails has dropped its
+ * block's sample. */
+static BRISK_NOINLINE void *realloc_profiled(void *ptr, size_t size, const void *caller)
+{
+    profile_on_free(ptr);
+    return profile_hand_out(realloc_inline(ptr, size), size, caller);
+}
+
+void *brisk_realloc(void *ptr, size_t size)
+{
+    if (brisk_unlikely(harden_flags & PROFILE_ON))
+        return realloc_profiled(ptr, size, CALLER);
+    return realloc_inline(ptr, size);
 }
 
 /* Large blocks, and pointers the fast path doubts (reported here). */
@@ -453,7 +526,7 @@ static BRISK_NOINLINE void *realloc_slow(void *ptr, size_t size)
         if (realloc_fits(old, size))
             return ptr;
     }
-    void *fresh = malloc_inline(realloc_target(old, size));
+    void *fresh = malloc_inline(realloc_target(old, size), NULL);
     if (fresh == NULL)
         return NULL; /* errno is ENOMEM; the old block is untouched */
     memcpy(fresh, ptr, size < old ? size : old);
@@ -468,18 +541,20 @@ void *brisk_reallocarray(void *ptr, size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return brisk_realloc(ptr, total);
+    if (brisk_unlikely(harden_flags & PROFILE_ON))
+        return realloc_profiled(ptr, total, CALLER);
+    return realloc_inline(ptr, total);
 }
 
 /* ---- aligned allocation ------------------------------------------------------ */
 
-static void *aligned_alloc_checked(size_t alignment, size_t size)
+BRISK_INLINE void *aligned_alloc_checked(size_t alignment, size_t size, const void *caller)
 {
     if (size > REQUEST_MAX) {
         errno = ENOMEM;
         return NULL;
     }
-    return malloc_slow(size, alignment, false);
+    return malloc_slow(size, alignment, false, caller);
 }
 
 int brisk_posix_memalign(void **out, size_t alignment, size_t size)
@@ -487,7 +562,7 @@ int brisk_posix_memalign(void **out, size_t alignment, size_t size)
     if (!is_power_of_two(alignment) || alignment < sizeof(void *))
         return EINVAL;
     int saved = errno;
-    void *p = aligned_alloc_checked(alignment, size);
+    void *p = aligned_alloc_checked(alignment, size, CALLER);
     if (p == NULL) {
         errno = saved;
         return ENOMEM;
@@ -502,7 +577,7 @@ void *brisk_aligned_alloc(size_t alignment, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    return aligned_alloc_checked(alignment, size);
+    return aligned_alloc_checked(alignment, size, CALLER);
 }
 
 /* glibc's memalign rounds an alignment that is not a power of two up to
@@ -516,12 +591,12 @@ void *brisk_memalign(size_t alignment, size_t size)
     size_t a = BRISK_ALIGNMENT;
     while (a < alignment)
         a <<= 1;
-    return aligned_alloc_checked(a, size);
+    return aligned_alloc_checked(a, size, CALLER);
 }
 
 void *brisk_valloc(size_t size)
 {
-    return aligned_alloc_checked(os_page_size(), size);
+    return aligned_alloc_checked(os_page_size(), size, CALLER);
 }
 
 void *brisk_pvalloc(size_t size)
@@ -532,7 +607,7 @@ void *brisk_pvalloc(size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return aligned_alloc_checked(page_bytes, rounded);
+    return aligned_alloc_checked(page_bytes, rounded, CALLER);
 }
 
 /* ---- glibc extras -------------------------------------------------------- */

@@ -10,6 +10,10 @@
  *                      unused (default 1000; 0 returns it at once)
  *   large_cache_mb=N   MiB of freed large blocks kept mapped for reuse
  *                      (default 64)
+ *   profile[=RATE]     sampled heap profiling, one sample per RATE bytes
+ *                      on average (default 524288; 0 is off): profile.c
+ *   profile_path=P     where the profile goes (%p: the process id;
+ *                      default brisk-profile.%p.btr)
  */
 #include "malloc/internal.h"
 
@@ -23,7 +27,7 @@ brisk_options malloc_options = {
     .large_cache = (size_t)64 << 20,
 };
 
-static void options_warn(const char *what, const char *item, size_t len)
+void options_warn(const char *what, const char *item, size_t len)
 {
     text_line line = {.len = 0};
     line_add_str(&line, "brisk: BRISK_OPTIONS: ");
@@ -36,7 +40,7 @@ static void options_warn(const char *what, const char *item, size_t len)
 
 /* Parses a decimal number in [s, s + len); false when it is not one or
  * does not fit in 48 bits (more than any sensible setting). */
-static bool parse_number(const char *s, size_t len, uint64_t *out)
+bool options_parse_number(const char *s, size_t len, uint64_t *out)
 {
     if (len == 0)
         return false;
@@ -65,7 +69,9 @@ static void option_apply(const char *item, size_t len)
     size_t value_len = eq != NULL ? len - name_len - 1 : 0;
     uint64_t number = 1;
 
-    if (value != NULL && !parse_number(value, value_len, &number)) {
+    if (profile_option(item, len))
+        return; /* profile, profile=RATE, profile_path=P: see profile.c */
+    if (value != NULL && !options_parse_number(value, value_len, &number)) {
         options_warn("ignoring an option whose value is not a number:", item, len);
         return;
     }

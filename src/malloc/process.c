@@ -28,14 +28,20 @@ void global_lock_drop(void)
     pthread_mutex_unlock(&global_lock);
 }
 
+/* The profile's lock first: a sample never takes the global lock while
+ * holding it, so the order cannot deadlock. */
 static void fork_prepare(void)
 {
+    if (harden_flags & PROFILE_ON)
+        profile_fork_prepare();
     global_lock_take();
 }
 
 static void fork_parent(void)
 {
     global_lock_drop();
+    if (harden_flags & PROFILE_ON)
+        profile_fork_release();
 }
 
 /* The child has only the thread that forked; the lock it holds from
@@ -50,6 +56,8 @@ static void fork_child(void)
     if (harden_flags & HARDEN_DELAY)
         harden_fork_child(); /* or parent and child would reuse in the same order */
     global_lock_drop();
+    if (harden_flags & PROFILE_ON)
+        profile_fork_release();
 }
 
 static void process_exit_print_stats(void) __attribute__((destructor));
@@ -63,6 +71,7 @@ static void process_exit_print_stats(void)
 static void process_init(void)
 {
     options_read();
+    profile_init();
     /* The metadata guard (malloc/types.h) can be protected only in whole
      * pages. With a page size that does not divide META_GUARD (64 KiB
      * pages), protecting it would take the header's page too: it is left

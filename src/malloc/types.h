@@ -171,6 +171,13 @@ typedef struct page {
     uintptr_t emptied_start;      /* its first block */
     uint32_t emptied_carved;      /* bytes carved from emptied_start */
     uint32_t emptied_block_size;  /* 0: nothing known */
+    /* Blocks of this page in the profiler's sample table (profile.c,
+     * atomic), so a free looks further only on a page holding a sample;
+     * a page holds at most 4096 blocks. On this line, not line 2, since
+     * a free from another thread reads it: line 2 is the owner's, and
+     * another thread's read of it would take it away from the owner's
+     * frees and mallocs. */
+    uint16_t profile_samples;
 } __attribute__((aligned(64))) page; /* three whole cache lines */
 
 _Static_assert(offsetof(page, free) == 64, "page line 1 outgrew its cache line");
@@ -267,6 +274,12 @@ typedef struct thread_heap {
     uint64_t class_requests[CLASS_COUNT];
     uint64_t large_bytes_requested;
     uint64_t large_requests;
+    /* sampled profiling (profile.c), owner-only: bytes still to allocate
+     * before the next sample (0 also when a dump was asked for by a
+     * signal), whether it was drawn yet, and the generator drawing it */
+    uint64_t profile_countdown;
+    uint64_t profile_rng;
+    uint8_t profile_started;
 } thread_heap;
 
 /* ---- options (options.c) ---------------------------------------------- */
@@ -280,6 +293,9 @@ typedef struct brisk_options {
     int verbose;        /* report OS memory events on stderr */
     uint64_t decay_ms;  /* unused memory kept this long before release */
     size_t large_cache; /* bytes of freed large blocks kept for reuse */
+    uint64_t profile_rate; /* profile: mean bytes between samples (0: off) */
+    char profile_path[256]; /* profile_path: where the dumps go ("": the
+                               default, brisk-profile.<pid>.btr) */
 } brisk_options;
 
 /* ---- hardened level (harden.c, docs/security.md) ----------------------- *
@@ -309,5 +325,13 @@ typedef struct brisk_options {
  * is called for these; guard pages are large.c's alone). */
 #define HARDEN_BLOCK_PARTS (HARDEN_CANARY | HARDEN_WIPE | HARDEN_DELAY)
 #define HARDEN_CANARY_SIZE ((size_t)8)
+
+/* Sampled heap profiling (BRISK_OPTIONS=profile, profile.c), a bit of
+ * the same flags word, so that the one path's tests of it (malloc.c)
+ * cover profiling too: with profiling off the default path pays nothing
+ * more. The hooks after a block is found, and those of a free: */
+#define PROFILE_ON 0x10u
+#define HAND_OUT_HOOKS (HARDEN_WIPE | PROFILE_ON)
+#define FREE_HOOKS (HARDEN_BLOCK_PARTS | PROFILE_ON)
 
 #endif /* BRISK_MALLOC_TYPES_H */

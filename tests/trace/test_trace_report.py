@@ -172,9 +172,9 @@ with tempfile.TemporaryDirectory() as tmp:
              ("headless.btr", data[:20], "truncated: the file ends inside its 32-byte header"),
              ("noend.btr", raw[: raw.rfind(b"CHNK")], "no end record"),
              ("future-raw.btr", raw[:8] + bytes([9, 0, 0, 0]) + raw[12:],
-              "recording format version 9; this brisk-trace reads versions 1 to 2"),
+              "recording format version 9; this brisk-trace reads versions 1 to 3"),
              ("future.btr", data[:8] + bytes([9, 0, 0, 0]) + data[12:],
-              "recording format version 9; this brisk-trace reads versions 1 to 2"),
+              "recording format version 9; this brisk-trace reads versions 1 to 3"),
              ("foreign.btr", open(sys.executable, "rb").read(4096),
               "not a brisk-trace recording: it starts with bytes 7f 45 4c 46")]
     for name, content, message in cases:

@@ -58,8 +58,20 @@ else()
   message(WARNING "no C++ compiler: test_trace_report skips its C++ program, visibly")
 endif()
 
+# Sampled heap profiling (BRISK_OPTIONS=profile): a program of known
+# allocation mix, linked with libbrisk.so, whose profile `report` must
+# match (per-site shares), dumped by brisk_profile_dump, by SIGUSR2 and
+# at exit; the options' errors; no file when profiling is off.
+add_executable(profile_mix ${PROJECT_SOURCE_DIR}/tests/trace/profile_mix.c)
+target_compile_options(profile_mix PRIVATE ${BRISK_TEST_WARNINGS} ${TRACE_SITES_FLAGS})
+target_link_libraries(profile_mix PRIVATE brisk_shared Threads::Threads)
+
 if(Python3_FOUND)
   set(TRACE_TESTS ${PROJECT_SOURCE_DIR}/tests/trace)
+  add_test(NAME test_profile
+    COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_profile.py $<TARGET_FILE:brisk-trace>
+            $<TARGET_FILE:profile_mix>)
+  set_tests_properties(test_profile PROPERTIES TIMEOUT 120)
   add_test(NAME test_trace_errors
     COMMAND ${Python3_EXECUTABLE} ${TRACE_TESTS}/test_trace_errors.py $<TARGET_FILE:brisk-trace>)
   if(BRISK_SANITIZE)

@@ -33,6 +33,13 @@ static uint32_t honoured_alignment(const rec_event *e)
 
 int recording_to_trace(const recording *r, trace *out, char *err, size_t err_size)
 {
+    if (r->profile_rate != 0) {
+        snprintf(err, err_size,
+                 "%s: a sampled profile (libbrisk's BRISK_OPTIONS=profile) holds no calls to "
+                 "replay or convert: read it with `brisk-trace report`",
+                 r->path);
+        return -1;
+    }
     rec_blocks b;
     if (recording_blocks(r, &b, err, err_size) != 0)
         return -1;
@@ -265,6 +272,13 @@ int convert_main(int argc, char **argv)
         if (rc == 0)
             fprintf(stderr, "brisk-trace: wrote a raw recording of %zu events to %s\n",
                     r.num_events, outp);
+    } else if (r.profile_rate != 0) {
+        snprintf(err, sizeof err,
+                 "%s: a sampled profile cannot be packed (packed recordings hold no profile "
+                 "records): convert --to raw copies it",
+                 in);
+        fprintf(stderr, "%s\n", err);
+        rc = 1;
     } else {
         rc = recording_pack(out, &r, err, sizeof err) != 0;
         if (rc == 0)

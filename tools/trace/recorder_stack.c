@@ -16,11 +16,8 @@
  * the recorder's guard passes through whatever a signal handler
  * allocates while it unwinds.
  *
- * The table: open addressing over 64-bit slots, each (hash << 32 | the
- * stack's offset in the frame arena). A new stack reserves room in the
- * arena (an atomic add), writes its frames, then publishes its slot with
- * a compare-and-swap; a thread losing the race to an identical stack
- * takes the winner's (its own reservation is left unused).
+ * The table is src/common/stack_table.h, shared with libbrisk's sampled
+ * profiler: lock-free, so threads never wait for one another here.
  */
 #define _GNU_SOURCE
 #include "recorder.h"
@@ -30,15 +27,12 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "common/stack_table.h"
+
 #define TABLE_SLOTS ((size_t)1 << 21)
-#define TABLE_FULL (TABLE_SLOTS / 4 * 3)
 #define ARENA_WORDS ((size_t)1 << 25)
 
-static uint64_t *table;
-static uint64_t *arena;
-static size_t arena_used = 1; /* offset 0 is "no stack" */
-static size_t table_used;
-static int table_full;
+static stack_table stacks;
 static uintptr_t own_start, own_end; /* the recorder's code */
 
 static int find_own_code(struct dl_phdr_info *info, size_t size, void *data)
@@ -61,10 +55,11 @@ static int find_own_code(struct dl_phdr_info *info, size_t size, void *data)
 
 int stack_init(void)
 {
-    table = rec_map(TABLE_SLOTS * sizeof *table);
-    arena = rec_map(ARENA_WORDS * sizeof *arena);
+    uint64_t *table = rec_map(TABLE_SLOTS * sizeof *table);
+    uint64_t *arena = rec_map(ARENA_WORDS * sizeof *arena);
     if (table == NULL || arena == NULL)
         return -1;
+    stack_table_init(&stacks, table, TABLE_SLOTS, arena, ARENA_WORDS, 0);
     dl_iterate_phdr(find_own_code, (void *)(uintptr_t)&stack_init);
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
     return 0;
@@ -72,34 +67,16 @@ int stack_init(void)
 
 void stack_reset(void)
 {
-    rec_zero_pages(table, TABLE_SLOTS * sizeof *table);
-    arena_used = 1;
-    table_used = 0;
-    table_full = 0;
+    rec_zero_pages(stacks.slots, TABLE_SLOTS * sizeof *stacks.slots);
+    stack_table_init(&stacks, stacks.slots, TABLE_SLOTS, stacks.arena, ARENA_WORDS, 0);
 }
 
-int stack_table_full(void) { return __atomic_load_n(&table_full, __ATOMIC_RELAXED); }
+int stack_table_full(void) { return __atomic_load_n(&stacks.full, __ATOMIC_RELAXED); }
 
 typedef struct unwind_state {
     uint64_t *frames;
     unsigned count;
 } unwind_state;
-
-static uint64_t hash_frames(const uint64_t *frames, unsigned count)
-{
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ count;
-    for (unsigned i = 0; i < count; i++) {
-        h ^= frames[i];
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    return h;
-}
-
-static int same_stack(uint64_t offset, const uint64_t *frames, unsigned count)
-{
-    return arena[offset] == count && memcmp(&arena[offset + 1], frames, count * sizeof *frames) == 0;
-}
 
 uint64_t stack_capture(uint64_t *frames, unsigned *count, int *is_new)
 {
@@ -113,37 +90,5 @@ uint64_t stack_capture(uint64_t *frames, unsigned *count, int *is_new)
         frames[s.count++] = ip;
     }
     *count = s.count;
-    *is_new = 0;
-    uint64_t h = hash_frames(frames, s.count);
-    uint64_t tag = h >> 32;
-    size_t i = (size_t)h & (TABLE_SLOTS - 1);
-    uint64_t mine = 0; /* our reservation in the arena, once made */
-    for (;;) {
-        uint64_t slot = __atomic_load_n(&table[i], __ATOMIC_ACQUIRE);
-        if (slot == 0) {
-            if (mine == 0) {
-                if (__atomic_load_n(&table_used, __ATOMIC_RELAXED) >= TABLE_FULL)
-                    goto full;
-                mine = __atomic_fetch_add(&arena_used, (size_t)s.count + 1, __ATOMIC_RELAXED);
-                if (mine + s.count + 1 > ARENA_WORDS || mine > UINT32_MAX)
-                    goto full;
-                arena[mine] = s.count;
-                memcpy(&arena[mine + 1], frames, s.count * sizeof *frames);
-            }
-            uint64_t value = tag << 32 | mine;
-            if (__atomic_compare_exchange_n(&table[i], &slot, value, 0, __ATOMIC_RELEASE,
-                                            __ATOMIC_ACQUIRE)) {
-                __atomic_fetch_add(&table_used, 1, __ATOMIC_RELAXED);
-                *is_new = 1;
-                return mine;
-            }
-            /* Another thread took this slot: look at what it put there. */
-        }
-        if (slot >> 32 == tag && same_stack(slot & 0xffffffffu, frames, s.count))
-            return slot & 0xffffffffu;
-        i = (i + 1) & (TABLE_SLOTS - 1);
-    }
-full:
-    __atomic_store_n(&table_full, 1, __ATOMIC_RELAXED);
-    return 0;
+    return stack_table_intern(&stacks, frames, s.count, is_new);
 }

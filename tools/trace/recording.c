@@ -52,7 +52,7 @@ typedef struct raw_stack {
 
 typedef struct parse_state {
     recording *r;
-    size_t events_cap, frames_cap, stacks_cap, threads_cap, maps_cap, samples_cap;
+    size_t events_cap, frames_cap, stacks_cap, threads_cap, maps_cap, samples_cap, sites_cap;
     raw_stack *stacks;
     size_t num_raw_stacks, num_frames;
     /* maps records in file order */
@@ -427,6 +427,32 @@ static int parse_chunk(parse_state *s, const unsigned char *base, size_t chunk_a
                 return fail(err, err_size, "%s: out of memory for the allocator samples",
                             r->path);
             r->samples[r->num_samples++] = sample;
+        } else if (kind == TF_PROFILE) {
+            for (int i = 0; i < 5; i++)
+                FIELD(i);
+            if (bad)
+                return fail(err, err_size, "%s: byte %zu: the profile record runs past its chunk",
+                            r->path, at);
+            if (v[0] == 0)
+                return fail(err, err_size, "%s: byte %zu: the profile record says rate 0",
+                            r->path, at);
+            r->profile_rate = v[0];
+            r->profile_samples = v[1];
+            r->profile_live_samples = v[2];
+            r->profile_time_ns = v[3];
+        } else if (kind == TF_PROFILE_SITE) {
+            for (int i = 0; i < 7; i++)
+                FIELD(i);
+            if (bad || v[0] == 0 || v[0] > UINT32_MAX)
+                return fail(err, err_size, "%s: byte %zu: bad profile site record (stack id %llu)",
+                            r->path, at, bad ? 0ull : (unsigned long long)v[0]);
+            if (s->mode != MODE_STORE)
+                continue;
+            if (grow(&r->profile_sites, &s->sites_cap, r->num_profile_sites + 1,
+                     sizeof *r->profile_sites))
+                return fail(err, err_size, "%s: out of memory for the profile's sites", r->path);
+            r->profile_sites[r->num_profile_sites++] =
+                (rec_profile_site){(uint32_t)v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
         } else if (kind == TF_END) {
             FIELD(0);
             FIELD(1);
@@ -569,6 +595,17 @@ static int scan(const char *path, const unsigned char *data, size_t len, recordi
             e->stack = dense;
         }
     }
+    for (size_t i = 0; rc == 0 && i < r->num_profile_sites; i++) {
+        rec_profile_site *site = &r->profile_sites[i];
+        uint32_t dense = dense_stack(s, site->stack);
+        if (dense == 0)
+            rc = fail(err, err_size,
+                      "%s: a profile site uses stack id %u, which no stack record defines", path,
+                      site->stack);
+        site->stack = dense;
+    }
+    if (rc == 0 && r->num_profile_sites > 0 && r->profile_rate == 0)
+        rc = fail(err, err_size, "%s: profile sites without a profile record", path);
     /* The maps, latest first: a later record describes the address space
      * last seen. */
     size_t maps_total = 1;
@@ -753,6 +790,7 @@ void recording_free(recording *r)
     free(r->thread_tids);
     free(r->maps);
     free(r->samples);
+    free(r->profile_sites);
     memset(r, 0, sizeof *r);
 }
 
@@ -887,6 +925,29 @@ int recording_write(FILE *out, const recording *r)
         p = tf_put_varint(p, TF_ALLOCATOR_FIELDS);
         for (int k = 0; k < TF_ALLOCATOR_FIELDS; k++)
             p = tf_put_varint(p, a->value[k]);
+        w->used += (size_t)(p - start);
+    }
+    if (r->profile_rate != 0) {
+        unsigned char *p = chunk_room(w, 60), *start = p;
+        *p++ = TF_PROFILE;
+        p = tf_put_varint(p, r->profile_rate);
+        p = tf_put_varint(p, r->profile_samples);
+        p = tf_put_varint(p, r->profile_live_samples);
+        p = tf_put_varint(p, r->profile_time_ns);
+        p = tf_put_varint(p, r->flags & TF_END_STACKS_FULL);
+        w->used += (size_t)(p - start);
+    }
+    for (size_t i = 0; i < r->num_profile_sites; i++) {
+        const rec_profile_site *site = &r->profile_sites[i];
+        unsigned char *p = chunk_room(w, 80), *start = p;
+        *p++ = TF_PROFILE_SITE;
+        p = tf_put_varint(p, site->stack);
+        p = tf_put_varint(p, site->samples);
+        p = tf_put_varint(p, site->live_samples);
+        p = tf_put_varint(p, site->alloc_count);
+        p = tf_put_varint(p, site->alloc_bytes);
+        p = tf_put_varint(p, site->live_count);
+        p = tf_put_varint(p, site->live_bytes);
         w->used += (size_t)(p - start);
     }
     chunk_flush(w);

@@ -18,7 +18,9 @@ static const char report_usage[] =
     "prints: the peak of live bytes, when it was reached and the call sites\n"
     "holding it (by stack and merged by function); allocation calls and\n"
     "temporary allocations (freed by their thread before it allocated again)\n"
-    "by site; and the blocks still live at exit (leaks) by site.\n"
+    "by site; and the blocks still live at exit (leaks) by site. Given a\n"
+    "sampled profile (libbrisk's BRISK_OPTIONS=profile), it prints the\n"
+    "estimated bytes live at the dump and allocated since start-up by site.\n"
     "\n"
     "options:\n"
     "  --json       print JSON (fields in docs/trace.md) instead of tables\n"
@@ -135,7 +137,9 @@ static void json_site(FILE *out, site_analysis *a, uint32_t st, list_kind k)
     }
     fprintf(out, "], \"bytes\": %" PRIu64 ", \"count\": %" PRIu64, list_bytes(s, k),
             list_count(s, k));
-    if (k == LIST_ALLOC)
+    if (a->r->profile_rate != 0)
+        fprintf(out, ", \"samples\": %" PRIu64, k == LIST_LEAK ? s->live_samples : s->samples);
+    else if (k == LIST_ALLOC)
         fprintf(out, ", \"temporary\": %" PRIu64, s->temporary);
     fputc('}', out);
 }
@@ -162,7 +166,9 @@ static void json_functions(FILE *out, site_analysis *a, list_kind k, size_t top,
         json_string(out, a->function_name[order[i]]);
         fprintf(out, ", \"bytes\": %" PRIu64 ", \"count\": %" PRIu64, list_bytes(s, k),
                 list_count(s, k));
-        if (k == LIST_ALLOC)
+        if (a->r->profile_rate != 0)
+            fprintf(out, ", \"samples\": %" PRIu64, k == LIST_LEAK ? s->live_samples : s->samples);
+        else if (k == LIST_ALLOC)
             fprintf(out, ", \"temporary\": %" PRIu64, s->temporary);
         fputc('}', out);
     }
@@ -219,6 +225,38 @@ static void write_json(FILE *out, site_analysis *a, size_t top, uint32_t *order)
     fputs("}\n}\n", out);
 }
 
+/* A sampled profile (libbrisk's BRISK_OPTIONS=profile): what was live at
+ * its dump and what was allocated since start-up, by site and function,
+ * every figure an estimate from the samples. */
+static void write_profile_json(FILE *out, site_analysis *a, size_t top, uint32_t *order)
+{
+    const recording *r = a->r;
+    fputs("{\n  \"recording\": ", out);
+    json_string(out, r->path);
+    fputs(",\n  \"command\": ", out);
+    json_string(out, r->command);
+    fprintf(out, ",\n  \"pid\": %" PRIu64 ",\n  \"stacks\": %zu,\n  \"symbols_note\": ", r->pid,
+            r->num_stacks ? r->num_stacks - 1 : 0);
+    json_string(out, symbols_note(a->symbols));
+    fprintf(out, ",\n  \"profile\": {\"sampled\": true, \"rate\": %" PRIu64 ", \"samples\": %" PRIu64
+                 ", \"live_samples\": %" PRIu64 ", \"time_ns\": %" PRIu64
+                 ", \"stacks_full\": %s},\n",
+            r->profile_rate, r->profile_samples, r->profile_live_samples, r->profile_time_ns,
+            (r->flags & TF_END_STACKS_FULL) ? "true" : "false");
+    fprintf(out, "  \"live\": {\"bytes\": %" PRIu64 ", \"count\": %" PRIu64 ",\n    \"sites\": ",
+            a->leak_bytes, a->leak_count);
+    json_sites(out, a, LIST_LEAK, top, order);
+    fputs(",\n    \"functions\": ", out);
+    json_functions(out, a, LIST_LEAK, top, order);
+    fprintf(out, "},\n  \"allocated\": {\"bytes\": %" PRIu64 ", \"count\": %" PRIu64
+                 ",\n    \"sites\": ",
+            a->total_bytes, a->total_count);
+    json_sites(out, a, LIST_ALLOC, top, order);
+    fputs(",\n    \"functions\": ", out);
+    json_functions(out, a, LIST_ALLOC, top, order);
+    fputs("}\n}\n", out);
+}
+
 /* ---- the tables --------------------------------------------------------------- */
 
 static void table_sites(FILE *out, site_analysis *a, list_kind k, size_t top, unsigned frames,
@@ -229,15 +267,24 @@ static void table_sites(FILE *out, site_analysis *a, list_kind k, size_t top, un
         fputs("  (none)\n", out);
         return;
     }
-    fprintf(out, "  %12s %10s%s  site (innermost frame first)\n", "bytes",
-            k == LIST_ALLOC ? "calls" : "blocks", k == LIST_ALLOC ? "  temporary" : "");
+    int profile = a->r->profile_rate != 0;
+    uint64_t total = k == LIST_LEAK ? a->leak_bytes : a->total_bytes;
+    if (profile)
+        fprintf(out, "  %12s %10s %9s %6s  site (innermost frame first)\n", "~bytes",
+                k == LIST_ALLOC ? "~calls" : "~blocks", "samples", "share");
+    else
+        fprintf(out, "  %12s %10s%s  site (innermost frame first)\n", "bytes",
+                k == LIST_ALLOC ? "calls" : "blocks", k == LIST_ALLOC ? "  temporary" : "");
     for (size_t i = 0; i < n; i++) {
         uint32_t st = order[i];
         const site_stats *s = &a->by_stack[st];
         char bytes[32];
         format_bytes(bytes, sizeof bytes, list_bytes(s, k));
         fprintf(out, "  %12s %10" PRIu64, bytes, list_count(s, k));
-        if (k == LIST_ALLOC)
+        if (profile)
+            fprintf(out, " %9" PRIu64 " %5.1f%%", k == LIST_LEAK ? s->live_samples : s->samples,
+                    total ? 100.0 * (double)list_bytes(s, k) / (double)total : 0.0);
+        else if (k == LIST_ALLOC)
             fprintf(out, "  %9" PRIu64, s->temporary);
         uint32_t depth = a->r->stack_depth[st];
         if (depth == 0)
@@ -248,7 +295,7 @@ static void table_sites(FILE *out, site_analysis *a, list_kind k, size_t top, un
             if (f == 0)
                 fprintf(out, "  %s\n", text);
             else
-                fprintf(out, "  %*s    <- %s\n", k == LIST_ALLOC ? 34 : 23, "", text);
+                fprintf(out, "  %*s    <- %s\n", profile ? 40 : k == LIST_ALLOC ? 34 : 23, "", text);
         }
     }
 }
@@ -314,6 +361,46 @@ static void write_table(FILE *out, site_analysis *a, size_t top, unsigned frames
     }
 }
 
+static void write_profile_table(FILE *out, site_analysis *a, size_t top, unsigned frames,
+                                uint32_t *order)
+{
+    const recording *r = a->r;
+    char bytes[32], rate[32];
+    fprintf(out, "brisk-trace report: %s\n", r->path);
+    format_bytes(rate, sizeof rate, r->profile_rate);
+    fprintf(out, "  SAMPLED PROFILE (libbrisk, BRISK_OPTIONS=profile): one sample per %s allocated "
+                 "on average\n",
+            rate);
+    if (r->command[0] != '\0')
+        fprintf(out, "  command: %s (pid %" PRIu64 ")\n", r->command, r->pid);
+    fprintf(out, "  %" PRIu64 " samples since start-up, %" PRIu64 " of them live at the dump (%.3f s "
+                 "after start-up); %zu distinct stacks\n",
+            r->profile_samples, r->profile_live_samples, (double)r->profile_time_ns / 1e9,
+            r->num_stacks ? r->num_stacks - 1 : 0);
+    fputs("  Every figure marked ~ is an estimate from the samples (each weighted by its chance\n"
+          "  to be sampled), not a count: small sites may be missing or off by a lot.\n",
+          out);
+    if (r->flags & TF_END_STACKS_FULL)
+        fputs("  the profiler's stack table filled up: later samples are under (no stack)\n", out);
+    if (symbols_note(a->symbols)[0] != '\0')
+        fprintf(out, "  symbols: %s\n", symbols_note(a->symbols));
+
+    format_bytes(bytes, sizeof bytes, a->leak_bytes);
+    fprintf(out, "\nLIVE at the dump: ~%s in ~%" PRIu64 " blocks\n", bytes, a->leak_count);
+    table_sites(out, a, LIST_LEAK, top, frames, order);
+    if (a->leak_count) {
+        fputs("  by function:\n", out);
+        table_functions(out, a, LIST_LEAK, top, order);
+    }
+    format_bytes(bytes, sizeof bytes, a->total_bytes);
+    fprintf(out, "\nALLOCATED since start-up: ~%s in ~%" PRIu64 " calls\n", bytes, a->total_count);
+    table_sites(out, a, LIST_ALLOC, top, frames, order);
+    if (a->total_count) {
+        fputs("  by function:\n", out);
+        table_functions(out, a, LIST_ALLOC, top, order);
+    }
+}
+
 int report_main(int argc, char **argv)
 {
     int json = 0;
@@ -371,7 +458,11 @@ int report_main(int argc, char **argv)
         recording_free(&r);
         return 1;
     }
-    if (json)
+    if (r.profile_rate != 0 && json)
+        write_profile_json(stdout, &a, top, order);
+    else if (r.profile_rate != 0)
+        write_profile_table(stdout, &a, top, (unsigned)frames, order);
+    else if (json)
         write_json(stdout, &a, top, order);
     else
         write_table(stdout, &a, top, (unsigned)frames, order);

@@ -47,6 +47,8 @@ static void add_stats(site_stats *to, const site_stats *from)
     to->peak_bytes += from->peak_bytes;
     to->leak_count += from->leak_count;
     to->leak_bytes += from->leak_bytes;
+    to->samples += from->samples;
+    to->live_samples += from->live_samples;
 }
 
 int sites_analyse(const recording *r, site_analysis *a, char *err, size_t err_size)
@@ -93,6 +95,20 @@ int sites_analyse(const recording *r, site_analysis *a, char *err, size_t err_si
             a->leak_count++;
             a->leak_bytes += blk->size;
         }
+    }
+    for (size_t i = 0; i < r->num_profile_sites; i++) {
+        const rec_profile_site *p = &r->profile_sites[i];
+        site_stats *s = &a->by_stack[p->stack];
+        s->samples += p->samples;
+        s->live_samples += p->live_samples;
+        s->count += p->alloc_count;
+        s->bytes += p->alloc_bytes;
+        s->leak_count += p->live_count;
+        s->leak_bytes += p->live_bytes;
+        a->total_count += p->alloc_count;
+        a->total_bytes += p->alloc_bytes;
+        a->leak_count += p->live_count;
+        a->leak_bytes += p->live_bytes;
     }
     /* The function of each stack that holds anything. */
     size_t used = 0;

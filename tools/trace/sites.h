@@ -16,7 +16,9 @@ typedef struct site_stats {
     uint64_t temporary;              /* of them, temporary (blocks.c) */
     uint64_t temporary_bytes;
     uint64_t peak_count, peak_bytes; /* live at the peak */
-    uint64_t leak_count, leak_bytes; /* live at exit */
+    uint64_t leak_count, leak_bytes; /* live at exit (a profile: at its dump) */
+    uint64_t samples, live_samples;  /* a profile's samples at the site, and
+                                        of them live at the dump */
 } site_stats;
 
 typedef struct site_analysis {
@@ -33,7 +35,11 @@ typedef struct site_analysis {
     uint64_t peak_blocks, leak_bytes, leak_count, total_count, total_bytes, temporary;
 } site_analysis;
 
-/* Analyses r (which must outlive a). Returns 0, or -1 with a message. */
+/* Analyses r (which must outlive a). Returns 0, or -1 with a message.
+ * For a sampled profile (r->profile_rate), whose sites come with
+ * estimates instead of events: count and bytes are the estimated
+ * allocations, leak_count and leak_bytes the estimated live blocks at
+ * the dump. */
 int sites_analyse(const recording *r, site_analysis *a, char *err, size_t err_size);
 void sites_free(site_analysis *a);
 

@@ -262,6 +262,15 @@ typedef struct rec_sample {
     uint64_t value[8]; /* TF_ALLOCATOR_FIELDS */
 } rec_sample;
 
+/* A call site of a sampled profile (TF_PROFILE_SITE): how many of its
+ * allocations were sampled, and the estimates made from them. */
+typedef struct rec_profile_site {
+    uint32_t stack;        /* index into the recording's stacks */
+    uint64_t samples, live_samples;
+    uint64_t alloc_count, alloc_bytes; /* since start-up */
+    uint64_t live_count, live_bytes;   /* at the dump */
+} rec_profile_site;
+
 typedef struct recording {
     char *path;
     uint64_t pid;
@@ -279,6 +288,11 @@ typedef struct recording {
     char *maps;             /* the maps records, latest first, as one text */
     size_t num_samples;     /* allocator samples, in seq order (a process */
     rec_sample *samples;    /* using libbrisk; none otherwise) */
+    /* A sampled profile libbrisk wrote (TF_PROFILE; no events): */
+    uint64_t profile_rate;  /* mean bytes between samples; 0: not a profile */
+    uint64_t profile_samples, profile_live_samples, profile_time_ns;
+    size_t num_profile_sites;
+    rec_profile_site *profile_sites;
     unsigned flags;         /* TF_END_* of the end record */
     uint64_t duration_ns;   /* time of the last event */
 } recording;

@@ -24,6 +24,11 @@ over the programs that write their memory, a separate line for the
 programs that allocate without touching, and the bars of issues 12 and 13.
 A peer library that is not installed is left out, with a line saying so.
 
+--allocators brisk,profile,profile_hooks adds brisk under sampled heap
+profiling (issue 15): BRISK_OPTIONS=profile at the default rate, and at a
+rate that samples nothing (the hooks' cost alone); they are not in the
+default set.
+
 --smoke (the ctest test): every program once at scale 0.01 under glibc,
 brisk and brisk hardened; only the result values are checked.
 """
@@ -35,6 +40,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 PEERS = {  # name: (library, Debian package)
@@ -44,6 +50,13 @@ PEERS = {  # name: (library, Debian package)
     "scudo": (None, "libclang-rt-14-dev"),
 }
 ALL_ALLOCATORS = ["brisk", "hardened", "glibc", "jemalloc", "mimalloc", "tcmalloc", "scudo"]
+# Run only when asked for (--allocators): brisk with sampled heap
+# profiling at its default rate, its exit profiles written to a temporary
+# directory (the write is part of what profiling costs); and
+# profile_hooks, the same at a rate of 1 TiB, which samples nothing: the
+# cost of the hooks, start-up and the exit dump without the samples.
+EXTRA_ALLOCATORS = ["profile", "profile_hooks"]
+PROFILE_DIR = None
 TIMEOUT = 300  # seconds for one run of one program
 
 
@@ -86,12 +99,17 @@ def configurations(build, wanted):
     brisk = os.path.join(build, "libbrisk.so")
     if not os.path.exists(brisk):
         sys.exit(f"run.py: {brisk} is missing: build brisk first (cmake --build {build})")
+    global PROFILE_DIR
     configs, notes = {}, []
     for name in wanted:
         if name == "brisk":
             configs[name] = (brisk, None)
         elif name == "hardened":
             configs[name] = (brisk, "hardened")
+        elif name in ("profile", "profile_hooks"):
+            PROFILE_DIR = PROFILE_DIR or tempfile.mkdtemp(prefix="brisk-bench-profiles-")
+            rate = "profile" if name == "profile" else "profile=1099511627776"
+            configs[name] = (brisk, rate + ",profile_path=" + os.path.join(PROFILE_DIR, "%p.btr"))
         elif name == "glibc":
             configs[name] = (None, None)
         else:
@@ -156,7 +174,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="runs of each program under each allocator (default 5)")
     ap.add_argument("--scale", type=float, default=None, help="work multiplier for every program (default 1)")
     ap.add_argument("--only", default="", help="comma-separated programs (names as in the table)")
-    ap.add_argument("--allocators", default="", help="comma-separated, of: " + ",".join(ALL_ALLOCATORS))
+    ap.add_argument("--allocators", default="",
+                    help="comma-separated, of: " + ",".join(ALL_ALLOCATORS + EXTRA_ALLOCATORS))
     ap.add_argument("--raw", default="", help="also write every measurement to this file")
     ap.add_argument("--smoke", action="store_true", help="once each at scale 0.01 under glibc and brisk; check results")
     opts = ap.parse_args()
@@ -185,9 +204,10 @@ def main():
     names = ["glibc", "brisk", "hardened"] if opts.smoke else ALL_ALLOCATORS
     if opts.allocators:
         names = opts.allocators.split(",")
-        unknown = [a for a in names if a not in ALL_ALLOCATORS]
+        known = ALL_ALLOCATORS + EXTRA_ALLOCATORS
+        unknown = [a for a in names if a not in known]
         if unknown:
-            sys.exit(f"run.py: --allocators: unknown {', '.join(unknown)} (known: {', '.join(ALL_ALLOCATORS)})")
+            sys.exit(f"run.py: --allocators: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     configs, notes = configurations(build, names)
     allocators = [a for a in names if a in configs]
     runs = 1 if opts.smoke else opts.runs
@@ -341,6 +361,22 @@ def report(table, allocators, wall, rss, cpu):
             g = gm_ratio(wall, "hardened", "scudo")
             if g:
                 print(f"  issue 12: hardened geomean time <= 0.5x scudo's: {g:.2f}x, {verdict(g <= 0.5)}")
+    if "profile" in allocators:
+        for label, data in (("time", wall), ("CPU time", cpu)):
+            g = gm_ratio(data, "profile", "brisk")
+            if g:
+                print(f"  issue 15: profiling's geomean {label} <= 1.02x the default's: {g:.3f}x, "
+                      f"{verdict(g <= 1.02)}")
+        print(f"  issue 15: programs whose time under profiling is above 1.05x the default's: "
+              f"{above(wall, 'profile', 'brisk', 1.05)}")
+        if "profile_hooks" in allocators:
+            for label, data in (("time", wall), ("CPU time", cpu)):
+                g = gm_ratio(data, "profile_hooks", "brisk")
+                if g:
+                    print(f"  issue 15: of that, the hooks without samples (profile_hooks): geomean "
+                          f"{label} {g:.3f}x the default's")
+        written = len(os.listdir(PROFILE_DIR)) if PROFILE_DIR else 0
+        print(f"  (the runs under profiling wrote {written} profiles in {PROFILE_DIR})")
 
 
 if __name__ == "__main__":
