@@ -1098,11 +1098,14 @@ static void handoff_free(void *p)
  * quarantine it waits on its page's cross-thread list, which the owner
  * collects when the page's own list runs dry: for blocks of which a page
  * holds a few, at once. The blocks handed out stay live, so the pages
- * fill and their lists run dry often. */
+ * fill and their lists run dry often. A last round, of free(NULL), holds
+ * the partner until the last malloc is made: its exit empties its
+ * quarantine, which may free the last block at once (rightly), and the
+ * malloc could then find it. */
 static void case_reuse_delayed_cross_thread(void)
 {
     static const size_t sizes[] = {48, 1000, MEDIUM};
-    pthread_t partner = handoff_start(HANDOFF_ROUNDS * 3);
+    pthread_t partner = handoff_start(HANDOFF_ROUNDS * 3 + 1);
     int back = 0;
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
         for (int i = 0; i < HANDOFF_ROUNDS; i++) {
@@ -1112,6 +1115,7 @@ static void case_reuse_delayed_cross_thread(void)
                 back++;
         }
     }
+    handoff_free(NULL);
     pthread_join(partner, NULL);
     if (back != 0) {
         printf("%d of %d blocks freed by another thread came straight back\n", back, 3 * HANDOFF_ROUNDS);
