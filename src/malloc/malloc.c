@@ -66,6 +66,24 @@ static BRISK_NOINLINE void *page_hand_out_hooked(page *pg, size_t size, const vo
     return p;
 }
 
+/* Under profiling alone, whether a block of size bytes needs no hook:
+ * the sampling countdown (profile_on_alloc's first test, made here so
+ * that the common case takes no call) does not reach its next sample.
+ * A block realloc makes (caller NULL) is counted by realloc. */
+BRISK_INLINE bool profile_countdown_passes(thread_heap *h, unsigned flags, size_t size,
+                                           const void *caller)
+{
+    if (flags & HARDEN_WIPE)
+        return false;
+    if (caller == NULL)
+        return true;
+    if (h->profile_countdown > size) {
+        h->profile_countdown -= size;
+        return true;
+    }
+    return false;
+}
+
 /* The flags are tested before the pop: a test after it would keep them
  * (and the page) in saved registers across page_pop's call to report a
  * corrupted list, making every malloc save and restore them. */
@@ -73,7 +91,7 @@ BRISK_INLINE void *page_hand_out(thread_heap *h, page *pg, unsigned flags, size_
                                  const void *caller)
 {
     h->class_requests[pg->size_class]++;
-    if (brisk_unlikely(flags & HAND_OUT_HOOKS))
+    if (brisk_unlikely(flags & HAND_OUT_HOOKS) && !profile_countdown_passes(h, flags, size, caller))
         return page_hand_out_hooked(pg, size, caller);
     return page_pop(pg);
 }
@@ -293,7 +311,7 @@ static BRISK_NOINLINE void free_hooked(page *pg, block *b)
     if (flags & HARDEN_BLOCK_PARTS)
         harden_free_block(pg, b);
     else
-        free_block_to_page(pg, b);
+        free_to_page(page_segment(pg), pg, b);
 }
 
 /* The free of b, a live block of pg validated as one: the page's lists,
@@ -301,7 +319,12 @@ static BRISK_NOINLINE void free_hooked(page *pg, block *b)
  * nothing across a call. */
 BRISK_INLINE void free_live(segment *seg, page *pg, block *b)
 {
-    if (brisk_unlikely(harden_flags & FREE_HOOKS)) {
+    unsigned flags = harden_flags;
+    /* Under profiling alone, a page holding no sample needs no hook:
+     * profile_on_page_free's test, made here so the common case takes no
+     * call. */
+    if (brisk_unlikely(flags & FREE_HOOKS) &&
+        ((flags & HARDEN_BLOCK_PARTS) || __atomic_load_n(&pg->profile_samples, __ATOMIC_RELAXED) != 0)) {
         free_hooked(pg, b);
         return;
     }
