@@ -4,9 +4,10 @@
  * holds every block's address, which costs the most bytes and says
  * nothing a report needs once blocks are followed (blocks.c); the packed
  * form refers to blocks instead, interns each allocation's (call, size,
- * alignment, stack), keeps time in ticks of PACK_TICK_NS (a record when
- * the clock moved on, not a time per event, as heaptrack does), and is
- * compressed with zstd:
+ * alignment, stack), keeps time in ticks of PACK_TIME_NS (an entry when
+ * the clock moved on, not a time per event, as heaptrack does), all in one
+ * 'W' record at the end, apart from the events: a program's repeated
+ * sequences of events then stay repeats for zstd, which compresses it:
  *
  *   file    = magic "BRISKPAK" version:u32 header_bytes:u32 pid:u64 0:u64
  *             zstd-frame(record*)
@@ -17,9 +18,18 @@
  *           | 'T' thread              the events that follow are that thread's
  *           | 'X' ref                 the next block takes block ref's address
  *                                     (the free of ref was not recorded)
- *           | 'K' ticks               the clock moved on by ticks
+ *           | 'K' ticks               the clock moved on by ticks of 0.1 ms
+ *                                     (files before the 'W' record; read)
  *           | 'A' time count value*   an allocator sample (version 2), taken
  *                                     after the events before it
+ *           | 'W' tick count gap*count ticks*count
+ *                                     the times, after the last event: the
+ *                                     clock moved on by ticks[i] (of tick
+ *                                     ns) at the event gap[i] events after
+ *                                     entry i - 1's (entry 0: from the
+ *                                     first event); written since it
+ *                                     replaced 'K' (a reader from before
+ *                                     it stops there: unknown record kind)
  *           | 'E' events flags        the end
  *           | event
  *   event   = kind[|0x80: the call failed] fields
@@ -43,8 +53,14 @@
 #include <zstd.h>
 
 #define PACK_MAGIC "BRISKPAK"
-#define PACK_TICK_NS 100000u /* 0.1 ms */
-#define PACK_LEVEL 9
+/* The tick of the 'K' records packed files had before the 'W' record:
+ * still read. */
+#define PACK_TICK_NS 100000u
+/* The 'W' record's tick, written in it (a reader takes it from there). */
+#define PACK_TIME_NS 1000000u
+/* Level 5: the event stream is either repeats, which every level finds,
+ * or noise (addresses' order, sizes), which higher levels only shave. */
+#define PACK_LEVEL 5
 
 int recording_finish(recording *r, char *err, size_t err_size);
 
@@ -252,6 +268,11 @@ typedef struct pack_state {
     info_table infos;
     live_map live;
     uint64_t blocks_made, last_tick, *pending; /* per thread: a realloc's old ref */
+    /* The clock's moves, written as one 'W' record at the end: entry i
+     * says the clock moved on by time_ticks[i] at the event time_gaps[i]
+     * events after entry i - 1's (the first: after the first event). */
+    uint64_t *time_gaps, *time_ticks, time_last_event;
+    size_t num_times, times_cap;
     uint32_t thread;
     size_t events;
     const char *path;
@@ -358,10 +379,23 @@ static int pack_step(pack_state *s, const rec_event *e, uint32_t role)
         q = tf_put_varint(q, e->thread);
         s->thread = e->thread;
     }
-    uint64_t tick = e->time_ns / PACK_TICK_NS;
+    uint64_t tick = e->time_ns / PACK_TIME_NS;
     if (tick > s->last_tick) {
-        *q++ = 'K';
-        q = tf_put_varint(q, tick - s->last_tick);
+        if (s->num_times == s->times_cap) {
+            size_t more = s->times_cap ? s->times_cap * 2 : 1024;
+            uint64_t *gaps = realloc(s->time_gaps, more * sizeof *gaps);
+            if (gaps != NULL)
+                s->time_gaps = gaps;
+            uint64_t *ticks = realloc(s->time_ticks, more * sizeof *ticks);
+            if (ticks != NULL)
+                s->time_ticks = ticks;
+            if (gaps == NULL || ticks == NULL)
+                return -1;
+            s->times_cap = more;
+        }
+        s->time_gaps[s->num_times] = s->events - s->time_last_event;
+        s->time_ticks[s->num_times++] = tick - s->last_tick;
+        s->time_last_event = s->events;
         s->last_tick = tick;
     }
     int makes = !is_free && e->addr != 0;
@@ -425,7 +459,22 @@ static int pack_sink(void *context, rec_event *e)
 static int pack_end(pack_state *s, const recording *r)
 {
     pack_samples(s, UINT64_MAX);
+    /* The times as two columns, gaps then ticks: in its own record the
+     * clock's noise no longer breaks up the events' repeats for zstd, and
+     * a column of like numbers compresses better than the two mixed. */
     unsigned char *q = pack_room(&s->p, 32);
+    *q++ = 'W';
+    q = tf_put_varint(q, PACK_TIME_NS);
+    pack_done(&s->p, tf_put_varint(q, s->num_times));
+    for (size_t i = 0; i < s->num_times; i++) {
+        q = pack_room(&s->p, 10);
+        pack_done(&s->p, tf_put_varint(q, s->time_gaps[i]));
+    }
+    for (size_t i = 0; i < s->num_times; i++) {
+        q = pack_room(&s->p, 10);
+        pack_done(&s->p, tf_put_varint(q, s->time_ticks[i]));
+    }
+    q = pack_room(&s->p, 32);
     *q++ = 'E';
     q = tf_put_varint(q, s->events);
     q = tf_put_varint(q, r->flags);
@@ -458,6 +507,8 @@ static void pack_fini(pack_state *s)
     free(s->infos.index);
     live_free(&s->live);
     free(s->pending);
+    free(s->time_gaps);
+    free(s->time_ticks);
 }
 
 int recording_pack(FILE *out, const recording *r, char *err, size_t err_size)
@@ -673,6 +724,33 @@ int recording_unpack(const char *path, const unsigned char *data, size_t len, re
         } else if (kind == 'K') {
             GET(v);
             tick += v;
+        } else if (kind == 'W') {
+            /* After the last event: gives them their times (replacing
+             * the 'K' records' ticks, which a file with it has none of). */
+            GET(v); /* the tick, in ns */
+            GET(w); /* the entries */
+            if (v == 0 || w > (uint64_t)(end - p) / 2) {
+                bad(err, err_size, path, at, "bad time record");
+                goto fail;
+            }
+            const unsigned char *gaps = p;
+            for (uint64_t i = 0; i < w; i++) /* p past the gaps, to the ticks */
+                GET(x);
+            uint64_t event = 0, now = 0, gap = 0;
+            size_t next = 0;
+            for (uint64_t i = 0; i < w; i++) {
+                (void)tf_get_varint(&gaps, end, &gap); /* read once already */
+                GET(x);
+                if (gap > r->num_events - event || x > UINT64_MAX / v - now) {
+                    bad(err, err_size, path, at, "the time record runs past the events");
+                    goto fail;
+                }
+                for (event += gap; next < event; next++)
+                    r->events[next].time_ns = now * v;
+                now += x;
+            }
+            for (; next < r->num_events; next++)
+                r->events[next].time_ns = now * v;
         } else if (kind == 'A') {
             GET(v);
             GET(w);
