@@ -82,7 +82,8 @@ static int finish_recording(const char *path, int raw, unsigned long long *event
         /* --raw: the end record has the counts. */
         rc = recording_counts(path, data, len, counts, err, sizeof err);
     } else if (rc == 1) {
-        /* Several threads: load it whole. */
+        /* Steps out of order (a damaged file): load it whole, which
+         * orders them or says what is wrong. */
         recording r;
         if (recording_parse(path, data, len, &r, err, sizeof err) != 0) {
             rc = -1;
