@@ -314,7 +314,7 @@ static void test_out_of_capacity(void)
 /* ---- packing several threads' raw recording --------------------------- */
 
 typedef struct raw_buf {
-    unsigned char bytes[1024];
+    unsigned char bytes[1 << 18];
     size_t len, chunk; /* chunk: where the open chunk's header is */
 } raw_buf;
 
@@ -398,9 +398,62 @@ static unsigned char *file_bytes(FILE *f, size_t *len)
     return data;
 }
 
+/* One thread's 12,000 events, packed as they are read. */
+static size_t one_thread(raw_buf *b)
+{
+    memset(b, 0, sizeof *b);
+    memcpy(b->bytes, "BRISKTRC", 8);
+    b->len = 8;
+    raw_u32(b, 2);
+    raw_u32(b, 32);
+    b->len += 16;
+    raw_chunk(b, 9);
+    b->bytes[b->len++] = 0x40; /* a stack (none would leave recording.c a NULL to sort) */
+    raw_varint(b, 3), raw_varint(b, 1), raw_varint(b, 0x401234);
+    for (unsigned i = 0; i < 6000; i++) {
+        b->bytes[b->len++] = 1;
+        raw_varint(b, 1), raw_varint(b, 40000), raw_varint(b, 0x1000 + (i % 50) * 0x100);
+        raw_varint(b, i % 300 + 1), raw_varint(b, 0);
+        b->bytes[b->len++] = 10;
+        raw_varint(b, 1), raw_varint(b, 1000), raw_varint(b, 0x1000 + (i % 50) * 0x100);
+        raw_varint(b, 0);
+    }
+    b->bytes[b->len++] = 0x43;
+    raw_varint(b, 12000), raw_varint(b, 1), raw_varint(b, 0);
+    raw_chunk_end(b);
+    return b->len;
+}
+
+static int same_packing(const raw_buf *b, size_t len)
+{
+    char err[512];
+    size_t counts[2];
+    FILE *direct = tmpfile(), *loaded = tmpfile();
+    recording r;
+    int same = direct != NULL && loaded != NULL &&
+               recording_pack_raw(direct, "x.btr", b->bytes, len, counts, err, sizeof err) == 0 &&
+               recording_parse("x.btr", b->bytes, len, &r, err, sizeof err) == 0;
+    if (same) {
+        same = recording_pack(loaded, &r, err, sizeof err) == 0;
+        recording_free(&r);
+    }
+    if (same) {
+        size_t n_direct, n_loaded;
+        unsigned char *x = file_bytes(direct, &n_direct), *y = file_bytes(loaded, &n_loaded);
+        same = n_direct == n_loaded && memcmp(x, y, n_direct) == 0;
+        free(x);
+        free(y);
+    }
+    if (direct != NULL)
+        fclose(direct);
+    if (loaded != NULL)
+        fclose(loaded);
+    return same;
+}
+
 static void test_pack_several_threads(void)
 {
-    raw_buf b;
+    static raw_buf b;
     char err[512];
     size_t len = two_threads(&b, 0), counts[2];
     /* Packed straight from the bytes (merging the threads' events) and
@@ -456,6 +509,11 @@ static void test_pack_several_threads(void)
     fclose(f);
     CHECK(recording_parse("bad.btr", b.bytes, len, &r, err, sizeof err) != 0 &&
           strstr(err, "two events are numbered") != NULL);
+
+    /* One thread, packed as it is read: the same file as from the loaded
+     * recording. */
+    len = one_thread(&b);
+    CHECK_MSG(same_packing(&b, len), "one thread packs as the loaded recording does");
 }
 
 int main(void)
