@@ -311,11 +311,217 @@ static void test_out_of_capacity(void)
     trace_free(&t);
 }
 
+/* ---- packing several threads' raw recording --------------------------- */
+
+typedef struct raw_buf {
+    unsigned char bytes[1 << 18];
+    size_t len, chunk; /* chunk: where the open chunk's header is */
+} raw_buf;
+
+static void raw_varint(raw_buf *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        b->bytes[b->len++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    b->bytes[b->len++] = (unsigned char)v;
+}
+
+static void raw_u32(raw_buf *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b->bytes[b->len++] = (unsigned char)(v >> (8 * i));
+}
+
+static void raw_chunk(raw_buf *b, uint32_t tid)
+{
+    b->chunk = b->len;
+    memcpy(b->bytes + b->len, "CHNK", 4);
+    b->len += 4;
+    raw_u32(b, 0); /* the payload's length, set by raw_chunk_end */
+    raw_u32(b, tid);
+    raw_u32(b, 0);
+}
+
+static void raw_chunk_end(raw_buf *b)
+{
+    uint32_t payload = (uint32_t)(b->len - b->chunk - 16);
+    for (int i = 0; i < 4; i++)
+        b->bytes[b->chunk + 4 + i] = (unsigned char)(payload >> (8 * i));
+}
+
+/* A raw recording of two threads, chunks A B A; `damaged`: A's second
+ * chunk numbers its free like an earlier event. Thread A: malloc (seq 1),
+ * realloc released at 2 and done at 4, free (6); thread B: malloc at 3 of
+ * the address A's realloc let go at 2, free (5). */
+static size_t two_threads(raw_buf *b, int damaged)
+{
+    memset(b, 0, sizeof *b);
+    memcpy(b->bytes, "BRISKTRC", 8);
+    b->len = 8;
+    raw_u32(b, 2);
+    raw_u32(b, 32);
+    memset(b->bytes + b->len, 0, 16); /* pid, start_ns */
+    b->len += 16;
+    raw_chunk(b, 1);
+    b->bytes[b->len++] = 0x40; /* a stack: id, frames, frame */
+    raw_varint(b, 7), raw_varint(b, 1), raw_varint(b, 0x401234);
+    /* Events: kind, seq delta, time delta, fields. */
+    b->bytes[b->len++] = 1; /* malloc: addr size stack */
+    raw_varint(b, 1), raw_varint(b, 1000), raw_varint(b, 0x100), raw_varint(b, 10), raw_varint(b, 7);
+    b->bytes[b->len++] = 8; /* realloc: release-gap old new size stack */
+    raw_varint(b, 3), raw_varint(b, 3000000), raw_varint(b, 2), raw_varint(b, 0x100);
+    raw_varint(b, 0x300), raw_varint(b, 30), raw_varint(b, 0);
+    raw_chunk_end(b);
+    raw_chunk(b, 2);
+    b->bytes[b->len++] = 1;
+    raw_varint(b, 3), raw_varint(b, 2000000), raw_varint(b, 0x100), raw_varint(b, 20), raw_varint(b, 0);
+    b->bytes[b->len++] = 10; /* free: addr stack */
+    raw_varint(b, 2), raw_varint(b, 3000000), raw_varint(b, 0x100), raw_varint(b, 0);
+    raw_chunk_end(b);
+    raw_chunk(b, 1);
+    b->bytes[b->len++] = 10;
+    raw_varint(b, damaged ? 3 : 6), raw_varint(b, 6000000), raw_varint(b, 0x300), raw_varint(b, 0);
+    b->bytes[b->len++] = 0x43; /* the end: events stacks flags */
+    raw_varint(b, 5), raw_varint(b, 1), raw_varint(b, 0);
+    raw_chunk_end(b);
+    return b->len;
+}
+
+static unsigned char *file_bytes(FILE *f, size_t *len)
+{
+    fflush(f);
+    long n = ftell(f);
+    unsigned char *data = malloc(n > 0 ? (size_t)n : 1);
+    rewind(f);
+    *len = n > 0 ? fread(data, 1, (size_t)n, f) : 0;
+    return data;
+}
+
+/* One thread's 12,000 events, packed as they are read. */
+static size_t one_thread(raw_buf *b)
+{
+    memset(b, 0, sizeof *b);
+    memcpy(b->bytes, "BRISKTRC", 8);
+    b->len = 8;
+    raw_u32(b, 2);
+    raw_u32(b, 32);
+    b->len += 16;
+    raw_chunk(b, 9);
+    b->bytes[b->len++] = 0x40; /* a stack (none would leave recording.c a NULL to sort) */
+    raw_varint(b, 3), raw_varint(b, 1), raw_varint(b, 0x401234);
+    for (unsigned i = 0; i < 6000; i++) {
+        b->bytes[b->len++] = 1;
+        raw_varint(b, 1), raw_varint(b, 40000), raw_varint(b, 0x1000 + (i % 50) * 0x100);
+        raw_varint(b, i % 300 + 1), raw_varint(b, 0);
+        b->bytes[b->len++] = 10;
+        raw_varint(b, 1), raw_varint(b, 1000), raw_varint(b, 0x1000 + (i % 50) * 0x100);
+        raw_varint(b, 0);
+    }
+    b->bytes[b->len++] = 0x43;
+    raw_varint(b, 12000), raw_varint(b, 1), raw_varint(b, 0);
+    raw_chunk_end(b);
+    return b->len;
+}
+
+static int same_packing(const raw_buf *b, size_t len)
+{
+    char err[512];
+    size_t counts[2];
+    FILE *direct = tmpfile(), *loaded = tmpfile();
+    recording r;
+    int same = direct != NULL && loaded != NULL &&
+               recording_pack_raw(direct, "x.btr", b->bytes, len, counts, err, sizeof err) == 0 &&
+               recording_parse("x.btr", b->bytes, len, &r, err, sizeof err) == 0;
+    if (same) {
+        same = recording_pack(loaded, &r, err, sizeof err) == 0;
+        recording_free(&r);
+    }
+    if (same) {
+        size_t n_direct, n_loaded;
+        unsigned char *x = file_bytes(direct, &n_direct), *y = file_bytes(loaded, &n_loaded);
+        same = n_direct == n_loaded && memcmp(x, y, n_direct) == 0;
+        free(x);
+        free(y);
+    }
+    if (direct != NULL)
+        fclose(direct);
+    if (loaded != NULL)
+        fclose(loaded);
+    return same;
+}
+
+static void test_pack_several_threads(void)
+{
+    static raw_buf b;
+    char err[512];
+    size_t len = two_threads(&b, 0), counts[2];
+    /* Packed straight from the bytes (merging the threads' events) and
+     * from the loaded recording: the same file. */
+    FILE *direct = tmpfile(), *loaded = tmpfile();
+    REQUIRE(direct != NULL && loaded != NULL);
+    int rc = recording_pack_raw(direct, "two.btr", b.bytes, len, counts, err, sizeof err);
+    CHECK_MSG(rc == 0 && counts[0] == 5, "packs two threads: %d %s", rc, err);
+    recording r;
+    REQUIRE(recording_parse("two.btr", b.bytes, len, &r, err, sizeof err) == 0);
+    CHECK(recording_pack(loaded, &r, err, sizeof err) == 0);
+    size_t n_direct, n_loaded;
+    unsigned char *a = file_bytes(direct, &n_direct), *c = file_bytes(loaded, &n_loaded);
+    CHECK_MSG(n_direct == n_loaded && memcmp(a, c, n_direct) == 0,
+              "the merge packs as the loaded recording does (%zu and %zu bytes)", n_direct,
+              n_loaded);
+    recording back;
+    CHECK_MSG(recording_unpack("two.btr", a, n_direct, &back, err, sizeof err) == 0, "%s", err);
+    static const uint8_t kinds[5] = {1, 1, 8, 10, 10};
+    static const uint32_t threads[5] = {0, 1, 0, 1, 0};
+    static const uint64_t times_ms[5] = {0, 2, 3, 5, 6};
+    CHECK_EQ(back.num_events, 5);
+    for (size_t i = 0; i < 5 && i < back.num_events; i++) {
+        const rec_event *e = &back.events[i];
+        CHECK_MSG(e->kind == kinds[i] && e->thread == threads[i] &&
+                      e->size == r.events[i].size && e->stack == (i == 0 ? 1u : 0u) && e->time_ns == times_ms[i] * 1000000,
+                  "event %zu: kind %u thread %u size %llu time %llu", i, e->kind, e->thread,
+                  (unsigned long long)e->size, (unsigned long long)e->time_ns);
+    }
+    /* B's malloc took the address A's realloc had let go: a block of its
+     * own, which B frees; A's realloc resized A's first block. */
+    if (back.num_events == 5)
+        CHECK(back.events[2].old_addr == back.events[0].addr &&
+              back.events[3].addr == back.events[1].addr &&
+              back.events[4].addr == back.events[2].addr &&
+              back.events[1].addr != back.events[0].addr);
+    recording_free(&back);
+    recording_free(&r);
+    free(a);
+    free(c);
+    fclose(direct);
+    fclose(loaded);
+
+    /* Out of order: nothing packed (1), the output left empty for the
+     * loading path, which says what is wrong. */
+    len = two_threads(&b, 1);
+    FILE *f = tmpfile();
+    REQUIRE(f != NULL);
+    rc = recording_pack_raw(f, "bad.btr", b.bytes, len, counts, err, sizeof err);
+    fflush(f);
+    fseek(f, 0, SEEK_END);
+    CHECK_MSG(rc == 1 && ftell(f) == 0, "a damaged order is left to the loading path: %d", rc);
+    fclose(f);
+    CHECK(recording_parse("bad.btr", b.bytes, len, &r, err, sizeof err) != 0 &&
+          strstr(err, "two events are numbered") != NULL);
+
+    /* One thread, packed as it is read: the same file as from the loaded
+     * recording. */
+    len = one_thread(&b);
+    CHECK_MSG(same_packing(&b, len), "one thread packs as the loaded recording does");
+}
+
 int main(void)
 {
     test_parse_valid();
     test_replay_brisk_and_system();
     test_checks_catch_broken_allocators();
     test_out_of_capacity();
+    test_pack_several_threads();
     return check_finish("test_trace_engine");
 }

@@ -12,6 +12,7 @@ usage: test_trace_report.py BRISK_TRACE SITES_PROGRAM SITES_LIB [CXX_PROGRAM]
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,48 @@ with tempfile.TemporaryDirectory() as tmp:
               {k: v for k, v in old.items() if k != "recording"} ==
               {k: v for k, v in now.items() if k != "recording"},
               f"{name}: a version 1 recording reads as before")
+
+    # Times in a packed recording (the 'W' record): the raw ones rounded
+    # down to the tick of 1 ms. By hand: malloc at 0.5 ms, malloc at
+    # 2.7 ms (the peak), free at 5.2 ms.
+    payload = (bytes([1]) + varints(1, 500000, 0x1000, 64, 0) +
+               bytes([1]) + varints(1, 2200000, 0x2000, 100, 0) +
+               bytes([10]) + varints(1, 2500000, 0x1000, 0) + bytes([0x43]) + varints(3, 0, 0))
+    timed = os.path.join(tmp, "timed.btr")
+    with open(timed, "wb") as f:
+        f.write(b"BRISKTRC" + (2).to_bytes(4, "little") + (32).to_bytes(4, "little") +
+                (4242).to_bytes(8, "little") + (1000).to_bytes(8, "little") + b"CHNK" +
+                len(payload).to_bytes(4, "little") + (7).to_bytes(4, "little") +
+                (0).to_bytes(4, "little") + payload)
+    timed_packed = os.path.join(tmp, "timed-packed.btr")
+    p = run([tool, "convert", "--to", "recording", timed, timed_packed])
+    check(p.returncode == 0, "a hand-made recording packs", p.stderr)
+    raw_r, packed_r = report(timed), report(timed_packed)
+    check(raw_r is not None and raw_r["duration_ns"] == 5200000 and
+          raw_r["peak"]["time_ns"] == 2700000, "the raw recording's times",
+          str(raw_r and (raw_r["duration_ns"], raw_r["peak"])))
+    check(packed_r is not None and packed_r["duration_ns"] == 5000000 and
+          packed_r["peak"]["time_ns"] == 2000000 and packed_r["peak"]["bytes"] == 164 and
+          packed_r["events"] == 3, "packed times are rounded down to 1 ms",
+          str(packed_r and (packed_r["duration_ns"], packed_r["peak"])))
+
+    # A packed file from before the 'W' record: times as 'K' records of
+    # 0.1 ms among the events (made by hand; zstd's command compresses it).
+    zstd = shutil.which("zstd")
+    if zstd is not None:
+        stream = (b"H" + varints(1, 7) + b"T" + varints(0) + b"K" + varints(27) +
+                  bytes([1]) + varints(0, 64, 0) + b"K" + varints(25) + bytes([10]) +
+                  varints(2, 0) + b"E" + varints(2, 0))
+        z = subprocess.run([zstd, "-q", "-c"], input=stream, capture_output=True)
+        old_packed = os.path.join(tmp, "old-packed.btr")
+        with open(old_packed, "wb") as f:
+            f.write(b"BRISKPAK" + (2).to_bytes(4, "little") + (32).to_bytes(4, "little") +
+                    (4242).to_bytes(8, "little") + bytes(8) + z.stdout)
+        got = report(old_packed)
+        check(got is not None and got["events"] == 2 and got["duration_ns"] == 5200000 and
+              got["peak"]["time_ns"] == 2700000 and got["peak"]["bytes"] == 64,
+              "a packed file with 'K' records reads as before",
+              str(got and (got["duration_ns"], got["peak"])))
 
 print(f"test_trace_report: {checks - failures} passed, {failures} failed")
 sys.exit(1 if failures or checks == 0 else 0)

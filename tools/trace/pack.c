@@ -4,9 +4,10 @@
  * holds every block's address, which costs the most bytes and says
  * nothing a report needs once blocks are followed (blocks.c); the packed
  * form refers to blocks instead, interns each allocation's (call, size,
- * alignment, stack), keeps time in ticks of PACK_TICK_NS (a record when
- * the clock moved on, not a time per event, as heaptrack does), and is
- * compressed with zstd:
+ * alignment, stack), keeps time in ticks of PACK_TIME_NS (an entry when
+ * the clock moved on, not a time per event, as heaptrack does), all in one
+ * 'W' record at the end, apart from the events: a program's repeated
+ * sequences of events then stay repeats for zstd, which compresses it:
  *
  *   file    = magic "BRISKPAK" version:u32 header_bytes:u32 pid:u64 0:u64
  *             zstd-frame(record*)
@@ -15,11 +16,26 @@
  *           | 'H' count tid*count     the threads
  *           | 'S' id count frame*     a stack (ids 1, 2, ... in order)
  *           | 'T' thread              the events that follow are that thread's
+ *                                     (files before the 'R' record; read)
  *           | 'X' ref                 the next block takes block ref's address
  *                                     (the free of ref was not recorded)
- *           | 'K' ticks               the clock moved on by ticks
+ *           | 'K' ticks               the clock moved on by ticks of 0.1 ms
+ *                                     (files before the 'W' record; read)
  *           | 'A' time count value*   an allocator sample (version 2), taken
  *                                     after the events before it
+ *           | 'R' count gap*count thread*count
+ *                                     the threads, after the last event:
+ *                                     from the event gap[i] events after
+ *                                     entry i - 1's (entry 0's: the first
+ *                                     event) on, the events are thread[i]'s
+ *           | 'W' tick count gap*count ticks*count
+ *                                     the times, after the last event: at
+ *                                     the event gap[i] events after entry
+ *                                     i - 1's the clock moved on by
+ *                                     ticks[i] of tick ns
+ *                                     ('R' and 'W' replaced 'T' and 'K'; a
+ *                                     reader from before them stops there:
+ *                                     unknown record kind)
  *           | 'E' events flags        the end
  *           | event
  *   event   = kind[|0x80: the call failed] fields
@@ -40,11 +56,18 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #define PACK_MAGIC "BRISKPAK"
-#define PACK_TICK_NS 100000u /* 0.1 ms */
-#define PACK_LEVEL 9
+/* The tick of the 'K' records packed files had before the 'W' record:
+ * still read. */
+#define PACK_TICK_NS 100000u
+/* The 'W' record's tick, written in it (a reader takes it from there). */
+#define PACK_TIME_NS 1000000u
+/* Level 5: the event stream is either repeats, which every level finds,
+ * or noise (addresses' order, sizes), which higher levels only shave. */
+#define PACK_LEVEL 5
 
 int recording_finish(recording *r, char *err, size_t err_size);
 
@@ -243,6 +266,43 @@ static int64_t live_take(live_map *m, uint64_t key)
     return value;
 }
 
+/* A column of changes, written after the last event ('W', 'R'): entry i
+ * says the value changed to (or, for the times, moved on by) value[i] at
+ * the event gap[i] events after entry i - 1's (entry 0's: after the
+ * first event). Apart from the events, a program's repeated sequences of
+ * calls stay repeats for zstd; a column of like numbers compresses better
+ * than numbers of two kinds mixed. */
+typedef struct column {
+    uint64_t *gap, *value, last_event;
+    size_t count, cap;
+} column;
+
+static int column_add(column *c, uint64_t event, uint64_t value)
+{
+    if (c->count == c->cap) {
+        size_t more = c->cap ? c->cap * 2 : 1024;
+        uint64_t *gap = realloc(c->gap, more * sizeof *gap);
+        if (gap != NULL)
+            c->gap = gap;
+        uint64_t *values = realloc(c->value, more * sizeof *values);
+        if (values != NULL)
+            c->value = values;
+        if (gap == NULL || values == NULL)
+            return -1;
+        c->cap = more;
+    }
+    c->gap[c->count] = event - c->last_event;
+    c->value[c->count++] = value;
+    c->last_event = event;
+    return 0;
+}
+
+static void column_free(column *c)
+{
+    free(c->gap);
+    free(c->value);
+}
+
 #define REF_NONE 0u
 #define REF_UNKNOWN 1u
 #define PENDING_BLOCK (1ull << 63) /* a pending realloc's old block ordinal */
@@ -252,6 +312,11 @@ typedef struct pack_state {
     info_table infos;
     live_map live;
     uint64_t blocks_made, last_tick, *pending; /* per thread: a realloc's old ref */
+    column times;   /* the 'W' record's: ticks the clock moved on */
+    column threads; /* the 'R' record's: the thread (index) */
+    struct held_thread *held; /* several threads: their events, held */
+    size_t num_held;
+    int unordered; /* a thread's events out of order: packed the slow way */
     uint32_t thread;
     size_t events;
     const char *path;
@@ -354,14 +419,14 @@ static int pack_step(pack_state *s, const rec_event *e, uint32_t role)
     packer *p = &s->p;
     unsigned char *q = pack_room(p, 128);
     if (e->thread != s->thread) {
-        *q++ = 'T';
-        q = tf_put_varint(q, e->thread);
+        if (column_add(&s->threads, s->events, e->thread) != 0)
+            return -1;
         s->thread = e->thread;
     }
-    uint64_t tick = e->time_ns / PACK_TICK_NS;
+    uint64_t tick = e->time_ns / PACK_TIME_NS;
     if (tick > s->last_tick) {
-        *q++ = 'K';
-        q = tf_put_varint(q, tick - s->last_tick);
+        if (column_add(&s->times, s->events, tick - s->last_tick) != 0)
+            return -1;
         s->last_tick = tick;
     }
     int makes = !is_free && e->addr != 0;
@@ -422,9 +487,163 @@ static int pack_sink(void *context, rec_event *e)
     return pack_step(s, e, 1);
 }
 
+/* ---- several threads ------------------------------------------------------ */
+
+/* An event held for the merge: what pack_step reads of a rec_event, in
+ * fewer bytes (old_addr and alignment never both: a realloc has none). */
+typedef struct held_event {
+    uint64_t seq, seq_release, time_ns, addr, size;
+    uint64_t extra; /* realloc: old_addr; otherwise alignment */
+    uint32_t stack;
+    uint8_t kind;
+} held_event;
+
+/* One thread's events, in its order (the raw stream's: a thread's chunks
+ * come in order, and its events in each), and the merge's place in them. */
+typedef struct held_thread {
+    held_event *events;
+    size_t count, cap, next;
+    int released; /* the next event is a realloc whose release step is done */
+} held_thread;
+
+static int is_realloc_kind(unsigned kind) { return kind == TF_REALLOC || kind == TF_REALLOCARRAY; }
+
+/* Holds e for the merge; notes a thread whose steps are not in order
+ * (a damaged file), which the merge cannot take. */
+static int hold_sink(void *context, rec_event *e)
+{
+    pack_state *s = context;
+    if (e->thread >= s->num_held)
+        return -1;
+    held_thread *t = &s->held[e->thread];
+    if (t->count == t->cap) {
+        size_t more = t->cap ? t->cap * 2 : 4096;
+        held_event *grown = realloc(t->events, more * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        t->events = grown;
+        t->cap = more;
+    }
+    uint64_t first = is_realloc_kind(e->kind) ? e->seq_release : e->seq;
+    if ((t->count > 0 && first <= t->events[t->count - 1].seq) || first > e->seq)
+        s->unordered = 1;
+    t->events[t->count++] = (held_event){e->seq, e->seq_release, e->time_ns, e->addr, e->size,
+                                         is_realloc_kind(e->kind) ? e->old_addr : e->alignment,
+                                         e->stack, e->kind};
+    return 0;
+}
+
+/* The seq of thread t's next step. */
+static uint64_t held_key(const held_thread *t)
+{
+    const held_event *h = &t->events[t->next];
+    return is_realloc_kind(h->kind) && !t->released ? h->seq_release : h->seq;
+}
+
+static void heap_down(size_t *heap, size_t n, const held_thread *threads, size_t k)
+{
+    for (;;) {
+        size_t c = 2 * k + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && held_key(&threads[heap[c + 1]]) < held_key(&threads[heap[c]]))
+            c++;
+        if (held_key(&threads[heap[k]]) <= held_key(&threads[heap[c]]))
+            break;
+        size_t x = heap[k];
+        heap[k] = heap[c];
+        heap[c] = x;
+        k = c;
+    }
+}
+
+/* Packs the held events' steps in seq order: a k-way merge of the
+ * threads' (each in order, as hold_sink checked), with a min-heap of
+ * threads by their next step. 1 when two steps share a seq (a damaged
+ * file: the slow way reports it). */
+static int pack_held(pack_state *s)
+{
+    size_t *heap = malloc((s->num_held ? s->num_held : 1) * sizeof *heap), n = 0;
+    if (heap == NULL)
+        return -1;
+    for (size_t t = 0; t < s->num_held; t++)
+        if (s->held[t].count > 0)
+            heap[n++] = t;
+    for (size_t i = n / 2; i-- > 0;)
+        heap_down(heap, n, s->held, i);
+    uint64_t last = 0;
+    int rc = 0, started = 0;
+    while (n > 0 && rc == 0) {
+        held_thread *t = &s->held[heap[0]];
+        uint64_t key = held_key(t);
+        if (started && key <= last) {
+            rc = 1;
+            break;
+        }
+        started = 1;
+        last = key;
+        const held_event *h = &t->events[t->next];
+        int realloc_kind = is_realloc_kind(h->kind);
+        rec_event e = {h->seq, h->seq_release, h->time_ns, h->addr,
+                       realloc_kind ? h->extra : 0, h->size, realloc_kind ? 0 : h->extra,
+                       h->stack, (uint32_t)heap[0], h->kind};
+        uint32_t role = realloc_kind && !t->released ? 0 : 1;
+        rc = pack_step(s, &e, role);
+        if (role == 0) {
+            t->released = 1;
+        } else {
+            t->released = 0;
+            if (++t->next == t->count)
+                heap[0] = heap[--n];
+        }
+        heap_down(heap, n, s->held, 0);
+    }
+    free(heap);
+    return rc;
+}
+
+/* pack_begin, and for several threads room to hold their events. */
+static int pack_begin_raw(void *context, const recording *r)
+{
+    pack_state *s = context;
+    if (r->num_threads > 1) {
+        s->held = calloc(r->num_threads, sizeof *s->held);
+        if (s->held == NULL)
+            return -1;
+        s->num_held = r->num_threads;
+    }
+    return pack_begin(context, r);
+}
+
+static int pack_raw_sink(void *context, rec_event *e)
+{
+    pack_state *s = context;
+    return s->held != NULL ? hold_sink(context, e) : pack_sink(context, e);
+}
+
+/* A column record: kind [tick] count gap*count value*count. */
+static void pack_column(packer *p, unsigned kind, uint64_t tick, const column *c)
+{
+    unsigned char *q = pack_room(p, 32);
+    *q++ = (unsigned char)kind;
+    if (tick != 0)
+        q = tf_put_varint(q, tick);
+    pack_done(p, tf_put_varint(q, c->count));
+    for (size_t i = 0; i < c->count; i++) {
+        q = pack_room(p, 10);
+        pack_done(p, tf_put_varint(q, c->gap[i]));
+    }
+    for (size_t i = 0; i < c->count; i++) {
+        q = pack_room(p, 10);
+        pack_done(p, tf_put_varint(q, c->value[i]));
+    }
+}
+
 static int pack_end(pack_state *s, const recording *r)
 {
     pack_samples(s, UINT64_MAX);
+    pack_column(&s->p, 'R', 0, &s->threads);
+    pack_column(&s->p, 'W', PACK_TIME_NS, &s->times);
     unsigned char *q = pack_room(&s->p, 32);
     *q++ = 'E';
     q = tf_put_varint(q, s->events);
@@ -458,6 +677,11 @@ static void pack_fini(pack_state *s)
     free(s->infos.index);
     live_free(&s->live);
     free(s->pending);
+    column_free(&s->times);
+    column_free(&s->threads);
+    for (size_t t = 0; t < s->num_held; t++)
+        free(s->held[t].events);
+    free(s->held);
 }
 
 int recording_pack(FILE *out, const recording *r, char *err, size_t err_size)
@@ -481,16 +705,27 @@ int recording_pack_raw(FILE *out, const char *path, const unsigned char *data, s
     pack_state s;
     recording meta;
     memset(&meta, 0, sizeof meta);
+    if (err_size > 0)
+        err[0] = '\0';
     if (pack_init(&s, out, path) != 0) {
         pack_fini(&s);
         snprintf(err, err_size, "%s: out of memory packing", path);
         return -1;
     }
-    int rc = recording_stream(path, data, len, &meta, pack_sink, pack_begin, &s, err, err_size);
-    if (rc == 0 && pack_end(&s, &meta) != 0) {
-        snprintf(err, err_size, "%s: cannot write the packed recording", path);
-        rc = -1;
+    int rc = recording_stream(path, data, len, &meta, pack_raw_sink, pack_begin_raw, &s, 1, err,
+                              err_size);
+    if (rc == 0 && s.held != NULL)
+        rc = s.unordered ? 1 : pack_held(&s);
+    if (rc == 1) {
+        /* Steps out of order or sharing a seq (a damaged file): start
+         * again, for the loading path to order them or say what is wrong. */
+        if (fflush(out) != 0 || fseek(out, 0, SEEK_SET) != 0 || ftruncate(fileno(out), 0) != 0)
+            rc = -1;
     }
+    if (rc == 0 && pack_end(&s, &meta) != 0)
+        rc = -1;
+    if (rc < 0 && err[0] == '\0')
+        snprintf(err, err_size, "%s: cannot write the packed recording", path);
     counts[0] = meta.num_events;
     counts[1] = meta.num_stacks ? meta.num_stacks - 1 : 0;
     pack_fini(&s);
@@ -510,6 +745,51 @@ static int bad(char *err, size_t err_size, const char *path, size_t at, const ch
  * recording at 8, which no block has. */
 #define BLOCK_ADDR(n) (((uint64_t)(n) + 1) * 16)
 #define UNKNOWN_ADDR 8u
+
+/* Reads a column of count entries at *p (pack_column) and gives the
+ * events their times, ticks of `tick` ns, or (tick 0) their threads.
+ * NULL, or what is wrong. */
+static const char *apply_column(const unsigned char **p, const unsigned char *end,
+                                uint64_t count, recording *r, uint64_t tick)
+{
+    if (count > (uint64_t)(end - *p) / 2)
+        return "a column runs past the end";
+    const unsigned char *gaps = *p;
+    uint64_t gap = 0, value = 0, event = 0, now = 0;
+    for (uint64_t i = 0; i < count; i++) /* *p past the gaps, to the values */
+        if (tf_get_varint(p, end, &gap) != 0)
+            return "a column runs past the end";
+    size_t next = 0;
+    for (uint64_t i = 0; i <= count; i++) {
+        if (i < count) {
+            if (tf_get_varint(&gaps, end, &gap) != 0 || tf_get_varint(p, end, &value) != 0)
+                return "a column runs past the end";
+            if (gap > r->num_events - event)
+                return "a column runs past the events";
+            event += gap;
+        } else {
+            event = r->num_events;
+        }
+        for (; next < event; next++) {
+            if (tick != 0)
+                r->events[next].time_ns = now * tick;
+            else
+                r->events[next].thread = (uint32_t)now;
+        }
+        if (i == count)
+            break;
+        if (tick != 0) {
+            if (value > UINT64_MAX / tick - now)
+                return "the time runs past its range";
+            now += value;
+        } else {
+            if (value >= r->num_threads)
+                return "thread index out of range";
+            now = value;
+        }
+    }
+    return NULL;
+}
 
 int recording_unpack(const char *path, const unsigned char *data, size_t len, recording *out,
                      char *err, size_t err_size)
@@ -673,6 +953,20 @@ int recording_unpack(const char *path, const unsigned char *data, size_t len, re
         } else if (kind == 'K') {
             GET(v);
             tick += v;
+        } else if (kind == 'W' || kind == 'R') {
+            /* After the last event: the events' times (replacing the 'K'
+             * records' ticks, which a file with 'W' has none of) or
+             * threads (likewise 'T'). */
+            v = 0;
+            if (kind == 'W')
+                GET(v); /* the tick, in ns */
+            GET(w);     /* the entries */
+            const char *why = kind == 'W' && v == 0 ? "bad time record"
+                              : apply_column(&p, end, w, r, kind == 'W' ? v : 0);
+            if (why != NULL) {
+                bad(err, err_size, path, at, why);
+                goto fail;
+            }
         } else if (kind == 'A') {
             GET(v);
             GET(w);

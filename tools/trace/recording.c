@@ -654,7 +654,7 @@ int recording_parse(const char *path, const unsigned char *data, size_t len, rec
 
 int recording_stream(const char *path, const unsigned char *data, size_t len, recording *meta,
                      rec_event_sink sink, int (*begin)(void *context, const recording *meta),
-                     void *context, char *err, size_t err_size)
+                     void *context, int any_order, char *err, size_t err_size)
 {
     parse_state s;
     memset(&s, 0, sizeof s);
@@ -663,7 +663,7 @@ int recording_stream(const char *path, const unsigned char *data, size_t len, re
     int rc = scan(path, data, len, meta, &s, err, err_size);
     if (rc != 0)
         return -1;
-    if (s.have_event_thread && s.event_thread == REC_NONE) {
+    if (!any_order && s.have_event_thread && s.event_thread == REC_NONE) {
         free(s.stacks);
         return 1; /* several threads: their events need sorting */
     }

@@ -303,9 +303,10 @@ int recording_is_binary(const unsigned char *data, size_t len);
 int recording_is_packed(const unsigned char *data, size_t len);
 /* Writes r packed (pack.c). Returns 0, or -1 with a message in err. */
 int recording_pack(FILE *out, const recording *r, char *err, size_t err_size);
-/* Packs a raw recording of one thread straight from its bytes, without
- * holding its events. Returns 0; 1 (nothing written) when several threads
- * have events (then load it and use recording_pack); -1 with a message. */
+/* Packs a raw recording straight from its bytes, without loading it as
+ * a recording (one thread's events are packed as they are read; several
+ * threads' are held compactly and merged). Returns 0, or -1 with a
+ * message. */
 int recording_pack_raw(FILE *out, const char *path, const unsigned char *data, size_t len,
                        size_t counts[2], char *err, size_t err_size);
 /* Reads up to n bytes from the start of the file at path into buf, to
@@ -317,15 +318,17 @@ unsigned char *trace_read_file(const char *path, size_t *len, char *err, size_t 
 /* Reads a packed recording. Returns 0, or -1 with a message in err. */
 int recording_unpack(const char *path, const unsigned char *data, size_t len, recording *out,
                      char *err, size_t err_size);
-/* Streams a raw recording of one thread without holding its events:
- * meta gets everything but the events (num_events counts them), begin
- * runs once meta is complete, then sink gets each event in order (its
- * stack a dense index of meta). Returns 0; 1 (nothing streamed) when
- * several threads have events; -1 with a message in err. */
+/* Streams a raw recording without holding its events: meta gets
+ * everything but the events (num_events counts them), begin runs once
+ * meta is complete, then sink gets each event (its stack a dense index of
+ * meta): in order when one thread has events; when several do, in the
+ * file's order (each thread's in its order, threads' chunks interleaved)
+ * if any_order, else nothing is streamed and it returns 1. Returns 0, or
+ * -1 with a message in err. */
 typedef int (*rec_event_sink)(void *context, rec_event *e);
 int recording_stream(const char *path, const unsigned char *data, size_t len, recording *meta,
                      rec_event_sink sink, int (*begin)(void *context, const recording *meta),
-                     void *context, char *err, size_t err_size);
+                     void *context, int any_order, char *err, size_t err_size);
 /* Checks a raw recording and counts its events and stacks. Returns 0, or
  * -1 with a message. */
 int recording_counts(const char *path, const unsigned char *data, size_t len, size_t counts[2],
