@@ -569,7 +569,8 @@ static int scan(const char *path, const unsigned char *data, size_t len, recordi
         return rc;
     /* Dense stack indices: 1 + position in id order. */
     if (rc == 0) {
-        qsort(s->stacks, s->num_raw_stacks, sizeof *s->stacks, cmp_raw_stack);
+        if (s->num_raw_stacks > 0) /* qsort of NULL is undefined, even for 0 elements */
+            qsort(s->stacks, s->num_raw_stacks, sizeof *s->stacks, cmp_raw_stack);
         r->num_stacks = s->num_raw_stacks + 1;
         r->stack_first = calloc(r->num_stacks, sizeof *r->stack_first);
         r->stack_depth = calloc(r->num_stacks, sizeof *r->stack_depth);
