@@ -24,6 +24,10 @@ over the programs that write their memory, a separate line for the
 programs that allocate without touching, and the bars of issues 12 and 13.
 A peer library that is not installed is left out, with a line saying so.
 
+--allocators brisk,hardened,canary,wipe,guard,delay,nowipe adds each
+hardening part alone (BRISK_OPTIONS=canary, ...) and every part but the
+wipe (nowipe: canary,guard,delay), to see what each costs (issue 12).
+
 --allocators brisk,profile,profile_hooks adds brisk under sampled heap
 profiling (issue 15): BRISK_OPTIONS=profile at the default rate, and at a
 rate that samples nothing (the hooks' cost alone); they are not in the
@@ -55,7 +59,10 @@ ALL_ALLOCATORS = ["brisk", "hardened", "glibc", "jemalloc", "mimalloc", "tcmallo
 # directory (the write is part of what profiling costs); and
 # profile_hooks, the same at a rate of 1 TiB, which samples nothing: the
 # cost of the hooks, start-up and the exit dump without the samples.
-EXTRA_ALLOCATORS = ["profile", "profile_hooks"]
+# And the hardening parts alone, and all but the wipe.
+HARDENING_PARTS = {"canary": "canary", "wipe": "wipe", "guard": "guard", "delay": "delay",
+                   "nowipe": "canary,guard,delay"}
+EXTRA_ALLOCATORS = ["profile", "profile_hooks"] + list(HARDENING_PARTS)
 PROFILE_DIR = None
 TIMEOUT = 300  # seconds for one run of one program
 
@@ -106,6 +113,8 @@ def configurations(build, wanted):
             configs[name] = (brisk, None)
         elif name == "hardened":
             configs[name] = (brisk, "hardened")
+        elif name in HARDENING_PARTS:
+            configs[name] = (brisk, HARDENING_PARTS[name])
         elif name in ("profile", "profile_hooks"):
             PROFILE_DIR = PROFILE_DIR or tempfile.mkdtemp(prefix="brisk-bench-profiles-")
             rate = "profile" if name == "profile" else "profile=1099511627776"
