@@ -37,20 +37,6 @@ extern const size_t heapmap_page_size;
  * load: at about 4 characters a chunk, some 8 MiB of snapshots at most. */
 #define HTML_MAX_CHUNK_ENTRIES 2000000u
 
-void html_json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        /* '<' escaped so no "</script" can end the data block early. */
-        if (c == '"' || c == '\\' || c == '<' || c < 0x20)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
-}
-
 /* The header size to draw: what live chunks show (they all share one in
  * brisk's heap); free chunks have the same header. */
 static uint32_t header_of(const replay_result *r)
@@ -127,7 +113,7 @@ static int write_trace_data(FILE *out, const trace_report *rep, size_t stride)
     const replay_result *r = &rep->result;
     uint64_t granule = granule_of(r);
     fprintf(out, "{\"name\": ");
-    html_json_string(out, rep->t->name);
+    json_string(out, rep->t->name);
     fprintf(out, ", \"ops\": %zu, \"header\": %u, \"granule\": %" PRIu64 ", \"snapshots\": [",
             rep->t->num_ops, header_of(r), granule);
     size_t written = 0, peak_at = 0;

@@ -444,7 +444,7 @@ static void write_leaks(FILE *out, site_views *v)
         fprintf(out, "%s\n  {\"stack\": %" PRIu32 ", \"bytes\": %" PRIu64 ", \"count\": %" PRIu64
                      ", \"where\": ",
                 written ? "," : "", local, a->by_stack[st].leak_bytes, a->by_stack[st].leak_count);
-        html_json_string(out, where);
+        json_string(out, where);
         fputc('}', out);
         written++;
     }
@@ -475,7 +475,7 @@ static int write_stacks(FILE *out, site_views *v)
     for (size_t i = 0; i < names.count; i++) {
         if (i)
             fputc(',', out);
-        html_json_string(out, names.names[i]);
+        json_string(out, names.names[i]);
     }
     fputc(']', out);
     name_table_free(&names);
@@ -607,7 +607,7 @@ int html_write_sites(FILE *out, site_analysis *a)
     choose_series(&v);
 
     fputs("{\"command\": ", out);
-    html_json_string(out, r->command);
+    json_string(out, r->command);
     fprintf(out, ", \"pid\": %" PRIu64 ", \"events\": %zu, \"steps\": %zu, \"duration_ns\": %" PRIu64
                  ", \"peak\": %zu",
             r->pid, r->num_events, r->num_steps, r->duration_ns, v.peak_moment);
@@ -625,7 +625,7 @@ int html_write_sites(FILE *out, site_analysis *a)
     fputs(",\n \"series\": [", out);
     for (size_t k = 0; k <= v.num_series; k++) {
         fputs(k ? ",\n  {\"name\": " : "\n  {\"name\": ", out);
-        html_json_string(out, k < v.num_series ? (v.series[k] < a->num_functions
+        json_string(out, k < v.num_series ? (v.series[k] < a->num_functions
                                                        ? a->function_name[v.series[k]]
                                                        : "(no block)")
                                                : "other");

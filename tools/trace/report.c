@@ -97,15 +97,14 @@ static double utilization_of(const trace_report *r)
                : 0.0;
 }
 
-/* Writes s as a JSON string. */
-static void json_string(FILE *out, const char *s)
+void json_string(FILE *out, const char *s)
 {
     fputc('"', out);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20)
+        /* '<' escaped too, so no "</script" in a name ends the page's data
+         * block early (html.c writes its JSON with this). */
+        if (c == '"' || c == '\\' || c == '<' || c < 0x20)
             fprintf(out, "\\u%04x", c);
         else
             fputc(c, out);

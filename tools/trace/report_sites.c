@@ -90,21 +90,6 @@ static size_t ranked(const site_stats *stats, size_t n, list_kind k, size_t top,
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-static void json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
-}
-
 void sites_location_text(const frame_info *f, char *buf, size_t size)
 {
     if (f->file != NULL)

@@ -217,9 +217,10 @@ long svg_write(FILE *out, const trace_report *report);
  * or -1 on a write error. */
 int html_write(FILE *out, const trace_report *reports, size_t count);
 
-/* Writes s as a JSON string, with '<' escaped too so that no "</script"
- * ends the page's data block early. */
-void html_json_string(FILE *out, const char *s);
+/* Writes s as a JSON string (report.c), for report --json and the page,
+ * with '<' escaped too so that no "</script" ends the page's data block
+ * early. */
+void json_string(FILE *out, const char *s);
 
 /* Formats a byte count as "12.3 KiB" into buf. */
 const char *format_bytes(char *buf, size_t size, uint64_t bytes);
