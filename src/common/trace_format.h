@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define TF_MAGIC "BRISKTRC"
 #define TF_MAGIC_BYTES 8
@@ -172,6 +173,25 @@ static inline int tf_get_varint(const unsigned char **p, const unsigned char *en
         }
     }
     return -1;
+}
+
+/* The maps chunk keeps only the lines of /proc/self/maps that name a
+ * file (the whole file's mappings, for its load address, not only its
+ * code's): the symbols need no others. Filters maps[0, len) in place;
+ * returns the bytes kept. */
+static inline size_t tf_maps_keep_files(char *maps, size_t len)
+{
+    size_t kept = 0;
+    for (size_t at = 0; at < len;) {
+        char *nl = memchr(maps + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - maps) + 1 : len;
+        if (memchr(maps + at, '/', end - at) != NULL) {
+            memmove(maps + kept, maps + at, end - at);
+            kept += end - at;
+        }
+        at = end;
+    }
+    return kept;
 }
 
 #endif /* BRISK_TRACE_FORMAT_H */

@@ -546,21 +546,6 @@ static char *proc_file(const char *path, size_t *len, size_t *mapped)
     return NULL;
 }
 
-/* The mappings of files only (the symbols need no others), in place. */
-static size_t maps_keep_files(char *maps, size_t len)
-{
-    size_t kept = 0;
-    for (size_t at = 0; at < len;) {
-        char *nl = memchr(maps + at, '\n', len - at);
-        size_t end = nl ? (size_t)(nl - maps) + 1 : len;
-        if (memchr(maps + at, '/', end - at) != NULL) {
-            memmove(maps + kept, maps + at, end - at);
-            kept += end - at;
-        }
-        at = end;
-    }
-    return kept;
-}
 
 /* The profile, as a recording of version 3 with no events. */
 static bool profile_serialize(dump_buffer *b)
@@ -583,7 +568,7 @@ static bool profile_serialize(dump_buffer *b)
         os_unmap(text, mapped);
     }
     char *maps = proc_file("/proc/self/maps", &len, &mapped);
-    size_t maps_len = maps != NULL ? maps_keep_files(maps, len) : 0;
+    size_t maps_len = maps != NULL ? tf_maps_keep_files(maps, len) : 0;
 
     uint64_t stack_records = 0;
     pthread_mutex_lock(&profile_lock);

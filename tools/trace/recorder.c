@@ -488,19 +488,7 @@ static void write_maps(void)
     if (maps == NULL)
         return;
     size_t len = rec_read_file("/proc/self/maps", maps, size);
-    /* Keep the lines of mappings with a path (the whole file's, for its
-     * load address, not only its code's). */
-    size_t kept = 0;
-    for (size_t at = 0; at < len;) {
-        char *nl = memchr(maps + at, '\n', len - at);
-        size_t end = nl ? (size_t)(nl - maps) + 1 : len;
-        if (memchr(maps + at, '/', end - at) != NULL) {
-            memmove(maps + kept, maps + at, end - at);
-            kept += end - at;
-        }
-        at = end;
-    }
-    write_text_chunk(TF_MAPS, maps, kept);
+    write_text_chunk(TF_MAPS, maps, tf_maps_keep_files(maps, len));
     rec_unmap(maps, size);
 }
 
