@@ -160,6 +160,15 @@ static void json_functions(FILE *out, site_analysis *a, list_kind k, size_t top,
     fputs(n ? "\n    ]" : "]", out);
 }
 
+/* A list's sites, then its functions: "sites": [...], "functions": [...]
+ * (the caller has written "sites": ). */
+static void json_site_lists(FILE *out, site_analysis *a, list_kind list, size_t top, uint32_t *order)
+{
+    json_sites(out, a, list, top, order);
+    fputs(",\n    \"functions\": ", out);
+    json_functions(out, a, list, top, order);
+}
+
 static void write_json(FILE *out, site_analysis *a, size_t top, uint32_t *order)
 {
     const recording *r = a->r;
@@ -190,23 +199,17 @@ static void write_json(FILE *out, site_analysis *a, size_t top, uint32_t *order)
     fprintf(out, "  \"peak\": {\"bytes\": %" PRIu64 ", \"blocks\": %" PRIu64
                  ", \"time_ns\": %" PRIu64 ", \"step\": %zu,\n    \"sites\": ",
             b->peak_bytes, a->peak_blocks, b->peak_time_ns, b->peak_step);
-    json_sites(out, a, LIST_PEAK, top, order);
-    fputs(",\n    \"functions\": ", out);
-    json_functions(out, a, LIST_PEAK, top, order);
+    json_site_lists(out, a, LIST_PEAK, top, order);
     fprintf(out, "},\n  \"allocations\": {\"count\": %" PRIu64 ", \"bytes\": %" PRIu64
                  ", \"temporary\": %" PRIu64 ",\n    \"sites\": ",
             a->total_count, a->total_bytes, a->temporary);
-    json_sites(out, a, LIST_ALLOC, top, order);
-    fputs(",\n    \"functions\": ", out);
-    json_functions(out, a, LIST_ALLOC, top, order);
+    json_site_lists(out, a, LIST_ALLOC, top, order);
     fprintf(out, "},\n  \"temporary\": {\"count\": %" PRIu64 ",\n    \"sites\": ", a->temporary);
     json_sites(out, a, LIST_TEMPORARY, top, order);
     fprintf(out, "},\n  \"leaks\": {\"bytes\": %" PRIu64 ", \"count\": %" PRIu64
                  ",\n    \"sites\": ",
             a->leak_bytes, a->leak_count);
-    json_sites(out, a, LIST_LEAK, top, order);
-    fputs(",\n    \"functions\": ", out);
-    json_functions(out, a, LIST_LEAK, top, order);
+    json_site_lists(out, a, LIST_LEAK, top, order);
     fputs("}\n}\n", out);
 }
 
@@ -230,15 +233,11 @@ static void write_profile_json(FILE *out, site_analysis *a, size_t top, uint32_t
             (r->flags & TF_END_STACKS_FULL) ? "true" : "false");
     fprintf(out, "  \"live\": {\"bytes\": %" PRIu64 ", \"count\": %" PRIu64 ",\n    \"sites\": ",
             a->leak_bytes, a->leak_count);
-    json_sites(out, a, LIST_LEAK, top, order);
-    fputs(",\n    \"functions\": ", out);
-    json_functions(out, a, LIST_LEAK, top, order);
+    json_site_lists(out, a, LIST_LEAK, top, order);
     fprintf(out, "},\n  \"allocated\": {\"bytes\": %" PRIu64 ", \"count\": %" PRIu64
                  ",\n    \"sites\": ",
             a->total_bytes, a->total_count);
-    json_sites(out, a, LIST_ALLOC, top, order);
-    fputs(",\n    \"functions\": ", out);
-    json_functions(out, a, LIST_ALLOC, top, order);
+    json_site_lists(out, a, LIST_ALLOC, top, order);
     fputs("}\n}\n", out);
 }
 
