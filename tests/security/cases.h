@@ -29,6 +29,15 @@ static inline void *hide(void *p)
     return p;
 }
 
+/* The misuse's write of one byte: a byte that differs from the one
+ * there. A constant would equal a byte of a secret-derived word (a
+ * canary, a free mark, a link) one time in 256, and the write would
+ * change nothing for a check to find. */
+static inline void scribble(volatile char *at)
+{
+    *at = (char)~*at;
+}
+
 static inline void target(const void *p)
 {
     printf("target %p\n", p);

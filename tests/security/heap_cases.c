@@ -676,7 +676,7 @@ static void uaf_write(size_t size, size_t offset)
     must_alloc(heap, 64);
     brisk_heap_free(heap, p);
     char *q = hide(p);
-    q[offset] = 'X';
+    scribble(&q[offset]);
     target(p);
     for (int i = 0; i < 100; i++)
         if (brisk_heap_alloc(heap, size) == NULL)
@@ -714,7 +714,7 @@ static void case_check_finds_write_after_free(void)
     must_alloc(heap, 64);
     brisk_heap_free(heap, p);
     char *q = hide(p);
-    q[100] = 'X';
+    scribble(&q[100]);
     if (brisk_heap_check(heap) == 0)
         broken("brisk_heap_check missed a write into a freed chunk");
     printf("ok: brisk_heap_check reported the write after free\n");

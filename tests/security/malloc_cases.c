@@ -511,7 +511,7 @@ static void case_uaf_write_mark_word(void)
     char *p = must_malloc(SMALL);
     free(p);
     char *q = hide(p);
-    q[sizeof(uintptr_t)] = 'X';
+    scribble(&q[sizeof(uintptr_t)]);
     target(p);
     for (size_t i = 0; i < 60000; i++)
         if (churn_step(&c, SMALL) == p)
@@ -636,7 +636,7 @@ static void uaf_write(size_t size, size_t offset_from_end, size_t pool_count, si
     size_t usable = malloc_usable_size(p);
     free(p);
     char *q = hide(p);
-    q[usable - offset_from_end] = 'X';
+    scribble(&q[usable - offset_from_end]);
     target(p);
     for (size_t i = 0; i < rounds; i++)
         if (churn_step(&c, size) == p)
@@ -653,7 +653,7 @@ static void calloc_middle(size_t size, size_t pool, size_t rounds)
     size_t usable = malloc_usable_size(p);
     free(p);
     char *q = hide(p);
-    q[usable / 2] = 'X';
+    scribble(&q[usable / 2]);
     target(p);
     for (size_t i = 0; i < rounds; i++)
         if (churn_step_calloc(&c, size) == p)
@@ -751,7 +751,7 @@ static void large_uaf_write(long offset, int use_calloc)
     memset(p, 1, usable);
     free(p);
     volatile unsigned char *v = hide(p);
-    v[offset >= 0 ? (size_t)offset : usable - (size_t)-offset] = 'X';
+    scribble((volatile char *)&v[offset >= 0 ? (size_t)offset : usable - (size_t)-offset]);
     target(p);
     for (int i = 0; i < ROUNDS; i++) {
         unsigned char *q = use_calloc ? calloc(1, LARGE) : malloc(LARGE);
@@ -784,9 +784,9 @@ static void guard(size_t size, int before)
     volatile char *q = hide(p);
     target(p);
     if (before)
-        q[-1] = 'X';
+        scribble(&q[-1]);
     else
-        q[usable] = 'X';
+        scribble(&q[usable]);
     unnoticed("ran off a large block without a fault");
 }
 
@@ -806,7 +806,7 @@ static void case_guard_realloc(void)
     size_t usable = malloc_usable_size(p);
     volatile char *q = hide(p);
     target(p);
-    q[usable] = 'X';
+    scribble(&q[usable]);
     unnoticed("ran off a reallocated large block without a fault");
 }
 
@@ -839,9 +839,9 @@ static void guard_reused(int before)
     volatile char *v = hide(q);
     target(q);
     if (before)
-        v[-1] = 'X';
+        scribble(&v[-1]);
     else
-        v[usable] = 'X';
+        scribble(&v[usable]);
     unnoticed("ran off a reused large block without a fault");
 }
 
@@ -862,7 +862,7 @@ static void case_guard_reused_resized(void)
     size_t usable = malloc_usable_size(p);
     volatile char *q = hide(p);
     target(p);
-    q[usable] = 'X';
+    scribble(&q[usable]);
     unnoticed("ran off a resized reused large block without a fault");
 }
 
@@ -1148,7 +1148,7 @@ static void quarantine_write(size_t offset)
     memset(p, 1, SMALL);
     free(p);
     volatile char *q = hide(p);
-    q[offset + 3] = 'X';
+    scribble(&q[offset + 3]);
     target(p);
     quarantine_push_out(push, PUSH);
     /* Without a check when it leaves, it is listed again: bring it back. */
@@ -1173,7 +1173,7 @@ static void case_quarantine_write_cross_thread(void)
     memset(p, 1, SMALL);
     handoff_free(p);
     volatile char *q = hide(p);
-    q[8 + 3] = 'X';
+    scribble(&q[8 + 3]);
     target(p);
     handoff_free(NULL);
     pthread_join(partner, NULL);
@@ -1503,7 +1503,7 @@ static void case_check_finds_large_write_after_free(void)
     if (malloc_check() != 0)
         broken("brisk_malloc_check failed with a cleanly freed large block");
     volatile unsigned char *v = hide(p);
-    v[7] = 'X';
+    scribble((volatile char *)&v[7]);
     if (malloc_check() == 0)
         broken("brisk_malloc_check missed a write into a cached large block");
     printf("ok: brisk_malloc_check reported the write after free\n");
@@ -1595,7 +1595,7 @@ static void recycled_write(const recycle_set *s)
     quarantine_flush();
     char *p = recycle_blocks[RECYCLE_TARGET];
     char *q = hide(p);
-    q[RECYCLE_OFFSET] = 'X';
+    scribble(&q[RECYCLE_OFFSET]);
     target(p);
     recycle_reuse(s, q + RECYCLE_OFFSET, "write into a block of a page that emptied, slot carved again");
 }
@@ -1613,7 +1613,7 @@ static void page_emptied_write(const recycle_set *s, int middle)
     size_t offset = middle ? malloc_usable_size(p) / 2 : RECYCLE_OFFSET;
     recycle_free(s, RECYCLE_TARGET, RECYCLE_TARGET + 1);
     char *q = hide(p);
-    q[offset] = 'X';
+    scribble(&q[offset]);
     target(p);
     recycle_free(s, 0, RECYCLE_TARGET);
     recycle_free(s, RECYCLE_TARGET + 1, s->freed);
@@ -1640,7 +1640,7 @@ static void case_wipe_uaf_write_returned(void)
     if (mincore((void *)((uintptr_t)p & ~(uintptr_t)(os_page - 1)), 1, &resident) != 0 || (resident & 1))
         broken("malloc_trim did not return the emptied page's memory to the OS");
     char *q = hide(p);
-    q[RECYCLE_OFFSET] = 'X';
+    scribble(&q[RECYCLE_OFFSET]);
     target(p);
     recycle_reuse(s, q + RECYCLE_OFFSET, "write into a block of a page returned to the OS");
 }
@@ -1655,7 +1655,7 @@ static void case_check_finds_recycled_write(void)
     if (malloc_check() != 0)
         broken("brisk_malloc_check failed before the write");
     char *q = hide(recycle_blocks[RECYCLE_TARGET]);
-    q[RECYCLE_OFFSET] = 'X';
+    scribble(&q[RECYCLE_OFFSET]);
     if (malloc_check() == 0)
         broken("brisk_malloc_check missed a write into a free slot");
     printf("ok: brisk_malloc_check reported the write into a free slot\n");
@@ -1789,7 +1789,7 @@ static void case_wipe_recycled_handler_returns(void)
     char *p = recycle_blocks[RECYCLE_TARGET];
     recycle_free(s, RECYCLE_TARGET, RECYCLE_TARGET + 1);
     char *w = hide(p);
-    w[RECYCLE_OFFSET] = 'X';
+    scribble(&w[RECYCLE_OFFSET]);
     recycle_free(s, 0, RECYCLE_TARGET);
     recycle_free(s, RECYCLE_TARGET + 1, s->freed);
     quarantine_flush();
@@ -1810,7 +1810,7 @@ static void case_wipe_recycled_handler_returns(void)
     recycle_free(s, 0, s->freed);
     quarantine_flush();
     w = hide(p);
-    w[RECYCLE_OFFSET] = 'X';
+    scribble(&w[RECYCLE_OFFSET]);
     size_t failed = reuse_after_report(s, w + RECYCLE_OFFSET);
     if (handler_reports != 1 || handler_last != p)
         broken("the write found when its slot was carved again was not reported once, naming its block");
