@@ -276,12 +276,12 @@ BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t 
 
 static inline void block_map_mark(brisk_heap *heap, const heap_chunk *c, unsigned state);
 
-/* Lists the free chunk c and marks it FREED in the block map (whatever
- * its granule said: 0 for a chunk made by a split or a merge, LIVE for a
- * block just freed). */
-BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
+/* Lists the free chunk c, already FREED in the block map (the split and
+ * merge paths flip its state themselves, from the one they proved). */
+BRISK_INLINE void bin_insert_marked(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
 {
-    block_map_mark(heap, c, BLOCK_MAP_FREED);
+    brisk_assert(block_map_get(heap, chunk_granule(heap, c)) == BLOCK_MAP_FREED,
+                 "bin_insert_marked: a listed chunk is FREED in the block map");
     heap_chunk *first = heap->heads[cls];
     if (brisk_unlikely(!bin_link_safe(heap, c, first))) {
         /* first's next link was overwritten (a write after free). c goes
@@ -297,14 +297,24 @@ BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size,
     bin_link(heap, c, size, cls, first, false);
 }
 
+/* Lists the free chunk c and marks it FREED in the block map (whatever
+ * its granule said: 0 for a chunk made by a split or a merge, LIVE for a
+ * block just freed). */
+BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
+{
+    block_map_mark(heap, c, BLOCK_MAP_FREED);
+    bin_insert_marked(heap, c, size, cls);
+}
+
 BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
 {
     bin_insert_class(heap, c, size, chunk_class_of(size));
 }
 
-/* Takes c (of `size` bytes, already checked) off its list. The class is
- * only needed when c is the first entry. */
-BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+/* Takes c (of `size` bytes, already checked) off its list, leaving its
+ * block-map state to the caller. The class is only needed when c is the
+ * first entry. */
+BRISK_INLINE void bin_unlink(brisk_heap *heap, heap_chunk *c, size_t size)
 {
     brisk_assert(!chunk_is_used(c) && chunk_size(c) == size,
                  "bin_remove: only a free chunk of this size is on a list");
@@ -323,7 +333,14 @@ BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
         next->prev = prev;
     heap->binned_count--;
     heap->binned_bytes -= size;
-    block_map_mark(heap, c, 0); /* handed out or merged: marked again by the caller */
+}
+
+/* bin_unlink, and c's FREED mark goes: it is handed out or merged, and
+ * marked again by the caller. */
+BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    bin_unlink(heap, c, size);
+    block_map_mark(heap, c, 0);
 }
 
 /* Under BRISK_HEAP_WIPE every byte of a free chunk other than its own
@@ -656,18 +673,24 @@ BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool pl
         class_mark_empty(heap, cls);
     heap->binned_count--;
     heap->binned_bytes -= size;
+    /* listed_front_sound read the map from c's granule g on: FREED at g,
+     * and for a split 0 up to and including the rest's granule, so both
+     * changes below are a flip from a state just read. */
+    size_t g = chunk_granule(heap, c);
     size_t rest = size - need;
     if (rest >= CHUNK_MIN_SIZE) {
         heap_chunk *r = chunk_at(c, need);
         r->head = rest | CHUNK_PREV_USED;
-        bin_insert(heap, r, rest);
+        block_map_flip(heap, g + need / GRANULE, 0, BLOCK_MAP_FREED);
+        bin_insert_marked(heap, r, rest, chunk_class_of(rest));
         size = need;
     } else {
         chunk_at(c, size)->head |= CHUNK_PREV_USED;
     }
     c->head = size | CHUNK_USED | CHUNK_PREV_USED;
     if (plain) { /* a heap without options: nothing to wipe or check */
-        mark_live(heap, c);
+        block_map_flip(heap, g, BLOCK_MAP_FREED, BLOCK_MAP_LIVE);
+        heap->used_count++;
         return chunk_payload(c);
     }
     return hand_out(heap, c, size);
@@ -802,9 +825,16 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
 /* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE) when
  * the exact class (need < SMALL_LIMIT) is empty: the next non-empty class
  * is split, as alloc_search would, without its generic preamble. */
+_Static_assert(SMALL_CLASSES < 64, "the exact classes fit the class map's first word");
+
 static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
 {
-    size_t next = class_find_from(heap, need / GRANULE - 1);
+    /* need < SMALL_LIMIT: the next class up, at most SMALL_CLASSES, lies
+     * in the class map's first word; the search goes on from the second
+     * word only when the first has nothing at or above it. */
+    size_t from = need / GRANULE - 1;
+    uint64_t bits = heap->class_map[0] & (~(uint64_t)0 << from);
+    size_t next = bits != 0 ? (size_t)__builtin_ctzll(bits) : class_find_from(heap, 64);
     if (next == CLASS_NONE)
         return alloc_search(heap, need, need, BRISK_ALIGNMENT); /* sets errno */
     void *p = take_split(heap, next, need, true);
@@ -1208,14 +1238,25 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             return false;
     }
 
-    block_map_set(heap, offset / GRANULE, 0);
+    /* Every state changed below was read above: LIVE at c (free_plain),
+     * FREED at prev (prev_chunk_sound) and at a listed next
+     * (next_listed_sound). A merged chunk starts at prev, which keeps its
+     * FREED mark unless it becomes the wilderness (which has none); c's
+     * mark goes, or becomes FREED when c starts the merged chunk. */
+    size_t g = offset / GRANULE;
+    bool wild = (char *)next == top;
     heap->used_count--;
     if (prev != NULL) {
-        bin_remove(heap, prev, prev_size);
+        block_map_flip(heap, g, BLOCK_MAP_LIVE, 0);
+        if (wild)
+            block_map_flip(heap, g - prev_size / GRANULE, BLOCK_MAP_FREED, 0);
+        bin_unlink(heap, prev, prev_size);
         c = prev;
         size += prev_size;
+    } else {
+        block_map_flip(heap, g, BLOCK_MAP_LIVE, wild ? 0 : BLOCK_MAP_FREED);
     }
-    if ((char *)next == top) {
+    if (wild) {
         /* Into the wilderness (or c becomes it: next is the sentinel). */
         heap->top = (char *)c;
         c->head = heap_wild_size(heap) | CHUNK_PREV_USED;
@@ -1223,13 +1264,14 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
         return true;
     }
     if (merge_next) {
-        bin_remove(heap, next, next_size);
+        block_map_flip(heap, (offset + (head & ~CHUNK_FLAGS)) / GRANULE, BLOCK_MAP_FREED, 0);
+        bin_unlink(heap, next, next_size);
         size += next_size;
         next = chunk_at(c, size);
     }
     c->head = size | CHUNK_PREV_USED;
     next->head &= ~CHUNK_PREV_USED;
-    bin_insert(heap, c, size);
+    bin_insert_marked(heap, c, size, chunk_class_of(size));
     return true;
 }
 

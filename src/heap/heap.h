@@ -475,6 +475,17 @@ BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
     *word = (*word & ~((uint64_t)3 << shift)) | ((uint64_t)state << shift);
 }
 
+/* Changes granule g's state from `from`, which the caller has just read
+ * or proved (the assertion restates it), to `to`: one xor of the map
+ * word, without the mask-and-set of block_map_set. What the split and
+ * merge paths use, where every state they change was checked first. */
+BRISK_INLINE void block_map_flip(brisk_heap *heap, size_t g, unsigned from, unsigned to)
+{
+    brisk_assert(g < (size_t)(heap->end - heap->base) / GRANULE && block_map_get(heap, g) == from,
+                 "block_map_flip: the granule's state is not the one the caller proved");
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)(from ^ to) << (2 * (g % BLOCK_MAP_PER_WORD));
+}
+
 /* The first non-empty class at or above cls, or CLASS_NONE. O(1): one
  * word of the class map, then the summary word. */
 BRISK_INLINE size_t class_find_from(const brisk_heap *heap, size_t cls)
