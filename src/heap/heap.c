@@ -102,13 +102,21 @@ BRISK_INLINE bool listed_front_sound(const brisk_heap *heap, const heap_chunk *c
         size_t n = size / GRANULE;
         if (brisk_likely(n < 2 * BLOCK_MAP_PER_WORD))
             return exact_extent_sound(heap, g, n);
+        uint64_t next;
+        if (n < 3 * BLOCK_MAP_PER_WORD)
+            return block_map_extent3_is(heap, g, n, BLOCK_MAP_FREED, &next) &&
+                   (block_map_next_state(next, n) & BLOCK_MAP_LIVE) != 0;
         return block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n) &&
                (block_map_get(heap, g + n) & BLOCK_MAP_LIVE) != 0;
     }
-    /* Split: FREED at g and nothing in g + 1 .. g + n (the rest's start). */
+    /* Split: FREED at g and nothing in g + 1 .. g + n - 1 (the last the
+     * rest's start): a run of n granules. */
     size_t n = front / GRANULE + 1;
     if (brisk_likely(n <= 2 * BLOCK_MAP_PER_WORD))
         return block_map_run_is(heap, g, n, BLOCK_MAP_FREED);
+    uint64_t unused;
+    if (n < 3 * BLOCK_MAP_PER_WORD)
+        return block_map_extent3_is(heap, g, n, BLOCK_MAP_FREED, &unused);
     return block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n);
 }
 
@@ -140,28 +148,12 @@ BRISK_INLINE bool next_listed_sound(const brisk_heap *heap, const heap_chunk *ne
            free_links_intact(heap, next, next_size);
 }
 
-/* The whole check of a list entry c that class cls's list led to. Its
- * header must read `size | PREV_USED` for a size of the class (a listed
- * chunk's left neighbour is always in use), which rules out a used chunk
- * and damaged flag bits in one compare per class shape. */
-BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls)
-{
-    if (!heap_holds_chunk(heap, c))
-        return false;
-    size_t head = c->head, size = head & ~CHUNK_FLAGS;
-    if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size > (size_t)(heap->top - (const char *)c))
-        return false;
-    if (cls < SMALL_CLASSES ? size != chunk_class_floor(cls)
-                            : size < SMALL_LIMIT || chunk_class_of(size) != cls)
-        return false;
-    if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
-        return false;
-    return free_links_intact(heap, c, size); /* size is of class cls: checked above */
-}
-
-/* The part of listed_chunk_sound that walking a list needs before it
- * reads an entry's size and next link: inside the heap below the
- * wilderness, on a chunk boundary, and a free header of class cls. */
+/* The first half of the whole check of a list entry c that class cls's
+ * list led to, all that walking a list needs before it reads an entry's
+ * size and next link: inside the heap below the wilderness, on a chunk
+ * boundary, and a header that reads `size | PREV_USED` for a size of the
+ * class (a listed chunk's left neighbour is always in use), which rules
+ * out a used chunk and damaged flag bits. */
 BRISK_INLINE bool listed_entry_plausible(const brisk_heap *heap, const heap_chunk *c, size_t floor,
                                          size_t ceiling)
 {
@@ -173,8 +165,16 @@ BRISK_INLINE bool listed_entry_plausible(const brisk_heap *heap, const heap_chun
            size >= floor && size < ceiling;
 }
 
-/* listed_chunk_sound for the first entry of a list, which heads[] led to:
- * it must have no prev. For an exact class the caller passes the class's
+/* The second half, for the entry chosen once listed_entry_plausible said
+ * yes (so `size`, its header's, is of its class and within top): a
+ * footer that agrees and links that point back at it. */
+BRISK_INLINE bool listed_entry_sound(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    return *chunk_footer((heap_chunk *)(uintptr_t)c, size) == size && free_links_intact(heap, c, size);
+}
+
+/* Both halves of the whole check for the first entry of a list, which
+ * heads[] led to: it must have no prev. For an exact class the caller passes the class's
  * chunk size and the header must read exactly `exact | PREV_USED`; for a
  * ranged class `exact` is 0 and the size must fall in class cls. */
 BRISK_INLINE bool list_head_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls, size_t exact)
@@ -646,13 +646,43 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
     return c;
 }
 
+/* Hands out the front `need` bytes of the listed chunk c of `size` bytes
+ * (need <= size), just unlinked, for an unaligned request: the rest, when
+ * it can be a chunk, is listed on its own. c was checked whole (header,
+ * footer, links) and by listed_front_sound for this front, which read the
+ * map from c's granule g on: FREED at g, and for a split 0 up to and
+ * including the rest's granule, so both changes below are a flip from a
+ * state just read. A listed chunk's left neighbour is in use, and it lies
+ * below high_water (every listed chunk is memory once handed out, or the
+ * gap in front of a chunk carved behind it), so high_water cannot move.
+ * `plain`: the heap has no options (no wipe or hardening to apply on the
+ * way out). */
+BRISK_INLINE void *hand_out_front(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, bool plain)
+{
+    size_t g = chunk_granule(heap, c);
+    size_t rest = size - need;
+    if (rest >= CHUNK_MIN_SIZE) {
+        heap_chunk *r = chunk_at(c, need);
+        r->head = rest | CHUNK_PREV_USED;
+        block_map_flip(heap, g + need / GRANULE, 0, BLOCK_MAP_FREED);
+        bin_insert_marked(heap, r, rest, chunk_class_of(rest));
+        size = need;
+    } else {
+        chunk_at(c, size)->head |= CHUNK_PREV_USED;
+    }
+    c->head = size | CHUNK_USED | CHUNK_PREV_USED;
+    if (plain) { /* a heap without options: nothing to wipe or check */
+        block_map_flip(heap, g, BLOCK_MAP_FREED, BLOCK_MAP_LIVE);
+        heap->used_count++;
+        return chunk_payload(c);
+    }
+    return hand_out(heap, c, size);
+}
+
 /* The common way a chunk is split (most of a compiler's allocations): the
  * first entry of the larger class `cls`, which fits whatever its size,
  * for an unaligned chunk of `need` bytes. Checked like every list head,
- * unlinked, and its front handed out; a rest of a chunk's size goes to
- * its own list. The chunk lies below the wilderness, so high_water cannot
- * move, and its left neighbour is in use (it was free). `plain`: the
- * heap has no options (no wipe or hardening to apply on the way out). */
+ * unlinked, and its front handed out by hand_out_front. */
 BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool plain)
 {
     heap_chunk *c = heap->heads[cls];
@@ -673,27 +703,7 @@ BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool pl
         class_mark_empty(heap, cls);
     heap->binned_count--;
     heap->binned_bytes -= size;
-    /* listed_front_sound read the map from c's granule g on: FREED at g,
-     * and for a split 0 up to and including the rest's granule, so both
-     * changes below are a flip from a state just read. */
-    size_t g = chunk_granule(heap, c);
-    size_t rest = size - need;
-    if (rest >= CHUNK_MIN_SIZE) {
-        heap_chunk *r = chunk_at(c, need);
-        r->head = rest | CHUNK_PREV_USED;
-        block_map_flip(heap, g + need / GRANULE, 0, BLOCK_MAP_FREED);
-        bin_insert_marked(heap, r, rest, chunk_class_of(rest));
-        size = need;
-    } else {
-        chunk_at(c, size)->head |= CHUNK_PREV_USED;
-    }
-    c->head = size | CHUNK_USED | CHUNK_PREV_USED;
-    if (plain) { /* a heap without options: nothing to wipe or check */
-        block_map_flip(heap, g, BLOCK_MAP_FREED, BLOCK_MAP_LIVE);
-        heap->used_count++;
-        return chunk_payload(c);
-    }
-    return hand_out(heap, c, size);
+    return hand_out_front(heap, c, size, need, plain);
 }
 
 static void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment);
@@ -729,6 +739,7 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
         size_t cls = chunk_class_of(search);
         heap_chunk *found = NULL;
         size_t found_size = 0, found_lead = 0;
+        bool found_as_head = false; /* list_head_sound read it whole */
         /* An unaligned request of an exact class found it empty above.
          * Otherwise the own class may hold chunks too small for the
          * request (a ranged class holds sizes on both sides of it; an
@@ -774,15 +785,22 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
                 }
                 found_size = chunk_size(found);
                 found_lead = fit_lead(found, found_size, need, alignment);
+                found_as_head = true;
             }
         }
         if (found != NULL) {
+            /* The whole check: list_head_sound made it; the walk made its
+             * first half (listed_entry_plausible). */
             size_t front = found_lead + need;
-            if (brisk_unlikely(!listed_chunk_sound(heap, found, chunk_class_of(found_size)) ||
+            if (brisk_unlikely((!found_as_head && !listed_entry_sound(heap, found, found_size)) ||
                                !listed_front_sound(heap, found, found_size,
                                                    found_size - front >= CHUNK_MIN_SIZE ? front : found_size))) {
                 report_list_corrupted(found);
                 return NULL;
+            }
+            if (alignment <= BRISK_ALIGNMENT) { /* no gap: fit_lead gave 0 */
+                bin_unlink(heap, found, found_size);
+                return hand_out_front(heap, found, found_size, need, false);
             }
             bin_remove(heap, found, found_size);
             return carve(heap, found, found_size, need, found_lead, false);
@@ -1334,6 +1352,15 @@ static BRISK_NOINLINE void free_plain_wide(brisk_heap *heap, heap_chunk *c, size
         uint64_t next_window;
         if (brisk_unlikely(!block_map_extent_is(heap, g, block_map_window(heap, g), n, BLOCK_MAP_LIVE,
                                                 &next_window))) {
+            heap_free_general(heap, chunk_payload(c));
+            return;
+        }
+        free_plain_finish(heap, c, head, next, next_head, next_window, (2 * n) % 64, deferring);
+        return;
+    }
+    if (n < 3 * BLOCK_MAP_PER_WORD) {
+        uint64_t next_window;
+        if (brisk_unlikely(!block_map_extent3_is(heap, g, n, BLOCK_MAP_LIVE, &next_window))) {
             heap_free_general(heap, chunk_payload(c));
             return;
         }
