@@ -366,6 +366,12 @@ static void size_forged_over_live(size_t b_request)
 
 static void case_size_forged_over_live(void) { size_forged_over_live(64); }
 static void case_size_forged_over_live_wide(void) { size_forged_over_live(520); }
+/* b of 66 granules: c starts in the third map window, read for a chunk
+ * of 64 to 95 granules. */
+static void case_size_forged_over_live_far(void) { size_forged_over_live(1040); }
+/* b of 126 granules: past three windows, where the span check loops over
+ * map words. */
+static void case_size_forged_over_live_long(void) { size_forged_over_live(2000); }
 
 /* The same forged size met by realloc (a shrink would free the tail of
  * the claimed span, c's memory) and by usable_size (which would promise
@@ -803,6 +809,8 @@ static const security_case cases[] = {
     CASE(uaf_steer_merge),
     CASE(size_forged_over_live),
     CASE(size_forged_over_live_wide),
+    CASE(size_forged_over_live_far),
+    CASE(size_forged_over_live_long),
     CASE(size_forged_realloc),
     CASE(size_forged_usable_size),
     CASE(prev_used_cleared),
