@@ -58,8 +58,9 @@ BRISK_INLINE bool link_target_sound(const brisk_heap *heap, const heap_chunk *t)
     return heap_holds_chunk(heap, t) && block_map_get(heap, chunk_granule(heap, t)) == BLOCK_MAP_FREED;
 }
 
-/* block_map_span_clear out of line: the long spans (chunks of 1 KiB or
- * more), kept off the fast paths' registers. */
+/* block_map_span_clear out of line: the long spans (what an alloc hands
+ * out or splits off, 96 granules or more: past block_map_extent3_is),
+ * kept off the fast paths' registers. */
 static BRISK_NOINLINE bool span_clear_far(const brisk_heap *heap, size_t from, size_t to)
 {
     return block_map_span_clear(heap, from, to);
@@ -98,7 +99,8 @@ BRISK_INLINE bool listed_front_sound(const brisk_heap *heap, const heap_chunk *c
     size_t g = chunk_granule(heap, c);
     if (front >= size) {
         /* Handed out whole: exact_extent_sound, or for a chunk of 64
-         * granules or more the same three facts read granule by word. */
+         * granules or more the same three facts, in three windows below
+         * 96 granules and by word past that. */
         size_t n = size / GRANULE;
         if (brisk_likely(n < 2 * BLOCK_MAP_PER_WORD))
             return exact_extent_sound(heap, g, n);
