@@ -58,8 +58,9 @@ BRISK_INLINE bool link_target_sound(const brisk_heap *heap, const heap_chunk *t)
     return heap_holds_chunk(heap, t) && block_map_get(heap, chunk_granule(heap, t)) == BLOCK_MAP_FREED;
 }
 
-/* block_map_span_clear out of line: the long spans (chunks of 1 KiB or
- * more), kept off the fast paths' registers. */
+/* block_map_span_clear out of line: the long spans (what an alloc hands
+ * out or splits off, 96 granules or more: past block_map_extent3_is),
+ * kept off the fast paths' registers. */
 static BRISK_NOINLINE bool span_clear_far(const brisk_heap *heap, size_t from, size_t to)
 {
     return block_map_span_clear(heap, from, to);
@@ -98,17 +99,26 @@ BRISK_INLINE bool listed_front_sound(const brisk_heap *heap, const heap_chunk *c
     size_t g = chunk_granule(heap, c);
     if (front >= size) {
         /* Handed out whole: exact_extent_sound, or for a chunk of 64
-         * granules or more the same three facts read granule by word. */
+         * granules or more the same three facts, in three windows below
+         * 96 granules and by word past that. */
         size_t n = size / GRANULE;
         if (brisk_likely(n < 2 * BLOCK_MAP_PER_WORD))
             return exact_extent_sound(heap, g, n);
+        uint64_t next;
+        if (n < 3 * BLOCK_MAP_PER_WORD)
+            return block_map_extent3_is(heap, g, n, BLOCK_MAP_FREED, &next) &&
+                   (block_map_next_state(next, n) & BLOCK_MAP_LIVE) != 0;
         return block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n) &&
                (block_map_get(heap, g + n) & BLOCK_MAP_LIVE) != 0;
     }
-    /* Split: FREED at g and nothing in g + 1 .. g + n (the rest's start). */
+    /* Split: FREED at g and nothing in g + 1 .. g + n - 1 (the last the
+     * rest's start): a run of n granules. */
     size_t n = front / GRANULE + 1;
     if (brisk_likely(n <= 2 * BLOCK_MAP_PER_WORD))
         return block_map_run_is(heap, g, n, BLOCK_MAP_FREED);
+    uint64_t unused;
+    if (n < 3 * BLOCK_MAP_PER_WORD)
+        return block_map_extent3_is(heap, g, n, BLOCK_MAP_FREED, &unused);
     return block_map_get(heap, g) == BLOCK_MAP_FREED && span_clear_far(heap, g + 1, g + n);
 }
 
@@ -140,28 +150,12 @@ BRISK_INLINE bool next_listed_sound(const brisk_heap *heap, const heap_chunk *ne
            free_links_intact(heap, next, next_size);
 }
 
-/* The whole check of a list entry c that class cls's list led to. Its
- * header must read `size | PREV_USED` for a size of the class (a listed
- * chunk's left neighbour is always in use), which rules out a used chunk
- * and damaged flag bits in one compare per class shape. */
-BRISK_INLINE bool listed_chunk_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls)
-{
-    if (!heap_holds_chunk(heap, c))
-        return false;
-    size_t head = c->head, size = head & ~CHUNK_FLAGS;
-    if ((head & CHUNK_FLAGS) != CHUNK_PREV_USED || size > (size_t)(heap->top - (const char *)c))
-        return false;
-    if (cls < SMALL_CLASSES ? size != chunk_class_floor(cls)
-                            : size < SMALL_LIMIT || chunk_class_of(size) != cls)
-        return false;
-    if (*chunk_footer((heap_chunk *)(uintptr_t)c, size) != size)
-        return false;
-    return free_links_intact(heap, c, size); /* size is of class cls: checked above */
-}
-
-/* The part of listed_chunk_sound that walking a list needs before it
- * reads an entry's size and next link: inside the heap below the
- * wilderness, on a chunk boundary, and a free header of class cls. */
+/* The first half of the whole check of a list entry c that class cls's
+ * list led to, all that walking a list needs before it reads an entry's
+ * size and next link: inside the heap below the wilderness, on a chunk
+ * boundary, and a header that reads `size | PREV_USED` for a size of the
+ * class (a listed chunk's left neighbour is always in use), which rules
+ * out a used chunk and damaged flag bits. */
 BRISK_INLINE bool listed_entry_plausible(const brisk_heap *heap, const heap_chunk *c, size_t floor,
                                          size_t ceiling)
 {
@@ -173,8 +167,16 @@ BRISK_INLINE bool listed_entry_plausible(const brisk_heap *heap, const heap_chun
            size >= floor && size < ceiling;
 }
 
-/* listed_chunk_sound for the first entry of a list, which heads[] led to:
- * it must have no prev. For an exact class the caller passes the class's
+/* The second half, for the entry chosen once listed_entry_plausible said
+ * yes (so `size`, its header's, is of its class and within top): a
+ * footer that agrees and links that point back at it. */
+BRISK_INLINE bool listed_entry_sound(const brisk_heap *heap, const heap_chunk *c, size_t size)
+{
+    return *chunk_footer((heap_chunk *)(uintptr_t)c, size) == size && free_links_intact(heap, c, size);
+}
+
+/* Both halves of the whole check for the first entry of a list, which
+ * heads[] led to: it must have no prev. For an exact class the caller passes the class's
  * chunk size and the header must read exactly `exact | PREV_USED`; for a
  * ranged class `exact` is 0 and the size must fall in class cls. */
 BRISK_INLINE bool list_head_sound(const brisk_heap *heap, const heap_chunk *c, size_t cls, size_t exact)
@@ -276,12 +278,12 @@ BRISK_INLINE void bin_link(brisk_heap *heap, heap_chunk *c, size_t size, size_t 
 
 static inline void block_map_mark(brisk_heap *heap, const heap_chunk *c, unsigned state);
 
-/* Lists the free chunk c and marks it FREED in the block map (whatever
- * its granule said: 0 for a chunk made by a split or a merge, LIVE for a
- * block just freed). */
-BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
+/* Lists the free chunk c, already FREED in the block map (the split and
+ * merge paths flip its state themselves, from the one they proved). */
+BRISK_INLINE void bin_insert_marked(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
 {
-    block_map_mark(heap, c, BLOCK_MAP_FREED);
+    brisk_assert(block_map_get(heap, chunk_granule(heap, c)) == BLOCK_MAP_FREED,
+                 "bin_insert_marked: a listed chunk is FREED in the block map");
     heap_chunk *first = heap->heads[cls];
     if (brisk_unlikely(!bin_link_safe(heap, c, first))) {
         /* first's next link was overwritten (a write after free). c goes
@@ -297,14 +299,24 @@ BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size,
     bin_link(heap, c, size, cls, first, false);
 }
 
+/* Lists the free chunk c and marks it FREED in the block map (whatever
+ * its granule said: 0 for a chunk made by a split or a merge, LIVE for a
+ * block just freed). */
+BRISK_INLINE void bin_insert_class(brisk_heap *heap, heap_chunk *c, size_t size, size_t cls)
+{
+    block_map_mark(heap, c, BLOCK_MAP_FREED);
+    bin_insert_marked(heap, c, size, cls);
+}
+
 BRISK_INLINE void bin_insert(brisk_heap *heap, heap_chunk *c, size_t size)
 {
     bin_insert_class(heap, c, size, chunk_class_of(size));
 }
 
-/* Takes c (of `size` bytes, already checked) off its list. The class is
- * only needed when c is the first entry. */
-BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+/* Takes c (of `size` bytes, already checked) off its list, leaving its
+ * block-map state to the caller. The class is only needed when c is the
+ * first entry. */
+BRISK_INLINE void bin_unlink(brisk_heap *heap, heap_chunk *c, size_t size)
 {
     brisk_assert(!chunk_is_used(c) && chunk_size(c) == size,
                  "bin_remove: only a free chunk of this size is on a list");
@@ -323,7 +335,14 @@ BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
         next->prev = prev;
     heap->binned_count--;
     heap->binned_bytes -= size;
-    block_map_mark(heap, c, 0); /* handed out or merged: marked again by the caller */
+}
+
+/* bin_unlink, and c's FREED mark goes: it is handed out or merged, and
+ * marked again by the caller. */
+BRISK_INLINE void bin_remove(brisk_heap *heap, heap_chunk *c, size_t size)
+{
+    bin_unlink(heap, c, size);
+    block_map_mark(heap, c, 0);
 }
 
 /* Under BRISK_HEAP_WIPE every byte of a free chunk other than its own
@@ -629,13 +648,43 @@ BRISK_INLINE heap_chunk *take_exact(brisk_heap *heap, size_t need, bool report)
     return c;
 }
 
+/* Hands out the front `need` bytes of the listed chunk c of `size` bytes
+ * (need <= size), just unlinked, for an unaligned request: the rest, when
+ * it can be a chunk, is listed on its own. c was checked whole (header,
+ * footer, links) and by listed_front_sound for this front, which read the
+ * map from c's granule g on: FREED at g, and for a split 0 up to and
+ * including the rest's granule, so both changes below are a flip from a
+ * state just read. A listed chunk's left neighbour is in use, and it lies
+ * below high_water (every listed chunk is memory once handed out, or the
+ * gap in front of a chunk carved behind it), so high_water cannot move.
+ * `plain`: the heap has no options (no wipe or hardening to apply on the
+ * way out). */
+BRISK_INLINE void *hand_out_front(brisk_heap *heap, heap_chunk *c, size_t size, size_t need, bool plain)
+{
+    size_t g = chunk_granule(heap, c);
+    size_t rest = size - need;
+    if (rest >= CHUNK_MIN_SIZE) {
+        heap_chunk *r = chunk_at(c, need);
+        r->head = rest | CHUNK_PREV_USED;
+        block_map_flip(heap, g + need / GRANULE, 0, BLOCK_MAP_FREED);
+        bin_insert_marked(heap, r, rest, chunk_class_of(rest));
+        size = need;
+    } else {
+        chunk_at(c, size)->head |= CHUNK_PREV_USED;
+    }
+    c->head = size | CHUNK_USED | CHUNK_PREV_USED;
+    if (plain) { /* a heap without options: nothing to wipe or check */
+        block_map_flip(heap, g, BLOCK_MAP_FREED, BLOCK_MAP_LIVE);
+        heap->used_count++;
+        return chunk_payload(c);
+    }
+    return hand_out(heap, c, size);
+}
+
 /* The common way a chunk is split (most of a compiler's allocations): the
  * first entry of the larger class `cls`, which fits whatever its size,
  * for an unaligned chunk of `need` bytes. Checked like every list head,
- * unlinked, and its front handed out; a rest of a chunk's size goes to
- * its own list. The chunk lies below the wilderness, so high_water cannot
- * move, and its left neighbour is in use (it was free). `plain`: the
- * heap has no options (no wipe or hardening to apply on the way out). */
+ * unlinked, and its front handed out by hand_out_front. */
 BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool plain)
 {
     heap_chunk *c = heap->heads[cls];
@@ -656,21 +705,7 @@ BRISK_INLINE void *take_split(brisk_heap *heap, size_t cls, size_t need, bool pl
         class_mark_empty(heap, cls);
     heap->binned_count--;
     heap->binned_bytes -= size;
-    size_t rest = size - need;
-    if (rest >= CHUNK_MIN_SIZE) {
-        heap_chunk *r = chunk_at(c, need);
-        r->head = rest | CHUNK_PREV_USED;
-        bin_insert(heap, r, rest);
-        size = need;
-    } else {
-        chunk_at(c, size)->head |= CHUNK_PREV_USED;
-    }
-    c->head = size | CHUNK_USED | CHUNK_PREV_USED;
-    if (plain) { /* a heap without options: nothing to wipe or check */
-        mark_live(heap, c);
-        return chunk_payload(c);
-    }
-    return hand_out(heap, c, size);
+    return hand_out_front(heap, c, size, need, plain);
 }
 
 static void *alloc_search(brisk_heap *heap, size_t need, size_t search, size_t alignment);
@@ -706,6 +741,7 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
         size_t cls = chunk_class_of(search);
         heap_chunk *found = NULL;
         size_t found_size = 0, found_lead = 0;
+        bool found_as_head = false; /* list_head_sound read it whole */
         /* An unaligned request of an exact class found it empty above.
          * Otherwise the own class may hold chunks too small for the
          * request (a ranged class holds sizes on both sides of it; an
@@ -751,15 +787,22 @@ BRISK_INLINE void *alloc_search_inline(brisk_heap *heap, size_t need, size_t sea
                 }
                 found_size = chunk_size(found);
                 found_lead = fit_lead(found, found_size, need, alignment);
+                found_as_head = true;
             }
         }
         if (found != NULL) {
+            /* The whole check: list_head_sound made it; the walk made its
+             * first half (listed_entry_plausible). */
             size_t front = found_lead + need;
-            if (brisk_unlikely(!listed_chunk_sound(heap, found, chunk_class_of(found_size)) ||
+            if (brisk_unlikely((!found_as_head && !listed_entry_sound(heap, found, found_size)) ||
                                !listed_front_sound(heap, found, found_size,
                                                    found_size - front >= CHUNK_MIN_SIZE ? front : found_size))) {
                 report_list_corrupted(found);
                 return NULL;
+            }
+            if (alignment <= BRISK_ALIGNMENT) { /* no gap: fit_lead gave 0 */
+                bin_unlink(heap, found, found_size);
+                return hand_out_front(heap, found, found_size, need, false);
             }
             bin_remove(heap, found, found_size);
             return carve(heap, found, found_size, need, found_lead, false);
@@ -802,9 +845,16 @@ static BRISK_NOINLINE void *alloc_search(brisk_heap *heap, size_t need, size_t s
 /* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE) when
  * the exact class (need < SMALL_LIMIT) is empty: the next non-empty class
  * is split, as alloc_search would, without its generic preamble. */
+_Static_assert(SMALL_CLASSES < 64, "the exact classes fit the class map's first word");
+
 static BRISK_NOINLINE void *alloc_plain_miss(brisk_heap *heap, size_t need)
 {
-    size_t next = class_find_from(heap, need / GRANULE - 1);
+    /* need < SMALL_LIMIT: the next class up, at most SMALL_CLASSES, lies
+     * in the class map's first word; the search goes on from the second
+     * word only when the first has nothing at or above it. */
+    size_t from = need / GRANULE - 1;
+    uint64_t bits = heap->class_map[0] & (~(uint64_t)0 << from);
+    size_t next = bits != 0 ? (size_t)__builtin_ctzll(bits) : class_find_from(heap, 64);
     if (next == CLASS_NONE)
         return alloc_search(heap, need, need, BRISK_ALIGNMENT); /* sets errno */
     void *p = take_split(heap, next, need, true);
@@ -1208,14 +1258,25 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
             return false;
     }
 
-    block_map_set(heap, offset / GRANULE, 0);
+    /* Every state changed below was read above: LIVE at c (free_plain),
+     * FREED at prev (prev_chunk_sound) and at a listed next
+     * (next_listed_sound). A merged chunk starts at prev, which keeps its
+     * FREED mark unless it becomes the wilderness (which has none); c's
+     * mark goes, or becomes FREED when c starts the merged chunk. */
+    size_t g = offset / GRANULE;
+    bool wild = (char *)next == top;
     heap->used_count--;
     if (prev != NULL) {
-        bin_remove(heap, prev, prev_size);
+        block_map_flip(heap, g, BLOCK_MAP_LIVE, 0);
+        if (wild)
+            block_map_flip(heap, g - prev_size / GRANULE, BLOCK_MAP_FREED, 0);
+        bin_unlink(heap, prev, prev_size);
         c = prev;
         size += prev_size;
+    } else {
+        block_map_flip(heap, g, BLOCK_MAP_LIVE, wild ? 0 : BLOCK_MAP_FREED);
     }
-    if ((char *)next == top) {
+    if (wild) {
         /* Into the wilderness (or c becomes it: next is the sentinel). */
         heap->top = (char *)c;
         c->head = heap_wild_size(heap) | CHUNK_PREV_USED;
@@ -1223,13 +1284,14 @@ BRISK_INLINE bool free_plain_merge_checked(brisk_heap *heap, heap_chunk *c, size
         return true;
     }
     if (merge_next) {
-        bin_remove(heap, next, next_size);
+        block_map_flip(heap, (offset + (head & ~CHUNK_FLAGS)) / GRANULE, BLOCK_MAP_FREED, 0);
+        bin_unlink(heap, next, next_size);
         size += next_size;
         next = chunk_at(c, size);
     }
     c->head = size | CHUNK_PREV_USED;
     next->head &= ~CHUNK_PREV_USED;
-    bin_insert(heap, c, size);
+    bin_insert_marked(heap, c, size, chunk_class_of(size));
     return true;
 }
 
@@ -1298,6 +1360,8 @@ static BRISK_NOINLINE void free_plain_wide(brisk_heap *heap, heap_chunk *c, size
         free_plain_finish(heap, c, head, next, next_head, next_window, (2 * n) % 64, deferring);
         return;
     }
+    /* The word loop, inlined here: three windows (block_map_extent3_is)
+     * read more instructions than it for a chunk of 64 to 95 granules. */
     if (brisk_unlikely(!block_map_span_clear(heap, g + 1, g + n))) {
         heap_free_general(heap, chunk_payload(c));
         return;

@@ -458,6 +458,23 @@ BRISK_INLINE bool block_map_extent_is(const brisk_heap *heap, size_t g, uint64_t
     return low == first && (high & (((uint64_t)1 << (2 * (n - BLOCK_MAP_PER_WORD))) - 1)) == 0;
 }
 
+/* block_map_extent_is for a chunk of 64 <= n < 96 granules (1 KiB up to
+ * 1.5 KiB), in three windows instead of a loop over map words: `first`
+ * at g, 0 in the 63 granules after it (the first two windows whole) and
+ * in the first n - 64 of the third, which holds the state of granule
+ * g + n for block_map_next_state. g + n is at most the granule count,
+ * so the third window (at g + 64 <= g + n) is readable, as the second
+ * is for block_map_extent_is. */
+BRISK_INLINE bool block_map_extent3_is(const brisk_heap *heap, size_t g, size_t n, uint64_t first,
+                                       uint64_t *next)
+{
+    brisk_assert(n >= 2 * BLOCK_MAP_PER_WORD && n < 3 * BLOCK_MAP_PER_WORD, "block_map_extent3_is: 64 to 95 granules");
+    uint64_t high = block_map_window(heap, g + 2 * BLOCK_MAP_PER_WORD);
+    *next = high;
+    return block_map_window(heap, g) == first && block_map_window(heap, g + BLOCK_MAP_PER_WORD) == 0 &&
+           (high & (((uint64_t)1 << (2 * (n - 2 * BLOCK_MAP_PER_WORD))) - 1)) == 0;
+}
+
 /* The state of granule g + n from the window block_map_extent_is handed
  * back for a chunk of n granules at g: at bit 2 (n mod 32) of either
  * window (the mod is free: a 64-bit shift count is taken mod 64). */
@@ -473,6 +490,17 @@ BRISK_INLINE void block_map_set(brisk_heap *heap, size_t g, unsigned state)
     uint64_t *word = &heap->block_map[g / BLOCK_MAP_PER_WORD];
     unsigned shift = 2 * (unsigned)(g % BLOCK_MAP_PER_WORD);
     *word = (*word & ~((uint64_t)3 << shift)) | ((uint64_t)state << shift);
+}
+
+/* Changes granule g's state from `from`, which the caller has just read
+ * or proved (the assertion restates it), to `to`: one xor of the map
+ * word, without the mask-and-set of block_map_set. What the split and
+ * merge paths use, where every state they change was checked first. */
+BRISK_INLINE void block_map_flip(brisk_heap *heap, size_t g, unsigned from, unsigned to)
+{
+    brisk_assert(g < (size_t)(heap->end - heap->base) / GRANULE && block_map_get(heap, g) == from,
+                 "block_map_flip: the granule's state is not the one the caller proved");
+    heap->block_map[g / BLOCK_MAP_PER_WORD] ^= (uint64_t)(from ^ to) << (2 * (g % BLOCK_MAP_PER_WORD));
 }
 
 /* The first non-empty class at or above cls, or CLASS_NONE. O(1): one

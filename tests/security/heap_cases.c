@@ -366,6 +366,39 @@ static void size_forged_over_live(size_t b_request)
 
 static void case_size_forged_over_live(void) { size_forged_over_live(64); }
 static void case_size_forged_over_live_wide(void) { size_forged_over_live(520); }
+/* b of 66 granules, past the windows of the exact classes: the span
+ * check loops over map words, and c's start lies in the third. */
+static void case_size_forged_over_live_far(void) { size_forged_over_live(1040); }
+/* b of 126 granules: a longer loop, with whole words between the ends. */
+static void case_size_forged_over_live_long(void) { size_forged_over_live(2000); }
+
+/* Class 8 met by an alloc: an overflow from the block before the listed
+ * free chunk f enlarges f's header over the live block c after it, to a
+ * size of the same class, and writes the footer that size implies (in
+ * c's bytes, which the attacker may own). Handing f out must not believe
+ * the size. f is of 64 granules, and claims 66: the map is read in three
+ * windows, c's start in the third. */
+static void case_listed_size_forged_far(void)
+{
+    brisk_heap *heap = make_heap();
+    must_alloc(heap, 64);
+    must_alloc(heap, 64);
+    char *f = must_alloc(heap, 1008);
+    char *c = must_alloc(heap, 24);
+    must_alloc(heap, 64);
+    size_t f_size = chunk_size_of(heap, f), c_size = chunk_size_of(heap, c);
+    size_t c_usable = brisk_heap_usable_size(heap, c);
+    brisk_heap_free(heap, f); /* both neighbours live: listed as it is */
+    size_t forged = f_size + c_size;
+    put_word(f - 8, forged | 2u);                  /* free, PREV_USED */
+    put_word(f - 8 + forged - 8, forged);          /* its footer, in c */
+    target(f);
+    size_t want = forged - 16;
+    char *q = brisk_heap_alloc(heap, want);
+    if (q != NULL && overlaps(q, want, c, c_usable))
+        broken("the heap handed out memory of a live block (a size forged in a free chunk's header was believed)");
+    unnoticed("a free chunk's size forged over a live block");
+}
 
 /* The same forged size met by realloc (a shrink would free the tail of
  * the claimed span, c's memory) and by usable_size (which would promise
@@ -803,6 +836,9 @@ static const security_case cases[] = {
     CASE(uaf_steer_merge),
     CASE(size_forged_over_live),
     CASE(size_forged_over_live_wide),
+    CASE(size_forged_over_live_far),
+    CASE(size_forged_over_live_long),
+    CASE(listed_size_forged_far),
     CASE(size_forged_realloc),
     CASE(size_forged_usable_size),
     CASE(prev_used_cleared),
