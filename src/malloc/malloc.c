@@ -50,10 +50,6 @@ static void block_zero(page *pg, void *p)
     memset(p, 0, pg->block_size - block_tail(harden_flags));
 }
 
-/* The class's current page has a free block: pop it. Counting requests
- * per class costs one increment on a line the thread heap owns;
- * malloc_generic counts the requests that reach it. Under wipe the block
- * is checked to be still zero. */
 /* page_hand_out under wipe or profiling: the pop, then the hooks. */
 static BRISK_NOINLINE void *page_hand_out_hooked(page *pg, size_t size, const void *caller)
 {
@@ -84,7 +80,11 @@ BRISK_INLINE bool profile_countdown_passes(thread_heap *h, unsigned flags, size_
     return false;
 }
 
-/* The flags are tested before the pop: a test after it would keep them
+/* The class's current page has a free block: pop it. Counting requests
+ * per class costs one increment on a line the thread heap owns;
+ * malloc_generic counts the requests that reach it. Under wipe the block
+ * is checked to be still zero, under profiling counted down.
+ * The flags are tested before the pop: a test after it would keep them
  * (and the page) in saved registers across page_pop's call to report a
  * corrupted list, making every malloc save and restore them. */
 BRISK_INLINE void *page_hand_out(thread_heap *h, page *pg, unsigned flags, size_t size,
