@@ -126,8 +126,12 @@ with tempfile.TemporaryDirectory() as tmp:
           "profile_path's %p is the process id", str(named))
 
     # ---- SIGUSR2 ----------------------------------------------------------
+    # At profile=1024: this mix is a third of the one above, and at 4096
+    # its smallest site's live bytes had about 400 samples, whose 5%
+    # standard error put the 10% bound at two of them (the check failed
+    # about one run in 30); at 1024 the bound is four.
     target = os.path.join(tmp, "sig.btr")
-    p = run([program, "signal", target], "profile=4096,profile_path=" + target, cwd=tmp)
+    p = run([program, "signal", target], "profile=1024,profile_path=" + target, cwd=tmp)
     check(p.returncode == 0, "SIGUSR2 makes the program write its profile", p.stderr)
     if p.returncode == 0:
         sig = report(target + ".signal")
