@@ -883,11 +883,11 @@ static BRISK_NOINLINE void *heap_alloc_general(brisk_heap *heap, size_t size)
     return p;
 }
 
-/* alloc_plain for an exact class of 512 bytes or more (requests of 497 to
- * 1000 bytes): the same take_exact, whose extent check reads a second
- * map window for these, out of line so that the smaller classes keep
- * their registers: a tail call, not the general path. */
-static BRISK_NOINLINE void *alloc_plain_wide(brisk_heap *heap, size_t size, size_t need)
+/* alloc_plain's exact-class case: the class's first chunk, or the miss
+ * path when the class is empty; a damaged entry goes the general way,
+ * which finds and reports it. Inlined into both alloc_plain and
+ * alloc_plain_wide. */
+BRISK_INLINE void *alloc_plain_exact(brisk_heap *heap, size_t size, size_t need)
 {
     heap_chunk *c = take_exact(heap, need, false);
     if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
@@ -897,6 +897,15 @@ static BRISK_NOINLINE void *alloc_plain_wide(brisk_heap *heap, size_t size, size
     if (c == NULL)
         return alloc_plain_miss(heap, need);
     return heap_alloc_general(heap, size);
+}
+
+/* alloc_plain for an exact class of 512 bytes or more (requests of 497 to
+ * 1000 bytes): the same take_exact, whose extent check reads a second
+ * map window for these, out of line so that the smaller classes keep
+ * their registers: a tail call, not the general path. */
+static BRISK_NOINLINE void *alloc_plain_wide(brisk_heap *heap, size_t size, size_t need)
+{
+    return alloc_plain_exact(heap, size, need);
 }
 
 /* brisk_heap_alloc on a plain heap (no flags, or only DEFER_MERGE).
@@ -909,16 +918,7 @@ BRISK_INLINE void *alloc_plain(brisk_heap *heap, size_t size)
         size_t need = chunk_size_for_small(size);
         if (brisk_unlikely(need / GRANULE >= BLOCK_MAP_PER_WORD))
             return alloc_plain_wide(heap, size, need);
-        heap_chunk *c = take_exact(heap, need, false);
-        if (brisk_likely(c != NULL && c != TAKE_CORRUPT)) {
-            mark_live(heap, c);
-            return chunk_payload(c);
-        }
-        /* A damaged entry goes the general way, which finds and reports
-         * it. */
-        if (c == NULL)
-            return alloc_plain_miss(heap, need);
-        return heap_alloc_general(heap, size);
+        return alloc_plain_exact(heap, size, need);
     }
     /* A ranged request: straight to the search (which sets errno). */
     size_t need;

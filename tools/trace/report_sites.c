@@ -8,6 +8,7 @@
 #include "sites.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -296,6 +297,17 @@ static void table_functions(FILE *out, site_analysis *a, list_kind k, size_t top
     }
 }
 
+/* A list's sites, then (when `functions`) the same merged by function. */
+static void table_site_lists(FILE *out, site_analysis *a, list_kind k, size_t top, unsigned frames,
+                             uint32_t *order, bool functions)
+{
+    table_sites(out, a, k, top, frames, order);
+    if (functions) {
+        fputs("  by function:\n", out);
+        table_functions(out, a, k, top, order);
+    }
+}
+
 static void write_table(FILE *out, site_analysis *a, size_t top, unsigned frames, uint32_t *order)
 {
     const recording *r = a->r;
@@ -321,9 +333,7 @@ static void write_table(FILE *out, site_analysis *a, size_t top, unsigned frames
     format_bytes(bytes, sizeof bytes, b->peak_bytes);
     fprintf(out, "\nPEAK: %s live in %" PRIu64 " blocks at %.3f s (step %zu of %zu)\n", bytes,
             a->peak_blocks, (double)b->peak_time_ns / 1e9, b->peak_step, r->num_steps);
-    table_sites(out, a, LIST_PEAK, top, frames, order);
-    fputs("  by function:\n", out);
-    table_functions(out, a, LIST_PEAK, top, order);
+    table_site_lists(out, a, LIST_PEAK, top, frames, order, true);
 
     format_bytes(bytes, sizeof bytes, a->total_bytes);
     fprintf(out, "\nALLOCATIONS: %" PRIu64 " calls, %s; %" PRIu64 " temporary (%.1f%%)\n",
@@ -338,11 +348,7 @@ static void write_table(FILE *out, site_analysis *a, size_t top, unsigned frames
 
     format_bytes(bytes, sizeof bytes, a->leak_bytes);
     fprintf(out, "\nLEAKS: %s in %" PRIu64 " blocks live at exit\n", bytes, a->leak_count);
-    table_sites(out, a, LIST_LEAK, top, frames, order);
-    if (a->leak_count) {
-        fputs("  by function:\n", out);
-        table_functions(out, a, LIST_LEAK, top, order);
-    }
+    table_site_lists(out, a, LIST_LEAK, top, frames, order, a->leak_count != 0);
 }
 
 static void write_profile_table(FILE *out, site_analysis *a, size_t top, unsigned frames,
@@ -371,18 +377,10 @@ static void write_profile_table(FILE *out, site_analysis *a, size_t top, unsigne
 
     format_bytes(bytes, sizeof bytes, a->leak_bytes);
     fprintf(out, "\nLIVE at the dump: ~%s in ~%" PRIu64 " blocks\n", bytes, a->leak_count);
-    table_sites(out, a, LIST_LEAK, top, frames, order);
-    if (a->leak_count) {
-        fputs("  by function:\n", out);
-        table_functions(out, a, LIST_LEAK, top, order);
-    }
+    table_site_lists(out, a, LIST_LEAK, top, frames, order, a->leak_count != 0);
     format_bytes(bytes, sizeof bytes, a->total_bytes);
     fprintf(out, "\nALLOCATED since start-up: ~%s in ~%" PRIu64 " calls\n", bytes, a->total_count);
-    table_sites(out, a, LIST_ALLOC, top, frames, order);
-    if (a->total_count) {
-        fputs("  by function:\n", out);
-        table_functions(out, a, LIST_ALLOC, top, order);
-    }
+    table_site_lists(out, a, LIST_ALLOC, top, frames, order, a->total_count != 0);
 }
 
 int report_main(int argc, char **argv)
